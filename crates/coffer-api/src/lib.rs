@@ -1,0 +1,23 @@
+//! Coffer's protocol layer: AWS Backup's `rest-json` wire protocol and nothing else.
+//!
+//! Everything the service model states (types, routes, bindings, status codes, constraints) is
+//! generated from it into [`generated`] by `scripts/codegen.py`; the hand-written modules here
+//! hold the protocol behaviour the model does not spell out: error encoding as the SDKs parse
+//! it, SigV4 verification, URI routing and the HTTP entry point. Nothing in this crate knows
+//! about backup plans or vaults beyond their shapes: the domain implements [`BackupService`].
+
+pub mod error;
+pub mod generated;
+pub mod http;
+pub mod operation;
+pub mod request;
+pub mod router;
+pub mod sigv4;
+pub mod timestamp;
+pub mod validate;
+
+pub use error::ApiError;
+pub use generated::operations::{BackupService, OPERATIONS, Operation, dispatch};
+pub use generated::types;
+pub use request::RequestContext;
+pub use timestamp::Timestamp;

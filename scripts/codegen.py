@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""Generate Coffer's protocol layer from the vendored AWS Backup service model.
+
+Reads model/backup/service-2.json and writes crates/coffer-api/src/generated/:
+  types.rs       one Rust struct per modelled structure (wire names, serde), enum value tables
+  validate.rs    input validation from the model's constraints (length, range, pattern, enum)
+  operations.rs  the operation table (method, URI template, bindings, status code), the
+                 `BackupService` trait with one async method per operation, and `dispatch`
+
+The generated files are committed so that a reader can browse them; CI runs this script and
+fails if the result differs from what is committed (see .ci/run). Never edit generated files:
+change the model (via scripts/refresh-model.py) or this script instead.
+
+  scripts/codegen.py
+"""
+import json
+import os
+import re
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..")
+MODEL = os.path.join(ROOT, "model", "backup", "service-2.json")
+VERSION = os.path.join(ROOT, "model", "backup", "VERSION")
+OUT = os.path.join(ROOT, "crates", "coffer-api", "src", "generated")
+
+RUST_KEYWORDS = {
+    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for",
+    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return",
+    "self", "Self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where",
+    "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+}
+# Structure names that would shadow names the generated code relies on.
+RESERVED_TYPES = {"Result", "Option", "Vec", "String", "Box", "Timestamp", "Value"}
+
+
+def snake(name):
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
+    s = s.replace("-", "_").lower()
+    if s in RUST_KEYWORDS:
+        s = "r#" + s
+    return s
+
+
+def type_name(shape_name):
+    n = shape_name[0].upper() + shape_name[1:]
+    if n in RESERVED_TYPES:
+        n = n + "Shape"
+    return n
+
+
+def rust_str(s):
+    return json.dumps(s)
+
+
+def raw_str(s):
+    hashes = "#"
+    while ('"' + hashes) in s:
+        hashes += "#"
+    return "r" + hashes + '"' + s + '"' + hashes
+
+
+class Gen:
+    def __init__(self, model):
+        self.m = model
+        self.shapes = model["shapes"]
+        self.ops = model["operations"]
+
+    def is_exception(self, name):
+        return bool(self.shapes[name].get("exception"))
+
+    def rust_type(self, shape_name):
+        sh = self.shapes[shape_name]
+        t = sh["type"]
+        if t == "string":
+            return "String"
+        if t == "integer":
+            return "i32"
+        if t == "long":
+            return "i64"
+        if t == "boolean":
+            return "bool"
+        if t == "timestamp":
+            return "Timestamp"
+        if t in ("double", "float"):
+            return "f64"
+        if t == "list":
+            return "Vec<%s>" % self.rust_type(sh["member"]["shape"])
+        if t == "map":
+            return "BTreeMap<String, %s>" % self.rust_type(sh["value"]["shape"])
+        if t == "structure":
+            return type_name(shape_name)
+        raise SystemExit("unsupported shape type %s (%s)" % (t, shape_name))
+
+    def structures(self):
+        return sorted(n for n, s in self.shapes.items()
+                      if s["type"] == "structure" and not self.is_exception(n))
+
+    def fields(self, struct_name):
+        sh = self.shapes[struct_name]
+        required = set(sh.get("required", []))
+        out = []
+        used = set()
+        for member, mm in sorted(sh["members"].items()):
+            f = snake(member)
+            while f in used:
+                f += "_"
+            used.add(f)
+            out.append((member, f, mm, member in required))
+        return out
+
+    # ---------------------------------------------------------------- types.rs
+    def gen_types(self):
+        w = []
+        w.append(self.header())
+        w.append("//! Request, response and nested types of the AWS Backup API, one per modelled")
+        w.append("//! structure, with the model's member names on the wire.\n")
+        w.append("#![allow(clippy::all, missing_docs)]\n")
+        w.append("use std::collections::BTreeMap;\n")
+        w.append("use serde::{Deserialize, Serialize};\n")
+        w.append("use crate::timestamp::Timestamp;\n")
+        for name in self.structures():
+            w.append("#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]")
+            w.append("pub struct %s {" % type_name(name))
+            for member, f, mm, req in self.fields(name):
+                rt = self.rust_type(mm["shape"])
+                w.append("    #[serde(rename = %s%s)]" % (
+                    rust_str(member),
+                    "" if req else ", default, skip_serializing_if = \"Option::is_none\""))
+                w.append("    pub %s: %s," % (f, rt if req else "Option<%s>" % rt))
+            w.append("}\n")
+        # Enum value tables.
+        for name in sorted(n for n, s in self.shapes.items() if "enum" in s):
+            w.append("/// The values the model allows for `%s`." % name)
+            w.append("pub const %s_VALUES: &[&str] = &[%s];\n" % (
+                snake(name).upper().replace("R#", ""),
+                ", ".join(rust_str(v) for v in self.shapes[name]["enum"])))
+        return "\n".join(w)
+
+    # ------------------------------------------------------------- validate.rs
+    def input_reachable(self):
+        seen = set()
+        stack = [o["input"]["shape"] for o in self.ops.values() if "input" in o]
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            sh = self.shapes[n]
+            if sh["type"] == "structure":
+                stack.extend(mm["shape"] for mm in sh["members"].values())
+            elif sh["type"] == "list":
+                stack.append(sh["member"]["shape"])
+            elif sh["type"] == "map":
+                stack.append(sh["key"]["shape"])
+                stack.append(sh["value"]["shape"])
+        return seen
+
+    def checks(self, shape_name, expr, path_expr, indent, depth=0):
+        """Rust statements validating `expr` (a reference) against the shape's constraints."""
+        sh = self.shapes[shape_name]
+        t = sh["type"]
+        pad = " " * indent
+        out = []
+        if t == "string":
+            if "min" in sh or "max" in sh:
+                out.append("%scheck_length(%s, %s.chars().count(), %s, %s)?;" % (
+                    pad, path_expr, expr, self.opt(sh.get("min")), self.opt(sh.get("max"))))
+            if "pattern" in sh:
+                out.append("%scheck_pattern(%s, %s, %s)?;" % (pad, path_expr, expr, self.pattern_ref(sh["pattern"])))
+            if "enum" in sh:
+                out.append("%scheck_enum(%s, %s, crate::generated::types::%s_VALUES)?;" % (
+                    pad, path_expr, expr, snake(shape_name).upper().replace("R#", "")))
+        elif t in ("integer", "long"):
+            if "min" in sh or "max" in sh:
+                out.append("%scheck_range(%s, i64::from(*%s), %s, %s)?;" % (
+                    pad, path_expr, expr, self.opt(sh.get("min")), self.opt(sh.get("max"))))
+        elif t == "list":
+            if "min" in sh or "max" in sh:
+                out.append("%scheck_count(%s, %s.len(), %s, %s)?;" % (
+                    pad, path_expr, expr, self.opt(sh.get("min")), self.opt(sh.get("max"))))
+            item = "item%d" % depth
+            idx = "i%d" % depth
+            inner = self.checks(sh["member"]["shape"], item,
+                                "&format!(\"{}[{}]\", %s, %s)" % (path_expr, idx), indent + 4, depth + 1)
+            if inner:
+                out.append("%sfor (%s, %s) in %s.iter().enumerate() {" % (pad, idx, item, expr))
+                out.extend(inner)
+                out.append("%s}" % pad)
+        elif t == "map":
+            if "min" in sh or "max" in sh:
+                out.append("%scheck_count(%s, %s.len(), %s, %s)?;" % (
+                    pad, path_expr, expr, self.opt(sh.get("min")), self.opt(sh.get("max"))))
+            k = "key%d" % depth
+            v = "value%d" % depth
+            inner = self.checks(sh["key"]["shape"], k, "&format!(\"{}.key\", %s)" % path_expr, indent + 4, depth + 1)
+            inner += self.checks(sh["value"]["shape"], v, "&format!(\"{}[{}]\", %s, %s)" % (path_expr, k), indent + 4, depth + 1)
+            if inner:
+                out.append("%sfor (%s, %s) in %s.iter() {" % (pad, k, v, expr))
+                out.extend(inner)
+                out.append("%s}" % pad)
+        elif t == "structure":
+            if self.struct_has_checks(shape_name):
+                out.append("%s%s.validate_at(%s)?;" % (pad, expr, path_expr))
+        return out
+
+    def struct_has_checks(self, name, seen=None):
+        seen = seen or set()
+        if name in seen:
+            return False
+        seen.add(name)
+        sh = self.shapes[name]
+        for mm in sh["members"].values():
+            if self.shape_has_checks(mm["shape"], seen):
+                return True
+        return False
+
+    def shape_has_checks(self, n, seen):
+        sh = self.shapes[n]
+        t = sh["type"]
+        if t == "string":
+            return any(k in sh for k in ("min", "max", "pattern", "enum"))
+        if t in ("integer", "long"):
+            return "min" in sh or "max" in sh
+        if t == "list":
+            return "min" in sh or "max" in sh or self.shape_has_checks(sh["member"]["shape"], seen)
+        if t == "map":
+            return ("min" in sh or "max" in sh or self.shape_has_checks(sh["key"]["shape"], seen)
+                    or self.shape_has_checks(sh["value"]["shape"], seen))
+        if t == "structure":
+            return self.struct_has_checks(n, seen)
+        return False
+
+    @staticmethod
+    def opt(v):
+        return "None" if v is None else "Some(%d)" % v
+
+    def pattern_ref(self, pattern):
+        if pattern not in self.patterns:
+            self.patterns[pattern] = "PATTERN_%d" % len(self.patterns)
+        return "&%s" % self.patterns[pattern]
+
+    def gen_validate(self):
+        self.patterns = {}
+        body = []
+        reachable = self.input_reachable()
+        for name in sorted(n for n in reachable if self.shapes[n]["type"] == "structure"):
+            has = self.struct_has_checks(name)
+            body.append("impl Validate for %s {" % type_name(name))
+            if not has:
+                body.append("    fn validate_at(&self, _path: &str) -> Result<(), ApiError> {")
+                body.append("        Ok(())")
+                body.append("    }")
+                body.append("}\n")
+                continue
+            body.append("    fn validate_at(&self, path: &str) -> Result<(), ApiError> {")
+            for member, f, mm, req in self.fields(name):
+                path_expr = "&member_path(path, %s)" % rust_str(member)
+                if req:
+                    inner = self.checks(mm["shape"], "(&self.%s)" % f, path_expr, 8)
+                    body.extend(inner)
+                else:
+                    inner = self.checks(mm["shape"], "value", path_expr, 12)
+                    if inner:
+                        body.append("        if let Some(value) = &self.%s {" % f)
+                        body.extend(inner)
+                        body.append("        }")
+            body.append("        Ok(())")
+            body.append("    }")
+            body.append("}\n")
+        w = [self.header()]
+        w.append("//! Input validation generated from the model's constraints.\n")
+        w.append("#![allow(clippy::all, unused_variables, unused_parens)]\n")
+        w.append("use std::sync::LazyLock;\n")
+        w.append("use crate::error::ApiError;")
+        w.append("use crate::generated::types::*;")
+        w.append("use crate::validate::{")
+        w.append("    Pattern, Validate, check_count, check_enum, check_length, check_pattern, check_range,")
+        w.append("    member_path,")
+        w.append("};\n")
+        for pattern, ident in self.patterns.items():
+            w.append("static %s: LazyLock<Pattern> = LazyLock::new(|| Pattern::new(%s));" % (ident, raw_str(pattern)))
+        w.append("")
+        w.extend(body)
+        return "\n".join(w)
+
+    # ----------------------------------------------------------- operations.rs
+    def gen_operations(self):
+        w = [self.header()]
+        w.append("//! The operation table, the service trait and request dispatch.\n")
+        w.append("#![allow(clippy::all, unused_variables, unused_parens)]\n")
+        w.append("use async_trait::async_trait;\n")
+        w.append("use crate::error::ApiError;")
+        w.append("use crate::generated::types::*;")
+        w.append("use crate::operation::{Binding, Location, OperationSpec, ScalarKind};")
+        w.append("use crate::request::RequestContext;")
+        w.append("use crate::validate::{Validate, decode_input, encode_output};\n")
+        names = sorted(self.ops)
+        w.append("/// Every operation of the AWS Backup API.")
+        w.append("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]")
+        w.append("pub enum Operation {")
+        for n in names:
+            w.append("    %s," % n)
+        w.append("}\n")
+        w.append("impl Operation {")
+        w.append("    /// All operations, in name order.")
+        w.append("    pub const ALL: &'static [Operation] = &[%s];\n" % ", ".join("Operation::%s" % n for n in names))
+        w.append("    /// The operation's name as the model spells it.")
+        w.append("    pub fn name(self) -> &'static str {")
+        w.append("        self.spec().name")
+        w.append("    }\n")
+        w.append("    /// The operation's HTTP binding.")
+        w.append("    pub fn spec(self) -> &'static OperationSpec {")
+        w.append("        &OPERATIONS[self as usize]")
+        w.append("    }")
+        w.append("}\n")
+        w.append("/// The HTTP binding of every operation, indexed by `Operation as usize`.")
+        w.append("pub static OPERATIONS: &[OperationSpec] = &[")
+        for n in names:
+            op = self.ops[n]
+            http = op["http"]
+            bindings = []
+            if "input" in op:
+                for member, f, mm, req in self.fields(op["input"]["shape"]):
+                    loc = mm.get("location")
+                    if loc in ("uri", "querystring"):
+                        kind = {"string": "String", "integer": "Integer", "long": "Long",
+                                "boolean": "Boolean", "timestamp": "Timestamp"}[self.shapes[mm["shape"]]["type"]]
+                        bindings.append("Binding { member: %s, wire: %s, location: Location::%s, kind: ScalarKind::%s }" % (
+                            rust_str(member), rust_str(mm.get("locationName", member)),
+                            "Uri" if loc == "uri" else "Query", kind))
+            w.append("    OperationSpec {")
+            w.append("        operation: Operation::%s," % n)
+            w.append("        name: %s," % rust_str(n))
+            w.append("        method: %s," % rust_str(http["method"]))
+            w.append("        uri: %s," % rust_str(http["requestUri"]))
+            w.append("        success_status: %d," % http.get("responseCode", 200))
+            w.append("        has_input: %s," % ("true" if "input" in op else "false"))
+            w.append("        bindings: &[%s]," % ", ".join(bindings))
+            w.append("    },")
+        w.append("];\n")
+        # Service trait.
+        w.append("/// The AWS Backup API as one async trait: one method per operation.")
+        w.append("///")
+        w.append("/// Every method has a default body answering that the operation is not implemented, so")
+        w.append("/// an implementation overrides exactly the operations it really provides.")
+        w.append("#[async_trait]")
+        w.append("pub trait BackupService: Send + Sync + 'static {")
+        for n in names:
+            op = self.ops[n]
+            args = "&self, ctx: &RequestContext"
+            if "input" in op:
+                args += ", input: %s" % type_name(op["input"]["shape"])
+            out = type_name(op["output"]["shape"]) if "output" in op else "()"
+            w.append("    async fn %s(%s) -> Result<%s, ApiError> {" % (snake(n), args, out))
+            w.append("        Err(ApiError::not_implemented(%s))" % rust_str(n))
+            w.append("    }\n")
+        w.append("}\n")
+        # Dispatch.
+        w.append("/// Decodes the operation's input from its JSON form (body members plus bound URI and")
+        w.append("/// query members), validates it, calls the service and encodes the output body.")
+        w.append("pub async fn dispatch<S: BackupService + ?Sized>(")
+        w.append("    service: &S,")
+        w.append("    ctx: &RequestContext,")
+        w.append("    operation: Operation,")
+        w.append("    input: serde_json::Value,")
+        w.append(") -> Result<Vec<u8>, ApiError> {")
+        w.append("    match operation {")
+        for n in names:
+            op = self.ops[n]
+            w.append("        Operation::%s => {" % n)
+            if "input" in op:
+                w.append("            let input: %s = decode_input(input)?;" % type_name(op["input"]["shape"]))
+                w.append("            input.validate()?;")
+                call = "service.%s(ctx, input).await?" % snake(n)
+            else:
+                call = "service.%s(ctx).await?" % snake(n)
+            if "output" in op:
+                w.append("            encode_output(&%s)" % call)
+            else:
+                w.append("            %s;" % call)
+                w.append("            Ok(Vec::new())")
+            w.append("        }")
+        w.append("    }")
+        w.append("}")
+        return "\n".join(w)
+
+    def header(self):
+        version = open(VERSION).read().strip()
+        return ("// @generated by scripts/codegen.py from model/backup/service-2.json (%s). Do not edit.\n" % version)
+
+
+def main():
+    model = json.load(open(MODEL))
+    g = Gen(model)
+    os.makedirs(OUT, exist_ok=True)
+    files = {
+        "types.rs": g.gen_types(),
+        "validate.rs": g.gen_validate(),
+        "operations.rs": g.gen_operations(),
+        "mod.rs": g.header() + "//! Code generated from the service model; see scripts/codegen.py.\n\n"
+                  "pub mod operations;\npub mod types;\nmod validate;\n",
+    }
+    for name, text in files.items():
+        path = os.path.join(OUT, name)
+        with open(path, "w") as f:
+            f.write(text.rstrip("\n") + "\n")
+        subprocess.run(["rustfmt", "--edition", "2024", path], check=True)
+    print("generated %d operations, %d structures into %s" % (
+        len(model["operations"]), len(g.structures()), os.path.relpath(OUT, ROOT)))
+
+
+if __name__ == "__main__":
+    main()

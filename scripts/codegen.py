@@ -384,6 +384,23 @@ class Gen:
                 w.append("            Ok(Vec::new())")
             w.append("        }")
         w.append("    }")
+        w.append("}\n")
+        w.append("/// Calls the operation with an empty (default) input, skipping decoding and validation.")
+        w.append("/// Used to read off which operations an implementation provides (see coffer-core's")
+        w.append("/// coverage); run it only against a throwaway instance.")
+        w.append("pub async fn call_with_default_input<S: BackupService + ?Sized>(")
+        w.append("    service: &S,")
+        w.append("    ctx: &RequestContext,")
+        w.append("    operation: Operation,")
+        w.append(") -> Result<(), ApiError> {")
+        w.append("    match operation {")
+        for n in names:
+            op = self.ops[n]
+            if "input" in op:
+                w.append("        Operation::%s => service.%s(ctx, Default::default()).await.map(drop)," % (n, snake(n)))
+            else:
+                w.append("        Operation::%s => service.%s(ctx).await.map(drop)," % (n, snake(n)))
+        w.append("    }")
         w.append("}")
         return "\n".join(w)
 

@@ -4452,3 +4452,471 @@ pub async fn dispatch<S: BackupService + ?Sized>(
         }
     }
 }
+
+/// Calls the operation with an empty (default) input, skipping decoding and validation.
+/// Used to read off which operations an implementation provides (see coffer-core's
+/// coverage); run it only against a throwaway instance.
+pub async fn call_with_default_input<S: BackupService + ?Sized>(
+    service: &S,
+    ctx: &RequestContext,
+    operation: Operation,
+) -> Result<(), ApiError> {
+    match operation {
+        Operation::AssociateBackupVaultMpaApprovalTeam => service
+            .associate_backup_vault_mpa_approval_team(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CancelLegalHold => service
+            .cancel_legal_hold(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateBackupAccessPoint => service
+            .create_backup_access_point(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateBackupPlan => service
+            .create_backup_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateBackupSelection => service
+            .create_backup_selection(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateBackupVault => service
+            .create_backup_vault(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateFramework => service
+            .create_framework(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateLegalHold => service
+            .create_legal_hold(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateLogicallyAirGappedBackupVault => service
+            .create_logically_air_gapped_backup_vault(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateReportPlan => service
+            .create_report_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateRestoreAccessBackupVault => service
+            .create_restore_access_backup_vault(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateRestoreTestingPlan => service
+            .create_restore_testing_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateRestoreTestingSelection => service
+            .create_restore_testing_selection(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::CreateTieringConfiguration => service
+            .create_tiering_configuration(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteBackupAccessPoint => service
+            .delete_backup_access_point(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteBackupPlan => service
+            .delete_backup_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteBackupSelection => service
+            .delete_backup_selection(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteBackupVault => service
+            .delete_backup_vault(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteBackupVaultAccessPolicy => service
+            .delete_backup_vault_access_policy(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteBackupVaultLockConfiguration => service
+            .delete_backup_vault_lock_configuration(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteBackupVaultNotifications => service
+            .delete_backup_vault_notifications(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteFramework => service
+            .delete_framework(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteRecoveryPoint => service
+            .delete_recovery_point(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteReportPlan => service
+            .delete_report_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteRestoreTestingPlan => service
+            .delete_restore_testing_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteRestoreTestingSelection => service
+            .delete_restore_testing_selection(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DeleteTieringConfiguration => service
+            .delete_tiering_configuration(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeBackupAccessPoint => service
+            .describe_backup_access_point(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeBackupJob => service
+            .describe_backup_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeBackupVault => service
+            .describe_backup_vault(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeCopyJob => service
+            .describe_copy_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeFramework => service
+            .describe_framework(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeGlobalSettings => service
+            .describe_global_settings(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeProtectedResource => service
+            .describe_protected_resource(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeRecoveryPoint => service
+            .describe_recovery_point(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeRegionSettings => service
+            .describe_region_settings(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeReportJob => service
+            .describe_report_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeReportPlan => service
+            .describe_report_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeRestoreJob => service
+            .describe_restore_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DescribeScanJob => service
+            .describe_scan_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DisassociateBackupVaultMpaApprovalTeam => service
+            .disassociate_backup_vault_mpa_approval_team(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DisassociateRecoveryPoint => service
+            .disassociate_recovery_point(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::DisassociateRecoveryPointFromParent => service
+            .disassociate_recovery_point_from_parent(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ExportBackupPlanTemplate => service
+            .export_backup_plan_template(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetBackupPlan => service
+            .get_backup_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetBackupPlanFromJSON => service
+            .get_backup_plan_from_json(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetBackupPlanFromTemplate => service
+            .get_backup_plan_from_template(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetBackupSelection => service
+            .get_backup_selection(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetBackupVaultAccessPolicy => service
+            .get_backup_vault_access_policy(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetBackupVaultNotifications => service
+            .get_backup_vault_notifications(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetLegalHold => service
+            .get_legal_hold(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetPITRMalwareScanResults => service
+            .get_pitr_malware_scan_results(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetRecoveryPointIndexDetails => service
+            .get_recovery_point_index_details(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetRecoveryPointRestoreMetadata => service
+            .get_recovery_point_restore_metadata(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetRestoreJobMetadata => service
+            .get_restore_job_metadata(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetRestoreTestingInferredMetadata => service
+            .get_restore_testing_inferred_metadata(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetRestoreTestingPlan => service
+            .get_restore_testing_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetRestoreTestingSelection => service
+            .get_restore_testing_selection(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::GetSupportedResourceTypes => {
+            service.get_supported_resource_types(ctx).await.map(drop)
+        }
+        Operation::GetTieringConfiguration => service
+            .get_tiering_configuration(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupAccessPoints => service
+            .list_backup_access_points(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupAccessPointsByRecoveryPoint => service
+            .list_backup_access_points_by_recovery_point(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupAccessPointsByResource => service
+            .list_backup_access_points_by_resource(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupJobSummaries => service
+            .list_backup_job_summaries(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupJobs => service
+            .list_backup_jobs(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupPlanTemplates => service
+            .list_backup_plan_templates(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupPlanVersions => service
+            .list_backup_plan_versions(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupPlans => service
+            .list_backup_plans(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupSelections => service
+            .list_backup_selections(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListBackupVaults => service
+            .list_backup_vaults(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListCopyJobSummaries => service
+            .list_copy_job_summaries(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListCopyJobs => service
+            .list_copy_jobs(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListFrameworks => service
+            .list_frameworks(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListIndexedRecoveryPoints => service
+            .list_indexed_recovery_points(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListLegalHolds => service
+            .list_legal_holds(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListProtectedResources => service
+            .list_protected_resources(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListProtectedResourcesByBackupVault => service
+            .list_protected_resources_by_backup_vault(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRecoveryPointsByBackupVault => service
+            .list_recovery_points_by_backup_vault(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRecoveryPointsByLegalHold => service
+            .list_recovery_points_by_legal_hold(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRecoveryPointsByResource => service
+            .list_recovery_points_by_resource(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListReportJobs => service
+            .list_report_jobs(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListReportPlans => service
+            .list_report_plans(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRestoreAccessBackupVaults => service
+            .list_restore_access_backup_vaults(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRestoreJobSummaries => service
+            .list_restore_job_summaries(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRestoreJobs => service
+            .list_restore_jobs(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRestoreJobsByProtectedResource => service
+            .list_restore_jobs_by_protected_resource(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRestoreTestingPlans => service
+            .list_restore_testing_plans(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListRestoreTestingSelections => service
+            .list_restore_testing_selections(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListScanJobSummaries => service
+            .list_scan_job_summaries(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListScanJobs => service
+            .list_scan_jobs(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::ListTags => service.list_tags(ctx, Default::default()).await.map(drop),
+        Operation::ListTieringConfigurations => service
+            .list_tiering_configurations(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::PutBackupVaultAccessPolicy => service
+            .put_backup_vault_access_policy(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::PutBackupVaultLockConfiguration => service
+            .put_backup_vault_lock_configuration(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::PutBackupVaultNotifications => service
+            .put_backup_vault_notifications(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::PutRestoreValidationResult => service
+            .put_restore_validation_result(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::RevokeRestoreAccessBackupVault => service
+            .revoke_restore_access_backup_vault(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::StartBackupJob => service
+            .start_backup_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::StartCopyJob => service
+            .start_copy_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::StartReportJob => service
+            .start_report_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::StartRestoreJob => service
+            .start_restore_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::StartScanJob => service
+            .start_scan_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::StopBackupJob => service
+            .stop_backup_job(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::TagResource => service
+            .tag_resource(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UntagResource => service
+            .untag_resource(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateBackupPlan => service
+            .update_backup_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateFramework => service
+            .update_framework(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateGlobalSettings => service
+            .update_global_settings(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateRecoveryPointIndexSettings => service
+            .update_recovery_point_index_settings(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateRecoveryPointLifecycle => service
+            .update_recovery_point_lifecycle(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateRegionSettings => service
+            .update_region_settings(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateReportPlan => service
+            .update_report_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateRestoreTestingPlan => service
+            .update_restore_testing_plan(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateRestoreTestingSelection => service
+            .update_restore_testing_selection(ctx, Default::default())
+            .await
+            .map(drop),
+        Operation::UpdateTieringConfiguration => service
+            .update_tiering_configuration(ctx, Default::default())
+            .await
+            .map(drop),
+    }
+}

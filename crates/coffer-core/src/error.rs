@@ -1,0 +1,35 @@
+//! The domain's error type: an API error, or a store failure on its way to becoming one.
+
+use coffer_api::ApiError;
+use coffer_store::StoreError;
+
+/// An error of a domain operation. Store failures are logged in full and reach the client
+/// as ServiceUnavailableException.
+#[derive(Debug)]
+pub struct Error(pub ApiError);
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error(e)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error(ApiError::internal(e))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error(ApiError::internal(format!("record encoding: {e}")))
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        e.0
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

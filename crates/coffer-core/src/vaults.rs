@@ -1,0 +1,286 @@
+//! Backup vaults: named containers of recovery points, one namespace per account and region.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use coffer_api::types::*;
+use coffer_api::{ApiError, RequestContext, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::{Coffer, arn, paging};
+
+pub(crate) const TABLE: &str = "vault";
+
+/// A vault as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct VaultRecord {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub arn: String,
+    pub creation_date: DateTime<Utc>,
+    pub creator_request_id: Option<String>,
+    pub encryption_key_arn: String,
+    pub encryption_key_type: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub recovery_points: i64,
+    #[serde(default)]
+    pub lock: Option<VaultLock>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct VaultLock {
+    pub min_retention_days: Option<i64>,
+    pub max_retention_days: Option<i64>,
+    pub lock_date: Option<DateTime<Utc>>,
+}
+
+/// The store key of a vault: account and region first, so a scan by prefix lists one scope.
+pub(crate) fn key(account: &str, region: &str, name: &str) -> String {
+    format!("{}{name}", scope(account, region))
+}
+
+pub(crate) fn scope(account: &str, region: &str) -> String {
+    format!("{account}:{region}:")
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Backup vault '{name}' does not exist in this account and region."
+    ))
+}
+
+impl VaultRecord {
+    fn locked(&self, now: DateTime<Utc>) -> bool {
+        self.lock
+            .as_ref()
+            .is_some_and(|l| l.lock_date.is_some_and(|d| d <= now))
+    }
+
+    fn describe(&self, now: DateTime<Utc>) -> DescribeBackupVaultOutput {
+        DescribeBackupVaultOutput {
+            backup_vault_arn: Some(self.arn.clone()),
+            backup_vault_name: Some(self.name.clone()),
+            creation_date: Some(Timestamp(self.creation_date)),
+            creator_request_id: self.creator_request_id.clone(),
+            encryption_key_arn: Some(self.encryption_key_arn.clone()),
+            encryption_key_type: Some(self.encryption_key_type.clone()),
+            locked: Some(self.locked(now)),
+            lock_date: self.lock.as_ref().and_then(|l| l.lock_date).map(Timestamp),
+            min_retention_days: self.lock.as_ref().and_then(|l| l.min_retention_days),
+            max_retention_days: self.lock.as_ref().and_then(|l| l.max_retention_days),
+            number_of_recovery_points: Some(self.recovery_points),
+            vault_state: Some("AVAILABLE".into()),
+            vault_type: Some("BACKUP_VAULT".into()),
+            ..Default::default()
+        }
+    }
+
+    fn list_member(&self, now: DateTime<Utc>) -> BackupVaultListMember {
+        let d = self.describe(now);
+        BackupVaultListMember {
+            backup_vault_arn: d.backup_vault_arn,
+            backup_vault_name: d.backup_vault_name,
+            creation_date: d.creation_date,
+            creator_request_id: d.creator_request_id,
+            encryption_key_arn: d.encryption_key_arn,
+            encryption_key_type: d.encryption_key_type,
+            lock_date: d.lock_date,
+            locked: d.locked,
+            max_retention_days: d.max_retention_days,
+            min_retention_days: d.min_retention_days,
+            number_of_recovery_points: d.number_of_recovery_points,
+            vault_state: d.vault_state,
+            vault_type: d.vault_type,
+        }
+    }
+}
+
+pub(crate) async fn create(
+    coffer: &Coffer,
+    ctx: &RequestContext,
+    input: CreateBackupVaultInput,
+) -> Result<CreateBackupVaultOutput> {
+    let now = coffer.clock().now();
+    let (customer_key, encryption_key_arn) = match input.encryption_key_arn {
+        Some(k) => {
+            if arn::parse(&k).is_none_or(|a| a.service != "kms") {
+                return Err(ApiError::invalid_parameter(format!(
+                    "EncryptionKeyArn '{k}' is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
+                ))
+                .into());
+            }
+            (true, k)
+        }
+        None => (
+            false,
+            arn::default_encryption_key(&ctx.region, &ctx.account_id),
+        ),
+    };
+    let record = VaultRecord {
+        account: ctx.account_id.clone(),
+        region: ctx.region.clone(),
+        name: input.backup_vault_name.clone(),
+        arn: arn::backup_vault(&ctx.region, &ctx.account_id, &input.backup_vault_name),
+        creation_date: now,
+        creator_request_id: input.creator_request_id.clone(),
+        encryption_key_arn,
+        encryption_key_type: if customer_key {
+            "CUSTOMER_MANAGED_KMS_KEY"
+        } else {
+            "AWS_OWNED_KMS_KEY"
+        }
+        .into(),
+        tags: input.backup_vault_tags.unwrap_or_default(),
+        recovery_points: 0,
+        lock: None,
+    };
+    let k = key(&ctx.account_id, &ctx.region, &record.name);
+    let stored = coffer
+        .store()
+        .write(move |tx| -> Result<VaultRecord> {
+            if let Some(existing) = tx.get(TABLE, &k)? {
+                let existing: VaultRecord = serde_json::from_slice(&existing)?;
+                if existing.creator_request_id.is_some()
+                    && existing.creator_request_id == record.creator_request_id
+                {
+                    return Ok(existing);
+                }
+                return Err(ApiError::already_exists(
+                    "Backup vault with the same name already exists",
+                )
+                .with_member("Arn", existing.arn.clone())
+                .with_member(
+                    "CreatorRequestId",
+                    existing.creator_request_id.clone().unwrap_or_default(),
+                )
+                .into());
+            }
+            tx.put(TABLE, &k, &serde_json::to_vec(&record)?)?;
+            Ok(record)
+        })
+        .await?;
+    Ok(CreateBackupVaultOutput {
+        backup_vault_arn: Some(stored.arn),
+        backup_vault_name: Some(stored.name),
+        creation_date: Some(Timestamp(stored.creation_date)),
+    })
+}
+
+/// Reads a vault of the caller's scope.
+pub(crate) async fn get(
+    coffer: &Coffer,
+    account: &str,
+    region: &str,
+    name: &str,
+) -> Result<VaultRecord> {
+    let k = key(account, region, name);
+    let name = name.to_string();
+    coffer
+        .store()
+        .read(move |tx| -> Result<VaultRecord> {
+            match tx.get(TABLE, &k)? {
+                Some(v) => Ok(serde_json::from_slice(&v)?),
+                None => Err(not_found(&name).into()),
+            }
+        })
+        .await
+}
+
+pub(crate) async fn describe(
+    coffer: &Coffer,
+    ctx: &RequestContext,
+    input: DescribeBackupVaultInput,
+) -> Result<DescribeBackupVaultOutput> {
+    if let Some(other) = &input.backup_vault_account_id {
+        if other != &ctx.account_id {
+            return Err(not_found(&input.backup_vault_name).into());
+        }
+    }
+    let v = get(
+        coffer,
+        &ctx.account_id,
+        &ctx.region,
+        &input.backup_vault_name,
+    )
+    .await?;
+    Ok(v.describe(coffer.clock().now()))
+}
+
+pub(crate) async fn list(
+    coffer: &Coffer,
+    ctx: &RequestContext,
+    input: ListBackupVaultsInput,
+) -> Result<ListBackupVaultsOutput> {
+    let now = coffer.clock().now();
+    let prefix = scope(&ctx.account_id, &ctx.region);
+    if input.by_shared == Some(true) {
+        // No vault of another account is shared with this one.
+        return Ok(ListBackupVaultsOutput {
+            backup_vault_list: Some(Vec::new()),
+            next_token: None,
+        });
+    }
+    if let Some(t) = &input.by_vault_type {
+        if t != "BACKUP_VAULT" {
+            return Ok(ListBackupVaultsOutput {
+                backup_vault_list: Some(Vec::new()),
+                next_token: None,
+            });
+        }
+    }
+    let start = match &input.next_token {
+        Some(t) => Some(paging::decode(t, &prefix)?),
+        None => None,
+    };
+    let limit = paging::page_size(input.max_results);
+    let rows = coffer
+        .store()
+        .read(move |tx| tx.scan(TABLE, &prefix, start.as_deref(), limit + 1))
+        .await?;
+    let more = rows.len() > limit;
+    let mut list = Vec::new();
+    let mut last = None;
+    for (k, v) in rows.into_iter().take(limit) {
+        let v: VaultRecord = serde_json::from_slice(&v)?;
+        list.push(v.list_member(now));
+        last = Some(k);
+    }
+    Ok(ListBackupVaultsOutput {
+        backup_vault_list: Some(list),
+        next_token: if more {
+            last.map(|k| paging::encode(&k))
+        } else {
+            None
+        },
+    })
+}
+
+pub(crate) async fn delete(
+    coffer: &Coffer,
+    ctx: &RequestContext,
+    input: DeleteBackupVaultInput,
+) -> Result<()> {
+    let k = key(&ctx.account_id, &ctx.region, &input.backup_vault_name);
+    let name = input.backup_vault_name.clone();
+    coffer
+        .store()
+        .write(move |tx| -> Result<()> {
+            let Some(v) = tx.get(TABLE, &k)? else {
+                return Err(not_found(&name).into());
+            };
+            let v: VaultRecord = serde_json::from_slice(&v)?;
+            if v.recovery_points > 0 {
+                return Err(ApiError::invalid_request(
+                    "Backup vault cannot be deleted because it contains recovery points.",
+                )
+                .into());
+            }
+            tx.delete(TABLE, &k)?;
+            Ok(())
+        })
+        .await
+}

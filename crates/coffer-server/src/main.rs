@@ -1,0 +1,62 @@
+//! `coffer`: a self-hosted backup service speaking the AWS Backup API.
+//!
+//! This crate is wiring only: it reads configuration, opens the metadata store, builds the
+//! domain service and serves it over HTTP. Everything with meaning lives in the library
+//! crates (see docs/architecture.md).
+
+mod admin;
+mod config;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+use config::{Config, ServeArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "A self-hosted backup service speaking the AWS Backup API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded defaults: SQLite in ./coffer-data, 127.0.0.1:9191, SigV4).
+    Serve(ServeArgs),
+    /// Print the table of implemented operations, read off the code (Markdown).
+    Coverage,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coffer: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = Config::resolve(args)?;
+                server::run(config).await
+            }
+            Command::Coverage => server::print_coverage().await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coffer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Startup and the HTTP server loop: logging, data directory, credentials, store, domain,
+//! then one hyper connection task per client until SIGINT / SIGTERM.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use coffer_api::http::{ApiHandler, with_common_headers};
+use coffer_api::sigv4::{AuthMode, Credential};
+use coffer_core::{Clock, Coffer};
+use coffer_store::StoreHandle;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::admin;
+use crate::config::{AuthSetting, Config, LogFormat, generated_credential};
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+struct App {
+    api: ApiHandler<Coffer>,
+    coffer: Coffer,
+    dev: bool,
+}
+
+impl App {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if admin::is_admin_path(req.uri().path()) {
+            let (parts, body) = req.into_parts();
+            let body = match Limited::new(body, 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            let r = admin::handle(
+                &self.coffer,
+                self.dev,
+                &parts.method,
+                parts.uri.path(),
+                &body,
+            )
+            .await;
+            return with_common_headers(r, &uuid::Uuid::new_v4().to_string());
+        }
+        self.api.handle(req).await
+    }
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    init_logging(config.log_format);
+    let (_temp, data_dir) = match &config.data_dir {
+        Some(d) => (None, d.clone()),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("coffer-dev-")
+                .tempdir()
+                .context("creating a temporary data directory")?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+
+    let mut printed_credential = None;
+    let auth = match config.auth {
+        AuthSetting::None => {
+            tracing::warn!(
+                "authentication is OFF (auth = none): any request is accepted; use this only for throwaway test setups"
+            );
+            AuthMode::None {
+                default_account: config.default_account.clone(),
+            }
+        }
+        AuthSetting::Sigv4 => {
+            let mut entries = config.credentials.clone();
+            if entries.is_empty() {
+                let (c, created) = generated_credential(&data_dir, &config.default_account)?;
+                printed_credential = Some((c.clone(), created));
+                entries.push(c);
+            }
+            let map: HashMap<String, Credential> = entries
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.access_key_id.clone(),
+                        Credential {
+                            access_key_id: c.access_key_id,
+                            secret_access_key: c.secret_access_key,
+                            account_id: c.account_id,
+                        },
+                    )
+                })
+                .collect();
+            AuthMode::SigV4(Arc::new(map))
+        }
+    };
+
+    let store = StoreHandle::open(
+        data_dir
+            .join("metadata.db")
+            .to_str()
+            .context("data directory path is not UTF-8")?,
+    )
+    .context("opening the metadata store")?;
+    let clock = if config.dev {
+        Clock::movable()
+    } else {
+        Clock::system()
+    };
+    let coffer = Coffer::new(store.clone(), clock);
+    let app = Arc::new(App {
+        api: ApiHandler::new(Arc::new(coffer.clone()), auth, &config.default_region),
+        coffer,
+        dev: config.dev,
+    });
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = %store.describe(), dev = config.dev, "coffer started");
+    print_banner(&config, addr, &data_dir, printed_credential.as_ref());
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(app.handle(req).await) }
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn print_banner(
+    config: &Config,
+    addr: std::net::SocketAddr,
+    data_dir: &std::path::Path,
+    credential: Option<&(crate::config::CredentialEntry, bool)>,
+) {
+    println!("Coffer listening on http://{addr}");
+    if config.dev {
+        println!(
+            "Development mode: throwaway state in {}, authentication off, admin endpoints under /_coffer/.",
+            data_dir.display()
+        );
+    } else {
+        println!("Data directory: {}", data_dir.display());
+    }
+    if let Some((c, created)) = credential {
+        println!(
+            "{} credential (stored in {}/credentials.json, owner-only):",
+            if *created {
+                "Generated a"
+            } else {
+                "Using the generated"
+            },
+            data_dir.display()
+        );
+        println!("  export AWS_ACCESS_KEY_ID={}", c.access_key_id);
+        println!("  export AWS_SECRET_ACCESS_KEY={}", c.secret_access_key);
+    } else if config.auth == AuthSetting::None {
+        println!("Authentication is off: any access key works.");
+        println!("  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test");
+    } else {
+        println!("Sign requests with one of the configured credentials.");
+    }
+    println!("Point the AWS CLI at it:");
+    println!(
+        "  aws --endpoint-url http://{addr} --region {} backup list-backup-vaults",
+        config.default_region
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+/// `coffer coverage`: probes every operation on a throwaway instance.
+pub async fn print_coverage() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = StoreHandle::open(
+        dir.path()
+            .join("metadata.db")
+            .to_str()
+            .context("temp path")?,
+    )?;
+    let coffer = Coffer::new(store, Clock::system());
+    let rows = coffer_core::coverage::probe(&coffer).await;
+    print!("{}", coffer_core::coverage::markdown(&rows));
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Coffer's metadata store: the one durable source of truth for plans, vaults, jobs and
+//! recovery points.
+//!
+//! The domain sees one small trait: a transaction over named tables of keyed records (the
+//! domain serialises its records itself). Everything a closure does inside
+//! [`StoreHandle::write`] commits atomically before the call returns, so whatever a client
+//! was told succeeded is durable. Keeping the interface this narrow is what lets a PostgreSQL
+//! backend follow without touching the domain: it needs the same five record operations and
+//! serialisable transactions, nothing else.
+//!
+//! The embedded default is SQLite in WAL mode with `synchronous = FULL`.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+pub use sqlite::SqliteStore;
+
+/// A failure of the store itself (I/O, corruption, a backend error). The domain turns it into
+/// ServiceUnavailableException; the detail is for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata store error: {0}")]
+    Backend(String),
+    #[error("metadata store task failed: {0}")]
+    Task(String),
+    #[error("unsupported store location: {0}")]
+    Unsupported(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One record: its key and its serialised value.
+pub type Record = (String, Vec<u8>);
+
+/// The operations available inside a transaction.
+pub trait Txn {
+    /// The record stored under `key`, if any.
+    fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores `value` under `key`, replacing any earlier value.
+    fn put(&mut self, table: &str, key: &str, value: &[u8]) -> Result<()>;
+    /// Stores `value` only if `key` is free; returns whether it was stored.
+    fn insert_new(&mut self, table: &str, key: &str, value: &[u8]) -> Result<bool>;
+    /// Removes `key`; returns whether it existed.
+    fn delete(&mut self, table: &str, key: &str) -> Result<bool>;
+    /// Records whose key starts with `prefix`, in key order, strictly after `start_after`
+    /// when given, at most `limit` of them.
+    fn scan(
+        &mut self,
+        table: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>>;
+}
+
+/// Work run inside one transaction. It returns whether to commit.
+pub type TxnWork = Box<dyn FnOnce(&mut dyn Txn) -> Result<bool> + Send>;
+
+/// A metadata-store backend.
+pub trait Store: Send + Sync + 'static {
+    /// Runs `work` in a read-write transaction, committing when it returns `Ok(true)`.
+    fn run_write(&self, work: TxnWork) -> BoxFuture<'_, Result<()>>;
+    /// Runs `work` in a read-only transaction (a consistent snapshot).
+    fn run_read(&self, work: TxnWork) -> BoxFuture<'_, Result<()>>;
+    /// Removes every record (development mode's reset).
+    fn clear(&self) -> BoxFuture<'_, Result<()>>;
+    /// A short description for logs, without secrets.
+    fn describe(&self) -> String;
+}
+
+/// A shared handle on a store with typed transaction helpers.
+#[derive(Clone)]
+pub struct StoreHandle(Arc<dyn Store>);
+
+impl StoreHandle {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        StoreHandle(store)
+    }
+
+    /// Opens the store named by `location`: a file path (SQLite) or a `sqlite://PATH` URL.
+    /// A `postgres://` URL is refused until that backend exists.
+    pub fn open(location: &str) -> Result<Self> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            return Err(StoreError::Unsupported(
+                "PostgreSQL is not available yet in this build of Coffer; use a SQLite path".into(),
+            ));
+        }
+        let path = location.strip_prefix("sqlite://").unwrap_or(location);
+        Ok(StoreHandle(Arc::new(SqliteStore::open(
+            std::path::Path::new(path),
+        )?)))
+    }
+
+    /// Runs `f` in a read-write transaction. It commits when `f` returns `Ok`, and rolls
+    /// back when `f` returns an error, which is handed back unchanged.
+    pub async fn write<R, E, F>(&self, f: F) -> std::result::Result<R, E>
+    where
+        F: FnOnce(&mut dyn Txn) -> std::result::Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run(f, true).await
+    }
+
+    /// Runs `f` in a read-only transaction.
+    pub async fn read<R, E, F>(&self, f: F) -> std::result::Result<R, E>
+    where
+        F: FnOnce(&mut dyn Txn) -> std::result::Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run(f, false).await
+    }
+
+    async fn run<R, E, F>(&self, f: F, write: bool) -> std::result::Result<R, E>
+    where
+        F: FnOnce(&mut dyn Txn) -> std::result::Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let slot: Arc<std::sync::Mutex<Option<std::result::Result<R, E>>>> = Arc::default();
+        let out = slot.clone();
+        let work: TxnWork = Box::new(move |txn| {
+            let result = f(txn);
+            let commit = result.is_ok();
+            *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            Ok(commit)
+        });
+        if write {
+            self.0.run_write(work).await?;
+        } else {
+            self.0.run_read(work).await?;
+        }
+        let result = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        result.unwrap_or_else(|| {
+            Err(StoreError::Task("transaction produced no result".into()).into())
+        })
+    }
+
+    pub async fn clear(&self) -> Result<()> {
+        self.0.clear().await
+    }
+
+    pub fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! Starts `coffer serve` as a child process and builds SDK clients for it.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_backup::config::retry::RetryConfig;
+use aws_sdk_backup::config::{BehaviorVersion, Credentials, Region};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const AKID: &str = "AKIDCOFFERTEST000001";
+pub const SECRET: &str = "coffer-test-secret-key-0000000000000001";
+pub const ACCOUNT: &str = "111122223333";
+
+/// A running `coffer serve`.
+pub struct Server {
+    child: Child,
+    pub endpoint: String,
+    /// Everything the server printed on stdout before it was ready.
+    pub banner: String,
+}
+
+impl Server {
+    /// Starts `coffer serve --listen 127.0.0.1:0` with `args`, waiting until it listens.
+    pub async fn start(args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env_remove("COFFER_LISTEN")
+            .env("COFFER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("start coffer");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = String::new();
+        let endpoint = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let line = lines.next_line().await.unwrap().expect("coffer exited before listening");
+                banner.push_str(&line);
+                banner.push('\n');
+                if let Some(rest) = line.strip_prefix("Coffer listening on ") {
+                    return rest.trim().to_string();
+                }
+            }
+        })
+        .await
+        .expect("coffer did not start within 30 s");
+        // Keep reading stdout so the child never blocks on a full pipe.
+        let rest = tokio::time::timeout(Duration::from_millis(200), async {
+            let mut more = String::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                more.push_str(&l);
+                more.push('\n');
+                if l.contains("backup list-backup-vaults") {
+                    break;
+                }
+            }
+            more
+        })
+        .await
+        .unwrap_or_default();
+        banner.push_str(&rest);
+        Server { child, endpoint, banner }
+    }
+
+    /// Starts a server with the test credential in `data_dir`.
+    pub async fn with_credential(data_dir: &Path) -> Server {
+        Server::start(&[
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--access-key-id",
+            AKID,
+            "--secret-access-key",
+            SECRET,
+            "--account-id",
+            ACCOUNT,
+        ])
+        .await
+    }
+
+    /// A client signing with the test credential in us-east-1.
+    pub fn client(&self) -> aws_sdk_backup::Client {
+        self.client_as(AKID, SECRET, "us-east-1")
+    }
+
+    pub fn client_as(&self, akid: &str, secret: &str, region: &str) -> aws_sdk_backup::Client {
+        aws_sdk_backup::Client::from_conf(self.config(akid, secret, region).build())
+    }
+
+    pub fn config(&self, akid: &str, secret: &str, region: &str) -> aws_sdk_backup::config::Builder {
+        aws_sdk_backup::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new(region.to_string()))
+            .credentials_provider(Credentials::new(akid, secret, None, None, "coffer-tests"))
+            .retry_config(RetryConfig::disabled())
+    }
+
+    /// A client whose clock is `skew` behind the real one.
+    pub fn client_with_clock(&self, at: SystemTime) -> aws_sdk_backup::Client {
+        let conf = self
+            .config(AKID, SECRET, "us-east-1")
+            .time_source(aws_smithy_async::time::StaticTimeSource::new(at))
+            .build();
+        aws_sdk_backup::Client::from_conf(conf)
+    }
+
+    /// Kills the process at once (no graceful shutdown), as a crash would.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+        let _ = self.child.wait().await;
+    }
+
+    /// Sends one raw HTTP/1.1 request; returns (status, headers text, body).
+    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8_lossy(&out).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, head.to_lowercase(), body.to_string())
+    }
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}

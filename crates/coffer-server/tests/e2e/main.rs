@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `coffer` binary on 127.0.0.1, driven by the official
+//! `aws-sdk-backup` client (and raw HTTP where a malformed request is the point).
+
+mod harness;
+
+mod auth;
+mod coverage;
+mod protocol;
+mod vaults;

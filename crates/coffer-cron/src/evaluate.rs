@@ -139,3 +139,47 @@ fn week_day_matches(days: &WeekDays, date: Date) -> bool {
         || (days.last_in_month.contains(weekday) && day + 7 > date.days_in_month())
         || days.nth == Some((weekday, ((day - 1) / 7 + 1) as u32))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instant(local: &str, zone: &str) -> Option<String> {
+        let zone = TimeZone::get(zone).unwrap();
+        local_to_instant(&zone, local.parse().unwrap()).map(|instant| instant.to_string())
+    }
+
+    #[test]
+    fn nonexistent_local_times_do_not_run() {
+        assert_eq!(instant("2025-03-09T02:30", "America/New_York"), None);
+        assert_eq!(instant("2025-10-05T02:15", "Australia/Lord_Howe"), None);
+        assert_eq!(
+            instant("2025-10-05T02:30", "Australia/Lord_Howe").as_deref(),
+            Some("2025-10-04T15:30:00Z")
+        );
+    }
+
+    #[test]
+    fn repeated_local_times_run_at_their_first_occurrence() {
+        assert_eq!(
+            instant("2025-11-02T01:30", "America/New_York").as_deref(),
+            Some("2025-11-02T05:30:00Z")
+        );
+        assert_eq!(
+            instant("2025-04-06T01:45", "Australia/Lord_Howe").as_deref(),
+            Some("2025-04-05T14:45:00Z")
+        );
+    }
+
+    #[test]
+    fn nearest_weekday_edges() {
+        let date = |text: &str| text.parse::<Date>().unwrap();
+        // Saturday the 1st -> Monday the 3rd; Sunday the last -> Friday.
+        assert_eq!(nearest_weekday(date("2025-02-10"), 1), 3);
+        assert_eq!(nearest_weekday(date("2025-08-10"), 31), 29);
+        // Sunday mid-month -> Monday; Saturday mid-month -> Friday; weekday stays.
+        assert_eq!(nearest_weekday(date("2025-06-01"), 15), 16);
+        assert_eq!(nearest_weekday(date("2025-03-01"), 15), 14);
+        assert_eq!(nearest_weekday(date("2025-01-01"), 15), 15);
+    }
+}

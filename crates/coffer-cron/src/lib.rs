@@ -164,3 +164,28 @@ fn to_chrono(instant: Timestamp) -> Option<DateTime<Utc>> {
         instant.subsec_nanosecond().try_into().ok()?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Schedule>();
+        shareable::<ScheduleError>();
+    }
+
+    #[test]
+    fn extreme_instants_do_not_panic() {
+        let schedule = Schedule::parse("cron(0 0 1 1 ? *)", "Europe/Paris").unwrap();
+        assert_eq!(
+            schedule
+                .next_after(DateTime::<Utc>::MIN_UTC)
+                .map(|run| run.to_rfc3339())
+                .as_deref(),
+            Some("1969-12-31T23:00:00+00:00")
+        );
+        assert_eq!(schedule.next_after(DateTime::<Utc>::MAX_UTC), None);
+    }
+}

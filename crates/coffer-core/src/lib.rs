@@ -12,6 +12,7 @@ pub mod clock;
 pub mod coverage;
 mod error;
 mod paging;
+mod tags;
 mod vaults;
 
 use std::sync::Arc;

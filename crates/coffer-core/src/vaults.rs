@@ -1,14 +1,12 @@
 //! Backup vaults: named containers of recovery points, one namespace per account and region.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::{Coffer, arn, paging};
+use crate::{Coffer, arn, paging, tags};
 
 pub(crate) const TABLE: &str = "vault";
 
@@ -23,8 +21,6 @@ pub(crate) struct VaultRecord {
     pub creator_request_id: Option<String>,
     pub encryption_key_arn: String,
     pub encryption_key_type: String,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub recovery_points: i64,
     #[serde(default)]
@@ -134,11 +130,11 @@ pub(crate) async fn create(
             "AWS_OWNED_KMS_KEY"
         }
         .into(),
-        tags: input.backup_vault_tags.unwrap_or_default(),
         recovery_points: 0,
         lock: None,
     };
     let k = key(&ctx.account_id, &ctx.region, &record.name);
+    let initial_tags = input.backup_vault_tags.unwrap_or_default();
     let stored = coffer
         .store()
         .write(move |tx| -> Result<VaultRecord> {
@@ -160,6 +156,7 @@ pub(crate) async fn create(
                 .into());
             }
             tx.put(TABLE, &k, &serde_json::to_vec(&record)?)?;
+            tags::set(tx, &record.arn, &initial_tags)?;
             Ok(record)
         })
         .await?;
@@ -280,6 +277,7 @@ pub(crate) async fn delete(
                 .into());
             }
             tx.delete(TABLE, &k)?;
+            tags::remove_all(tx, &v.arn)?;
             Ok(())
         })
         .await

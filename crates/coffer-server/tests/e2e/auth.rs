@@ -11,7 +11,13 @@ async fn signed_requests_succeed_and_bad_ones_get_403_with_the_right_code() {
     let dir = temp_dir();
     let server = Server::with_credential(dir.path()).await;
 
-    let out = server.client().create_backup_vault().backup_vault_name("signed").send().await.unwrap();
+    let out = server
+        .client()
+        .create_backup_vault()
+        .backup_vault_name("signed")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         out.backup_vault_arn(),
         Some("arn:aws:backup:us-east-1:111122223333:backup-vault:signed")
@@ -30,7 +36,11 @@ async fn signed_requests_succeed_and_bad_ones_get_403_with_the_right_code() {
     let stale = server.client_with_clock(SystemTime::now() - Duration::from_secs(20 * 60));
     let err = stale.list_backup_vaults().send().await.unwrap_err();
     assert_eq!(err.code(), Some("InvalidSignatureException"));
-    assert!(err.message().unwrap().contains("clock skew"), "{:?}", err.message());
+    assert!(
+        err.message().unwrap().contains("clock skew"),
+        "{:?}",
+        err.message()
+    );
 
     // Within the 15-minute window is fine.
     let skewed = server.client_with_clock(SystemTime::now() - Duration::from_secs(10 * 60));
@@ -65,32 +75,90 @@ account_id = "444455556666"
     )
     .unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&["--data-dir", data.to_str().unwrap(), "--config", config.to_str().unwrap()]).await;
+    let server = Server::start(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .await;
     let a = server.client();
     let b = server.client_as("AKIDOTHERACCOUNT0001", "other-secret", "us-east-1");
     let a_west = server.client_as(AKID, SECRET, "eu-west-1");
 
-    a.create_backup_vault().backup_vault_name("payroll").send().await.unwrap();
+    a.create_backup_vault()
+        .backup_vault_name("payroll")
+        .send()
+        .await
+        .unwrap();
 
-    assert!(b.list_backup_vaults().send().await.unwrap().backup_vault_list().is_empty());
-    let err = b.describe_backup_vault().backup_vault_name("payroll").send().await.unwrap_err();
-    assert!(err.as_service_error().unwrap().is_resource_not_found_exception());
-    let err = b.delete_backup_vault().backup_vault_name("payroll").send().await.unwrap_err();
-    assert!(err.as_service_error().unwrap().is_resource_not_found_exception());
-    assert!(a_west.list_backup_vaults().send().await.unwrap().backup_vault_list().is_empty());
+    assert!(
+        b.list_backup_vaults()
+            .send()
+            .await
+            .unwrap()
+            .backup_vault_list()
+            .is_empty()
+    );
+    let err = b
+        .describe_backup_vault()
+        .backup_vault_name("payroll")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception()
+    );
+    let err = b
+        .delete_backup_vault()
+        .backup_vault_name("payroll")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception()
+    );
+    assert!(
+        a_west
+            .list_backup_vaults()
+            .send()
+            .await
+            .unwrap()
+            .backup_vault_list()
+            .is_empty()
+    );
 
     // The same name is free in the other account, with that account's ARN.
-    let out = b.create_backup_vault().backup_vault_name("payroll").send().await.unwrap();
+    let out = b
+        .create_backup_vault()
+        .backup_vault_name("payroll")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         out.backup_vault_arn(),
         Some("arn:aws:backup:us-east-1:444455556666:backup-vault:payroll")
     );
-    let out = a_west.create_backup_vault().backup_vault_name("payroll").send().await.unwrap();
+    let out = a_west
+        .create_backup_vault()
+        .backup_vault_name("payroll")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         out.backup_vault_arn(),
         Some("arn:aws:backup:eu-west-1:111122223333:backup-vault:payroll")
     );
-    let mine = a.describe_backup_vault().backup_vault_name("payroll").send().await.unwrap();
+    let mine = a
+        .describe_backup_vault()
+        .backup_vault_name("payroll")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         mine.backup_vault_arn(),
         Some("arn:aws:backup:us-east-1:111122223333:backup-vault:payroll")
@@ -105,23 +173,40 @@ async fn without_credentials_serve_generates_one_and_keeps_it() {
     let find = |banner: &str, var: &str| {
         banner
             .lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("export {var}=")).map(str::to_string))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("export {var}="))
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| panic!("{var} not printed in:\n{banner}"))
     };
     let akid = find(&server.banner, "AWS_ACCESS_KEY_ID");
     let secret = find(&server.banner, "AWS_SECRET_ACCESS_KEY");
     let client = server.client_as(&akid, &secret, "us-east-1");
-    client.create_backup_vault().backup_vault_name("generated").send().await.unwrap();
+    client
+        .create_backup_vault()
+        .backup_vault_name("generated")
+        .send()
+        .await
+        .unwrap();
 
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(data.join("credentials.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(data.join("credentials.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "credentials must be owner-only");
 
     server.kill().await;
     let server = Server::start(&["--data-dir", data.to_str().unwrap()]).await;
     assert_eq!(find(&server.banner, "AWS_ACCESS_KEY_ID"), akid);
     let client = server.client_as(&akid, &secret, "us-east-1");
-    let out = client.describe_backup_vault().backup_vault_name("generated").send().await.unwrap();
+    let out = client
+        .describe_backup_vault()
+        .backup_vault_name("generated")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.backup_vault_name(), Some("generated"));
 }
 
@@ -129,13 +214,23 @@ async fn without_credentials_serve_generates_one_and_keeps_it() {
 async fn dev_mode_takes_the_account_from_a_numeric_key_and_resets() {
     let server = Server::start(&["--dev"]).await;
     let numeric = server.client_as("222233334444", "anything", "ap-southeast-2");
-    let out = numeric.create_backup_vault().backup_vault_name("dev-vault").send().await.unwrap();
+    let out = numeric
+        .create_backup_vault()
+        .backup_vault_name("dev-vault")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         out.backup_vault_arn(),
         Some("arn:aws:backup:ap-southeast-2:222233334444:backup-vault:dev-vault")
     );
     let plain = server.client_as("test", "test", "us-east-1");
-    let out = plain.create_backup_vault().backup_vault_name("dev-vault").send().await.unwrap();
+    let out = plain
+        .create_backup_vault()
+        .backup_vault_name("dev-vault")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         out.backup_vault_arn(),
         Some("arn:aws:backup:us-east-1:000000000000:backup-vault:dev-vault")
@@ -143,11 +238,32 @@ async fn dev_mode_takes_the_account_from_a_numeric_key_and_resets() {
 
     let (status, _, body) = server.raw("POST", "/moto-api/reset", &[], b"").await;
     assert_eq!(status, 200, "{body}");
-    assert!(plain.list_backup_vaults().send().await.unwrap().backup_vault_list().is_empty());
-    plain.create_backup_vault().backup_vault_name("again").send().await.unwrap();
+    assert!(
+        plain
+            .list_backup_vaults()
+            .send()
+            .await
+            .unwrap()
+            .backup_vault_list()
+            .is_empty()
+    );
+    plain
+        .create_backup_vault()
+        .backup_vault_name("again")
+        .send()
+        .await
+        .unwrap();
     let (status, _, _) = server.raw("POST", "/_coffer/reset", &[], b"").await;
     assert_eq!(status, 200);
-    assert!(plain.list_backup_vaults().send().await.unwrap().backup_vault_list().is_empty());
+    assert!(
+        plain
+            .list_backup_vaults()
+            .send()
+            .await
+            .unwrap()
+            .backup_vault_list()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ fn readme_coverage_table_matches_the_code() {
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.contains("| CreateBackupVault | implemented |"));
     assert!(table.contains("| ListFrameworks | not yet |"));
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     assert!(
         readme.contains(&table),
         "README.md's coverage table is out of date: run scripts/update-coverage.sh"

@@ -40,7 +40,11 @@ impl Server {
         let mut banner = String::new();
         let endpoint = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
-                let line = lines.next_line().await.unwrap().expect("coffer exited before listening");
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("coffer exited before listening");
                 banner.push_str(&line);
                 banner.push('\n');
                 if let Some(rest) = line.strip_prefix("Coffer listening on ") {
@@ -65,7 +69,11 @@ impl Server {
         .await
         .unwrap_or_default();
         banner.push_str(&rest);
-        Server { child, endpoint, banner }
+        Server {
+            child,
+            endpoint,
+            banner,
+        }
     }
 
     /// Starts a server with the test credential in `data_dir`.
@@ -92,7 +100,12 @@ impl Server {
         aws_sdk_backup::Client::from_conf(self.config(akid, secret, region).build())
     }
 
-    pub fn config(&self, akid: &str, secret: &str, region: &str) -> aws_sdk_backup::config::Builder {
+    pub fn config(
+        &self,
+        akid: &str,
+        secret: &str,
+        region: &str,
+    ) -> aws_sdk_backup::config::Builder {
         aws_sdk_backup::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
@@ -117,10 +130,19 @@ impl Server {
     }
 
     /// Sends one raw HTTP/1.1 request; returns (status, headers text, body).
-    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, String) {
         let addr = self.endpoint.trim_start_matches("http://");
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }

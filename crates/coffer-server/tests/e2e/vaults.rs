@@ -21,10 +21,21 @@ async fn create_describe_list_delete() {
         .unwrap();
     assert_eq!(created.backup_vault_name(), Some("Prod_vault-1"));
     let created_at = created.creation_date().unwrap().secs();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert!((now - created_at).abs() < 60, "creation date {created_at} vs now {now}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now - created_at).abs() < 60,
+        "creation date {created_at} vs now {now}"
+    );
 
-    let d = c.describe_backup_vault().backup_vault_name("Prod_vault-1").send().await.unwrap();
+    let d = c
+        .describe_backup_vault()
+        .backup_vault_name("Prod_vault-1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.backup_vault_arn(), created.backup_vault_arn());
     assert_eq!(d.creator_request_id(), Some("req-1"));
     assert_eq!(d.number_of_recovery_points(), 0);
@@ -47,11 +58,28 @@ async fn create_describe_list_delete() {
     assert_eq!(again.creation_date().unwrap().secs(), created_at);
 
     // Names are case-sensitive.
-    c.create_backup_vault().backup_vault_name("prod_vault-1").send().await.unwrap();
+    c.create_backup_vault()
+        .backup_vault_name("prod_vault-1")
+        .send()
+        .await
+        .unwrap();
 
-    c.delete_backup_vault().backup_vault_name("Prod_vault-1").send().await.unwrap();
-    let err = c.describe_backup_vault().backup_vault_name("Prod_vault-1").send().await.unwrap_err();
-    assert!(err.as_service_error().unwrap().is_resource_not_found_exception());
+    c.delete_backup_vault()
+        .backup_vault_name("Prod_vault-1")
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .describe_backup_vault()
+        .backup_vault_name("Prod_vault-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception()
+    );
     let names: Vec<_> = c
         .list_backup_vaults()
         .send()
@@ -72,7 +100,11 @@ async fn pagination_returns_every_vault_once() {
     let mut expected = Vec::new();
     for i in 0..7 {
         let name = format!("vault-{i:02}");
-        c.create_backup_vault().backup_vault_name(&name).send().await.unwrap();
+        c.create_backup_vault()
+            .backup_vault_name(&name)
+            .send()
+            .await
+            .unwrap();
         expected.push(name);
     }
     let first = c.list_backup_vaults().max_results(3).send().await.unwrap();
@@ -81,11 +113,19 @@ async fn pagination_returns_every_vault_once() {
 
     let mut seen = Vec::new();
     let mut pages = 0;
-    let mut stream = c.list_backup_vaults().max_results(3).into_paginator().send();
+    let mut stream = c
+        .list_backup_vaults()
+        .max_results(3)
+        .into_paginator()
+        .send();
     while let Some(page) = stream.next().await {
         let page = page.unwrap();
         pages += 1;
-        seen.extend(page.backup_vault_list().iter().map(|v| v.backup_vault_name().unwrap().to_string()));
+        seen.extend(
+            page.backup_vault_list()
+                .iter()
+                .map(|v| v.backup_vault_name().unwrap().to_string()),
+        );
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, expected);
@@ -107,6 +147,12 @@ async fn state_survives_a_crash_and_restart() {
     server.kill().await;
 
     let server = Server::with_credential(dir.path()).await;
-    let d = server.client().describe_backup_vault().backup_vault_name("durable").send().await.unwrap();
+    let d = server
+        .client()
+        .describe_backup_vault()
+        .backup_vault_name("durable")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.backup_vault_name(), Some("durable"));
 }

@@ -74,19 +74,19 @@ pub fn check_length(
     min: Option<i64>,
     max: Option<i64>,
 ) -> Result<(), ApiError> {
-    if let Some(min) = min {
-        if (len as i64) < min {
-            return Err(ApiError::invalid_parameter(format!(
-                "1 validation error detected: Value at '{path}' failed to satisfy constraint: Member must have length greater than or equal to {min}"
-            )));
-        }
+    if let Some(min) = min
+        && (len as i64) < min
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "1 validation error detected: Value at '{path}' failed to satisfy constraint: Member must have length greater than or equal to {min}"
+        )));
     }
-    if let Some(max) = max {
-        if (len as i64) > max {
-            return Err(ApiError::invalid_parameter(format!(
-                "1 validation error detected: Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to {max}"
-            )));
-        }
+    if let Some(max) = max
+        && (len as i64) > max
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "1 validation error detected: Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+        )));
     }
     Ok(())
 }
@@ -136,23 +136,23 @@ pub fn check_range(
     min: Option<i64>,
     max: Option<i64>,
 ) -> Result<(), ApiError> {
-    if let Some(min) = min {
-        if value < min {
-            return Err(failed(
-                path,
-                &value.to_string(),
-                format!("Member must have value greater than or equal to {min}"),
-            ));
-        }
+    if let Some(min) = min
+        && value < min
+    {
+        return Err(failed(
+            path,
+            &value.to_string(),
+            format!("Member must have value greater than or equal to {min}"),
+        ));
     }
-    if let Some(max) = max {
-        if value > max {
-            return Err(failed(
-                path,
-                &value.to_string(),
-                format!("Member must have value less than or equal to {max}"),
-            ));
-        }
+    if let Some(max) = max
+        && value > max
+    {
+        return Err(failed(
+            path,
+            &value.to_string(),
+            format!("Member must have value less than or equal to {max}"),
+        ));
     }
     Ok(())
 }

@@ -90,4 +90,28 @@ impl BackupService for Coffer {
     ) -> Result<(), ApiError> {
         Ok(vaults::delete(self, ctx, input).await?)
     }
+
+    async fn tag_resource(
+        &self,
+        ctx: &RequestContext,
+        input: TagResourceInput,
+    ) -> Result<(), ApiError> {
+        Ok(tags::tag_resource(self, ctx, input).await?)
+    }
+
+    async fn untag_resource(
+        &self,
+        ctx: &RequestContext,
+        input: UntagResourceInput,
+    ) -> Result<(), ApiError> {
+        Ok(tags::untag_resource(self, ctx, input).await?)
+    }
+
+    async fn list_tags(
+        &self,
+        ctx: &RequestContext,
+        input: ListTagsInput,
+    ) -> Result<ListTagsOutput, ApiError> {
+        Ok(tags::list_tags(self, ctx, input).await?)
+    }
 }

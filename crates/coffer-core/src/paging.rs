@@ -25,7 +25,7 @@ pub fn decode(token: &str, prefix: &str) -> Result<String, ApiError> {
             "The NextToken is not valid for this request; start again without it.",
         )
     };
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes = (0..token.len())

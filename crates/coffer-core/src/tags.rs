@@ -5,7 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use coffer_api::types::*;
+use coffer_api::{ApiError, RequestContext};
 use coffer_store::{StoreError, Txn};
+
+use crate::error::Result;
+use crate::{Coffer, arn, paging, vaults};
 
 pub(crate) const TABLE: &str = "tags";
 
@@ -34,4 +39,169 @@ pub(crate) fn set(tx: &mut dyn Txn, arn: &str, tags: &Tags) -> Result<(), StoreE
 pub(crate) fn remove_all(tx: &mut dyn Txn, arn: &str) -> Result<(), StoreError> {
     tx.delete(TABLE, arn)?;
     Ok(())
+}
+
+/// The most tags one resource may carry.
+pub(crate) const MAX_TAGS: usize = 50;
+
+/// Checks that `arn` names an existing taggable resource of the caller's account and region.
+/// Each resource type that can be tagged is recognised here by its ARN's resource part.
+fn check_resource(tx: &mut dyn Txn, ctx: &RequestContext, resource_arn: &str) -> Result<()> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "Resource {resource_arn} does not exist in this account and region."
+        ))
+    };
+    let Some(a) = arn::parse(resource_arn) else {
+        return Err(ApiError::invalid_parameter(format!(
+            "ResourceArn '{resource_arn}' is not an ARN (arn:aws:backup:REGION:ACCOUNT:TYPE:ID)."
+        ))
+        .into());
+    };
+    if a.service != "backup" {
+        return Err(ApiError::invalid_parameter(format!(
+            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans and recovery points."
+        ))
+        .into());
+    }
+    if a.account != ctx.account_id || a.region != ctx.region {
+        return Err(not_found().into());
+    }
+    let (kind, id) = a.resource.split_once(':').unwrap_or((a.resource, ""));
+    let exists = match kind {
+        "backup-vault" => tx
+            .get(
+                vaults::TABLE,
+                &vaults::key(&ctx.account_id, &ctx.region, id),
+            )?
+            .is_some(),
+        _ => {
+            return Err(ApiError::invalid_parameter(format!(
+                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans and recovery points."
+            ))
+            .into());
+        }
+    };
+    if exists {
+        Ok(())
+    } else {
+        Err(not_found().into())
+    }
+}
+
+fn check_tags(tags: &Tags) -> Result<()> {
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(ApiError::invalid_parameter(format!(
+                "Tag key '{k}' must be 1 to 128 characters long."
+            ))
+            .into());
+        }
+        if v.chars().count() > 256 {
+            return Err(ApiError::invalid_parameter(format!(
+                "The value of tag '{k}' must be at most 256 characters long."
+            ))
+            .into());
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(ApiError::invalid_parameter(format!(
+                "Tag key '{k}' uses the reserved prefix 'aws:'."
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Checks tags given when a resource is created.
+pub(crate) fn check_initial(tags: &Tags) -> Result<()> {
+    check_tags(tags)?;
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::limit_exceeded(format!(
+            "A resource can carry at most {MAX_TAGS} tags."
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+pub(crate) async fn tag_resource(
+    coffer: &Coffer,
+    ctx: &RequestContext,
+    input: TagResourceInput,
+) -> Result<()> {
+    check_tags(&input.tags)?;
+    let ctx = ctx.clone();
+    coffer
+        .store()
+        .write(move |tx| -> Result<()> {
+            check_resource(tx, &ctx, &input.resource_arn)?;
+            let mut tags = get(tx, &input.resource_arn)?;
+            tags.extend(input.tags);
+            if tags.len() > MAX_TAGS {
+                return Err(ApiError::limit_exceeded(format!(
+                    "A resource can carry at most {MAX_TAGS} tags."
+                ))
+                .into());
+            }
+            set(tx, &input.resource_arn, &tags)?;
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn untag_resource(
+    coffer: &Coffer,
+    ctx: &RequestContext,
+    input: UntagResourceInput,
+) -> Result<()> {
+    let ctx = ctx.clone();
+    coffer
+        .store()
+        .write(move |tx| -> Result<()> {
+            check_resource(tx, &ctx, &input.resource_arn)?;
+            let mut tags = get(tx, &input.resource_arn)?;
+            for k in &input.tag_key_list {
+                tags.remove(k);
+            }
+            set(tx, &input.resource_arn, &tags)?;
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn list_tags(
+    coffer: &Coffer,
+    ctx: &RequestContext,
+    input: ListTagsInput,
+) -> Result<ListTagsOutput> {
+    let ctx = ctx.clone();
+    let limit = paging::page_size(input.max_results);
+    let start = match &input.next_token {
+        Some(t) => Some(paging::decode(t, "")?),
+        None => None,
+    };
+    let all = coffer
+        .store()
+        .read(move |tx| -> Result<Tags> {
+            check_resource(tx, &ctx, &input.resource_arn)?;
+            Ok(get(tx, &input.resource_arn)?)
+        })
+        .await?;
+    let mut page = Tags::new();
+    let mut next = None;
+    for (k, v) in all
+        .into_iter()
+        .filter(|(k, _)| start.as_ref().is_none_or(|s| k > s))
+    {
+        if page.len() == limit {
+            next = page.keys().next_back().map(|k| paging::encode(k));
+            break;
+        }
+        page.insert(k, v);
+    }
+    Ok(ListTagsOutput {
+        next_token: next,
+        tags: Some(page),
+    })
 }

@@ -135,6 +135,7 @@ pub(crate) async fn create(
     };
     let k = key(&ctx.account_id, &ctx.region, &record.name);
     let initial_tags = input.backup_vault_tags.unwrap_or_default();
+    tags::check_initial(&initial_tags)?;
     let stored = coffer
         .store()
         .write(move |tx| -> Result<VaultRecord> {
@@ -192,10 +193,10 @@ pub(crate) async fn describe(
     ctx: &RequestContext,
     input: DescribeBackupVaultInput,
 ) -> Result<DescribeBackupVaultOutput> {
-    if let Some(other) = &input.backup_vault_account_id {
-        if other != &ctx.account_id {
-            return Err(not_found(&input.backup_vault_name).into());
-        }
+    if let Some(other) = &input.backup_vault_account_id
+        && other != &ctx.account_id
+    {
+        return Err(not_found(&input.backup_vault_name).into());
     }
     let v = get(
         coffer,
@@ -221,13 +222,13 @@ pub(crate) async fn list(
             next_token: None,
         });
     }
-    if let Some(t) = &input.by_vault_type {
-        if t != "BACKUP_VAULT" {
-            return Ok(ListBackupVaultsOutput {
-                backup_vault_list: Some(Vec::new()),
-                next_token: None,
-            });
-        }
+    if let Some(t) = &input.by_vault_type
+        && t != "BACKUP_VAULT"
+    {
+        return Ok(ListBackupVaultsOutput {
+            backup_vault_list: Some(Vec::new()),
+            next_token: None,
+        });
     }
     let start = match &input.next_token {
         Some(t) => Some(paging::decode(t, &prefix)?),

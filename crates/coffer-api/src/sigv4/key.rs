@@ -22,10 +22,13 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     hmac_sha256(&k_service, b"aws4_request")
 }
 
-/// Derived signing keys, keyed by (secret, date, region, service). Bounded: cleared when full.
+/// (secret, date, region, service): what a signing key is derived from.
+type KeyScope = (String, String, String, String);
+
+/// Derived signing keys, keyed by their scope. Bounded: cleared when full.
 #[derive(Default)]
 pub struct SigningKeyCache {
-    keys: Mutex<HashMap<(String, String, String, String), [u8; 32]>>,
+    keys: Mutex<HashMap<KeyScope, [u8; 32]>>,
 }
 
 const CACHE_LIMIT: usize = 4096;

@@ -6,4 +6,5 @@ mod harness;
 mod auth;
 mod coverage;
 mod protocol;
+mod tags;
 mod vaults;

@@ -168,24 +168,21 @@ pub(crate) async fn create(
     })
 }
 
-/// Reads a vault of the caller's scope.
+/// Reads a vault of the caller's scope (through the store's read cache).
 pub(crate) async fn get(
     coffer: &Coffer,
     account: &str,
     region: &str,
     name: &str,
 ) -> Result<VaultRecord> {
-    let k = key(account, region, name);
-    let name = name.to_string();
-    coffer
+    match coffer
         .store()
-        .read(move |tx| -> Result<VaultRecord> {
-            match tx.get(TABLE, &k)? {
-                Some(v) => Ok(serde_json::from_slice(&v)?),
-                None => Err(not_found(&name).into()),
-            }
-        })
-        .await
+        .get_cached(TABLE, &key(account, region, name))
+        .await?
+    {
+        Some(v) => Ok(serde_json::from_slice(&v)?),
+        None => Err(not_found(name).into()),
+    }
 }
 
 pub(crate) async fn describe(
@@ -237,15 +234,15 @@ pub(crate) async fn list(
     let limit = paging::page_size(input.max_results);
     let rows = coffer
         .store()
-        .read(move |tx| tx.scan(TABLE, &prefix, start.as_deref(), limit + 1))
+        .scan_cached(TABLE, &prefix, start.as_deref(), limit + 1)
         .await?;
     let more = rows.len() > limit;
     let mut list = Vec::new();
     let mut last = None;
-    for (k, v) in rows.into_iter().take(limit) {
-        let v: VaultRecord = serde_json::from_slice(&v)?;
+    for (k, v) in rows.iter().take(limit) {
+        let v: VaultRecord = serde_json::from_slice(v)?;
         list.push(v.list_member(now));
-        last = Some(k);
+        last = Some(k.as_str());
     }
     Ok(ListBackupVaultsOutput {
         backup_vault_list: Some(list),

@@ -10,6 +10,7 @@
 //!
 //! The embedded default is SQLite in WAL mode with `synchronous = FULL`.
 
+mod cache;
 mod sqlite;
 
 use std::sync::Arc;
@@ -77,13 +78,109 @@ pub trait Store: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// A shared handle on a store with typed transaction helpers.
+/// A shared handle on a store with typed transaction helpers, and (for the embedded,
+/// single-writer store) a read cache.
 #[derive(Clone)]
-pub struct StoreHandle(Arc<dyn Store>);
+pub struct StoreHandle {
+    store: Arc<dyn Store>,
+    cache: Option<Arc<cache::ReadCache>>,
+}
+
+/// Records which keys a write transaction touched, so the cache can forget them.
+struct Recording<'a> {
+    inner: &'a mut dyn Txn,
+    touched: Vec<(String, String)>,
+}
+
+impl Txn for Recording<'_> {
+    fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.get(table, key)
+    }
+    fn put(&mut self, table: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.touched.push((table.to_string(), key.to_string()));
+        self.inner.put(table, key, value)
+    }
+    fn insert_new(&mut self, table: &str, key: &str, value: &[u8]) -> Result<bool> {
+        self.touched.push((table.to_string(), key.to_string()));
+        self.inner.insert_new(table, key, value)
+    }
+    fn delete(&mut self, table: &str, key: &str) -> Result<bool> {
+        self.touched.push((table.to_string(), key.to_string()));
+        self.inner.delete(table, key)
+    }
+    fn scan(
+        &mut self,
+        table: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        self.inner.scan(table, prefix, start_after, limit)
+    }
+}
 
 impl StoreHandle {
+    /// A handle without a read cache (for backends shared by several nodes).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        StoreHandle(store)
+        StoreHandle { store, cache: None }
+    }
+
+    /// A handle with a read cache: only for a store this process alone writes.
+    pub fn new_single_writer(store: Arc<dyn Store>) -> Self {
+        StoreHandle {
+            store,
+            cache: Some(Arc::default()),
+        }
+    }
+
+    /// Reads one record, from the cache when possible.
+    pub async fn get_cached(&self, table: &str, key: &str) -> Result<Option<Arc<Vec<u8>>>> {
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(table, key) {
+                return Ok(hit);
+            }
+            let generation = cache.generation();
+            let (t, k) = (table.to_string(), key.to_string());
+            let value = self.read(move |tx| tx.get(&t, &k)).await?.map(Arc::new);
+            cache.fill_get(generation, table, key, value.clone());
+            return Ok(value);
+        }
+        let (t, k) = (table.to_string(), key.to_string());
+        Ok(self.read(move |tx| tx.get(&t, &k)).await?.map(Arc::new))
+    }
+
+    /// Scans records, from the cache when possible (see [`Txn::scan`]).
+    pub async fn scan_cached(
+        &self,
+        table: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Arc<Vec<Record>>> {
+        let id = (
+            table.to_string(),
+            prefix.to_string(),
+            start_after.map(str::to_string),
+            limit,
+        );
+        let generation = match &self.cache {
+            Some(cache) => {
+                if let Some(hit) = cache.scan(&id) {
+                    return Ok(hit);
+                }
+                Some(cache.generation())
+            }
+            None => None,
+        };
+        let (t, p, s) = (id.0.clone(), id.1.clone(), id.2.clone());
+        let rows = Arc::new(
+            self.read(move |tx| tx.scan(&t, &p, s.as_deref(), limit))
+                .await?,
+        );
+        if let (Some(cache), Some(g)) = (&self.cache, generation) {
+            cache.fill_scan(g, id, rows.clone());
+        }
+        Ok(rows)
     }
 
     /// Opens the store named by `location`: a file path (SQLite) or a `sqlite://PATH` URL.
@@ -95,9 +192,8 @@ impl StoreHandle {
             ));
         }
         let path = location.strip_prefix("sqlite://").unwrap_or(location);
-        Ok(StoreHandle(Arc::new(SqliteStore::open(
-            std::path::Path::new(path),
-        )?)))
+        let store = SqliteStore::open(std::path::Path::new(path))?;
+        Ok(StoreHandle::new_single_writer(Arc::new(store)))
     }
 
     /// Runs `f` in a read-write transaction. It commits when `f` returns `Ok`, and rolls
@@ -128,18 +224,29 @@ impl StoreHandle {
         E: From<StoreError> + Send + 'static,
     {
         let slot: Arc<std::sync::Mutex<Option<std::result::Result<R, E>>>> = Arc::default();
+        let touched: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
         let out = slot.clone();
+        let touched_out = touched.clone();
         let work: TxnWork = Box::new(move |txn| {
-            let result = f(txn);
+            let mut recording = Recording {
+                inner: txn,
+                touched: Vec::new(),
+            };
+            let result = f(&mut recording);
             let commit = result.is_ok();
+            *touched_out.lock().unwrap_or_else(|e| e.into_inner()) = recording.touched;
             *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
             Ok(commit)
         });
-        if write {
-            self.0.run_write(work).await?;
+        let outcome = if write {
+            self.store.run_write(work).await
         } else {
-            self.0.run_read(work).await?;
+            self.store.run_read(work).await
+        };
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&touched.lock().unwrap_or_else(|e| e.into_inner()));
         }
+        outcome?;
         let result = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         result.unwrap_or_else(|| {
             Err(StoreError::Task("transaction produced no result".into()).into())
@@ -147,11 +254,15 @@ impl StoreHandle {
     }
 
     pub async fn clear(&self) -> Result<()> {
-        self.0.clear().await
+        let r = self.store.clear().await;
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+        r
     }
 
     pub fn describe(&self) -> String {
-        self.0.describe()
+        self.store.describe()
     }
 }
 

@@ -98,3 +98,72 @@ async fn scan_pages_by_prefix_in_key_order() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_reads_see_every_committed_write() {
+    let (_dir, store) = open();
+    assert!(store.get_cached("vault", "k").await.unwrap().is_none());
+    store.write(|tx| tx.put("vault", "k", b"1")).await.unwrap();
+    assert_eq!(
+        store
+            .get_cached("vault", "k")
+            .await
+            .unwrap()
+            .as_deref()
+            .map(Vec::as_slice),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        store
+            .scan_cached("vault", "", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store.write(|tx| tx.put("vault", "k", b"2")).await.unwrap();
+    store.write(|tx| tx.put("vault", "k2", b"3")).await.unwrap();
+    assert_eq!(
+        store
+            .get_cached("vault", "k")
+            .await
+            .unwrap()
+            .as_deref()
+            .map(Vec::as_slice),
+        Some(&b"2"[..])
+    );
+    assert_eq!(
+        store
+            .scan_cached("vault", "", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // A rolled-back write leaves the cached value right too.
+    let _ = store
+        .write(|tx| {
+            tx.put("vault", "k", b"rolled back")?;
+            Err::<(), _>(StoreError::Backend("refused".into()))
+        })
+        .await;
+    assert_eq!(
+        store
+            .get_cached("vault", "k")
+            .await
+            .unwrap()
+            .as_deref()
+            .map(Vec::as_slice),
+        Some(&b"2"[..])
+    );
+    store.write(|tx| tx.delete("vault", "k")).await.unwrap();
+    assert!(store.get_cached("vault", "k").await.unwrap().is_none());
+    store.clear().await.unwrap();
+    assert!(
+        store
+            .scan_cached("vault", "", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -247,7 +247,7 @@ pub(crate) async fn list(
     Ok(ListBackupVaultsOutput {
         backup_vault_list: Some(list),
         next_token: if more {
-            last.map(|k| paging::encode(&k))
+            last.map(paging::encode)
         } else {
             None
         },

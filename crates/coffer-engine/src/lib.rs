@@ -1,0 +1,38 @@
+//! Coffer's data plane.
+//!
+//! A vault is a restic-format repository, written and read with `rustic_core`, so that an
+//! operator who holds a vault's exported key can open it with the plain `restic` or `rustic`
+//! tools. This crate creates and opens vaults, backs sources up into them as recovery points,
+//! restores, copies, deletes and verifies those recovery points, and knows nothing of HTTP or of
+//! the metadata store: the jobs layer persists what this crate hands back (the sealed vault key,
+//! snapshot ids) and calls in again with it.
+//!
+//! The API is blocking, like `rustic_core` underneath it (which also uses rayon's global pool).
+//! Async callers use the `*_async` entry points on [`VaultRepo`], which run the blocking work in
+//! `tokio::task::spawn_blocking`, or call the blocking methods from their own blocking pool.
+
+mod error;
+mod keys;
+mod logging;
+mod progress;
+mod restore;
+mod source;
+mod storage;
+mod vault;
+
+pub use error::{Error, Result};
+
+/// The `rustic_core` types a [`Source`] implementation needs to describe entries.
+pub mod rustic {
+    pub use rustic_core::repofile::{Metadata, Node, NodeType};
+}
+pub use keys::{ExportedVaultKey, MasterKey, SealedVaultKey};
+pub use logging::bridge_log_to_tracing;
+pub use progress::{CancelToken, Phase, Progress};
+pub use restore::RestoreOptions;
+pub use source::{DirectorySource, Source, SourceEntry, SourceSpec, StreamSource};
+pub use storage::VaultLocation;
+pub use vault::{
+    BackupOutcome, DeleteOutcome, RECOVERY_POINT_TAG_PREFIX, RecoveryPointInfo, RestoreOutcome,
+    SnapshotRef, VaultRepo, VerifyReport,
+};

@@ -11,7 +11,12 @@ pub mod arn;
 pub mod clock;
 pub mod coverage;
 mod error;
+pub mod inventory;
+mod jobs;
 mod paging;
+mod protected;
+mod recovery_points;
+mod storage;
 mod tags;
 mod vaults;
 
@@ -24,6 +29,9 @@ use coffer_store::StoreHandle;
 
 pub use clock::Clock;
 pub use error::Error;
+pub use inventory::{Inventory, ResourceEntry};
+pub use jobs::Runner;
+pub use storage::VaultStorage;
 
 /// The Coffer service: domain state behind the AWS Backup API.
 #[derive(Clone)]
@@ -34,13 +42,69 @@ pub struct Coffer {
 struct Inner {
     store: StoreHandle,
     clock: Clock,
+    inventory: Inventory,
+    storage: Option<Arc<VaultStorage>>,
+    runner: Runner,
+}
+
+/// How the data plane runs.
+pub struct DataPlane {
+    /// Vault repositories and the master key live here.
+    pub storage: VaultStorage,
+    /// The resources that can be backed up.
+    pub inventory: Inventory,
+    /// This node's id (kept in the data directory), for job leases.
+    pub node_id: String,
+    /// How many jobs run at once; the rest wait in CREATED.
+    pub max_concurrent_jobs: usize,
 }
 
 impl Coffer {
+    /// A control-plane-only instance: jobs are refused with a clear error.
     pub fn new(store: StoreHandle, clock: Clock) -> Self {
         Coffer {
-            inner: Arc::new(Inner { store, clock }),
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                inventory: Inventory::default(),
+                storage: None,
+                runner: Runner::new("control-plane-only", 1),
+            }),
         }
+    }
+
+    /// A full instance that moves data. Call [`Coffer::start_workers`] to run jobs.
+    pub fn with_data_plane(store: StoreHandle, clock: Clock, data: DataPlane) -> Self {
+        Coffer {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                inventory: data.inventory,
+                storage: Some(Arc::new(data.storage)),
+                runner: Runner::new(&data.node_id, data.max_concurrent_jobs),
+            }),
+        }
+    }
+
+    /// Starts the job runner (needs a tokio runtime).
+    pub fn start_workers(&self) {
+        if self.inner.storage.is_some() {
+            Runner::start(self);
+        }
+    }
+
+    pub fn inventory(&self) -> &Inventory {
+        &self.inner.inventory
+    }
+
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.inner.runner
+    }
+
+    pub(crate) fn storage(&self) -> Result<&VaultStorage, ApiError> {
+        self.inner.storage.as_deref().ok_or_else(|| {
+            ApiError::invalid_request("This Coffer instance has no data plane; jobs cannot run.")
+        })
     }
 
     pub fn store(&self) -> &StoreHandle {
@@ -113,5 +177,195 @@ impl BackupService for Coffer {
         input: ListTagsInput,
     ) -> Result<ListTagsOutput, ApiError> {
         Ok(tags::list_tags(self, ctx, input).await?)
+    }
+
+    async fn start_backup_job(
+        &self,
+        ctx: &RequestContext,
+        input: StartBackupJobInput,
+    ) -> Result<StartBackupJobOutput, ApiError> {
+        Ok(jobs::start_backup_job(self, ctx, input).await?)
+    }
+
+    async fn describe_backup_job(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeBackupJobInput,
+    ) -> Result<DescribeBackupJobOutput, ApiError> {
+        Ok(jobs::describe_backup_job(self, ctx, input).await?)
+    }
+
+    async fn list_backup_jobs(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupJobsInput,
+    ) -> Result<ListBackupJobsOutput, ApiError> {
+        Ok(jobs::list_backup_jobs(self, ctx, input).await?)
+    }
+
+    async fn stop_backup_job(
+        &self,
+        ctx: &RequestContext,
+        input: StopBackupJobInput,
+    ) -> Result<(), ApiError> {
+        Ok(jobs::stop_backup_job(self, ctx, input).await?)
+    }
+
+    async fn start_copy_job(
+        &self,
+        ctx: &RequestContext,
+        input: StartCopyJobInput,
+    ) -> Result<StartCopyJobOutput, ApiError> {
+        Ok(jobs::start_copy_job(self, ctx, input).await?)
+    }
+
+    async fn describe_copy_job(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeCopyJobInput,
+    ) -> Result<DescribeCopyJobOutput, ApiError> {
+        Ok(jobs::describe_copy_job(self, ctx, input).await?)
+    }
+
+    async fn list_copy_jobs(
+        &self,
+        ctx: &RequestContext,
+        input: ListCopyJobsInput,
+    ) -> Result<ListCopyJobsOutput, ApiError> {
+        Ok(jobs::list_copy_jobs(self, ctx, input).await?)
+    }
+
+    async fn start_restore_job(
+        &self,
+        ctx: &RequestContext,
+        input: StartRestoreJobInput,
+    ) -> Result<StartRestoreJobOutput, ApiError> {
+        Ok(jobs::start_restore_job(self, ctx, input).await?)
+    }
+
+    async fn describe_restore_job(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeRestoreJobInput,
+    ) -> Result<DescribeRestoreJobOutput, ApiError> {
+        Ok(jobs::describe_restore_job(self, ctx, input).await?)
+    }
+
+    async fn list_restore_jobs(
+        &self,
+        ctx: &RequestContext,
+        input: ListRestoreJobsInput,
+    ) -> Result<ListRestoreJobsOutput, ApiError> {
+        Ok(jobs::list_restore_jobs(self, ctx, input).await?)
+    }
+
+    async fn list_restore_jobs_by_protected_resource(
+        &self,
+        ctx: &RequestContext,
+        input: ListRestoreJobsByProtectedResourceInput,
+    ) -> Result<ListRestoreJobsByProtectedResourceOutput, ApiError> {
+        Ok(jobs::list_restore_jobs_by_protected_resource(self, ctx, input).await?)
+    }
+
+    async fn get_restore_job_metadata(
+        &self,
+        ctx: &RequestContext,
+        input: GetRestoreJobMetadataInput,
+    ) -> Result<GetRestoreJobMetadataOutput, ApiError> {
+        Ok(jobs::get_restore_job_metadata(self, ctx, input).await?)
+    }
+
+    async fn put_restore_validation_result(
+        &self,
+        ctx: &RequestContext,
+        input: PutRestoreValidationResultInput,
+    ) -> Result<(), ApiError> {
+        Ok(jobs::put_restore_validation_result(self, ctx, input).await?)
+    }
+
+    async fn get_recovery_point_restore_metadata(
+        &self,
+        ctx: &RequestContext,
+        input: GetRecoveryPointRestoreMetadataInput,
+    ) -> Result<GetRecoveryPointRestoreMetadataOutput, ApiError> {
+        Ok(jobs::get_recovery_point_restore_metadata(self, ctx, input).await?)
+    }
+
+    async fn describe_recovery_point(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeRecoveryPointInput,
+    ) -> Result<DescribeRecoveryPointOutput, ApiError> {
+        Ok(recovery_points::describe(self, ctx, input).await?)
+    }
+
+    async fn list_recovery_points_by_backup_vault(
+        &self,
+        ctx: &RequestContext,
+        input: ListRecoveryPointsByBackupVaultInput,
+    ) -> Result<ListRecoveryPointsByBackupVaultOutput, ApiError> {
+        Ok(recovery_points::list_by_vault(self, ctx, input).await?)
+    }
+
+    async fn list_recovery_points_by_resource(
+        &self,
+        ctx: &RequestContext,
+        input: ListRecoveryPointsByResourceInput,
+    ) -> Result<ListRecoveryPointsByResourceOutput, ApiError> {
+        Ok(recovery_points::list_by_resource(self, ctx, input).await?)
+    }
+
+    async fn delete_recovery_point(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteRecoveryPointInput,
+    ) -> Result<(), ApiError> {
+        Ok(recovery_points::delete(self, ctx, input).await?)
+    }
+
+    async fn update_recovery_point_lifecycle(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateRecoveryPointLifecycleInput,
+    ) -> Result<UpdateRecoveryPointLifecycleOutput, ApiError> {
+        Ok(recovery_points::update_lifecycle(self, ctx, input).await?)
+    }
+
+    async fn list_protected_resources(
+        &self,
+        ctx: &RequestContext,
+        input: ListProtectedResourcesInput,
+    ) -> Result<ListProtectedResourcesOutput, ApiError> {
+        Ok(protected::list(self, ctx, input).await?)
+    }
+
+    async fn list_protected_resources_by_backup_vault(
+        &self,
+        ctx: &RequestContext,
+        input: ListProtectedResourcesByBackupVaultInput,
+    ) -> Result<ListProtectedResourcesByBackupVaultOutput, ApiError> {
+        Ok(protected::list_by_vault(self, ctx, input).await?)
+    }
+
+    async fn describe_protected_resource(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeProtectedResourceInput,
+    ) -> Result<DescribeProtectedResourceOutput, ApiError> {
+        Ok(protected::describe(self, ctx, input).await?)
+    }
+
+    async fn get_supported_resource_types(
+        &self,
+        _ctx: &RequestContext,
+    ) -> Result<GetSupportedResourceTypesOutput, ApiError> {
+        Ok(GetSupportedResourceTypesOutput {
+            resource_types: Some(
+                inventory::SUPPORTED_TYPES
+                    .iter()
+                    .map(|(t, _)| t.to_string())
+                    .collect(),
+            ),
+        })
     }
 }

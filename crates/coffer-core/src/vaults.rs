@@ -6,6 +6,7 @@ use coffer_api::{ApiError, RequestContext, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::storage::RepoRecord;
 use crate::{Coffer, arn, paging, tags};
 
 pub(crate) const TABLE: &str = "vault";
@@ -23,6 +24,12 @@ pub(crate) struct VaultRecord {
     pub encryption_key_type: String,
     #[serde(default)]
     pub recovery_points: i64,
+    /// A fresh id per vault: names its repository directory.
+    #[serde(default)]
+    pub uid: String,
+    /// The vault's repository, once created (on first use).
+    #[serde(default)]
+    pub repo: Option<RepoRecord>,
     #[serde(default)]
     pub lock: Option<VaultLock>,
 }
@@ -131,6 +138,8 @@ pub(crate) async fn create(
         }
         .into(),
         recovery_points: 0,
+        uid: uuid::Uuid::new_v4().to_string(),
+        repo: None,
         lock: None,
     };
     let k = key(&ctx.account_id, &ctx.region, &record.name);
@@ -246,11 +255,7 @@ pub(crate) async fn list(
     }
     Ok(ListBackupVaultsOutput {
         backup_vault_list: Some(list),
-        next_token: if more {
-            last.map(paging::encode)
-        } else {
-            None
-        },
+        next_token: if more { last.map(paging::encode) } else { None },
     })
 }
 
@@ -279,4 +284,40 @@ pub(crate) async fn delete(
             Ok(())
         })
         .await
+}
+
+/// Records a vault's newly created repository.
+pub(crate) async fn set_repo(coffer: &Coffer, vault: &VaultRecord, repo: RepoRecord) -> Result<()> {
+    let k = key(&vault.account, &vault.region, &vault.name);
+    let (uid, name) = (vault.uid.clone(), vault.name.clone());
+    coffer
+        .store()
+        .write(move |tx| -> Result<()> {
+            let mut v = load(tx, &k, &name)?;
+            if v.uid != uid {
+                return Err(not_found(&name).into());
+            }
+            v.repo = Some(repo);
+            tx.put(TABLE, &k, &serde_json::to_vec(&v)?)?;
+            Ok(())
+        })
+        .await
+}
+
+/// Reads a vault inside a transaction.
+pub(crate) fn load(tx: &mut dyn coffer_store::Txn, key: &str, name: &str) -> Result<VaultRecord> {
+    match tx.get(TABLE, key)? {
+        Some(v) => Ok(serde_json::from_slice(&v)?),
+        None => Err(not_found(name).into()),
+    }
+}
+
+/// Writes a vault inside a transaction.
+pub(crate) fn save(tx: &mut dyn coffer_store::Txn, v: &VaultRecord) -> Result<()> {
+    tx.put(
+        TABLE,
+        &key(&v.account, &v.region, &v.name),
+        &serde_json::to_vec(v)?,
+    )?;
+    Ok(())
 }

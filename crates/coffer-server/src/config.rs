@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "COFFER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// How many backup, copy and restore jobs run at once (default 2).
+    #[arg(long, env = "COFFER_MAX_CONCURRENT_JOBS")]
+    pub max_concurrent_jobs: Option<usize>,
 }
 
 /// One access key and the account it belongs to.
@@ -91,8 +94,12 @@ pub struct FileConfig {
     pub auth: Option<AuthSetting>,
     pub default_region: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub max_concurrent_jobs: Option<usize>,
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
+    /// The resource inventory (see README "Resources").
+    #[serde(default)]
+    pub resources: Vec<coffer_core::ResourceEntry>,
 }
 
 impl FileConfig {
@@ -116,6 +123,10 @@ pub struct Config {
     pub default_account: String,
     pub default_region: String,
     pub log_format: LogFormat,
+    pub max_concurrent_jobs: usize,
+    /// The configuration file, re-read for the inventory on SIGHUP or when it changes.
+    pub config_file: Option<PathBuf>,
+    pub resources: Vec<coffer_core::ResourceEntry>,
 }
 
 impl Config {
@@ -176,6 +187,13 @@ impl Config {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            max_concurrent_jobs: args
+                .max_concurrent_jobs
+                .or(file.max_concurrent_jobs)
+                .unwrap_or(2)
+                .max(1),
+            config_file: args.config.clone(),
+            resources: file.resources,
         })
     }
 }
@@ -221,4 +239,18 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// This node's id, created once and kept in the data directory (job leases name it).
+pub fn node_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    write_private(&path, id.as_bytes())?;
+    Ok(id)
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use coffer_api::http::{ApiHandler, with_common_headers};
 use coffer_api::sigv4::{AuthMode, Credential};
-use coffer_core::{Clock, Coffer};
+use coffer_core::{Clock, Coffer, DataPlane, Inventory, VaultStorage};
 use coffer_store::StoreHandle;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
@@ -253,4 +253,44 @@ pub async fn print_coverage() -> Result<()> {
     let rows = coffer_core::coverage::probe(&coffer).await;
     print!("{}", coffer_core::coverage::markdown(&rows));
     Ok(())
+}
+
+/// Re-reads the inventory from the configuration file on SIGHUP, or when the file changes.
+async fn reload_inventory(file: std::path::PathBuf, inventory: Inventory) {
+    let modified = |f: &std::path::Path| std::fs::metadata(f).and_then(|m| m.modified()).ok();
+    let mut last = modified(&file);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let signalled = match &mut hup {
+            Some(h) => tokio::select! {
+                _ = h.recv() => true,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => false,
+            },
+            None => {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                false
+            }
+        };
+        let now = modified(&file);
+        if !signalled && now == last {
+            continue;
+        }
+        last = now;
+        match crate::config::FileConfig::load(&file) {
+            Ok(c) => {
+                let problems = inventory.replace(&c.resources);
+                tracing::info!(
+                    resources = c.resources.len(),
+                    "resource inventory re-read from {}",
+                    file.display()
+                );
+                for problem in problems {
+                    tracing::warn!(%problem, "resource inventory");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "configuration file not re-read; keeping the previous inventory")
+            }
+        }
+    }
 }

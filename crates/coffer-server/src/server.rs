@@ -123,7 +123,27 @@ pub async fn run(config: Config) -> Result<()> {
     } else {
         Clock::system()
     };
-    let coffer = Coffer::new(store.clone(), clock);
+    coffer_engine::bridge_log_to_tracing();
+    let inventory = Inventory::default();
+    for problem in inventory.replace(&config.resources) {
+        tracing::warn!(%problem, "resource inventory");
+    }
+    let storage =
+        VaultStorage::open(&data_dir).map_err(|e| anyhow::anyhow!("opening vault storage: {e}"))?;
+    let coffer = Coffer::with_data_plane(
+        store.clone(),
+        clock,
+        DataPlane {
+            storage,
+            inventory: inventory.clone(),
+            node_id: crate::config::node_id(&data_dir)?,
+            max_concurrent_jobs: config.max_concurrent_jobs,
+        },
+    );
+    coffer.start_workers();
+    if let Some(file) = config.config_file.clone() {
+        tokio::spawn(reload_inventory(file, inventory));
+    }
     let app = Arc::new(App {
         api: ApiHandler::new(Arc::new(coffer.clone()), auth, &config.default_region),
         coffer,

@@ -315,3 +315,58 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+    use crate::Clock;
+    use coffer_store::StoreHandle;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn lookups_for_other_modules_see_defaults_and_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let coffer = Coffer::new(store, Clock::movable());
+        let ctx = RequestContext::new("111122223333", "us-east-1");
+        let read = |rt: &'static str, account: &'static str| {
+            coffer
+                .store()
+                .read(move |tx| -> Result<(bool, bool), StoreError> {
+                    Ok((
+                        resource_type_opted_in(tx, account, "us-east-1", rt)?,
+                        cross_account_backup_enabled(tx, account)?,
+                    ))
+                })
+        };
+        assert_eq!(read("S3", "111122223333").await.unwrap(), (false, false));
+        assert_eq!(read("EBS", "111122223333").await.unwrap(), (true, false));
+        assert_eq!(
+            read("Floppy", "111122223333").await.unwrap(),
+            (false, false)
+        );
+        update_region(
+            &coffer,
+            &ctx,
+            UpdateRegionSettingsInput {
+                resource_type_opt_in_preference: Some(BTreeMap::from([("S3".into(), true)])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        update_global(
+            &coffer,
+            &ctx,
+            UpdateGlobalSettingsInput {
+                global_settings: Some(BTreeMap::from([(
+                    "isCrossAccountBackupEnabled".into(),
+                    "true".into(),
+                )])),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(read("S3", "111122223333").await.unwrap(), (true, true));
+        assert_eq!(read("S3", "444455556666").await.unwrap(), (false, false));
+    }
+}

@@ -196,3 +196,71 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+    use crate::Clock;
+    use coffer_store::StoreHandle;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn subscription_and_policy_are_found_by_vault_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let coffer = Coffer::new(store, Clock::movable());
+        let ctx = RequestContext::new("111122223333", "us-east-1");
+        crate::vaults::create(
+            &coffer,
+            &ctx,
+            CreateBackupVaultInput {
+                backup_vault_name: "v".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        put(
+            &coffer,
+            &ctx,
+            PutBackupVaultNotificationsInput {
+                backup_vault_events: vec![
+                    "BACKUP_JOB_FAILED".into(),
+                    "BACKUP_JOB_FAILED".into(),
+                    "COPY_JOB_FAILED".into(),
+                ],
+                backup_vault_name: "v".into(),
+                sns_topic_arn: "arn:aws:sns:us-east-1:111122223333:t".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let policy = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"444455556666"},"Action":"backup:CopyIntoBackupVault","Resource":"*"}}"#;
+        crate::vault_policy::put(
+            &coffer,
+            &ctx,
+            PutBackupVaultAccessPolicyInput {
+                backup_vault_name: "v".into(),
+                policy: Some(policy.into()),
+            },
+        )
+        .await
+        .unwrap();
+        let k = vaults::key("111122223333", "us-east-1", "v");
+        let (s, p) = coffer
+            .store()
+            .read(move |tx| -> Result<_, StoreError> {
+                Ok((subscription(tx, &k)?, crate::vault_policy::get(tx, &k)?))
+            })
+            .await
+            .unwrap();
+        let s = s.unwrap();
+        assert_eq!(s.events, ["BACKUP_JOB_FAILED", "COPY_JOB_FAILED"]);
+        assert!(s.wants("COPY_JOB_FAILED") && !s.wants("BACKUP_JOB_COMPLETED"));
+        let p = p.unwrap();
+        assert!(crate::vault_policy::copy_allowed(
+            &p,
+            "arn:aws:backup:us-east-1:111122223333:backup-vault:v",
+            "444455556666"
+        ));
+    }
+}

@@ -31,6 +31,13 @@ RUST_KEYWORDS = {
     "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final", "macro",
     "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 }
+# Model deviations: constraints the model states that AWS itself does not honour, replaced by a
+# named pattern. ResourceType's pattern allows no space, yet AWS's own resource types include
+# "Storage Gateway" and "SAP HANA on Amazon EC2" (DescribeRegionSettings returns them;
+# UpdateRegionSettings and the ByResourceType filters must accept them).
+PATTERN_DEVIATIONS = {
+    "ResourceType": ("PATTERN_RESOURCE_TYPE", r"^[a-zA-Z0-9\-\_\. ]{1,50}$"),
+}
 # Structure names that would shadow names the generated code relies on.
 RESERVED_TYPES = {"Result", "Option", "Vec", "String", "Box", "Timestamp", "Value"}
 
@@ -168,7 +175,12 @@ class Gen:
             if "min" in sh or "max" in sh:
                 out.append("%scheck_length(%s, %s.chars().count(), %s, %s)?;" % (
                     pad, path_expr, expr, self.opt(sh.get("min")), self.opt(sh.get("max"))))
-            if "pattern" in sh:
+            if shape_name in PATTERN_DEVIATIONS:
+                ident, pattern = PATTERN_DEVIATIONS[shape_name]
+                self.pattern_ref(sh["pattern"])  # keeps the numbering of the other patterns
+                self.named_patterns[ident] = pattern
+                out.append("%scheck_pattern(%s, %s, &%s)?;" % (pad, path_expr, expr, ident))
+            elif "pattern" in sh:
                 out.append("%scheck_pattern(%s, %s, %s)?;" % (pad, path_expr, expr, self.pattern_ref(sh["pattern"])))
             if "enum" in sh:
                 out.append("%scheck_enum(%s, %s, crate::generated::types::%s_VALUES)?;" % (
@@ -244,6 +256,7 @@ class Gen:
 
     def gen_validate(self):
         self.patterns = {}
+        self.named_patterns = {}
         body = []
         reachable = self.input_reachable()
         for name in sorted(n for n in reachable if self.shapes[n]["type"] == "structure"):
@@ -281,6 +294,8 @@ class Gen:
         w.append("    member_path,")
         w.append("};\n")
         for pattern, ident in self.patterns.items():
+            w.append("static %s: LazyLock<Pattern> = LazyLock::new(|| Pattern::new(%s));" % (ident, raw_str(pattern)))
+        for ident, pattern in sorted(self.named_patterns.items()):
             w.append("static %s: LazyLock<Pattern> = LazyLock::new(|| Pattern::new(%s));" % (ident, raw_str(pattern)))
         w.append("")
         w.extend(body)

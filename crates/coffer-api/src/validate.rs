@@ -193,7 +193,7 @@ pub fn encode_output<T: Serialize>(output: &T) -> Result<Vec<u8>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{CreateBackupVaultInput, ListBackupJobsInput};
+    use crate::types::{CreateBackupVaultInput, ListBackupJobsInput, UpdateRegionSettingsInput};
 
     #[test]
     fn pattern_violation_names_the_member() {
@@ -250,5 +250,26 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn resource_types_may_contain_spaces_as_aws_names_do() {
+        // A deviation from the model's ResourceType pattern (see scripts/codegen.py).
+        let input = UpdateRegionSettingsInput {
+            resource_type_opt_in_preference: Some(
+                [
+                    ("Storage Gateway".to_string(), true),
+                    ("SAP HANA on Amazon EC2".to_string(), false),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        assert!(input.validate().is_ok());
+        let input = ListBackupJobsInput {
+            by_resource_type: Some("EBS/../etc".into()),
+            ..Default::default()
+        };
+        assert!(input.validate().is_err());
     }
 }

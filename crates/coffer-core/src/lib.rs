@@ -2,7 +2,7 @@
 //! storage backend.
 //!
 //! [`Coffer`] implements the generated [`BackupService`] trait. Each area of the API lives in
-//! its own module (vaults, ...) and keeps its records in the metadata store, scoped by
+//! its own module (vaults and their policy, notifications and lock; settings; ...) and keeps its records in the metadata store, scoped by
 //! (account, region). Operations not built yet keep the trait's default answer, a plain
 //! "not implemented" error, so the coverage table can be read off the code (see
 //! [`coverage`]).
@@ -17,7 +17,11 @@ mod paging;
 mod protected;
 mod recovery_points;
 mod storage;
+mod settings;
 mod tags;
+mod vault_lock;
+mod vault_notifications;
+mod vault_policy;
 mod vaults;
 
 use std::sync::Arc;
@@ -367,5 +371,101 @@ impl BackupService for Coffer {
                     .collect(),
             ),
         })
+    }
+
+    async fn put_backup_vault_access_policy(
+        &self,
+        ctx: &RequestContext,
+        input: PutBackupVaultAccessPolicyInput,
+    ) -> Result<(), ApiError> {
+        Ok(vault_policy::put(self, ctx, input).await?)
+    }
+
+    async fn get_backup_vault_access_policy(
+        &self,
+        ctx: &RequestContext,
+        input: GetBackupVaultAccessPolicyInput,
+    ) -> Result<GetBackupVaultAccessPolicyOutput, ApiError> {
+        Ok(vault_policy::describe(self, ctx, input).await?)
+    }
+
+    async fn delete_backup_vault_access_policy(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupVaultAccessPolicyInput,
+    ) -> Result<(), ApiError> {
+        Ok(vault_policy::delete(self, ctx, input).await?)
+    }
+
+    async fn put_backup_vault_notifications(
+        &self,
+        ctx: &RequestContext,
+        input: PutBackupVaultNotificationsInput,
+    ) -> Result<(), ApiError> {
+        Ok(vault_notifications::put(self, ctx, input).await?)
+    }
+
+    async fn get_backup_vault_notifications(
+        &self,
+        ctx: &RequestContext,
+        input: GetBackupVaultNotificationsInput,
+    ) -> Result<GetBackupVaultNotificationsOutput, ApiError> {
+        Ok(vault_notifications::describe(self, ctx, input).await?)
+    }
+
+    async fn delete_backup_vault_notifications(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupVaultNotificationsInput,
+    ) -> Result<(), ApiError> {
+        Ok(vault_notifications::delete(self, ctx, input).await?)
+    }
+
+    async fn put_backup_vault_lock_configuration(
+        &self,
+        ctx: &RequestContext,
+        input: PutBackupVaultLockConfigurationInput,
+    ) -> Result<(), ApiError> {
+        Ok(vault_lock::put(self, ctx, input).await?)
+    }
+
+    async fn delete_backup_vault_lock_configuration(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupVaultLockConfigurationInput,
+    ) -> Result<(), ApiError> {
+        Ok(vault_lock::delete(self, ctx, input).await?)
+    }
+
+    async fn describe_region_settings(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeRegionSettingsInput,
+    ) -> Result<DescribeRegionSettingsOutput, ApiError> {
+        Ok(settings::describe_region(self, ctx, input).await?)
+    }
+
+    async fn update_region_settings(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateRegionSettingsInput,
+    ) -> Result<(), ApiError> {
+        Ok(settings::update_region(self, ctx, input).await?)
+    }
+
+    async fn describe_global_settings(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeGlobalSettingsInput,
+    ) -> Result<DescribeGlobalSettingsOutput, ApiError> {
+        Ok(settings::describe_global(self, ctx, input).await?)
+    }
+
+    async fn update_global_settings(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateGlobalSettingsInput,
+    ) -> Result<(), ApiError> {
+        Ok(settings::update_global(self, ctx, input).await?)
     }
 }

@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
+use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::storage::RepoRecord;
-use crate::{Coffer, arn, paging, tags};
+use crate::{Coffer, arn, paging, tags, vault_notifications, vault_policy};
 
 pub(crate) const TABLE: &str = "vault";
 
@@ -34,12 +35,7 @@ pub(crate) struct VaultRecord {
     pub lock: Option<VaultLock>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct VaultLock {
-    pub min_retention_days: Option<i64>,
-    pub max_retention_days: Option<i64>,
-    pub lock_date: Option<DateTime<Utc>>,
-}
+pub(crate) use crate::vault_lock::VaultLock;
 
 /// The store key of a vault: account and region first, so a scan by prefix lists one scope.
 pub(crate) fn key(account: &str, region: &str, name: &str) -> String {
@@ -56,14 +52,29 @@ fn not_found(name: &str) -> ApiError {
     ))
 }
 
+/// Reads the vault stored under `k` inside a transaction; absent is ResourceNotFoundException.
+pub(crate) fn read(tx: &mut dyn Txn, k: &str, name: &str) -> Result<VaultRecord> {
+    match tx.get(TABLE, k)? {
+        Some(v) => Ok(serde_json::from_slice(&v)?),
+        None => Err(not_found(name).into()),
+    }
+}
+
+/// Stores a vault record under `k` inside a transaction.
+pub(crate) fn write(tx: &mut dyn Txn, k: &str, v: &VaultRecord) -> Result<()> {
+    tx.put(TABLE, k, &serde_json::to_vec(v)?)?;
+    Ok(())
+}
+
 impl VaultRecord {
-    fn locked(&self, now: DateTime<Utc>) -> bool {
-        self.lock
-            .as_ref()
-            .is_some_and(|l| l.lock_date.is_some_and(|d| d <= now))
+    /// Whether Vault Lock protects the vault: any lock configuration does, in governance
+    /// mode and in compliance mode alike, from the moment it is put (its retention bounds
+    /// apply at once; the lock date only ends the time in which the lock can be changed).
+    fn locked(&self) -> bool {
+        self.lock.is_some()
     }
 
-    fn describe(&self, now: DateTime<Utc>) -> DescribeBackupVaultOutput {
+    fn describe(&self) -> DescribeBackupVaultOutput {
         DescribeBackupVaultOutput {
             backup_vault_arn: Some(self.arn.clone()),
             backup_vault_name: Some(self.name.clone()),
@@ -71,7 +82,7 @@ impl VaultRecord {
             creator_request_id: self.creator_request_id.clone(),
             encryption_key_arn: Some(self.encryption_key_arn.clone()),
             encryption_key_type: Some(self.encryption_key_type.clone()),
-            locked: Some(self.locked(now)),
+            locked: Some(self.locked()),
             lock_date: self.lock.as_ref().and_then(|l| l.lock_date).map(Timestamp),
             min_retention_days: self.lock.as_ref().and_then(|l| l.min_retention_days),
             max_retention_days: self.lock.as_ref().and_then(|l| l.max_retention_days),
@@ -82,8 +93,8 @@ impl VaultRecord {
         }
     }
 
-    fn list_member(&self, now: DateTime<Utc>) -> BackupVaultListMember {
-        let d = self.describe(now);
+    fn list_member(&self) -> BackupVaultListMember {
+        let d = self.describe();
         BackupVaultListMember {
             backup_vault_arn: d.backup_vault_arn,
             backup_vault_name: d.backup_vault_name,
@@ -211,7 +222,7 @@ pub(crate) async fn describe(
         &input.backup_vault_name,
     )
     .await?;
-    Ok(v.describe(coffer.clock().now()))
+    Ok(v.describe())
 }
 
 pub(crate) async fn list(
@@ -219,7 +230,6 @@ pub(crate) async fn list(
     ctx: &RequestContext,
     input: ListBackupVaultsInput,
 ) -> Result<ListBackupVaultsOutput> {
-    let now = coffer.clock().now();
     let prefix = scope(&ctx.account_id, &ctx.region);
     if input.by_shared == Some(true) {
         // No vault of another account is shared with this one.
@@ -250,7 +260,7 @@ pub(crate) async fn list(
     let mut last = None;
     for (k, v) in rows.iter().take(limit) {
         let v: VaultRecord = serde_json::from_slice(v)?;
-        list.push(v.list_member(now));
+        list.push(v.list_member());
         last = Some(k.as_str());
     }
     Ok(ListBackupVaultsOutput {
@@ -281,6 +291,8 @@ pub(crate) async fn delete(
             }
             tx.delete(TABLE, &k)?;
             tags::remove_all(tx, &v.arn)?;
+            vault_policy::remove(tx, &k)?;
+            vault_notifications::remove(tx, &k)?;
             Ok(())
         })
         .await

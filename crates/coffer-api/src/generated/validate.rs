@@ -34,6 +34,8 @@ static PATTERN_9: LazyLock<Pattern> =
     LazyLock::new(|| Pattern::new(r#"(arn:aws[a-z-]*:[a-z-\d]+:).+"#));
 static PATTERN_10: LazyLock<Pattern> =
     LazyLock::new(|| Pattern::new(r#"^(\*|[a-zA-Z0-9\-\_]{2,50})$"#));
+static PATTERN_RESOURCE_TYPE: LazyLock<Pattern> =
+    LazyLock::new(|| Pattern::new(r#"^[a-zA-Z0-9\-\_\. ]{1,50}$"#));
 
 impl Validate for AdvancedBackupSetting {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
@@ -52,7 +54,11 @@ impl Validate for AdvancedBackupSetting {
             }
         }
         if let Some(value) = &self.resource_type {
-            check_pattern(&member_path(path, "ResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         Ok(())
     }
@@ -840,7 +846,7 @@ impl Validate for IndexAction {
                 check_pattern(
                     &format!("{}[{}]", &member_path(path, "ResourceTypes"), i0),
                     item0,
-                    &PATTERN_0,
+                    &PATTERN_RESOURCE_TYPE,
                 )?;
             }
         }
@@ -940,7 +946,11 @@ impl Validate for ListBackupJobSummariesInput {
             )?;
         }
         if let Some(value) = &self.resource_type {
-            check_pattern(&member_path(path, "ResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         if let Some(value) = &self.state {
             check_enum(
@@ -962,7 +972,11 @@ impl Validate for ListBackupJobsInput {
             check_pattern(&member_path(path, "ByBackupVaultName"), value, &PATTERN_1)?;
         }
         if let Some(value) = &self.by_resource_type {
-            check_pattern(&member_path(path, "ByResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ByResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         if let Some(value) = &self.by_state {
             check_enum(
@@ -1081,7 +1095,11 @@ impl Validate for ListCopyJobSummariesInput {
             )?;
         }
         if let Some(value) = &self.resource_type {
-            check_pattern(&member_path(path, "ResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         if let Some(value) = &self.state {
             check_enum(
@@ -1100,7 +1118,11 @@ impl Validate for ListCopyJobsInput {
             check_pattern(&member_path(path, "ByAccountId"), value, &PATTERN_8)?;
         }
         if let Some(value) = &self.by_resource_type {
-            check_pattern(&member_path(path, "ByResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ByResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         if let Some(value) = &self.by_state {
             check_enum(
@@ -1153,7 +1175,11 @@ impl Validate for ListIndexedRecoveryPointsInput {
             )?;
         }
         if let Some(value) = &self.resource_type {
-            check_pattern(&member_path(path, "ResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         Ok(())
     }
@@ -1228,7 +1254,11 @@ impl Validate for ListRecoveryPointsByBackupVaultInput {
             &PATTERN_1,
         )?;
         if let Some(value) = &self.by_resource_type {
-            check_pattern(&member_path(path, "ByResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ByResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1347,7 +1377,11 @@ impl Validate for ListRestoreJobSummariesInput {
             )?;
         }
         if let Some(value) = &self.resource_type {
-            check_pattern(&member_path(path, "ResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         if let Some(value) = &self.state {
             check_enum(
@@ -1387,7 +1421,11 @@ impl Validate for ListRestoreJobsInput {
             check_pattern(&member_path(path, "ByAccountId"), value, &PATTERN_8)?;
         }
         if let Some(value) = &self.by_resource_type {
-            check_pattern(&member_path(path, "ByResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ByResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         if let Some(value) = &self.by_status {
             check_enum(
@@ -1464,7 +1502,11 @@ impl Validate for ListScanJobSummariesInput {
             )?;
         }
         if let Some(value) = &self.resource_type {
-            check_pattern(&member_path(path, "ResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         if let Some(value) = &self.scan_result_status {
             check_enum(
@@ -1634,7 +1676,7 @@ impl Validate for ResourceSelection {
         check_pattern(
             &member_path(path, "ResourceType"),
             (&self.resource_type),
-            &PATTERN_0,
+            &PATTERN_RESOURCE_TYPE,
         )?;
         check_range(
             &member_path(path, "TieringDownSettingsInDays"),
@@ -1742,7 +1784,7 @@ impl Validate for ScanSetting {
                 check_pattern(
                     &format!("{}[{}]", &member_path(path, "ResourceTypes"), i0),
                     item0,
-                    &PATTERN_0,
+                    &PATTERN_RESOURCE_TYPE,
                 )?;
             }
         }
@@ -1819,7 +1861,11 @@ impl Validate for StartReportJobInput {
 impl Validate for StartRestoreJobInput {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.resource_type {
-            check_pattern(&member_path(path, "ResourceType"), value, &PATTERN_0)?;
+            check_pattern(
+                &member_path(path, "ResourceType"),
+                value,
+                &PATTERN_RESOURCE_TYPE,
+            )?;
         }
         Ok(())
     }
@@ -1992,7 +2038,7 @@ impl Validate for UpdateRegionSettingsInput {
                         &member_path(path, "ResourceTypeManagementPreference")
                     ),
                     key0,
-                    &PATTERN_0,
+                    &PATTERN_RESOURCE_TYPE,
                 )?;
             }
         }
@@ -2001,7 +2047,7 @@ impl Validate for UpdateRegionSettingsInput {
                 check_pattern(
                     &format!("{}.key", &member_path(path, "ResourceTypeOptInIncremental")),
                     key0,
-                    &PATTERN_0,
+                    &PATTERN_RESOURCE_TYPE,
                 )?;
             }
         }
@@ -2010,7 +2056,7 @@ impl Validate for UpdateRegionSettingsInput {
                 check_pattern(
                     &format!("{}.key", &member_path(path, "ResourceTypeOptInPreference")),
                     key0,
-                    &PATTERN_0,
+                    &PATTERN_RESOURCE_TYPE,
                 )?;
             }
         }

@@ -6,5 +6,7 @@ mod harness;
 mod auth;
 mod coverage;
 mod protocol;
+mod settings;
 mod tags;
+mod vault_extras;
 mod vaults;

@@ -2,7 +2,7 @@
 //! storage backend.
 //!
 //! [`Coffer`] implements the generated [`BackupService`] trait. Each area of the API lives in
-//! its own module (vaults, ...) and keeps its records in the metadata store, scoped by
+//! its own module (vaults, plans, selections, templates, ...) and keeps its records in the metadata store, scoped by
 //! (account, region). Operations not built yet keep the trait's default answer, a plain
 //! "not implemented" error, so the coverage table can be read off the code (see
 //! [`coverage`]).
@@ -12,7 +12,11 @@ pub mod clock;
 pub mod coverage;
 mod error;
 mod paging;
+mod plan_rules;
+mod plans;
+mod selections;
 mod tags;
+mod templates;
 mod vaults;
 
 use std::sync::Arc;
@@ -113,5 +117,117 @@ impl BackupService for Coffer {
         input: ListTagsInput,
     ) -> Result<ListTagsOutput, ApiError> {
         Ok(tags::list_tags(self, ctx, input).await?)
+    }
+
+    async fn create_backup_plan(
+        &self,
+        ctx: &RequestContext,
+        input: CreateBackupPlanInput,
+    ) -> Result<CreateBackupPlanOutput, ApiError> {
+        Ok(plans::create(self, ctx, input).await?)
+    }
+
+    async fn get_backup_plan(
+        &self,
+        ctx: &RequestContext,
+        input: GetBackupPlanInput,
+    ) -> Result<GetBackupPlanOutput, ApiError> {
+        Ok(plans::get(self, ctx, input).await?)
+    }
+
+    async fn update_backup_plan(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateBackupPlanInput,
+    ) -> Result<UpdateBackupPlanOutput, ApiError> {
+        Ok(plans::update(self, ctx, input).await?)
+    }
+
+    async fn delete_backup_plan(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupPlanInput,
+    ) -> Result<DeleteBackupPlanOutput, ApiError> {
+        Ok(plans::delete(self, ctx, input).await?)
+    }
+
+    async fn list_backup_plans(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupPlansInput,
+    ) -> Result<ListBackupPlansOutput, ApiError> {
+        Ok(plans::list(self, ctx, input).await?)
+    }
+
+    async fn list_backup_plan_versions(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupPlanVersionsInput,
+    ) -> Result<ListBackupPlanVersionsOutput, ApiError> {
+        Ok(plans::list_versions(self, ctx, input).await?)
+    }
+
+    async fn export_backup_plan_template(
+        &self,
+        ctx: &RequestContext,
+        input: ExportBackupPlanTemplateInput,
+    ) -> Result<ExportBackupPlanTemplateOutput, ApiError> {
+        Ok(templates::export(self, ctx, input).await?)
+    }
+
+    async fn get_backup_plan_from_json(
+        &self,
+        _ctx: &RequestContext,
+        input: GetBackupPlanFromJSONInput,
+    ) -> Result<GetBackupPlanFromJSONOutput, ApiError> {
+        Ok(templates::from_json(input).await?)
+    }
+
+    async fn get_backup_plan_from_template(
+        &self,
+        _ctx: &RequestContext,
+        input: GetBackupPlanFromTemplateInput,
+    ) -> Result<GetBackupPlanFromTemplateOutput, ApiError> {
+        Ok(templates::get(input).await?)
+    }
+
+    async fn list_backup_plan_templates(
+        &self,
+        _ctx: &RequestContext,
+        input: ListBackupPlanTemplatesInput,
+    ) -> Result<ListBackupPlanTemplatesOutput, ApiError> {
+        Ok(templates::list(input).await?)
+    }
+
+    async fn create_backup_selection(
+        &self,
+        ctx: &RequestContext,
+        input: CreateBackupSelectionInput,
+    ) -> Result<CreateBackupSelectionOutput, ApiError> {
+        Ok(selections::create(self, ctx, input).await?)
+    }
+
+    async fn get_backup_selection(
+        &self,
+        ctx: &RequestContext,
+        input: GetBackupSelectionInput,
+    ) -> Result<GetBackupSelectionOutput, ApiError> {
+        Ok(selections::get(self, ctx, input).await?)
+    }
+
+    async fn delete_backup_selection(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupSelectionInput,
+    ) -> Result<(), ApiError> {
+        Ok(selections::delete(self, ctx, input).await?)
+    }
+
+    async fn list_backup_selections(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupSelectionsInput,
+    ) -> Result<ListBackupSelectionsOutput, ApiError> {
+        Ok(selections::list(self, ctx, input).await?)
     }
 }

@@ -5,6 +5,9 @@ mod harness;
 
 mod auth;
 mod coverage;
+mod plans;
 mod protocol;
+mod selections;
 mod tags;
+mod templates;
 mod vaults;

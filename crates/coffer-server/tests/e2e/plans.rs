@@ -821,3 +821,105 @@ async fn list_backup_plans_pages_through_every_plan_once() {
         assert_eq!(seen.contains(&ids[2]), include_deleted);
     }
 }
+
+#[tokio::test]
+async fn plans_versions_and_selections_survive_a_crash() {
+    let dir = temp_dir();
+    let server = Server::with_credential(dir.path()).await;
+    let c = server.client();
+    vault(&c, "v1").await;
+    let id = simple_plan(&c, "durable", "v1").await;
+    let mut second = rule("daily", "v1");
+    second.start_window_minutes = Some(60);
+    let v2 = c
+        .update_backup_plan()
+        .backup_plan_id(&id)
+        .backup_plan(plan("durable", vec![second]))
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_string();
+    let selection = aws_sdk_backup::types::BackupSelection::builder()
+        .selection_name("all")
+        .iam_role_arn("arn:aws:iam::111122223333:role/backup")
+        .resources("*")
+        .build()
+        .unwrap();
+    let selection_id = c
+        .create_backup_selection()
+        .backup_plan_id(&id)
+        .backup_selection(selection.clone())
+        .send()
+        .await
+        .unwrap()
+        .selection_id()
+        .unwrap()
+        .to_string();
+    server.kill().await;
+
+    let server = Server::with_credential(dir.path()).await;
+    let c = server.client();
+    let got = c
+        .get_backup_plan()
+        .backup_plan_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.version_id(), Some(v2.as_str()));
+    assert_eq!(
+        got.backup_plan().unwrap().rules()[0].start_window_minutes(),
+        Some(60)
+    );
+    let versions = c
+        .list_backup_plan_versions()
+        .backup_plan_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.backup_plan_versions_list().len(), 2);
+    let got = c
+        .get_backup_selection()
+        .backup_plan_id(&id)
+        .selection_id(&selection_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.backup_selection(), Some(&selection));
+}
+
+#[tokio::test]
+async fn accounts_never_see_each_others_plans() {
+    let server = Server::start(&["--dev"]).await;
+    let a = server.client_as("222233334444", "x", "us-east-1");
+    let b = server.client_as("333344445555", "x", "us-east-1");
+    vault(&a, "v1").await;
+    vault(&b, "v1").await;
+    let id = simple_plan(&a, "mine", "v1").await;
+    let err = b
+        .get_backup_plan()
+        .backup_plan_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_resource_not_found_exception());
+    assert!(
+        b.list_backup_plans()
+            .include_deleted(true)
+            .send()
+            .await
+            .unwrap()
+            .backup_plans_list()
+            .is_empty()
+    );
+    let err = b
+        .delete_backup_plan()
+        .backup_plan_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_resource_not_found_exception());
+    // The same document in another account is no duplicate.
+    simple_plan(&b, "mine", "v1").await;
+}

@@ -647,13 +647,23 @@ async fn invalid_documents_are_refused_with_the_rule_and_member_named() {
 
 #[tokio::test]
 async fn scheduled_runs_preview_follows_the_rules_and_the_clock() {
+    use chrono::{Datelike, TimeZone, Utc};
     let server = Server::start(&["--dev"]).await;
+    // 10 January, noon UTC, two years ahead (the clock never moves back); Paris is on CET then.
+    let base = Utc
+        .with_ymd_and_hms(Utc::now().year() + 2, 1, 10, 0, 0, 0)
+        .unwrap()
+        .timestamp();
+    let set = format!(
+        r#"{{"set": "{}"}}"#,
+        Utc.timestamp_opt(base + 12 * 3600, 0).unwrap().to_rfc3339()
+    );
     let (status, _, body) = server
         .raw(
             "POST",
             "/_coffer/clock",
             &[("content-type", "application/json")],
-            br#"{"set": "2031-03-10T12:00:00Z"}"#,
+            set.as_bytes(),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -662,7 +672,7 @@ async fn scheduled_runs_preview_follows_the_rules_and_the_clock() {
     let utc = rule("utc", "v1"); // cron(0 5 ? * * *) in Etc/UTC
     let mut paris = rule("paris", "v1");
     paris.schedule_expression = Some("cron(0 3 ? * * *)".into());
-    paris.schedule_expression_timezone = Some("Europe/Paris".into()); // 02:00 UTC in March (CET)
+    paris.schedule_expression_timezone = Some("Europe/Paris".into()); // 02:00 UTC in January (CET)
     let id = c
         .create_backup_plan()
         .backup_plan(plan("preview", vec![utc, paris]))
@@ -681,7 +691,7 @@ async fn scheduled_runs_preview_follows_the_rules_and_the_clock() {
         .unwrap();
     let rules = got.backup_plan().unwrap().rules();
     let (utc_id, paris_id) = (rules[0].rule_id().unwrap(), rules[1].rule_id().unwrap());
-    let day = |d: i64, h: i64| 1_930_867_200 + (d - 10) * 86_400 + h * 3600; // 2031-03-10T00:00Z
+    let day = |d: i64, h: i64| base + (d - 10) * 86_400 + h * 3600;
     let expected = vec![
         (day(11, 2), paris_id),
         (day(11, 5), utc_id),

@@ -284,3 +284,83 @@ async fn invalid_selections_are_refused() {
             .is_empty()
     );
 }
+
+/// The bodies Terraform's provider sends (Go SDK: no trailing slashes, every rule field and
+/// empty values spelled out), read back byte for byte as JSON.
+#[tokio::test]
+async fn terraform_shaped_requests_read_back_exactly() {
+    let server = Server::start(&["--dev"]).await;
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+    let (status, _, body) = server
+        .raw("PUT", "/backup-vaults/tf-vault", &[], b"{}")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rule = serde_json::json!({
+        "RuleName": "tf_rule",
+        "TargetBackupVaultName": "tf-vault",
+        "ScheduleExpression": "cron(0 12 * * ? *)",
+        "ScheduleExpressionTimezone": "Etc/UTC",
+        "StartWindowMinutes": 60,
+        "CompletionWindowMinutes": 180,
+        "EnableContinuousBackup": false,
+        "Lifecycle": {"DeleteAfterDays": 14, "OptInToArchiveForSupportedResources": false},
+        "RecoveryPointTags": {},
+        "CopyActions": []
+    });
+    let create = serde_json::json!({
+        "BackupPlan": {"BackupPlanName": "tf_plan", "Rules": [rule]},
+        "BackupPlanTags": {"Name": "tf_plan"}
+    });
+    let (status, _, body) = server
+        .raw("PUT", "/backup/plans", &[], create.to_string().as_bytes())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let plan_id = json(&body)["BackupPlanId"].as_str().unwrap().to_string();
+    let (status, _, body) = server
+        .raw("GET", &format!("/backup/plans/{plan_id}"), &[], b"")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut got = json(&body)["BackupPlan"]["Rules"][0].clone();
+    assert!(got["RuleId"].is_string());
+    got.as_object_mut().unwrap().remove("RuleId");
+    assert_eq!(got, rule);
+
+    let selection = serde_json::json!({
+        "SelectionName": "tf_selection",
+        "IamRoleArn": "arn:aws:iam::000000000000:role/tf-backup",
+        "Resources": ["arn:aws:ec2:*:*:volume/*"],
+        "NotResources": [],
+        "ListOfTags": [],
+        "Conditions": {}
+    });
+    let (status, _, body) = server
+        .raw(
+            "PUT",
+            &format!("/backup/plans/{plan_id}/selections"),
+            &[],
+            serde_json::json!({"BackupSelection": selection, "CreatorRequestId": "tf-1"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let selection_id = json(&body)["SelectionId"].as_str().unwrap().to_string();
+    let (status, _, body) = server
+        .raw(
+            "GET",
+            &format!("/backup/plans/{plan_id}/selections/{selection_id}/"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["BackupSelection"], selection);
+
+    // Terraform retries DeleteBackupPlan on this wording while selections remain.
+    let (status, headers, body) = server
+        .raw("DELETE", &format!("/backup/plans/{plan_id}"), &[], b"")
+        .await;
+    assert_eq!(status, 400);
+    assert!(headers.contains("x-amzn-errortype: invalidrequestexception"));
+    assert!(body.contains("Related backup plan selections must be deleted prior to backup"));
+}

@@ -477,7 +477,12 @@ pub(crate) async fn update(
             check_target_vaults(tx, &account, &region, &document)?;
             let version = PlanVersionRecord {
                 plan_id: plan.id.clone(),
-                sequence: plan.current_sequence + 1,
+                sequence: plan.current_sequence.checked_add(1).ok_or_else(|| {
+                    ApiError::limit_exceeded(format!(
+                        "Backup plan {} has reached the maximum number of versions.",
+                        plan.id
+                    ))
+                })?,
                 version_id,
                 creation_date: now,
                 document,

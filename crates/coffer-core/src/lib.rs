@@ -2,7 +2,9 @@
 //! storage backend.
 //!
 //! [`Coffer`] implements the generated [`BackupService`] trait. Each area of the API lives in
-//! its own module (vaults and their policy, notifications and lock; settings; ...) and keeps its records in the metadata store, scoped by
+//! its own module (vaults and their policy, notifications and lock; settings; plans, selections
+//! and templates; jobs, recovery points and protected resources) and keeps its records in the
+//! metadata store, scoped by
 //! (account, region). Operations not built yet keep the trait's default answer, a plain
 //! "not implemented" error, so the coverage table can be read off the code (see
 //! [`coverage`]).
@@ -14,11 +16,15 @@ mod error;
 pub mod inventory;
 mod jobs;
 mod paging;
+mod plan_rules;
+mod plans;
 mod protected;
 mod recovery_points;
-mod storage;
+mod selections;
 mod settings;
+mod storage;
 mod tags;
+mod templates;
 mod vault_lock;
 mod vault_notifications;
 mod vault_policy;
@@ -467,5 +473,117 @@ impl BackupService for Coffer {
         input: UpdateGlobalSettingsInput,
     ) -> Result<(), ApiError> {
         Ok(settings::update_global(self, ctx, input).await?)
+    }
+
+    async fn create_backup_plan(
+        &self,
+        ctx: &RequestContext,
+        input: CreateBackupPlanInput,
+    ) -> Result<CreateBackupPlanOutput, ApiError> {
+        Ok(plans::create(self, ctx, input).await?)
+    }
+
+    async fn get_backup_plan(
+        &self,
+        ctx: &RequestContext,
+        input: GetBackupPlanInput,
+    ) -> Result<GetBackupPlanOutput, ApiError> {
+        Ok(plans::get(self, ctx, input).await?)
+    }
+
+    async fn update_backup_plan(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateBackupPlanInput,
+    ) -> Result<UpdateBackupPlanOutput, ApiError> {
+        Ok(plans::update(self, ctx, input).await?)
+    }
+
+    async fn delete_backup_plan(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupPlanInput,
+    ) -> Result<DeleteBackupPlanOutput, ApiError> {
+        Ok(plans::delete(self, ctx, input).await?)
+    }
+
+    async fn list_backup_plans(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupPlansInput,
+    ) -> Result<ListBackupPlansOutput, ApiError> {
+        Ok(plans::list(self, ctx, input).await?)
+    }
+
+    async fn list_backup_plan_versions(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupPlanVersionsInput,
+    ) -> Result<ListBackupPlanVersionsOutput, ApiError> {
+        Ok(plans::list_versions(self, ctx, input).await?)
+    }
+
+    async fn export_backup_plan_template(
+        &self,
+        ctx: &RequestContext,
+        input: ExportBackupPlanTemplateInput,
+    ) -> Result<ExportBackupPlanTemplateOutput, ApiError> {
+        Ok(templates::export(self, ctx, input).await?)
+    }
+
+    async fn get_backup_plan_from_json(
+        &self,
+        _ctx: &RequestContext,
+        input: GetBackupPlanFromJSONInput,
+    ) -> Result<GetBackupPlanFromJSONOutput, ApiError> {
+        Ok(templates::from_json(input).await?)
+    }
+
+    async fn get_backup_plan_from_template(
+        &self,
+        _ctx: &RequestContext,
+        input: GetBackupPlanFromTemplateInput,
+    ) -> Result<GetBackupPlanFromTemplateOutput, ApiError> {
+        Ok(templates::get(input).await?)
+    }
+
+    async fn list_backup_plan_templates(
+        &self,
+        _ctx: &RequestContext,
+        input: ListBackupPlanTemplatesInput,
+    ) -> Result<ListBackupPlanTemplatesOutput, ApiError> {
+        Ok(templates::list(input).await?)
+    }
+
+    async fn create_backup_selection(
+        &self,
+        ctx: &RequestContext,
+        input: CreateBackupSelectionInput,
+    ) -> Result<CreateBackupSelectionOutput, ApiError> {
+        Ok(selections::create(self, ctx, input).await?)
+    }
+
+    async fn get_backup_selection(
+        &self,
+        ctx: &RequestContext,
+        input: GetBackupSelectionInput,
+    ) -> Result<GetBackupSelectionOutput, ApiError> {
+        Ok(selections::get(self, ctx, input).await?)
+    }
+
+    async fn delete_backup_selection(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupSelectionInput,
+    ) -> Result<(), ApiError> {
+        Ok(selections::delete(self, ctx, input).await?)
+    }
+
+    async fn list_backup_selections(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupSelectionsInput,
+    ) -> Result<ListBackupSelectionsOutput, ApiError> {
+        Ok(selections::list(self, ctx, input).await?)
     }
 }

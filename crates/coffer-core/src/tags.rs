@@ -10,7 +10,7 @@ use coffer_api::{ApiError, RequestContext};
 use coffer_store::{StoreError, Txn};
 
 use crate::error::Result;
-use crate::{Coffer, arn, paging, vaults};
+use crate::{Coffer, arn, paging, plans, vaults};
 
 pub(crate) const TABLE: &str = "tags";
 
@@ -75,6 +75,10 @@ fn check_resource(tx: &mut dyn Txn, ctx: &RequestContext, resource_arn: &str) ->
                 &vaults::key(&ctx.account_id, &ctx.region, id),
             )?
             .is_some(),
+        "backup-plan" => {
+            plans::check_plan_id(id).is_ok()
+                && plans::is_active(tx, &ctx.account_id, &ctx.region, id)?
+        }
         _ => {
             return Err(ApiError::invalid_parameter(format!(
                 "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans and recovery points."

@@ -5,8 +5,11 @@ mod harness;
 
 mod auth;
 mod coverage;
+mod plans;
 mod protocol;
+mod selections;
 mod settings;
 mod tags;
+mod templates;
 mod vault_extras;
 mod vaults;

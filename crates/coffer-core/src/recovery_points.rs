@@ -404,8 +404,8 @@ pub(crate) async fn delete(
             let vkey = vaults::key(&a, &r, &input.backup_vault_name);
             let mut vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
             let rp = find_in_vault(tx, &a, &r, &input.backup_vault_name, &input.recovery_point_arn)?;
-            if let Some(min) = vault.lock.as_ref().and_then(|l| l.min_retention_days) {
-                if now < rp.creation_date + Duration::days(min) {
+            if let Some(min) = vault.lock.as_ref().and_then(|l| l.min_retention_days)
+                && now < rp.creation_date + Duration::days(min) {
                     return Err(ApiError::invalid_request(format!(
                         "Recovery point {} is protected by the vault lock of '{}' (MinRetentionDays {min}) until {}.",
                         rp.arn,
@@ -414,7 +414,6 @@ pub(crate) async fn delete(
                     ))
                     .into());
                 }
-            }
             tx.delete(TABLE, &rp.key())?;
             tx.delete(INDEX, &format!("{a}:{r}:{}", rp.id))?;
             tags::remove_all(tx, &rp.arn)?;
@@ -449,13 +448,11 @@ pub(crate) async fn update_lifecycle(
         .write(move |tx| -> Result<RecoveryPointRecord> {
             vaults::load(tx, &vaults::key(&a, &r, &input.backup_vault_name), &input.backup_vault_name)?;
             let mut rp = find_in_vault(tx, &a, &r, &input.backup_vault_name, &input.recovery_point_arn)?;
-            if rp.storage_class == "COLD" {
-                if let Some(l) = &input.lifecycle {
-                    if l.move_to_cold_storage_after_days.is_some_and(|d| Some(d) != rp.lifecycle.as_ref().and_then(|x| x.move_to_cold_storage_after_days)) {
+            if rp.storage_class == "COLD"
+                && let Some(l) = &input.lifecycle
+                    && l.move_to_cold_storage_after_days.is_some_and(|d| Some(d) != rp.lifecycle.as_ref().and_then(|x| x.move_to_cold_storage_after_days)) {
                         return Err(ApiError::invalid_request("The recovery point is already in cold storage; MoveToColdStorageAfterDays cannot change.").into());
                     }
-                }
-            }
             rp.lifecycle = input.lifecycle;
             tx.put(TABLE, &rp.key(), &serde_json::to_vec(&rp)?)?;
             Ok(rp)
@@ -482,15 +479,15 @@ pub(crate) async fn process_deletions(coffer: &Coffer) -> Result<usize> {
             .await
             .ok()
             .filter(|v| v.uid == d.vault_uid);
-        if let Some(vault) = vault {
-            if vault.repo.is_some() {
-                let repo = crate::storage::repo_for(coffer, &vault, None).await?;
-                match repo.delete_async(d.snapshot.clone()).await {
-                    Ok(_) | Err(coffer_engine::Error::RecoveryPointNotFound(_)) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, vault = %d.vault_name, "removing a deleted recovery point's data failed; will retry");
-                        continue;
-                    }
+        if let Some(vault) = vault
+            && vault.repo.is_some()
+        {
+            let repo = crate::storage::repo_for(coffer, &vault, None).await?;
+            match repo.delete_async(d.snapshot.clone()).await {
+                Ok(_) | Err(coffer_engine::Error::RecoveryPointNotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, vault = %d.vault_name, "removing a deleted recovery point's data failed; will retry");
+                    continue;
                 }
             }
         }

@@ -79,6 +79,9 @@ fn check_resource(tx: &mut dyn Txn, ctx: &RequestContext, resource_arn: &str) ->
             plans::check_plan_id(id).is_ok()
                 && plans::is_active(tx, &ctx.account_id, &ctx.region, id)?
         }
+        "recovery-point" => {
+            crate::recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn).is_ok()
+        }
         _ => {
             return Err(ApiError::invalid_parameter(format!(
                 "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans and recovery points."

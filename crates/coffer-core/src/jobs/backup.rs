@@ -60,14 +60,14 @@ pub(crate) async fn start_backup_job(
     if let Some(l) = &input.lifecycle {
         check_lifecycle(l)?;
     }
-    if let Some(opts) = &input.backup_options {
-        if let Some((k, _)) = opts.iter().next() {
-            return Err(ApiError::invalid_parameter(format!(
+    if let Some(opts) = &input.backup_options
+        && let Some((k, _)) = opts.iter().next()
+    {
+        return Err(ApiError::invalid_parameter(format!(
                 "BackupOptions '{k}' does not apply to {} resources; Coffer's EFS and EBS resources take no backup options.",
                 resource.resource_type
             ))
             .into());
-        }
     }
     crate::tags::check_initial(
         input
@@ -181,13 +181,14 @@ pub(crate) async fn list_backup_jobs(
     ctx: &RequestContext,
     input: ListBackupJobsInput,
 ) -> Result<ListBackupJobsOutput> {
-    if let Some(a) = &input.by_account_id {
-        if a != &ctx.account_id && a != "*" {
-            return Ok(ListBackupJobsOutput {
-                backup_jobs: Some(Vec::new()),
-                next_token: None,
-            });
-        }
+    if let Some(a) = &input.by_account_id
+        && a != &ctx.account_id
+        && a != "*"
+    {
+        return Ok(ListBackupJobsOutput {
+            backup_jobs: Some(Vec::new()),
+            next_token: None,
+        });
     }
     let jobs: Vec<JobRecord> = all_jobs(coffer, &ctx.account_id, &ctx.region, JobKind::Backup)
         .await?
@@ -523,7 +524,13 @@ async fn run_inner(coffer: &Coffer, job: &JobRecord, control: &JobControl) -> Re
             j.backup_size = rp.backup_size;
             j.bytes_transferred = bytes_added;
             j.completion_date = Some(now);
-            j.status_message = message;
+            j.status_message = match message {
+                None if j.attempts > 1 => Some(format!(
+                    "Completed on attempt {} after Coffer was interrupted during an earlier attempt.",
+                    j.attempts
+                )),
+                m => m,
+            };
             j.message_category = Some(category.into());
             j.lease_owner = None;
             j.lease_until = None;

@@ -188,13 +188,14 @@ pub(crate) async fn list_copy_jobs(
     ctx: &RequestContext,
     input: ListCopyJobsInput,
 ) -> Result<ListCopyJobsOutput> {
-    if let Some(a) = &input.by_account_id {
-        if a != &ctx.account_id && a != "*" {
-            return Ok(ListCopyJobsOutput {
-                copy_jobs: Some(Vec::new()),
-                next_token: None,
-            });
-        }
+    if let Some(a) = &input.by_account_id
+        && a != &ctx.account_id
+        && a != "*"
+    {
+        return Ok(ListCopyJobsOutput {
+            copy_jobs: Some(Vec::new()),
+            next_token: None,
+        });
     }
     let jobs: Vec<JobRecord> = all_jobs(coffer, &ctx.account_id, &ctx.region, JobKind::Copy)
         .await?

@@ -307,16 +307,16 @@ pub(crate) fn check_lifecycle(l: &Lifecycle) -> Result<()> {
             )
             .into());
         }
-        if let Some(c) = l.move_to_cold_storage_after_days {
-            if d < c + 90 {
-                return Err(ApiError::invalid_parameter("Invalid lifecycle. DeleteAfterDays cannot be less than 90 days apart from MoveToColdStorageAfterDays").into());
-            }
+        if let Some(c) = l.move_to_cold_storage_after_days
+            && d < c + 90
+        {
+            return Err(ApiError::invalid_parameter("Invalid lifecycle. DeleteAfterDays cannot be less than 90 days apart from MoveToColdStorageAfterDays").into());
         }
     }
-    if let Some(c) = l.move_to_cold_storage_after_days {
-        if !(1..=36500).contains(&c) {
-            return Err(ApiError::invalid_parameter("Invalid lifecycle. MoveToColdStorageAfterDays cannot be less than 1 or more than 36500 days").into());
-        }
+    if let Some(c) = l.move_to_cold_storage_after_days
+        && !(1..=36500).contains(&c)
+    {
+        return Err(ApiError::invalid_parameter("Invalid lifecycle. MoveToColdStorageAfterDays cannot be less than 1 or more than 36500 days").into());
     }
     Ok(())
 }

@@ -127,14 +127,14 @@ pub(crate) async fn start_restore_job(
         .store()
         .read(move |tx| recovery_points::find(tx, &a, &r, &rp_arn))
         .await?;
-    if let Some(t) = &input.resource_type {
-        if t != &rp.resource_type {
-            return Err(ApiError::invalid_parameter(format!(
-                "ResourceType {t} does not match the recovery point's type {}.",
-                rp.resource_type
-            ))
-            .into());
-        }
+    if let Some(t) = &input.resource_type
+        && t != &rp.resource_type
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "ResourceType {t} does not match the recovery point's type {}.",
+            rp.resource_type
+        ))
+        .into());
     }
     plan(&input.metadata, rp.source_path.as_deref())?;
     let now = coffer.clock().now();
@@ -261,13 +261,14 @@ pub(crate) async fn list_restore_jobs(
     ctx: &RequestContext,
     input: ListRestoreJobsInput,
 ) -> Result<ListRestoreJobsOutput> {
-    if let Some(a) = &input.by_account_id {
-        if a != &ctx.account_id && a != "*" {
-            return Ok(ListRestoreJobsOutput {
-                restore_jobs: Some(Vec::new()),
-                next_token: None,
-            });
-        }
+    if let Some(a) = &input.by_account_id
+        && a != &ctx.account_id
+        && a != "*"
+    {
+        return Ok(ListRestoreJobsOutput {
+            restore_jobs: Some(Vec::new()),
+            next_token: None,
+        });
     }
     let jobs: Vec<JobRecord> = all_jobs(coffer, &ctx.account_id, &ctx.region, JobKind::Restore)
         .await?

@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod jobs;
+
 mod auth;
 mod coverage;
 mod plans;

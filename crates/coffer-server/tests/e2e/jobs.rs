@@ -1,0 +1,811 @@
+//! Backup, copy and restore jobs moving real data: a fixture tree is backed up, restored
+//! elsewhere and compared byte for byte and metadata for metadata; copied to another vault and
+//! restored from the copy; jobs listed and filtered; stopped; and a crash mid-backup ends in a
+//! defined state.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_backup::Client;
+use aws_sdk_backup::types::{BackupJobState, CopyJobState, RestoreJobStatus};
+use sha2::{Digest, Sha256};
+
+use crate::harness::*;
+
+const EFS_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-docs";
+const EBS_ARN: &str = "arn:aws:ec2:us-east-1:111122223333:volume/vol-disk";
+const ROLE: &str = "arn:aws:iam::111122223333:role/service-role/AWSBackupDefaultServiceRole";
+
+/// A tree with the kinds of entries a backup must keep.
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("docs/deep/er")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    std::fs::write(root.join("docs/a.txt"), b"hello coffer\n").unwrap();
+    std::fs::write(root.join("docs/empty"), b"").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(root.join("docs/deep/er/big.bin"), &big).unwrap();
+    std::fs::write(root.join("unicode-é-名前.txt"), "naïve".as_bytes()).unwrap();
+    symlink("docs/a.txt", root.join("link-to-a")).unwrap();
+    let script = root.join("run.sh");
+    std::fs::write(&script, b"#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o750)).unwrap();
+}
+
+/// Every entry under `root`: kind, mode, mtime (regular files and dirs), content hash or link.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let desc = if m.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                format!("dir {:o}", m.mode() & 0o7777)
+            } else {
+                let hash = hex(&Sha256::digest(std::fs::read(&p).unwrap()));
+                format!(
+                    "file {:o} {} mtime {} {}",
+                    m.mode() & 0o7777,
+                    m.len(),
+                    m.mtime(),
+                    hash
+                )
+            };
+            out.insert(rel, desc);
+        }
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn config(dir: &Path, efs_source: &Path, ebs_source: &Path) -> PathBuf {
+    let path = dir.join("coffer.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[credentials]]
+access_key_id = "{AKID}"
+secret_access_key = "{SECRET}"
+account_id = "{ACCOUNT}"
+
+[[resources]]
+arn = "{EFS_ARN}"
+source = "{}"
+name = "docs"
+tags = {{ team = "web", backup = "daily" }}
+
+[[resources]]
+arn = "{EBS_ARN}"
+source = "{}"
+"#,
+            efs_source.display(),
+            ebs_source.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn start(dir: &Path, extra: &[&str]) -> Server {
+    let data = dir.join("data");
+    let cfg = dir.join("coffer.toml");
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args).await
+}
+
+async fn wait_backup(
+    c: &Client,
+    id: &str,
+) -> aws_sdk_backup::operation::describe_backup_job::DescribeBackupJobOutput {
+    for _ in 0..600 {
+        let j = c
+            .describe_backup_job()
+            .backup_job_id(id)
+            .send()
+            .await
+            .unwrap();
+        match j.state() {
+            Some(BackupJobState::Created)
+            | Some(BackupJobState::Running)
+            | Some(BackupJobState::Pending)
+            | Some(BackupJobState::Aborting) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            _ => return j,
+        }
+    }
+    panic!("backup job {id} did not end within 180 s");
+}
+
+async fn wait_restore(
+    c: &Client,
+    id: &str,
+) -> aws_sdk_backup::operation::describe_restore_job::DescribeRestoreJobOutput {
+    for _ in 0..600 {
+        let j = c
+            .describe_restore_job()
+            .restore_job_id(id)
+            .send()
+            .await
+            .unwrap();
+        match j.status() {
+            Some(RestoreJobStatus::Pending) | Some(RestoreJobStatus::Running) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            _ => return j,
+        }
+    }
+    panic!("restore job {id} did not end within 60 s");
+}
+
+async fn wait_copy(c: &Client, id: &str) -> aws_sdk_backup::types::CopyJob {
+    for _ in 0..600 {
+        let j = c
+            .describe_copy_job()
+            .copy_job_id(id)
+            .send()
+            .await
+            .unwrap()
+            .copy_job
+            .unwrap();
+        match j.state() {
+            Some(CopyJobState::Created) | Some(CopyJobState::Running) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            _ => return j,
+        }
+    }
+    panic!("copy job {id} did not end within 60 s");
+}
+
+async fn backup(c: &Client, vault: &str, arn: &str) -> String {
+    let out = c
+        .start_backup_job()
+        .backup_vault_name(vault)
+        .resource_arn(arn)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap();
+    let j = wait_backup(c, out.backup_job_id().unwrap()).await;
+    assert_eq!(
+        j.state(),
+        Some(&BackupJobState::Completed),
+        "{:?}",
+        j.status_message()
+    );
+    j.recovery_point_arn().unwrap().to_string()
+}
+
+async fn restore(
+    c: &Client,
+    rp: &str,
+    target: &Path,
+) -> aws_sdk_backup::operation::describe_restore_job::DescribeRestoreJobOutput {
+    let out = c
+        .start_restore_job()
+        .recovery_point_arn(rp)
+        .iam_role_arn(ROLE)
+        .metadata("targetPath", target.to_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    wait_restore(c, out.restore_job_id().unwrap()).await
+}
+
+#[tokio::test]
+async fn backup_restore_copy_round_trip_byte_for_byte() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    let disk = dir.path().join("disk.img");
+    std::fs::write(&disk, vec![7u8; 1 << 20]).unwrap();
+    config(dir.path(), &src, &disk);
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("primary")
+        .send()
+        .await
+        .unwrap();
+    c.create_backup_vault()
+        .backup_vault_name("secondary")
+        .send()
+        .await
+        .unwrap();
+
+    // Back up.
+    let started = c
+        .start_backup_job()
+        .backup_vault_name("primary")
+        .resource_arn(EFS_ARN)
+        .iam_role_arn(ROLE)
+        .idempotency_token("first-backup")
+        .recovery_point_tags("purpose", "test")
+        .send()
+        .await
+        .unwrap();
+    let job_id = started.backup_job_id().unwrap().to_string();
+    let again = c
+        .start_backup_job()
+        .backup_vault_name("primary")
+        .resource_arn(EFS_ARN)
+        .iam_role_arn(ROLE)
+        .idempotency_token("first-backup")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.backup_job_id(),
+        Some(job_id.as_str()),
+        "same idempotency token, same job"
+    );
+    let job = wait_backup(&c, &job_id).await;
+    assert_eq!(
+        job.state(),
+        Some(&BackupJobState::Completed),
+        "{:?}",
+        job.status_message()
+    );
+    assert_eq!(job.percent_done(), Some("100.0"));
+    assert_eq!(job.resource_type(), Some("EFS"));
+    assert_eq!(job.resource_name(), Some("docs"));
+    assert!(job.backup_size_in_bytes().unwrap() >= 3_000_000);
+    let rp = job.recovery_point_arn().unwrap().to_string();
+    assert!(rp.starts_with("arn:aws:backup:us-east-1:111122223333:recovery-point:"));
+
+    let d = c
+        .describe_recovery_point()
+        .backup_vault_name("primary")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status().map(|s| s.as_str()), Some("COMPLETED"));
+    assert_eq!(d.resource_arn(), Some(EFS_ARN));
+    assert_eq!(d.storage_class().map(|s| s.as_str()), Some("WARM"));
+    let tags = c.list_tags().resource_arn(&rp).send().await.unwrap();
+    assert_eq!(
+        tags.tags().unwrap().get("purpose").map(String::as_str),
+        Some("test")
+    );
+    let vault = c
+        .describe_backup_vault()
+        .backup_vault_name("primary")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vault.number_of_recovery_points(), 1);
+    let err = c
+        .delete_backup_vault()
+        .backup_vault_name("primary")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_invalid_request_exception()
+    );
+
+    // Restore elsewhere and compare everything.
+    let target = dir.path().join("restored");
+    let r = restore(&c, &rp, &target).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    assert_eq!(snapshot(&target), snapshot(&src));
+
+    // A non-empty target is refused unless asked to overwrite.
+    let r = restore(&c, &rp, &target).await;
+    assert_eq!(r.status(), Some(&RestoreJobStatus::Failed));
+    assert!(
+        r.status_message().unwrap().contains("not empty"),
+        "{:?}",
+        r.status_message()
+    );
+
+    // Item-level restore.
+    let items = dir.path().join("items");
+    let out = c
+        .start_restore_job()
+        .recovery_point_arn(&rp)
+        .iam_role_arn(ROLE)
+        .metadata("targetPath", items.to_str().unwrap())
+        .metadata("ItemsToRestore", r#"["docs/a.txt"]"#)
+        .send()
+        .await
+        .unwrap();
+    let r = wait_restore(&c, out.restore_job_id().unwrap()).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    assert_eq!(
+        std::fs::read(items.join("docs/a.txt")).unwrap(),
+        b"hello coffer\n"
+    );
+    assert!(!items.join("docs/deep").exists());
+
+    // Copy to the second vault, restore from the copy.
+    let secondary_arn = "arn:aws:backup:us-east-1:111122223333:backup-vault:secondary";
+    let cj = c
+        .start_copy_job()
+        .recovery_point_arn(&rp)
+        .source_backup_vault_name("primary")
+        .destination_backup_vault_arn(secondary_arn)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap();
+    let copy = wait_copy(&c, cj.copy_job_id().unwrap()).await;
+    assert_eq!(
+        copy.state(),
+        Some(&CopyJobState::Completed),
+        "{:?}",
+        copy.status_message()
+    );
+    let copied_rp = copy.destination_recovery_point_arn().unwrap().to_string();
+    let listed = c
+        .list_recovery_points_by_backup_vault()
+        .backup_vault_name("secondary")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.recovery_points().len(), 1);
+    let only = &listed.recovery_points()[0];
+    assert_eq!(only.recovery_point_arn(), Some(copied_rp.as_str()));
+    assert_eq!(
+        only.source_backup_vault_arn(),
+        Some("arn:aws:backup:us-east-1:111122223333:backup-vault:primary")
+    );
+    assert_eq!(
+        only.creation_date(),
+        d.creation_date(),
+        "a copy keeps the source's creation date"
+    );
+    let from_copy = dir.path().join("from-copy");
+    let r = restore(&c, &copied_rp, &from_copy).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    assert_eq!(snapshot(&from_copy), snapshot(&src));
+
+    // Jobs are listed and filtered.
+    let copies = c
+        .list_copy_jobs()
+        .by_destination_vault_arn(secondary_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(copies.copy_jobs().len(), 1);
+    let done = c
+        .list_backup_jobs()
+        .by_state(BackupJobState::Completed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.backup_jobs().len(), 1);
+    let none = c
+        .list_backup_jobs()
+        .by_resource_arn(EBS_ARN)
+        .send()
+        .await
+        .unwrap();
+    assert!(none.backup_jobs().is_empty());
+    let restores = c
+        .list_restore_jobs()
+        .by_status(RestoreJobStatus::Failed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restores.restore_jobs().len(), 1);
+
+    // Protected resources.
+    let p = c
+        .describe_protected_resource()
+        .resource_arn(EFS_ARN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(p.resource_type(), Some("EFS"));
+    assert!(p.last_recovery_point_arn().is_some());
+    let all = c.list_protected_resources().send().await.unwrap();
+    assert_eq!(all.results().len(), 1);
+
+    // The next day: an incremental backup sees the change; its restore matches the new state.
+    std::fs::write(src.join("docs/a.txt"), b"hello again\n").unwrap();
+    std::fs::write(src.join("docs/new.txt"), b"new file\n").unwrap();
+    std::fs::remove_file(src.join("docs/empty")).unwrap();
+    let rp2 = backup(&c, "primary", EFS_ARN).await;
+    let second = dir.path().join("second");
+    let r = restore(&c, &rp2, &second).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    assert_eq!(snapshot(&second), snapshot(&src));
+    let by_resource = c
+        .list_recovery_points_by_resource()
+        .resource_arn(EFS_ARN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_resource.recovery_points().len(),
+        3,
+        "two in primary, one copy in secondary"
+    );
+
+    // Deleting a recovery point.
+    c.delete_recovery_point()
+        .backup_vault_name("primary")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .describe_recovery_point()
+        .backup_vault_name("primary")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception()
+    );
+    let vault = c
+        .describe_backup_vault()
+        .backup_vault_name("primary")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vault.number_of_recovery_points(), 1);
+    // The remaining point still restores after the delete removed the other's data.
+    let third = dir.path().join("third");
+    let r = restore(&c, &rp2, &third).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    assert_eq!(snapshot(&third), snapshot(&src));
+
+    // A disk image (EBS) as one stream.
+    let rp_disk = backup(&c, "secondary", EBS_ARN).await;
+    let disk_target = dir.path().join("disk-restore");
+    let r = restore(&c, &rp_disk, &disk_target).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    let restored: Vec<PathBuf> = walk_files(&disk_target);
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_eq!(
+        std::fs::read(&restored[0]).unwrap(),
+        std::fs::read(&disk).unwrap()
+    );
+}
+
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn job_requests_are_validated() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    config(dir.path(), &src, &dir.path().join("no-such-disk"));
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("vv")
+        .send()
+        .await
+        .unwrap();
+
+    let err = c
+        .start_backup_job()
+        .backup_vault_name("vv")
+        .resource_arn("arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-unknown")
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap_err();
+    let se = err.as_service_error().unwrap();
+    assert!(se.is_invalid_parameter_value_exception(), "{se:?}");
+    assert!(se.meta().message().unwrap().contains("inventory"));
+
+    let err = c
+        .start_backup_job()
+        .backup_vault_name("absent")
+        .resource_arn(EFS_ARN)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception()
+    );
+
+    // A resource whose source is missing: the job fails and says why.
+    let out = c
+        .start_backup_job()
+        .backup_vault_name("vv")
+        .resource_arn(EBS_ARN)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap();
+    let j = wait_backup(&c, out.backup_job_id().unwrap()).await;
+    assert_eq!(j.state(), Some(&BackupJobState::Failed));
+    assert!(
+        j.status_message().unwrap().contains("no-such-disk"),
+        "{:?}",
+        j.status_message()
+    );
+
+    let rp = backup(&c, "vv", EFS_ARN).await;
+    let err = c
+        .start_restore_job()
+        .recovery_point_arn(&rp)
+        .metadata("overwrite", "true")
+        .send()
+        .await
+        .unwrap_err();
+    let se = err.as_service_error().unwrap();
+    assert!(se.is_invalid_parameter_value_exception(), "{se:?}");
+    assert!(se.meta().message().unwrap().contains("targetPath"));
+    let err = c
+        .start_restore_job()
+        .recovery_point_arn(&rp)
+        .metadata("targetPath", "relative/dir")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_invalid_parameter_value_exception()
+    );
+    let err = c
+        .start_restore_job()
+        .recovery_point_arn("arn:aws:backup:us-east-1:111122223333:recovery-point:nope")
+        .metadata("targetPath", "/tmp/x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception()
+    );
+    let err = c
+        .describe_backup_job()
+        .backup_job_id("NOPE")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception()
+    );
+    let err = c
+        .start_copy_job()
+        .recovery_point_arn(&rp)
+        .source_backup_vault_name("vv")
+        .destination_backup_vault_arn("not-an-arn")
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_invalid_parameter_value_exception()
+    );
+
+    let types = c.get_supported_resource_types().send().await.unwrap();
+    assert_eq!(types.resource_types(), ["EBS", "EFS"]);
+}
+
+/// A big source so that a backup runs long enough to be stopped or interrupted.
+fn big_tree(root: &Path, mib: usize) {
+    std::fs::create_dir_all(root).unwrap();
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    for f in 0..mib {
+        let mut data = vec![0u8; 1 << 20];
+        for chunk in data.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+        }
+        std::fs::write(root.join(format!("f{f:04}.bin")), &data).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_running_backup_can_be_stopped() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    big_tree(&src, 100);
+    config(dir.path(), &src, &dir.path().join("disk"));
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("vv")
+        .send()
+        .await
+        .unwrap();
+    let out = c
+        .start_backup_job()
+        .backup_vault_name("vv")
+        .resource_arn(EFS_ARN)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap();
+    let id = out.backup_job_id().unwrap().to_string();
+    loop {
+        let j = c
+            .describe_backup_job()
+            .backup_job_id(&id)
+            .send()
+            .await
+            .unwrap();
+        if j.state() == Some(&BackupJobState::Running) {
+            break;
+        }
+        assert_eq!(
+            j.state(),
+            Some(&BackupJobState::Created),
+            "{:?}",
+            j.status_message()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.stop_backup_job().backup_job_id(&id).send().await.unwrap();
+    let j = wait_backup(&c, &id).await;
+    assert_eq!(
+        j.state(),
+        Some(&BackupJobState::Aborted),
+        "{:?}",
+        j.status_message()
+    );
+    assert!(j.status_message().unwrap().contains("StopBackupJob"));
+    let rps = c
+        .list_recovery_points_by_backup_vault()
+        .backup_vault_name("vv")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        rps.recovery_points().is_empty(),
+        "a stopped backup leaves no recovery point"
+    );
+    let err = c
+        .stop_backup_job()
+        .backup_job_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_invalid_request_exception()
+    );
+}
+
+#[tokio::test]
+async fn a_crash_mid_backup_ends_in_a_defined_state() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    big_tree(&src, 48);
+    config(dir.path(), &src, &dir.path().join("disk"));
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("vv")
+        .send()
+        .await
+        .unwrap();
+    let out = c
+        .start_backup_job()
+        .backup_vault_name("vv")
+        .resource_arn(EFS_ARN)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap();
+    let id = out.backup_job_id().unwrap().to_string();
+    loop {
+        let j = c
+            .describe_backup_job()
+            .backup_job_id(&id)
+            .send()
+            .await
+            .unwrap();
+        if j.state() == Some(&BackupJobState::Running) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _before_crash = std::time::Instant::now();
+    server.kill().await;
+
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    let j = wait_backup(&c, &id).await;
+    assert_eq!(
+        j.state(),
+        Some(&BackupJobState::Completed),
+        "{:?}",
+        j.status_message()
+    );
+    assert!(
+        j.status_message()
+            .unwrap_or_default()
+            .contains("interrupted")
+            || j.status_message().is_none()
+    );
+    let target = dir.path().join("restored");
+    let r = restore(&c, j.recovery_point_arn().unwrap(), &target).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    assert_eq!(snapshot(&target), snapshot(&src));
+}

@@ -41,7 +41,7 @@ pub use clock::Clock;
 pub use error::Error;
 pub use inventory::{Inventory, ResourceEntry};
 pub use jobs::Runner;
-pub use storage::VaultStorage;
+pub use storage::{VaultStorage, export_vault_key};
 
 /// The Coffer service: domain state behind the AWS Backup API.
 #[derive(Clone)]

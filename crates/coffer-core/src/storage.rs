@@ -116,3 +116,30 @@ pub(crate) async fn repo_for(
         .insert(vault.uid.clone(), repo.clone());
     Ok(repo)
 }
+
+/// What an operator needs to open a vault with plain `restic` or `rustic`: the repository and
+/// its password (see docs/engine.md). The vault must hold data already.
+pub async fn export_vault_key(
+    store: &coffer_store::StoreHandle,
+    master: &MasterKey,
+    account: &str,
+    region: &str,
+    vault: &str,
+) -> std::result::Result<coffer_engine::ExportedVaultKey, String> {
+    let key = vaults::key(account, region, vault);
+    let name = vault.to_string();
+    let record = store
+        .read(move |tx| vaults::load(tx, &key, &name))
+        .await
+        .map_err(|e| e.0.message().to_string())?;
+    let repo = record.repo.ok_or_else(|| {
+        format!("backup vault '{vault}' holds no data yet: its repository is created by its first backup or copy")
+    })?;
+    let master = master.clone();
+    tokio::task::spawn_blocking(move || {
+        VaultRepo::export_key(repo.location, &repo.sealed_key, &master)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}

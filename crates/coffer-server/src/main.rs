@@ -29,6 +29,15 @@ enum Command {
     Serve(ServeArgs),
     /// Print the table of implemented operations, read off the code (Markdown).
     Coverage,
+    /// Vault keys: `coffer vault-key export --vault NAME` prints what plain restic needs.
+    #[command(subcommand)]
+    VaultKey(VaultKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum VaultKeyCommand {
+    /// Print a vault's repository and password, to open it with plain `restic` or `rustic`.
+    Export(server::ExportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +59,9 @@ fn main() -> std::process::ExitCode {
                 server::run(config).await
             }
             Command::Coverage => server::print_coverage().await,
+            Command::VaultKey(VaultKeyCommand::Export(args)) => {
+                server::export_vault_key(args).await
+            }
         }
     });
     match result {

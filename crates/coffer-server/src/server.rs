@@ -314,3 +314,52 @@ async fn reload_inventory(file: std::path::PathBuf, inventory: Inventory) {
         }
     }
 }
+
+/// `coffer vault-key export` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The vault's name.
+    #[arg(long)]
+    pub vault: String,
+    /// The data directory of the Coffer that holds the vault.
+    #[arg(long, env = "COFFER_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
+    /// The vault's account.
+    #[arg(long, env = "COFFER_ACCOUNT_ID", default_value = crate::config::DEFAULT_ACCOUNT)]
+    pub account_id: String,
+    /// The vault's region.
+    #[arg(long, default_value = crate::config::DEFAULT_REGION)]
+    pub region: String,
+}
+
+/// Prints what an operator needs to open a vault with plain restic: a way back to the data
+/// even without Coffer.
+pub async fn export_vault_key(args: ExportArgs) -> Result<()> {
+    let db = args.data_dir.join("metadata.db");
+    if !db.exists() {
+        anyhow::bail!(
+            "no Coffer metadata in {} (give --data-dir)",
+            args.data_dir.display()
+        );
+    }
+    let store = StoreHandle::open(db.to_str().context("data directory path is not UTF-8")?)?;
+    let storage = VaultStorage::open(&args.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = coffer_core::export_vault_key(
+        &store,
+        storage.master_key(),
+        &args.account_id,
+        &args.region,
+        &args.vault,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("repository: {}", key.repository);
+    println!("password:   {}", key.password);
+    println!();
+    println!("Open it with plain restic, for example:");
+    println!(
+        "  RESTIC_PASSWORD='{}' restic -r {} snapshots",
+        key.password, key.repository
+    );
+    Ok(())
+}

@@ -809,3 +809,80 @@ async fn a_crash_mid_backup_ends_in_a_defined_state() {
     );
     assert_eq!(snapshot(&target), snapshot(&src));
 }
+
+#[tokio::test]
+async fn plain_restic_opens_a_vault_with_the_exported_key() {
+    if std::process::Command::new("restic")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED: the restic binary is not installed (apt-get install restic; CI installs it)"
+        );
+        return;
+    }
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    config(dir.path(), &src, &dir.path().join("disk"));
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("exported")
+        .send()
+        .await
+        .unwrap();
+    backup(&c, "exported", EFS_ARN).await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "vault-key",
+            "export",
+            "--vault",
+            "exported",
+            "--account-id",
+            ACCOUNT,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("{name} missing in {text}"))
+    };
+    let (repo, password) = (field("repository:"), field("password:"));
+
+    let restic = |args: &[&str]| {
+        let o = std::process::Command::new("restic")
+            .arg("-r")
+            .arg(&repo)
+            .args(args)
+            .env("RESTIC_PASSWORD", &password)
+            .env("RESTIC_CACHE_DIR", dir.path().join("restic-cache"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let snapshots: serde_json::Value =
+        serde_json::from_str(&restic(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snapshots.as_array().unwrap().len(), 1);
+    restic(&["check", "--read-data"]);
+    let target = dir.path().join("restic-restore");
+    restic(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let inside = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(snapshot(&inside), snapshot(&src));
+}

@@ -66,12 +66,6 @@ pub(crate) async fn start_copy_job(
     }
     let (dest_account, dest_region, dest_name) =
         parse_vault_arn(&input.destination_backup_vault_arn)?;
-    if dest_account != ctx.account_id {
-        return Err(ApiError::invalid_request(format!(
-            "Copying into account {dest_account} is not available yet in Coffer: destination vaults must belong to the caller's account."
-        ))
-        .into());
-    }
     let dest = vaults::get(coffer, &dest_account, &dest_region, &dest_name)
         .await
         .map_err(|_| {
@@ -80,6 +74,36 @@ pub(crate) async fn start_copy_job(
                 input.destination_backup_vault_arn
             ))
         })?;
+    if dest_account != ctx.account_id {
+        let (caller, dest_key, dest_arn) = (
+            ctx.account_id.clone(),
+            vaults::key(&dest_account, &dest_region, &dest_name),
+            dest.arn.clone(),
+        );
+        let (enabled, allowed) = coffer
+            .store()
+            .read(move |tx| -> Result<(bool, bool)> {
+                let enabled = crate::settings::cross_account_backup_enabled(tx, &caller)?;
+                let allowed = crate::vault_policy::get(tx, &dest_key)?
+                    .is_some_and(|p| crate::vault_policy::copy_allowed(&p, &dest_arn, &caller));
+                Ok((enabled, allowed))
+            })
+            .await?;
+        if !enabled {
+            return Err(ApiError::invalid_request(format!(
+                "Cross-account backup is disabled for account {}: enable isCrossAccountBackupEnabled with UpdateGlobalSettings first.",
+                ctx.account_id
+            ))
+            .into());
+        }
+        if !allowed {
+            return Err(ApiError::invalid_request(format!(
+                "The access policy of {} does not allow account {} to backup:CopyIntoBackupVault.",
+                dest.arn, ctx.account_id
+            ))
+            .into());
+        }
+    }
     if dest.uid == source_vault.uid {
         return Err(ApiError::invalid_parameter(
             "The destination vault is the source vault; copy into another vault.",

@@ -886,3 +886,117 @@ async fn plain_restic_opens_a_vault_with_the_exported_key() {
     let inside = target.join(src.strip_prefix("/").unwrap());
     assert_eq!(snapshot(&inside), snapshot(&src));
 }
+
+#[tokio::test]
+async fn copies_reach_another_account_only_when_its_vault_policy_allows() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    let cfg = config(dir.path(), &src, &dir.path().join("disk"));
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        r#"
+[[credentials]]
+access_key_id = "AKIDOTHERACCOUNT0001"
+secret_access_key = "other-secret"
+account_id = "444455556666"
+"#,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let server = start(dir.path(), &[]).await;
+    let a = server.client();
+    let b = server.client_as("AKIDOTHERACCOUNT0001", "other-secret", "us-east-1");
+    a.create_backup_vault()
+        .backup_vault_name("source")
+        .send()
+        .await
+        .unwrap();
+    let shared = b
+        .create_backup_vault()
+        .backup_vault_name("shared-in")
+        .send()
+        .await
+        .unwrap();
+    let shared_arn = shared.backup_vault_arn().unwrap().to_string();
+    let rp = backup(&a, "source", EFS_ARN).await;
+
+    let copy = || {
+        a.start_copy_job()
+            .recovery_point_arn(&rp)
+            .source_backup_vault_name("source")
+            .destination_backup_vault_arn(&shared_arn)
+            .iam_role_arn(ROLE)
+            .send()
+    };
+    let err = copy().await.unwrap_err();
+    let se = err.as_service_error().unwrap();
+    assert!(se.is_invalid_request_exception(), "{se:?}");
+    assert!(
+        se.meta()
+            .message()
+            .unwrap()
+            .contains("isCrossAccountBackupEnabled")
+    );
+
+    a.update_global_settings()
+        .global_settings("isCrossAccountBackupEnabled", "true")
+        .send()
+        .await
+        .unwrap();
+    let err = copy().await.unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .meta()
+            .message()
+            .unwrap()
+            .contains("access policy")
+    );
+
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"backup:CopyIntoBackupVault","Resource":"*"}}]}}"#
+    );
+    b.put_backup_vault_access_policy()
+        .backup_vault_name("shared-in")
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    let started = copy().await.unwrap();
+    let job = wait_copy(&a, started.copy_job_id().unwrap()).await;
+    assert_eq!(
+        job.state(),
+        Some(&CopyJobState::Completed),
+        "{:?}",
+        job.status_message()
+    );
+    let dest_rp = job.destination_recovery_point_arn().unwrap();
+    assert!(dest_rp.starts_with("arn:aws:backup:us-east-1:444455556666:recovery-point:"));
+
+    let listed = b
+        .list_recovery_points_by_backup_vault()
+        .backup_vault_name("shared-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.recovery_points().len(), 1);
+    let target = dir.path().join("restored-by-b");
+    let r = restore(&b, dest_rp, &target).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    assert_eq!(snapshot(&target), snapshot(&src));
+    assert!(
+        a.list_recovery_points_by_backup_vault()
+            .backup_vault_name("source")
+            .send()
+            .await
+            .unwrap()
+            .recovery_points()
+            .len()
+            == 1
+    );
+}

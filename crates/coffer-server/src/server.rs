@@ -123,7 +123,7 @@ pub async fn run(config: Config) -> Result<()> {
     } else {
         Clock::system()
     };
-    coffer_engine::bridge_log_to_tracing();
+    // tracing-subscriber already forwards the `log` records of rustic_core into tracing.
     let inventory = Inventory::default();
     for problem in inventory.replace(&config.resources) {
         tracing::warn!(%problem, "resource inventory");

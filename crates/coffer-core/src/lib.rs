@@ -586,4 +586,36 @@ impl BackupService for Coffer {
     ) -> Result<ListBackupSelectionsOutput, ApiError> {
         Ok(selections::list(self, ctx, input).await?)
     }
+
+    async fn list_backup_job_summaries(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupJobSummariesInput,
+    ) -> Result<ListBackupJobSummariesOutput, ApiError> {
+        Ok(jobs::list_backup_job_summaries(self, ctx, input).await?)
+    }
+
+    async fn list_copy_job_summaries(
+        &self,
+        ctx: &RequestContext,
+        input: ListCopyJobSummariesInput,
+    ) -> Result<ListCopyJobSummariesOutput, ApiError> {
+        Ok(jobs::list_copy_job_summaries(self, ctx, input).await?)
+    }
+
+    async fn list_restore_job_summaries(
+        &self,
+        ctx: &RequestContext,
+        input: ListRestoreJobSummariesInput,
+    ) -> Result<ListRestoreJobSummariesOutput, ApiError> {
+        Ok(jobs::list_restore_job_summaries(self, ctx, input).await?)
+    }
+
+    async fn disassociate_recovery_point(
+        &self,
+        ctx: &RequestContext,
+        input: DisassociateRecoveryPointInput,
+    ) -> Result<(), ApiError> {
+        Ok(recovery_points::disassociate(self, ctx, input).await?)
+    }
 }

@@ -500,3 +500,29 @@ pub(crate) async fn process_deletions(coffer: &Coffer) -> Result<usize> {
     }
     Ok(done)
 }
+
+pub(crate) async fn disassociate(
+    coffer: &Coffer,
+    ctx: &RequestContext,
+    input: DisassociateRecoveryPointInput,
+) -> Result<()> {
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    vaults::get(coffer, &a, &r, &input.backup_vault_name).await?;
+    let rp = coffer
+        .store()
+        .read(move |tx| {
+            find_in_vault(
+                tx,
+                &a,
+                &r,
+                &input.backup_vault_name,
+                &input.recovery_point_arn,
+            )
+        })
+        .await?;
+    Err(ApiError::invalid_request(format!(
+        "Recovery point {} is a snapshot recovery point; only continuous backup recovery points can be disassociated. Use DeleteRecoveryPoint to delete it.",
+        rp.arn
+    ))
+    .into())
+}

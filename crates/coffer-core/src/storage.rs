@@ -143,3 +143,50 @@ pub async fn export_vault_key(
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())
 }
+
+const REMOVALS: &str = "repo_removal";
+
+/// Queues the removal of a deleted vault's repository (inside the deleting transaction).
+pub(crate) fn queue_removal(
+    tx: &mut dyn coffer_store::Txn,
+    uid: &str,
+    repo: &RepoRecord,
+) -> Result<()> {
+    tx.put(REMOVALS, uid, &serde_json::to_vec(&repo.location)?)?;
+    Ok(())
+}
+
+/// Removes the repositories of deleted vaults; returns how many were removed.
+pub(crate) async fn process_removals(coffer: &Coffer) -> Result<usize> {
+    let rows = coffer
+        .store()
+        .read(|tx| tx.scan(REMOVALS, "", None, 16))
+        .await?;
+    let storage = coffer.storage()?;
+    let mut done = 0;
+    for (uid, v) in rows.iter() {
+        let location: VaultLocation = serde_json::from_slice(v)?;
+        storage
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
+        if let VaultLocation::Local { path } = &location {
+            if path.starts_with(&storage.root) {
+                if let Err(e) = std::fs::remove_dir_all(path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(error = %e, path = %path.display(), "removing a deleted vault's data failed; will retry");
+                        continue;
+                    }
+                }
+            }
+        }
+        let k = uid.clone();
+        coffer
+            .store()
+            .write(move |tx| tx.delete(REMOVALS, &k))
+            .await?;
+        done += 1;
+    }
+    Ok(done)
+}

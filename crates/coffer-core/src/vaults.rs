@@ -293,6 +293,9 @@ pub(crate) async fn delete(
             tags::remove_all(tx, &v.arn)?;
             vault_policy::remove(tx, &k)?;
             vault_notifications::remove(tx, &k)?;
+            if let Some(repo) = &v.repo {
+                crate::storage::queue_removal(tx, &v.uid, repo)?;
+            }
             Ok(())
         })
         .await

@@ -13,6 +13,7 @@ mod backup;
 mod copy;
 mod restore;
 mod runner;
+mod summaries;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,9 @@ pub(crate) use restore::{
     start_restore_job,
 };
 pub use runner::Runner;
+pub(crate) use summaries::{
+    list_backup_job_summaries, list_copy_job_summaries, list_restore_job_summaries,
+};
 
 use crate::error::Result;
 

@@ -126,6 +126,7 @@ impl Runner {
 
 async fn tick(coffer: &Coffer) -> Result<()> {
     crate::recovery_points::process_deletions(coffer).await?;
+    crate::storage::process_removals(coffer).await?;
     let runner = coffer.runner();
     let free = runner.slots.saturating_sub(
         runner

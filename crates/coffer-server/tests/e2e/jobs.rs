@@ -654,6 +654,39 @@ async fn job_requests_are_validated() {
             .is_invalid_parameter_value_exception()
     );
 
+    // Summaries: one failed EBS backup and one completed EFS backup today.
+    let s = c.list_backup_job_summaries().send().await.unwrap();
+    let mut rows: Vec<(String, String, i32)> = s
+        .backup_job_summaries()
+        .iter()
+        .map(|r| {
+            (
+                r.state().unwrap().as_str().to_string(),
+                r.resource_type().unwrap().to_string(),
+                r.count(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("COMPLETED".to_string(), "EFS".to_string(), 1),
+            ("FAILED".to_string(), "EBS".to_string(), 1)
+        ]
+    );
+    let all = c
+        .list_backup_job_summaries()
+        .state(aws_sdk_backup::types::BackupJobStatus::AggregateAll)
+        .resource_type("AGGREGATE_ALL")
+        .message_category("AGGREGATE_ALL")
+        .aggregation_period(aws_sdk_backup::types::AggregationPeriod::SevenDays)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.backup_job_summaries().len(), 1);
+    assert_eq!(all.backup_job_summaries()[0].count(), 2);
+
     let types = c.get_supported_resource_types().send().await.unwrap();
     assert_eq!(types.resource_types(), ["EBS", "EFS"]);
 }
@@ -999,4 +1032,58 @@ account_id = "444455556666"
             .len()
             == 1
     );
+}
+
+#[tokio::test]
+async fn deleting_points_and_the_vault_removes_its_data() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    config(dir.path(), &src, &dir.path().join("disk"));
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("short-lived")
+        .send()
+        .await
+        .unwrap();
+    let rp = backup(&c, "short-lived", EFS_ARN).await;
+    let vaults_dir = dir.path().join("data/vaults");
+    assert_eq!(
+        std::fs::read_dir(&vaults_dir).unwrap().count(),
+        1,
+        "the first backup created the repository"
+    );
+
+    let err = c
+        .disassociate_recovery_point()
+        .backup_vault_name("short-lived")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_invalid_request_exception()
+    );
+
+    c.delete_recovery_point()
+        .backup_vault_name("short-lived")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap();
+    c.delete_backup_vault()
+        .backup_vault_name("short-lived")
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if std::fs::read_dir(&vaults_dir).unwrap().count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the deleted vault's repository is still on disk");
 }

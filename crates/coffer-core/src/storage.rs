@@ -171,15 +171,13 @@ pub(crate) async fn process_removals(coffer: &Coffer) -> Result<usize> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(uid);
-        if let VaultLocation::Local { path } = &location {
-            if path.starts_with(&storage.root) {
-                if let Err(e) = std::fs::remove_dir_all(path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(error = %e, path = %path.display(), "removing a deleted vault's data failed; will retry");
-                        continue;
-                    }
-                }
-            }
+        if let VaultLocation::Local { path } = &location
+            && path.starts_with(&storage.root)
+            && let Err(e) = std::fs::remove_dir_all(path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, path = %path.display(), "removing a deleted vault's data failed; will retry");
+            continue;
         }
         let k = uid.clone();
         coffer

@@ -24,6 +24,9 @@ struct Filter<'a> {
     period: Option<&'a str>,
 }
 
+/// (window start, state, resource type, message category).
+type GroupKey = (DateTime<Utc>, String, String, Option<String>);
+
 struct Row {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -73,10 +76,7 @@ async fn summarise(
         }
     };
     let jobs: Vec<JobRecord> = all_jobs(coffer, &ctx.account_id, &ctx.region, kind).await?;
-    let mut groups: BTreeMap<
-        (DateTime<Utc>, String, String, Option<String>),
-        (DateTime<Utc>, i32),
-    > = BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, (DateTime<Utc>, i32)> = BTreeMap::new();
     for j in &jobs {
         let Some(&(start, end)) = windows
             .iter()

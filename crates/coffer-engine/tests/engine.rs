@@ -770,6 +770,22 @@ fn progress_is_reported_and_cancel_leaves_no_recovery_point() {
     assert_eq!(vault.find_recovery_point("rp-cancelled").unwrap(), None);
     assert!(verify(&vault, true).is_ok());
 
+    // Cancel a restore midway: it ends cleanly (done already, or cancelled), never a crash.
+    let cancel = CancelToken::new();
+    let c3 = cancel.clone();
+    let r = vault.restore(
+        &out.snapshot,
+        &fx.path("t-mid"),
+        &RestoreOptions::default(),
+        move |p: &Progress| {
+            if p.phase == Phase::Transferring && p.bytes_done > 0 {
+                c3.cancel();
+            }
+        },
+        cancel,
+    );
+    assert!(matches!(r, Ok(_) | Err(Error::Cancelled)), "{r:?}");
+
     // Cancel a restore.
     let cancel = CancelToken::new();
     cancel.cancel();
@@ -1045,4 +1061,68 @@ fn a_process_killed_mid_backup_or_copy_leaves_a_valid_vault() {
     let target = dir.join("t");
     restore(&vault, &out.snapshot, &target, &RestoreOptions::default()).unwrap();
     assert_same_tree(&dir.join("src"), &target);
+}
+
+/// A source that records entries whose names try to escape a restore target.
+struct EvilSource {
+    root: PathBuf,
+    name: &'static [u8],
+}
+
+impl Source for EvilSource {
+    fn snapshot_path(&self) -> PathBuf {
+        self.root.clone()
+    }
+    fn check(&self) -> coffer_engine::Result<()> {
+        Ok(())
+    }
+    fn totals(&self) -> coffer_engine::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
+    fn entries(&self) -> Box<dyn Iterator<Item = coffer_engine::Result<SourceEntry>> + Send> {
+        let dir = SourceEntry {
+            path: self.root.clone(),
+            node: node(self.root.file_name().unwrap(), true, 0),
+            open: None,
+            watch_changes: false,
+        };
+        let evil = SourceEntry {
+            path: self.root.join("evil"),
+            node: node(OsStr::from_bytes(self.name), false, 6),
+            open: Some(Box::new(|| {
+                Ok(Box::new(&b"pwned\n"[..]) as Box<dyn std::io::Read + Send>)
+            })),
+            watch_changes: false,
+        };
+        Box::new(vec![Ok(dir), Ok(evil)].into_iter())
+    }
+}
+
+#[test]
+fn restore_refuses_names_that_escape_the_target() {
+    let fx = Fixture::new();
+    let (vault, _) = fx.vault("vault");
+    for (i, name) in [&b".."[..], b"../../escaped", b"a/../../escaped"]
+        .into_iter()
+        .enumerate()
+    {
+        let out = vault
+            .backup(
+                &SourceSpec::Custom(Arc::new(EvilSource {
+                    root: fx.path("evil-src"),
+                    name,
+                })),
+                &format!("rp-{i}"),
+                None,
+                &[],
+                no_progress,
+                CancelToken::new(),
+            )
+            .unwrap();
+        let target = fx.path(&format!("deep/target-{i}"));
+        let err = restore(&vault, &out.snapshot, &target, &RestoreOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::UnsafePath(_)), "{name:?}: {err}");
+        assert!(!fx.path("escaped").exists() && !fx.path("deep/escaped").exists());
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "nothing written");
+    }
 }

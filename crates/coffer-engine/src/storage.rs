@@ -7,10 +7,7 @@
 //! `<vault>/.coffer-tmp/`, synced, and renamed into place; a reader sees a whole file or none.
 //! (S3 PUTs are already all-or-nothing.) Second, cancellation: every read and write checks the
 //! operation's [`crate::CancelToken`], so a cancelled operation stops at its next storage access
-//! and, crucially, never writes its snapshot. Third, bounded memory: `rustic_core`'s restore
-//! reads whole pack ranges on up to 20 threads at once (hundreds of MiB with 32 MiB packs), so
-//! large pack reads here share a byte budget ([`READ_BUDGET`]); a read's budget is returned
-//! when the last reference to its buffer is dropped.
+//! and, crucially, never writes its snapshot.
 
 use std::{
     collections::BTreeMap,
@@ -28,69 +25,6 @@ use rustic_core::{
 use crate::{Error, Result, progress::ProgressSink};
 
 const TMP_DIR: &str = ".coffer-tmp";
-
-/// Bytes of pack data one operation may hold in flight from large reads.
-pub(crate) const READ_BUDGET: u64 = 96 * 1024 * 1024;
-/// Reads up to this size bypass the budget (tree blobs, headers, single chunks).
-const SMALL_READ: u32 = 1024 * 1024;
-
-/// A counting semaphore over bytes.
-#[derive(Default)]
-struct ReadBudget {
-    in_use: std::sync::Mutex<u64>,
-    freed: std::sync::Condvar,
-}
-
-impl ReadBudget {
-    fn acquire(self: &Arc<Self>, want: u64) -> BudgetPermit {
-        let want = want.min(READ_BUDGET);
-        let mut used = self
-            .in_use
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *used > 0 && *used + want > READ_BUDGET {
-            used = self
-                .freed
-                .wait(used)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *used += want;
-        BudgetPermit {
-            budget: self.clone(),
-            bytes: want,
-        }
-    }
-}
-
-/// Budget held by one read buffer; returned on drop.
-struct BudgetPermit {
-    budget: Arc<ReadBudget>,
-    bytes: u64,
-}
-
-impl Drop for BudgetPermit {
-    fn drop(&mut self) {
-        let mut used = self
-            .budget
-            .in_use
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *used -= self.bytes;
-        self.budget.freed.notify_all();
-    }
-}
-
-/// A read buffer that keeps its budget permit alive as long as any `Bytes` refers to it.
-struct BudgetedBuffer {
-    data: Bytes,
-    _permit: BudgetPermit,
-}
-
-impl AsRef<[u8]> for BudgetedBuffer {
-    fn as_ref(&self) -> &[u8] {
-        &self.data
-    }
-}
 
 /// Where a vault's repository is stored.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -226,7 +160,6 @@ pub(crate) struct VaultStorage {
     inner: Arc<dyn WriteBackend>,
     local_root: Option<PathBuf>,
     sink: Arc<ProgressSink>,
-    budget: Arc<ReadBudget>,
 }
 
 impl VaultStorage {
@@ -239,7 +172,6 @@ impl VaultStorage {
             inner,
             local_root,
             sink,
-            budget: Arc::default(),
         })
     }
 
@@ -348,18 +280,7 @@ impl ReadBackend for VaultStorage {
         length: u32,
     ) -> RusticResult<Bytes> {
         self.check()?;
-        if tpe != FileType::Pack || length <= SMALL_READ {
-            return self.inner.read_partial(tpe, id, cacheable, offset, length);
-        }
-        let permit = self.budget.acquire(u64::from(length));
-        self.check()?;
-        let data = self
-            .inner
-            .read_partial(tpe, id, cacheable, offset, length)?;
-        Ok(Bytes::from_owner(BudgetedBuffer {
-            data,
-            _permit: permit,
-        }))
+        self.inner.read_partial(tpe, id, cacheable, offset, length)
     }
 
     fn warmup_path(&self, tpe: FileType, id: &Id) -> String {

@@ -336,6 +336,7 @@ pub(crate) fn restore_snapshot<S: IndexedFull + Sync>(
 
         // Pass 0: validate every name, note the symlinks the restore will create, defuse.
         let mut symlinks = HashSet::new();
+        let (mut files, mut bytes) = (0u64, 0u64);
         for item in plain()? {
             sink.check_cancel()?;
             let (path, node) = item.map_err(|e| Error::from_rustic("list recovery point", &e))?;
@@ -344,6 +345,10 @@ pub(crate) fn restore_snapshot<S: IndexedFull + Sync>(
             }
             if node.is_symlink() {
                 symlinks.insert(path.to_path_buf());
+            }
+            if node.is_file() {
+                files += 1;
+                bytes += node.meta.size;
             }
             if non_empty {
                 defuse(&dest_dir.join(&path))?;
@@ -381,6 +386,10 @@ pub(crate) fn restore_snapshot<S: IndexedFull + Sync>(
             }
         };
 
+        sink.update(true, |p| {
+            p.files_total = Some(p.files_total.unwrap_or(0) + files);
+            p.bytes_total = Some(p.bytes_total.unwrap_or(0) + bytes);
+        });
         // Phase A: file contents, written by the engine (see `write_contents`).
         let (files, bytes, unchanged) =
             write_contents(repo, guarded()?, &dest_dir, sink).map_err(|e| match e {

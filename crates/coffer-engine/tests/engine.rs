@@ -742,6 +742,25 @@ fn progress_is_reported_and_cancel_leaves_no_recovery_point() {
         vec!["daily".to_string()]
     );
 
+    // A restore reports files and bytes too.
+    let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let s3 = seen.clone();
+    vault
+        .restore(
+            &out.snapshot,
+            &fx.path("t-progress"),
+            &RestoreOptions::default(),
+            move |p: &Progress| s3.lock().unwrap().push(p.clone()),
+            CancelToken::new(),
+        )
+        .unwrap();
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(last.phase, Phase::Done);
+    assert_eq!(last.files_total, Some(6));
+    assert_eq!(last.files_done, 6);
+    assert_eq!(last.bytes_done, 6 * 1024 * 1024);
+    assert_eq!(last.percent(), Some(100.0));
+
     // Cancel once some bytes went through.
     let src2 = fx.path("src2");
     for i in 0..6 {
@@ -1125,4 +1144,39 @@ fn restore_refuses_names_that_escape_the_target() {
         assert!(!fx.path("escaped").exists() && !fx.path("deep/escaped").exists());
         assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "nothing written");
     }
+}
+
+/// S3-compatible storage, run only with `--features s3` and an endpoint in the environment:
+/// COFFER_TEST_S3_ENDPOINT, COFFER_TEST_S3_BUCKET (existing), COFFER_TEST_S3_ACCESS_KEY,
+/// COFFER_TEST_S3_SECRET_KEY, optionally COFFER_TEST_S3_REGION.
+#[cfg(feature = "s3")]
+#[test]
+fn s3_vault_round_trip_when_an_endpoint_is_configured() {
+    let Ok(endpoint) = std::env::var("COFFER_TEST_S3_ENDPOINT") else {
+        eprintln!("SKIPPED: set COFFER_TEST_S3_ENDPOINT (and _BUCKET, _ACCESS_KEY, _SECRET_KEY)");
+        return;
+    };
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let fx = Fixture::new();
+    let src = fx.path("src");
+    make_tree(&src, 8);
+    let location = VaultLocation::S3 {
+        endpoint,
+        bucket: env("COFFER_TEST_S3_BUCKET"),
+        root: format!("engine-test/{}", std::process::id()),
+        region: std::env::var("COFFER_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        access_key_id: env("COFFER_TEST_S3_ACCESS_KEY"),
+        secret_access_key: env("COFFER_TEST_S3_SECRET_KEY"),
+        cache_dir: Some(fx.path("cache")),
+    };
+    let (vault, sealed) = VaultRepo::create(location.clone(), &fx.master).unwrap();
+    let out = backup(&vault, &src, "rp-s3", None);
+    let again = backup(&vault, &src, "rp-s3-2", Some(&out.snapshot));
+    assert_eq!(again.bytes_added, 0);
+    let vault = VaultRepo::open(location, &sealed, &fx.master).unwrap();
+    let target = fx.path("t");
+    restore(&vault, &again.snapshot, &target, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &target);
+    vault.delete(&out.snapshot).unwrap();
+    assert!(verify(&vault, true).is_ok());
 }

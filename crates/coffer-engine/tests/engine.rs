@@ -982,6 +982,10 @@ fn crash_child_process() {
                 .copy_to(&b, &snap, "rp-copy", no_progress, CancelToken::new())
                 .unwrap();
         }
+        "delete" => {
+            let snap = SnapshotRef(fs::read_to_string(dir.join("snap-del")).unwrap());
+            vault.delete(&snap).unwrap();
+        }
         _ => unreachable!(),
     }
     fs::write(dir.join("child-finished"), b"").unwrap();
@@ -990,6 +994,18 @@ fn crash_child_process() {
 /// Run the child doing `op` and kill it (SIGKILL) as soon as it starts writing into `vault`: a
 /// pack (or index) file half written in the vault's temporary directory, or a new pack in place.
 fn run_child_and_kill(dir: &Path, op: &str, vault: &Path) -> bool {
+    let initial = packs(vault).len();
+    let snapshots = |v: &Path| fs::read_dir(v.join("snapshots")).map_or(0, |d| d.count());
+    let initial_snaps = snapshots(vault);
+    run_child_and_kill_when(dir, op, &|| {
+        fs::read_dir(vault.join(".coffer-tmp")).is_ok_and(|mut d| d.next().is_some())
+            || packs(vault).len() != initial
+            || snapshots(vault) != initial_snaps
+    })
+}
+
+/// Run the child doing `op` and kill it (SIGKILL) as soon as `ready` says so.
+fn run_child_and_kill_when(dir: &Path, op: &str, ready: &dyn Fn() -> bool) -> bool {
     let exe = std::env::current_exe().unwrap();
     let _ = fs::remove_file(dir.join("child-finished"));
     let mut child = std::process::Command::new(exe)
@@ -1006,12 +1022,7 @@ fn run_child_and_kill(dir: &Path, op: &str, vault: &Path) -> bool {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    let initial = packs(vault).len();
-    let writing = || {
-        fs::read_dir(vault.join(".coffer-tmp")).is_ok_and(|mut d| d.next().is_some())
-            || packs(vault).len() > initial
-    };
-    while !writing() && start.elapsed() < Duration::from_secs(120) {
+    while !ready() && start.elapsed() < Duration::from_secs(120) {
         if child.try_wait().unwrap().is_some() {
             break;
         }
@@ -1023,7 +1034,7 @@ fn run_child_and_kill(dir: &Path, op: &str, vault: &Path) -> bool {
 }
 
 #[test]
-fn a_process_killed_mid_backup_or_copy_leaves_a_valid_vault() {
+fn a_process_killed_mid_backup_copy_or_delete_leaves_a_valid_vault() {
     let fx = Fixture::new();
     let dir = fx.dir.clone();
     // Enough data that the backup takes a while: incompressible files.
@@ -1064,6 +1075,7 @@ fn a_process_killed_mid_backup_or_copy_leaves_a_valid_vault() {
     fs::write(dir.join("sealed-b"), sealed_b.as_str()).unwrap();
     fs::write(dir.join("snap"), &out.snapshot.0).unwrap();
     let killed = run_child_and_kill(&dir, "copy", &dir.join("vault-b"));
+    eprintln!("copy child killed before finishing: {killed}");
     let report = verify(&b, true);
     assert!(report.is_ok(), "{report:?}");
     if let Some(snap) = b.find_recovery_point("rp-copy").unwrap() {
@@ -1073,6 +1085,32 @@ fn a_process_killed_mid_backup_or_copy_leaves_a_valid_vault() {
     } else {
         assert!(killed);
     }
+    // A delete killed once the snapshot is gone, i.e. during the prune.
+    let other = dir.join("src-other");
+    write(&other.join("o.bin"), &Rng(300).bytes(1024 * 1024));
+    let keep = backup(&vault, &other, "rp-keep", None);
+    fs::write(dir.join("snap-del"), &out.snapshot.0).unwrap();
+    let killed = run_child_and_kill(&dir, "delete", &dir.join("vault"));
+    eprintln!("delete child killed before finishing: {killed}");
+    let report = verify(&vault, true);
+    assert!(report.is_ok(), "{report:?}");
+    let left: Vec<_> = vault
+        .list_snapshots()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.snapshot)
+        .collect();
+    assert!(left.contains(&keep.snapshot), "{left:?}");
+    let t = dir.join("t-keep");
+    restore(&vault, &keep.snapshot, &t, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&other, &t);
+    // If the delete got as far as removing the snapshot, back the source up again.
+    let out = if left.contains(&out.snapshot) {
+        out
+    } else {
+        backup(&vault, &dir.join("src"), "rp-again", None)
+    };
+
     // Prune clears what the dead processes left behind.
     vault.prune().unwrap();
     let report = verify(&vault, true);

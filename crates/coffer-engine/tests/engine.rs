@@ -525,6 +525,14 @@ fn copy_to_another_vault_then_restore_from_the_copy() {
     restore(&c, &copied_c, &target, &RestoreOptions::default()).unwrap();
     assert_same_tree(&src, &target);
 
+    // Another vault's key does not open this vault.
+    let (_, sealed_c) = fx.vault("d");
+    let err = VaultRepo::open(b.location().clone(), &sealed_c, &fx.master).unwrap_err();
+    assert!(matches!(err, Error::KeyRejected(_)), "{err}");
+    let err =
+        VaultRepo::open(VaultLocation::local(fx.path("none")), &sealed_c, &fx.master).unwrap_err();
+    assert!(matches!(err, Error::VaultNotFound(_)), "{err}");
+
     // Wrong master key: the sealed key is rejected.
     let err = VaultRepo::open(b.location().clone(), &sealed_b, &MasterKey::generate()).unwrap_err();
     assert!(matches!(err, Error::KeyRejected(_)), "{err}");

@@ -155,7 +155,15 @@ pub(crate) struct SinkBars(pub(crate) Arc<ProgressSink>);
 
 impl ProgressBars for SinkBars {
     fn progress(&self, progress_type: ProgressType, prefix: &str) -> rustic_core::Progress {
-        let is_bytes = matches!(progress_type, ProgressType::Bytes);
+        // Once the engine has entered its finishing phase, rustic's remaining byte bars (e.g.
+        // the metadata pass of a restore) must not reset the transfer figures.
+        let finishing = self
+            .0
+            .state
+            .lock()
+            .map(|g| g.0.phase == Phase::Finishing)
+            .unwrap_or(false);
+        let is_bytes = matches!(progress_type, ProgressType::Bytes) && !finishing;
         if is_bytes {
             self.0.update(true, |p| {
                 p.phase = Phase::Transferring;

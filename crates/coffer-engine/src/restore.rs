@@ -11,6 +11,7 @@ use std::{
     collections::HashSet,
     ffi::OsStr,
     fs,
+    io::{BufWriter, Write},
     os::unix::fs::MetadataExt,
     path::{Component, Path, PathBuf},
     sync::{Arc, Mutex},
@@ -21,7 +22,7 @@ use rustic_core::{
     repofile::{Node, SnapshotFile},
 };
 
-use crate::{Error, RestoreOutcome, Result, progress::ProgressSink};
+use crate::{Error, Phase, RestoreOutcome, Result, progress::ProgressSink};
 
 /// How to restore.
 #[derive(Clone, Debug, Default)]
@@ -77,7 +78,158 @@ fn node_iter<'a, S: IndexedFull>(
     Ok(Box::new(ls))
 }
 
-pub(crate) fn restore_snapshot<S: IndexedFull>(
+/// Counts bytes written into progress.
+struct CountingWriter<'a, W> {
+    inner: W,
+    sink: &'a ProgressSink,
+    written: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        self.sink.update(false, |p| p.bytes_done += n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write one file's content blob by blob, then give it the recorded size and mtime.
+/// Returns the bytes written, or `None` when an identical file (size and mtime) was there.
+fn write_file<S: IndexedFull>(
+    repo: &Repository<S>,
+    path: &Path,
+    node: &Node,
+    sink: &ProgressSink,
+) -> Result<Option<u64>> {
+    let mtime = node.meta.mtime.map(std::time::SystemTime::from);
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.is_file()
+        && meta.len() == node.meta.size
+        && mtime.is_some()
+        && meta.modified().ok() == mtime
+    {
+        return Ok(None);
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+    }
+    let file = fs::File::create(path).map_err(|e| Error::io("create", path, e))?;
+    let mut w = CountingWriter {
+        inner: BufWriter::with_capacity(1 << 20, &file),
+        sink,
+        written: 0,
+    };
+    repo.dump(node, &mut w).map_err(|e| {
+        if sink.cancel.is_cancelled() {
+            Error::Cancelled
+        } else {
+            Error::from_rustic("restore", &e)
+        }
+    })?;
+    w.flush().map_err(|e| Error::io("write", path, e))?;
+    let written = w.written;
+    drop(w);
+    file.set_len(node.meta.size)
+        .map_err(|e| Error::io("write", path, e))?;
+    if let Some(t) = mtime {
+        file.set_modified(t)
+            .map_err(|e| Error::io("write", path, e))?;
+    }
+    Ok(Some(written))
+}
+
+/// Phase A of a restore: write every regular file's content with a few worker threads, each
+/// holding one blob at a time, so memory stays small whatever the pack size. (`rustic_core`'s
+/// own content restore reads whole pack ranges on 20 threads at once: hundreds of MiB.)
+/// Returns (files written, bytes written, files already identical).
+fn write_contents<S: IndexedFull + Sync>(
+    repo: &Repository<S>,
+    nodes: impl Iterator<Item = RusticResult<(PathBuf, Node)>>,
+    dest_dir: &Path,
+    sink: &Arc<ProgressSink>,
+) -> Result<(u64, u64, u64)> {
+    let workers = std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(4, 8));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(PathBuf, Node)>(workers * 8);
+    let rx = Mutex::new(rx);
+    let failure = Mutex::new(None::<Error>);
+    let totals = Mutex::new((0u64, 0u64, 0u64));
+    let lock = |m: &Mutex<Option<Error>>| m.lock().map(|g| g.is_some()).unwrap_or(true);
+    sink.phase(Phase::Transferring, "restoring file contents");
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let job = rx
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .recv();
+                    let Ok((path, node)) = job else { break };
+                    if lock(&failure) {
+                        continue;
+                    }
+                    match write_file(repo, &path, &node, sink) {
+                        Ok(r) => {
+                            let mut t = totals
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            match r {
+                                Some(b) => {
+                                    t.0 += 1;
+                                    t.1 += b;
+                                }
+                                None => t.2 += 1,
+                            }
+                            sink.update(false, |p| p.files_done += 1);
+                        }
+                        Err(e) => {
+                            let mut f = failure
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            f.get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+        let mut result = Ok(());
+        for item in nodes {
+            if lock(&failure) || sink.cancel.is_cancelled() {
+                break;
+            }
+            match item {
+                Ok((path, node)) if node.is_file() => {
+                    if tx.send((dest_dir.join(path), node)).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    result = Err(Error::from_rustic("list recovery point", &e));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        result
+    })?;
+    sink.check_cancel()?;
+    if let Some(e) = failure
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        return Err(e);
+    }
+    Ok(totals
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+pub(crate) fn restore_snapshot<S: IndexedFull + Sync>(
     repo: &Repository<S>,
     snap: &SnapshotFile,
     target: &Path,
@@ -184,6 +336,7 @@ pub(crate) fn restore_snapshot<S: IndexedFull>(
 
         // Pass 0: validate every name, note the symlinks the restore will create, defuse.
         let mut symlinks = HashSet::new();
+        let (mut files, mut bytes) = (0u64, 0u64);
         for item in plain()? {
             sink.check_cancel()?;
             let (path, node) = item.map_err(|e| Error::from_rustic("list recovery point", &e))?;
@@ -192,6 +345,10 @@ pub(crate) fn restore_snapshot<S: IndexedFull>(
             }
             if node.is_symlink() {
                 symlinks.insert(path.to_path_buf());
+            }
+            if node.is_file() {
+                files += 1;
+                bytes += node.meta.size;
             }
             if non_empty {
                 defuse(&dest_dir.join(&path))?;
@@ -229,26 +386,58 @@ pub(crate) fn restore_snapshot<S: IndexedFull>(
             }
         };
 
+        sink.update(true, |p| {
+            p.files_total = Some(p.files_total.unwrap_or(0) + files);
+            p.bytes_total = Some(p.bytes_total.unwrap_or(0) + bytes);
+        });
+        // Phase A: file contents, written by the engine (see `write_contents`).
+        let (files, bytes, unchanged) =
+            write_contents(repo, guarded()?, &dest_dir, sink).map_err(|e| match e {
+                Error::Engine(_) | Error::InvalidInput(_) => bad_path
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+                    .map_or(e, |p| Error::UnsafePath(p.display().to_string())),
+                other => other,
+            })?;
+        outcome.files_restored += files;
+        outcome.files_unchanged += unchanged;
+        outcome.bytes_restored += bytes;
+        sink.check_cancel()?;
+
+        // Phase B: `rustic_core` creates directories, symlinks and special files and restores
+        // all metadata. The files written above match by size and mtime, so it leaves their
+        // content alone.
         let dest_str = dest_dir
             .to_str()
             .ok_or_else(|| Error::InvalidInput("restore path is not UTF-8".into()))?;
         let dest = LocalDestination::new(dest_str, true, false)
             .map_err(|e| Error::from_rustic("restore", &e))?;
+        sink.phase(Phase::Finishing, "restoring metadata");
         let plan = repo
             .prepare_restore(&ropts, guarded()?, &dest, false)
             .map_err(map_err)?;
-        outcome.files_restored += plan.stats.files.restore;
-        outcome.files_unchanged += plan.stats.files.unchanged;
-        outcome.bytes_restored += plan.restore_size;
-        let files = plan.stats.files.restore;
-        sink.update(true, |p| {
-            p.files_total = Some(p.files_total.unwrap_or(0) + files)
-        });
-        sink.check_cancel()?;
-        repo.restore(plan, &ropts, guarded()?, &dest)
-            .map_err(map_err)?;
-        sink.update(true, |p| p.files_done += files);
+        // `rustic_core` unwraps read errors inside its restore workers, so a failing read
+        // panics there; turn that back into an error.
+        let nodes = guarded()?;
+        let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            repo.restore(plan, &ropts, nodes, &dest)
+        }));
+        match restored {
+            Ok(r) => r.map_err(map_err)?,
+            Err(_) if sink.cancel.is_cancelled() => return Err(Error::Cancelled),
+            Err(_) => {
+                return Err(Error::Storage(
+                    "restore: reading the vault failed (see the log)".into(),
+                ));
+            }
+        }
         sink.check_cancel()?;
     }
+    let done = outcome.bytes_restored;
+    sink.update(true, |p| {
+        p.bytes_done = done;
+        p.bytes_total = Some(done);
+    });
     Ok(outcome)
 }

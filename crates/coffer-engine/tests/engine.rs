@@ -525,6 +525,14 @@ fn copy_to_another_vault_then_restore_from_the_copy() {
     restore(&c, &copied_c, &target, &RestoreOptions::default()).unwrap();
     assert_same_tree(&src, &target);
 
+    // Another vault's key does not open this vault.
+    let (_, sealed_c) = fx.vault("d");
+    let err = VaultRepo::open(b.location().clone(), &sealed_c, &fx.master).unwrap_err();
+    assert!(matches!(err, Error::KeyRejected(_)), "{err}");
+    let err =
+        VaultRepo::open(VaultLocation::local(fx.path("none")), &sealed_c, &fx.master).unwrap_err();
+    assert!(matches!(err, Error::VaultNotFound(_)), "{err}");
+
     // Wrong master key: the sealed key is rejected.
     let err = VaultRepo::open(b.location().clone(), &sealed_b, &MasterKey::generate()).unwrap_err();
     assert!(matches!(err, Error::KeyRejected(_)), "{err}");
@@ -742,6 +750,25 @@ fn progress_is_reported_and_cancel_leaves_no_recovery_point() {
         vec!["daily".to_string()]
     );
 
+    // A restore reports files and bytes too.
+    let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let s3 = seen.clone();
+    vault
+        .restore(
+            &out.snapshot,
+            &fx.path("t-progress"),
+            &RestoreOptions::default(),
+            move |p: &Progress| s3.lock().unwrap().push(p.clone()),
+            CancelToken::new(),
+        )
+        .unwrap();
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(last.phase, Phase::Done);
+    assert_eq!(last.files_total, Some(6));
+    assert_eq!(last.files_done, 6);
+    assert_eq!(last.bytes_done, 6 * 1024 * 1024);
+    assert_eq!(last.percent(), Some(100.0));
+
     // Cancel once some bytes went through.
     let src2 = fx.path("src2");
     for i in 0..6 {
@@ -769,6 +796,22 @@ fn progress_is_reported_and_cancel_leaves_no_recovery_point() {
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert_eq!(vault.find_recovery_point("rp-cancelled").unwrap(), None);
     assert!(verify(&vault, true).is_ok());
+
+    // Cancel a restore midway: it ends cleanly (done already, or cancelled), never a crash.
+    let cancel = CancelToken::new();
+    let c3 = cancel.clone();
+    let r = vault.restore(
+        &out.snapshot,
+        &fx.path("t-mid"),
+        &RestoreOptions::default(),
+        move |p: &Progress| {
+            if p.phase == Phase::Transferring && p.bytes_done > 0 {
+                c3.cancel();
+            }
+        },
+        cancel,
+    );
+    assert!(matches!(r, Ok(_) | Err(Error::Cancelled)), "{r:?}");
 
     // Cancel a restore.
     let cancel = CancelToken::new();
@@ -947,6 +990,10 @@ fn crash_child_process() {
                 .copy_to(&b, &snap, "rp-copy", no_progress, CancelToken::new())
                 .unwrap();
         }
+        "delete" => {
+            let snap = SnapshotRef(fs::read_to_string(dir.join("snap-del")).unwrap());
+            vault.delete(&snap).unwrap();
+        }
         _ => unreachable!(),
     }
     fs::write(dir.join("child-finished"), b"").unwrap();
@@ -955,6 +1002,18 @@ fn crash_child_process() {
 /// Run the child doing `op` and kill it (SIGKILL) as soon as it starts writing into `vault`: a
 /// pack (or index) file half written in the vault's temporary directory, or a new pack in place.
 fn run_child_and_kill(dir: &Path, op: &str, vault: &Path) -> bool {
+    let initial = packs(vault).len();
+    let snapshots = |v: &Path| fs::read_dir(v.join("snapshots")).map_or(0, |d| d.count());
+    let initial_snaps = snapshots(vault);
+    run_child_and_kill_when(dir, op, &|| {
+        fs::read_dir(vault.join(".coffer-tmp")).is_ok_and(|mut d| d.next().is_some())
+            || packs(vault).len() != initial
+            || snapshots(vault) != initial_snaps
+    })
+}
+
+/// Run the child doing `op` and kill it (SIGKILL) as soon as `ready` says so.
+fn run_child_and_kill_when(dir: &Path, op: &str, ready: &dyn Fn() -> bool) -> bool {
     let exe = std::env::current_exe().unwrap();
     let _ = fs::remove_file(dir.join("child-finished"));
     let mut child = std::process::Command::new(exe)
@@ -971,12 +1030,7 @@ fn run_child_and_kill(dir: &Path, op: &str, vault: &Path) -> bool {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    let initial = packs(vault).len();
-    let writing = || {
-        fs::read_dir(vault.join(".coffer-tmp")).is_ok_and(|mut d| d.next().is_some())
-            || packs(vault).len() > initial
-    };
-    while !writing() && start.elapsed() < Duration::from_secs(120) {
+    while !ready() && start.elapsed() < Duration::from_secs(120) {
         if child.try_wait().unwrap().is_some() {
             break;
         }
@@ -988,7 +1042,7 @@ fn run_child_and_kill(dir: &Path, op: &str, vault: &Path) -> bool {
 }
 
 #[test]
-fn a_process_killed_mid_backup_or_copy_leaves_a_valid_vault() {
+fn a_process_killed_mid_backup_copy_or_delete_leaves_a_valid_vault() {
     let fx = Fixture::new();
     let dir = fx.dir.clone();
     // Enough data that the backup takes a while: incompressible files.
@@ -1029,6 +1083,7 @@ fn a_process_killed_mid_backup_or_copy_leaves_a_valid_vault() {
     fs::write(dir.join("sealed-b"), sealed_b.as_str()).unwrap();
     fs::write(dir.join("snap"), &out.snapshot.0).unwrap();
     let killed = run_child_and_kill(&dir, "copy", &dir.join("vault-b"));
+    eprintln!("copy child killed before finishing: {killed}");
     let report = verify(&b, true);
     assert!(report.is_ok(), "{report:?}");
     if let Some(snap) = b.find_recovery_point("rp-copy").unwrap() {
@@ -1038,6 +1093,32 @@ fn a_process_killed_mid_backup_or_copy_leaves_a_valid_vault() {
     } else {
         assert!(killed);
     }
+    // A delete killed once the snapshot is gone, i.e. during the prune.
+    let other = dir.join("src-other");
+    write(&other.join("o.bin"), &Rng(300).bytes(1024 * 1024));
+    let keep = backup(&vault, &other, "rp-keep", None);
+    fs::write(dir.join("snap-del"), &out.snapshot.0).unwrap();
+    let killed = run_child_and_kill(&dir, "delete", &dir.join("vault"));
+    eprintln!("delete child killed before finishing: {killed}");
+    let report = verify(&vault, true);
+    assert!(report.is_ok(), "{report:?}");
+    let left: Vec<_> = vault
+        .list_snapshots()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.snapshot)
+        .collect();
+    assert!(left.contains(&keep.snapshot), "{left:?}");
+    let t = dir.join("t-keep");
+    restore(&vault, &keep.snapshot, &t, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&other, &t);
+    // If the delete got as far as removing the snapshot, back the source up again.
+    let out = if left.contains(&out.snapshot) {
+        out
+    } else {
+        backup(&vault, &dir.join("src"), "rp-again", None)
+    };
+
     // Prune clears what the dead processes left behind.
     vault.prune().unwrap();
     let report = verify(&vault, true);
@@ -1045,4 +1126,103 @@ fn a_process_killed_mid_backup_or_copy_leaves_a_valid_vault() {
     let target = dir.join("t");
     restore(&vault, &out.snapshot, &target, &RestoreOptions::default()).unwrap();
     assert_same_tree(&dir.join("src"), &target);
+}
+
+/// A source that records entries whose names try to escape a restore target.
+struct EvilSource {
+    root: PathBuf,
+    name: &'static [u8],
+}
+
+impl Source for EvilSource {
+    fn snapshot_path(&self) -> PathBuf {
+        self.root.clone()
+    }
+    fn check(&self) -> coffer_engine::Result<()> {
+        Ok(())
+    }
+    fn totals(&self) -> coffer_engine::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
+    fn entries(&self) -> Box<dyn Iterator<Item = coffer_engine::Result<SourceEntry>> + Send> {
+        let dir = SourceEntry {
+            path: self.root.clone(),
+            node: node(self.root.file_name().unwrap(), true, 0),
+            open: None,
+            watch_changes: false,
+        };
+        let evil = SourceEntry {
+            path: self.root.join("evil"),
+            node: node(OsStr::from_bytes(self.name), false, 6),
+            open: Some(Box::new(|| {
+                Ok(Box::new(&b"pwned\n"[..]) as Box<dyn std::io::Read + Send>)
+            })),
+            watch_changes: false,
+        };
+        Box::new(vec![Ok(dir), Ok(evil)].into_iter())
+    }
+}
+
+#[test]
+fn restore_refuses_names_that_escape_the_target() {
+    let fx = Fixture::new();
+    let (vault, _) = fx.vault("vault");
+    for (i, name) in [&b".."[..], b"../../escaped", b"a/../../escaped"]
+        .into_iter()
+        .enumerate()
+    {
+        let out = vault
+            .backup(
+                &SourceSpec::Custom(Arc::new(EvilSource {
+                    root: fx.path("evil-src"),
+                    name,
+                })),
+                &format!("rp-{i}"),
+                None,
+                &[],
+                no_progress,
+                CancelToken::new(),
+            )
+            .unwrap();
+        let target = fx.path(&format!("deep/target-{i}"));
+        let err = restore(&vault, &out.snapshot, &target, &RestoreOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::UnsafePath(_)), "{name:?}: {err}");
+        assert!(!fx.path("escaped").exists() && !fx.path("deep/escaped").exists());
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "nothing written");
+    }
+}
+
+/// S3-compatible storage, run only with `--features s3` and an endpoint in the environment:
+/// COFFER_TEST_S3_ENDPOINT, COFFER_TEST_S3_BUCKET (existing), COFFER_TEST_S3_ACCESS_KEY,
+/// COFFER_TEST_S3_SECRET_KEY, optionally COFFER_TEST_S3_REGION.
+#[cfg(feature = "s3")]
+#[test]
+fn s3_vault_round_trip_when_an_endpoint_is_configured() {
+    let Ok(endpoint) = std::env::var("COFFER_TEST_S3_ENDPOINT") else {
+        eprintln!("SKIPPED: set COFFER_TEST_S3_ENDPOINT (and _BUCKET, _ACCESS_KEY, _SECRET_KEY)");
+        return;
+    };
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let fx = Fixture::new();
+    let src = fx.path("src");
+    make_tree(&src, 8);
+    let location = VaultLocation::S3 {
+        endpoint,
+        bucket: env("COFFER_TEST_S3_BUCKET"),
+        root: format!("engine-test/{}", std::process::id()),
+        region: std::env::var("COFFER_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        access_key_id: env("COFFER_TEST_S3_ACCESS_KEY"),
+        secret_access_key: env("COFFER_TEST_S3_SECRET_KEY"),
+        cache_dir: Some(fx.path("cache")),
+    };
+    let (vault, sealed) = VaultRepo::create(location.clone(), &fx.master).unwrap();
+    let out = backup(&vault, &src, "rp-s3", None);
+    let again = backup(&vault, &src, "rp-s3-2", Some(&out.snapshot));
+    assert_eq!(again.bytes_added, 0);
+    let vault = VaultRepo::open(location, &sealed, &fx.master).unwrap();
+    let target = fx.path("t");
+    restore(&vault, &again.snapshot, &target, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &target);
+    vault.delete(&out.snapshot).unwrap();
+    assert!(verify(&vault, true).is_ok());
 }

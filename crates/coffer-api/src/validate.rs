@@ -161,6 +161,10 @@ pub fn check_range(
 /// MissingParameterValueException, a member of the wrong type InvalidParameterValueException,
 /// both naming the member.
 pub fn decode_input<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    // The common case pays no path tracking; a failure is decoded again to name the member.
+    if let Ok(v) = T::deserialize(&value) {
+        return Ok(v);
+    }
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Ok(v),
         Err(e) => {

@@ -20,6 +20,7 @@ mod plan_rules;
 mod plans;
 mod protected;
 mod recovery_points;
+mod scheduler;
 mod selections;
 mod settings;
 mod storage;
@@ -41,6 +42,7 @@ pub use clock::Clock;
 pub use error::Error;
 pub use inventory::{Inventory, ResourceEntry};
 pub use jobs::Runner;
+pub use scheduler::{CatchUp, Scheduler};
 pub use storage::VaultStorage;
 
 /// The Coffer service: domain state behind the AWS Backup API.
@@ -55,6 +57,7 @@ struct Inner {
     inventory: Inventory,
     storage: Option<Arc<VaultStorage>>,
     runner: Runner,
+    scheduler: Scheduler,
 }
 
 /// How the data plane runs.
@@ -79,6 +82,7 @@ impl Coffer {
                 inventory: Inventory::default(),
                 storage: None,
                 runner: Runner::new("control-plane-only", 1),
+                scheduler: Scheduler::default(),
             }),
         }
     }
@@ -92,15 +96,21 @@ impl Coffer {
                 inventory: data.inventory,
                 storage: Some(Arc::new(data.storage)),
                 runner: Runner::new(&data.node_id, data.max_concurrent_jobs),
+                scheduler: Scheduler::default(),
             }),
         }
     }
 
-    /// Starts the job runner (needs a tokio runtime).
+    /// Starts the job runner and the scheduler (needs a tokio runtime).
     pub fn start_workers(&self) {
         if self.inner.storage.is_some() {
             Runner::start(self);
+            Scheduler::start(self);
         }
+    }
+
+    pub(crate) fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
     }
 
     pub fn inventory(&self) -> &Inventory {
@@ -480,7 +490,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: CreateBackupPlanInput,
     ) -> Result<CreateBackupPlanOutput, ApiError> {
-        Ok(plans::create(self, ctx, input).await?)
+        let out = plans::create(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn get_backup_plan(
@@ -496,7 +508,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: UpdateBackupPlanInput,
     ) -> Result<UpdateBackupPlanOutput, ApiError> {
-        Ok(plans::update(self, ctx, input).await?)
+        let out = plans::update(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn delete_backup_plan(
@@ -504,7 +518,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupPlanInput,
     ) -> Result<DeleteBackupPlanOutput, ApiError> {
-        Ok(plans::delete(self, ctx, input).await?)
+        let out = plans::delete(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn list_backup_plans(
@@ -560,7 +576,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: CreateBackupSelectionInput,
     ) -> Result<CreateBackupSelectionOutput, ApiError> {
-        Ok(selections::create(self, ctx, input).await?)
+        let out = selections::create(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn get_backup_selection(
@@ -576,7 +594,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupSelectionInput,
     ) -> Result<(), ApiError> {
-        Ok(selections::delete(self, ctx, input).await?)
+        let out = selections::delete(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn list_backup_selections(

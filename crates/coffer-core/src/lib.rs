@@ -5,7 +5,8 @@
 //! its own module (vaults and their policy, notifications and lock; settings; plans, selections
 //! and templates; jobs, recovery points and protected resources) and keeps its records in the
 //! metadata store, scoped by
-//! (account, region). Operations not built yet keep the trait's default answer, a plain
+//! (account, region). The `scheduler` makes plans run on their own: firings, lifecycle, and
+//! the catch-up the development clock waits for. Operations not built yet keep the trait's default answer, a plain
 //! "not implemented" error, so the coverage table can be read off the code (see
 //! [`coverage`]).
 

@@ -603,4 +603,128 @@ mod tests {
             .unwrap();
         assert_eq!(out.last_execution_date.map(|t| t.0), Some(last));
     }
+
+    fn point(
+        vault: &vaults::VaultRecord,
+        id: &str,
+        at: DateTime<Utc>,
+        cold: Option<i64>,
+        delete: i64,
+    ) -> RecoveryPointRecord {
+        RecoveryPointRecord {
+            id: id.into(),
+            arn: arn::recovery_point(REGION, ACCOUNT, id),
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+            vault_name: vault.name.clone(),
+            vault_arn: vault.arn.clone(),
+            vault_uid: vault.uid.clone(),
+            snapshot: coffer_engine::SnapshotRef(format!("snap-{id}")),
+            resource_arn: format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-1"),
+            resource_type: "EFS".into(),
+            resource_name: None,
+            creation_date: at,
+            initiation_date: None,
+            completion_date: at,
+            backup_size: 1,
+            iam_role_arn: None,
+            lifecycle: Some(Lifecycle {
+                delete_after_days: Some(delete),
+                move_to_cold_storage_after_days: cold,
+                ..Default::default()
+            }),
+            created_by: None,
+            source_vault_arn: None,
+            encryption_key_arn: String::new(),
+            status: "COMPLETED".into(),
+            storage_class: "WARM".into(),
+            last_restore_time: None,
+            source_path: None,
+        }
+    }
+
+    /// Points go cold and are deleted on their lifecycle's days, but a vault lock's
+    /// MinRetentionDays holds a deletion back until the lock allows it.
+    #[tokio::test]
+    async fn the_lifecycle_sweep_respects_the_vault_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let c = node(&store, &clock, dir.path(), "a");
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        for v in ["free", "locked"] {
+            c.create_backup_vault(
+                &ctx,
+                CreateBackupVaultInput {
+                    backup_vault_name: v.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        c.put_backup_vault_lock_configuration(
+            &ctx,
+            PutBackupVaultLockConfigurationInput {
+                backup_vault_name: "locked".into(),
+                min_retention_days: Some(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let now = clock.now();
+        store
+            .write(move |tx| -> Result<()> {
+                for (v, id, cold, delete) in [
+                    ("free", "p-cold", Some(1), 100),
+                    ("free", "p-gone", None, 2),
+                    ("locked", "p-held", None, 2),
+                ] {
+                    let vault = vaults::load(tx, &vaults::key(ACCOUNT, REGION, v), v)?;
+                    recovery_points::insert(
+                        tx,
+                        &point(&vault, id, now, cold, delete),
+                        &Default::default(),
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let class = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |tx| -> Result<Option<String>> {
+                        let rp = recovery_points::find(
+                            tx,
+                            ACCOUNT,
+                            REGION,
+                            &arn::recovery_point(REGION, ACCOUNT, id),
+                        );
+                        Ok(rp.ok().map(|r| r.storage_class))
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        clock.advance(Duration::days(3)).unwrap();
+        let done = c.catch_up().await.unwrap();
+        assert_eq!((done.moved_to_cold, done.deleted), (1, 1), "{done:?}");
+        assert_eq!(class("p-cold").await.as_deref(), Some("COLD"));
+        assert_eq!(class("p-gone").await, None);
+        assert_eq!(
+            class("p-held").await.as_deref(),
+            Some("WARM"),
+            "held by the lock"
+        );
+        clock.advance(Duration::days(7)).unwrap();
+        assert_eq!(
+            c.catch_up().await.unwrap().deleted,
+            1,
+            "deleted once the lock allows"
+        );
+        assert_eq!(class("p-held").await, None);
+    }
 }

@@ -390,15 +390,34 @@ fn lifecycle_step(rp: &RecoveryPointRecord, now: DateTime<Utc>) -> Option<Lifecy
 /// held by its vault lock's MinRetentionDays stays until the lock allows (a later sweep
 /// deletes it then).
 async fn sweep_lifecycle(coffer: &Coffer, now: DateTime<Utc>, done: &mut CatchUp) -> Result<()> {
-    let rows = coffer
+    let (rows, vault_rows) = coffer
         .store()
-        .read(|tx| plans::scan_all(tx, recovery_points::TABLE, ""))
+        .read(|tx| {
+            Ok::<_, coffer_store::StoreError>((
+                plans::scan_all(tx, recovery_points::TABLE, "")?,
+                plans::scan_all(tx, vaults::TABLE, "")?,
+            ))
+        })
         .await?;
+    let mut vaults_by_key = std::collections::HashMap::new();
+    for (k, v) in vault_rows {
+        vaults_by_key.insert(k, serde_json::from_slice::<vaults::VaultRecord>(&v)?);
+    }
     let mut any_deleted = false;
     for (key, v) in rows {
         let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-        if lifecycle_step(&rp, now).is_none() {
-            continue;
+        match lifecycle_step(&rp, now) {
+            None => continue,
+            // Held by the vault lock: nothing to write until the lock allows it.
+            Some(LifecycleStep::Delete)
+                if vaults_by_key
+                    .get(&vaults::key(&rp.account, &rp.region, &rp.vault_name))
+                    .and_then(|v| recovery_points::locked_until(v, &rp))
+                    .is_some_and(|u| now < u) =>
+            {
+                continue;
+            }
+            Some(_) => {}
         }
         let changed = coffer
             .store()

@@ -5,7 +5,8 @@
 //! its own module (vaults and their policy, notifications and lock; settings; plans, selections
 //! and templates; jobs, recovery points and protected resources) and keeps its records in the
 //! metadata store, scoped by
-//! (account, region). Operations not built yet keep the trait's default answer, a plain
+//! (account, region). The `scheduler` makes plans run on their own: firings, lifecycle, and
+//! the catch-up the development clock waits for. Operations not built yet keep the trait's default answer, a plain
 //! "not implemented" error, so the coverage table can be read off the code (see
 //! [`coverage`]).
 
@@ -20,6 +21,7 @@ mod plan_rules;
 mod plans;
 mod protected;
 mod recovery_points;
+mod scheduler;
 mod selections;
 mod settings;
 mod storage;
@@ -41,6 +43,7 @@ pub use clock::Clock;
 pub use error::Error;
 pub use inventory::{Inventory, ResourceEntry};
 pub use jobs::Runner;
+pub use scheduler::{CatchUp, Scheduler};
 pub use storage::{VaultStorage, export_vault_key};
 
 /// The Coffer service: domain state behind the AWS Backup API.
@@ -55,6 +58,7 @@ struct Inner {
     inventory: Inventory,
     storage: Option<Arc<VaultStorage>>,
     runner: Runner,
+    scheduler: Scheduler,
 }
 
 /// How the data plane runs.
@@ -79,6 +83,7 @@ impl Coffer {
                 inventory: Inventory::default(),
                 storage: None,
                 runner: Runner::new("control-plane-only", 1),
+                scheduler: Scheduler::default(),
             }),
         }
     }
@@ -92,15 +97,21 @@ impl Coffer {
                 inventory: data.inventory,
                 storage: Some(Arc::new(data.storage)),
                 runner: Runner::new(&data.node_id, data.max_concurrent_jobs),
+                scheduler: Scheduler::default(),
             }),
         }
     }
 
-    /// Starts the job runner (needs a tokio runtime).
+    /// Starts the job runner and the scheduler (needs a tokio runtime).
     pub fn start_workers(&self) {
         if self.inner.storage.is_some() {
             Runner::start(self);
+            Scheduler::start(self);
         }
+    }
+
+    pub(crate) fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
     }
 
     pub fn inventory(&self) -> &Inventory {
@@ -480,7 +491,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: CreateBackupPlanInput,
     ) -> Result<CreateBackupPlanOutput, ApiError> {
-        Ok(plans::create(self, ctx, input).await?)
+        let out = plans::create(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn get_backup_plan(
@@ -496,7 +509,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: UpdateBackupPlanInput,
     ) -> Result<UpdateBackupPlanOutput, ApiError> {
-        Ok(plans::update(self, ctx, input).await?)
+        let out = plans::update(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn delete_backup_plan(
@@ -504,7 +519,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupPlanInput,
     ) -> Result<DeleteBackupPlanOutput, ApiError> {
-        Ok(plans::delete(self, ctx, input).await?)
+        let out = plans::delete(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn list_backup_plans(
@@ -560,7 +577,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: CreateBackupSelectionInput,
     ) -> Result<CreateBackupSelectionOutput, ApiError> {
-        Ok(selections::create(self, ctx, input).await?)
+        let out = selections::create(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn get_backup_selection(
@@ -576,7 +595,9 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupSelectionInput,
     ) -> Result<(), ApiError> {
-        Ok(selections::delete(self, ctx, input).await?)
+        let out = selections::delete(self, ctx, input).await?;
+        self.scheduler().wake();
+        Ok(out)
     }
 
     async fn list_backup_selections(

@@ -165,14 +165,12 @@ pub(crate) fn is_active(
 
 /// A plan that is not deleted, with its current version: what the scheduler runs.
 #[derive(Debug, Clone)]
-#[allow(dead_code, reason = "read by the scheduler (issue #6)")]
 pub(crate) struct ActivePlan {
     pub plan: PlanRecord,
     pub version: PlanVersionRecord,
 }
 
 /// The current version of plan `plan_id`, or `None` when it does not exist or is deleted.
-#[allow(dead_code, reason = "used by the scheduler and jobs")]
 pub(crate) fn current_version(
     tx: &mut dyn Txn,
     account: &str,
@@ -191,7 +189,6 @@ pub(crate) fn current_version(
 }
 
 /// Every plan that is not deleted, in every account and region, with its current version.
-#[allow(dead_code, reason = "read by the scheduler (issue #6)")]
 pub(crate) fn active_plans(tx: &mut dyn Txn) -> Result<Vec<ActivePlan>> {
     let mut out = Vec::new();
     for (_, v) in scan_all(tx, TABLE, "")? {
@@ -206,7 +203,6 @@ pub(crate) fn active_plans(tx: &mut dyn Txn) -> Result<Vec<ActivePlan>> {
 
 /// Records that a job ran for plan `plan_id` at `at` (its LastExecutionDate). Never moves the
 /// date backwards; a missing plan is not an error (it may have been deleted meanwhile).
-#[allow(dead_code, reason = "called by the jobs")]
 pub(crate) fn record_execution(
     tx: &mut dyn Txn,
     account: &str,

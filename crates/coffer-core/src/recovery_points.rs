@@ -391,6 +391,43 @@ pub(crate) async fn list_by_resource(
     })
 }
 
+/// When the vault's lock lets `rp` be deleted (its MinRetentionDays counted from the creation
+/// date); `None` when nothing holds it.
+pub(crate) fn locked_until(
+    vault: &vaults::VaultRecord,
+    rp: &RecoveryPointRecord,
+) -> Option<DateTime<Utc>> {
+    vault
+        .lock
+        .as_ref()
+        .and_then(|l| l.min_retention_days)
+        .map(|min| rp.creation_date + Duration::days(min))
+}
+
+/// Removes `rp` from `vault` (record, index, tags, the vault's count) and queues its
+/// snapshot's removal from the repository, in the caller's transaction. DeleteRecoveryPoint
+/// and the lifecycle sweep both delete here; the caller checks the vault lock first.
+pub(crate) fn remove(
+    tx: &mut dyn Txn,
+    vault: &mut vaults::VaultRecord,
+    rp: &RecoveryPointRecord,
+) -> Result<()> {
+    tx.delete(TABLE, &rp.key())?;
+    tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;
+    tags::remove_all(tx, &rp.arn)?;
+    vault.recovery_points = (vault.recovery_points - 1).max(0);
+    vaults::save(tx, vault)?;
+    let d = Deletion {
+        account: rp.account.clone(),
+        region: rp.region.clone(),
+        vault_name: vault.name.clone(),
+        vault_uid: vault.uid.clone(),
+        snapshot: rp.snapshot.clone(),
+    };
+    tx.put(DELETIONS, &rp.key(), &serde_json::to_vec(&d)?)?;
+    Ok(())
+}
+
 pub(crate) async fn delete(
     coffer: &Coffer,
     ctx: &RequestContext,
@@ -414,19 +451,7 @@ pub(crate) async fn delete(
                     ))
                     .into());
                 }
-            tx.delete(TABLE, &rp.key())?;
-            tx.delete(INDEX, &format!("{a}:{r}:{}", rp.id))?;
-            tags::remove_all(tx, &rp.arn)?;
-            vault.recovery_points = (vault.recovery_points - 1).max(0);
-            vaults::save(tx, &vault)?;
-            let d = Deletion {
-                account: a.clone(),
-                region: r.clone(),
-                vault_name: vault.name.clone(),
-                vault_uid: vault.uid.clone(),
-                snapshot: rp.snapshot.clone(),
-            };
-            tx.put(DELETIONS, &rp.key(), &serde_json::to_vec(&d)?)?;
+            remove(tx, &mut vault, &rp)?;
             Ok(())
         })
         .await?;

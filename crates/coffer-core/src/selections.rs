@@ -4,7 +4,8 @@
 //! included), because Terraform reads it back with GetBackupSelection and treats any difference
 //! as drift. Records live in table `selection` under `ACCOUNT:REGION:PLANID:SELECTIONID`;
 //! `selection_request` maps `ACCOUNT:REGION:PLANID:CREATORREQUESTID` to the selection it created.
-//! Resolving a selection against the inventory happens at each run, elsewhere.
+//! [`resolve`] turns a plan's selections into the resources they name at one moment: the
+//! scheduler calls it at every firing, against the inventory as it is then.
 
 use chrono::{DateTime, Utc};
 use coffer_api::types::*;
@@ -13,7 +14,8 @@ use coffer_store::{StoreError, Txn};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::{Coffer, arn, paging, plans};
+use crate::inventory::{Inventory, Resource};
+use crate::{Coffer, arn, paging, plans, settings};
 
 pub(crate) const TABLE: &str = "selection";
 const REQUEST_TABLE: &str = "selection_request";
@@ -55,7 +57,6 @@ pub(crate) fn any(
 }
 
 /// Every selection of plan `plan_id`, in id order (for the scheduler's resolution at each run).
-#[allow(dead_code, reason = "read by the scheduler (issue #6)")]
 pub(crate) fn of_plan(
     tx: &mut dyn Txn,
     account: &str,
@@ -66,6 +67,115 @@ pub(crate) fn of_plan(
         .into_iter()
         .map(|(_, v)| Ok(serde_json::from_slice(&v)?))
         .collect()
+}
+
+/// Whether `pattern` matches `text`, where `*` stands for any run of characters (possibly
+/// empty) and everything else is compared exactly (case-sensitive, as AWS).
+pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+/// The tag a condition key names: `aws:ResourceTag/KEY` is tag KEY; a bare key (as ListOfTags
+/// usually carries) is the tag itself.
+fn tag_of(condition_key: &str) -> &str {
+    condition_key
+        .strip_prefix("aws:ResourceTag/")
+        .unwrap_or(condition_key)
+}
+
+/// Whether selection `sel` picks resource `r` (of the selection's account and region):
+/// (an entry of Resources matches the ARN, or a ListOfTags condition holds), then every
+/// condition of Conditions holds, and no NotResources entry matches.
+pub(crate) fn selects(sel: &BackupSelection, r: &Resource) -> bool {
+    let tag = |key: &str| r.tags.get(tag_of(key)).map(String::as_str);
+    let by_arn = sel
+        .resources
+        .iter()
+        .flatten()
+        .any(|p| wildcard_match(p, &r.arn));
+    let by_tag = sel.list_of_tags.iter().flatten().any(|c| {
+        c.condition_type.eq_ignore_ascii_case("STRINGEQUALS")
+            && tag(&c.condition_key) == Some(c.condition_value.as_str())
+    });
+    if !(by_arn || by_tag) {
+        return false;
+    }
+    if let Some(c) = &sel.conditions {
+        let params = |l: &Option<Vec<ConditionParameter>>| -> Vec<(String, String)> {
+            l.iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        p.condition_key.clone().unwrap_or_default(),
+                        p.condition_value.clone().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        let all = params(&c.string_equals)
+            .iter()
+            .all(|(k, v)| tag(k) == Some(v.as_str()))
+            && params(&c.string_not_equals)
+                .iter()
+                .all(|(k, v)| tag(k) != Some(v.as_str()))
+            && params(&c.string_like)
+                .iter()
+                .all(|(k, v)| tag(k).is_some_and(|t| wildcard_match(v, t)))
+            && params(&c.string_not_like)
+                .iter()
+                .all(|(k, v)| !tag(k).is_some_and(|t| wildcard_match(v, t)));
+        if !all {
+            return false;
+        }
+    }
+    !sel.not_resources
+        .iter()
+        .flatten()
+        .any(|p| wildcard_match(p, &r.arn))
+}
+
+/// The resources a plan's selections pick in `account`/`region` right now, each once (with
+/// the IAM role of the first selection that picked it), in ARN order. Resource types the
+/// region has not opted in to (UpdateRegionSettings) are left out.
+pub(crate) fn resolve(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    selections: &[SelectionRecord],
+    inventory: &Inventory,
+) -> Result<Vec<(Resource, String)>> {
+    let mut resources = inventory.in_scope(account, region);
+    resources.sort_by(|a, b| a.arn.cmp(&b.arn));
+    let mut out: Vec<(Resource, String)> = Vec::new();
+    for r in resources {
+        let Some(sel) = selections.iter().find(|s| selects(&s.selection, &r)) else {
+            continue;
+        };
+        if !settings::resource_type_opted_in(tx, account, region, &r.resource_type)? {
+            continue;
+        }
+        let role = sel.selection.iam_role_arn.clone();
+        out.push((r, role));
+    }
+    Ok(out)
 }
 
 fn check_arn_pattern(member: &str, value: &str) -> Result<()> {
@@ -306,4 +416,109 @@ pub(crate) async fn list(
         backup_selections_list: Some(list),
         next_token: next,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn resource(arn: &str, tags: &[(&str, &str)]) -> Resource {
+        Resource {
+            arn: arn.into(),
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            resource_type: "EFS".into(),
+            kind: crate::inventory::SourceKind::Directory,
+            name: "n".into(),
+            source: "/x".into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn param(k: &str, v: &str) -> ConditionParameter {
+        ConditionParameter {
+            condition_key: Some(k.into()),
+            condition_value: Some(v.into()),
+        }
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*", ""));
+        assert!(wildcard_match(
+            "arn:aws:ec2:*:*:volume/*",
+            "arn:aws:ec2:us-east-1:1:volume/v-1"
+        ));
+        assert!(!wildcard_match(
+            "arn:aws:ec2:*:*:volume/*",
+            "arn:aws:ec2:us-east-1:1:instance/i"
+        ));
+        assert!(wildcard_match("a*b*c", "aXXbYYc"));
+        assert!(!wildcard_match("a*b*c", "aXXbYY"));
+        assert!(wildcard_match("pro*", "prod"));
+        assert!(!wildcard_match("Prod", "prod"));
+    }
+
+    #[test]
+    fn resources_tags_conditions_and_exclusions_combine() {
+        let web = resource(
+            "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/web",
+            &[("team", "web"), ("env", "prod")],
+        );
+        let db = resource(
+            "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/db",
+            &[("team", "db"), ("env", "dev")],
+        );
+        let bare = resource(
+            "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/bare",
+            &[],
+        );
+        let mut sel = BackupSelection {
+            resources: Some(vec!["arn:aws:elasticfilesystem:*:*:file-system/*".into()]),
+            ..Default::default()
+        };
+        assert!(selects(&sel, &web) && selects(&sel, &db) && selects(&sel, &bare));
+        sel.not_resources = Some(vec!["*:file-system/db".into()]);
+        assert!(selects(&sel, &web) && !selects(&sel, &db));
+        sel.conditions = Some(Conditions {
+            string_like: Some(vec![param("aws:ResourceTag/env", "pr*")]),
+            string_not_equals: Some(vec![param("aws:ResourceTag/team", "db")]),
+            ..Default::default()
+        });
+        assert!(selects(&sel, &web) && !selects(&sel, &bare));
+        let by_tag = BackupSelection {
+            list_of_tags: Some(vec![
+                Condition {
+                    condition_key: "team".into(),
+                    condition_type: "STRINGEQUALS".into(),
+                    condition_value: "db".into(),
+                },
+                Condition {
+                    condition_key: "aws:ResourceTag/env".into(),
+                    condition_type: "STRINGEQUALS".into(),
+                    condition_value: "prod".into(),
+                },
+            ]),
+            conditions: Some(Conditions {
+                string_not_like: Some(vec![param("aws:ResourceTag/team", "w*")]),
+                string_equals: Some(vec![]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(selects(&by_tag, &db));
+        assert!(
+            !selects(&by_tag, &web),
+            "StringNotLike team=w* excludes web"
+        );
+        assert!(!selects(&by_tag, &bare));
+        assert!(
+            !selects(&BackupSelection::default(), &web),
+            "an empty selection picks nothing"
+        );
+    }
 }

@@ -125,7 +125,6 @@ fn global_with_defaults(set: &BTreeMap<String, String>) -> BTreeMap<String, Stri
 }
 
 /// Whether `resource_type` is opted in for the account and region (unknown types are not).
-#[allow(dead_code)] // used by selection resolution (jobs issue)
 pub(crate) fn resource_type_opted_in(
     tx: &mut dyn Txn,
     account: &str,

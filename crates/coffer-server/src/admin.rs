@@ -4,7 +4,9 @@
 //! - Development mode only: `POST /_coffer/reset` (also `POST /moto-api/reset`, for suites
 //!   written against moto's server mode) wipes all state; `GET /_coffer/clock` answers
 //!   `{"now": "<RFC 3339>"}` and `POST /_coffer/clock` with `{"advance_seconds": N}` or
-//!   `{"set": "<RFC 3339>"}` moves the clock forward.
+//!   `{"set": "<RFC 3339>"}` moves the clock forward, then answers only once the scheduler
+//!   has caught up with the new time (every due firing fired, the lifecycle swept, one runner
+//!   pass done; see docs/scheduler.md), with what it did under `caught_up`.
 //!
 //! Outside development mode the development endpoints answer 403.
 
@@ -89,9 +91,20 @@ pub async fn handle(
                 },
                 _ => Err("give exactly one of advance_seconds and set".into()),
             };
-            match moved {
-                Ok(now) => reply(StatusCode::OK, json!({"now": rfc3339(now)})),
-                Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+            let now = match moved {
+                Ok(now) => now,
+                Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+            };
+            // Answer only once the work due up to the new time has been started.
+            match coffer.catch_up().await {
+                Ok(done) => reply(
+                    StatusCode::OK,
+                    json!({"now": rfc3339(now), "caught_up": done}),
+                ),
+                Err(e) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"now": rfc3339(now), "error": e.message()}),
+                ),
             }
         }
         _ => reply(

@@ -2,11 +2,15 @@
 //! one: the resource's source is read into the vault's repository, with the resource's latest
 //! recovery point in that vault as parent, and the new recovery point is recorded.
 
-use chrono::Duration;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 use coffer_engine::{SnapshotRef, SourceSpec};
+use coffer_store::Txn;
 
+use super::copy::{CopyJobSpec, check_destination, create_copy_job};
 use super::runner::JobControl;
 use super::{
     JobKind, JobRecord, all_jobs, check_lifecycle, enqueue, get_job, job_key, load_job, new_job_id,
@@ -76,41 +80,103 @@ pub(crate) async fn start_backup_job(
             .unwrap_or(&Default::default()),
     )?;
     let now = coffer.clock().now();
-    let id = new_job_id();
-    let rp_id = uuid::Uuid::new_v4().to_string();
-    let job = JobRecord {
-        id: id.clone(),
-        kind: JobKind::Backup,
+    let spec = BackupJobSpec {
         account: ctx.account_id.clone(),
         region: ctx.region.clone(),
-        state: "CREATED".into(),
-        status_message: None,
-        message_category: None,
+        vault_name: vault.name.clone(),
+        vault_arn: vault.arn.clone(),
+        resource_arn: resource.arn.clone(),
+        resource_type: resource.resource_type.clone(),
+        resource_name: Some(resource.name.clone()),
+        iam_role_arn: input.iam_role_arn.clone(),
+        idempotency_token: input.idempotency_token.clone(),
         creation_date: now,
-        start_by: Some(now + Duration::minutes(start_window)),
-        complete_by: Some(now + Duration::minutes(complete_window)),
+        start_by: now + Duration::minutes(start_window),
+        complete_by: now + Duration::minutes(complete_window),
+        lifecycle: input.lifecycle.clone(),
+        recovery_point_tags: input.recovery_point_tags.clone().unwrap_or_default(),
+        created_by: None,
+        copy_actions: Vec::new(),
+        expired_message: None,
+    };
+    let stored = coffer
+        .store()
+        .write(move |tx| create_backup_job(tx, spec))
+        .await?;
+    coffer.runner().wake();
+    Ok(StartBackupJobOutput {
+        backup_job_id: Some(stored.id.clone()),
+        creation_date: Some(Timestamp(stored.creation_date)),
+        is_parent: Some(false),
+        recovery_point_arn: stored.recovery_point_arn.clone(),
+    })
+}
+
+/// Everything a new backup job needs, from StartBackupJob or from a plan's firing.
+pub(crate) struct BackupJobSpec {
+    pub account: String,
+    pub region: String,
+    pub vault_name: String,
+    pub vault_arn: String,
+    pub resource_arn: String,
+    pub resource_type: String,
+    pub resource_name: Option<String>,
+    pub iam_role_arn: String,
+    pub idempotency_token: Option<String>,
+    /// For a plan's job: the scheduled time (so retention counts from it).
+    pub creation_date: DateTime<Utc>,
+    pub start_by: DateTime<Utc>,
+    pub complete_by: DateTime<Utc>,
+    pub lifecycle: Option<Lifecycle>,
+    pub recovery_point_tags: BTreeMap<String, String>,
+    pub created_by: Option<RecoveryPointCreator>,
+    /// The rule's copy actions, carried out when the job completes.
+    pub copy_actions: Vec<CopyAction>,
+    /// When set, the job is recorded already EXPIRED with this message (a firing whose start
+    /// window ended before it could be started).
+    pub expired_message: Option<String>,
+}
+
+/// Builds a backup job from `spec` and queues it (or records it EXPIRED), in the caller's
+/// transaction. StartBackupJob and the scheduler both create their jobs here.
+pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result<JobRecord> {
+    let id = new_job_id();
+    let rp_id = uuid::Uuid::new_v4().to_string();
+    let expired = spec.expired_message.is_some();
+    let job = JobRecord {
+        id,
+        kind: JobKind::Backup,
+        state: if expired { "EXPIRED" } else { "CREATED" }.into(),
+        status_message: spec.expired_message,
+        message_category: expired.then(|| "EXPIRED".to_string()),
+        creation_date: spec.creation_date,
+        start_by: Some(spec.start_by),
+        complete_by: Some(spec.complete_by),
         started_at: None,
         completion_date: None,
         percent_done: 0.0,
         bytes_transferred: 0,
         backup_size: 0,
-        iam_role_arn: Some(input.iam_role_arn.clone()),
-        idempotency_token: input.idempotency_token.clone(),
-        resource_arn: resource.arn.clone(),
-        resource_type: resource.resource_type.clone(),
-        resource_name: Some(resource.name.clone()),
-        vault_name: vault.name.clone(),
-        vault_arn: vault.arn.clone(),
+        iam_role_arn: Some(spec.iam_role_arn),
+        idempotency_token: spec.idempotency_token,
+        resource_arn: spec.resource_arn,
+        resource_type: spec.resource_type,
+        resource_name: spec.resource_name,
+        vault_name: spec.vault_name,
+        vault_arn: spec.vault_arn,
         recovery_point_id: Some(rp_id.clone()),
-        recovery_point_arn: Some(arn::recovery_point(&ctx.region, &ctx.account_id, &rp_id)),
+        recovery_point_arn: Some(arn::recovery_point(&spec.region, &spec.account, &rp_id)),
+        account: spec.account,
+        region: spec.region,
         recovery_point_creation_date: None,
         dest_vault_arn: None,
         dest_recovery_point_arn: None,
-        lifecycle: input.lifecycle.clone(),
-        recovery_point_tags: input.recovery_point_tags.clone().unwrap_or_default(),
+        lifecycle: spec.lifecycle,
+        recovery_point_tags: spec.recovery_point_tags,
         backup_options: Default::default(),
-        created_by: None,
+        created_by: spec.created_by,
         created_by_backup_job_id: None,
+        copy_actions: spec.copy_actions,
         metadata: Default::default(),
         created_resource_arn: None,
         validation_status: None,
@@ -119,14 +185,13 @@ pub(crate) async fn start_backup_job(
         lease_owner: None,
         lease_until: None,
     };
-    let stored = coffer.store().write(move |tx| enqueue(tx, &job)).await?;
-    coffer.runner().wake();
-    Ok(StartBackupJobOutput {
-        backup_job_id: Some(stored.id.clone()),
-        creation_date: Some(Timestamp(stored.creation_date)),
-        is_parent: Some(false),
-        recovery_point_arn: stored.recovery_point_arn.clone(),
-    })
+    if expired {
+        let mut job = job;
+        job.completion_date = job.start_by;
+        save_job(tx, &job)?;
+        return Ok(job);
+    }
+    enqueue(tx, &job)
 }
 
 fn describe_output(j: &JobRecord) -> DescribeBackupJobOutput {
@@ -519,6 +584,34 @@ async fn run_inner(coffer: &Coffer, job: &JobRecord, control: &JobControl) -> Re
                 return Ok(());
             }
             recovery_points::insert(tx, &rp, &rp_tags)?;
+            // A plan's backup: its rule's copy actions start now, in this same transaction,
+            // so a crash can never leave a completed backup without its copies.
+            for action in &j.copy_actions {
+                let spec = CopyJobSpec {
+                    source_vault_name: rp.vault_name.clone(),
+                    source_vault_arn: rp.vault_arn.clone(),
+                    source_vault_uid: rp.vault_uid.clone(),
+                    source: rp.clone(),
+                    destination_vault_arn: action.destination_backup_vault_arn.clone(),
+                    lifecycle: action.lifecycle.clone(),
+                    iam_role_arn: j.iam_role_arn.clone().unwrap_or_default(),
+                    idempotency_token: None,
+                    created_by: j.created_by.clone(),
+                    created_by_backup_job_id: Some(j.id.clone()),
+                    creation_date: now,
+                };
+                match check_destination(tx, &spec)? {
+                    Ok(dest) => create_copy_job(tx, spec, Ok(&dest))?,
+                    Err(e) => create_copy_job(
+                        tx,
+                        spec,
+                        Err(format!(
+                            "The backup rule's copy action could not start: {}",
+                            e.0.message()
+                        )),
+                    )?,
+                };
+            }
             j.state = "COMPLETED".into();
             j.percent_done = 100.0;
             j.backup_size = rp.backup_size;

@@ -12,8 +12,11 @@ use super::{
     JobKind, JobRecord, all_jobs, check_lifecycle, enqueue, get_job, load_job, new_job_id, page,
     save_job, within,
 };
-use crate::error::Result;
+use coffer_store::Txn;
+
+use crate::error::{Error, Result};
 use crate::recovery_points::{self, RecoveryPointRecord};
+use crate::vaults::VaultRecord;
 use crate::{Coffer, arn, storage, vaults};
 
 /// The (account, region, name) a backup-vault ARN names.
@@ -64,66 +67,129 @@ pub(crate) async fn start_copy_job(
         ))
         .into());
     }
-    let (dest_account, dest_region, dest_name) =
-        parse_vault_arn(&input.destination_backup_vault_arn)?;
-    let dest = vaults::get(coffer, &dest_account, &dest_region, &dest_name)
-        .await
-        .map_err(|_| {
-            ApiError::not_found(format!(
-                "Destination backup vault {} does not exist.",
-                input.destination_backup_vault_arn
-            ))
-        })?;
-    if dest_account != ctx.account_id {
-        let (caller, dest_key, dest_arn) = (
-            ctx.account_id.clone(),
-            vaults::key(&dest_account, &dest_region, &dest_name),
-            dest.arn.clone(),
-        );
-        let (enabled, allowed) = coffer
-            .store()
-            .read(move |tx| -> Result<(bool, bool)> {
-                let enabled = crate::settings::cross_account_backup_enabled(tx, &caller)?;
-                let allowed = crate::vault_policy::get(tx, &dest_key)?
-                    .is_some_and(|p| crate::vault_policy::copy_allowed(&p, &dest_arn, &caller));
-                Ok((enabled, allowed))
-            })
-            .await?;
-        if !enabled {
-            return Err(ApiError::invalid_request(format!(
-                "Cross-account backup is disabled for account {}: enable isCrossAccountBackupEnabled with UpdateGlobalSettings first.",
-                ctx.account_id
-            ))
-            .into());
-        }
-        if !allowed {
-            return Err(ApiError::invalid_request(format!(
-                "The access policy of {} does not allow account {} to backup:CopyIntoBackupVault.",
-                dest.arn, ctx.account_id
-            ))
-            .into());
-        }
-    }
-    if dest.uid == source_vault.uid {
-        return Err(ApiError::invalid_parameter(
-            "The destination vault is the source vault; copy into another vault.",
-        )
-        .into());
-    }
     if let Some(l) = &input.lifecycle {
         check_lifecycle(l)?;
     }
-    let now = coffer.clock().now();
+    let spec = CopyJobSpec {
+        source_vault_name: source_vault.name.clone(),
+        source_vault_arn: source_vault.arn.clone(),
+        source_vault_uid: source_vault.uid.clone(),
+        source: rp,
+        destination_vault_arn: input.destination_backup_vault_arn.clone(),
+        lifecycle: input.lifecycle.clone(),
+        iam_role_arn: input.iam_role_arn.clone(),
+        idempotency_token: input.idempotency_token.clone(),
+        created_by: None,
+        created_by_backup_job_id: None,
+        creation_date: coffer.clock().now(),
+    };
+    let stored = coffer
+        .store()
+        .write(move |tx| -> Result<JobRecord> {
+            let dest = check_destination(tx, &spec)??;
+            create_copy_job(tx, spec, Ok(&dest))
+        })
+        .await?;
+    coffer.runner().wake();
+    Ok(StartCopyJobOutput {
+        copy_job_id: Some(stored.id.clone()),
+        creation_date: Some(Timestamp(stored.creation_date)),
+        is_parent: Some(false),
+    })
+}
+
+/// Everything a new copy job needs, from StartCopyJob or from a rule's copy action.
+pub(crate) struct CopyJobSpec {
+    pub source_vault_name: String,
+    pub source_vault_arn: String,
+    pub source_vault_uid: String,
+    pub source: RecoveryPointRecord,
+    pub destination_vault_arn: String,
+    pub lifecycle: Option<Lifecycle>,
+    pub iam_role_arn: String,
+    pub idempotency_token: Option<String>,
+    pub created_by: Option<RecoveryPointCreator>,
+    pub created_by_backup_job_id: Option<String>,
+    pub creation_date: chrono::DateTime<chrono::Utc>,
+}
+
+/// The destination vault of a copy, checked inside the transaction: the outer error is a
+/// store failure, the inner one says why this destination cannot be used.
+pub(crate) fn check_destination(
+    tx: &mut dyn Txn,
+    spec: &CopyJobSpec,
+) -> Result<std::result::Result<VaultRecord, Error>> {
+    let (dest_account, dest_region, dest_name) = match parse_vault_arn(&spec.destination_vault_arn)
+    {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let k = vaults::key(&dest_account, &dest_region, &dest_name);
+    let dest: VaultRecord = match tx.get(vaults::TABLE, &k)? {
+        Some(v) => serde_json::from_slice(&v)?,
+        None => {
+            return Ok(Err(ApiError::not_found(format!(
+                "Destination backup vault {} does not exist.",
+                spec.destination_vault_arn
+            ))
+            .into()));
+        }
+    };
+    if dest_account != spec.source.account {
+        let caller = spec.source.account.clone();
+        if !crate::settings::cross_account_backup_enabled(tx, &caller)? {
+            return Ok(Err(ApiError::invalid_request(format!(
+                "Cross-account backup is disabled for account {caller}: enable isCrossAccountBackupEnabled with UpdateGlobalSettings first."
+            ))
+            .into()));
+        }
+        let allowed = crate::vault_policy::get(tx, &k)?
+            .is_some_and(|p| crate::vault_policy::copy_allowed(&p, &dest.arn, &caller));
+        if !allowed {
+            return Ok(Err(ApiError::invalid_request(format!(
+                "The access policy of {} does not allow account {caller} to backup:CopyIntoBackupVault.",
+                dest.arn
+            ))
+            .into()));
+        }
+    }
+    if dest.uid == spec.source_vault_uid {
+        return Ok(Err(ApiError::invalid_parameter(
+            "The destination vault is the source vault; copy into another vault.",
+        )
+        .into()));
+    }
+    Ok(Ok(dest))
+}
+
+/// Builds a copy job from `spec` into `dest` and queues it, in the caller's transaction; when
+/// `dest` is an error message the job is recorded FAILED with it instead (a plan's copy action
+/// whose destination cannot be used). StartCopyJob and completed plan backups both create
+/// their copy jobs here.
+pub(crate) fn create_copy_job(
+    tx: &mut dyn Txn,
+    spec: CopyJobSpec,
+    dest: std::result::Result<&VaultRecord, String>,
+) -> Result<JobRecord> {
     let dest_rp_id = uuid::Uuid::new_v4().to_string();
-    let job = JobRecord {
+    let (dest_arn, dest_rp_arn, failed) = match dest {
+        Ok(d) => (
+            d.arn.clone(),
+            Some(arn::recovery_point(&d.region, &d.account, &dest_rp_id)),
+            None,
+        ),
+        Err(m) => (spec.destination_vault_arn.clone(), None, Some(m)),
+    };
+    let rp = spec.source;
+    let mut job = JobRecord {
         id: new_job_id(),
         kind: JobKind::Copy,
-        account: ctx.account_id.clone(),
-        region: ctx.region.clone(),
+        account: rp.account.clone(),
+        region: rp.region.clone(),
         state: "CREATED".into(),
         status_message: None,
         message_category: None,
-        creation_date: now,
+        creation_date: spec.creation_date,
         start_by: None,
         complete_by: None,
         started_at: None,
@@ -131,27 +197,24 @@ pub(crate) async fn start_copy_job(
         percent_done: 0.0,
         bytes_transferred: 0,
         backup_size: rp.backup_size,
-        iam_role_arn: Some(input.iam_role_arn.clone()),
-        idempotency_token: input.idempotency_token.clone(),
+        iam_role_arn: Some(spec.iam_role_arn),
+        idempotency_token: spec.idempotency_token,
         resource_arn: rp.resource_arn.clone(),
         resource_type: rp.resource_type.clone(),
         resource_name: rp.resource_name.clone(),
-        vault_name: source_vault.name.clone(),
-        vault_arn: source_vault.arn.clone(),
+        vault_name: spec.source_vault_name,
+        vault_arn: spec.source_vault_arn,
         recovery_point_id: Some(rp.id.clone()),
         recovery_point_arn: Some(rp.arn.clone()),
         recovery_point_creation_date: Some(rp.creation_date),
-        dest_vault_arn: Some(dest.arn.clone()),
-        dest_recovery_point_arn: Some(arn::recovery_point(
-            &dest_region,
-            &dest_account,
-            &dest_rp_id,
-        )),
-        lifecycle: input.lifecycle.clone(),
+        dest_vault_arn: Some(dest_arn),
+        dest_recovery_point_arn: dest_rp_arn,
+        lifecycle: spec.lifecycle,
         recovery_point_tags: Default::default(),
         backup_options: Default::default(),
-        created_by: None,
-        created_by_backup_job_id: None,
+        created_by: spec.created_by,
+        created_by_backup_job_id: spec.created_by_backup_job_id,
+        copy_actions: Vec::new(),
         metadata: Default::default(),
         created_resource_arn: None,
         validation_status: None,
@@ -160,13 +223,15 @@ pub(crate) async fn start_copy_job(
         lease_owner: None,
         lease_until: None,
     };
-    let stored = coffer.store().write(move |tx| enqueue(tx, &job)).await?;
-    coffer.runner().wake();
-    Ok(StartCopyJobOutput {
-        copy_job_id: Some(stored.id.clone()),
-        creation_date: Some(Timestamp(stored.creation_date)),
-        is_parent: Some(false),
-    })
+    if let Some(message) = failed {
+        job.state = "FAILED".into();
+        job.status_message = Some(message);
+        job.message_category = Some("FAILED".into());
+        job.completion_date = Some(job.creation_date);
+        save_job(tx, &job)?;
+        return Ok(job);
+    }
+    enqueue(tx, &job)
 }
 
 fn copy_job(j: &JobRecord) -> CopyJob {

@@ -18,12 +18,15 @@ mod summaries;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use coffer_api::types::{Lifecycle, RecoveryPointCreator};
+use coffer_api::types::{CopyAction, Lifecycle, RecoveryPointCreator};
 use coffer_api::{ApiError, RequestContext};
 use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use backup::{describe_backup_job, list_backup_jobs, start_backup_job, stop_backup_job};
+pub(crate) use backup::{
+    BackupJobSpec, create_backup_job, describe_backup_job, list_backup_jobs, start_backup_job,
+    stop_backup_job,
+};
 pub(crate) use copy::{describe_copy_job, list_copy_jobs, start_copy_job};
 pub(crate) use restore::{
     describe_restore_job, get_recovery_point_restore_metadata, get_restore_job_metadata,
@@ -132,6 +135,9 @@ pub(crate) struct JobRecord {
     pub created_by: Option<RecoveryPointCreator>,
     #[serde(default)]
     pub created_by_backup_job_id: Option<String>,
+    /// Backup made by a plan: its rule's copy actions, started when it completes.
+    #[serde(default)]
+    pub copy_actions: Vec<CopyAction>,
     /// Restore: the metadata given to StartRestoreJob.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,

@@ -171,6 +171,7 @@ pub(crate) async fn start_restore_job(
         backup_options: Default::default(),
         created_by: None,
         created_by_backup_job_id: None,
+        copy_actions: Vec::new(),
         metadata: input.metadata.clone(),
         created_resource_arn: None,
         validation_status: None,

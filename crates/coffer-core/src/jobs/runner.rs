@@ -68,6 +68,9 @@ pub struct Runner {
     slots: usize,
     notify: Notify,
     running: Mutex<HashMap<String, JobControl>>,
+    /// One pass over the queue at a time in this process (the loop and the clock endpoint's
+    /// catch-up both run passes), so free slots are never handed out twice.
+    pass: tokio::sync::Mutex<()>,
 }
 
 impl Runner {
@@ -78,6 +81,7 @@ impl Runner {
             slots: slots.max(1),
             notify: Notify::new(),
             running: Mutex::default(),
+            pass: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -106,12 +110,18 @@ impl Runner {
         }
     }
 
+    /// One pass now: queued deletions, expirations, claims (what the loop does each second).
+    pub(crate) async fn pass(coffer: &Coffer) -> Result<()> {
+        let _one_at_a_time = coffer.runner().pass.lock().await;
+        tick(coffer).await
+    }
+
     /// Runs the loop until the process ends.
     pub fn start(coffer: &Coffer) {
         let coffer = coffer.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = tick(&coffer).await {
+                if let Err(e) = Runner::pass(&coffer).await {
                     tracing::warn!(error = %e.0, "job runner pass failed; retrying");
                 }
                 let runner = coffer.runner();

@@ -123,6 +123,43 @@ impl Server {
         aws_sdk_backup::Client::from_conf(conf)
     }
 
+    /// Sends SIGHUP to the server (it re-reads its configuration file's inventory).
+    pub fn hup(&self) {
+        let pid = self.child.id().expect("coffer is running");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {pid} failed");
+    }
+
+    /// Moves the development clock (`{"set": ...}` or `{"advance_seconds": ...}`) and returns
+    /// the answer, which comes once the scheduler has caught up.
+    pub async fn move_clock(&self, body: &str) -> serde_json::Value {
+        let (status, _, answer) = self
+            .raw(
+                "POST",
+                "/_coffer/clock",
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        serde_json::from_str(&answer).unwrap()
+    }
+
+    /// The development clock's now, in seconds since the epoch.
+    pub async fn clock_secs(&self) -> i64 {
+        let (_, _, body) = self.raw("GET", "/_coffer/clock", &[], b"").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        aws_sdk_backup::primitives::DateTime::from_str(
+            v["now"].as_str().unwrap(),
+            aws_sdk_backup::primitives::DateTimeFormat::DateTime,
+        )
+        .unwrap()
+        .secs()
+    }
+
     /// Kills the process at once (no graceful shutdown), as a crash would.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();

@@ -692,7 +692,7 @@ async fn job_requests_are_validated() {
 }
 
 /// A big source so that a backup runs long enough to be stopped or interrupted.
-fn big_tree(root: &Path, mib: usize) {
+pub(crate) fn big_tree(root: &Path, mib: usize) {
     std::fs::create_dir_all(root).unwrap();
     let mut seed = 0x9E3779B97F4A7C15u64;
     for f in 0..mib {

@@ -9,6 +9,7 @@ mod auth;
 mod coverage;
 mod plans;
 mod protocol;
+mod scheduler;
 mod selections;
 mod settings;
 mod tags;

@@ -427,6 +427,7 @@ pub(crate) async fn delete(
                 snapshot: rp.snapshot.clone(),
             };
             tx.put(DELETIONS, &rp.key(), &serde_json::to_vec(&d)?)?;
+            crate::events::recovery_point_modified(tx, &rp, now, "deleted")?;
             Ok(())
         })
         .await?;
@@ -443,6 +444,7 @@ pub(crate) async fn update_lifecycle(
         crate::jobs::check_lifecycle(l)?;
     }
     let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let now = coffer.clock().now();
     let rp = coffer
         .store()
         .write(move |tx| -> Result<RecoveryPointRecord> {
@@ -455,6 +457,7 @@ pub(crate) async fn update_lifecycle(
                     }
             rp.lifecycle = input.lifecycle;
             tx.put(TABLE, &rp.key(), &serde_json::to_vec(&rp)?)?;
+            crate::events::recovery_point_modified(tx, &rp, now, "lifecycle")?;
             Ok(rp)
         })
         .await?;

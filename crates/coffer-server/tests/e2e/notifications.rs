@@ -1,7 +1,8 @@
 //! Vault notifications end to end: a webhook receiver on 127.0.0.1 records what Coffer posts.
 //! A backup, a copy, a restore, a recovery point change and a plan produce exactly the
 //! subscribed events with the SNS envelope; a receiver that comes up late and a server killed
-//! between the state change and the delivery still get every event, once.
+//! between the state change and the delivery still get every event, once; an SNS endpoint gets
+//! signed Publish calls while another topic's dead target backs off.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -462,5 +463,171 @@ async fn events_survive_a_receiver_that_is_down_and_a_server_crash() {
     assert_eq!(
         counts(&server).await,
         serde_json::json!({"pending": 0, "failed": 0})
+    );
+}
+
+/// Decodes a form body (`+` is a space).
+fn form(body: &str) -> HashMap<String, String> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            let d = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .to_string()
+            };
+            (d(k), d(v))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sns_publish_target_gets_signed_publish_calls() {
+    use coffer_api::sigv4::{AuthMode, Credential, SignedParts, SigningKeyCache, authenticate};
+
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    tiny_tree(&src);
+    let sns = reserve_port();
+    let receiver = Receiver::start(sns).await;
+    write_config(dir.path(), &src, reserve_port());
+    let topic = "arn:aws:sns:eu-west-1:111122223333:ops";
+    let mut cfg = std::fs::read_to_string(dir.path().join("coffer.toml")).unwrap();
+    cfg.push_str(&format!(
+        r#"
+[[notification_targets]]
+topic_arn = "{topic}"
+sns_endpoint = "http://{sns}/"
+access_key_id = "AKIDSNSPUBLISHER0001"
+secret_access_key = "sns-secret"
+"#
+    ));
+    std::fs::write(dir.path().join("coffer.toml"), cfg).unwrap();
+    let server = start(dir.path()).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("ops-vault")
+        .send()
+        .await
+        .unwrap();
+    subscribe(
+        &c,
+        "ops-vault",
+        topic,
+        &[
+            BackupVaultEvent::BackupPlanCreated,
+            BackupVaultEvent::BackupPlanModified,
+        ],
+    )
+    .await;
+    // Another vault's topic goes to a webhook nobody listens on: its message backs off without
+    // holding up the SNS topic.
+    c.create_backup_vault()
+        .backup_vault_name("stuck-vault")
+        .send()
+        .await
+        .unwrap();
+    subscribe(
+        &c,
+        "stuck-vault",
+        TOPIC,
+        &[BackupVaultEvent::BackupPlanCreated],
+    )
+    .await;
+    let created = c
+        .create_backup_plan()
+        .backup_plan(crate::plans::plan(
+            "ops",
+            vec![
+                crate::plans::rule("r", "ops-vault"),
+                crate::plans::rule("s", "stuck-vault"),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap();
+    let plan_id = created.backup_plan_id().unwrap().to_string();
+    let plan_arn = created.backup_plan_arn().unwrap().to_string();
+    c.update_backup_plan()
+        .backup_plan_id(&plan_id)
+        .backup_plan(crate::plans::plan(
+            "ops",
+            vec![
+                crate::plans::rule("r", "ops-vault"),
+                crate::plans::rule("s", "stuck-vault"),
+                crate::plans::rule("r2", "ops-vault"),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let mut creds = std::collections::HashMap::new();
+    creds.insert(
+        "AKIDSNSPUBLISHER0001".to_string(),
+        Credential {
+            access_key_id: "AKIDSNSPUBLISHER0001".into(),
+            secret_access_key: "sns-secret".into(),
+            account_id: ACCOUNT.into(),
+        },
+    );
+    let mode = AuthMode::SigV4(Arc::new(creds));
+    for (r, state) in got.iter().zip(["CREATED", "MODIFIED"]) {
+        let body = r.body.as_str().unwrap().to_string();
+        let f = form(&body);
+        assert_eq!(f["Action"], "Publish");
+        assert_eq!(f["TopicArn"], topic);
+        assert_eq!(f["Subject"], "Notification from AWS Backup");
+        assert!(f["Message"].contains(&plan_arn), "{}", f["Message"]);
+        let attrs: HashMap<&str, &str> = (1..=5)
+            .map(|n| {
+                assert_eq!(
+                    f[&format!("MessageAttributes.entry.{n}.Value.DataType")],
+                    "String"
+                );
+                (
+                    f[&format!("MessageAttributes.entry.{n}.Name")].as_str(),
+                    f[&format!("MessageAttributes.entry.{n}.Value.StringValue")].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(attrs["EventType"], "BACKUP_PLAN");
+        assert_eq!(attrs["State"], state);
+        assert_eq!(attrs["Id"], plan_id);
+        assert_eq!(attrs["AccountId"], ACCOUNT);
+        // The signature verifies, for service sns in the topic's region.
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &r.headers {
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let caller = authenticate(
+            &mode,
+            &SigningKeyCache::default(),
+            &SignedParts {
+                method: "POST",
+                raw_path: &r.path,
+                raw_query: "",
+                headers: &headers,
+                body: body.as_bytes(),
+            },
+            "us-east-1",
+            chrono::Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("signature: {e:?}"));
+        assert_eq!(
+            (caller.service.as_str(), caller.region.as_str()),
+            ("sns", "eu-west-1")
+        );
+    }
+    let n = counts(&server).await;
+    assert_eq!(
+        n,
+        serde_json::json!({"pending": 1, "failed": 0}),
+        "the stuck topic's message waits"
     );
 }

@@ -13,6 +13,7 @@
 //! events happened; the delivery worker keeps that order per topic.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use coffer_store::{StoreError, StoreHandle, Txn};
@@ -128,8 +129,22 @@ pub(crate) fn emit(
         last_error: None,
         dead_reason: None,
     };
-    let key = format!("{:020}:{id}", wall.timestamp_micros().max(0));
+    let key = format!("{:020}:{id}", next_micros(wall.timestamp_micros()));
     tx.put(OUTBOX, &key, &serde_json::to_vec(&m).map_err(store_err)?)
+}
+
+/// Outbox key times: the wall clock in microseconds, but strictly increasing within this process
+/// (store writes are serialised, so keys follow commit order even if the wall clock steps back).
+fn next_micros(now: i64) -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1).max(0);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// The events a job's move from `before` to its current state publishes (see

@@ -20,6 +20,8 @@ use hyper_util::rt::TokioIo;
 use crate::harness::*;
 
 const EFS_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-notes";
+/// A resource whose source does not exist: its backups fail.
+const MISSING_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-gone";
 const ROLE: &str = "arn:aws:iam::111122223333:role/service-role/AWSBackupDefaultServiceRole";
 const TOPIC: &str = "arn:aws:sns:us-east-1:111122223333:backup-events";
 const UNCONFIGURED_TOPIC: &str = "arn:aws:sns:us-east-1:111122223333:nobody-listens";
@@ -125,11 +127,16 @@ account_id = "{ACCOUNT}"
 arn = "{EFS_ARN}"
 source = "{}"
 
+[[resources]]
+arn = "{MISSING_ARN}"
+source = "{}"
+
 [[notification_targets]]
 topic_arn = "{TOPIC}"
 webhook = "http://{hook}/hook"
 "#,
-            source.display()
+            source.display(),
+            source.with_file_name("missing").display()
         ),
     )
     .unwrap();
@@ -241,6 +248,7 @@ async fn jobs_recovery_points_and_plans_publish_exactly_the_subscribed_events() 
         &[
             BackupVaultEvent::BackupJobStarted,
             BackupVaultEvent::BackupJobSuccessful,
+            BackupVaultEvent::BackupJobFailed,
             BackupVaultEvent::CopyJobSuccessful,
             BackupVaultEvent::RestoreJobSuccessful,
             BackupVaultEvent::RecoveryPointModified,
@@ -258,6 +266,33 @@ async fn jobs_recovery_points_and_plans_publish_exactly_the_subscribed_events() 
     .await;
 
     let (backup_id, rp) = backup(&c, "primary").await;
+    // A backup that fails.
+    let failed_id = c
+        .start_backup_job()
+        .backup_vault_name("primary")
+        .resource_arn(MISSING_ARN)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap()
+        .backup_job_id()
+        .unwrap()
+        .to_string();
+    loop {
+        let j = c
+            .describe_backup_job()
+            .backup_job_id(&failed_id)
+            .send()
+            .await
+            .unwrap();
+        match j.state() {
+            Some(BackupJobState::Failed) => break,
+            Some(BackupJobState::Created | BackupJobState::Running) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => panic!("backup ended {other:?}: {:?}", j.status_message()),
+        }
+    }
     // Into a vault without a subscription: nothing is sent.
     backup(&c, "secondary").await;
 
@@ -352,12 +387,14 @@ async fn jobs_recovery_points_and_plans_publish_exactly_the_subscribed_events() 
         .unwrap()
         .to_string();
 
-    let got = receiver.wait_for(6).await;
+    let got = receiver.wait_for(8).await;
     let mut events = summary(&got);
     events.sort();
     let mut expected = vec![
         t("BACKUP_JOB", "RUNNING", &backup_id),
         t("BACKUP_JOB", "COMPLETED", &backup_id),
+        t("BACKUP_JOB", "RUNNING", &failed_id),
+        t("BACKUP_JOB", "FAILED", &failed_id),
         t("COPY_JOB", "COMPLETED", &copy_id),
         t("RESTORE_JOB", "COMPLETED", &restore_id),
         t("RECOVERY_POINT", "MODIFIED", &rp_id),
@@ -396,6 +433,18 @@ async fn jobs_recovery_points_and_plans_publish_exactly_the_subscribed_events() 
     assert_eq!(done.headers["x-amz-sns-message-type"], "Notification");
     assert_eq!(done.headers["x-amz-sns-topic-arn"], TOPIC);
     assert_eq!(done.headers["x-amz-sns-message-id"], id);
+    let failed = got
+        .iter()
+        .find(|r| r.body["MessageAttributes"]["State"]["Value"] == "FAILED")
+        .unwrap();
+    let message = failed.body["Message"].as_str().unwrap();
+    assert!(
+        message.starts_with("An AWS Backup job failed.")
+            && message.contains(MISSING_ARN)
+            && message.contains(&failed_id)
+            && message.contains("Status message"),
+        "{message}"
+    );
     // Every message is distinct.
     let mut ids: Vec<&str> = got
         .iter()

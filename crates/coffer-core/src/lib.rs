@@ -14,6 +14,7 @@ pub mod arn;
 pub mod clock;
 pub mod coverage;
 mod error;
+pub mod events;
 pub mod inventory;
 mod jobs;
 mod paging;
@@ -41,6 +42,7 @@ use coffer_store::StoreHandle;
 
 pub use clock::Clock;
 pub use error::Error;
+pub use events::{Outbox, OutboxCounts, OutboxMessage};
 pub use inventory::{Inventory, ResourceEntry};
 pub use jobs::Runner;
 pub use scheduler::{CatchUp, Scheduler};
@@ -126,6 +128,11 @@ impl Coffer {
         self.inner.storage.as_deref().ok_or_else(|| {
             ApiError::invalid_request("This Coffer instance has no data plane; jobs cannot run.")
         })
+    }
+
+    /// The notification outbox, for the delivery worker.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.inner.store.clone())
     }
 
     pub fn store(&self) -> &StoreHandle {

@@ -254,6 +254,24 @@ fn put_version(tx: &mut dyn Txn, plan: &PlanRecord, version: &PlanVersionRecord)
         &version_id_key(&plan.account, &plan.region, &plan.id, &version.version_id),
         version.sequence.to_string().as_bytes(),
     )?;
+    // A new plan or a new version of one: BACKUP_PLAN_CREATED / _MODIFIED to its target vaults.
+    let targets: Vec<String> = version
+        .document
+        .rules
+        .iter()
+        .map(|r| r.target_backup_vault_name.clone())
+        .collect();
+    crate::events::plan_changed(
+        tx,
+        &plan.account,
+        &plan.region,
+        version.sequence == 1,
+        &plan.id,
+        &plan.arn,
+        &version.version_id,
+        &targets,
+        version.creation_date,
+    )?;
     Ok(())
 }
 

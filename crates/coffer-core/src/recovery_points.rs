@@ -452,6 +452,7 @@ pub(crate) async fn delete(
                     .into());
                 }
             remove(tx, &mut vault, &rp)?;
+            crate::events::recovery_point_modified(tx, &rp, now, "deleted")?;
             Ok(())
         })
         .await?;
@@ -468,6 +469,7 @@ pub(crate) async fn update_lifecycle(
         crate::jobs::check_lifecycle(l)?;
     }
     let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let now = coffer.clock().now();
     let rp = coffer
         .store()
         .write(move |tx| -> Result<RecoveryPointRecord> {
@@ -480,6 +482,7 @@ pub(crate) async fn update_lifecycle(
                     }
             rp.lifecycle = input.lifecycle;
             tx.put(TABLE, &rp.key(), &serde_json::to_vec(&rp)?)?;
+            crate::events::recovery_point_modified(tx, &rp, now, "lifecycle")?;
             Ok(rp)
         })
         .await?;

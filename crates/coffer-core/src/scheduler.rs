@@ -435,13 +435,18 @@ async fn sweep_lifecycle(coffer: &Coffer, now: DateTime<Utc>, done: &mut CatchUp
                             return Ok(None);
                         }
                         recovery_points::remove(tx, &mut vault, &rp)?;
-                        // events: RECOVERY_POINT_MODIFIED (deleted at the end of its lifecycle)
+                        crate::events::recovery_point_modified(tx, &rp, now, "deleted")?;
                         Ok(Some(LifecycleStep::Delete))
                     }
                     Some(LifecycleStep::MoveToCold) => {
                         rp.storage_class = "COLD".into();
                         tx.put(recovery_points::TABLE, &key, &serde_json::to_vec(&rp)?)?;
-                        // events: RECOVERY_POINT_MODIFIED (moved to cold storage)
+                        crate::events::recovery_point_modified(
+                            tx,
+                            &rp,
+                            now,
+                            "moved to cold storage",
+                        )?;
                         Ok(Some(LifecycleStep::MoveToCold))
                     }
                     None => Ok(None),

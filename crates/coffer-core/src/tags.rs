@@ -132,12 +132,29 @@ pub(crate) fn check_initial(tags: &Tags) -> Result<()> {
     Ok(())
 }
 
+/// A recovery point's tags changed: RECOVERY_POINT_MODIFIED for its vault.
+fn rp_tags_changed(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    resource_arn: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    if let Some(a) = arn::parse(resource_arn)
+        && a.resource.starts_with("recovery-point:")
+    {
+        let rp = crate::recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn)?;
+        crate::events::recovery_point_modified(tx, &rp, now, "tags")?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn tag_resource(
     coffer: &Coffer,
     ctx: &RequestContext,
     input: TagResourceInput,
 ) -> Result<()> {
     check_tags(&input.tags)?;
+    let now = coffer.clock().now();
     let ctx = ctx.clone();
     coffer
         .store()
@@ -152,6 +169,7 @@ pub(crate) async fn tag_resource(
                 .into());
             }
             set(tx, &input.resource_arn, &tags)?;
+            rp_tags_changed(tx, &ctx, &input.resource_arn, now)?;
             Ok(())
         })
         .await
@@ -162,6 +180,7 @@ pub(crate) async fn untag_resource(
     ctx: &RequestContext,
     input: UntagResourceInput,
 ) -> Result<()> {
+    let now = coffer.clock().now();
     let ctx = ctx.clone();
     coffer
         .store()
@@ -172,6 +191,7 @@ pub(crate) async fn untag_resource(
                 tags.remove(k);
             }
             set(tx, &input.resource_arn, &tags)?;
+            rp_tags_changed(tx, &ctx, &input.resource_arn, now)?;
             Ok(())
         })
         .await

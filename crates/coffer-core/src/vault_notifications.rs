@@ -27,7 +27,6 @@ pub(crate) struct VaultSubscription {
 
 impl VaultSubscription {
     /// Whether `event` (a `BackupVaultEvent` value) is published.
-    #[allow(dead_code)] // used by notification delivery (later issue)
     pub(crate) fn wants(&self, event: &str) -> bool {
         self.events.iter().any(|e| e == event)
     }

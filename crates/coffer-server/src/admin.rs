@@ -1,6 +1,8 @@
 //! Coffer's own endpoints beside the AWS API, under `/_coffer/`.
 //!
 //! - `GET /_coffer/health` answers `{"status":"ok"}` (always on).
+//! - `GET /_coffer/notifications` answers `{"pending": N, "failed": N}`: notifications waiting
+//!   in the outbox and dead letters (always on; see docs/notifications.md).
 //! - Development mode only: `POST /_coffer/reset` (also `POST /moto-api/reset`, for suites
 //!   written against moto's server mode) wipes all state; `GET /_coffer/clock` answers
 //!   `{"now": "<RFC 3339>"}` and `POST /_coffer/clock` with `{"advance_seconds": N}` or
@@ -49,6 +51,21 @@ pub async fn handle(
     let path = path.trim_end_matches('/');
     if path == "/_coffer/health" && method == Method::GET {
         return reply(StatusCode::OK, json!({"status": "ok"}));
+    }
+    if path == "/_coffer/notifications" && method == Method::GET {
+        return match coffer.outbox().counts().await {
+            Ok(c) => reply(
+                StatusCode::OK,
+                json!({"pending": c.pending, "failed": c.failed}),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "counting notifications failed");
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "the metadata store is not available"}),
+                )
+            }
+        };
     }
     if !dev {
         return reply(

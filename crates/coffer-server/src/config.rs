@@ -100,6 +100,9 @@ pub struct FileConfig {
     /// The resource inventory (see README "Resources").
     #[serde(default)]
     pub resources: Vec<coffer_core::ResourceEntry>,
+    /// Where the notifications of each SNS topic go (see docs/notifications.md).
+    #[serde(default)]
+    pub notification_targets: Vec<crate::notify::NotificationTarget>,
 }
 
 impl FileConfig {
@@ -127,6 +130,7 @@ pub struct Config {
     /// The configuration file, re-read for the inventory on SIGHUP or when it changes.
     pub config_file: Option<PathBuf>,
     pub resources: Vec<coffer_core::ResourceEntry>,
+    pub notification_targets: Vec<crate::notify::NotificationTarget>,
 }
 
 impl Config {
@@ -155,6 +159,9 @@ impl Config {
                     c.access_key_id
                 );
             }
+        }
+        for t in &file.notification_targets {
+            t.check()?;
         }
         let auth = args.auth.or(file.auth).unwrap_or(if args.dev {
             AuthSetting::None
@@ -194,6 +201,7 @@ impl Config {
                 .max(1),
             config_file: args.config.clone(),
             resources: file.resources,
+            notification_targets: file.notification_targets,
         })
     }
 }

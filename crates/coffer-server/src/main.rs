@@ -6,6 +6,7 @@
 
 mod admin;
 mod config;
+mod notify;
 mod server;
 
 use clap::{Parser, Subcommand};

@@ -141,6 +141,7 @@ pub async fn run(config: Config) -> Result<()> {
         },
     );
     coffer.start_workers();
+    crate::notify::Delivery::start(coffer.outbox(), &config.notification_targets)?;
     if let Some(file) = config.config_file.clone() {
         tokio::spawn(reload_inventory(file, inventory));
     }

@@ -11,6 +11,7 @@
 
 pub mod canonical;
 mod key;
+mod sign;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use subtle::ConstantTimeEq;
 
 pub use canonical::{canonical_query, canonical_request, canonical_uri, sha256_hex};
 pub use key::{SigningKeyCache, hmac_sha256, signing_key};
+pub use sign::{OutgoingRequest, sign};
 
 use crate::error::ApiError;
 

@@ -171,3 +171,63 @@ fn verification_outcomes() {
         "MissingAuthenticationTokenException"
     );
 }
+
+#[test]
+fn what_coffer_signs_it_accepts() {
+    let now = NaiveDateTime::parse_from_str("20150830T123600Z", "%Y%m%dT%H%M%SZ")
+        .unwrap()
+        .and_utc();
+    let body = b"Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A111122223333%3At";
+    let mut h = HeaderMap::new();
+    h.insert("host", HeaderValue::from_static("sns.example"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    sign(
+        OutgoingRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &mut h,
+            body,
+        },
+        "AKIDEXAMPLE",
+        SECRET,
+        "us-east-1",
+        "sns",
+        now,
+    )
+    .unwrap();
+    let parts = SignedParts {
+        method: "POST",
+        raw_path: "/",
+        raw_query: "",
+        headers: &h,
+        body,
+    };
+    let caller = authenticate(
+        &mode(),
+        &SigningKeyCache::default(),
+        &parts,
+        "us-east-1",
+        now,
+    )
+    .unwrap();
+    assert_eq!(caller.service, "sns");
+    assert_eq!(caller.account_id, "111122223333");
+    let parts = SignedParts {
+        body: b"Action=Publish",
+        ..parts
+    };
+    assert!(
+        authenticate(
+            &mode(),
+            &SigningKeyCache::default(),
+            &parts,
+            "us-east-1",
+            now
+        )
+        .is_err()
+    );
+}

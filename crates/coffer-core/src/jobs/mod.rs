@@ -185,8 +185,21 @@ pub(crate) fn load_job(tx: &mut dyn Txn, kind: JobKind, key: &str) -> Result<Opt
     })
 }
 
+/// Just the state of a stored job (to see what a save changes).
+#[derive(Deserialize)]
+struct StoredState {
+    state: String,
+}
+
+/// Saves a job; a change of state also writes its vault events to the notification outbox,
+/// in the same transaction (see `crate::events`).
 pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
+    let before = match tx.get(job.kind.table(), &job.key())? {
+        Some(v) => Some(serde_json::from_slice::<StoredState>(&v)?.state),
+        None => None,
+    };
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
+    crate::events::job_changed(tx, before.as_deref(), job)?;
     if job.is_terminal() {
         tx.delete(QUEUE, &job.queue_key())?;
     }

@@ -7,6 +7,7 @@ mod jobs;
 
 mod auth;
 mod coverage;
+mod notifications;
 mod plans;
 mod protocol;
 mod scheduler;

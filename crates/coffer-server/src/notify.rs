@@ -1,0 +1,486 @@
+//! Notification delivery: takes vault events from the durable outbox (written by the domain in
+//! the same transaction as the state change, see `coffer_core::events`) to the targets the
+//! configuration names for each SNS topic ARN.
+//!
+//! Why a separate worker: a slow or dead subscriber must never slow a job down. Jobs only write
+//! the outbox; this worker delivers at least once, in order per topic, with exponential backoff
+//! per topic (the attempt count and next attempt time are kept in the outbox record, so a
+//! restart resumes where it was). A topic whose head message is backing off does not hold up
+//! other topics. Messages that still fail after a day, and messages whose topic has no target
+//! configured, go to the dead-letter table (`GET /_coffer/notifications` counts them).
+//!
+//! Two kinds of target: a webhook receiving the JSON envelope SNS sends to HTTP subscribers,
+//! or an SNS endpoint receiving a SigV4-signed `Publish` call (Query protocol).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use coffer_core::{Outbox, OutboxMessage};
+use http::{HeaderMap, HeaderValue};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+
+/// Give up on a message this long after it was written.
+const GIVE_UP_AFTER_HOURS: i64 = 24;
+/// ... or after this many attempts (about a day at the longest backoff).
+const MAX_ATTEMPTS: u32 = 400;
+/// Backoff: 1 s doubling per failed attempt, at most this.
+const MAX_BACKOFF_SECS: i64 = 300;
+/// How often the outbox is looked at.
+const POLL: StdDuration = StdDuration::from_millis(500);
+
+/// One `[[notification_targets]]` entry of the configuration file.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationTarget {
+    pub topic_arn: String,
+    /// An HTTP(S) URL receiving the SNS HTTP-subscriber envelope.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// An SNS (or SNS-compatible) endpoint receiving `Publish`.
+    #[serde(default)]
+    pub sns_endpoint: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// The signing region; by default the topic ARN's region.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+impl std::fmt::Debug for NotificationTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationTarget")
+            .field("topic_arn", &self.topic_arn)
+            .field("webhook", &self.webhook)
+            .field("sns_endpoint", &self.sns_endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NotificationTarget {
+    /// Checks the entry; the error names the topic and what is wrong.
+    pub fn check(&self) -> Result<()> {
+        let t = &self.topic_arn;
+        if !t.starts_with("arn:") || t.split(':').count() != 6 || t.split(':').nth(2) != Some("sns")
+        {
+            bail!("notification target '{t}': topic_arn must be an SNS topic ARN");
+        }
+        match (&self.webhook, &self.sns_endpoint) {
+            (Some(u), None) => check_url(t, u),
+            (None, Some(u)) => {
+                check_url(t, u)?;
+                if self.access_key_id.is_none() || self.secret_access_key.is_none() {
+                    bail!(
+                        "notification target '{t}': sns_endpoint needs access_key_id and secret_access_key"
+                    );
+                }
+                Ok(())
+            }
+            _ => bail!("notification target '{t}': give exactly one of webhook or sns_endpoint"),
+        }
+    }
+
+    fn signing_region(&self) -> String {
+        self.region.clone().unwrap_or_else(|| {
+            self.topic_arn
+                .split(':')
+                .nth(3)
+                .unwrap_or("us-east-1")
+                .to_string()
+        })
+    }
+}
+
+fn check_url(topic: &str, u: &str) -> Result<()> {
+    let url = reqwest::Url::parse(u)
+        .with_context(|| format!("notification target '{topic}': '{u}' is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("notification target '{topic}': '{u}' must be an http or https URL");
+    }
+    Ok(())
+}
+
+/// The delivery worker.
+pub struct Delivery {
+    outbox: Outbox,
+    targets: HashMap<String, NotificationTarget>,
+    client: reqwest::Client,
+    busy: Mutex<HashSet<String>>,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Delivery {
+    /// Starts delivering in the background (needs a tokio runtime).
+    pub fn start(outbox: Outbox, targets: &[NotificationTarget]) -> Result<()> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(StdDuration::from_secs(5))
+            .timeout(StdDuration::from_secs(15))
+            .build()
+            .context("building the notification HTTP client")?;
+        let d = Arc::new(Delivery {
+            outbox,
+            targets: targets
+                .iter()
+                .map(|t| (t.topic_arn.clone(), t.clone()))
+                .collect(),
+            client,
+            busy: Mutex::default(),
+            warned: Mutex::default(),
+        });
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = d.pass().await {
+                    tracing::warn!(error = %e, "notification delivery pass failed; retrying");
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Looks at the outbox once: every topic with waiting messages and no delivery under way
+    /// gets a task that delivers its due messages in order.
+    async fn pass(self: &Arc<Self>) -> Result<()> {
+        let pending = self.outbox.pending(10_000).await?;
+        let mut by_topic: BTreeMap<String, Vec<(String, OutboxMessage)>> = BTreeMap::new();
+        for (k, m) in pending {
+            by_topic
+                .entry(m.topic_arn.clone())
+                .or_default()
+                .push((k, m));
+        }
+        for (topic, messages) in by_topic {
+            let Some(target) = self.targets.get(&topic).cloned() else {
+                if self.lock_warned().insert(topic.clone()) {
+                    tracing::warn!(
+                        topic = %topic,
+                        "vault notifications for this SNS topic have no target configured ([[notification_targets]]); they are kept as dead letters"
+                    );
+                }
+                for (k, _) in messages {
+                    self.outbox
+                        .give_up(&k, "no target configured for topic")
+                        .await?;
+                }
+                continue;
+            };
+            if !self.lock_busy().insert(topic.clone()) {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.deliver_topic(&target, messages).await {
+                    tracing::warn!(topic = %target.topic_arn, error = %e, "notification delivery failed");
+                }
+                me.lock_busy().remove(&target.topic_arn);
+            });
+        }
+        Ok(())
+    }
+
+    fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_warned(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.warned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers one topic's messages in order, stopping at the first that is not due or fails.
+    async fn deliver_topic(
+        &self,
+        target: &NotificationTarget,
+        messages: Vec<(String, OutboxMessage)>,
+    ) -> Result<()> {
+        for (key, m) in messages {
+            let now = Utc::now();
+            if m.next_attempt.is_some_and(|n| n > now) {
+                return Ok(());
+            }
+            if m.attempts >= MAX_ATTEMPTS
+                || now - m.queued_at > Duration::hours(GIVE_UP_AFTER_HOURS)
+            {
+                let reason = format!(
+                    "gave up after {} attempts: {}",
+                    m.attempts,
+                    m.last_error.as_deref().unwrap_or("no attempt succeeded")
+                );
+                tracing::warn!(topic = %m.topic_arn, event = %m.event, id = %m.id, %reason, "notification moved to the dead letters");
+                self.outbox.give_up(&key, &reason).await?;
+                continue;
+            }
+            match self.send(target, &m).await {
+                Ok(()) => {
+                    tracing::debug!(topic = %m.topic_arn, event = %m.event, id = %m.id, "notification delivered");
+                    self.outbox.delivered(&key).await?;
+                }
+                Err(e) => {
+                    let wait = backoff(m.attempts + 1);
+                    tracing::info!(topic = %m.topic_arn, event = %m.event, attempt = m.attempts + 1, error = %e, retry_in_secs = wait.num_seconds(), "notification not delivered yet");
+                    self.outbox
+                        .attempt_failed(&key, &format!("{e:#}"), now + wait)
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&self, target: &NotificationTarget, m: &OutboxMessage) -> Result<()> {
+        let (url, headers, body) = match (&target.webhook, &target.sns_endpoint) {
+            (Some(url), _) => {
+                let (h, b) = webhook_request(m)?;
+                (url.clone(), h, b)
+            }
+            (None, Some(url)) => {
+                let (h, b) = publish_request(target, url, m, Utc::now())?;
+                (url.clone(), h, b)
+            }
+            (None, None) => bail!("the target has neither webhook nor sns_endpoint"),
+        };
+        let resp = self
+            .client
+            .post(&url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let text: String = text.chars().take(300).collect();
+            bail!("POST {url} answered {status}: {text}");
+        }
+        Ok(())
+    }
+}
+
+/// The wait after `attempts` failed attempts: 1, 2, 4, ... seconds, at most five minutes.
+fn backoff(attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(16);
+    Duration::seconds((1i64 << exp).min(MAX_BACKOFF_SECS))
+}
+
+fn header(v: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(v).with_context(|| format!("header value '{v}'"))
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The JSON envelope SNS posts to HTTP subscribers (unsigned: no Signature fields).
+pub fn webhook_envelope(m: &OutboxMessage) -> serde_json::Value {
+    let attributes: serde_json::Map<String, serde_json::Value> = m
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::json!({"Type": "String", "Value": v})))
+        .collect();
+    serde_json::json!({
+        "Type": "Notification",
+        "MessageId": m.id,
+        "TopicArn": m.topic_arn,
+        "Subject": m.subject,
+        "Message": m.message,
+        "Timestamp": timestamp(m.timestamp),
+        "MessageAttributes": attributes,
+    })
+}
+
+fn webhook_request(m: &OutboxMessage) -> Result<(HeaderMap, Vec<u8>)> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
+    h.insert(
+        "x-amz-sns-message-type",
+        HeaderValue::from_static("Notification"),
+    );
+    h.insert("x-amz-sns-message-id", header(&m.id)?);
+    h.insert("x-amz-sns-topic-arn", header(&m.topic_arn)?);
+    h.insert(
+        "user-agent",
+        HeaderValue::from_static("Coffer notification delivery"),
+    );
+    Ok((h, serde_json::to_vec(&webhook_envelope(m))?))
+}
+
+/// Form encoding as the AWS Query protocol wants it (unreserved characters kept).
+const FORM_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The form fields of an SNS `Publish` call for `m`.
+pub fn publish_form(m: &OutboxMessage) -> Vec<(String, String)> {
+    let mut f = vec![
+        ("Action".to_string(), "Publish".to_string()),
+        ("Version".to_string(), "2010-03-31".to_string()),
+        ("TopicArn".to_string(), m.topic_arn.clone()),
+        ("Subject".to_string(), m.subject.clone()),
+        ("Message".to_string(), m.message.clone()),
+    ];
+    for (i, (k, v)) in m.attributes.iter().enumerate() {
+        let n = i + 1;
+        f.push((format!("MessageAttributes.entry.{n}.Name"), k.clone()));
+        f.push((
+            format!("MessageAttributes.entry.{n}.Value.DataType"),
+            "String".into(),
+        ));
+        f.push((
+            format!("MessageAttributes.entry.{n}.Value.StringValue"),
+            v.clone(),
+        ));
+    }
+    f
+}
+
+fn publish_request(
+    target: &NotificationTarget,
+    url: &str,
+    m: &OutboxMessage,
+    now: DateTime<Utc>,
+) -> Result<(HeaderMap, Vec<u8>)> {
+    let body = publish_form(m)
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, FORM_SET),
+                utf8_percent_encode(v, FORM_SET)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("'{url}' is not a URL"))?;
+    let host = match (parsed.host_str(), parsed.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => bail!("'{url}' has no host"),
+    };
+    let mut h = HeaderMap::new();
+    h.insert("host", header(&host)?);
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+    );
+    let path = if parsed.path().is_empty() {
+        "/"
+    } else {
+        parsed.path()
+    };
+    coffer_api::sigv4::sign(
+        coffer_api::sigv4::OutgoingRequest {
+            method: "POST",
+            raw_path: path,
+            raw_query: parsed.query().unwrap_or(""),
+            headers: &mut h,
+            body: body.as_bytes(),
+        },
+        target.access_key_id.as_deref().unwrap_or_default(),
+        target.secret_access_key.as_deref().unwrap_or_default(),
+        &target.signing_region(),
+        "sns",
+        now,
+    )
+    .map_err(|e| anyhow::anyhow!("signing the Publish request: {}", e.message()))?;
+    Ok((h, body.into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> OutboxMessage {
+        OutboxMessage {
+            id: "m-1".into(),
+            topic_arn: "arn:aws:sns:us-east-1:000000000000:t".into(),
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            vault_name: "v".into(),
+            event: "BACKUP_JOB_COMPLETED".into(),
+            subject: "Notification from AWS Backup".into(),
+            message: "An AWS Backup job was completed successfully. Recovery point ARN: x".into(),
+            attributes: BTreeMap::from([
+                ("EventType".into(), "BACKUP_JOB".into()),
+                ("State".into(), "COMPLETED".into()),
+            ]),
+            timestamp: Utc::now(),
+            attempts: 0,
+            next_attempt: None,
+            queued_at: Utc::now(),
+            last_error: None,
+            dead_reason: None,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        assert_eq!(backoff(1).num_seconds(), 1);
+        assert_eq!(backoff(2).num_seconds(), 2);
+        assert_eq!(backoff(4).num_seconds(), 8);
+        assert_eq!(backoff(30).num_seconds(), 300);
+    }
+
+    #[test]
+    fn envelope_has_the_sns_fields() {
+        let e = webhook_envelope(&message());
+        assert_eq!(e["Type"], "Notification");
+        assert_eq!(e["Subject"], "Notification from AWS Backup");
+        assert_eq!(
+            e["MessageAttributes"]["State"],
+            serde_json::json!({"Type": "String", "Value": "COMPLETED"})
+        );
+    }
+
+    #[test]
+    fn publish_is_signed_form() {
+        let t = NotificationTarget {
+            topic_arn: "arn:aws:sns:eu-west-1:000000000000:t".into(),
+            webhook: None,
+            sns_endpoint: Some("http://127.0.0.1:4566/".into()),
+            access_key_id: Some("AKID".into()),
+            secret_access_key: Some("secret".into()),
+            region: None,
+        };
+        t.check().unwrap();
+        let (h, body) =
+            publish_request(&t, "http://127.0.0.1:4566/", &message(), Utc::now()).unwrap();
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.starts_with("Action=Publish&Version=2010-03-31&TopicArn=arn%3Aaws%3Asns"));
+        assert!(body.contains("MessageAttributes.entry.1.Name=EventType"));
+        let auth = h["authorization"].to_str().unwrap();
+        assert!(auth.contains("/eu-west-1/sns/aws4_request"), "{auth}");
+        assert_eq!(h["host"], "127.0.0.1:4566");
+    }
+
+    #[test]
+    fn targets_are_checked() {
+        let mut t = NotificationTarget {
+            topic_arn: "arn:aws:sns:us-east-1:000000000000:t".into(),
+            webhook: Some("http://127.0.0.1:9000/hook".into()),
+            sns_endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+            region: None,
+        };
+        t.check().unwrap();
+        t.sns_endpoint = Some("http://x".into());
+        assert!(t.check().is_err());
+        t.webhook = None;
+        assert!(t.check().unwrap_err().to_string().contains("access_key_id"));
+        t.topic_arn = "topic".into();
+        assert!(t.check().is_err());
+    }
+}

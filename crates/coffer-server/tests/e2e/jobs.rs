@@ -707,14 +707,9 @@ pub(crate) fn big_tree(root: &Path, mib: usize) {
     }
 }
 
-#[tokio::test]
-async fn a_running_backup_can_be_stopped() {
-    let dir = temp_dir();
-    let src = dir.path().join("src");
-    big_tree(&src, 100);
-    config(dir.path(), &src, &dir.path().join("disk"));
-    let server = start(dir.path(), &[]).await;
-    let c = server.client();
+/// Creates vault `vv`, starts a backup of the EFS resource into it and returns its id once it
+/// is RUNNING (it must not end before that: the source is big).
+async fn start_backup_and_wait_until_running(c: &Client) -> String {
     c.create_backup_vault()
         .backup_vault_name("vv")
         .send()
@@ -737,7 +732,7 @@ async fn a_running_backup_can_be_stopped() {
             .await
             .unwrap();
         if j.state() == Some(&BackupJobState::Running) {
-            break;
+            return id;
         }
         assert_eq!(
             j.state(),
@@ -747,6 +742,17 @@ async fn a_running_backup_can_be_stopped() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_running_backup_can_be_stopped() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    big_tree(&src, 100);
+    config(dir.path(), &src, &dir.path().join("disk"));
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    let id = start_backup_and_wait_until_running(&c).await;
     c.stop_backup_job().backup_job_id(&id).send().await.unwrap();
     let j = wait_backup(&c, &id).await;
     assert_eq!(
@@ -787,34 +793,8 @@ async fn a_crash_mid_backup_ends_in_a_defined_state() {
     config(dir.path(), &src, &dir.path().join("disk"));
     let server = start(dir.path(), &[]).await;
     let c = server.client();
-    c.create_backup_vault()
-        .backup_vault_name("vv")
-        .send()
-        .await
-        .unwrap();
-    let out = c
-        .start_backup_job()
-        .backup_vault_name("vv")
-        .resource_arn(EFS_ARN)
-        .iam_role_arn(ROLE)
-        .send()
-        .await
-        .unwrap();
-    let id = out.backup_job_id().unwrap().to_string();
-    loop {
-        let j = c
-            .describe_backup_job()
-            .backup_job_id(&id)
-            .send()
-            .await
-            .unwrap();
-        if j.state() == Some(&BackupJobState::Running) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let id = start_backup_and_wait_until_running(&c).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _before_crash = std::time::Instant::now();
     server.kill().await;
 
     let server = start(dir.path(), &[]).await;

@@ -111,69 +111,101 @@ async fn start(dir: &Path, extra: &[&str]) -> Server {
     Server::start(&args).await
 }
 
+/// Polls `fetch` every 100 ms until `running` says the job ended; panics after `secs`.
+async fn wait_until_ended<T, F, Fut>(
+    what: &str,
+    secs: u64,
+    fetch: F,
+    running: impl Fn(&T) -> bool,
+) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    for _ in 0..secs * 10 {
+        let j = fetch().await;
+        if !running(&j) {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not end within {secs} s");
+}
+
 async fn wait_backup(
     c: &Client,
     id: &str,
 ) -> aws_sdk_backup::operation::describe_backup_job::DescribeBackupJobOutput {
-    for _ in 0..600 {
-        let j = c
-            .describe_backup_job()
-            .backup_job_id(id)
-            .send()
-            .await
-            .unwrap();
-        match j.state() {
-            Some(BackupJobState::Created)
-            | Some(BackupJobState::Running)
-            | Some(BackupJobState::Pending)
-            | Some(BackupJobState::Aborting) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            _ => return j,
-        }
-    }
-    panic!("backup job {id} did not end within 180 s");
+    wait_until_ended(
+        &format!("backup job {id}"),
+        180,
+        || async {
+            c.describe_backup_job()
+                .backup_job_id(id)
+                .send()
+                .await
+                .unwrap()
+        },
+        |j| {
+            matches!(
+                j.state(),
+                Some(
+                    BackupJobState::Created
+                        | BackupJobState::Running
+                        | BackupJobState::Pending
+                        | BackupJobState::Aborting
+                )
+            )
+        },
+    )
+    .await
 }
 
 async fn wait_restore(
     c: &Client,
     id: &str,
 ) -> aws_sdk_backup::operation::describe_restore_job::DescribeRestoreJobOutput {
-    for _ in 0..600 {
-        let j = c
-            .describe_restore_job()
-            .restore_job_id(id)
-            .send()
-            .await
-            .unwrap();
-        match j.status() {
-            Some(RestoreJobStatus::Pending) | Some(RestoreJobStatus::Running) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            _ => return j,
-        }
-    }
-    panic!("restore job {id} did not end within 60 s");
+    wait_until_ended(
+        &format!("restore job {id}"),
+        60,
+        || async {
+            c.describe_restore_job()
+                .restore_job_id(id)
+                .send()
+                .await
+                .unwrap()
+        },
+        |j| {
+            matches!(
+                j.status(),
+                Some(RestoreJobStatus::Pending | RestoreJobStatus::Running)
+            )
+        },
+    )
+    .await
 }
 
 async fn wait_copy(c: &Client, id: &str) -> aws_sdk_backup::types::CopyJob {
-    for _ in 0..600 {
-        let j = c
-            .describe_copy_job()
-            .copy_job_id(id)
-            .send()
-            .await
-            .unwrap()
-            .copy_job
-            .unwrap();
-        match j.state() {
-            Some(CopyJobState::Created) | Some(CopyJobState::Running) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            _ => return j,
-        }
-    }
-    panic!("copy job {id} did not end within 60 s");
+    wait_until_ended(
+        &format!("copy job {id}"),
+        60,
+        || async {
+            c.describe_copy_job()
+                .copy_job_id(id)
+                .send()
+                .await
+                .unwrap()
+                .copy_job
+                .unwrap()
+        },
+        |j| {
+            matches!(
+                j.state(),
+                Some(CopyJobState::Created | CopyJobState::Running)
+            )
+        },
+    )
+    .await
 }
 
 async fn backup(c: &Client, vault: &str, arn: &str) -> String {

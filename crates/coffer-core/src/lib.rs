@@ -1,37 +1,24 @@
-//! Coffer's domain layer: what the AWS Backup API means, independent of HTTP and of the
-//! storage backend.
+//! Coffer's domain: what the AWS Backup API means, independent of HTTP and of the storage
+//! backend.
 //!
-//! [`Coffer`] implements the generated [`BackupService`] trait. Each area of the API lives in
-//! its own module (vaults and their policy, notifications and lock; settings; plans, selections
-//! and templates; jobs, recovery points and protected resources) and keeps its records in the
-//! metadata store, scoped by
-//! (account, region). The `scheduler` makes plans run on their own: firings, lifecycle, and
-//! the catch-up the development clock waits for. Operations not built yet keep the trait's default answer, a plain
-//! "not implemented" error, so the coverage table can be read off the code (see
-//! [`coverage`]).
+//! The domain is built in layers, each a folder, with dependencies pointing one way (the rule
+//! is in docs/architecture.md and checked by `tests/layers.rs`):
+//!
+//! - [`model`]: records, keys, states and the pure rules; transaction-level reads and writes.
+//! - [`dataplane`]: carrying jobs out against the vault repositories; queued removals.
+//! - [`control`]: the API operations, one module per area.
+//! - [`background`]: the workers (job runner, scheduler with the lifecycle sweep).
+//!
+//! This file is the wiring on top: [`Coffer`] holds the handles and implements the generated
+//! [`BackupService`] trait by handing each operation to its control module with only the
+//! handle it needs. Operations not built yet keep the trait's default answer, a plain "not
+//! implemented" error, so the coverage table can be read off the code (see [`coverage`]).
 
-pub mod arn;
-pub mod clock;
+pub mod background;
+pub mod control;
 pub mod coverage;
-mod error;
-pub mod events;
-pub mod inventory;
-mod jobs;
-mod paging;
-mod plan_rules;
-mod plans;
-mod protected;
-mod recovery_points;
-mod scheduler;
-mod selections;
-mod settings;
-mod storage;
-mod tags;
-mod templates;
-mod vault_lock;
-mod vault_notifications;
-mod vault_policy;
-mod vaults;
+pub mod dataplane;
+pub mod model;
 
 use std::sync::Arc;
 
@@ -40,13 +27,23 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, BackupService, RequestContext};
 use coffer_store::StoreHandle;
 
-pub use clock::Clock;
-pub use error::Error;
-pub use events::{Outbox, OutboxCounts, OutboxMessage};
-pub use inventory::{Inventory, ResourceEntry};
-pub use jobs::Runner;
-pub use scheduler::{CatchUp, Scheduler};
-pub use storage::{VaultStorage, export_vault_key};
+use background::runner::Runner;
+use background::scheduler::Scheduler;
+use control::jobs::{backup, copy, restore, summaries};
+use control::{
+    plans, protected, recovery_points, selections, settings, tags, templates, vault_lock,
+    vault_notifications, vault_policy, vaults,
+};
+use dataplane::Executor;
+use model::Meta;
+
+pub use background::scheduler::CatchUp;
+pub use dataplane::storage::{VaultStorage, export_vault_key};
+pub use model::arn;
+pub use model::clock::{self, Clock};
+pub use model::error::Error;
+pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
+pub use model::inventory::{self, Inventory, ResourceEntry};
 
 /// The Coffer service: domain state behind the AWS Backup API.
 #[derive(Clone)]
@@ -55,12 +52,9 @@ pub struct Coffer {
 }
 
 struct Inner {
-    store: StoreHandle,
-    clock: Clock,
-    inventory: Inventory,
-    storage: Option<Arc<VaultStorage>>,
-    runner: Runner,
-    scheduler: Scheduler,
+    plane: Executor,
+    runner: Arc<Runner>,
+    scheduler: Arc<Scheduler>,
 }
 
 /// How the data plane runs.
@@ -80,12 +74,9 @@ impl Coffer {
     pub fn new(store: StoreHandle, clock: Clock) -> Self {
         Coffer {
             inner: Arc::new(Inner {
-                store,
-                clock,
-                inventory: Inventory::default(),
-                storage: None,
-                runner: Runner::new("control-plane-only", 1),
-                scheduler: Scheduler::default(),
+                plane: Executor::new(Meta::new(store, clock), Inventory::default(), None),
+                runner: Arc::new(Runner::new("control-plane-only", 1)),
+                scheduler: Arc::default(),
             }),
         }
     }
@@ -94,58 +85,59 @@ impl Coffer {
     pub fn with_data_plane(store: StoreHandle, clock: Clock, data: DataPlane) -> Self {
         Coffer {
             inner: Arc::new(Inner {
-                store,
-                clock,
-                inventory: data.inventory,
-                storage: Some(Arc::new(data.storage)),
-                runner: Runner::new(&data.node_id, data.max_concurrent_jobs),
-                scheduler: Scheduler::default(),
+                plane: Executor::new(Meta::new(store, clock), data.inventory, Some(data.storage)),
+                runner: Arc::new(Runner::new(&data.node_id, data.max_concurrent_jobs)),
+                scheduler: Arc::default(),
             }),
         }
     }
 
     /// Starts the job runner and the scheduler (needs a tokio runtime).
     pub fn start_workers(&self) {
-        if self.inner.storage.is_some() {
-            Runner::start(self);
-            Scheduler::start(self);
+        if self.inner.plane.has_storage() {
+            self.inner.runner.start(&self.inner.plane);
+            self.inner
+                .scheduler
+                .start(&self.inner.plane, &self.inner.runner);
         }
     }
 
-    pub(crate) fn scheduler(&self) -> &Scheduler {
-        &self.inner.scheduler
+    /// Does all the scheduled work due up to the clock's now (see [`Scheduler::catch_up`]).
+    pub async fn catch_up(&self) -> Result<CatchUp, ApiError> {
+        self.inner
+            .scheduler
+            .catch_up(&self.inner.plane, &self.inner.runner)
+            .await
+    }
+
+    fn meta(&self) -> &Meta {
+        self.inner.plane.meta()
+    }
+
+    pub(crate) fn plane(&self) -> &Executor {
+        &self.inner.plane
     }
 
     pub fn inventory(&self) -> &Inventory {
-        &self.inner.inventory
-    }
-
-    pub(crate) fn runner(&self) -> &Runner {
-        &self.inner.runner
-    }
-
-    pub(crate) fn storage(&self) -> Result<&VaultStorage, ApiError> {
-        self.inner.storage.as_deref().ok_or_else(|| {
-            ApiError::invalid_request("This Coffer instance has no data plane; jobs cannot run.")
-        })
+        self.inner.plane.inventory()
     }
 
     /// The notification outbox, for the delivery worker.
     pub fn outbox(&self) -> Outbox {
-        Outbox::new(self.inner.store.clone())
+        Outbox::new(self.store().clone())
     }
 
     pub fn store(&self) -> &StoreHandle {
-        &self.inner.store
+        self.meta().store()
     }
 
     pub fn clock(&self) -> &Clock {
-        &self.inner.clock
+        self.meta().clock()
     }
 
     /// Wipes all state (development mode's reset).
     pub async fn reset(&self) -> Result<(), ApiError> {
-        self.inner.store.clear().await.map_err(ApiError::internal)
+        self.store().clear().await.map_err(ApiError::internal)
     }
 }
 
@@ -156,7 +148,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: CreateBackupVaultInput,
     ) -> Result<CreateBackupVaultOutput, ApiError> {
-        Ok(vaults::create(self, ctx, input).await?)
+        Ok(vaults::create(self.meta(), ctx, input).await?)
     }
 
     async fn describe_backup_vault(
@@ -164,7 +156,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DescribeBackupVaultInput,
     ) -> Result<DescribeBackupVaultOutput, ApiError> {
-        Ok(vaults::describe(self, ctx, input).await?)
+        Ok(vaults::describe(self.meta(), ctx, input).await?)
     }
 
     async fn list_backup_vaults(
@@ -172,7 +164,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListBackupVaultsInput,
     ) -> Result<ListBackupVaultsOutput, ApiError> {
-        Ok(vaults::list(self, ctx, input).await?)
+        Ok(vaults::list(self.meta(), ctx, input).await?)
     }
 
     async fn delete_backup_vault(
@@ -180,7 +172,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupVaultInput,
     ) -> Result<(), ApiError> {
-        Ok(vaults::delete(self, ctx, input).await?)
+        Ok(vaults::delete(self.meta(), ctx, input).await?)
     }
 
     async fn tag_resource(
@@ -188,7 +180,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: TagResourceInput,
     ) -> Result<(), ApiError> {
-        Ok(tags::tag_resource(self, ctx, input).await?)
+        Ok(tags::tag_resource(self.meta(), ctx, input).await?)
     }
 
     async fn untag_resource(
@@ -196,7 +188,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: UntagResourceInput,
     ) -> Result<(), ApiError> {
-        Ok(tags::untag_resource(self, ctx, input).await?)
+        Ok(tags::untag_resource(self.meta(), ctx, input).await?)
     }
 
     async fn list_tags(
@@ -204,7 +196,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListTagsInput,
     ) -> Result<ListTagsOutput, ApiError> {
-        Ok(tags::list_tags(self, ctx, input).await?)
+        Ok(tags::list_tags(self.meta(), ctx, input).await?)
     }
 
     async fn start_backup_job(
@@ -212,7 +204,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: StartBackupJobInput,
     ) -> Result<StartBackupJobOutput, ApiError> {
-        Ok(jobs::start_backup_job(self, ctx, input).await?)
+        Ok(backup::start_backup_job(self.plane(), ctx, input).await?)
     }
 
     async fn describe_backup_job(
@@ -220,7 +212,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DescribeBackupJobInput,
     ) -> Result<DescribeBackupJobOutput, ApiError> {
-        Ok(jobs::describe_backup_job(self, ctx, input).await?)
+        Ok(backup::describe_backup_job(self.meta(), ctx, input).await?)
     }
 
     async fn list_backup_jobs(
@@ -228,7 +220,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListBackupJobsInput,
     ) -> Result<ListBackupJobsOutput, ApiError> {
-        Ok(jobs::list_backup_jobs(self, ctx, input).await?)
+        Ok(backup::list_backup_jobs(self.meta(), ctx, input).await?)
     }
 
     async fn stop_backup_job(
@@ -236,7 +228,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: StopBackupJobInput,
     ) -> Result<(), ApiError> {
-        Ok(jobs::stop_backup_job(self, ctx, input).await?)
+        Ok(backup::stop_backup_job(self.plane(), ctx, input).await?)
     }
 
     async fn start_copy_job(
@@ -244,7 +236,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: StartCopyJobInput,
     ) -> Result<StartCopyJobOutput, ApiError> {
-        Ok(jobs::start_copy_job(self, ctx, input).await?)
+        Ok(copy::start_copy_job(self.plane(), ctx, input).await?)
     }
 
     async fn describe_copy_job(
@@ -252,7 +244,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DescribeCopyJobInput,
     ) -> Result<DescribeCopyJobOutput, ApiError> {
-        Ok(jobs::describe_copy_job(self, ctx, input).await?)
+        Ok(copy::describe_copy_job(self.meta(), ctx, input).await?)
     }
 
     async fn list_copy_jobs(
@@ -260,7 +252,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListCopyJobsInput,
     ) -> Result<ListCopyJobsOutput, ApiError> {
-        Ok(jobs::list_copy_jobs(self, ctx, input).await?)
+        Ok(copy::list_copy_jobs(self.meta(), ctx, input).await?)
     }
 
     async fn start_restore_job(
@@ -268,7 +260,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: StartRestoreJobInput,
     ) -> Result<StartRestoreJobOutput, ApiError> {
-        Ok(jobs::start_restore_job(self, ctx, input).await?)
+        Ok(restore::start_restore_job(self.plane(), ctx, input).await?)
     }
 
     async fn describe_restore_job(
@@ -276,7 +268,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DescribeRestoreJobInput,
     ) -> Result<DescribeRestoreJobOutput, ApiError> {
-        Ok(jobs::describe_restore_job(self, ctx, input).await?)
+        Ok(restore::describe_restore_job(self.meta(), ctx, input).await?)
     }
 
     async fn list_restore_jobs(
@@ -284,7 +276,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListRestoreJobsInput,
     ) -> Result<ListRestoreJobsOutput, ApiError> {
-        Ok(jobs::list_restore_jobs(self, ctx, input).await?)
+        Ok(restore::list_restore_jobs(self.meta(), ctx, input).await?)
     }
 
     async fn list_restore_jobs_by_protected_resource(
@@ -292,7 +284,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListRestoreJobsByProtectedResourceInput,
     ) -> Result<ListRestoreJobsByProtectedResourceOutput, ApiError> {
-        Ok(jobs::list_restore_jobs_by_protected_resource(self, ctx, input).await?)
+        Ok(restore::list_restore_jobs_by_protected_resource(self.meta(), ctx, input).await?)
     }
 
     async fn get_restore_job_metadata(
@@ -300,7 +292,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: GetRestoreJobMetadataInput,
     ) -> Result<GetRestoreJobMetadataOutput, ApiError> {
-        Ok(jobs::get_restore_job_metadata(self, ctx, input).await?)
+        Ok(restore::get_restore_job_metadata(self.meta(), ctx, input).await?)
     }
 
     async fn put_restore_validation_result(
@@ -308,7 +300,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: PutRestoreValidationResultInput,
     ) -> Result<(), ApiError> {
-        Ok(jobs::put_restore_validation_result(self, ctx, input).await?)
+        Ok(restore::put_restore_validation_result(self.meta(), ctx, input).await?)
     }
 
     async fn get_recovery_point_restore_metadata(
@@ -316,7 +308,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: GetRecoveryPointRestoreMetadataInput,
     ) -> Result<GetRecoveryPointRestoreMetadataOutput, ApiError> {
-        Ok(jobs::get_recovery_point_restore_metadata(self, ctx, input).await?)
+        Ok(restore::get_recovery_point_restore_metadata(self.meta(), ctx, input).await?)
     }
 
     async fn describe_recovery_point(
@@ -324,7 +316,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DescribeRecoveryPointInput,
     ) -> Result<DescribeRecoveryPointOutput, ApiError> {
-        Ok(recovery_points::describe(self, ctx, input).await?)
+        Ok(recovery_points::describe(self.meta(), ctx, input).await?)
     }
 
     async fn list_recovery_points_by_backup_vault(
@@ -332,7 +324,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListRecoveryPointsByBackupVaultInput,
     ) -> Result<ListRecoveryPointsByBackupVaultOutput, ApiError> {
-        Ok(recovery_points::list_by_vault(self, ctx, input).await?)
+        Ok(recovery_points::list_by_vault(self.meta(), ctx, input).await?)
     }
 
     async fn list_recovery_points_by_resource(
@@ -340,7 +332,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListRecoveryPointsByResourceInput,
     ) -> Result<ListRecoveryPointsByResourceOutput, ApiError> {
-        Ok(recovery_points::list_by_resource(self, ctx, input).await?)
+        Ok(recovery_points::list_by_resource(self.meta(), ctx, input).await?)
     }
 
     async fn delete_recovery_point(
@@ -348,7 +340,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteRecoveryPointInput,
     ) -> Result<(), ApiError> {
-        Ok(recovery_points::delete(self, ctx, input).await?)
+        Ok(recovery_points::delete(self.plane(), ctx, input).await?)
     }
 
     async fn update_recovery_point_lifecycle(
@@ -356,7 +348,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: UpdateRecoveryPointLifecycleInput,
     ) -> Result<UpdateRecoveryPointLifecycleOutput, ApiError> {
-        Ok(recovery_points::update_lifecycle(self, ctx, input).await?)
+        Ok(recovery_points::update_lifecycle(self.meta(), ctx, input).await?)
     }
 
     async fn list_protected_resources(
@@ -364,7 +356,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListProtectedResourcesInput,
     ) -> Result<ListProtectedResourcesOutput, ApiError> {
-        Ok(protected::list(self, ctx, input).await?)
+        Ok(protected::list(self.meta(), ctx, input).await?)
     }
 
     async fn list_protected_resources_by_backup_vault(
@@ -372,7 +364,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListProtectedResourcesByBackupVaultInput,
     ) -> Result<ListProtectedResourcesByBackupVaultOutput, ApiError> {
-        Ok(protected::list_by_vault(self, ctx, input).await?)
+        Ok(protected::list_by_vault(self.meta(), ctx, input).await?)
     }
 
     async fn describe_protected_resource(
@@ -380,7 +372,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DescribeProtectedResourceInput,
     ) -> Result<DescribeProtectedResourceOutput, ApiError> {
-        Ok(protected::describe(self, ctx, input).await?)
+        Ok(protected::describe(self.meta(), ctx, input).await?)
     }
 
     async fn get_supported_resource_types(
@@ -402,7 +394,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: PutBackupVaultAccessPolicyInput,
     ) -> Result<(), ApiError> {
-        Ok(vault_policy::put(self, ctx, input).await?)
+        Ok(vault_policy::put(self.meta(), ctx, input).await?)
     }
 
     async fn get_backup_vault_access_policy(
@@ -410,7 +402,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: GetBackupVaultAccessPolicyInput,
     ) -> Result<GetBackupVaultAccessPolicyOutput, ApiError> {
-        Ok(vault_policy::describe(self, ctx, input).await?)
+        Ok(vault_policy::describe(self.meta(), ctx, input).await?)
     }
 
     async fn delete_backup_vault_access_policy(
@@ -418,7 +410,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupVaultAccessPolicyInput,
     ) -> Result<(), ApiError> {
-        Ok(vault_policy::delete(self, ctx, input).await?)
+        Ok(vault_policy::delete(self.meta(), ctx, input).await?)
     }
 
     async fn put_backup_vault_notifications(
@@ -426,7 +418,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: PutBackupVaultNotificationsInput,
     ) -> Result<(), ApiError> {
-        Ok(vault_notifications::put(self, ctx, input).await?)
+        Ok(vault_notifications::put(self.meta(), ctx, input).await?)
     }
 
     async fn get_backup_vault_notifications(
@@ -434,7 +426,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: GetBackupVaultNotificationsInput,
     ) -> Result<GetBackupVaultNotificationsOutput, ApiError> {
-        Ok(vault_notifications::describe(self, ctx, input).await?)
+        Ok(vault_notifications::describe(self.meta(), ctx, input).await?)
     }
 
     async fn delete_backup_vault_notifications(
@@ -442,7 +434,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupVaultNotificationsInput,
     ) -> Result<(), ApiError> {
-        Ok(vault_notifications::delete(self, ctx, input).await?)
+        Ok(vault_notifications::delete(self.meta(), ctx, input).await?)
     }
 
     async fn put_backup_vault_lock_configuration(
@@ -450,7 +442,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: PutBackupVaultLockConfigurationInput,
     ) -> Result<(), ApiError> {
-        Ok(vault_lock::put(self, ctx, input).await?)
+        Ok(vault_lock::put(self.meta(), ctx, input).await?)
     }
 
     async fn delete_backup_vault_lock_configuration(
@@ -458,7 +450,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupVaultLockConfigurationInput,
     ) -> Result<(), ApiError> {
-        Ok(vault_lock::delete(self, ctx, input).await?)
+        Ok(vault_lock::delete(self.meta(), ctx, input).await?)
     }
 
     async fn describe_region_settings(
@@ -466,7 +458,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DescribeRegionSettingsInput,
     ) -> Result<DescribeRegionSettingsOutput, ApiError> {
-        Ok(settings::describe_region(self, ctx, input).await?)
+        Ok(settings::describe_region(self.meta(), ctx, input).await?)
     }
 
     async fn update_region_settings(
@@ -474,7 +466,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: UpdateRegionSettingsInput,
     ) -> Result<(), ApiError> {
-        Ok(settings::update_region(self, ctx, input).await?)
+        Ok(settings::update_region(self.meta(), ctx, input).await?)
     }
 
     async fn describe_global_settings(
@@ -482,7 +474,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DescribeGlobalSettingsInput,
     ) -> Result<DescribeGlobalSettingsOutput, ApiError> {
-        Ok(settings::describe_global(self, ctx, input).await?)
+        Ok(settings::describe_global(self.meta(), ctx, input).await?)
     }
 
     async fn update_global_settings(
@@ -490,7 +482,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: UpdateGlobalSettingsInput,
     ) -> Result<(), ApiError> {
-        Ok(settings::update_global(self, ctx, input).await?)
+        Ok(settings::update_global(self.meta(), ctx, input).await?)
     }
 
     async fn create_backup_plan(
@@ -498,8 +490,8 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: CreateBackupPlanInput,
     ) -> Result<CreateBackupPlanOutput, ApiError> {
-        let out = plans::create(self, ctx, input).await?;
-        self.scheduler().wake();
+        let out = plans::create(self.meta(), ctx, input).await?;
+        self.inner.scheduler.wake();
         Ok(out)
     }
 
@@ -508,7 +500,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: GetBackupPlanInput,
     ) -> Result<GetBackupPlanOutput, ApiError> {
-        Ok(plans::get(self, ctx, input).await?)
+        Ok(plans::get(self.meta(), ctx, input).await?)
     }
 
     async fn update_backup_plan(
@@ -516,8 +508,8 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: UpdateBackupPlanInput,
     ) -> Result<UpdateBackupPlanOutput, ApiError> {
-        let out = plans::update(self, ctx, input).await?;
-        self.scheduler().wake();
+        let out = plans::update(self.meta(), ctx, input).await?;
+        self.inner.scheduler.wake();
         Ok(out)
     }
 
@@ -526,8 +518,8 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupPlanInput,
     ) -> Result<DeleteBackupPlanOutput, ApiError> {
-        let out = plans::delete(self, ctx, input).await?;
-        self.scheduler().wake();
+        let out = plans::delete(self.meta(), ctx, input).await?;
+        self.inner.scheduler.wake();
         Ok(out)
     }
 
@@ -536,7 +528,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListBackupPlansInput,
     ) -> Result<ListBackupPlansOutput, ApiError> {
-        Ok(plans::list(self, ctx, input).await?)
+        Ok(plans::list(self.meta(), ctx, input).await?)
     }
 
     async fn list_backup_plan_versions(
@@ -544,7 +536,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListBackupPlanVersionsInput,
     ) -> Result<ListBackupPlanVersionsOutput, ApiError> {
-        Ok(plans::list_versions(self, ctx, input).await?)
+        Ok(plans::list_versions(self.meta(), ctx, input).await?)
     }
 
     async fn export_backup_plan_template(
@@ -552,7 +544,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ExportBackupPlanTemplateInput,
     ) -> Result<ExportBackupPlanTemplateOutput, ApiError> {
-        Ok(templates::export(self, ctx, input).await?)
+        Ok(templates::export(self.meta(), ctx, input).await?)
     }
 
     async fn get_backup_plan_from_json(
@@ -584,8 +576,8 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: CreateBackupSelectionInput,
     ) -> Result<CreateBackupSelectionOutput, ApiError> {
-        let out = selections::create(self, ctx, input).await?;
-        self.scheduler().wake();
+        let out = selections::create(self.meta(), ctx, input).await?;
+        self.inner.scheduler.wake();
         Ok(out)
     }
 
@@ -594,7 +586,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: GetBackupSelectionInput,
     ) -> Result<GetBackupSelectionOutput, ApiError> {
-        Ok(selections::get(self, ctx, input).await?)
+        Ok(selections::get(self.meta(), ctx, input).await?)
     }
 
     async fn delete_backup_selection(
@@ -602,8 +594,8 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DeleteBackupSelectionInput,
     ) -> Result<(), ApiError> {
-        let out = selections::delete(self, ctx, input).await?;
-        self.scheduler().wake();
+        let out = selections::delete(self.meta(), ctx, input).await?;
+        self.inner.scheduler.wake();
         Ok(out)
     }
 
@@ -612,7 +604,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListBackupSelectionsInput,
     ) -> Result<ListBackupSelectionsOutput, ApiError> {
-        Ok(selections::list(self, ctx, input).await?)
+        Ok(selections::list(self.meta(), ctx, input).await?)
     }
 
     async fn list_backup_job_summaries(
@@ -620,7 +612,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListBackupJobSummariesInput,
     ) -> Result<ListBackupJobSummariesOutput, ApiError> {
-        Ok(jobs::list_backup_job_summaries(self, ctx, input).await?)
+        Ok(summaries::list_backup_job_summaries(self.meta(), ctx, input).await?)
     }
 
     async fn list_copy_job_summaries(
@@ -628,7 +620,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListCopyJobSummariesInput,
     ) -> Result<ListCopyJobSummariesOutput, ApiError> {
-        Ok(jobs::list_copy_job_summaries(self, ctx, input).await?)
+        Ok(summaries::list_copy_job_summaries(self.meta(), ctx, input).await?)
     }
 
     async fn list_restore_job_summaries(
@@ -636,7 +628,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: ListRestoreJobSummariesInput,
     ) -> Result<ListRestoreJobSummariesOutput, ApiError> {
-        Ok(jobs::list_restore_job_summaries(self, ctx, input).await?)
+        Ok(summaries::list_restore_job_summaries(self.meta(), ctx, input).await?)
     }
 
     async fn disassociate_recovery_point(
@@ -644,6 +636,6 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DisassociateRecoveryPointInput,
     ) -> Result<(), ApiError> {
-        Ok(recovery_points::disassociate(self, ctx, input).await?)
+        Ok(recovery_points::disassociate(self.meta(), ctx, input).await?)
     }
 }

@@ -1,0 +1,755 @@
+//! The scheduler: what makes backup plans run on their own.
+//!
+//! It exists so that everything time-driven happens in one place, at the times the Coffer
+//! clock says, and exactly once however many nodes share the store:
+//!
+//! - **Firings.** Every rule of every active plan fires at the times its ScheduleExpression and
+//!   ScheduleExpressionTimezone give (`coffer-cron`). A firing resolves the plan's selections
+//!   against the inventory as it is then and creates one backup job per resource in the rule's
+//!   vault, carrying CreatedBy, the rule's lifecycle, tags, copy actions and windows counted
+//!   from the scheduled time. A firing whose start window already ended (Coffer was down, or the
+//!   development clock jumped past it) is recorded as EXPIRED jobs instead of running.
+//! - **One firing, one set of jobs.** Each firing is claimed with `insert_new` on a key per
+//!   (account, region, plan, rule, scheduled time) in table `sched_firing`, in the same
+//!   transaction that creates its jobs; `sched_rule` keeps each rule's next firing so a restart
+//!   neither refires old times nor forgets missed ones.
+//! - **Lifecycle.** Recovery points move to COLD at MoveToColdStorageAfterDays and are deleted at
+//!   DeleteAfterDays, never before their vault lock's MinRetentionDays.
+//!
+//! [`Scheduler::catch_up`] (what `Coffer::catch_up` calls) does all of it up to the clock's now, then one runner pass (which
+//! expires jobs whose start window ended). The loop started by `Coffer::start_workers` calls
+//! it every second and whenever a plan or selection changes; in development mode the clock
+//! endpoint calls it and answers once it is done.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use coffer_api::ApiError;
+use coffer_api::types::RecoveryPointCreator;
+use coffer_cron::Schedule;
+use coffer_store::Txn;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, Notify};
+
+use crate::background::runner::Runner;
+use crate::dataplane::Executor;
+use crate::model::error::Result;
+use crate::model::inventory::Inventory;
+use crate::model::jobs::BackupJobSpec;
+use crate::model::paging::scan_all;
+use crate::model::plan_rules::{DEFAULT_COMPLETION_WINDOW_MINUTES, DEFAULT_START_WINDOW_MINUTES};
+use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::{arn, events, jobs, plans, recovery_points, selections, vaults};
+
+/// Each rule's next firing: key `ACCOUNT:REGION:PLANID:RULEID`.
+const RULE_STATE: &str = "sched_rule";
+/// Claimed firings: key `ACCOUNT:REGION:PLANID:RULEID:SCHEDULED-TIME`.
+const FIRINGS: &str = "sched_firing";
+/// At most this many firings of one rule per pass (the next pass carries on).
+const MAX_FIRINGS_PER_RULE_PER_PASS: usize = 10_000;
+
+const DEFAULT_EXPRESSION: &str = "cron(0 5 ? * * *)";
+const DEFAULT_TIMEZONE: &str = "Etc/UTC";
+
+/// Where a rule's schedule stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RuleState {
+    /// The schedule `next` was computed for; a different one (UpdateBackupPlan) starts over.
+    expression: String,
+    timezone: String,
+    /// The next scheduled time not yet fired (`None`: the schedule never runs again).
+    next: Option<DateTime<Utc>>,
+}
+
+/// What a claimed firing did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FiringRecord {
+    scheduled: DateTime<Utc>,
+    fired_at: DateTime<Utc>,
+    backup_job_ids: Vec<String>,
+}
+
+/// What one catch-up did (the clock endpoint answers with it).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CatchUp {
+    /// Firings claimed and carried out by this node.
+    pub firings: usize,
+    /// Backup jobs created to run.
+    pub backup_jobs: usize,
+    /// Backup jobs recorded EXPIRED because their start window had already ended.
+    pub expired_backup_jobs: usize,
+    /// Recovery points moved to cold storage.
+    pub moved_to_cold: usize,
+    /// Recovery points deleted at the end of their lifecycle.
+    pub deleted: usize,
+}
+
+/// The scheduler of this process: its wake-up signal and the lock that keeps its passes one
+/// at a time.
+pub struct Scheduler {
+    notify: Notify,
+    pass: Mutex<()>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler {
+            notify: Notify::new(),
+            pass: Mutex::new(()),
+        }
+    }
+}
+
+impl Scheduler {
+    /// Makes the loop look at the plans now (a plan or selection changed).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Runs the loop until the process ends: a catch-up every second, or at once when woken.
+    pub(crate) fn start(self: &Arc<Self>, plane: &Executor, runner: &Arc<Runner>) {
+        let (scheduler, plane, runner) = (self.clone(), plane.clone(), runner.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = scheduler.catch_up(&plane, &runner).await {
+                    tracing::warn!(error = %e.message(), "scheduler pass failed; retrying");
+                }
+                tokio::select! {
+                    _ = scheduler.notify.notified() => {}
+                    _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+
+    /// Does all the scheduled work due up to the clock's now, in order: every due firing of
+    /// every rule (one per scheduled time, however far the clock moved), the lifecycle sweep,
+    /// then one runner pass (expirations and claims). Returns once all of it has been started.
+    pub(crate) async fn catch_up(
+        &self,
+        plane: &Executor,
+        runner: &Runner,
+    ) -> std::result::Result<CatchUp, ApiError> {
+        let _one_at_a_time = self.pass.lock().await;
+        let now = plane.clock().now();
+        let mut done = CatchUp::default();
+        fire_due(plane, now, &mut done).await?;
+        sweep_lifecycle(plane, now, &mut done).await?;
+        runner.pass(plane).await?;
+        Ok(done)
+    }
+}
+
+fn rule_key(account: &str, region: &str, plan_id: &str, rule_id: &str) -> String {
+    format!("{account}:{region}:{plan_id}:{rule_id}")
+}
+
+fn firing_key(rule_key: &str, at: DateTime<Utc>) -> String {
+    format!(
+        "{rule_key}:{}",
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
+}
+
+/// One scheduled time of one rule, due now.
+#[derive(Debug, Clone)]
+struct Due {
+    account: String,
+    region: String,
+    plan_id: String,
+    rule_id: String,
+    expression: String,
+    timezone: String,
+    at: DateTime<Utc>,
+}
+
+fn rule_schedule(rule: &coffer_api::types::BackupRule) -> (String, String) {
+    (
+        rule.schedule_expression
+            .clone()
+            .unwrap_or_else(|| DEFAULT_EXPRESSION.into()),
+        rule.schedule_expression_timezone
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TIMEZONE.into()),
+    )
+}
+
+/// Every firing due up to `now`, oldest first. A rule seen for the first time (or whose
+/// schedule changed) starts from the time its plan version was written.
+fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<Vec<Due>> {
+    let mut due = Vec::new();
+    for ap in plans::active_plans(tx)? {
+        for rule in &ap.version.document.rules {
+            let Some(rule_id) = rule.rule_id.clone() else {
+                continue;
+            };
+            let (expression, timezone) = rule_schedule(rule);
+            let schedule = match Schedule::parse(&expression, &timezone) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(plan = %ap.plan.id, rule = %rule.rule_name, error = %e, "rule schedule cannot be evaluated; skipped");
+                    continue;
+                }
+            };
+            let k = rule_key(&ap.plan.account, &ap.plan.region, &ap.plan.id, &rule_id);
+            let stored: Option<RuleState> = match tx.get(RULE_STATE, &k)? {
+                Some(v) => Some(serde_json::from_slice(&v)?),
+                None => None,
+            };
+            let state = match stored {
+                Some(s) if s.expression == expression && s.timezone == timezone => s,
+                _ => {
+                    let s = RuleState {
+                        expression: expression.clone(),
+                        timezone: timezone.clone(),
+                        next: schedule.next_after(ap.version.creation_date),
+                    };
+                    tx.put(RULE_STATE, &k, &serde_json::to_vec(&s)?)?;
+                    s
+                }
+            };
+            let mut next = state.next;
+            let mut n = 0;
+            while let Some(at) = next
+                && at <= now
+                && n < MAX_FIRINGS_PER_RULE_PER_PASS
+            {
+                due.push(Due {
+                    account: ap.plan.account.clone(),
+                    region: ap.plan.region.clone(),
+                    plan_id: ap.plan.id.clone(),
+                    rule_id: rule_id.clone(),
+                    expression: expression.clone(),
+                    timezone: timezone.clone(),
+                    at,
+                });
+                next = schedule.next_after(at);
+                n += 1;
+            }
+        }
+    }
+    due.sort_by(|a, b| (a.at, &a.plan_id, &a.rule_id).cmp(&(b.at, &b.plan_id, &b.rule_id)));
+    Ok(due)
+}
+
+async fn fire_due(plane: &Executor, now: DateTime<Utc>, done: &mut CatchUp) -> Result<()> {
+    let due = plane.store().write(move |tx| due_firings(tx, now)).await?;
+    for d in due {
+        let inventory = plane.inventory().clone();
+        let fired = plane
+            .store()
+            .write(move |tx| fire(tx, &d, now, &inventory))
+            .await?;
+        if let Some((created, expired)) = fired {
+            done.firings += 1;
+            done.backup_jobs += created;
+            done.expired_backup_jobs += expired;
+        }
+    }
+    if done.backup_jobs > 0 {
+        plane.running().wake();
+    }
+    Ok(())
+}
+
+/// Carries out one firing in one transaction: claims it, moves the rule's next firing on,
+/// resolves the selections and creates the jobs. `None` when another node (or an earlier
+/// pass) already claimed it; otherwise how many jobs were created to run and how many were
+/// recorded EXPIRED.
+fn fire(
+    tx: &mut dyn Txn,
+    d: &Due,
+    now: DateTime<Utc>,
+    inventory: &Inventory,
+) -> Result<Option<(usize, usize)>> {
+    let rk = rule_key(&d.account, &d.region, &d.plan_id, &d.rule_id);
+    // The rule's next firing moves past this one whatever happens below.
+    if let Some(v) = tx.get(RULE_STATE, &rk)? {
+        let mut s: RuleState = serde_json::from_slice(&v)?;
+        if s.expression == d.expression
+            && s.timezone == d.timezone
+            && s.next.is_some_and(|n| n <= d.at)
+        {
+            s.next = Schedule::parse(&d.expression, &d.timezone)
+                .ok()
+                .and_then(|sch| sch.next_after(d.at));
+            tx.put(RULE_STATE, &rk, &serde_json::to_vec(&s)?)?;
+        }
+    }
+    let fk = firing_key(&rk, d.at);
+    if !tx.insert_new(FIRINGS, &fk, b"{}")? {
+        return Ok(None);
+    }
+    let mut record = FiringRecord {
+        scheduled: d.at,
+        fired_at: now,
+        backup_job_ids: Vec::new(),
+    };
+    let Some(ap) = plans::current_version(tx, &d.account, &d.region, &d.plan_id)? else {
+        tx.put(FIRINGS, &fk, &serde_json::to_vec(&record)?)?;
+        return Ok(Some((0, 0)));
+    };
+    let Some(rule) = ap
+        .version
+        .document
+        .rules
+        .iter()
+        .find(|r| r.rule_id.as_deref() == Some(d.rule_id.as_str()))
+        .filter(|r| rule_schedule(r) == (d.expression.clone(), d.timezone.clone()))
+    else {
+        tx.put(FIRINGS, &fk, &serde_json::to_vec(&record)?)?;
+        return Ok(Some((0, 0)));
+    };
+    let plan_selections = selections::of_plan(tx, &d.account, &d.region, &d.plan_id)?;
+    let selected = selections::resolve(tx, &d.account, &d.region, &plan_selections, inventory)?;
+    let start_by = d.at
+        + Duration::minutes(
+            rule.start_window_minutes
+                .unwrap_or(DEFAULT_START_WINDOW_MINUTES),
+        );
+    let complete_by = d.at
+        + Duration::minutes(
+            rule.completion_window_minutes
+                .unwrap_or(DEFAULT_COMPLETION_WINDOW_MINUTES),
+        );
+    let expired_message = (start_by < now).then(|| {
+        format!(
+            "The backup plan's run scheduled for {} could not start within its start window (it had to start by {}): Coffer was not running then, or its clock was moved past the window.",
+            d.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            start_by.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )
+    });
+    let creator = RecoveryPointCreator {
+        backup_plan_arn: Some(ap.plan.arn.clone()),
+        backup_plan_id: Some(ap.plan.id.clone()),
+        backup_plan_name: Some(ap.version.document.backup_plan_name.clone()),
+        backup_plan_version: Some(ap.version.version_id.clone()),
+        backup_rule_id: Some(d.rule_id.clone()),
+        backup_rule_name: Some(rule.rule_name.clone()),
+        backup_rule_cron: Some(d.expression.clone()),
+        backup_rule_timezone: Some(d.timezone.clone()),
+    };
+    let vault_arn = arn::backup_vault(&d.region, &d.account, &rule.target_backup_vault_name);
+    let (mut created, mut expired) = (0, 0);
+    for (resource, role) in selected {
+        let job = jobs::create_backup_job(
+            tx,
+            BackupJobSpec {
+                account: d.account.clone(),
+                region: d.region.clone(),
+                vault_name: rule.target_backup_vault_name.clone(),
+                vault_arn: vault_arn.clone(),
+                resource_arn: resource.arn.clone(),
+                resource_type: resource.resource_type.clone(),
+                resource_name: Some(resource.name.clone()),
+                iam_role_arn: role,
+                idempotency_token: None,
+                creation_date: d.at,
+                start_by,
+                complete_by,
+                lifecycle: rule.lifecycle.clone(),
+                recovery_point_tags: rule.recovery_point_tags.clone().unwrap_or_default(),
+                created_by: Some(creator.clone()),
+                copy_actions: rule.copy_actions.clone().unwrap_or_default(),
+                expired_message: expired_message.clone(),
+            },
+        )?;
+        // events: BACKUP_JOB_STARTED (or BACKUP_JOB_EXPIRED when `expired_message` is set).
+        if expired_message.is_some() {
+            expired += 1;
+        } else {
+            created += 1;
+        }
+        record.backup_job_ids.push(job.id);
+    }
+    if !record.backup_job_ids.is_empty() {
+        plans::record_execution(tx, &d.account, &d.region, &d.plan_id, d.at)?;
+    }
+    tx.put(FIRINGS, &fk, &serde_json::to_vec(&record)?)?;
+    Ok(Some((created, expired)))
+}
+
+/// What the lifecycle asks of one recovery point at `now`.
+enum LifecycleStep {
+    Delete,
+    MoveToCold,
+}
+
+fn lifecycle_step(rp: &RecoveryPointRecord, now: DateTime<Utc>) -> Option<LifecycleStep> {
+    let l = rp.lifecycle.as_ref()?;
+    if l.delete_after_days
+        .is_some_and(|d| rp.creation_date + Duration::days(d) <= now)
+    {
+        return Some(LifecycleStep::Delete);
+    }
+    if rp.storage_class == "WARM"
+        && l.move_to_cold_storage_after_days
+            .is_some_and(|d| rp.creation_date + Duration::days(d) <= now)
+    {
+        return Some(LifecycleStep::MoveToCold);
+    }
+    None
+}
+
+/// Moves recovery points to cold storage and deletes them as their lifecycle says. A point
+/// held by its vault lock's MinRetentionDays stays until the lock allows (a later sweep
+/// deletes it then).
+async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>, done: &mut CatchUp) -> Result<()> {
+    let (rows, vault_rows) = plane
+        .store()
+        .read(|tx| {
+            Ok::<_, coffer_store::StoreError>((
+                scan_all(tx, recovery_points::TABLE, "")?,
+                scan_all(tx, vaults::TABLE, "")?,
+            ))
+        })
+        .await?;
+    let mut vaults_by_key = std::collections::HashMap::new();
+    for (k, v) in vault_rows {
+        vaults_by_key.insert(k, serde_json::from_slice::<vaults::VaultRecord>(&v)?);
+    }
+    let mut any_deleted = false;
+    for (key, v) in rows {
+        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+        match lifecycle_step(&rp, now) {
+            None => continue,
+            // Held by the vault lock: nothing to write until the lock allows it.
+            Some(LifecycleStep::Delete)
+                if vaults_by_key
+                    .get(&vaults::key(&rp.account, &rp.region, &rp.vault_name))
+                    .and_then(|v| recovery_points::locked_until(v, &rp))
+                    .is_some_and(|u| now < u) =>
+            {
+                continue;
+            }
+            Some(_) => {}
+        }
+        let changed = plane
+            .store()
+            .write(move |tx| -> Result<Option<LifecycleStep>> {
+                // Read again: the point may have changed since the scan.
+                let Some(v) = tx.get(recovery_points::TABLE, &key)? else {
+                    return Ok(None);
+                };
+                let mut rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+                match lifecycle_step(&rp, now) {
+                    Some(LifecycleStep::Delete) => {
+                        let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
+                        let mut vault = vaults::load(tx, &vkey, &rp.vault_name)?;
+                        if recovery_points::locked_until(&vault, &rp).is_some_and(|u| now < u) {
+                            return Ok(None);
+                        }
+                        recovery_points::remove(tx, &mut vault, &rp)?;
+                        events::recovery_point_modified(tx, &rp, now, "deleted")?;
+                        Ok(Some(LifecycleStep::Delete))
+                    }
+                    Some(LifecycleStep::MoveToCold) => {
+                        rp.storage_class = "COLD".into();
+                        tx.put(recovery_points::TABLE, &key, &serde_json::to_vec(&rp)?)?;
+                        events::recovery_point_modified(tx, &rp, now, "moved to cold storage")?;
+                        Ok(Some(LifecycleStep::MoveToCold))
+                    }
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        match changed {
+            Some(LifecycleStep::Delete) => {
+                done.deleted += 1;
+                any_deleted = true;
+            }
+            Some(LifecycleStep::MoveToCold) => done.moved_to_cold += 1,
+            None => {}
+        }
+    }
+    if any_deleted {
+        plane.running().wake();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::jobs::{JobKind, all_jobs};
+    use crate::{Clock, Coffer, DataPlane, ResourceEntry, VaultStorage};
+    use coffer_api::types::*;
+    use coffer_api::{BackupService, RequestContext};
+    use coffer_store::StoreHandle;
+
+    const ACCOUNT: &str = "111122223333";
+    const REGION: &str = "eu-west-1";
+
+    fn node(store: &StoreHandle, clock: &Clock, dir: &std::path::Path, name: &str) -> Coffer {
+        let inventory = Inventory::default();
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        inventory.replace(&[ResourceEntry {
+            arn: format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-1"),
+            source: dir.join("src"),
+            name: None,
+            resource_type: None,
+            tags: [("backup".to_string(), "daily".to_string())].into(),
+        }]);
+        Coffer::with_data_plane(
+            store.clone(),
+            clock.clone(),
+            DataPlane {
+                storage: VaultStorage::open(&dir.join(name)).unwrap(),
+                inventory,
+                node_id: name.into(),
+                max_concurrent_jobs: 1,
+            },
+        )
+    }
+
+    /// Two nodes catching up at once on one store, after "downtime": each scheduled time gets
+    /// exactly one job; the ones whose start window ended are EXPIRED with a message; a node
+    /// started later (a restart) fires nothing old again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_schedulers_on_one_store_create_each_job_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let a = node(&store, &clock, dir.path(), "a");
+        let b = node(&store, &clock, dir.path(), "b");
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        a.create_backup_vault(
+            &ctx,
+            CreateBackupVaultInput {
+                backup_vault_name: "v".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let plan = a
+            .create_backup_plan(
+                &ctx,
+                CreateBackupPlanInput {
+                    backup_plan: BackupPlanInput {
+                        backup_plan_name: "daily".into(),
+                        rules: vec![BackupRuleInput {
+                            rule_name: "r".into(),
+                            target_backup_vault_name: "v".into(),
+                            start_window_minutes: Some(60),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let plan_id = plan.backup_plan_id.unwrap();
+        let created = clock.now();
+        b.create_backup_selection(
+            &ctx,
+            CreateBackupSelectionInput {
+                backup_plan_id: plan_id.clone(),
+                backup_selection: BackupSelection {
+                    selection_name: "all".into(),
+                    iam_role_arn: format!("arn:aws:iam::{ACCOUNT}:role/backup"),
+                    resources: Some(vec!["*".into()]),
+                    list_of_tags: Some(vec![Condition {
+                        condition_key: "backup".into(),
+                        condition_type: "STRINGEQUALS".into(),
+                        condition_value: "daily".into(),
+                    }]),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        // Nobody catches up for ten days: the "downtime".
+        clock.advance(Duration::days(10)).unwrap();
+        let (ra, rb) = tokio::join!(a.catch_up(), b.catch_up());
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let now = clock.now();
+        let expected = Schedule::parse(DEFAULT_EXPRESSION, DEFAULT_TIMEZONE)
+            .unwrap()
+            .upcoming(created, 20);
+        let expected: Vec<_> = expected.into_iter().filter(|t| *t <= now).collect();
+        assert_eq!(ra.firings + rb.firings, expected.len(), "{ra:?} {rb:?}");
+        let jobs = all_jobs(a.plane(), ACCOUNT, REGION, JobKind::Backup)
+            .await
+            .unwrap();
+        let mut times: Vec<_> = jobs.iter().map(|j| j.creation_date).collect();
+        times.sort();
+        assert_eq!(
+            times, expected,
+            "one job per scheduled time, selected twice"
+        );
+        for j in &jobs {
+            let c = j.created_by.as_ref().unwrap();
+            assert_eq!(c.backup_plan_id.as_deref(), Some(plan_id.as_str()));
+            assert_eq!(c.backup_rule_name.as_deref(), Some("r"));
+            assert_eq!(c.backup_rule_cron.as_deref(), Some(DEFAULT_EXPRESSION));
+            assert_eq!(j.start_by, Some(j.creation_date + Duration::minutes(60)));
+            if j.start_by.unwrap() < now {
+                assert_eq!(j.state, "EXPIRED");
+                assert!(
+                    j.status_message
+                        .as_deref()
+                        .unwrap()
+                        .contains("start window"),
+                    "{:?}",
+                    j.status_message
+                );
+            } else {
+                assert_ne!(j.state, "EXPIRED");
+            }
+        }
+        // A restart (a new node on the same store) does not fire old times again.
+        let c = node(&store, &clock, dir.path(), "c");
+        assert_eq!(c.catch_up().await.unwrap().firings, 0);
+        assert_eq!(b.catch_up().await.unwrap().firings, 0);
+        // The next day fires once more, and LastExecutionDate follows.
+        clock.advance(Duration::days(1)).unwrap();
+        let (rb, rc) = tokio::join!(b.catch_up(), c.catch_up());
+        assert_eq!(rb.unwrap().firings + rc.unwrap().firings, 1);
+        let jobs = all_jobs(a.plane(), ACCOUNT, REGION, JobKind::Backup)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), expected.len() + 1);
+        let last = jobs.iter().map(|j| j.creation_date).max().unwrap();
+        let out = a
+            .get_backup_plan(
+                &ctx,
+                GetBackupPlanInput {
+                    backup_plan_id: plan_id,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.last_execution_date.map(|t| t.0), Some(last));
+    }
+
+    fn point(
+        vault: &vaults::VaultRecord,
+        id: &str,
+        at: DateTime<Utc>,
+        cold: Option<i64>,
+        delete: i64,
+    ) -> RecoveryPointRecord {
+        RecoveryPointRecord {
+            id: id.into(),
+            arn: arn::recovery_point(REGION, ACCOUNT, id),
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+            vault_name: vault.name.clone(),
+            vault_arn: vault.arn.clone(),
+            vault_uid: vault.uid.clone(),
+            snapshot: coffer_engine::SnapshotRef(format!("snap-{id}")),
+            resource_arn: format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-1"),
+            resource_type: "EFS".into(),
+            resource_name: None,
+            creation_date: at,
+            initiation_date: None,
+            completion_date: at,
+            backup_size: 1,
+            iam_role_arn: None,
+            lifecycle: Some(Lifecycle {
+                delete_after_days: Some(delete),
+                move_to_cold_storage_after_days: cold,
+                ..Default::default()
+            }),
+            created_by: None,
+            source_vault_arn: None,
+            encryption_key_arn: String::new(),
+            status: "COMPLETED".into(),
+            storage_class: "WARM".into(),
+            last_restore_time: None,
+            source_path: None,
+        }
+    }
+
+    /// Points go cold and are deleted on their lifecycle's days, but a vault lock's
+    /// MinRetentionDays holds a deletion back until the lock allows it.
+    #[tokio::test]
+    async fn the_lifecycle_sweep_respects_the_vault_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let c = node(&store, &clock, dir.path(), "a");
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        for v in ["free", "locked"] {
+            c.create_backup_vault(
+                &ctx,
+                CreateBackupVaultInput {
+                    backup_vault_name: v.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        c.put_backup_vault_lock_configuration(
+            &ctx,
+            PutBackupVaultLockConfigurationInput {
+                backup_vault_name: "locked".into(),
+                min_retention_days: Some(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let now = clock.now();
+        store
+            .write(move |tx| -> Result<()> {
+                for (v, id, cold, delete) in [
+                    ("free", "p-cold", Some(1), 100),
+                    ("free", "p-gone", None, 2),
+                    ("locked", "p-held", None, 2),
+                ] {
+                    let vault = vaults::load(tx, &vaults::key(ACCOUNT, REGION, v), v)?;
+                    recovery_points::insert(
+                        tx,
+                        &point(&vault, id, now, cold, delete),
+                        &Default::default(),
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let class = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |tx| -> Result<Option<String>> {
+                        let rp = recovery_points::find(
+                            tx,
+                            ACCOUNT,
+                            REGION,
+                            &arn::recovery_point(REGION, ACCOUNT, id),
+                        );
+                        Ok(rp.ok().map(|r| r.storage_class))
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        clock.advance(Duration::days(3)).unwrap();
+        let done = c.catch_up().await.unwrap();
+        assert_eq!((done.moved_to_cold, done.deleted), (1, 1), "{done:?}");
+        assert_eq!(class("p-cold").await.as_deref(), Some("COLD"));
+        assert_eq!(class("p-gone").await, None);
+        assert_eq!(
+            class("p-held").await.as_deref(),
+            Some("WARM"),
+            "held by the lock"
+        );
+        clock.advance(Duration::days(7)).unwrap();
+        assert_eq!(
+            c.catch_up().await.unwrap().deleted,
+            1,
+            "deleted once the lock allows"
+        );
+        assert_eq!(class("p-held").await, None);
+    }
+}

@@ -1,0 +1,175 @@
+//! The copy job operations: StartCopyJob, DescribeCopyJob and ListCopyJobs. Running a copy
+//! job is the data plane's (`dataplane::copy`).
+
+use coffer_api::types::*;
+use coffer_api::{ApiError, RequestContext, Timestamp};
+
+use crate::dataplane::Executor;
+use crate::model::error::Result;
+use crate::model::jobs::{
+    CopyJobSpec, JobKind, JobRecord, all_jobs, check_destination, check_lifecycle, create_copy_job,
+    get_job, page, within,
+};
+use crate::model::{Meta, recovery_points, vaults};
+
+pub(crate) async fn start_copy_job(
+    plane: &Executor,
+    ctx: &RequestContext,
+    input: StartCopyJobInput,
+) -> Result<StartCopyJobOutput> {
+    let source_vault = vaults::get(
+        plane,
+        &ctx.account_id,
+        &ctx.region,
+        &input.source_backup_vault_name,
+    )
+    .await?;
+    let (a, r, vname, rp_arn) = (
+        ctx.account_id.clone(),
+        ctx.region.clone(),
+        source_vault.name.clone(),
+        input.recovery_point_arn.clone(),
+    );
+    let rp = plane
+        .store()
+        .read(move |tx| recovery_points::find_in_vault(tx, &a, &r, &vname, &rp_arn))
+        .await?;
+    if rp.storage_class == "COLD" {
+        return Err(ApiError::invalid_request(format!(
+            "Recovery point {} is in cold storage and cannot be copied.",
+            rp.arn
+        ))
+        .into());
+    }
+    if let Some(l) = &input.lifecycle {
+        check_lifecycle(l)?;
+    }
+    let spec = CopyJobSpec {
+        source_vault_name: source_vault.name.clone(),
+        source_vault_arn: source_vault.arn.clone(),
+        source_vault_uid: source_vault.uid.clone(),
+        source: rp,
+        destination_vault_arn: input.destination_backup_vault_arn.clone(),
+        lifecycle: input.lifecycle.clone(),
+        iam_role_arn: input.iam_role_arn.clone(),
+        idempotency_token: input.idempotency_token.clone(),
+        created_by: None,
+        created_by_backup_job_id: None,
+        creation_date: plane.clock().now(),
+    };
+    let stored = plane
+        .store()
+        .write(move |tx| -> Result<JobRecord> {
+            let dest = check_destination(tx, &spec)??;
+            create_copy_job(tx, spec, Ok(&dest))
+        })
+        .await?;
+    plane.running().wake();
+    Ok(StartCopyJobOutput {
+        copy_job_id: Some(stored.id.clone()),
+        creation_date: Some(Timestamp(stored.creation_date)),
+        is_parent: Some(false),
+    })
+}
+
+fn copy_job(j: &JobRecord) -> CopyJob {
+    CopyJob {
+        account_id: Some(j.account.clone()),
+        backup_size_in_bytes: Some(j.backup_size),
+        completion_date: j.completion_date.map(Timestamp),
+        copy_job_id: Some(j.id.clone()),
+        created_by: j.created_by.clone(),
+        created_by_backup_job_id: j.created_by_backup_job_id.clone(),
+        creation_date: Some(Timestamp(j.creation_date)),
+        destination_backup_vault_arn: j.dest_vault_arn.clone(),
+        destination_recovery_point_arn: j.dest_recovery_point_arn.clone(),
+        destination_recovery_point_lifecycle: j.lifecycle.clone(),
+        destination_vault_type: Some("BACKUP_VAULT".into()),
+        iam_role_arn: j.iam_role_arn.clone(),
+        is_parent: Some(false),
+        message_category: j.message_category.clone(),
+        resource_arn: Some(j.resource_arn.clone()),
+        resource_name: j.resource_name.clone(),
+        resource_type: Some(j.resource_type.clone()),
+        source_backup_vault_arn: Some(j.vault_arn.clone()),
+        source_recovery_point_arn: j.recovery_point_arn.clone(),
+        state: Some(j.state.clone()),
+        status_message: j.status_message.clone(),
+        ..Default::default()
+    }
+}
+
+pub(crate) async fn describe_copy_job(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: DescribeCopyJobInput,
+) -> Result<DescribeCopyJobOutput> {
+    let j = get_job(meta, ctx, JobKind::Copy, &input.copy_job_id).await?;
+    Ok(DescribeCopyJobOutput {
+        copy_job: Some(copy_job(&j)),
+    })
+}
+
+pub(crate) async fn list_copy_jobs(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListCopyJobsInput,
+) -> Result<ListCopyJobsOutput> {
+    if let Some(a) = &input.by_account_id
+        && a != &ctx.account_id
+        && a != "*"
+    {
+        return Ok(ListCopyJobsOutput {
+            copy_jobs: Some(Vec::new()),
+            next_token: None,
+        });
+    }
+    let jobs: Vec<JobRecord> = all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Copy)
+        .await?
+        .into_iter()
+        .filter(|j| {
+            input
+                .by_resource_arn
+                .as_ref()
+                .is_none_or(|x| x == &j.resource_arn)
+                && input.by_state.as_ref().is_none_or(|x| x == &j.state)
+                && input
+                    .by_resource_type
+                    .as_ref()
+                    .is_none_or(|x| x == &j.resource_type)
+                && input
+                    .by_destination_vault_arn
+                    .as_ref()
+                    .is_none_or(|x| Some(x) == j.dest_vault_arn.as_ref())
+                && input
+                    .by_source_recovery_point_arn
+                    .as_ref()
+                    .is_none_or(|x| Some(x) == j.recovery_point_arn.as_ref())
+                && input.by_parent_job_id.is_none()
+                && input
+                    .by_message_category
+                    .as_ref()
+                    .is_none_or(|x| x == "AGGREGATE_ALL" || j.message_category.as_ref() == Some(x))
+                && within(
+                    Some(j.creation_date),
+                    input.by_created_after.as_ref(),
+                    input.by_created_before.as_ref(),
+                )
+                && within(
+                    j.completion_date,
+                    input.by_complete_after.as_ref(),
+                    input.by_complete_before.as_ref(),
+                )
+        })
+        .collect();
+    let (page, next) = page(
+        jobs,
+        |j| j.id.clone(),
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
+    Ok(ListCopyJobsOutput {
+        copy_jobs: Some(page.iter().map(copy_job).collect()),
+        next_token: next,
+    })
+}

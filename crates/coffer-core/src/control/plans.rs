@@ -1,0 +1,507 @@
+//! Backup plans and their versions: what runs, when, into which vault and for how long.
+//!
+//! A plan is one record in table `plan` (key `ACCOUNT:REGION:PLANID`) that points at its current
+//! version; every version ever written stays in table `plan_version` (key
+//! `ACCOUNT:REGION:PLANID:NNNNNNNN`, a zero-padded sequence so versions list in order) with its
+//! whole document, and `plan_version_id` maps a VersionId back to its sequence. Deleting a plan
+//! only sets its DeletionDate, so old versions stay readable by VersionId.
+//! `plan_request` maps a CreatorRequestId to the plan it created, which makes retries of
+//! CreateBackupPlan return the same plan.
+//!
+//! The scheduler and the jobs use [`active_plans`], [`current_version`] and
+//! [`record_execution`] rather than the API operations.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use coffer_api::types::*;
+use coffer_api::{ApiError, RequestContext, Timestamp};
+use coffer_cron::Schedule;
+
+use crate::model::error::Result;
+use crate::model::paging::scan_all;
+use crate::model::plans::*;
+use crate::model::{Meta, arn, paging, plan_rules, selections, tags};
+
+fn create_output(plan: &PlanRecord, version: &PlanVersionRecord) -> CreateBackupPlanOutput {
+    CreateBackupPlanOutput {
+        advanced_backup_settings: version.document.advanced_backup_settings.clone(),
+        backup_plan_arn: Some(plan.arn.clone()),
+        backup_plan_id: Some(plan.id.clone()),
+        creation_date: Some(Timestamp(version.creation_date)),
+        version_id: Some(version.version_id.clone()),
+    }
+}
+
+pub(crate) async fn create(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: CreateBackupPlanInput,
+) -> Result<CreateBackupPlanOutput> {
+    let now = meta.clock().now();
+    let initial_tags = input.backup_plan_tags.unwrap_or_default();
+    tags::check_initial(&initial_tags)?;
+    let document = plan_rules::normalise(input.backup_plan, &BTreeMap::new())?;
+    let plan_id = uuid::Uuid::new_v4().to_string();
+    let plan = PlanRecord {
+        account: ctx.account_id.clone(),
+        region: ctx.region.clone(),
+        arn: arn::backup_plan(&ctx.region, &ctx.account_id, &plan_id),
+        id: plan_id,
+        creation_date: now,
+        creator_request_id: input.creator_request_id,
+        deletion_date: None,
+        last_execution_date: None,
+        current_sequence: 1,
+        current_version_id: new_version_id(),
+    };
+    let version = PlanVersionRecord {
+        plan_id: plan.id.clone(),
+        sequence: 1,
+        version_id: plan.current_version_id.clone(),
+        creation_date: now,
+        document,
+    };
+    meta.store()
+        .write(move |tx| -> Result<CreateBackupPlanOutput> {
+            let (account, region) = (plan.account.clone(), plan.region.clone());
+            if let Some(request_id) = &plan.creator_request_id
+                && let Some(id) =
+                    tx.get(REQUEST_TABLE, &request_key(&account, &region, request_id))?
+            {
+                let id = String::from_utf8_lossy(&id).to_string();
+                let first = load_plan(tx, &account, &region, &id)?;
+                let first_version = load_version(tx, &first, 1)?;
+                return Ok(create_output(&first, &first_version));
+            }
+            check_target_vaults(tx, &account, &region, &version.document)?;
+            let content = plan_rules::without_rule_ids(&version.document);
+            for (_, v) in scan_all(tx, TABLE, &scope(&account, &region))? {
+                let other: PlanRecord = decode(&v)?;
+                if other.deletion_date.is_some() {
+                    continue;
+                }
+                let other_version = load_version(tx, &other, other.current_sequence)?;
+                if plan_rules::without_rule_ids(&other_version.document) == content {
+                    return Err(ApiError::already_exists(
+                        "Backup plan with the same plan document already exists",
+                    )
+                    .with_member("Arn", other.arn.clone())
+                    .with_member(
+                        "CreatorRequestId",
+                        other.creator_request_id.clone().unwrap_or_default(),
+                    )
+                    .into());
+                }
+            }
+            tx.put(
+                TABLE,
+                &key(&account, &region, &plan.id),
+                &serde_json::to_vec(&plan)?,
+            )?;
+            put_version(tx, &plan, &version)?;
+            if let Some(request_id) = &plan.creator_request_id {
+                tx.put(
+                    REQUEST_TABLE,
+                    &request_key(&account, &region, request_id),
+                    plan.id.as_bytes(),
+                )?;
+            }
+            tags::set(tx, &plan.arn, &initial_tags)?;
+            Ok(create_output(&plan, &version))
+        })
+        .await
+}
+
+/// The next `n` runs of the plan's rules, merged in time order.
+fn scheduled_runs(
+    document: &BackupPlan,
+    now: DateTime<Utc>,
+    n: usize,
+) -> Vec<ScheduledPlanExecutionMember> {
+    let mut runs: Vec<(DateTime<Utc>, usize, ScheduledPlanExecutionMember)> = Vec::new();
+    for (i, r) in document.rules.iter().enumerate() {
+        let expression = r
+            .schedule_expression
+            .as_deref()
+            .unwrap_or(Schedule::DEFAULT_EXPRESSION);
+        let timezone = r
+            .schedule_expression_timezone
+            .as_deref()
+            .unwrap_or(Schedule::DEFAULT_TIMEZONE);
+        let Ok(schedule) = Schedule::parse(expression, timezone) else {
+            continue;
+        };
+        let kind = if r.enable_continuous_backup == Some(true) {
+            "CONTINUOUS_AND_SNAPSHOTS"
+        } else {
+            "SNAPSHOTS"
+        };
+        for at in schedule.upcoming(now, n) {
+            runs.push((
+                at,
+                i,
+                ScheduledPlanExecutionMember {
+                    execution_time: Some(Timestamp(at)),
+                    rule_execution_type: Some(kind.into()),
+                    rule_id: r.rule_id.clone(),
+                },
+            ));
+        }
+    }
+    runs.sort_by_key(|(at, i, _)| (*at, *i));
+    runs.into_iter().take(n).map(|(_, _, m)| m).collect()
+}
+
+pub(crate) async fn get(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: GetBackupPlanInput,
+) -> Result<GetBackupPlanOutput> {
+    check_plan_id(&input.backup_plan_id)?;
+    let now = meta.clock().now();
+    let preview = input.max_scheduled_runs_preview.unwrap_or(0).clamp(0, 10) as usize;
+    let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
+    let (plan, version) = meta
+        .store()
+        .read(move |tx| -> Result<(PlanRecord, PlanVersionRecord)> {
+            let plan = load_plan(tx, &account, &region, &input.backup_plan_id)?;
+            let sequence = match &input.version_id {
+                None if plan.deletion_date.is_some() => {
+                    return Err(not_found(&input.backup_plan_id).into());
+                }
+                None => plan.current_sequence,
+                Some(v) => {
+                    let k = version_id_key(&account, &region, &plan.id, v);
+                    let Some(s) = tx.get(VERSION_ID_TABLE, &k)? else {
+                        return Err(ApiError::not_found(format!(
+                            "Version {v} of backup plan {} does not exist.",
+                            plan.id
+                        ))
+                        .into());
+                    };
+                    String::from_utf8_lossy(&s)
+                        .parse::<u32>()
+                        .map_err(|e| ApiError::internal(format!("plan version index {k}: {e}")))?
+                }
+            };
+            let version = load_version(tx, &plan, sequence)?;
+            Ok((plan, version))
+        })
+        .await?;
+    let previewed = preview > 0 && plan.deletion_date.is_none();
+    let scheduled_runs_preview = if previewed {
+        // Older versions no longer run: only the current one has upcoming runs.
+        Some(if version.sequence == plan.current_sequence {
+            scheduled_runs(&version.document, now, preview)
+        } else {
+            Vec::new()
+        })
+    } else {
+        None
+    };
+    Ok(GetBackupPlanOutput {
+        advanced_backup_settings: version.document.advanced_backup_settings.clone(),
+        backup_plan: Some(version.document),
+        backup_plan_arn: Some(plan.arn),
+        backup_plan_id: Some(plan.id),
+        creation_date: Some(Timestamp(version.creation_date)),
+        creator_request_id: plan.creator_request_id,
+        deletion_date: plan.deletion_date.map(Timestamp),
+        last_execution_date: plan.last_execution_date.map(Timestamp),
+        scheduled_runs_preview,
+        version_id: Some(version.version_id),
+    })
+}
+
+pub(crate) async fn update(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: UpdateBackupPlanInput,
+) -> Result<UpdateBackupPlanOutput> {
+    check_plan_id(&input.backup_plan_id)?;
+    let now = meta.clock().now();
+    let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
+    let version_id = new_version_id();
+    meta.store()
+        .write(move |tx| -> Result<UpdateBackupPlanOutput> {
+            let mut plan = load_active(tx, &account, &region, &input.backup_plan_id)?;
+            let current = load_version(tx, &plan, plan.current_sequence)?;
+            let previous_rule_ids = current
+                .document
+                .rules
+                .iter()
+                .filter_map(|r| Some((r.rule_name.clone(), r.rule_id.clone()?)))
+                .collect();
+            let document = plan_rules::normalise(input.backup_plan, &previous_rule_ids)?;
+            check_target_vaults(tx, &account, &region, &document)?;
+            let version = PlanVersionRecord {
+                plan_id: plan.id.clone(),
+                sequence: plan.current_sequence.checked_add(1).ok_or_else(|| {
+                    ApiError::limit_exceeded(format!(
+                        "Backup plan {} has reached the maximum number of versions.",
+                        plan.id
+                    ))
+                })?,
+                version_id,
+                creation_date: now,
+                document,
+            };
+            plan.current_sequence = version.sequence;
+            plan.current_version_id = version.version_id.clone();
+            tx.put(
+                TABLE,
+                &key(&account, &region, &plan.id),
+                &serde_json::to_vec(&plan)?,
+            )?;
+            put_version(tx, &plan, &version)?;
+            Ok(UpdateBackupPlanOutput {
+                advanced_backup_settings: version.document.advanced_backup_settings.clone(),
+                backup_plan_arn: Some(plan.arn),
+                backup_plan_id: Some(plan.id),
+                creation_date: Some(Timestamp(version.creation_date)),
+                scan_settings: version.document.scan_settings.clone(),
+                version_id: Some(version.version_id),
+            })
+        })
+        .await
+}
+
+pub(crate) async fn delete(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: DeleteBackupPlanInput,
+) -> Result<DeleteBackupPlanOutput> {
+    check_plan_id(&input.backup_plan_id)?;
+    let now = meta.clock().now();
+    let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
+    meta.store()
+        .write(move |tx| -> Result<DeleteBackupPlanOutput> {
+            let mut plan = load_active(tx, &account, &region, &input.backup_plan_id)?;
+            if selections::any(tx, &account, &region, &plan.id)? {
+                return Err(ApiError::invalid_request(
+                    "Related backup plan selections must be deleted prior to backup plan deletion.",
+                )
+                .into());
+            }
+            plan.deletion_date = Some(now);
+            tx.put(
+                TABLE,
+                &key(&account, &region, &plan.id),
+                &serde_json::to_vec(&plan)?,
+            )?;
+            tags::remove_all(tx, &plan.arn)?;
+            Ok(DeleteBackupPlanOutput {
+                backup_plan_arn: Some(plan.arn),
+                backup_plan_id: Some(plan.id),
+                deletion_date: Some(Timestamp(now)),
+                version_id: Some(plan.current_version_id),
+            })
+        })
+        .await
+}
+
+fn list_member(plan: &PlanRecord, version: &PlanVersionRecord) -> BackupPlansListMember {
+    BackupPlansListMember {
+        advanced_backup_settings: version.document.advanced_backup_settings.clone(),
+        backup_plan_arn: Some(plan.arn.clone()),
+        backup_plan_id: Some(plan.id.clone()),
+        backup_plan_name: Some(version.document.backup_plan_name.clone()),
+        creation_date: Some(Timestamp(version.creation_date)),
+        creator_request_id: plan.creator_request_id.clone(),
+        deletion_date: plan.deletion_date.map(Timestamp),
+        last_execution_date: plan.last_execution_date.map(Timestamp),
+        version_id: Some(version.version_id.clone()),
+    }
+}
+
+pub(crate) async fn list(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListBackupPlansInput,
+) -> Result<ListBackupPlansOutput> {
+    let prefix = scope(&ctx.account_id, &ctx.region);
+    let start = match &input.next_token {
+        Some(t) => Some(paging::decode(t, &prefix)?),
+        None => None,
+    };
+    let limit = paging::page_size(input.max_results);
+    let include_deleted = input.include_deleted == Some(true);
+    let (list, next) = meta
+        .store()
+        .read(
+            move |tx| -> Result<(Vec<BackupPlansListMember>, Option<String>)> {
+                let mut list = Vec::new();
+                let mut cursor = start;
+                loop {
+                    let rows = tx.scan(TABLE, &prefix, cursor.as_deref(), 1000)?;
+                    let exhausted = rows.len() < 1000;
+                    for (k, v) in rows {
+                        let plan: PlanRecord = decode(&v)?;
+                        if plan.deletion_date.is_some() && !include_deleted {
+                            cursor = Some(k);
+                            continue;
+                        }
+                        if list.len() == limit {
+                            // One more plan exists: the page ends at the previous one.
+                            return Ok((list, cursor.map(|k| paging::encode(&k))));
+                        }
+                        let version = load_version(tx, &plan, plan.current_sequence)?;
+                        list.push(list_member(&plan, &version));
+                        cursor = Some(k);
+                    }
+                    if exhausted {
+                        return Ok((list, None));
+                    }
+                }
+            },
+        )
+        .await?;
+    Ok(ListBackupPlansOutput {
+        backup_plans_list: Some(list),
+        next_token: next,
+    })
+}
+
+pub(crate) async fn list_versions(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListBackupPlanVersionsInput,
+) -> Result<ListBackupPlanVersionsOutput> {
+    check_plan_id(&input.backup_plan_id)?;
+    let prefix = version_prefix(&ctx.account_id, &ctx.region, &input.backup_plan_id);
+    let start = match &input.next_token {
+        Some(t) => Some(paging::decode(t, &prefix)?),
+        None => None,
+    };
+    let limit = paging::page_size(input.max_results);
+    let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
+    let (list, next) = meta
+        .store()
+        .read(
+            move |tx| -> Result<(Vec<BackupPlansListMember>, Option<String>)> {
+                let plan = load_plan(tx, &account, &region, &input.backup_plan_id)?;
+                let rows = tx.scan(VERSION_TABLE, &prefix, start.as_deref(), limit + 1)?;
+                let more = rows.len() > limit;
+                let mut list = Vec::new();
+                let mut last = None;
+                for (k, v) in rows.into_iter().take(limit) {
+                    let version: PlanVersionRecord = decode(&v)?;
+                    list.push(list_member(&plan, &version));
+                    last = Some(k);
+                }
+                Ok((
+                    list,
+                    if more {
+                        last.map(|k| paging::encode(&k))
+                    } else {
+                        None
+                    },
+                ))
+            },
+        )
+        .await?;
+    Ok(ListBackupPlanVersionsOutput {
+        backup_plan_versions_list: Some(list),
+        next_token: next,
+    })
+}
+
+/// The current document of an active plan (ExportBackupPlanTemplate).
+pub(crate) async fn current_document(
+    meta: &Meta,
+    ctx: &RequestContext,
+    plan_id: &str,
+) -> Result<BackupPlan> {
+    check_plan_id(plan_id)?;
+    let (account, region, plan_id) = (
+        ctx.account_id.clone(),
+        ctx.region.clone(),
+        plan_id.to_string(),
+    );
+    meta.store()
+        .read(move |tx| -> Result<BackupPlan> {
+            let plan = load_active(tx, &account, &region, &plan_id)?;
+            Ok(load_version(tx, &plan, plan.current_sequence)?.document)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Clock;
+    use coffer_store::StoreHandle;
+
+    async fn meta(dir: &tempfile::TempDir) -> crate::model::Meta {
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        crate::model::Meta::new(store, Clock::system())
+    }
+
+    #[tokio::test]
+    async fn the_scheduler_sees_active_plans_and_jobs_record_executions() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = meta(&dir).await;
+        let ctx = RequestContext::new("111122223333", "eu-west-1");
+        crate::control::vaults::create(
+            &c,
+            &ctx,
+            CreateBackupVaultInput {
+                backup_vault_name: "v1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut ids = Vec::new();
+        for name in ["a", "b"] {
+            let out = create(
+                &c,
+                &ctx,
+                CreateBackupPlanInput {
+                    backup_plan: BackupPlanInput {
+                        backup_plan_name: name.into(),
+                        rules: vec![BackupRuleInput {
+                            rule_name: "r".into(),
+                            target_backup_vault_name: "v1".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            ids.push(out.backup_plan_id.unwrap());
+        }
+        delete(
+            &c,
+            &ctx,
+            DeleteBackupPlanInput {
+                backup_plan_id: ids[1].clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let at = Utc::now();
+        let id = ids[0].clone();
+        let (active, current, gone) = c
+            .store()
+            .write(move |tx| -> Result<_> {
+                record_execution(tx, "111122223333", "eu-west-1", &id, at)?;
+                let active = active_plans(tx)?;
+                let current = current_version(tx, "111122223333", "eu-west-1", &id)?;
+                let gone = current_version(tx, "111122223333", "eu-west-1", "nope")?;
+                Ok((active, current, gone))
+            })
+            .await
+            .unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].plan.id, ids[0]);
+        assert_eq!(active[0].plan.last_execution_date, Some(at));
+        assert_eq!(active[0].version.document.rules[0].rule_name, "r");
+        assert_eq!(current.unwrap().plan.id, ids[0]);
+        assert!(gone.is_none());
+    }
+}

@@ -1,0 +1,130 @@
+//! Protected resources: resources with at least one recovery point, read off the recovery
+//! points themselves (the latest one gives LastBackupTime, LastBackupVaultArn and
+//! LastRecoveryPointArn), so they can never disagree with what the vaults hold.
+
+use std::collections::BTreeMap;
+
+use coffer_api::types::*;
+use coffer_api::{ApiError, RequestContext, Timestamp};
+
+use crate::model::error::Result;
+use crate::model::jobs::{JobKind, page};
+use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::{Meta, jobs, recovery_points, vaults};
+
+fn latest_by_resource(points: Vec<RecoveryPointRecord>) -> Vec<RecoveryPointRecord> {
+    let mut latest: BTreeMap<String, RecoveryPointRecord> = BTreeMap::new();
+    for p in points {
+        match latest.get(&p.resource_arn) {
+            Some(l) if l.creation_date >= p.creation_date => {}
+            _ => {
+                latest.insert(p.resource_arn.clone(), p);
+            }
+        }
+    }
+    latest.into_values().collect()
+}
+
+fn protected(p: &RecoveryPointRecord) -> ProtectedResource {
+    ProtectedResource {
+        last_backup_time: Some(Timestamp(p.creation_date)),
+        last_backup_vault_arn: Some(p.vault_arn.clone()),
+        last_recovery_point_arn: Some(p.arn.clone()),
+        resource_arn: Some(p.resource_arn.clone()),
+        resource_name: p.resource_name.clone(),
+        resource_type: Some(p.resource_type.clone()),
+    }
+}
+
+pub(crate) async fn list(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListProtectedResourcesInput,
+) -> Result<ListProtectedResourcesOutput> {
+    let all = recovery_points::all(meta, &ctx.account_id, &ctx.region).await?;
+    let items = latest_by_resource(all);
+    let (page, next) = page(
+        items,
+        |p| p.resource_arn.clone(),
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
+    Ok(ListProtectedResourcesOutput {
+        next_token: next,
+        results: Some(page.iter().map(protected).collect()),
+    })
+}
+
+pub(crate) async fn list_by_vault(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListProtectedResourcesByBackupVaultInput,
+) -> Result<ListProtectedResourcesByBackupVaultOutput> {
+    if input
+        .backup_vault_account_id
+        .as_ref()
+        .is_some_and(|a| a != &ctx.account_id)
+    {
+        return Err(ApiError::not_found(format!(
+            "Backup vault '{}' does not exist in this account and region.",
+            input.backup_vault_name
+        ))
+        .into());
+    }
+    vaults::get(meta, &ctx.account_id, &ctx.region, &input.backup_vault_name).await?;
+    let all: Vec<_> = recovery_points::all(meta, &ctx.account_id, &ctx.region)
+        .await?
+        .into_iter()
+        .filter(|p| p.vault_name == input.backup_vault_name)
+        .collect();
+    let items = latest_by_resource(all);
+    let (page, next) = page(
+        items,
+        |p| p.resource_arn.clone(),
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
+    Ok(ListProtectedResourcesByBackupVaultOutput {
+        next_token: next,
+        results: Some(page.iter().map(protected).collect()),
+    })
+}
+
+pub(crate) async fn describe(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: DescribeProtectedResourceInput,
+) -> Result<DescribeProtectedResourceOutput> {
+    let all: Vec<_> = recovery_points::all(meta, &ctx.account_id, &ctx.region)
+        .await?
+        .into_iter()
+        .filter(|p| p.resource_arn == input.resource_arn)
+        .collect();
+    let Some(p) = latest_by_resource(all).pop() else {
+        return Err(ApiError::not_found(format!(
+            "Resource {} has no recovery point in this account and region.",
+            input.resource_arn
+        ))
+        .into());
+    };
+    let restore = jobs::all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Restore)
+        .await?
+        .into_iter()
+        .filter(|j| j.resource_arn == input.resource_arn && j.state == "COMPLETED")
+        .max_by_key(|j| j.creation_date);
+    Ok(DescribeProtectedResourceOutput {
+        last_backup_time: Some(Timestamp(p.creation_date)),
+        last_backup_vault_arn: Some(p.vault_arn.clone()),
+        last_recovery_point_arn: Some(p.arn.clone()),
+        latest_restore_execution_time_minutes: restore
+            .as_ref()
+            .and_then(|j| Some((j.completion_date? - j.started_at?).num_minutes())),
+        latest_restore_job_creation_date: restore.as_ref().map(|j| Timestamp(j.creation_date)),
+        latest_restore_recovery_point_creation_date: restore
+            .as_ref()
+            .and_then(|j| j.recovery_point_creation_date.map(Timestamp)),
+        resource_arn: Some(p.resource_arn.clone()),
+        resource_name: p.resource_name.clone(),
+        resource_type: Some(p.resource_type.clone()),
+    })
+}

@@ -1,0 +1,206 @@
+//! The recovery point operations: Describe, ListByBackupVault, ListByResource, Delete,
+//! UpdateRecoveryPointLifecycle and Disassociate. Records and their rules are in
+//! `model::recovery_points`.
+
+use chrono::Duration;
+use coffer_api::types::*;
+use coffer_api::{ApiError, RequestContext};
+
+use crate::dataplane::Executor;
+use crate::model::error::Result;
+use crate::model::jobs::{page, within};
+use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::recovery_points::*;
+use crate::model::{Meta, events, jobs, vaults};
+
+pub(crate) async fn describe(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: DescribeRecoveryPointInput,
+) -> Result<DescribeRecoveryPointOutput> {
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    vaults::get(meta, &a, &r, &input.backup_vault_name).await?;
+    let rp = meta
+        .store()
+        .read(move |tx| {
+            find_in_vault(
+                tx,
+                &a,
+                &r,
+                &input.backup_vault_name,
+                &input.recovery_point_arn,
+            )
+        })
+        .await?;
+    Ok(rp.describe())
+}
+
+pub(crate) async fn list_by_vault(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListRecoveryPointsByBackupVaultInput,
+) -> Result<ListRecoveryPointsByBackupVaultOutput> {
+    vaults::get(meta, &ctx.account_id, &ctx.region, &input.backup_vault_name).await?;
+    let prefix = format!(
+        "{}:{}:{}:",
+        ctx.account_id, ctx.region, input.backup_vault_name
+    );
+    let rows = meta
+        .store()
+        .read(move |tx| tx.scan(TABLE, &prefix, None, usize::MAX))
+        .await?;
+    let mut points = Vec::new();
+    for (_, v) in rows.iter() {
+        let rp: RecoveryPointRecord = serde_json::from_slice(v)?;
+        if input
+            .by_resource_arn
+            .as_ref()
+            .is_some_and(|x| x != &rp.resource_arn)
+            || input
+                .by_resource_type
+                .as_ref()
+                .is_some_and(|x| x != &rp.resource_type)
+            || input.by_backup_plan_id.as_ref().is_some_and(|x| {
+                rp.created_by
+                    .as_ref()
+                    .and_then(|c| c.backup_plan_id.as_ref())
+                    != Some(x)
+            })
+            || !within(
+                Some(rp.creation_date),
+                input.by_created_after.as_ref(),
+                input.by_created_before.as_ref(),
+            )
+            || input.by_parent_recovery_point_arn.is_some()
+        {
+            continue;
+        }
+        points.push(rp);
+    }
+    points.sort_by(|a, b| b.creation_date.cmp(&a.creation_date).then(a.id.cmp(&b.id)));
+    let (page, next) = page(
+        points,
+        |p| p.id.clone(),
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
+    Ok(ListRecoveryPointsByBackupVaultOutput {
+        next_token: next,
+        recovery_points: Some(page.iter().map(RecoveryPointRecord::by_vault).collect()),
+    })
+}
+
+pub(crate) async fn list_by_resource(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListRecoveryPointsByResourceInput,
+) -> Result<ListRecoveryPointsByResourceOutput> {
+    let mut points: Vec<_> = all(meta, &ctx.account_id, &ctx.region)
+        .await?
+        .into_iter()
+        .filter(|rp| rp.resource_arn == input.resource_arn)
+        .collect();
+    points.sort_by(|a, b| b.creation_date.cmp(&a.creation_date).then(a.id.cmp(&b.id)));
+    let (page, next) = page(
+        points,
+        |p| p.id.clone(),
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
+    Ok(ListRecoveryPointsByResourceOutput {
+        next_token: next,
+        recovery_points: Some(page.iter().map(RecoveryPointRecord::by_resource).collect()),
+    })
+}
+
+pub(crate) async fn delete(
+    plane: &Executor,
+    ctx: &RequestContext,
+    input: DeleteRecoveryPointInput,
+) -> Result<()> {
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let now = plane.clock().now();
+    plane
+        .store()
+        .write(move |tx| -> Result<()> {
+            let vkey = vaults::key(&a, &r, &input.backup_vault_name);
+            let mut vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
+            let rp = find_in_vault(tx, &a, &r, &input.backup_vault_name, &input.recovery_point_arn)?;
+            if let Some(min) = vault.lock.as_ref().and_then(|l| l.min_retention_days)
+                && now < rp.creation_date + Duration::days(min) {
+                    return Err(ApiError::invalid_request(format!(
+                        "Recovery point {} is protected by the vault lock of '{}' (MinRetentionDays {min}) until {}.",
+                        rp.arn,
+                        vault.name,
+                        (rp.creation_date + Duration::days(min)).to_rfc3339()
+                    ))
+                    .into());
+                }
+            remove(tx, &mut vault, &rp)?;
+            events::recovery_point_modified(tx, &rp, now, "deleted")?;
+            Ok(())
+        })
+        .await?;
+    plane.running().wake();
+    Ok(())
+}
+
+pub(crate) async fn update_lifecycle(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: UpdateRecoveryPointLifecycleInput,
+) -> Result<UpdateRecoveryPointLifecycleOutput> {
+    if let Some(l) = &input.lifecycle {
+        jobs::check_lifecycle(l)?;
+    }
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let now = meta.clock().now();
+    let rp = meta
+        .store()
+        .write(move |tx| -> Result<RecoveryPointRecord> {
+            vaults::load(tx, &vaults::key(&a, &r, &input.backup_vault_name), &input.backup_vault_name)?;
+            let mut rp = find_in_vault(tx, &a, &r, &input.backup_vault_name, &input.recovery_point_arn)?;
+            if rp.storage_class == "COLD"
+                && let Some(l) = &input.lifecycle
+                    && l.move_to_cold_storage_after_days.is_some_and(|d| Some(d) != rp.lifecycle.as_ref().and_then(|x| x.move_to_cold_storage_after_days)) {
+                        return Err(ApiError::invalid_request("The recovery point is already in cold storage; MoveToColdStorageAfterDays cannot change.").into());
+                    }
+            rp.lifecycle = input.lifecycle;
+            tx.put(TABLE, &rp.key(), &serde_json::to_vec(&rp)?)?;
+            events::recovery_point_modified(tx, &rp, now, "lifecycle")?;
+            Ok(rp)
+        })
+        .await?;
+    Ok(UpdateRecoveryPointLifecycleOutput {
+        backup_vault_arn: Some(rp.vault_arn.clone()),
+        calculated_lifecycle: rp.calculated(),
+        lifecycle: rp.lifecycle.clone(),
+        recovery_point_arn: Some(rp.arn.clone()),
+    })
+}
+
+pub(crate) async fn disassociate(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: DisassociateRecoveryPointInput,
+) -> Result<()> {
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    vaults::get(meta, &a, &r, &input.backup_vault_name).await?;
+    let rp = meta
+        .store()
+        .read(move |tx| {
+            find_in_vault(
+                tx,
+                &a,
+                &r,
+                &input.backup_vault_name,
+                &input.recovery_point_arn,
+            )
+        })
+        .await?;
+    Err(ApiError::invalid_request(format!(
+        "Recovery point {} is a snapshot recovery point; only continuous backup recovery points can be disassociated. Use DeleteRecoveryPoint to delete it.",
+        rp.arn
+    ))
+    .into())
+}

@@ -1,0 +1,216 @@
+//! Running a backup job: the resource's source is read into the vault's repository, with the
+//! resource's latest recovery point in that vault as parent, and the new recovery point is
+//! recorded with the job's end (and the copy jobs of its rule) in one transaction.
+
+use crate::dataplane::jobs::{JobControl, engine_end, finish};
+use crate::dataplane::{Executor, storage};
+use crate::model::error::Result;
+use crate::model::inventory::SourceKind;
+use crate::model::jobs::{CopyJobSpec, check_destination, create_copy_job};
+use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::{recovery_points, vaults};
+use coffer_engine::{SnapshotRef, SourceSpec};
+
+pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
+    if let Err(e) = run_inner(plane, &job, control).await {
+        finish(
+            plane,
+            &job,
+            "FAILED",
+            Some(e.0.message().to_string()),
+            "FAILED",
+        )
+        .await;
+    }
+}
+
+async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> Result<()> {
+    let Some(resource) = plane.inventory().get(&job.resource_arn) else {
+        finish(
+            plane,
+            job,
+            "FAILED",
+            Some(format!(
+                "Resource {} is no longer in Coffer's inventory.",
+                job.resource_arn
+            )),
+            "RESOURCE_NOT_FOUND",
+        )
+        .await;
+        return Ok(());
+    };
+    let vault = match vaults::get(plane, &job.account, &job.region, &job.vault_name).await {
+        Ok(v) => v,
+        Err(_) => {
+            finish(
+                plane,
+                job,
+                "FAILED",
+                Some(format!(
+                    "Backup vault '{}' no longer exists.",
+                    job.vault_name
+                )),
+                "VAULT_NOT_FOUND",
+            )
+            .await;
+            return Ok(());
+        }
+    };
+    let repo = storage::repo_for(plane, &vault, None).await?;
+    let parent = recovery_points::latest_for_resource(
+        plane,
+        &job.account,
+        &job.region,
+        &vault.name,
+        &job.resource_arn,
+    )
+    .await?
+    .filter(|p| p.vault_uid == vault.uid)
+    .map(|p| p.snapshot);
+    let source = match resource.kind {
+        SourceKind::Directory => SourceSpec::Directory(resource.source.clone()),
+        SourceKind::Stream => SourceSpec::Stream(resource.source.clone()),
+    };
+    let rp_id = job.recovery_point_id.clone().unwrap_or_default();
+    let outcome = repo
+        .backup_async(
+            source,
+            rp_id.clone(),
+            parent,
+            vec![format!("resource:{}", job.resource_arn)],
+            control.observer(),
+            control.cancel.clone(),
+        )
+        .await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            let (state, message, category) = engine_end(control, &e);
+            tracing::info!(job = %job.id, error = %e, "backup job ended without a recovery point");
+            finish(plane, job, state, Some(message), category).await;
+            return Ok(());
+        }
+    };
+    let now = plane.clock().now();
+    let rp = RecoveryPointRecord {
+        id: rp_id,
+        arn: job.recovery_point_arn.clone().unwrap_or_default(),
+        account: job.account.clone(),
+        region: job.region.clone(),
+        vault_name: vault.name.clone(),
+        vault_arn: vault.arn.clone(),
+        vault_uid: vault.uid.clone(),
+        snapshot: outcome.snapshot.clone(),
+        resource_arn: job.resource_arn.clone(),
+        resource_type: job.resource_type.clone(),
+        resource_name: job.resource_name.clone(),
+        creation_date: job.creation_date,
+        initiation_date: job.started_at,
+        completion_date: now,
+        backup_size: outcome.total_bytes as i64,
+        iam_role_arn: job.iam_role_arn.clone(),
+        lifecycle: job.lifecycle.clone(),
+        created_by: job.created_by.clone(),
+        source_vault_arn: None,
+        encryption_key_arn: vault.encryption_key_arn.clone(),
+        status: "COMPLETED".into(),
+        storage_class: "WARM".into(),
+        last_restore_time: None,
+        source_path: Some(resource.source.display().to_string()),
+    };
+    let (message, category) = if outcome.warnings.is_empty() {
+        (None, "SUCCESS")
+    } else {
+        let shown: Vec<&str> = outcome
+            .warnings
+            .iter()
+            .take(3)
+            .map(String::as_str)
+            .collect();
+        (
+            Some(format!(
+                "Completed with {} issue(s): {}",
+                outcome.warnings.len(),
+                shown.join("; ")
+            )),
+            "COMPLETED_WITH_ISSUES",
+        )
+    };
+    let key = job.key();
+    let rp_tags = job.recovery_point_tags.clone();
+    let bytes_added = outcome.bytes_added as i64;
+    let committed = plane
+        .store()
+        .write(move |tx| -> Result<()> {
+            let Some(mut j) = load_job(tx, JobKind::Backup, &key)? else {
+                return Ok(());
+            };
+            if j.is_terminal() {
+                return Ok(());
+            }
+            recovery_points::insert(tx, &rp, &rp_tags)?;
+            // A plan's backup: its rule's copy actions start now, in this same transaction,
+            // so a crash can never leave a completed backup without its copies.
+            for action in &j.copy_actions {
+                let spec = CopyJobSpec {
+                    source_vault_name: rp.vault_name.clone(),
+                    source_vault_arn: rp.vault_arn.clone(),
+                    source_vault_uid: rp.vault_uid.clone(),
+                    source: rp.clone(),
+                    destination_vault_arn: action.destination_backup_vault_arn.clone(),
+                    lifecycle: action.lifecycle.clone(),
+                    iam_role_arn: j.iam_role_arn.clone().unwrap_or_default(),
+                    idempotency_token: None,
+                    created_by: j.created_by.clone(),
+                    created_by_backup_job_id: Some(j.id.clone()),
+                    creation_date: now,
+                };
+                match check_destination(tx, &spec)? {
+                    Ok(dest) => create_copy_job(tx, spec, Ok(&dest))?,
+                    Err(e) => create_copy_job(
+                        tx,
+                        spec,
+                        Err(format!(
+                            "The backup rule's copy action could not start: {}",
+                            e.0.message()
+                        )),
+                    )?,
+                };
+            }
+            j.state = "COMPLETED".into();
+            j.percent_done = 100.0;
+            j.backup_size = rp.backup_size;
+            j.bytes_transferred = bytes_added;
+            j.completion_date = Some(now);
+            j.status_message = match message {
+                None if j.attempts > 1 => Some(format!(
+                    "Completed on attempt {} after Coffer was interrupted during an earlier attempt.",
+                    j.attempts
+                )),
+                m => m,
+            };
+            j.message_category = Some(category.into());
+            j.lease_owner = None;
+            j.lease_until = None;
+            save_job(tx, &j)?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = committed {
+        // The snapshot exists but is not recorded: remove it so the vault holds only what the
+        // metadata knows about, and fail the job with the reason.
+        let _ = repo
+            .delete_async(SnapshotRef(outcome.snapshot.0.clone()))
+            .await;
+        finish(
+            plane,
+            job,
+            "FAILED",
+            Some(e.0.message().to_string()),
+            "FAILED",
+        )
+        .await;
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Running a copy job: the recovery point's snapshot is copied into the destination vault's
+//! repository (created with the source's chunking so the two deduplicate alike) and recorded
+//! there as a new recovery point that keeps the source's creation date.
+
+use coffer_api::ApiError;
+
+use crate::dataplane::jobs::{JobControl, engine_end, finish};
+use crate::dataplane::{Executor, storage};
+use crate::model::error::Result;
+use crate::model::jobs::parse_vault_arn;
+use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::{recovery_points, tags, vaults};
+
+pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
+    if let Err(e) = run_inner(plane, &job, control).await {
+        finish(
+            plane,
+            &job,
+            "FAILED",
+            Some(e.0.message().to_string()),
+            "FAILED",
+        )
+        .await;
+    }
+}
+
+async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> Result<()> {
+    let source_vault = vaults::get(plane, &job.account, &job.region, &job.vault_name).await?;
+    let (a, r, v, rp_arn) = (
+        job.account.clone(),
+        job.region.clone(),
+        job.vault_name.clone(),
+        job.recovery_point_arn.clone().unwrap_or_default(),
+    );
+    let rp = plane
+        .store()
+        .read(move |tx| recovery_points::find_in_vault(tx, &a, &r, &v, &rp_arn))
+        .await?;
+    let (dest_account, dest_region, dest_name) =
+        parse_vault_arn(job.dest_vault_arn.as_deref().unwrap_or_default())?;
+    let dest = vaults::get(plane, &dest_account, &dest_region, &dest_name).await?;
+    let source_repo = storage::repo_for(plane, &source_vault, None).await?;
+    let dest_repo = storage::repo_for(plane, &dest, Some(&source_repo)).await?;
+    let dest_arn = job.dest_recovery_point_arn.clone().unwrap_or_default();
+    let dest_id = dest_arn.rsplit(':').next().unwrap_or_default().to_string();
+    let copied = {
+        let (src, dst, snap, id) = (
+            source_repo.clone(),
+            dest_repo.clone(),
+            rp.snapshot.clone(),
+            dest_id.clone(),
+        );
+        let (observer, cancel) = (control.observer(), control.cancel.clone());
+        tokio::task::spawn_blocking(move || src.copy_to(&dst, &snap, &id, observer, cancel))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    let snapshot = match copied {
+        Ok(s) => s,
+        Err(e) => {
+            let (state, message, category) = engine_end(control, &e);
+            // Copy jobs have no ABORTED state: a stopped copy failed.
+            let state = if state == "ABORTED" { "FAILED" } else { state };
+            finish(plane, job, state, Some(message), category).await;
+            return Ok(());
+        }
+    };
+    let now = plane.clock().now();
+    let new_rp = RecoveryPointRecord {
+        id: dest_id,
+        arn: dest_arn,
+        account: dest_account,
+        region: dest_region,
+        vault_name: dest.name.clone(),
+        vault_arn: dest.arn.clone(),
+        vault_uid: dest.uid.clone(),
+        snapshot: snapshot.clone(),
+        resource_arn: rp.resource_arn.clone(),
+        resource_type: rp.resource_type.clone(),
+        resource_name: rp.resource_name.clone(),
+        creation_date: rp.creation_date,
+        initiation_date: job.started_at,
+        completion_date: now,
+        backup_size: rp.backup_size,
+        iam_role_arn: job.iam_role_arn.clone(),
+        lifecycle: job.lifecycle.clone(),
+        created_by: job.created_by.clone(),
+        source_vault_arn: Some(source_vault.arn.clone()),
+        encryption_key_arn: dest.encryption_key_arn.clone(),
+        status: "COMPLETED".into(),
+        storage_class: "WARM".into(),
+        last_restore_time: None,
+        source_path: rp.source_path.clone(),
+    };
+    let key = job.key();
+    let committed = plane
+        .store()
+        .write(move |tx| -> Result<()> {
+            let Some(mut j) = load_job(tx, JobKind::Copy, &key)? else {
+                return Ok(());
+            };
+            if j.is_terminal() {
+                return Ok(());
+            }
+            let source_tags = tags::get(tx, &rp.arn)?;
+            recovery_points::insert(tx, &new_rp, &source_tags)?;
+            j.state = "COMPLETED".into();
+            j.percent_done = 100.0;
+            j.completion_date = Some(now);
+            j.message_category = Some("SUCCESS".into());
+            j.lease_owner = None;
+            j.lease_until = None;
+            save_job(tx, &j)?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = committed {
+        let _ = dest_repo.delete_async(snapshot).await;
+        finish(
+            plane,
+            job,
+            "FAILED",
+            Some(e.0.message().to_string()),
+            "FAILED",
+        )
+        .await;
+    }
+    Ok(())
+}

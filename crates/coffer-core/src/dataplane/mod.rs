@@ -1,0 +1,77 @@
+//! The data-plane layer: carrying jobs out and keeping the vault repositories.
+//!
+//! A backup, copy or restore job claimed by the runner is executed here against the vault's
+//! repository (`coffer-engine`), and its outcome recorded through the model layer in one
+//! transaction; queued removals of deleted recovery points and vaults are carried out here
+//! too. Code of this layer gets an [`Executor`]: the metadata ([`Meta`]), the inventory, the
+//! vault storage and the registry of running jobs. It imports only the model layer; the API
+//! handlers (control) and the workers (background) sit above it.
+
+pub(crate) mod backup;
+pub(crate) mod copy;
+pub(crate) mod deletions;
+pub(crate) mod jobs;
+pub(crate) mod restore;
+pub mod storage;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use coffer_api::ApiError;
+
+use crate::model::Meta;
+use crate::model::inventory::Inventory;
+use jobs::Running;
+use storage::VaultStorage;
+
+/// What carrying out jobs needs. An executor is a [`Meta`] (it derefs to one) plus the data
+/// plane. Cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    meta: Meta,
+    inventory: Inventory,
+    storage: Option<Arc<VaultStorage>>,
+    running: Arc<Running>,
+}
+
+impl Deref for Executor {
+    type Target = Meta;
+    fn deref(&self) -> &Meta {
+        &self.meta
+    }
+}
+
+impl Executor {
+    /// `storage` is `None` on a control-plane-only instance: jobs are then refused.
+    pub(crate) fn new(meta: Meta, inventory: Inventory, storage: Option<VaultStorage>) -> Self {
+        Executor {
+            meta,
+            inventory,
+            storage: storage.map(Arc::new),
+            running: Arc::default(),
+        }
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The jobs running in this process, and the runner's wake-up signal.
+    pub(crate) fn running(&self) -> &Running {
+        &self.running
+    }
+
+    pub(crate) fn has_storage(&self) -> bool {
+        self.storage.is_some()
+    }
+
+    pub(crate) fn storage(&self) -> Result<&VaultStorage, ApiError> {
+        self.storage.as_deref().ok_or_else(|| {
+            ApiError::invalid_request("This Coffer instance has no data plane; jobs cannot run.")
+        })
+    }
+}

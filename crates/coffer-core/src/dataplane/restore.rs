@@ -1,0 +1,87 @@
+//! Running a restore job: the recovery point's snapshot is restored into the target the
+//! restore metadata names (see `model::restore`), never outside it.
+
+use crate::dataplane::jobs::{JobControl, engine_end, finish};
+use crate::dataplane::{Executor, storage};
+use crate::model::error::Result;
+use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::restore::*;
+use crate::model::{recovery_points, vaults};
+
+pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
+    if let Err(e) = run_inner(plane, &job, control).await {
+        finish(
+            plane,
+            &job,
+            "FAILED",
+            Some(e.0.message().to_string()),
+            "FAILED",
+        )
+        .await;
+    }
+}
+
+async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> Result<()> {
+    let (a, r, rp_arn) = (
+        job.account.clone(),
+        job.region.clone(),
+        job.recovery_point_arn.clone().unwrap_or_default(),
+    );
+    let rp = plane
+        .store()
+        .read(move |tx| recovery_points::find(tx, &a, &r, &rp_arn))
+        .await?;
+    let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
+    let plan = plan(&job.metadata, rp.source_path.as_deref())?;
+    let repo = storage::repo_for(plane, &vault, None).await?;
+    let outcome = repo
+        .restore_async(
+            rp.snapshot.clone(),
+            plan.target.clone(),
+            plan.options.clone(),
+            control.observer(),
+            control.cancel.clone(),
+        )
+        .await;
+    if let Err(e) = outcome {
+        let (state, message, category) = engine_end(control, &e);
+        finish(plane, job, state, Some(message), category).await;
+        return Ok(());
+    }
+    let now = plane.clock().now();
+    let key = job.key();
+    let rp_key = rp.key();
+    let created = if plan.in_place {
+        Some(job.resource_arn.clone())
+    } else {
+        None
+    };
+    plane
+        .store()
+        .write(move |tx| -> Result<()> {
+            if let Some(v) = tx.get(recovery_points::TABLE, &rp_key)? {
+                let mut point: recovery_points::RecoveryPointRecord = serde_json::from_slice(&v)?;
+                point.last_restore_time = Some(now);
+                tx.put(
+                    recovery_points::TABLE,
+                    &rp_key,
+                    &serde_json::to_vec(&point)?,
+                )?;
+            }
+            let Some(mut j) = load_job(tx, JobKind::Restore, &key)? else {
+                return Ok(());
+            };
+            if j.is_terminal() {
+                return Ok(());
+            }
+            j.state = "COMPLETED".into();
+            j.percent_done = 100.0;
+            j.completion_date = Some(now);
+            j.created_resource_arn = created;
+            j.message_category = Some("SUCCESS".into());
+            j.lease_owner = None;
+            j.lease_until = None;
+            save_job(tx, &j)
+        })
+        .await
+}

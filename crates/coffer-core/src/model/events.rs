@@ -1,0 +1,589 @@
+//! Vault events and the notification outbox.
+//!
+//! A vault with a notification subscription (see [`vault_notifications`]) publishes the
+//! `BackupVaultEvent`s it asked for to its SNS topic. So that no event is lost, an event is
+//! written to the `outbox` table by [`emit`] inside the very store transaction that makes the
+//! state change it reports: the job ending, the recovery point changing, the plan being saved.
+//! If that transaction rolls back, the event never existed; if it commits, the event will be
+//! delivered even if Coffer dies a moment later. Delivery itself (HTTP, SNS) belongs to the
+//! server, which reads the outbox through [`Outbox`]; a message is removed once delivered, or
+//! moved to `outbox_dead` (the dead letters) when it cannot be.
+//!
+//! Outbox keys are `WALL-MICROS:ID` (zero-padded), so a scan returns messages in the order the
+//! events happened; the delivery worker keeps that order per topic.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use coffer_store::{StoreError, StoreHandle, Txn};
+use serde::{Deserialize, Serialize};
+
+use crate::model::error::Result;
+use crate::model::jobs::{JobKind, JobRecord};
+use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::{vault_notifications, vaults};
+
+pub(crate) const OUTBOX: &str = "outbox";
+pub(crate) const DEAD: &str = "outbox_dead";
+
+/// The SNS subject AWS Backup uses for every notification.
+pub const SUBJECT: &str = "Notification from AWS Backup";
+
+/// What an event says, besides its name: the body of the SNS message and its attributes.
+#[derive(Debug, Clone)]
+pub(crate) struct Notice {
+    /// `BACKUP_JOB`, `COPY_JOB`, `RESTORE_JOB`, `RECOVERY_POINT`, `BACKUP_PLAN`.
+    pub event_type: &'static str,
+    /// The state the event reports (a job state, `MODIFIED`, `CREATED`).
+    pub state: String,
+    /// The job, recovery point or plan id.
+    pub id: String,
+    /// When the job (or the thing the event is about) started.
+    pub start_time: DateTime<Utc>,
+    /// When the event happened.
+    pub at: DateTime<Utc>,
+    /// The message text, worded as AWS Backup words it.
+    pub message: String,
+}
+
+/// One notification waiting for delivery (or, in `outbox_dead`, given up on).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub topic_arn: String,
+    pub account: String,
+    pub region: String,
+    pub vault_name: String,
+    /// The `BackupVaultEvent` value.
+    pub event: String,
+    pub subject: String,
+    pub message: String,
+    /// SNS string message attributes: EventType, State, AccountId, Id, StartTime.
+    pub attributes: BTreeMap<String, String>,
+    /// When the event happened (Coffer's clock), the envelope's Timestamp.
+    pub timestamp: DateTime<Utc>,
+    /// Delivery attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not before this wall-clock time (backoff after a failed attempt).
+    #[serde(default)]
+    pub next_attempt: Option<DateTime<Utc>>,
+    /// When the message was written (wall clock), to give up after a day.
+    pub queued_at: DateTime<Utc>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Dead letters only: why delivery was given up.
+    #[serde(default)]
+    pub dead_reason: Option<String>,
+}
+
+fn store_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("outbox record: {e}"))
+}
+
+/// Writes `event` for the vault `vault_name` of (`account`, `region`) to the outbox, if the
+/// vault's subscription asks for it. Call it inside the transaction of the state change.
+pub(crate) fn emit(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    vault_name: &str,
+    event: &str,
+    notice: &Notice,
+) -> Result<(), StoreError> {
+    let vkey = vaults::key(account, region, vault_name);
+    let Some(sub) = vault_notifications::subscription(tx, &vkey)? else {
+        return Ok(());
+    };
+    if !sub.wants(event) {
+        return Ok(());
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let wall = Utc::now();
+    let attributes = BTreeMap::from([
+        ("EventType".to_string(), notice.event_type.to_string()),
+        ("State".to_string(), notice.state.clone()),
+        ("AccountId".to_string(), account.to_string()),
+        ("Id".to_string(), notice.id.clone()),
+        (
+            "StartTime".to_string(),
+            notice
+                .start_time
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        ),
+    ]);
+    let m = OutboxMessage {
+        id: id.clone(),
+        topic_arn: sub.sns_topic_arn,
+        account: account.to_string(),
+        region: region.to_string(),
+        vault_name: vault_name.to_string(),
+        event: event.to_string(),
+        subject: SUBJECT.to_string(),
+        message: notice.message.clone(),
+        attributes,
+        timestamp: notice.at,
+        attempts: 0,
+        next_attempt: None,
+        queued_at: wall,
+        last_error: None,
+        dead_reason: None,
+    };
+    let key = format!("{:020}:{id}", next_micros(wall.timestamp_micros()));
+    tx.put(OUTBOX, &key, &serde_json::to_vec(&m).map_err(store_err)?)
+}
+
+/// Outbox key times: the wall clock in microseconds, but strictly increasing within this process
+/// (store writes are serialised, so keys follow commit order even if the wall clock steps back).
+fn next_micros(now: i64) -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1).max(0);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// The events a job's move from `before` to its current state publishes (see
+/// docs/notifications.md for the table).
+pub(crate) fn job_events(kind: JobKind, before: Option<&str>, state: &str) -> Vec<&'static str> {
+    if before == Some(state) {
+        return Vec::new();
+    }
+    let terminal = matches!(
+        state,
+        "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
+    );
+    let was_terminal = before.is_some_and(|b| {
+        matches!(
+            b,
+            "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
+        )
+    });
+    if was_terminal {
+        return Vec::new();
+    }
+    match (kind, state) {
+        (JobKind::Backup, "RUNNING") => vec!["BACKUP_JOB_STARTED"],
+        (JobKind::Copy, "RUNNING") => vec!["COPY_JOB_STARTED"],
+        (JobKind::Restore, "RUNNING") => vec!["RESTORE_JOB_STARTED"],
+        (JobKind::Backup, "COMPLETED") => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"],
+        (JobKind::Backup, "FAILED" | "ABORTED") => {
+            vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
+        }
+        (JobKind::Backup, "EXPIRED") => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"],
+        (JobKind::Backup, _) if terminal => vec!["BACKUP_JOB_COMPLETED"],
+        (JobKind::Copy, "COMPLETED") => vec!["COPY_JOB_SUCCESSFUL"],
+        (JobKind::Copy, _) if terminal => vec!["COPY_JOB_FAILED"],
+        (JobKind::Restore, "COMPLETED") => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"],
+        (JobKind::Restore, _) if terminal => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_FAILED"],
+        _ => Vec::new(),
+    }
+}
+
+/// AWS Backup's wording for a job event.
+fn job_message(job: &JobRecord) -> String {
+    let (noun, id_label) = match job.kind {
+        JobKind::Backup => ("backup", "BackupJob ID"),
+        JobKind::Copy => ("copy", "CopyJob ID"),
+        JobKind::Restore => ("restore", "RestoreJob ID"),
+    };
+    let rp = match job.kind {
+        JobKind::Copy => job
+            .dest_recovery_point_arn
+            .clone()
+            .or_else(|| job.recovery_point_arn.clone()),
+        _ => job.recovery_point_arn.clone(),
+    }
+    .unwrap_or_default();
+    let tail = format!(
+        "Resource ARN : {}. {id_label} : {}",
+        job.resource_arn, job.id
+    );
+    let status = job
+        .status_message
+        .as_deref()
+        .map(|m| format!(". Status message : {m}"))
+        .unwrap_or_default();
+    match job.state.as_str() {
+        "RUNNING" => format!("An AWS Backup {noun} job was started. {tail}"),
+        "COMPLETED" | "PARTIAL" => match job.kind {
+            JobKind::Restore => format!(
+                "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. Created resource ARN : {}. {tail}",
+                job.created_resource_arn.clone().unwrap_or_default()
+            ),
+            _ => format!(
+                "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. {tail}"
+            ),
+        },
+        "EXPIRED" => format!("An AWS Backup job failed to complete in time. {tail}{status}"),
+        "ABORTED" => format!("An AWS Backup job was stopped. {tail}{status}"),
+        _ => format!("An AWS Backup job failed. {tail}{status}"),
+    }
+}
+
+/// Emits the events of a job's state change (`before` is the state it had, `None` for a new
+/// job). Called by the job store whenever it saves a job, inside that transaction.
+pub(crate) fn job_changed(
+    tx: &mut dyn Txn,
+    before: Option<&str>,
+    job: &JobRecord,
+) -> Result<(), StoreError> {
+    let events = job_events(job.kind, before, &job.state);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let notice = Notice {
+        event_type: match job.kind {
+            JobKind::Backup => "BACKUP_JOB",
+            JobKind::Copy => "COPY_JOB",
+            JobKind::Restore => "RESTORE_JOB",
+        },
+        state: job.state.clone(),
+        id: job.id.clone(),
+        start_time: job.started_at.unwrap_or(job.creation_date),
+        at: job
+            .completion_date
+            .or(job.started_at)
+            .unwrap_or(job.creation_date),
+        message: job_message(job),
+    };
+    for event in events {
+        emit(
+            tx,
+            &job.account,
+            &job.region,
+            &job.vault_name,
+            event,
+            &notice,
+        )?;
+    }
+    Ok(())
+}
+
+/// Emits RECOVERY_POINT_MODIFIED for `rp`; `what` says what changed ("lifecycle",
+/// "deleted", "tags").
+pub(crate) fn recovery_point_modified(
+    tx: &mut dyn Txn,
+    rp: &RecoveryPointRecord,
+    at: DateTime<Utc>,
+    what: &str,
+) -> Result<(), StoreError> {
+    let notice = Notice {
+        event_type: "RECOVERY_POINT",
+        state: if what == "deleted" {
+            "DELETED".into()
+        } else {
+            "MODIFIED".into()
+        },
+        id: rp.id.clone(),
+        start_time: rp.creation_date,
+        at,
+        message: format!(
+            "An AWS Backup recovery point was modified ({what}). Recovery point ARN: {}. Resource ARN : {}",
+            rp.arn, rp.resource_arn
+        ),
+    };
+    emit(
+        tx,
+        &rp.account,
+        &rp.region,
+        &rp.vault_name,
+        "RECOVERY_POINT_MODIFIED",
+        &notice,
+    )
+}
+
+/// Emits BACKUP_PLAN_CREATED or BACKUP_PLAN_MODIFIED to every vault the plan's rules back up
+/// into (each once).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_changed(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    created: bool,
+    plan_id: &str,
+    plan_arn: &str,
+    version_id: &str,
+    target_vaults: &[String],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (event, state, verb) = if created {
+        ("BACKUP_PLAN_CREATED", "CREATED", "created")
+    } else {
+        ("BACKUP_PLAN_MODIFIED", "MODIFIED", "modified")
+    };
+    let notice = Notice {
+        event_type: "BACKUP_PLAN",
+        state: state.into(),
+        id: plan_id.to_string(),
+        start_time: at,
+        at,
+        message: format!(
+            "An AWS Backup backup plan was {verb}. Backup plan ARN : {plan_arn}. Version ID : {version_id}"
+        ),
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for v in target_vaults {
+        if seen.contains(&v.as_str()) {
+            continue;
+        }
+        seen.push(v);
+        emit(tx, account, region, v, event, &notice)?;
+    }
+    Ok(())
+}
+
+/// The outbox as the delivery worker sees it.
+#[derive(Clone)]
+pub struct Outbox {
+    store: StoreHandle,
+}
+
+/// How many notifications wait and how many were given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub pending: usize,
+    pub failed: usize,
+}
+
+impl Outbox {
+    pub fn new(store: StoreHandle) -> Self {
+        Outbox { store }
+    }
+
+    /// Up to `limit` waiting messages, oldest first, with their keys.
+    pub async fn pending(&self, limit: usize) -> Result<Vec<(String, OutboxMessage)>, StoreError> {
+        let rows = self
+            .store
+            .read(move |tx| tx.scan(OUTBOX, "", None, limit))
+            .await?;
+        rows.into_iter()
+            .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(store_err)?)))
+            .collect()
+    }
+
+    /// Removes a delivered message.
+    pub async fn delivered(&self, key: &str) -> Result<(), StoreError> {
+        let k = key.to_string();
+        self.store
+            .write(move |tx| tx.delete(OUTBOX, &k).map(|_| ()))
+            .await
+    }
+
+    /// Records a failed attempt: the message waits until `next_attempt`.
+    pub async fn attempt_failed(
+        &self,
+        key: &str,
+        error: &str,
+        next_attempt: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (k, error) = (key.to_string(), error.to_string());
+        self.store
+            .write(move |tx| {
+                let Some(v) = tx.get(OUTBOX, &k)? else {
+                    return Ok(());
+                };
+                let mut m: OutboxMessage = serde_json::from_slice(&v).map_err(store_err)?;
+                m.attempts += 1;
+                m.next_attempt = Some(next_attempt);
+                m.last_error = Some(error);
+                tx.put(OUTBOX, &k, &serde_json::to_vec(&m).map_err(store_err)?)
+            })
+            .await
+    }
+
+    /// Moves a message to the dead letters with `reason`.
+    pub async fn give_up(&self, key: &str, reason: &str) -> Result<(), StoreError> {
+        let (k, reason) = (key.to_string(), reason.to_string());
+        self.store
+            .write(move |tx| {
+                let Some(v) = tx.get(OUTBOX, &k)? else {
+                    return Ok(());
+                };
+                let mut m: OutboxMessage = serde_json::from_slice(&v).map_err(store_err)?;
+                m.dead_reason = Some(reason);
+                tx.put(DEAD, &k, &serde_json::to_vec(&m).map_err(store_err)?)?;
+                tx.delete(OUTBOX, &k)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The dead letters, oldest first.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError> {
+        let rows = self
+            .store
+            .read(move |tx| tx.scan(DEAD, "", None, limit))
+            .await?;
+        rows.into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(store_err))
+            .collect()
+    }
+
+    pub async fn counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.store
+            .read(|tx| {
+                Ok(OutboxCounts {
+                    pending: tx.scan(OUTBOX, "", None, usize::MAX)?.len(),
+                    failed: tx.scan(DEAD, "", None, usize::MAX)?.len(),
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_transitions_map_to_events() {
+        use JobKind::*;
+        assert_eq!(
+            job_events(Backup, Some("CREATED"), "RUNNING"),
+            ["BACKUP_JOB_STARTED"]
+        );
+        assert_eq!(
+            job_events(Backup, Some("RUNNING"), "COMPLETED"),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"]
+        );
+        assert_eq!(
+            job_events(Backup, Some("ABORTING"), "ABORTED"),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
+        );
+        assert_eq!(
+            job_events(Backup, Some("CREATED"), "EXPIRED"),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"]
+        );
+        assert_eq!(
+            job_events(Copy, Some("RUNNING"), "FAILED"),
+            ["COPY_JOB_FAILED"]
+        );
+        assert_eq!(
+            job_events(Restore, Some("RUNNING"), "COMPLETED"),
+            ["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"]
+        );
+        assert!(job_events(Backup, Some("RUNNING"), "RUNNING").is_empty());
+        assert!(job_events(Backup, Some("RUNNING"), "ABORTING").is_empty());
+        assert!(job_events(Backup, None, "CREATED").is_empty());
+        assert!(job_events(Restore, Some("COMPLETED"), "COMPLETED").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+    use crate::Clock;
+    use coffer_api::RequestContext;
+    use coffer_api::types::*;
+
+    fn notice() -> Notice {
+        Notice {
+            event_type: "BACKUP_JOB",
+            state: "COMPLETED".into(),
+            id: "J1".into(),
+            start_time: Utc::now(),
+            at: Utc::now(),
+            message: "An AWS Backup job was completed successfully.".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn events_are_written_with_their_transaction_and_only_when_subscribed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let meta = crate::model::Meta::new(store, Clock::movable());
+        let ctx = RequestContext::new("111122223333", "us-east-1");
+        for v in ["watched", "quiet"] {
+            crate::control::vaults::create(
+                &meta,
+                &ctx,
+                CreateBackupVaultInput {
+                    backup_vault_name: v.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        crate::control::vault_notifications::put(
+            &meta,
+            &ctx,
+            PutBackupVaultNotificationsInput {
+                backup_vault_events: vec!["BACKUP_JOB_SUCCESSFUL".into()],
+                backup_vault_name: "watched".into(),
+                sns_topic_arn: "arn:aws:sns:us-east-1:111122223333:t".into(),
+            },
+        )
+        .await
+        .unwrap();
+        // Rolled back with the state change.
+        let r: Result<(), StoreError> = meta
+            .store()
+            .write(|tx| {
+                let n = notice();
+                emit(
+                    tx,
+                    "111122223333",
+                    "us-east-1",
+                    "watched",
+                    "BACKUP_JOB_SUCCESSFUL",
+                    &n,
+                )?;
+                Err(StoreError::Backend("the state change failed".into()))
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(
+            Outbox::new(meta.store().clone())
+                .counts()
+                .await
+                .unwrap()
+                .pending,
+            0
+        );
+        meta.store()
+            .write(|tx| {
+                let n = notice();
+                let a = ("111122223333", "us-east-1");
+                emit(tx, a.0, a.1, "watched", "BACKUP_JOB_SUCCESSFUL", &n)?;
+                emit(tx, a.0, a.1, "watched", "BACKUP_JOB_FAILED", &n)?;
+                emit(tx, a.0, a.1, "quiet", "BACKUP_JOB_SUCCESSFUL", &n)
+            })
+            .await
+            .unwrap();
+        let outbox = Outbox::new(meta.store().clone());
+        let pending = outbox.pending(10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        let (key, m) = &pending[0];
+        assert_eq!(m.event, "BACKUP_JOB_SUCCESSFUL");
+        assert_eq!(m.topic_arn, "arn:aws:sns:us-east-1:111122223333:t");
+        assert_eq!(m.attributes["AccountId"], "111122223333");
+        assert_eq!(m.subject, SUBJECT);
+        let later = Utc::now() + chrono::Duration::seconds(5);
+        outbox.attempt_failed(key, "refused", later).await.unwrap();
+        let m = &outbox.pending(10).await.unwrap()[0].1;
+        assert_eq!((m.attempts, m.next_attempt), (1, Some(later)));
+        outbox
+            .give_up(key, "no target configured for topic")
+            .await
+            .unwrap();
+        assert_eq!(
+            outbox.counts().await.unwrap(),
+            OutboxCounts {
+                pending: 0,
+                failed: 1
+            }
+        );
+        let dead = outbox.dead_letters(10).await.unwrap();
+        assert_eq!(
+            dead[0].dead_reason.as_deref(),
+            Some("no target configured for topic")
+        );
+    }
+}

@@ -1,0 +1,563 @@
+//! Backup, copy and restore jobs: durable state machines in the metadata store, run by a
+//! bounded pool of workers.
+//!
+//! A job is created in one transaction with its entry in the `job_queue` table (and its
+//! idempotency token). The runner claims queued jobs with a lease (owner node id, expiry on the
+//! wall clock), runs them on the engine, writes progress while they run (which also renews the
+//! lease and notices stop requests and windows), and ends each job in one transaction that also
+//! records its results (the recovery point, the vault's count) and takes it off the queue. A job
+//! that was running when its node died is found by its stale lease on the next start and run
+//! again (at most three attempts), so no job is lost and none is silently dropped.
+
+use crate::model::error::{Error, Result};
+use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::vaults::VaultRecord;
+use crate::model::{Meta, arn, events, paging, settings, vault_policy, vaults};
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use coffer_api::types::{CopyAction, Lifecycle, RecoveryPointCreator};
+use coffer_api::{ApiError, RequestContext};
+use coffer_store::Txn;
+use serde::{Deserialize, Serialize};
+
+/// The kind of a job; each kind has its own table and states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum JobKind {
+    Backup,
+    Copy,
+    Restore,
+}
+
+impl JobKind {
+    pub fn table(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup_job",
+            JobKind::Copy => "copy_job",
+            JobKind::Restore => "restore_job",
+        }
+    }
+    fn tag(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Copy => "copy",
+            JobKind::Restore => "restore",
+        }
+    }
+    /// The state of a job waiting to run.
+    pub fn waiting_state(self) -> &'static str {
+        match self {
+            JobKind::Restore => "PENDING",
+            _ => "CREATED",
+        }
+    }
+}
+
+pub(crate) const QUEUE: &str = "job_queue";
+pub(crate) const TOKENS: &str = "job_token";
+
+/// One job as stored. The fields a kind does not use stay empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct JobRecord {
+    pub id: String,
+    pub kind: JobKind,
+    pub account: String,
+    pub region: String,
+    pub state: String,
+    #[serde(default)]
+    pub status_message: Option<String>,
+    #[serde(default)]
+    pub message_category: Option<String>,
+    pub creation_date: DateTime<Utc>,
+    #[serde(default)]
+    pub start_by: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub complete_by: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub completion_date: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub percent_done: f64,
+    #[serde(default)]
+    pub bytes_transferred: i64,
+    #[serde(default)]
+    pub backup_size: i64,
+    #[serde(default)]
+    pub iam_role_arn: Option<String>,
+    #[serde(default)]
+    pub idempotency_token: Option<String>,
+    pub resource_arn: String,
+    pub resource_type: String,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    /// Backup: the target vault. Copy: the source vault. Restore: the recovery point's vault.
+    pub vault_name: String,
+    pub vault_arn: String,
+    /// Backup: the recovery point made. Copy and restore: the source recovery point.
+    #[serde(default)]
+    pub recovery_point_id: Option<String>,
+    #[serde(default)]
+    pub recovery_point_arn: Option<String>,
+    #[serde(default)]
+    pub recovery_point_creation_date: Option<DateTime<Utc>>,
+    /// Copy: the destination vault and the recovery point made there.
+    #[serde(default)]
+    pub dest_vault_arn: Option<String>,
+    #[serde(default)]
+    pub dest_recovery_point_arn: Option<String>,
+    #[serde(default)]
+    pub lifecycle: Option<Lifecycle>,
+    #[serde(default)]
+    pub recovery_point_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub backup_options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub created_by: Option<RecoveryPointCreator>,
+    #[serde(default)]
+    pub created_by_backup_job_id: Option<String>,
+    /// Backup made by a plan: its rule's copy actions, started when it completes.
+    #[serde(default)]
+    pub copy_actions: Vec<CopyAction>,
+    /// Restore: the metadata given to StartRestoreJob.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub created_resource_arn: Option<String>,
+    #[serde(default)]
+    pub validation_status: Option<String>,
+    #[serde(default)]
+    pub validation_status_message: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub lease_owner: Option<String>,
+    #[serde(default)]
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+impl JobRecord {
+    pub fn key(&self) -> String {
+        job_key(&self.account, &self.region, &self.id)
+    }
+    pub fn queue_key(&self) -> String {
+        format!("{}:{}", self.kind.tag(), self.key())
+    }
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
+        )
+    }
+}
+
+pub(crate) fn job_key(account: &str, region: &str, id: &str) -> String {
+    format!("{account}:{region}:{id}")
+}
+
+pub(crate) fn new_job_id() -> String {
+    uuid::Uuid::new_v4().to_string().to_uppercase()
+}
+
+pub(crate) fn load_job(tx: &mut dyn Txn, kind: JobKind, key: &str) -> Result<Option<JobRecord>> {
+    Ok(match tx.get(kind.table(), key)? {
+        Some(v) => Some(serde_json::from_slice(&v)?),
+        None => None,
+    })
+}
+
+/// Just the state of a stored job (to see what a save changes).
+#[derive(Deserialize)]
+pub(crate) struct StoredState {
+    state: String,
+}
+
+/// Saves a job; a change of state also writes its vault events to the notification outbox,
+/// in the same transaction (see `events`).
+pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
+    let before = match tx.get(job.kind.table(), &job.key())? {
+        Some(v) => Some(serde_json::from_slice::<StoredState>(&v)?.state),
+        None => None,
+    };
+    tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
+    events::job_changed(tx, before.as_deref(), job)?;
+    if job.is_terminal() {
+        tx.delete(QUEUE, &job.queue_key())?;
+    }
+    Ok(())
+}
+
+/// Stores a new job and queues it, unless the idempotency token already made one: then
+/// returns that job instead.
+pub(crate) fn enqueue(tx: &mut dyn Txn, job: &JobRecord) -> Result<JobRecord> {
+    if let Some(token) = &job.idempotency_token {
+        let tkey = format!("{}:{}:{}:{token}", job.kind.tag(), job.account, job.region);
+        if let Some(existing) = tx.get(TOKENS, &tkey)? {
+            let id = String::from_utf8_lossy(&existing).to_string();
+            if let Some(j) = load_job(tx, job.kind, &job_key(&job.account, &job.region, &id))? {
+                return Ok(j);
+            }
+        }
+        tx.put(TOKENS, &tkey, job.id.as_bytes())?;
+    }
+    tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
+    tx.put(QUEUE, &job.queue_key(), b"")?;
+    Ok(job.clone())
+}
+
+/// Reads a job of the caller's scope, or ResourceNotFoundException.
+pub(crate) async fn get_job(
+    meta: &Meta,
+    ctx: &RequestContext,
+    kind: JobKind,
+    id: &str,
+) -> Result<JobRecord> {
+    let key = job_key(&ctx.account_id, &ctx.region, id);
+    let id = id.to_string();
+    meta.store()
+        .read(move |tx| -> Result<JobRecord> {
+            load_job(tx, kind, &key)?.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "{} job {id} does not exist in this account and region.",
+                    kind_name(kind)
+                ))
+                .into()
+            })
+        })
+        .await
+}
+
+pub(crate) fn kind_name(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Backup => "Backup",
+        JobKind::Copy => "Copy",
+        JobKind::Restore => "Restore",
+    }
+}
+
+/// All jobs of a kind in the caller's scope, oldest first.
+pub(crate) async fn all_jobs(
+    meta: &Meta,
+    account: &str,
+    region: &str,
+    kind: JobKind,
+) -> Result<Vec<JobRecord>> {
+    let prefix = format!("{account}:{region}:");
+    let rows = meta
+        .store()
+        .read(move |tx| tx.scan(kind.table(), &prefix, None, usize::MAX))
+        .await?;
+    let mut jobs = rows
+        .iter()
+        .map(|(_, v)| serde_json::from_slice::<JobRecord>(v))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    jobs.sort_by(|a, b| a.creation_date.cmp(&b.creation_date).then(a.id.cmp(&b.id)));
+    Ok(jobs)
+}
+
+/// One page of `items` (already filtered and ordered), with the token for the next.
+pub(crate) fn page<T>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> String,
+    next_token: Option<&str>,
+    max: Option<i32>,
+) -> Result<(Vec<T>, Option<String>)> {
+    let limit = paging::page_size(max);
+    let start = match next_token {
+        Some(t) => {
+            let after = paging::decode(t, "")?;
+            match items.iter().position(|i| id(i) == after) {
+                Some(p) => p + 1,
+                None => {
+                    return Err(ApiError::invalid_parameter(
+                        "The NextToken is not valid for this request; start again without it.",
+                    )
+                    .into());
+                }
+            }
+        }
+        None => 0,
+    };
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(start).take(limit).collect();
+    let next = if start + page.len() < total {
+        page.last().map(|l| paging::encode(&id(l)))
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+/// Whether `t` passes the optional before/after bounds.
+pub(crate) fn within(
+    t: Option<DateTime<Utc>>,
+    after: Option<&coffer_api::Timestamp>,
+    before: Option<&coffer_api::Timestamp>,
+) -> bool {
+    if after.is_none() && before.is_none() {
+        return true;
+    }
+    let Some(t) = t else { return false };
+    after.is_none_or(|a| t > a.0) && before.is_none_or(|b| t < b.0)
+}
+
+/// Checks a Lifecycle given to a job or recovery point.
+pub(crate) fn check_lifecycle(l: &Lifecycle) -> Result<()> {
+    if let Some(d) = l.delete_after_days {
+        if !(1..=36500).contains(&d) {
+            return Err(ApiError::invalid_parameter(
+                "Invalid lifecycle. DeleteAfterDays cannot be less than 1 or more than 36500 days",
+            )
+            .into());
+        }
+        if let Some(c) = l.move_to_cold_storage_after_days
+            && d < c + 90
+        {
+            return Err(ApiError::invalid_parameter("Invalid lifecycle. DeleteAfterDays cannot be less than 90 days apart from MoveToColdStorageAfterDays").into());
+        }
+    }
+    if let Some(c) = l.move_to_cold_storage_after_days
+        && !(1..=36500).contains(&c)
+    {
+        return Err(ApiError::invalid_parameter("Invalid lifecycle. MoveToColdStorageAfterDays cannot be less than 1 or more than 36500 days").into());
+    }
+    Ok(())
+}
+
+/// The (account, region, name) a backup-vault ARN names.
+pub(crate) fn parse_vault_arn(vault_arn: &str) -> Result<(String, String, String)> {
+    let bad = || {
+        ApiError::invalid_parameter(format!(
+            "DestinationBackupVaultArn '{vault_arn}' is not a backup vault ARN (arn:aws:backup:REGION:ACCOUNT:backup-vault:NAME)."
+        ))
+    };
+    let a = arn::parse(vault_arn).ok_or_else(bad)?;
+    let name = a.resource.strip_prefix("backup-vault:").ok_or_else(bad)?;
+    if a.service != "backup" || name.is_empty() {
+        return Err(bad().into());
+    }
+    Ok((
+        a.account.to_string(),
+        a.region.to_string(),
+        name.to_string(),
+    ))
+}
+
+/// Everything a new copy job needs, from StartCopyJob or from a rule's copy action.
+pub(crate) struct CopyJobSpec {
+    pub source_vault_name: String,
+    pub source_vault_arn: String,
+    pub source_vault_uid: String,
+    pub source: RecoveryPointRecord,
+    pub destination_vault_arn: String,
+    pub lifecycle: Option<Lifecycle>,
+    pub iam_role_arn: String,
+    pub idempotency_token: Option<String>,
+    pub created_by: Option<RecoveryPointCreator>,
+    pub created_by_backup_job_id: Option<String>,
+    pub creation_date: chrono::DateTime<chrono::Utc>,
+}
+
+/// The destination vault of a copy, checked inside the transaction: the outer error is a
+/// store failure, the inner one says why this destination cannot be used.
+pub(crate) fn check_destination(
+    tx: &mut dyn Txn,
+    spec: &CopyJobSpec,
+) -> Result<std::result::Result<VaultRecord, Error>> {
+    let (dest_account, dest_region, dest_name) = match parse_vault_arn(&spec.destination_vault_arn)
+    {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let k = vaults::key(&dest_account, &dest_region, &dest_name);
+    let dest: VaultRecord = match tx.get(vaults::TABLE, &k)? {
+        Some(v) => serde_json::from_slice(&v)?,
+        None => {
+            return Ok(Err(ApiError::not_found(format!(
+                "Destination backup vault {} does not exist.",
+                spec.destination_vault_arn
+            ))
+            .into()));
+        }
+    };
+    if dest_account != spec.source.account {
+        let caller = spec.source.account.clone();
+        if !settings::cross_account_backup_enabled(tx, &caller)? {
+            return Ok(Err(ApiError::invalid_request(format!(
+                "Cross-account backup is disabled for account {caller}: enable isCrossAccountBackupEnabled with UpdateGlobalSettings first."
+            ))
+            .into()));
+        }
+        let allowed = vault_policy::get(tx, &k)?
+            .is_some_and(|p| vault_policy::copy_allowed(&p, &dest.arn, &caller));
+        if !allowed {
+            return Ok(Err(ApiError::invalid_request(format!(
+                "The access policy of {} does not allow account {caller} to backup:CopyIntoBackupVault.",
+                dest.arn
+            ))
+            .into()));
+        }
+    }
+    if dest.uid == spec.source_vault_uid {
+        return Ok(Err(ApiError::invalid_parameter(
+            "The destination vault is the source vault; copy into another vault.",
+        )
+        .into()));
+    }
+    Ok(Ok(dest))
+}
+
+/// Builds a copy job from `spec` into `dest` and queues it, in the caller's transaction; when
+/// `dest` is an error message the job is recorded FAILED with it instead (a plan's copy action
+/// whose destination cannot be used). StartCopyJob and completed plan backups both create
+/// their copy jobs here.
+pub(crate) fn create_copy_job(
+    tx: &mut dyn Txn,
+    spec: CopyJobSpec,
+    dest: std::result::Result<&VaultRecord, String>,
+) -> Result<JobRecord> {
+    let dest_rp_id = uuid::Uuid::new_v4().to_string();
+    let (dest_arn, dest_rp_arn, failed) = match dest {
+        Ok(d) => (
+            d.arn.clone(),
+            Some(arn::recovery_point(&d.region, &d.account, &dest_rp_id)),
+            None,
+        ),
+        Err(m) => (spec.destination_vault_arn.clone(), None, Some(m)),
+    };
+    let rp = spec.source;
+    let mut job = JobRecord {
+        id: new_job_id(),
+        kind: JobKind::Copy,
+        account: rp.account.clone(),
+        region: rp.region.clone(),
+        state: "CREATED".into(),
+        status_message: None,
+        message_category: None,
+        creation_date: spec.creation_date,
+        start_by: None,
+        complete_by: None,
+        started_at: None,
+        completion_date: None,
+        percent_done: 0.0,
+        bytes_transferred: 0,
+        backup_size: rp.backup_size,
+        iam_role_arn: Some(spec.iam_role_arn),
+        idempotency_token: spec.idempotency_token,
+        resource_arn: rp.resource_arn.clone(),
+        resource_type: rp.resource_type.clone(),
+        resource_name: rp.resource_name.clone(),
+        vault_name: spec.source_vault_name,
+        vault_arn: spec.source_vault_arn,
+        recovery_point_id: Some(rp.id.clone()),
+        recovery_point_arn: Some(rp.arn.clone()),
+        recovery_point_creation_date: Some(rp.creation_date),
+        dest_vault_arn: Some(dest_arn),
+        dest_recovery_point_arn: dest_rp_arn,
+        lifecycle: spec.lifecycle,
+        recovery_point_tags: Default::default(),
+        backup_options: Default::default(),
+        created_by: spec.created_by,
+        created_by_backup_job_id: spec.created_by_backup_job_id,
+        copy_actions: Vec::new(),
+        metadata: Default::default(),
+        created_resource_arn: None,
+        validation_status: None,
+        validation_status_message: None,
+        attempts: 0,
+        lease_owner: None,
+        lease_until: None,
+    };
+    if let Some(message) = failed {
+        job.state = "FAILED".into();
+        job.status_message = Some(message);
+        job.message_category = Some("FAILED".into());
+        job.completion_date = Some(job.creation_date);
+        save_job(tx, &job)?;
+        return Ok(job);
+    }
+    enqueue(tx, &job)
+}
+
+/// Everything a new backup job needs, from StartBackupJob or from a plan's firing.
+pub(crate) struct BackupJobSpec {
+    pub account: String,
+    pub region: String,
+    pub vault_name: String,
+    pub vault_arn: String,
+    pub resource_arn: String,
+    pub resource_type: String,
+    pub resource_name: Option<String>,
+    pub iam_role_arn: String,
+    pub idempotency_token: Option<String>,
+    /// For a plan's job: the scheduled time (so retention counts from it).
+    pub creation_date: DateTime<Utc>,
+    pub start_by: DateTime<Utc>,
+    pub complete_by: DateTime<Utc>,
+    pub lifecycle: Option<Lifecycle>,
+    pub recovery_point_tags: BTreeMap<String, String>,
+    pub created_by: Option<RecoveryPointCreator>,
+    /// The rule's copy actions, carried out when the job completes.
+    pub copy_actions: Vec<CopyAction>,
+    /// When set, the job is recorded already EXPIRED with this message (a firing whose start
+    /// window ended before it could be started).
+    pub expired_message: Option<String>,
+}
+
+/// Builds a backup job from `spec` and queues it (or records it EXPIRED), in the caller's
+/// transaction. StartBackupJob and the scheduler both create their jobs here.
+pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result<JobRecord> {
+    let id = new_job_id();
+    let rp_id = uuid::Uuid::new_v4().to_string();
+    let expired = spec.expired_message.is_some();
+    let job = JobRecord {
+        id,
+        kind: JobKind::Backup,
+        state: if expired { "EXPIRED" } else { "CREATED" }.into(),
+        status_message: spec.expired_message,
+        message_category: expired.then(|| "EXPIRED".to_string()),
+        creation_date: spec.creation_date,
+        start_by: Some(spec.start_by),
+        complete_by: Some(spec.complete_by),
+        started_at: None,
+        completion_date: None,
+        percent_done: 0.0,
+        bytes_transferred: 0,
+        backup_size: 0,
+        iam_role_arn: Some(spec.iam_role_arn),
+        idempotency_token: spec.idempotency_token,
+        resource_arn: spec.resource_arn,
+        resource_type: spec.resource_type,
+        resource_name: spec.resource_name,
+        vault_name: spec.vault_name,
+        vault_arn: spec.vault_arn,
+        recovery_point_id: Some(rp_id.clone()),
+        recovery_point_arn: Some(arn::recovery_point(&spec.region, &spec.account, &rp_id)),
+        account: spec.account,
+        region: spec.region,
+        recovery_point_creation_date: None,
+        dest_vault_arn: None,
+        dest_recovery_point_arn: None,
+        lifecycle: spec.lifecycle,
+        recovery_point_tags: spec.recovery_point_tags,
+        backup_options: Default::default(),
+        created_by: spec.created_by,
+        created_by_backup_job_id: None,
+        copy_actions: spec.copy_actions,
+        metadata: Default::default(),
+        created_resource_arn: None,
+        validation_status: None,
+        validation_status_message: None,
+        attempts: 0,
+        lease_owner: None,
+        lease_until: None,
+    };
+    if expired {
+        let mut job = job;
+        job.completion_date = job.start_by;
+        save_job(tx, &job)?;
+        return Ok(job);
+    }
+    enqueue(tx, &job)
+}

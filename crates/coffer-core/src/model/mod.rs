@@ -1,0 +1,53 @@
+//! The bottom layer of the domain: what Coffer's records are and the rules they obey.
+//!
+//! Records (vaults, plans, selections, jobs, recovery points, settings, subscriptions,
+//! policies, tags), their store keys, their states, the pure rules that check API input
+//! (plan documents, lifecycles, restore metadata, access policies) and the transaction-level
+//! functions that read and write them, including the outbox events written with each state
+//! change. Nothing here knows the server, the engine's repositories or the workers: a function
+//! of this layer gets a store transaction, or [`Meta`] (the store and the clock) when it needs
+//! its own transaction. Layers above may import this one; this one imports none of them.
+
+pub mod arn;
+pub mod clock;
+pub(crate) mod error;
+pub mod events;
+pub mod inventory;
+pub(crate) mod jobs;
+pub(crate) mod paging;
+pub(crate) mod plan_rules;
+pub(crate) mod plans;
+pub(crate) mod recovery_points;
+pub(crate) mod restore;
+pub(crate) mod selections;
+pub(crate) mod settings;
+pub(crate) mod tags;
+pub(crate) mod vault_lock;
+pub(crate) mod vault_notifications;
+pub(crate) mod vault_policy;
+pub(crate) mod vaults;
+
+use coffer_store::StoreHandle;
+
+use clock::Clock;
+
+/// The metadata store and the clock: all most API handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct Meta {
+    store: StoreHandle,
+    clock: Clock,
+}
+
+impl Meta {
+    pub fn new(store: StoreHandle, clock: Clock) -> Self {
+        Meta { store, clock }
+    }
+
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+}

@@ -1,0 +1,270 @@
+//! Plan records: a plan (table `plan`, key `ACCOUNT:REGION:PLANID`) points at its current
+//! version; every version stays in `plan_version` (key `ACCOUNT:REGION:PLANID:NNNNNNNN`) and
+//! `plan_version_id` maps a VersionId to its sequence; `plan_request` maps a CreatorRequestId
+//! to the plan it made. The scheduler reads [`active_plans`] and [`current_version`] and
+//! writes [`record_execution`]; the API operations are in `control::plans`.
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use coffer_api::ApiError;
+use coffer_api::types::*;
+use coffer_store::Txn;
+use serde::{Deserialize, Serialize};
+
+use crate::model::error::Result;
+use crate::model::paging::scan_all;
+use crate::model::{events, vaults};
+
+pub(crate) const TABLE: &str = "plan";
+
+pub(crate) const VERSION_TABLE: &str = "plan_version";
+
+pub(crate) const VERSION_ID_TABLE: &str = "plan_version_id";
+
+pub(crate) const REQUEST_TABLE: &str = "plan_request";
+
+/// A backup plan as stored: identity, dates and a pointer to its current version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PlanRecord {
+    pub account: String,
+    pub region: String,
+    pub id: String,
+    pub arn: String,
+    pub creation_date: DateTime<Utc>,
+    pub creator_request_id: Option<String>,
+    pub deletion_date: Option<DateTime<Utc>>,
+    pub last_execution_date: Option<DateTime<Utc>>,
+    pub current_sequence: u32,
+    pub current_version_id: String,
+}
+
+/// One version of a plan's document, as written by CreateBackupPlan or UpdateBackupPlan. The
+/// document holds every rule with its defaults and RuleId.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PlanVersionRecord {
+    pub plan_id: String,
+    pub sequence: u32,
+    pub version_id: String,
+    pub creation_date: DateTime<Utc>,
+    pub document: BackupPlan,
+}
+
+pub(crate) fn scope(account: &str, region: &str) -> String {
+    format!("{account}:{region}:")
+}
+
+pub(crate) fn key(account: &str, region: &str, plan_id: &str) -> String {
+    format!("{}{plan_id}", scope(account, region))
+}
+
+pub(crate) fn version_prefix(account: &str, region: &str, plan_id: &str) -> String {
+    format!("{}{plan_id}:", scope(account, region))
+}
+
+pub(crate) fn version_key(account: &str, region: &str, plan_id: &str, sequence: u32) -> String {
+    format!("{}{sequence:08}", version_prefix(account, region, plan_id))
+}
+
+pub(crate) fn version_id_key(
+    account: &str,
+    region: &str,
+    plan_id: &str,
+    version_id: &str,
+) -> String {
+    format!("{}{version_id}", version_prefix(account, region, plan_id))
+}
+
+pub(crate) fn request_key(account: &str, region: &str, request_id: &str) -> String {
+    format!("{}{request_id}", scope(account, region))
+}
+
+/// A new VersionId: the base64 encoding of a lowercase UUID string (48 characters), as AWS's.
+pub(crate) fn new_version_id() -> String {
+    base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().to_string())
+}
+
+pub(crate) fn not_found(plan_id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Backup plan {plan_id} does not exist in this account and region."
+    ))
+}
+
+/// Plan ids are lowercase UUIDs; anything else names no plan (and never reaches a key).
+pub(crate) fn check_plan_id(plan_id: &str) -> Result<()> {
+    match uuid::Uuid::parse_str(plan_id) {
+        Ok(u) if u.hyphenated().to_string() == plan_id => Ok(()),
+        _ => Err(not_found(plan_id).into()),
+    }
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+pub(crate) fn load_plan(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    plan_id: &str,
+) -> Result<PlanRecord> {
+    match tx.get(TABLE, &key(account, region, plan_id))? {
+        Some(v) => decode(&v),
+        None => Err(not_found(plan_id).into()),
+    }
+}
+
+pub(crate) fn load_version(
+    tx: &mut dyn Txn,
+    plan: &PlanRecord,
+    sequence: u32,
+) -> Result<PlanVersionRecord> {
+    let k = version_key(&plan.account, &plan.region, &plan.id, sequence);
+    match tx.get(VERSION_TABLE, &k)? {
+        Some(v) => decode(&v),
+        None => Err(ApiError::internal(format!("plan version {k} is missing")).into()),
+    }
+}
+
+/// The plan `plan_id` of the scope if it exists and is not deleted (ResourceNotFoundException
+/// otherwise).
+pub(crate) fn load_active(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    plan_id: &str,
+) -> Result<PlanRecord> {
+    let plan = load_plan(tx, account, region, plan_id)?;
+    if plan.deletion_date.is_some() {
+        return Err(not_found(plan_id).into());
+    }
+    Ok(plan)
+}
+
+/// Whether plan `plan_id` exists in the scope and is not deleted.
+pub(crate) fn is_active(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    plan_id: &str,
+) -> Result<bool> {
+    Ok(match tx.get(TABLE, &key(account, region, plan_id))? {
+        Some(v) => decode::<PlanRecord>(&v)?.deletion_date.is_none(),
+        None => false,
+    })
+}
+
+/// A plan that is not deleted, with its current version: what the scheduler runs.
+#[derive(Debug, Clone)]
+pub(crate) struct ActivePlan {
+    pub plan: PlanRecord,
+    pub version: PlanVersionRecord,
+}
+
+/// The current version of plan `plan_id`, or `None` when it does not exist or is deleted.
+pub(crate) fn current_version(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    plan_id: &str,
+) -> Result<Option<ActivePlan>> {
+    let Some(v) = tx.get(TABLE, &key(account, region, plan_id))? else {
+        return Ok(None);
+    };
+    let plan: PlanRecord = decode(&v)?;
+    if plan.deletion_date.is_some() {
+        return Ok(None);
+    }
+    let version = load_version(tx, &plan, plan.current_sequence)?;
+    Ok(Some(ActivePlan { plan, version }))
+}
+
+/// Every plan that is not deleted, in every account and region, with its current version.
+pub(crate) fn active_plans(tx: &mut dyn Txn) -> Result<Vec<ActivePlan>> {
+    let mut out = Vec::new();
+    for (_, v) in scan_all(tx, TABLE, "")? {
+        let plan: PlanRecord = decode(&v)?;
+        if plan.deletion_date.is_none() {
+            let version = load_version(tx, &plan, plan.current_sequence)?;
+            out.push(ActivePlan { plan, version });
+        }
+    }
+    Ok(out)
+}
+
+/// Records that a job ran for plan `plan_id` at `at` (its LastExecutionDate). Never moves the
+/// date backwards; a missing plan is not an error (it may have been deleted meanwhile).
+pub(crate) fn record_execution(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    plan_id: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let k = key(account, region, plan_id);
+    let Some(v) = tx.get(TABLE, &k)? else {
+        return Ok(());
+    };
+    let mut plan: PlanRecord = decode(&v)?;
+    if plan.last_execution_date.is_none_or(|d| d < at) {
+        plan.last_execution_date = Some(at);
+        tx.put(TABLE, &k, &serde_json::to_vec(&plan)?)?;
+    }
+    Ok(())
+}
+
+/// Refuses a document whose rules target a vault missing from the scope.
+pub(crate) fn check_target_vaults(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    document: &BackupPlan,
+) -> Result<()> {
+    for r in &document.rules {
+        let k = vaults::key(account, region, &r.target_backup_vault_name);
+        if tx.get(vaults::TABLE, &k)?.is_none() {
+            return Err(ApiError::invalid_parameter(format!(
+                "Error in rule {} : TargetBackupVaultName '{}' does not name a backup vault of this account and region.",
+                r.rule_name, r.target_backup_vault_name
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Writes version `version` of `plan` and its VersionId index entry.
+pub(crate) fn put_version(
+    tx: &mut dyn Txn,
+    plan: &PlanRecord,
+    version: &PlanVersionRecord,
+) -> Result<()> {
+    tx.put(
+        VERSION_TABLE,
+        &version_key(&plan.account, &plan.region, &plan.id, version.sequence),
+        &serde_json::to_vec(version)?,
+    )?;
+    tx.put(
+        VERSION_ID_TABLE,
+        &version_id_key(&plan.account, &plan.region, &plan.id, &version.version_id),
+        version.sequence.to_string().as_bytes(),
+    )?;
+    // A new plan or a new version of one: BACKUP_PLAN_CREATED / _MODIFIED to its target vaults.
+    let targets: Vec<String> = version
+        .document
+        .rules
+        .iter()
+        .map(|r| r.target_backup_vault_name.clone())
+        .collect();
+    events::plan_changed(
+        tx,
+        &plan.account,
+        &plan.region,
+        version.sequence == 1,
+        &plan.id,
+        &plan.arn,
+        &version.version_id,
+        &targets,
+        version.creation_date,
+    )?;
+    Ok(())
+}

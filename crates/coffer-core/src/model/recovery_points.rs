@@ -1,0 +1,322 @@
+//! Recovery points: what a completed backup or copy leaves in a vault.
+//!
+//! Each is a record in table `recovery_point` (key `ACCOUNT:REGION:VAULT:ID`, so one vault's
+//! points are one scan) pointing at its snapshot in the vault's repository, with an index from
+//! id to vault (`rp_index`). A recovery point is recorded only once its snapshot is complete,
+//! so no half-made point is ever visible. Deleting one removes the record and queues the
+//! snapshot's removal from the repository (`rp_deletion`) in the same transaction; the runner
+//! carries the removal out, after a restart too.
+
+use chrono::{DateTime, Duration, Utc};
+use coffer_api::types::*;
+use coffer_api::{ApiError, Timestamp};
+use coffer_engine::SnapshotRef;
+use coffer_store::Txn;
+use serde::{Deserialize, Serialize};
+
+use crate::model::error::Result;
+use crate::model::{Meta, arn, tags, vaults};
+
+pub(crate) const TABLE: &str = "recovery_point";
+pub(crate) const INDEX: &str = "rp_index";
+pub(crate) const DELETIONS: &str = "rp_deletion";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RecoveryPointRecord {
+    pub id: String,
+    pub arn: String,
+    pub account: String,
+    pub region: String,
+    pub vault_name: String,
+    pub vault_arn: String,
+    pub vault_uid: String,
+    pub snapshot: SnapshotRef,
+    pub resource_arn: String,
+    pub resource_type: String,
+    pub resource_name: Option<String>,
+    pub creation_date: DateTime<Utc>,
+    pub initiation_date: Option<DateTime<Utc>>,
+    pub completion_date: DateTime<Utc>,
+    pub backup_size: i64,
+    pub iam_role_arn: Option<String>,
+    pub lifecycle: Option<Lifecycle>,
+    pub created_by: Option<RecoveryPointCreator>,
+    pub source_vault_arn: Option<String>,
+    pub encryption_key_arn: String,
+    pub status: String,
+    pub storage_class: String,
+    #[serde(default)]
+    pub last_restore_time: Option<DateTime<Utc>>,
+    /// The source path the snapshot holds (restore metadata needs it).
+    #[serde(default)]
+    pub source_path: Option<String>,
+}
+
+/// A pending removal of a snapshot from a vault repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Deletion {
+    pub account: String,
+    pub region: String,
+    pub vault_name: String,
+    pub vault_uid: String,
+    pub snapshot: SnapshotRef,
+}
+
+pub(crate) fn key(account: &str, region: &str, vault: &str, id: &str) -> String {
+    format!("{account}:{region}:{vault}:{id}")
+}
+
+/// The id inside a recovery point ARN of the caller's scope.
+pub(crate) fn id_of(ctx_account: &str, ctx_region: &str, rp_arn: &str) -> Result<String> {
+    let bad = || {
+        ApiError::invalid_parameter(format!(
+            "'{rp_arn}' is not a recovery point ARN (arn:aws:backup:REGION:ACCOUNT:recovery-point:ID)."
+        ))
+    };
+    let a = arn::parse(rp_arn).ok_or_else(bad)?;
+    let id = a.resource.strip_prefix("recovery-point:").ok_or_else(bad)?;
+    if a.service != "backup" || id.is_empty() {
+        return Err(bad().into());
+    }
+    if a.account != ctx_account || a.region != ctx_region {
+        return Err(ApiError::not_found(format!(
+            "Recovery point {rp_arn} does not exist in this account and region."
+        ))
+        .into());
+    }
+    Ok(id.to_string())
+}
+
+impl RecoveryPointRecord {
+    pub fn key(&self) -> String {
+        key(&self.account, &self.region, &self.vault_name, &self.id)
+    }
+
+    pub(crate) fn calculated(&self) -> Option<CalculatedLifecycle> {
+        let l = self.lifecycle.as_ref()?;
+        let at = |d: Option<i64>| d.map(|d| Timestamp(self.creation_date + Duration::days(d)));
+        Some(CalculatedLifecycle {
+            delete_at: at(l.delete_after_days),
+            move_to_cold_storage_at: at(l.move_to_cold_storage_after_days),
+        })
+    }
+
+    pub fn describe(&self) -> DescribeRecoveryPointOutput {
+        DescribeRecoveryPointOutput {
+            backup_size_in_bytes: Some(self.backup_size),
+            backup_vault_arn: Some(self.vault_arn.clone()),
+            backup_vault_name: Some(self.vault_name.clone()),
+            calculated_lifecycle: self.calculated(),
+            completion_date: Some(Timestamp(self.completion_date)),
+            created_by: self.created_by.clone(),
+            creation_date: Some(Timestamp(self.creation_date)),
+            encryption_key_arn: Some(self.encryption_key_arn.clone()),
+            encryption_key_type: Some("AWS_OWNED_KMS_KEY".into()),
+            iam_role_arn: self.iam_role_arn.clone(),
+            initiation_date: self.initiation_date.map(Timestamp),
+            is_encrypted: Some(true),
+            is_parent: Some(false),
+            last_restore_time: self.last_restore_time.map(Timestamp),
+            lifecycle: self.lifecycle.clone(),
+            recovery_point_arn: Some(self.arn.clone()),
+            resource_arn: Some(self.resource_arn.clone()),
+            resource_name: self.resource_name.clone(),
+            resource_type: Some(self.resource_type.clone()),
+            source_backup_vault_arn: self.source_vault_arn.clone(),
+            status: Some(self.status.clone()),
+            storage_class: Some(self.storage_class.clone()),
+            vault_type: Some("BACKUP_VAULT".into()),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn by_vault(&self) -> RecoveryPointByBackupVault {
+        let d = self.describe();
+        RecoveryPointByBackupVault {
+            backup_size_in_bytes: d.backup_size_in_bytes,
+            backup_vault_arn: d.backup_vault_arn,
+            backup_vault_name: d.backup_vault_name,
+            calculated_lifecycle: d.calculated_lifecycle,
+            completion_date: d.completion_date,
+            created_by: d.created_by,
+            creation_date: d.creation_date,
+            encryption_key_arn: d.encryption_key_arn,
+            encryption_key_type: d.encryption_key_type,
+            iam_role_arn: d.iam_role_arn,
+            initiation_date: d.initiation_date,
+            is_encrypted: d.is_encrypted,
+            is_parent: d.is_parent,
+            last_restore_time: d.last_restore_time,
+            lifecycle: d.lifecycle,
+            recovery_point_arn: d.recovery_point_arn,
+            resource_arn: d.resource_arn,
+            resource_name: d.resource_name,
+            resource_type: d.resource_type,
+            source_backup_vault_arn: d.source_backup_vault_arn,
+            status: d.status,
+            vault_type: d.vault_type,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn by_resource(&self) -> RecoveryPointByResource {
+        RecoveryPointByResource {
+            backup_size_bytes: Some(self.backup_size),
+            backup_vault_name: Some(self.vault_name.clone()),
+            creation_date: Some(Timestamp(self.creation_date)),
+            encryption_key_arn: Some(self.encryption_key_arn.clone()),
+            encryption_key_type: Some("AWS_OWNED_KMS_KEY".into()),
+            is_parent: Some(false),
+            recovery_point_arn: Some(self.arn.clone()),
+            resource_name: self.resource_name.clone(),
+            status: Some(self.status.clone()),
+            vault_type: Some("BACKUP_VAULT".into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Records a new recovery point in its vault (inside the job's final transaction).
+pub(crate) fn insert(
+    tx: &mut dyn Txn,
+    rp: &RecoveryPointRecord,
+    rp_tags: &tags::Tags,
+) -> Result<()> {
+    let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
+    let mut vault = vaults::load(tx, &vkey, &rp.vault_name)?;
+    if vault.uid != rp.vault_uid {
+        return Err(ApiError::not_found(format!(
+            "Backup vault '{}' was deleted while the job ran.",
+            rp.vault_name
+        ))
+        .into());
+    }
+    vault.recovery_points += 1;
+    vaults::save(tx, &vault)?;
+    tx.put(TABLE, &rp.key(), &serde_json::to_vec(rp)?)?;
+    tx.put(
+        INDEX,
+        &format!("{}:{}:{}", rp.account, rp.region, rp.id),
+        rp.vault_name.as_bytes(),
+    )?;
+    tags::set(tx, &rp.arn, rp_tags)?;
+    Ok(())
+}
+
+/// Finds a recovery point by ARN in the caller's scope (any vault).
+pub(crate) fn find(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    rp_arn: &str,
+) -> Result<RecoveryPointRecord> {
+    let id = id_of(account, region, rp_arn)?;
+    let not_found = || ApiError::not_found(format!("Recovery point {rp_arn} does not exist."));
+    let Some(vault) = tx.get(INDEX, &format!("{account}:{region}:{id}"))? else {
+        return Err(not_found().into());
+    };
+    let vault = String::from_utf8_lossy(&vault).to_string();
+    match tx.get(TABLE, &key(account, region, &vault, &id))? {
+        Some(v) => Ok(serde_json::from_slice(&v)?),
+        None => Err(not_found().into()),
+    }
+}
+
+/// Finds a recovery point by vault name and ARN.
+pub(crate) fn find_in_vault(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    vault: &str,
+    rp_arn: &str,
+) -> Result<RecoveryPointRecord> {
+    let id = id_of(account, region, rp_arn)?;
+    match tx.get(TABLE, &key(account, region, vault, &id))? {
+        Some(v) => Ok(serde_json::from_slice(&v)?),
+        None => Err(ApiError::not_found(format!(
+            "Recovery point {rp_arn} does not exist in backup vault '{vault}'."
+        ))
+        .into()),
+    }
+}
+
+/// The latest completed recovery point of a resource in a vault: the parent of its next backup.
+pub(crate) async fn latest_for_resource(
+    meta: &Meta,
+    account: &str,
+    region: &str,
+    vault: &str,
+    resource_arn: &str,
+) -> Result<Option<RecoveryPointRecord>> {
+    let prefix = format!("{account}:{region}:{vault}:");
+    let rows = meta
+        .store()
+        .read(move |tx| tx.scan(TABLE, &prefix, None, usize::MAX))
+        .await?;
+    let mut best: Option<RecoveryPointRecord> = None;
+    for (_, v) in rows {
+        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+        if rp.resource_arn == resource_arn
+            && rp.status == "COMPLETED"
+            && best
+                .as_ref()
+                .is_none_or(|b| rp.creation_date > b.creation_date)
+        {
+            best = Some(rp);
+        }
+    }
+    Ok(best)
+}
+
+/// Every recovery point of the caller's scope.
+pub(crate) async fn all(
+    meta: &Meta,
+    account: &str,
+    region: &str,
+) -> Result<Vec<RecoveryPointRecord>> {
+    let prefix = format!("{account}:{region}:");
+    let rows = meta
+        .store()
+        .read(move |tx| tx.scan(TABLE, &prefix, None, usize::MAX))
+        .await?;
+    rows.iter()
+        .map(|(_, v)| serde_json::from_slice(v).map_err(Into::into))
+        .collect()
+}
+
+/// When the vault's lock lets `rp` be deleted (its MinRetentionDays counted from the creation
+/// date); `None` when nothing holds it.
+pub(crate) fn locked_until(
+    vault: &vaults::VaultRecord,
+    rp: &RecoveryPointRecord,
+) -> Option<DateTime<Utc>> {
+    vault
+        .lock
+        .as_ref()
+        .and_then(|l| l.min_retention_days)
+        .map(|min| rp.creation_date + Duration::days(min))
+}
+
+/// Removes `rp` from `vault` (record, index, tags, the vault's count) and queues its
+/// snapshot's removal from the repository, in the caller's transaction. DeleteRecoveryPoint
+/// and the lifecycle sweep both delete here; the caller checks the vault lock first.
+pub(crate) fn remove(
+    tx: &mut dyn Txn,
+    vault: &mut vaults::VaultRecord,
+    rp: &RecoveryPointRecord,
+) -> Result<()> {
+    tx.delete(TABLE, &rp.key())?;
+    tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;
+    tags::remove_all(tx, &rp.arn)?;
+    vault.recovery_points = (vault.recovery_points - 1).max(0);
+    vaults::save(tx, vault)?;
+    let d = Deletion {
+        account: rp.account.clone(),
+        region: rp.region.clone(),
+        vault_name: vault.name.clone(),
+        vault_uid: vault.uid.clone(),
+        snapshot: rp.snapshot.clone(),
+    };
+    tx.put(DELETIONS, &rp.key(), &serde_json::to_vec(&d)?)?;
+    Ok(())
+}

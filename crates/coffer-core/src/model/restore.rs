@@ -1,0 +1,97 @@
+//! What restore metadata asks for: the target directory, in-place or not, overwrite, and the
+//! items to restore. StartRestoreJob checks it with [`plan`] before the job is queued, and the
+//! data plane reads it again with the same function when the job runs.
+
+use std::collections::BTreeMap;
+
+use coffer_api::ApiError;
+
+use crate::model::error::Result;
+use std::path::PathBuf;
+
+use coffer_engine::RestoreOptions;
+
+pub(crate) struct RestorePlan {
+    pub(crate) target: PathBuf,
+    pub(crate) options: RestoreOptions,
+    pub(crate) in_place: bool,
+}
+
+pub(crate) fn flag(metadata: &BTreeMap<String, String>, key: &str) -> Result<bool> {
+    match metadata.get(key).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" || v.is_empty() => Ok(false),
+        Some(v) => Err(ApiError::invalid_parameter(format!(
+            "Restore metadata '{key}' must be \"true\" or \"false\", not \"{v}\"."
+        ))
+        .into()),
+    }
+}
+
+pub(crate) fn plan(
+    metadata: &BTreeMap<String, String>,
+    source_path: Option<&str>,
+) -> Result<RestorePlan> {
+    let in_place = flag(metadata, "inPlace")?;
+    let overwrite = flag(metadata, "overwrite")?;
+    let target = match (
+        in_place,
+        metadata.get("targetPath").filter(|t| !t.is_empty()),
+    ) {
+        (true, Some(_)) => {
+            return Err(ApiError::invalid_parameter(
+                "Give either targetPath or inPlace=true in the restore metadata, not both.",
+            )
+            .into());
+        }
+        (true, None) => PathBuf::from(source_path.ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "This recovery point does not record its source path; restore it to a targetPath.",
+            )
+        })?),
+        (false, Some(t)) => PathBuf::from(t),
+        (false, None) => {
+            return Err(ApiError::invalid_parameter(
+                "Restore metadata must name a targetPath (an absolute directory on the Coffer host), or set inPlace=true to restore over the resource itself.",
+            )
+            .into());
+        }
+    };
+    if !target.is_absolute() {
+        return Err(ApiError::invalid_parameter(format!(
+            "targetPath '{}' must be an absolute path.",
+            target.display()
+        ))
+        .into());
+    }
+    let mut paths = Vec::new();
+    if let Some(items) = metadata
+        .get("ItemsToRestore")
+        .filter(|s| !s.trim().is_empty())
+    {
+        let list: Vec<String> = serde_json::from_str(items).map_err(|_| {
+            ApiError::invalid_parameter(format!(
+                "ItemsToRestore must be a JSON array of paths, e.g. [\"docs/a.txt\"]; got {items}"
+            ))
+        })?;
+        for item in list {
+            let rel = item.trim_start_matches('/');
+            if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+                return Err(ApiError::invalid_parameter(format!(
+                    "ItemsToRestore entry '{item}' must be a path inside the recovery point."
+                ))
+                .into());
+            }
+            paths.push(PathBuf::from(rel));
+        }
+    }
+    Ok(RestorePlan {
+        target,
+        options: RestoreOptions {
+            paths,
+            overwrite: overwrite || in_place,
+        },
+        in_place,
+    })
+}

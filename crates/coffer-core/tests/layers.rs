@@ -1,0 +1,247 @@
+//! The dependency rule of the domain's layers, checked on the source itself.
+//!
+//! `coffer-core/src` is split into layers (docs/architecture.md): `model` at the bottom, then
+//! `dataplane`, then `control` and `background` side by side, and the service wiring
+//! (`lib.rs`, `coverage.rs`) on top. A module may use its own layer and the layers below it,
+//! never one above or beside it. This test reads every source file of a layer, resolves each
+//! `crate::…` and `super::…` path of its non-test code to the top-level module it names, and
+//! fails on any that the rule forbids, naming the file, the line and the path.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Each layer and the top-level modules its code may name.
+const RULES: &[(&str, &[&str])] = &[
+    ("model", &["model"]),
+    ("dataplane", &["model", "dataplane"]),
+    ("control", &["model", "dataplane", "control"]),
+    ("background", &["model", "dataplane", "background"]),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The module path of a source file under `src` (`model/jobs.rs` -> `["model", "jobs"]`).
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().to_string())
+        .collect();
+    if parts.last().is_some_and(|l| l == "mod") {
+        parts.pop();
+    }
+    parts
+}
+
+/// The code of a file without its test module(s) (tests may build the whole service).
+fn non_test_code(text: &str) -> &str {
+    match text.find("#[cfg(test)]") {
+        Some(i) => &text[..i],
+        None => text,
+    }
+}
+
+/// The top-level module names a path starting at `at` in `line` reaches, given the module the
+/// line is in. `crate::{a, b::c}` reaches `a` and `b`; `super::super::x` climbs two levels.
+fn targets(module: &[String], line: &str, at: usize) -> Vec<String> {
+    let rest = &line[at..];
+    let mut base: Vec<String>;
+    let mut tail: &str;
+    if let Some(t) = rest.strip_prefix("crate::") {
+        base = Vec::new();
+        tail = t;
+    } else {
+        base = module.to_vec();
+        // `super` inside `foo.rs` is the parent of `foo`.
+        tail = rest;
+        while let Some(t) = tail.strip_prefix("super::") {
+            base.pop();
+            tail = t;
+        }
+    }
+    if !base.is_empty() {
+        return vec![base[0].clone()];
+    }
+    let names: Vec<String> = if let Some(group) = tail.strip_prefix('{') {
+        let mut depth = 1;
+        let mut current = String::new();
+        let mut names = Vec::new();
+        let mut top = true;
+        for ch in group.chars() {
+            match ch {
+                '{' => {
+                    depth += 1;
+                    top = false
+                }
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                ',' if depth == 1 => {
+                    names.push(std::mem::take(&mut current));
+                    top = true;
+                    continue;
+                }
+                ':' => top = false,
+                _ => {}
+            }
+            if depth == 1 && top && !ch.is_whitespace() {
+                current.push(ch);
+            }
+        }
+        names.push(current);
+        names
+    } else {
+        vec![
+            tail.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect(),
+        ]
+    };
+    names
+        .into_iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty() && n != "self")
+        .collect()
+}
+
+/// Every forbidden path in `code` of `module` (a file of layer `layer`).
+fn violations(module: &[String], code: &str) -> Vec<String> {
+    let layer = module[0].as_str();
+    let allowed = RULES
+        .iter()
+        .find(|(l, _)| *l == layer)
+        .map(|(_, a)| *a)
+        .unwrap_or_else(|| panic!("no rule for layer {layer}"));
+    // Join `use` statements that span lines so a group is read whole.
+    let mut out = Vec::new();
+    for (n, line) in code.lines().enumerate() {
+        let mut joined = line.to_string();
+        if line.trim_start().starts_with("use ") && !line.contains(';') {
+            joined = code
+                .lines()
+                .skip(n)
+                .take_while(|l| !l.contains(';'))
+                .chain(code.lines().skip(n).find(|l| l.contains(';')))
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        let code_part = joined.split("//").next().unwrap_or("");
+        for pat in ["crate::", "super::"] {
+            let mut from = 0;
+            while let Some(i) = code_part[from..].find(pat) {
+                let at = from + i;
+                let preceded_by_ident = code_part[..at]
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+                if !preceded_by_ident {
+                    for t in targets(module, code_part, at) {
+                        if !allowed.contains(&t.as_str()) {
+                            out.push(format!("line {}: `{}` reaches `{t}`", n + 1, line.trim()));
+                        }
+                    }
+                }
+                from = at + pat.len();
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_module_of_the_domain_imports_a_layer_above_or_beside_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut seen_layers = BTreeSet::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let module = module_path(&src, &file);
+        if !RULES.iter().any(|(l, _)| *l == module[0]) {
+            continue; // lib.rs, coverage.rs: the wiring on top may use every layer.
+        }
+        seen_layers.insert(module[0].clone());
+        let text = std::fs::read_to_string(&file).unwrap();
+        for v in violations(&module, non_test_code(&text)) {
+            problems.push(format!(
+                "{}: {v}",
+                file.strip_prefix(&src).unwrap().display()
+            ));
+        }
+    }
+    let expected: BTreeSet<String> = RULES.iter().map(|(l, _)| l.to_string()).collect();
+    assert_eq!(seen_layers, expected, "every layer has source files");
+    assert!(
+        problems.is_empty(),
+        "imports against the layer rule (docs/architecture.md):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_check_catches_upward_and_sideways_imports() {
+    let m = |p: &str| p.split('/').map(String::from).collect::<Vec<_>>();
+    // Allowed: own layer, lower layers, `super` within the layer.
+    assert!(
+        violations(
+            &m("control/jobs/backup"),
+            "use crate::model::jobs::JobRecord;"
+        )
+        .is_empty()
+    );
+    assert!(violations(&m("control/jobs/backup"), "use super::copy;").is_empty());
+    assert!(
+        violations(
+            &m("dataplane/backup"),
+            "use crate::{model::vaults, dataplane::jobs};"
+        )
+        .is_empty()
+    );
+    // Forbidden: a layer above, a sibling layer, the service wiring, climbing out with super.
+    assert_eq!(
+        violations(&m("model/jobs"), "use crate::dataplane::jobs::Running;").len(),
+        1
+    );
+    assert_eq!(
+        violations(&m("model/jobs"), "    let c: &crate::Coffer = x;").len(),
+        1
+    );
+    assert_eq!(
+        violations(&m("control/vaults"), "use crate::background::runner;").len(),
+        1
+    );
+    assert_eq!(
+        violations(
+            &m("background/runner"),
+            "use crate::{control::vaults, model};"
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        violations(&m("dataplane/copy"), "use super::super::control::jobs;").len(),
+        1
+    );
+    assert_eq!(
+        violations(
+            &m("model/events"),
+            "use crate::{\n    Coffer,\n    model::jobs,\n};"
+        )
+        .len(),
+        1
+    );
+    // Comments do not count.
+    assert!(violations(&m("model/events"), "// see crate::background::runner").is_empty());
+}

@@ -20,8 +20,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DATASET_SCRIPT=${DATASET_SCRIPT:-$ROOT/../shared/bench/make-dataset.py}
-[[ -f $DATASET_SCRIPT ]] || DATASET_SCRIPT=/work/shared/bench/make-dataset.py
+DATASET_SCRIPT=${DATASET_SCRIPT:-$ROOT/bench/make-dataset.py}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 (cd "$ROOT" && cargo build --release -q -p coffer-engine --bin engine-bench)
 BENCH=$CARGO_TARGET_DIR/release/engine-bench

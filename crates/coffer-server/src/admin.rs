@@ -10,15 +10,175 @@
 //!   has caught up with the new time (every due firing fired, the lifecycle swept, one runner
 //!   pass done; see docs/scheduler.md), with what it did under `caught_up`.
 //!
+//! - `GET /_coffer/notifications/dead-letters` lists the notifications given up on, with the
+//!   reason; `POST /_coffer/notifications/dead-letters/replay` (body `{}` for all, or
+//!   `{"ids": [...]}`) puts them back in the outbox. With authentication on, these two need a
+//!   SigV4-signed request (service `backup`, any region) and see only the caller's account;
+//!   with it off, a signed request sees its account and an unsigned one every account.
+//!
 //! Outside development mode the development endpoints answer 403.
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use coffer_core::Coffer;
+use coffer_api::sigv4::{self, AuthMode, SignedParts, SigningKeyCache};
+use coffer_core::{Coffer, OutboxMessage};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
+
+/// How many dead letters one listing returns at most.
+const MAX_LISTED: usize = 1000;
+
+/// What the admin endpoints need besides the domain: how to tell who is calling.
+pub struct Admin {
+    pub coffer: Coffer,
+    pub dev: bool,
+    pub auth: AuthMode,
+    pub default_region: String,
+    pub keys: SigningKeyCache,
+}
+
+impl Admin {
+    pub async fn handle(&self, parts: &http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
+        let path = parts.uri.path().trim_end_matches('/');
+        if path.starts_with("/_coffer/notifications/dead-letters") {
+            return self.dead_letters(parts, path, body).await;
+        }
+        handle(
+            &self.coffer,
+            self.dev,
+            &parts.method,
+            parts.uri.path(),
+            body,
+        )
+        .await
+    }
+
+    /// The account whose dead letters the caller sees (`None`: every account).
+    fn scope(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> Result<Option<String>, coffer_api::error::ApiError> {
+        if matches!(self.auth, AuthMode::None { .. })
+            && !parts.headers.contains_key(http::header::AUTHORIZATION)
+        {
+            return Ok(None);
+        }
+        sigv4::authenticate(
+            &self.auth,
+            &self.keys,
+            &SignedParts {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                raw_query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body,
+            },
+            &self.default_region,
+            Utc::now(),
+        )
+        .map(|caller| Some(caller.account_id))
+    }
+
+    async fn dead_letters(
+        &self,
+        parts: &http::request::Parts,
+        path: &str,
+        body: &[u8],
+    ) -> Response<Full<Bytes>> {
+        let account = match self.scope(parts, body) {
+            Ok(a) => a,
+            Err(e) => return coffer_api::http::error_response(&e),
+        };
+        let outbox = self.coffer.outbox();
+        match (&parts.method, path) {
+            (&Method::GET, "/_coffer/notifications/dead-letters") => {
+                match outbox.dead_letters(usize::MAX).await {
+                    Ok(all) => {
+                        let mine: Vec<_> = all
+                            .iter()
+                            .filter(|m| account.as_ref().is_none_or(|a| *a == m.account))
+                            .collect();
+                        let listed: Vec<_> = mine
+                            .iter()
+                            .take(MAX_LISTED)
+                            .map(|m| dead_letter(m))
+                            .collect();
+                        reply(
+                            StatusCode::OK,
+                            json!({"count": mine.len(), "dead_letters": listed}),
+                        )
+                    }
+                    Err(e) => store_unavailable("listing dead letters", &e),
+                }
+            }
+            (&Method::POST, "/_coffer/notifications/dead-letters/replay") => {
+                let ids = match parse_replay(body) {
+                    Ok(ids) => ids,
+                    Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+                };
+                match outbox.replay_dead(account.as_deref(), ids.as_deref()).await {
+                    Ok(replayed) => {
+                        for m in &replayed {
+                            tracing::info!(topic = %m.topic_arn, event = %m.event, id = %m.id, "dead letter replayed");
+                        }
+                        let ids: Vec<_> = replayed.iter().map(|m| m.id.clone()).collect();
+                        reply(StatusCode::OK, json!({"replayed": ids.len(), "ids": ids}))
+                    }
+                    Err(e) => store_unavailable("replaying dead letters", &e),
+                }
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("no admin endpoint {} {path}; use GET /_coffer/notifications/dead-letters or POST /_coffer/notifications/dead-letters/replay", parts.method)}),
+            ),
+        }
+    }
+}
+
+/// The replay body: empty or `{}` replays every dead letter, `{"ids": [...]}` those named.
+pub fn parse_replay(body: &[u8]) -> Result<Option<Vec<String>>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Replay {
+        ids: Option<Vec<String>>,
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice::<Replay>(body)
+        .map(|r| r.ids)
+        .map_err(|e| {
+            format!("expected {{}} (replay all) or {{\"ids\": [\"MESSAGE ID\", ...]}}: {e}")
+        })
+}
+
+/// One dead letter as the endpoint and the CLI show it.
+pub fn dead_letter(m: &OutboxMessage) -> serde_json::Value {
+    json!({
+        "id": m.id,
+        "topic_arn": m.topic_arn,
+        "account": m.account,
+        "region": m.region,
+        "vault": m.vault_name,
+        "event": m.event,
+        "message": m.message,
+        "timestamp": rfc3339(m.timestamp),
+        "attempts": m.attempts,
+        "last_error": m.last_error,
+        "reason": m.dead_reason,
+    })
+}
+
+fn store_unavailable(what: &str, e: &coffer_store::StoreError) -> Response<Full<Bytes>> {
+    tracing::error!(error = %e, "{what} failed");
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "the metadata store is not available"}),
+    )
+}
 
 pub fn is_admin_path(path: &str) -> bool {
     path.starts_with("/_coffer/") || path == "/moto-api/reset"

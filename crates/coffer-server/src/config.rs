@@ -29,25 +29,31 @@ pub enum LogFormat {
     Json,
 }
 
-/// `coffer serve` flags. Every flag can also be set by `COFFER_<NAME>`.
+/// `coffer serve` flags. Every flag can also be set by `COFFER_<NAME>`; most also by a key of
+/// the `--config` file. A flag wins over its variable, the variable over the file, the file over
+/// the default. The defaults are written in the help text rather than as clap defaults so that
+/// a file key is not hidden by a default the user never typed.
 #[derive(Debug, Args, Default)]
+#[command(
+    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]] and [[notification_targets]]; resources and notification targets are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
+)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (port 0: any free port) [default: 127.0.0.1:9191] [file key: listen]
     #[arg(long, env = "COFFER_LISTEN", value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
-    /// Directory for metadata, vaults and generated credentials.
+    /// Directory for metadata, vaults, master.key and generated credentials [default: coffer-data; a temporary directory with --dev] [file key: data_dir]
     #[arg(long, env = "COFFER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// TOML configuration file.
+    /// TOML configuration file (see README "Configuration")
     #[arg(long, env = "COFFER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Development mode: throwaway state, no authentication, admin endpoints, movable clock.
+    /// Development mode: throwaway state, no authentication, admin endpoints, movable clock [default: off]
     #[arg(long, env = "COFFER_DEV")]
     pub dev: bool,
-    /// Authentication: `sigv4` (default) or `none`.
+    /// Authentication [default: sigv4; none with --dev] [file key: auth]
     #[arg(long, env = "COFFER_AUTH", value_enum)]
     pub auth: Option<AuthSetting>,
-    /// Access key id of a single credential.
+    /// Access key id of a single credential (more: [[credentials]] in the file) [default: one generated on first start]
     #[arg(long, env = "COFFER_ACCESS_KEY_ID", requires = "secret_access_key")]
     pub access_key_id: Option<String>,
     /// Secret access key of that credential.
@@ -58,16 +64,16 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub secret_access_key: Option<String>,
-    /// Account id of that credential (default 000000000000).
+    /// Account id of that credential and of a generated one [default: 000000000000]
     #[arg(long, env = "COFFER_ACCOUNT_ID")]
     pub account_id: Option<String>,
-    /// Region assumed for requests that carry no signature (auth none only).
+    /// Region assumed for requests that carry no signature (auth none only) [default: us-east-1] [file key: default_region]
     #[arg(long, env = "COFFER_DEFAULT_REGION")]
     pub default_region: Option<String>,
-    /// Log format.
+    /// Log format on stderr; the level comes from COFFER_LOG (e.g. debug) [default: text] [file key: log_format]
     #[arg(long, env = "COFFER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// How many backup, copy and restore jobs run at once (default 2).
+    /// How many backup, copy and restore jobs run at once [default: 2] [file key: max_concurrent_jobs]
     #[arg(long, env = "COFFER_MAX_CONCURRENT_JOBS")]
     pub max_concurrent_jobs: Option<usize>,
 }
@@ -86,7 +92,7 @@ fn default_account() -> String {
 }
 
 /// The TOML file given by `--config`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
@@ -112,6 +118,54 @@ impl FileConfig {
         toml::from_str(&text)
             .with_context(|| format!("parsing the configuration file {}", path.display()))
     }
+
+    /// What makes the file unusable, each problem naming the entry and what to fix. Resource
+    /// entries are not checked here: a bad one is left out of the inventory and logged, and
+    /// [`crate::cli`] reports them.
+    pub fn errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.credentials {
+            if !is_account_id(&c.account_id) {
+                errors.push(format!(
+                    "the account id of access key {} must be 12 digits, got '{}'",
+                    c.access_key_id, c.account_id
+                ));
+            }
+            if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
+                errors.push(format!(
+                    "credential '{}': access_key_id and secret_access_key must not be empty",
+                    c.access_key_id
+                ));
+            }
+            if !seen.insert(c.access_key_id.as_str()) {
+                errors.push(format!(
+                    "access key {} is listed twice in [[credentials]]",
+                    c.access_key_id
+                ));
+            }
+        }
+        let mut topics = std::collections::HashSet::new();
+        for t in &self.notification_targets {
+            if let Err(e) = t.check() {
+                errors.push(format!("{e:#}"));
+            }
+            if !topics.insert(t.topic_arn.as_str()) {
+                errors.push(format!(
+                    "notification target '{}' is listed twice in [[notification_targets]]",
+                    t.topic_arn
+                ));
+            }
+        }
+        if self.max_concurrent_jobs == Some(0) {
+            errors.push("max_concurrent_jobs must be at least 1".to_string());
+        }
+        errors
+    }
+}
+
+fn is_account_id(a: &str) -> bool {
+    a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The merged configuration `serve` runs with.
@@ -127,8 +181,10 @@ pub struct Config {
     pub default_region: String,
     pub log_format: LogFormat,
     pub max_concurrent_jobs: usize,
-    /// The configuration file, re-read for the inventory on SIGHUP or when it changes.
+    /// The configuration file, re-read on SIGHUP or when it changes (see `reload`).
     pub config_file: Option<PathBuf>,
+    /// The file as read at start, what a re-read is compared with.
+    pub file: FileConfig,
     pub resources: Vec<coffer_core::ResourceEntry>,
     pub notification_targets: Vec<crate::notify::NotificationTarget>,
 }
@@ -139,9 +195,15 @@ impl Config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
-        let mut credentials = file.credentials;
+        if let Some(first) = file.errors().into_iter().next() {
+            bail!(
+                "{first} (in {}; `coffer config check FILE` lists every problem)",
+                args.config.as_deref().unwrap_or(Path::new("")).display()
+            );
+        }
+        let mut credentials = file.credentials.clone();
         let default_account = args.account_id.clone().unwrap_or_else(default_account);
-        if default_account.len() != 12 || !default_account.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_account_id(&default_account) {
             bail!("--account-id must be 12 digits, got '{default_account}'");
         }
         if let (Some(id), Some(secret)) = (args.access_key_id, args.secret_access_key) {
@@ -151,17 +213,6 @@ impl Config {
                 secret_access_key: secret,
                 account_id: default_account.clone(),
             });
-        }
-        for c in &credentials {
-            if c.account_id.len() != 12 || !c.account_id.bytes().all(|b| b.is_ascii_digit()) {
-                bail!(
-                    "the account id of access key {} must be 12 digits",
-                    c.access_key_id
-                );
-            }
-        }
-        for t in &file.notification_targets {
-            t.check()?;
         }
         let auth = args.auth.or(file.auth).unwrap_or(if args.dev {
             AuthSetting::None
@@ -174,11 +225,11 @@ impl Config {
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             data_dir: if args.dev {
-                args.data_dir.or(file.data_dir)
+                args.data_dir.or(file.data_dir.clone())
             } else {
                 Some(
                     args.data_dir
-                        .or(file.data_dir)
+                        .or(file.data_dir.clone())
                         .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
                 )
             },
@@ -188,7 +239,7 @@ impl Config {
             default_account,
             default_region: args
                 .default_region
-                .or(file.default_region)
+                .or(file.default_region.clone())
                 .unwrap_or_else(|| DEFAULT_REGION.into()),
             log_format: args
                 .log_format
@@ -200,8 +251,9 @@ impl Config {
                 .unwrap_or(2)
                 .max(1),
             config_file: args.config.clone(),
-            resources: file.resources,
-            notification_targets: file.notification_targets,
+            resources: file.resources.clone(),
+            notification_targets: file.notification_targets.clone(),
+            file,
         })
     }
 }

@@ -5,8 +5,11 @@
 //! crates (see docs/architecture.md).
 
 mod admin;
+mod cli;
 mod config;
+mod logging;
 mod notify;
+mod reload;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -33,12 +36,29 @@ enum Command {
     /// Vault keys: `coffer vault-key export --vault NAME` prints what plain restic needs.
     #[command(subcommand)]
     VaultKey(VaultKeyCommand),
+    /// Configuration files: `coffer config check FILE` validates one without starting.
+    #[command(subcommand)]
+    Config(cli::ConfigCommand),
+    /// List the declared resources ([[resources]]) and check that each source can be read.
+    Inventory(cli::InventoryArgs),
+    /// Notification delivery: list the dead letters, replay them.
+    #[command(subcommand)]
+    Notifications(cli::NotificationsCommand),
 }
 
 #[derive(Subcommand)]
 enum VaultKeyCommand {
     /// Print a vault's repository and password, to open it with plain `restic` or `rustic`.
     Export(server::ExportArgs),
+}
+
+/// A check that found problems (already printed) ends the process with status 1.
+fn exit_if_not(ok: bool) -> anyhow::Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("problems found (listed above)"))
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +83,11 @@ fn main() -> std::process::ExitCode {
             Command::VaultKey(VaultKeyCommand::Export(args)) => {
                 server::export_vault_key(args).await
             }
+            Command::Config(cli::ConfigCommand::Check { file }) => {
+                exit_if_not(cli::config_check(&file)?)
+            }
+            Command::Inventory(args) => exit_if_not(cli::inventory(&args.config)?),
+            Command::Notifications(cmd) => cli::notifications(cmd).await,
         }
     });
     match result {

@@ -10,10 +10,15 @@
 //! configured, go to the dead-letter table (`GET /_coffer/notifications` counts them).
 //!
 //! Two kinds of target: a webhook receiving the JSON envelope SNS sends to HTTP subscribers,
-//! or an SNS endpoint receiving a SigV4-signed `Publish` call (Query protocol).
+//! or an SNS endpoint receiving a SigV4-signed `Publish` call (Query protocol). The targets can
+//! be replaced while the worker runs (the configuration file is re-read, see `reload`); dead
+//! letters can be listed and replayed (`admin`, `cli`).
+//!
+//! Logs: each delivery at INFO, each message given up at WARN with the cause, each failed
+//! attempt at INFO with the error and the next try.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context, Result, bail};
@@ -110,15 +115,16 @@ fn check_url(topic: &str, u: &str) -> Result<()> {
 /// The delivery worker.
 pub struct Delivery {
     outbox: Outbox,
-    targets: HashMap<String, NotificationTarget>,
+    targets: RwLock<HashMap<String, NotificationTarget>>,
     client: reqwest::Client,
     busy: Mutex<HashSet<String>>,
     warned: Mutex<HashSet<String>>,
 }
 
 impl Delivery {
-    /// Starts delivering in the background (needs a tokio runtime).
-    pub fn start(outbox: Outbox, targets: &[NotificationTarget]) -> Result<()> {
+    /// Starts delivering in the background (needs a tokio runtime). The answer is the handle
+    /// through which the targets are replaced.
+    pub fn start(outbox: Outbox, targets: &[NotificationTarget]) -> Result<Arc<Delivery>> {
         let client = reqwest::Client::builder()
             .connect_timeout(StdDuration::from_secs(5))
             .timeout(StdDuration::from_secs(15))
@@ -126,23 +132,37 @@ impl Delivery {
             .context("building the notification HTTP client")?;
         let d = Arc::new(Delivery {
             outbox,
-            targets: targets
-                .iter()
-                .map(|t| (t.topic_arn.clone(), t.clone()))
-                .collect(),
+            targets: RwLock::new(by_topic(targets)),
             client,
             busy: Mutex::default(),
             warned: Mutex::default(),
         });
+        let worker = d.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = d.pass().await {
+                if let Err(e) = worker.pass().await {
                     tracing::warn!(error = %e, "notification delivery pass failed; retrying");
                 }
                 tokio::time::sleep(POLL).await;
             }
         });
-        Ok(())
+        Ok(d)
+    }
+
+    /// Replaces the targets (from a re-read configuration file). Messages of a topic that was
+    /// just given a target are delivered from the next pass on; those already given up wait
+    /// in the dead letters until replayed.
+    pub fn replace_targets(&self, targets: &[NotificationTarget]) {
+        *self.targets.write().unwrap_or_else(|e| e.into_inner()) = by_topic(targets);
+        self.lock_warned().clear();
+    }
+
+    fn target(&self, topic: &str) -> Option<NotificationTarget> {
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .cloned()
     }
 
     /// Looks at the outbox once: every topic with waiting messages and no delivery under way
@@ -157,17 +177,16 @@ impl Delivery {
                 .push((k, m));
         }
         for (topic, messages) in by_topic {
-            let Some(target) = self.targets.get(&topic).cloned() else {
+            let Some(target) = self.target(&topic) else {
                 if self.lock_warned().insert(topic.clone()) {
                     tracing::warn!(
                         topic = %topic,
-                        "vault notifications for this SNS topic have no target configured ([[notification_targets]]); they are kept as dead letters"
+                        "vault notifications for this SNS topic have no target configured ([[notification_targets]]); they are kept as dead letters (add a target, then replay them: coffer notifications replay)"
                     );
                 }
-                for (k, _) in messages {
-                    self.outbox
-                        .give_up(&k, "no target configured for topic")
-                        .await?;
+                for (k, m) in messages {
+                    tracing::warn!(topic = %m.topic_arn, event = %m.event, id = %m.id, vault = %m.vault_name, reason = NO_TARGET, "notification dead-lettered");
+                    self.outbox.give_up(&k, NO_TARGET).await?;
                 }
                 continue;
             };
@@ -212,18 +231,18 @@ impl Delivery {
                     m.attempts,
                     m.last_error.as_deref().unwrap_or("no attempt succeeded")
                 );
-                tracing::warn!(topic = %m.topic_arn, event = %m.event, id = %m.id, %reason, "notification moved to the dead letters");
+                tracing::warn!(topic = %m.topic_arn, event = %m.event, id = %m.id, vault = %m.vault_name, %reason, "notification dead-lettered");
                 self.outbox.give_up(&key, &reason).await?;
                 continue;
             }
             match self.send(target, &m).await {
                 Ok(()) => {
-                    tracing::debug!(topic = %m.topic_arn, event = %m.event, id = %m.id, "notification delivered");
+                    tracing::info!(topic = %m.topic_arn, event = %m.event, id = %m.id, vault = %m.vault_name, attempt = m.attempts + 1, "notification delivered");
                     self.outbox.delivered(&key).await?;
                 }
                 Err(e) => {
                     let wait = backoff(m.attempts + 1);
-                    tracing::info!(topic = %m.topic_arn, event = %m.event, attempt = m.attempts + 1, error = %e, retry_in_secs = wait.num_seconds(), "notification not delivered yet");
+                    tracing::info!(topic = %m.topic_arn, event = %m.event, id = %m.id, attempt = m.attempts + 1, error = %format!("{e:#}"), retry_in_secs = wait.num_seconds(), "notification not delivered yet");
                     self.outbox
                         .attempt_failed(&key, &format!("{e:#}"), now + wait)
                         .await?;
@@ -262,6 +281,16 @@ impl Delivery {
         }
         Ok(())
     }
+}
+
+/// The dead-letter reason of a message whose topic has no target.
+pub const NO_TARGET: &str = "no target configured for topic";
+
+fn by_topic(targets: &[NotificationTarget]) -> HashMap<String, NotificationTarget> {
+    targets
+        .iter()
+        .map(|t| (t.topic_arn.clone(), t.clone()))
+        .collect()
 }
 
 /// The wait after `attempts` failed attempts: 1, 2, 4, ... seconds, at most five minutes.

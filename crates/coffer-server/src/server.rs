@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -19,50 +20,42 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::admin;
-use crate::config::{AuthSetting, Config, LogFormat, generated_credential};
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
+use crate::config::{AuthSetting, Config, generated_credential};
 
 struct App {
     api: ApiHandler<Coffer>,
-    coffer: Coffer,
-    dev: bool,
+    admin: admin::Admin,
+    sign_ins: crate::logging::FailedSignIns,
 }
 
 impl App {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if admin::is_admin_path(req.uri().path()) {
             let (parts, body) = req.into_parts();
             let body = match Limited::new(body, 64 * 1024).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(_) => Bytes::new(),
             };
-            let r = admin::handle(
-                &self.coffer,
-                self.dev,
-                &parts.method,
-                parts.uri.path(),
-                &body,
-            )
-            .await;
+            let r = self.admin.handle(&parts, &body).await;
             return with_common_headers(r, &uuid::Uuid::new_v4().to_string());
         }
-        self.api.handle(req).await
+        let key = crate::logging::access_key_of(req.headers(), req.uri().query());
+        let response = self.api.handle(req).await;
+        if response.status() == http::StatusCode::FORBIDDEN
+            && let Some(kind) = response
+                .headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok())
+            && crate::logging::is_sign_in_failure(kind)
+        {
+            self.sign_ins.record(&key, &peer.to_string(), kind);
+        }
+        response
     }
 }
 
 pub async fn run(config: Config) -> Result<()> {
-    init_logging(config.log_format);
+    crate::logging::init(config.log_format);
     let (_temp, data_dir) = match &config.data_dir {
         Some(d) => (None, d.clone()),
         None => {
@@ -141,14 +134,29 @@ pub async fn run(config: Config) -> Result<()> {
         },
     );
     coffer.start_workers();
-    crate::notify::Delivery::start(coffer.outbox(), &config.notification_targets)?;
+    let delivery = crate::notify::Delivery::start(coffer.outbox(), &config.notification_targets)?;
     if let Some(file) = config.config_file.clone() {
-        tokio::spawn(reload_inventory(file, inventory));
+        tokio::spawn(crate::reload::watch(
+            file,
+            config.file.clone(),
+            inventory,
+            delivery,
+        ));
     }
     let app = Arc::new(App {
-        api: ApiHandler::new(Arc::new(coffer.clone()), auth, &config.default_region),
-        coffer,
-        dev: config.dev,
+        api: ApiHandler::new(
+            Arc::new(coffer.clone()),
+            auth.clone(),
+            &config.default_region,
+        ),
+        admin: admin::Admin {
+            coffer,
+            dev: config.dev,
+            auth,
+            default_region: config.default_region.clone(),
+            keys: Default::default(),
+        },
+        sign_ins: Default::default(),
     });
 
     let listener = TcpListener::bind(config.listen)
@@ -163,7 +171,7 @@ pub async fn run(config: Config) -> Result<()> {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -176,7 +184,7 @@ pub async fn run(config: Config) -> Result<()> {
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(req).await) }
+                        async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
                     });
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -233,6 +241,10 @@ fn print_banner(
         );
     } else {
         println!("Data directory: {}", data_dir.display());
+        println!(
+            "Back up {}: it unlocks every vault, and losing it loses them all.",
+            data_dir.join("master.key").display()
+        );
     }
     if let Some((c, created)) = credential {
         println!(
@@ -274,46 +286,6 @@ pub async fn print_coverage() -> Result<()> {
     let rows = coffer_core::coverage::probe(&coffer).await;
     print!("{}", coffer_core::coverage::markdown(&rows));
     Ok(())
-}
-
-/// Re-reads the inventory from the configuration file on SIGHUP, or when the file changes.
-async fn reload_inventory(file: std::path::PathBuf, inventory: Inventory) {
-    let modified = |f: &std::path::Path| std::fs::metadata(f).and_then(|m| m.modified()).ok();
-    let mut last = modified(&file);
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    loop {
-        let signalled = match &mut hup {
-            Some(h) => tokio::select! {
-                _ = h.recv() => true,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => false,
-            },
-            None => {
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                false
-            }
-        };
-        let now = modified(&file);
-        if !signalled && now == last {
-            continue;
-        }
-        last = now;
-        match crate::config::FileConfig::load(&file) {
-            Ok(c) => {
-                let problems = inventory.replace(&c.resources);
-                tracing::info!(
-                    resources = c.resources.len(),
-                    "resource inventory re-read from {}",
-                    file.display()
-                );
-                for problem in problems {
-                    tracing::warn!(%problem, "resource inventory");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "configuration file not re-read; keeping the previous inventory")
-            }
-        }
-    }
 }
 
 /// `coffer vault-key export` arguments.

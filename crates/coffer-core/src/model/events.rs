@@ -425,6 +425,42 @@ impl Outbox {
             .collect()
     }
 
+    /// Sends dead letters back to the outbox for another round of delivery: those of
+    /// `account` (every account when `None`) whose message id is in `ids` (all when `None`).
+    /// Each goes back under its original key, so per-topic order is kept, with its attempts,
+    /// backoff and age reset (an old message would otherwise be given up again at once); its
+    /// last error stays for the record. Returns the replayed messages.
+    pub async fn replay_dead(
+        &self,
+        account: Option<&str>,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let account = account.map(str::to_string);
+        let ids = ids.map(<[String]>::to_vec);
+        let now = Utc::now();
+        self.store
+            .write(move |tx| {
+                let mut replayed = Vec::new();
+                for (k, v) in tx.scan(DEAD, "", None, usize::MAX)? {
+                    let mut m: OutboxMessage = serde_json::from_slice(&v).map_err(store_err)?;
+                    if account.as_ref().is_some_and(|a| *a != m.account)
+                        || ids.as_ref().is_some_and(|ids| !ids.contains(&m.id))
+                    {
+                        continue;
+                    }
+                    m.attempts = 0;
+                    m.next_attempt = None;
+                    m.queued_at = now;
+                    m.dead_reason = None;
+                    tx.put(OUTBOX, &k, &serde_json::to_vec(&m).map_err(store_err)?)?;
+                    tx.delete(DEAD, &k)?;
+                    replayed.push(m);
+                }
+                Ok(replayed)
+            })
+            .await
+    }
+
     pub async fn counts(&self) -> Result<OutboxCounts, StoreError> {
         self.store
             .read(|tx| {
@@ -584,6 +620,43 @@ mod outbox_tests {
         assert_eq!(
             dead[0].dead_reason.as_deref(),
             Some("no target configured for topic")
+        );
+        // Replay: another account's replay touches nothing; the owner's brings it back, fresh.
+        assert!(
+            outbox
+                .replay_dead(Some("444455556666"), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let other_id = ["not-an-id".to_string()];
+        assert!(
+            outbox
+                .replay_dead(None, Some(&other_id))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let replayed = outbox
+            .replay_dead(Some("111122223333"), None)
+            .await
+            .unwrap();
+        assert_eq!(replayed.len(), 1);
+        let back = outbox.pending(10).await.unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(&back[0].0, key);
+        let m = &back[0].1;
+        assert_eq!(
+            (m.attempts, m.next_attempt, m.dead_reason.as_deref()),
+            (0, None, None)
+        );
+        assert_eq!(m.last_error.as_deref(), Some("refused"));
+        assert_eq!(
+            outbox.counts().await.unwrap(),
+            OutboxCounts {
+                pending: 1,
+                failed: 0
+            }
         );
     }
 }

@@ -57,6 +57,25 @@ pub struct Resource {
     pub tags: BTreeMap<String, String>,
 }
 
+/// What an operator can declare, for messages about an entry Coffer cannot back up.
+pub const SUPPORTED_KINDS: &str = "Coffer backs up EFS file systems \
+(arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID, a directory tree) and EBS volumes \
+(arn:aws:ec2:REGION:ACCOUNT:volume/ID, a file or block device)";
+
+/// Why a resource ARN that is not in the inventory cannot be backed up, and what to do: an
+/// ARN of a kind Coffer cannot back up says which kinds it can; another is to be declared.
+pub fn not_in_inventory(arn: &str) -> String {
+    if type_of_arn(arn).is_some() {
+        format!(
+            "Resource {arn} is not in Coffer's inventory; declare it under [[resources]] in the configuration file."
+        )
+    } else {
+        format!(
+            "Resource {arn} is not in Coffer's inventory, and is not a kind of resource Coffer can back up. {SUPPORTED_KINDS}; declare them under [[resources]] in the configuration file."
+        )
+    }
+}
+
 /// The type AWS gives a resource ARN, when Coffer can back it up.
 pub fn type_of_arn(arn: &str) -> Option<&'static str> {
     let a = arn::parse(arn)?;
@@ -82,7 +101,8 @@ impl Resource {
             None => type_of_arn(&e.arn)
                 .ok_or_else(|| {
                     format!(
-                        "cannot tell the type of {}: use an EFS file-system or EC2 volume ARN, or set type = \"EFS\" / \"EBS\"",
+                        "{} is not a kind of resource Coffer can back up. {SUPPORTED_KINDS}; \
+                         to declare another ARN form as one of them, set type = \"EFS\" or \"EBS\"",
                         e.arn
                     )
                 })?
@@ -94,7 +114,7 @@ impl Resource {
             .map(|(_, k)| *k)
             .ok_or_else(|| {
                 format!(
-                    "resource type {resource_type} of {} is not supported (EFS, EBS)",
+                    "resource type {resource_type} of {} is not supported. {SUPPORTED_KINDS}",
                     e.arn
                 )
             })?;
@@ -206,10 +226,28 @@ mod tests {
             (r.resource_type.as_str(), r.kind),
             ("EBS", SourceKind::Stream)
         );
+        let refused =
+            Resource::from_entry(&entry("arn:aws:rds:us-east-1:111122223333:db:main")).unwrap_err();
         assert!(
-            Resource::from_entry(&entry("arn:aws:rds:us-east-1:111122223333:db:main")).is_err()
+            refused.contains("EFS file systems") && refused.contains("EBS volumes"),
+            "{refused}"
         );
         assert!(Resource::from_entry(&entry("arn:aws:ec2:us-east-1:abc:volume/v")).is_err());
+    }
+
+    #[test]
+    fn unknown_arns_say_what_can_be_backed_up() {
+        let efs =
+            not_in_inventory("arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-x");
+        assert!(efs.contains("declare it under [[resources]]"), "{efs}");
+        assert!(!efs.contains("EBS volumes"), "{efs}");
+        let s3 = not_in_inventory("arn:aws:s3:::bucket");
+        assert!(
+            s3.contains("not a kind of resource Coffer can back up")
+                && s3.contains("EFS file systems")
+                && s3.contains("EBS volumes"),
+            "{s3}"
+        );
     }
 
     #[test]

@@ -24,16 +24,29 @@ pub struct Server {
 impl Server {
     /// Starts `coffer serve --listen 127.0.0.1:0` with `args`, waiting until it listens.
     pub async fn start(args: &[&str]) -> Server {
+        Server::start_logging(args, None).await
+    }
+
+    /// Like `start`; with `log`, the server logs at its default level (`COFFER_LOG` unset)
+    /// into that file instead of at WARN onto the test's stderr.
+    pub async fn start_logging(args: &[&str], log: Option<&Path>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
             .env_remove("COFFER_LISTEN")
-            .env("COFFER_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        match log {
+            Some(path) => {
+                cmd.env_remove("COFFER_LOG")
+                    .stderr(std::fs::File::create(path).expect("create the log file"));
+            }
+            None => {
+                cmd.env("COFFER_LOG", "warn").stderr(Stdio::inherit());
+            }
+        }
         let mut child = cmd.spawn().expect("start coffer");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();

@@ -593,6 +593,24 @@ async fn job_requests_are_validated() {
     let se = err.as_service_error().unwrap();
     assert!(se.is_invalid_parameter_value_exception(), "{se:?}");
     assert!(se.meta().message().unwrap().contains("inventory"));
+    // A kind Coffer cannot back up: the message names the kinds it can.
+    let err = c
+        .start_backup_job()
+        .backup_vault_name("vv")
+        .resource_arn("arn:aws:s3:::photos")
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap_err();
+    let se = err.as_service_error().unwrap();
+    assert!(se.is_invalid_parameter_value_exception(), "{se:?}");
+    let m = se.meta().message().unwrap();
+    assert!(
+        m.contains("not a kind of resource Coffer can back up")
+            && m.contains("EFS file systems")
+            && m.contains("EBS volumes"),
+        "{m}"
+    );
 
     let err = c
         .start_backup_job()

@@ -8,6 +8,7 @@ mod jobs;
 mod auth;
 mod coverage;
 mod notifications;
+mod ops;
 mod plans;
 mod protocol;
 mod scheduler;

@@ -680,3 +680,180 @@ secret_access_key = "sns-secret"
         "the stuck topic's message waits"
     );
 }
+
+const OTHER_AKID: &str = "AKIDCOFFEROTHER00001";
+const OTHER_SECRET: &str = "coffer-other-secret-0000000000000000001";
+
+/// Sends a request to an admin endpoint signed (SigV4, service `backup`) with `akid`.
+pub async fn signed(
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    akid: &str,
+    secret: &str,
+) -> (u16, String, serde_json::Value) {
+    let addr = server.endpoint.trim_start_matches("http://").to_string();
+    let mut h = http::HeaderMap::new();
+    h.insert("host", addr.parse().unwrap());
+    coffer_api::sigv4::sign(
+        coffer_api::sigv4::OutgoingRequest {
+            method,
+            raw_path: path,
+            raw_query: "",
+            headers: &mut h,
+            body,
+        },
+        akid,
+        secret,
+        "us-east-1",
+        "backup",
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    let headers: Vec<(String, String)> = h
+        .iter()
+        .filter(|(k, _)| k.as_str() != "host")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, head, text) = server.raw(method, path, &refs, body).await;
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, head, json)
+}
+
+async fn wait_for_counts(server: &Server, want: serde_json::Value) {
+    for _ in 0..100 {
+        if counts(server).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("counts stayed {} (wanted {want})", counts(server).await);
+}
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_target_added_while_running_gets_the_replayed_dead_letters() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    tiny_tree(&src);
+    let hook = reserve_port();
+    let cfg = write_config(dir.path(), &src, hook);
+    let full = std::fs::read_to_string(&cfg).unwrap();
+    let other = format!(
+        "\n[[credentials]]\naccess_key_id = \"{OTHER_AKID}\"\nsecret_access_key = \"{OTHER_SECRET}\"\naccount_id = \"444455556666\"\n"
+    );
+    let (without_target, _) = full.split_once("[[notification_targets]]").unwrap();
+    std::fs::write(&cfg, format!("{without_target}{other}")).unwrap();
+    let server = start(dir.path()).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("watched")
+        .send()
+        .await
+        .unwrap();
+    subscribe(
+        &c,
+        "watched",
+        TOPIC,
+        &[BackupVaultEvent::BackupJobSuccessful],
+    )
+    .await;
+    let (job, _) = backup(&c, "watched").await;
+    // The topic has no target: the event becomes a dead letter.
+    wait_for_counts(&server, serde_json::json!({"pending": 0, "failed": 1})).await;
+
+    let path = "/_coffer/notifications/dead-letters";
+    let (status, head, _) = server.raw("GET", path, &[], b"").await;
+    assert_eq!(
+        status, 403,
+        "unsigned listing refused with authentication on"
+    );
+    assert!(
+        head.contains("missingauthenticationtokenexception"),
+        "{head}"
+    );
+    let (status, _, theirs) = signed(&server, "GET", path, b"", OTHER_AKID, OTHER_SECRET).await;
+    assert_eq!(
+        (status, &theirs["count"]),
+        (200, &serde_json::json!(0)),
+        "{theirs}"
+    );
+    let (status, _, mine) = signed(&server, "GET", path, b"", AKID, SECRET).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["count"], 1, "{mine}");
+    let dead = &mine["dead_letters"][0];
+    assert_eq!(dead["event"], "BACKUP_JOB_SUCCESSFUL");
+    assert_eq!(dead["vault"], "watched");
+    assert_eq!(dead["reason"], "no target configured for topic");
+    assert!(dead["message"].as_str().unwrap().contains(&job), "{dead}");
+    let id = dead["id"].as_str().unwrap().to_string();
+
+    // The CLI sees it too, next to the running server, and can send it round again (still no
+    // target: it comes back).
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (ok, out) = cli(&["notifications", "dead-letters", "--data-dir", data]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&id) && out.contains("reason: no target configured"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["notifications", "replay", "--all", "--data-dir", data]);
+    assert!(
+        ok && out.starts_with("1 notification back in the outbox"),
+        "{out}"
+    );
+    wait_for_counts(&server, serde_json::json!({"pending": 0, "failed": 1})).await;
+
+    // Another account's replay touches nothing.
+    let replay = format!("{path}/replay");
+    let (status, _, r) = signed(&server, "POST", &replay, b"{}", OTHER_AKID, OTHER_SECRET).await;
+    assert_eq!(
+        (status, &r["replayed"]),
+        (200, &serde_json::json!(0)),
+        "{r}"
+    );
+
+    // The target is added to the running server's file; after SIGHUP, a replay delivers.
+    let receiver = Receiver::start(hook).await;
+    std::fs::write(&cfg, format!("{full}{other}")).unwrap();
+    server.hup();
+    let body = serde_json::json!({ "ids": [id] }).to_string();
+    for _ in 0..40 {
+        let (status, _, r) = signed(&server, "POST", &replay, body.as_bytes(), AKID, SECRET).await;
+        assert_eq!(status, 200, "{r}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !receiver.got().is_empty() {
+            break;
+        }
+    }
+    let got = receiver.wait_for(1).await;
+    assert_eq!(
+        summary(&got),
+        vec![t("BACKUP_JOB", "COMPLETED", &job)],
+        "delivered once"
+    );
+    assert_eq!(
+        counts(&server).await,
+        serde_json::json!({"pending": 0, "failed": 0})
+    );
+}

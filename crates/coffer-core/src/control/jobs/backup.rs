@@ -29,9 +29,8 @@ pub(crate) async fn start_backup_job(
     )
     .await?;
     let resource = plane.inventory().get(&input.resource_arn).ok_or_else(|| {
-        ApiError::invalid_parameter(format!(
-            "Resource {} is not in Coffer's inventory; declare it under [[resources]] in the configuration file.",
-            input.resource_arn
+        ApiError::invalid_parameter(crate::model::inventory::not_in_inventory(
+            &input.resource_arn,
         ))
     })?;
     if resource.account != ctx.account_id || resource.region != ctx.region {

@@ -1,0 +1,328 @@
+//! Operator commands that need no running server: `coffer config check FILE`,
+//! `coffer inventory` and `coffer notifications dead-letters | replay`.
+//!
+//! Why: an operator should learn that a configuration is broken, or that a declared source
+//! cannot be read, before a night of failed backups, and should be able to see and resend the
+//! notifications Coffer gave up on. The configuration commands read the file only; the
+//! notification commands open the data directory's metadata store, which a running Coffer
+//! shares safely (SQLite in WAL mode): a replayed message is picked up by its delivery worker.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use coffer_core::inventory::{Resource, SourceKind};
+use coffer_core::{Outbox, ResourceEntry};
+use coffer_store::StoreHandle;
+
+use crate::config::FileConfig;
+
+/// `coffer config ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file without starting: syntax, credentials, resources,
+    /// notification targets. Exits non-zero when Coffer would refuse the file or leave an
+    /// entry out; sources that do not exist are reported as warnings.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+/// `coffer inventory` arguments.
+#[derive(Debug, clap::Args)]
+pub struct InventoryArgs {
+    /// The configuration file declaring `[[resources]]`.
+    #[arg(long, env = "COFFER_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// `coffer notifications ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum NotificationsCommand {
+    /// List the notifications given up on (dead letters), with the reason.
+    DeadLetters {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print JSON (one object) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in the outbox: the running server delivers them again.
+    Replay {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// A message id to replay (repeatable).
+        #[arg(
+            long = "id",
+            value_name = "MESSAGE_ID",
+            required_unless_present = "all"
+        )]
+        ids: Vec<String>,
+        /// Replay every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DataDirArg {
+    /// The data directory of the Coffer whose notifications these are.
+    #[arg(long, env = "COFFER_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+/// `coffer config check FILE`: prints what is wrong and what was found; `Ok(false)` when
+/// the file has errors.
+pub fn config_check(file: &Path) -> Result<bool> {
+    let config = FileConfig::load(file)?;
+    let mut errors = config.errors();
+    let mut warnings = Vec::new();
+    let mut ok = 0;
+    for (i, e) in config.resources.iter().enumerate() {
+        match check_entry(e, &config.resources[..i]) {
+            Entry::Usable(reach) => {
+                ok += 1;
+                if let Err(w) = reach {
+                    warnings.push(format!("{}: {w}", e.arn));
+                }
+            }
+            Entry::LeftOut(why) => errors.push(why),
+        }
+    }
+    for e in &errors {
+        println!("error: {e}");
+    }
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    if errors.is_empty() {
+        println!(
+            "{}: valid ({} credential{}, {ok} resource{}, {} notification target{})",
+            file.display(),
+            config.credentials.len(),
+            plural(config.credentials.len()),
+            plural(ok),
+            config.notification_targets.len(),
+            plural(config.notification_targets.len()),
+        );
+        Ok(true)
+    } else {
+        println!(
+            "{}: {} error{}",
+            file.display(),
+            errors.len(),
+            plural(errors.len())
+        );
+        Ok(false)
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+enum Entry {
+    /// Kept in the inventory; whether its source can be read now.
+    Usable(std::result::Result<String, String>),
+    /// Left out of the inventory, with why.
+    LeftOut(String),
+}
+
+fn check_entry(e: &ResourceEntry, before: &[ResourceEntry]) -> Entry {
+    if before.iter().any(|b| b.arn == e.arn) {
+        return Entry::LeftOut(format!(
+            "{} is listed twice in [[resources]]; only the first entry is used",
+            e.arn
+        ));
+    }
+    match Resource::from_entry(e) {
+        Ok(r) => Entry::Usable(reachable(&r)),
+        Err(why) => Entry::LeftOut(why),
+    }
+}
+
+/// Whether Coffer can read a resource's source now: it exists, is of the kind the resource
+/// type needs, and opens. The answer describes the source or says what is wrong.
+pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
+    let path = &r.source;
+    let meta = std::fs::metadata(path).map_err(|e| format!("source {}: {e}", path.display()))?;
+    match r.kind {
+        SourceKind::Directory => {
+            if !meta.is_dir() {
+                return Err(format!(
+                    "source {} is not a directory ({} resources are directory trees)",
+                    path.display(),
+                    r.resource_type
+                ));
+            }
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| format!("source {} cannot be read: {e}", path.display()))?
+                .count();
+            Ok(format!("directory, {entries} entries at the top"))
+        }
+        SourceKind::Stream => {
+            if meta.is_dir() {
+                return Err(format!(
+                    "source {} is a directory ({} resources are one file or block device)",
+                    path.display(),
+                    r.resource_type
+                ));
+            }
+            std::fs::File::open(path)
+                .map_err(|e| format!("source {} cannot be read: {e}", path.display()))?;
+            if meta.file_type().is_block_device() {
+                Ok("block device".to_string())
+            } else {
+                Ok(format!("file, {} bytes", meta.len()))
+            }
+        }
+    }
+}
+
+/// `coffer inventory`: one line per declared resource with whether its source is reachable;
+/// `Ok(false)` when any entry is left out or unreachable.
+pub fn inventory(file: &Path) -> Result<bool> {
+    let config = FileConfig::load(file)?;
+    if config.resources.is_empty() {
+        println!(
+            "{} declares no [[resources]] (see docs/jobs.md)",
+            file.display()
+        );
+        return Ok(true);
+    }
+    let mut all_ok = true;
+    let mut rows = vec![[
+        "ARN".to_string(),
+        "TYPE".into(),
+        "NAME".into(),
+        "SOURCE".into(),
+        "STATUS".into(),
+    ]];
+    for (i, e) in config.resources.iter().enumerate() {
+        let (kind, name, status) = match check_entry(e, &config.resources[..i]) {
+            Entry::Usable(reach) => {
+                let r = Resource::from_entry(e).expect("checked above");
+                let status = match reach {
+                    Ok(what) => format!("ok: {what}"),
+                    Err(why) => {
+                        all_ok = false;
+                        format!("UNREACHABLE: {why}")
+                    }
+                };
+                let tags = r
+                    .tags
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let name = if tags.is_empty() {
+                    r.name
+                } else {
+                    format!("{} [{tags}]", r.name)
+                };
+                (r.resource_type, name, status)
+            }
+            Entry::LeftOut(why) => {
+                all_ok = false;
+                ("-".into(), "-".into(), format!("LEFT OUT: {why}"))
+            }
+        };
+        rows.push([
+            e.arn.clone(),
+            kind,
+            name,
+            e.source.display().to_string(),
+            status,
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let mut line = String::new();
+        for (c, w) in widths.iter().enumerate() {
+            line.push_str(&format!("{:<w$}  ", r[c], w = *w));
+        }
+        line.push_str(&r[4]);
+        println!("{line}");
+    }
+    Ok(all_ok)
+}
+
+async fn open_outbox(data_dir: &Path) -> Result<Outbox> {
+    let db = data_dir.join("metadata.db");
+    if !db.exists() {
+        bail!(
+            "no Coffer metadata in {} (give --data-dir or set COFFER_DATA_DIR)",
+            data_dir.display()
+        );
+    }
+    let store = StoreHandle::open(db.to_str().context("data directory path is not UTF-8")?)
+        .context("opening the metadata store")?;
+    Ok(Outbox::new(store))
+}
+
+/// `coffer notifications ...`
+pub async fn notifications(cmd: NotificationsCommand) -> Result<()> {
+    match cmd {
+        NotificationsCommand::DeadLetters { data, json } => {
+            let outbox = open_outbox(&data.data_dir).await?;
+            let dead = outbox
+                .dead_letters(usize::MAX)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the dead letters: {e}"))?;
+            if json {
+                let list: Vec<_> = dead.iter().map(crate::admin::dead_letter).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"count": list.len(), "dead_letters": list})
+                );
+                return Ok(());
+            }
+            if dead.is_empty() {
+                println!("No dead letters.");
+            }
+            for m in &dead {
+                println!(
+                    "{}  {}  {}  vault {} (account {}, {})  topic {}",
+                    m.id,
+                    m.timestamp
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    m.event,
+                    m.vault_name,
+                    m.account,
+                    m.region,
+                    m.topic_arn
+                );
+                println!(
+                    "    reason: {}",
+                    m.dead_reason.as_deref().unwrap_or("(none recorded)")
+                );
+            }
+            Ok(())
+        }
+        NotificationsCommand::Replay { data, ids, all } => {
+            let outbox = open_outbox(&data.data_dir).await?;
+            let ids = if all { None } else { Some(ids) };
+            let replayed = outbox
+                .replay_dead(None, ids.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("replaying the dead letters: {e}"))?;
+            if let Some(ids) = &ids {
+                for id in ids {
+                    if !replayed.iter().any(|m| &m.id == id) {
+                        println!("not a dead letter: {id}");
+                    }
+                }
+            }
+            println!(
+                "{} notification{} back in the outbox; a running Coffer delivers {} to its configured target.",
+                replayed.len(),
+                plural(replayed.len()),
+                if replayed.len() == 1 { "it" } else { "them" }
+            );
+            Ok(())
+        }
+    }
+}

@@ -108,6 +108,7 @@ fn plan(metadata: &BTreeMap<String, String>, source_path: Option<&str>) -> Resul
         options: RestoreOptions {
             paths,
             overwrite: overwrite || in_place,
+            ..Default::default()
         },
         in_place,
     })
@@ -420,11 +421,17 @@ async fn run_inner(coffer: &Coffer, job: &JobRecord, control: &JobControl) -> Re
     let vault = vaults::get(coffer, &rp.account, &rp.region, &rp.vault_name).await?;
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;
     let repo = storage::repo_for(coffer, &vault, None).await?;
+    // Named by the job, so a run after a crash finishes this job's partial files in a target
+    // that was empty when it began, instead of refusing it as not empty.
+    let options = RestoreOptions {
+        resume_id: Some(job.id.clone()),
+        ..plan.options.clone()
+    };
     let outcome = repo
         .restore_async(
             rp.snapshot.clone(),
             plan.target.clone(),
-            plan.options.clone(),
+            options,
             control.observer(),
             control.cancel.clone(),
         )
@@ -469,5 +476,14 @@ async fn run_inner(coffer: &Coffer, job: &JobRecord, control: &JobControl) -> Re
             j.lease_until = None;
             save_job(tx, &j)
         })
-        .await
+        .await?;
+    release_claim(&plan.target, &job.id);
+    Ok(())
+}
+
+/// The restore is recorded as done: remove the claim the engine left in its target.
+fn release_claim(target: &std::path::Path, job_id: &str) {
+    if let Err(e) = coffer_engine::release_restore_claim(target, job_id) {
+        tracing::warn!(target = %target.display(), error = %e, "cannot remove the restore claim");
+    }
 }

@@ -29,7 +29,7 @@ pub mod rustic {
 pub use keys::{ExportedVaultKey, MasterKey, SealedVaultKey};
 pub use logging::bridge_log_to_tracing;
 pub use progress::{CancelToken, Phase, Progress};
-pub use restore::RestoreOptions;
+pub use restore::{RestoreOptions, release_restore_claim};
 pub use source::{DirectorySource, Source, SourceEntry, SourceSpec, StreamSource};
 pub use storage::VaultLocation;
 pub use vault::{

@@ -6,6 +6,15 @@
 //! would pass through a symlink the restore itself creates. When overwriting a non-empty
 //! target, symlinks and multiply-linked files already at the paths being restored are removed
 //! first, so a restore never writes through them to somewhere outside the target.
+//!
+//! A restore can be cut off by a crash and run again (the jobs layer retries interrupted jobs).
+//! So that the second run can tell its own partial files from a user's, a restore that names
+//! itself ([`RestoreOptions::resume_id`]) and finds its target empty first leaves a claim in the
+//! target (`.coffer-restore-<id>`, written and synced before any restored file). A later run with
+//! the same id that finds its claim knows the target was empty when the restore began, so it
+//! finishes the restore over what is there (files already complete are kept, the rest rewritten)
+//! instead of refusing a non-empty target. The caller removes the claim with [`release_restore_claim`]
+//! once it has recorded the restore as done; a failed restore removes it at once.
 
 use std::{
     collections::HashSet,
@@ -34,6 +43,63 @@ pub struct RestoreOptions {
     /// are left alone; files not in the recovery point are kept). Without it a non-empty target
     /// is refused.
     pub overwrite: bool,
+    /// Names this restore (the jobs layer passes the job id; letters, digits, `-` and `_`) so
+    /// that a run cut off by a crash can be run again into the same target: see the module
+    /// documentation. `None`: a non-empty target is refused unless `overwrite` is set.
+    pub resume_id: Option<String>,
+}
+
+/// The name of the claim a restore named `id` leaves in its target while it runs.
+const CLAIM_PREFIX: &str = ".coffer-restore-";
+
+fn claim_path(target: &Path, id: &str) -> Result<PathBuf> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(Error::InvalidInput(format!(
+            "restore id must be 1-128 letters, digits, `-` or `_`: {id:?}"
+        )));
+    }
+    Ok(target.join(format!("{CLAIM_PREFIX}{id}")))
+}
+
+/// Whether `path` is a claim this engine wrote (a regular file, not a link to one).
+fn is_claim(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// Write the claim and make it durable (file and directory entry) before anything is restored.
+fn write_claim(path: &Path, target: &Path) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))?;
+    f.write_all(
+        b"Coffer is restoring into this directory, which was empty when the restore began.\n\
+          Coffer removes this file when the restore has completed.\n",
+    )
+    .and_then(|()| f.sync_all())
+    .map_err(|e| Error::io("write", path, e))?;
+    fs::File::open(target)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync", target, e))
+}
+
+/// Removes the claim a restore named `id` left in `target` (see the module documentation).
+/// Nothing to do when there is none.
+///
+/// # Errors
+/// The claim exists but cannot be removed, or `id` is not a valid restore id.
+pub fn release_restore_claim(target: &Path, id: &str) -> Result<()> {
+    let path = claim_path(target, id)?;
+    if !is_claim(&path) {
+        return Ok(());
+    }
+    fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))
 }
 
 fn is_plain_relative(p: &Path) -> bool {
@@ -256,10 +322,48 @@ pub(crate) fn restore_snapshot<S: IndexedFull + Sync>(
         .map_err(|e| Error::io("read", target, e))?
         .next()
         .is_some();
-    if non_empty && !opts.overwrite {
+    let claim = opts
+        .resume_id
+        .as_deref()
+        .map(|id| claim_path(target, id))
+        .transpose()?;
+    // This restore's own claim: the target was empty when it began (an earlier run was cut off).
+    let resumed = non_empty && claim.as_deref().is_some_and(is_claim);
+    if non_empty && !opts.overwrite && !resumed {
         return Err(Error::TargetNotEmpty(target.to_path_buf()));
     }
+    if resumed {
+        tracing::info!(target = %target.display(), "finishing a restore that was interrupted");
+    }
+    let claim = match claim {
+        Some(c) if !non_empty => {
+            write_claim(&c, target)?;
+            Some(c)
+        }
+        Some(c) if resumed => Some(c),
+        _ => None,
+    };
+    let r = restore_into(repo, snap, target, opts, non_empty, sink);
+    if r.is_err()
+        && let Some(c) = &claim
+    {
+        // A restore that failed is over: a new one into this target starts afresh.
+        if let Err(e) = fs::remove_file(c) {
+            tracing::warn!(claim = %c.display(), error = %e, "cannot remove the restore claim");
+        }
+    }
+    r
+}
 
+/// The restore proper, once the target has been checked (and claimed).
+fn restore_into<S: IndexedFull + Sync>(
+    repo: &Repository<S>,
+    snap: &SnapshotFile,
+    target: &Path,
+    opts: &RestoreOptions,
+    non_empty: bool,
+    sink: &Arc<ProgressSink>,
+) -> Result<RestoreOutcome> {
     let root = snap
         .paths
         .iter()

@@ -303,7 +303,7 @@ fn restore_is_byte_and_metadata_exact() {
         &partial,
         &RestoreOptions {
             paths: vec!["dir/sub".into(), "run.sh".into()],
-            overwrite: false,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -324,7 +324,7 @@ fn restore_is_byte_and_metadata_exact() {
         &fx.path("x"),
         &RestoreOptions {
             paths: vec!["nope".into()],
-            overwrite: false,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -338,7 +338,7 @@ fn restore_is_byte_and_metadata_exact() {
         &fx.path("y"),
         &RestoreOptions {
             paths: vec!["../etc".into()],
-            overwrite: false,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -994,6 +994,21 @@ fn crash_child_process() {
             let snap = SnapshotRef(fs::read_to_string(dir.join("snap-del")).unwrap());
             vault.delete(&snap).unwrap();
         }
+        "restore" => {
+            let snap = SnapshotRef(fs::read_to_string(dir.join("snap-restore")).unwrap());
+            vault
+                .restore(
+                    &snap,
+                    &dir.join("t-resume"),
+                    &RestoreOptions {
+                        resume_id: Some(RESUME_ID.into()),
+                        ..Default::default()
+                    },
+                    no_progress,
+                    CancelToken::new(),
+                )
+                .unwrap();
+        }
         _ => unreachable!(),
     }
     fs::write(dir.join("child-finished"), b"").unwrap();
@@ -1126,6 +1141,131 @@ fn a_process_killed_mid_backup_copy_or_delete_leaves_a_valid_vault() {
     let target = dir.join("t");
     restore(&vault, &out.snapshot, &target, &RestoreOptions::default()).unwrap();
     assert_same_tree(&dir.join("src"), &target);
+}
+
+const RESUME_ID: &str = "job-7f3a";
+
+/// Bytes of regular files under `root`, and whether an entry other than the claim is there.
+fn restored_so_far(root: &Path) -> (u64, bool) {
+    if !root.is_dir() {
+        return (0, false);
+    }
+    let claim = format!(".coffer-restore-{RESUME_ID}");
+    let mut bytes = 0;
+    let mut other = false;
+    for p in walk(root) {
+        if p.file_name() == Some(OsStr::new(&claim)) {
+            continue;
+        }
+        other = true;
+        if let Ok(m) = fs::symlink_metadata(&p)
+            && m.is_file()
+        {
+            bytes += m.len();
+        }
+    }
+    (bytes, other)
+}
+
+#[test]
+fn a_restore_killed_midway_finishes_when_run_again_with_its_id() {
+    let fx = Fixture::new();
+    let dir = fx.dir.clone();
+    let src = dir.join("src");
+    for i in 0..16 {
+        write(
+            &src.join(format!("d{}/f{i}.bin", i % 3)),
+            &Rng(500 + i).bytes(1024 * 1024 + i as usize),
+        );
+    }
+    write(&src.join("small.txt"), b"small");
+    let (vault, sealed) = fx.vault("vault");
+    fs::write(dir.join("sealed"), sealed.as_str()).unwrap();
+    let out = backup(&vault, &src, "rp-r", None);
+    fs::write(dir.join("snap-restore"), &out.snapshot.0).unwrap();
+    let target = dir.join("t-resume");
+    let claim = target.join(format!(".coffer-restore-{RESUME_ID}"));
+
+    // Kill the restoring process once it has written some content, before it is done.
+    let killed = run_child_and_kill_when(&dir, "restore", &|| restored_so_far(&target).0 > 0);
+    assert!(
+        killed,
+        "the child finished before it could be killed; grow the data"
+    );
+    let (bytes, _) = restored_so_far(&target);
+    assert!(bytes < 16 * 1024 * 1024, "killed after {bytes} bytes");
+    assert!(claim.is_file(), "the claim is written before any content");
+
+    // Without its id the partial target is somebody's directory: refused, and left alone.
+    let again = |id: Option<&str>| {
+        restore(
+            &vault,
+            &out.snapshot,
+            &target,
+            &RestoreOptions {
+                resume_id: id.map(str::to_string),
+                ..Default::default()
+            },
+        )
+    };
+    for id in [None, Some("another-job")] {
+        let err = again(id).unwrap_err();
+        assert!(matches!(err, Error::TargetNotEmpty(_)), "{id:?}: {err}");
+        assert!(claim.is_file());
+    }
+    // With its id the restore finishes over its own partial files.
+    let r = again(Some(RESUME_ID)).unwrap();
+    assert!(r.files_restored > 0, "{r:?}");
+    assert!(claim.is_file(), "the caller releases the claim");
+    coffer_engine::release_restore_claim(&target, RESUME_ID).unwrap();
+    assert!(!claim.exists());
+    assert_same_tree(&src, &target);
+    coffer_engine::release_restore_claim(&target, RESUME_ID).unwrap();
+
+    // A claim is only taken in an empty target: a user's directory is never treated as one.
+    let users = dir.join("users");
+    write(&users.join("mine.txt"), b"mine");
+    let err = restore(
+        &vault,
+        &out.snapshot,
+        &users,
+        &RestoreOptions {
+            resume_id: Some(RESUME_ID.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::TargetNotEmpty(_)), "{err}");
+    assert!(!users.join(format!(".coffer-restore-{RESUME_ID}")).exists());
+
+    // A restore that fails removes its claim: the next one into that target starts afresh.
+    let failed = dir.join("failed");
+    let err = restore(
+        &vault,
+        &out.snapshot,
+        &failed,
+        &RestoreOptions {
+            paths: vec!["nope".into()],
+            resume_id: Some(RESUME_ID.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::PathNotInRecoveryPoint(_)), "{err}");
+    assert_eq!(fs::read_dir(&failed).unwrap().count(), 0);
+
+    // Ids that could name another path are refused.
+    let err = restore(
+        &vault,
+        &out.snapshot,
+        &dir.join("z"),
+        &RestoreOptions {
+            resume_id: Some("../x".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
 }
 
 /// A source that records entries whose names try to escape a restore target.

@@ -1,6 +1,8 @@
 //! Running a restore job: the recovery point's snapshot is restored into the target the
 //! restore metadata names (see `model::restore`), never outside it.
 
+use coffer_engine::RestoreOptions;
+
 use crate::dataplane::jobs::{JobControl, engine_end, finish};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
@@ -34,11 +36,17 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;
     let repo = storage::repo_for(plane, &vault, None).await?;
+    // Named by the job, so a run after a crash finishes this job's partial files in a target
+    // that was empty when it began, instead of refusing it as not empty.
+    let options = RestoreOptions {
+        resume_id: Some(job.id.clone()),
+        ..plan.options.clone()
+    };
     let outcome = repo
         .restore_async(
             rp.snapshot.clone(),
             plan.target.clone(),
-            plan.options.clone(),
+            options,
             control.observer(),
             control.cancel.clone(),
         )
@@ -83,5 +91,14 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
             j.lease_until = None;
             save_job(tx, &j)
         })
-        .await
+        .await?;
+    release_claim(&plan.target, &job.id);
+    Ok(())
+}
+
+/// The restore is recorded as done: remove the claim the engine left in its target.
+fn release_claim(target: &std::path::Path, job_id: &str) {
+    if let Err(e) = coffer_engine::release_restore_claim(target, job_id) {
+        tracing::warn!(target = %target.display(), error = %e, "cannot remove the restore claim");
+    }
 }

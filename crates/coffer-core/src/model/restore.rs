@@ -91,6 +91,7 @@ pub(crate) fn plan(
         options: RestoreOptions {
             paths,
             overwrite: overwrite || in_place,
+            ..Default::default()
         },
         in_place,
     })

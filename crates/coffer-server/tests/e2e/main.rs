@@ -7,6 +7,7 @@ mod jobs;
 
 mod auth;
 mod coverage;
+mod crash_restore;
 mod notifications;
 mod ops;
 mod plans;

@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Region assumed for requests that carry no signature (auth none only).
     #[arg(long, env = "COFFER_DEFAULT_REGION")]
     pub default_region: Option<String>,
+    /// A region name to accept in SigV4 credential scopes besides AWS's own regions
+    /// (repeatable; `COFFER_REGIONS` takes a comma-separated list).
+    #[arg(long = "region", env = "COFFER_REGIONS", value_delimiter = ',')]
+    pub regions: Vec<String>,
     /// Log format.
     #[arg(long, env = "COFFER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -93,6 +97,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub auth: Option<AuthSetting>,
     pub default_region: Option<String>,
+    /// Region names accepted in credential scopes besides AWS's own.
+    #[serde(default)]
+    pub regions: Vec<String>,
     pub log_format: Option<LogFormat>,
     pub max_concurrent_jobs: Option<usize>,
     #[serde(default)]
@@ -125,6 +132,8 @@ pub struct Config {
     pub credentials: Vec<CredentialEntry>,
     pub default_account: String,
     pub default_region: String,
+    /// Region names accepted in credential scopes besides AWS's own and `default_region`.
+    pub regions: Vec<String>,
     pub log_format: LogFormat,
     pub max_concurrent_jobs: usize,
     /// The configuration file, re-read for the inventory on SIGHUP or when it changes.
@@ -163,6 +172,18 @@ impl Config {
         for t in &file.notification_targets {
             t.check()?;
         }
+        let mut regions = file.regions;
+        regions.extend(args.regions);
+        for r in &regions {
+            if r.is_empty()
+                || r.len() > 64
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                bail!("region '{r}' must be lowercase letters, digits and '-' (like us-east-1)");
+            }
+        }
         let auth = args.auth.or(file.auth).unwrap_or(if args.dev {
             AuthSetting::None
         } else {
@@ -190,6 +211,7 @@ impl Config {
                 .default_region
                 .or(file.default_region)
                 .unwrap_or_else(|| DEFAULT_REGION.into()),
+            regions,
             log_format: args
                 .log_format
                 .or(file.log_format)

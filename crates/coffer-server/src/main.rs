@@ -8,6 +8,7 @@ mod admin;
 mod config;
 mod notify;
 mod server;
+mod wire;
 
 use clap::{Parser, Subcommand};
 

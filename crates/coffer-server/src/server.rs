@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::admin;
 use crate::config::{AuthSetting, Config, LogFormat, generated_credential};
+use crate::wire::AwsErrors;
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
@@ -146,7 +147,8 @@ pub async fn run(config: Config) -> Result<()> {
         tokio::spawn(reload_inventory(file, inventory));
     }
     let app = Arc::new(App {
-        api: ApiHandler::new(Arc::new(coffer.clone()), auth, &config.default_region),
+        api: ApiHandler::new(Arc::new(coffer.clone()), auth, &config.default_region)
+            .with_regions(config.regions.clone()),
         coffer,
         dev: config.dev,
     });
@@ -180,7 +182,7 @@ pub async fn run(config: Config) -> Result<()> {
                     });
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(AwsErrors::new(stream)), service)
                         .await
                     {
                         tracing::debug!(error = %e, "connection ended with an error");

@@ -2,17 +2,20 @@
 //! `aws-sdk-backup` client (and raw HTTP where a malformed request is the point).
 
 mod harness;
+mod signer;
 
 mod jobs;
 
 mod auth;
 mod coverage;
+mod hardening;
 mod notifications;
 mod plans;
 mod protocol;
 mod scheduler;
 mod selections;
 mod settings;
+mod sigv4_suite;
 mod tags;
 mod templates;
 mod vault_extras;

@@ -98,7 +98,10 @@ impl ApiError {
         Self::new(
             404,
             "UnknownOperationException",
-            format!("No AWS Backup operation matches {method} {path}."),
+            format!(
+                "No AWS Backup operation matches {method} {}.",
+                shorten(path, 200)
+            ),
         )
     }
     pub fn missing_authentication() -> Self {
@@ -115,6 +118,34 @@ impl ApiError {
             format!(
                 "The security token included in the request is invalid: unknown access key id {access_key_id}."
             ),
+        )
+    }
+    /// A session token was sent: Coffer issues none, so none is valid.
+    pub fn unrecognized_client_token() -> Self {
+        Self::new(
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid: Coffer does not issue session tokens; sign with a configured access key and no X-Amz-Security-Token.",
+        )
+    }
+    /// A request body larger than any operation accepts (HTTP 413).
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLargeException",
+            format!("The request body is larger than the {limit} bytes this operation accepts."),
+        )
+    }
+    /// A request line or headers too large to read (HTTP 414 / 431).
+    pub fn too_large(status: u16, what: &str) -> Self {
+        Self::new(
+            status,
+            if status == 414 {
+                "RequestURITooLongException"
+            } else {
+                "RequestHeaderFieldsTooLargeException"
+            },
+            what.to_string(),
         )
     }
     pub fn invalid_signature(message: impl Into<String>) -> Self {
@@ -147,6 +178,15 @@ impl ApiError {
         }
         serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
     }
+}
+
+/// Caller-supplied text echoed in a message, cut to `max` characters.
+fn shorten(text: &str, max: usize) -> String {
+    let mut s: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        s.push_str("...");
+    }
+    s
 }
 
 impl fmt::Display for ApiError {

@@ -17,11 +17,14 @@ use crate::generated::operations::{BackupService, dispatch};
 use crate::operation::{Location, ScalarKind};
 use crate::request::RequestContext;
 use crate::router::Router;
-use crate::sigv4::{self, AuthMode, SignedParts, SigningKeyCache};
+use crate::sigv4::{self, AuthMode, ScopePolicy, SignedParts, SigningKeyCache};
 use crate::timestamp::Timestamp;
 
-/// The largest request body accepted (AWS Backup's documents are small).
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The largest request body accepted. The largest member the model bounds is a policy document
+/// (`AccessPointPolicy`, at most 200,000 characters); JSON-escaped as `\uXXXX` pairs that is at
+/// most 1.2 MB, so 2 MiB holds any legitimate request with room to spare. Bodies are refused
+/// on their Content-Length before any byte is read, and reading stops at the cap otherwise.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Answers AWS Backup API requests on behalf of a [`BackupService`].
 pub struct ApiHandler<S: ?Sized> {
@@ -29,7 +32,8 @@ pub struct ApiHandler<S: ?Sized> {
     router: Router,
     auth: AuthMode,
     keys: SigningKeyCache,
-    default_region: String,
+    policy: ScopePolicy,
+    failures: FailedSignIns,
 }
 
 impl<S: BackupService + ?Sized> ApiHandler<S> {
@@ -39,8 +43,15 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
             router: Router::new(),
             auth,
             keys: SigningKeyCache::default(),
-            default_region: default_region.to_string(),
+            policy: ScopePolicy::new("backup", default_region),
+            failures: FailedSignIns::default(),
         }
+    }
+
+    /// Accepts these regions in credential scopes besides AWS's own (see [`ScopePolicy`]).
+    pub fn with_regions(mut self, regions: impl IntoIterator<Item = String>) -> Self {
+        self.policy = self.policy.with_regions(regions);
+        self
     }
 
     /// Handles one request; never fails: every error becomes an AWS-style error response.
@@ -53,14 +64,26 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         let (parts, body) = req.into_parts();
         let method = parts.method.as_str().to_string();
         let path = parts.uri.path().to_string();
-        let result = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(collected) => {
-                let body = collected.to_bytes();
-                self.respond(&parts, &body, &request_id).await
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let result = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            Err(ApiError::payload_too_large(MAX_BODY_BYTES))
+        } else {
+            match Limited::new(body, MAX_BODY_BYTES).collect().await {
+                Ok(collected) => {
+                    let body = collected.to_bytes();
+                    self.respond(&parts, &body, &request_id).await
+                }
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    Err(ApiError::payload_too_large(MAX_BODY_BYTES))
+                }
+                Err(e) => Err(ApiError::serialization(format!(
+                    "The request body could not be read: {e}"
+                ))),
             }
-            Err(e) => Err(ApiError::serialization(format!(
-                "The request body could not be read (at most {MAX_BODY_BYTES} bytes are accepted): {e}"
-            ))),
         };
         let response = match result {
             Ok((status, body)) => {
@@ -74,7 +97,13 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
                 } else {
                     tracing::debug!(request_id, %method, %path, error = %err, "request refused");
                 }
-                error_response(&err)
+                let mut r = error_response(&err);
+                if err.status() == 413 {
+                    // The rest of the body is never read: end the connection after answering.
+                    r.headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                r
             }
         };
         with_common_headers(response, &request_id)
@@ -98,9 +127,10 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
                 headers: &parts.headers,
                 body,
             },
-            &self.default_region,
+            &self.policy,
             chrono::Utc::now(),
-        )?;
+        )
+        .inspect_err(|e| self.failures.record(e, parts, request_id))?;
         let query = sigv4::canonical::decode_query_form(raw_query);
         let keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
         let route = self.router.route(parts.method.as_str(), raw_path, &keys)?;
@@ -150,6 +180,63 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         let out = dispatch(&*self.service, &ctx, route.operation, Value::Object(input)).await?;
         Ok((spec.success_status, out))
     }
+}
+
+/// Failed sign-ins are logged at WARN, at most [`FailedSignIns::PER_MINUTE`] lines a minute
+/// (the rest are counted and reported with the next line), naming the access key id and the
+/// reason but never a secret or a signature.
+#[derive(Default)]
+struct FailedSignIns {
+    window: std::sync::Mutex<(i64, u32, u64)>,
+}
+
+impl FailedSignIns {
+    const PER_MINUTE: u32 = 20;
+
+    fn record(&self, err: &ApiError, parts: &http::request::Parts, request_id: &str) {
+        let minute = chrono::Utc::now().timestamp() / 60;
+        let suppressed = {
+            let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            if w.0 != minute {
+                *w = (minute, 0, w.2);
+            }
+            w.1 += 1;
+            if w.1 > Self::PER_MINUTE {
+                w.2 += 1;
+                return;
+            }
+            std::mem::take(&mut w.2)
+        };
+        let access_key_id = access_key_of(&parts.headers, parts.uri.query().unwrap_or(""));
+        tracing::warn!(
+            request_id,
+            access_key_id = access_key_id.as_deref().unwrap_or("-"),
+            code = err.code(),
+            reason = err.message(),
+            suppressed_before = suppressed,
+            "sign-in refused"
+        );
+    }
+}
+
+/// The access key id named by an Authorization header or a presigned URL's X-Amz-Credential,
+/// if it looks like one (at most 128 letters and digits: anything else is not echoed into the
+/// log).
+fn access_key_of(headers: &http::HeaderMap, raw_query: &str) -> Option<String> {
+    let credential = match headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(auth) => auth.split("Credential=").nth(1)?.to_string(),
+        None => {
+            sigv4::canonical::decode_query(raw_query)
+                .into_iter()
+                .find(|(k, _)| k == "X-Amz-Credential")?
+                .1
+        }
+    };
+    let akid = credential.split('/').next()?;
+    (akid.len() <= 128 && akid.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| akid.into())
 }
 
 /// Converts the text of a URI label or query parameter to the JSON value of its member type.

@@ -1,10 +1,14 @@
 //! Maps a request's method and raw path to an operation of the model.
 //!
-//! Templates come from the generated operation table. A trailing slash and empty segments are
-//! ignored (boto3 sends `/backup/plans/`, the Rust and Go SDKs `/backup/plans`); labels are
-//! percent-decoded after the path is split, so an ARN with encoded `:` or `/` stays one label.
-//! When several templates match, the one with more literal segments wins, then the one that
-//! requires a query literal (`?delete`).
+//! Templates come from the generated operation table. One trailing slash is ignored (boto3 sends
+//! `/backup/plans/`, the Rust and Go SDKs `/backup/plans`); every other segment counts, empty
+//! ones included, so `DELETE /backup-vaults//access-policy` is DeleteBackupVaultAccessPolicy
+//! with an empty vault name (refused), never DeleteBackupVault of a vault named
+//! `access-policy`. A label that is empty, `.` or `..` is refused as a validation error: the
+//! SigV4 signers normalise such segments away, so a request that routes is one whose path the
+//! signature covers exactly. Labels are percent-decoded after the path is split, so an ARN with
+//! encoded `:` or `/` stays one label. When several templates match, the one with more literal
+//! segments wins, then the one that requires a query literal (`?delete`).
 
 use std::collections::HashMap;
 
@@ -55,9 +59,8 @@ impl Router {
                 Some((p, q)) => (p, q),
                 None => (spec.uri, ""),
             };
-            let segments: Vec<Segment> = path
-                .split('/')
-                .filter(|s| !s.is_empty())
+            let segments: Vec<Segment> = split_path(path)
+                .into_iter()
                 .map(|s| {
                     if let Some(label) = s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                         match label.strip_suffix('+') {
@@ -103,7 +106,7 @@ impl Router {
         raw_path: &str,
         query_keys: &[&str],
     ) -> Result<Route, ApiError> {
-        let parts: Vec<&str> = raw_path.split('/').filter(|s| !s.is_empty()).collect();
+        let parts = split_path(raw_path);
         let templates = self
             .by_method
             .get(method)
@@ -134,6 +137,9 @@ impl Router {
                     }
                 }
             }
+            for (name, value) in &labels {
+                check_label(t.operation, name, value)?;
+            }
             return Ok(Route {
                 operation: t.operation,
                 labels,
@@ -141,6 +147,40 @@ impl Router {
         }
         Err(ApiError::unknown_operation(method, raw_path))
     }
+}
+
+/// The segments of a path: one leading and one trailing slash removed, every other slash a
+/// separator (`/a//b/` is `a`, ``, `b`; `/` is no segment at all).
+fn split_path(path: &str) -> Vec<&str> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if path.is_empty() {
+        Vec::new()
+    } else {
+        path.split('/').collect()
+    }
+}
+
+/// A URI label must hold a value: empty is a missing member, and `.` / `..` are path steps the
+/// signers remove before signing, so they can never be the value the caller signed.
+fn check_label(operation: Operation, wire: &str, value: &str) -> Result<(), ApiError> {
+    let member = operation
+        .spec()
+        .bindings
+        .iter()
+        .find(|b| b.wire == wire)
+        .map_or(wire, |b| b.member);
+    if value.is_empty() {
+        return Err(ApiError::invalid_parameter(format!(
+            "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length greater than or equal to 1 (the URI path has an empty segment where {member} belongs)"
+        )));
+    }
+    if value == "." || value == ".." {
+        return Err(ApiError::invalid_parameter(format!(
+            "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must not be a relative path segment ('.' or '..')"
+        )));
+    }
+    Ok(())
 }
 
 fn decode(segment: &str) -> Result<String, ApiError> {
@@ -176,8 +216,9 @@ mod tests {
                 })
                 .collect();
             let filled = filled.join("/");
+            let bare = filled.strip_suffix('/').unwrap_or(&filled).to_string();
             let keys: Vec<&str> = query.split('&').filter(|q| !q.is_empty()).collect();
-            for p in [filled.clone(), format!("{filled}/")] {
+            for p in [bare.clone(), format!("{bare}/")] {
                 let route = router.route(spec.method, &p, &keys).unwrap();
                 assert_eq!(route.operation, spec.operation, "{} {}", spec.method, p);
             }
@@ -211,6 +252,62 @@ mod tests {
                 .unwrap_err()
                 .status(),
             404
+        );
+    }
+
+    /// An empty label is that operation's validation error, never another operation whose
+    /// template has one segment fewer.
+    #[test]
+    fn empty_labels_never_reach_another_operation() {
+        let router = Router::new();
+        for (method, path) in [
+            ("DELETE", "/backup-vaults//access-policy"),
+            ("PUT", "/backup-vaults//mpaApprovalTeam"),
+            ("GET", "/backup-vaults//access-policy"),
+            ("GET", "/backup-jobs//"),
+            ("DELETE", "/backup-vaults/./access-policy"),
+            ("DELETE", "/backup-vaults/%2E%2E/access-policy"),
+        ] {
+            let err = router.route(method, path, &[]).unwrap_err();
+            assert_eq!(
+                err.code(),
+                "InvalidParameterValueException",
+                "{method} {path}"
+            );
+            assert_eq!(err.status(), 400);
+            assert!(
+                err.message().contains("BackupVaultName") || err.message().contains("BackupJobId"),
+                "{method} {path}: {}",
+                err.message()
+            );
+        }
+        // Empty segments elsewhere make the path match nothing.
+        assert_eq!(
+            router
+                .route("DELETE", "/backup-vaults/v//access-policy", &[])
+                .unwrap_err()
+                .code(),
+            "UnknownOperationException"
+        );
+        assert_eq!(
+            router
+                .route("GET", "//backup-vaults/v", &[])
+                .unwrap_err()
+                .code(),
+            "UnknownOperationException"
+        );
+        // The operation's own path still routes, with one trailing slash or none.
+        for p in [
+            "/backup-vaults/v/access-policy",
+            "/backup-vaults/v/access-policy/",
+        ] {
+            let r = router.route("DELETE", p, &[]).unwrap();
+            assert_eq!(r.operation, Operation::DeleteBackupVaultAccessPolicy);
+            assert_eq!(r.labels, vec![("backupVaultName", "v".to_string())]);
+        }
+        assert_eq!(
+            router.route("GET", "/backup-jobs/", &[]).unwrap().operation,
+            Operation::ListBackupJobs
         );
     }
 }

@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// Region assumed for requests that carry no signature (auth none only) [default: us-east-1] [file key: default_region]
     #[arg(long, env = "COFFER_DEFAULT_REGION")]
     pub default_region: Option<String>,
+    /// A region name to accept in SigV4 credential scopes besides AWS's own regions
+    /// (repeatable; `COFFER_REGIONS` takes a comma-separated list) [file key: regions]
+    #[arg(long = "region", env = "COFFER_REGIONS", value_delimiter = ',')]
+    pub regions: Vec<String>,
     /// Log format on stderr; the level comes from COFFER_LOG (e.g. debug) [default: text] [file key: log_format]
     #[arg(long, env = "COFFER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -99,6 +103,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub auth: Option<AuthSetting>,
     pub default_region: Option<String>,
+    /// Region names accepted in credential scopes besides AWS's own.
+    #[serde(default)]
+    pub regions: Vec<String>,
     pub log_format: Option<LogFormat>,
     pub max_concurrent_jobs: Option<usize>,
     #[serde(default)]
@@ -179,6 +186,8 @@ pub struct Config {
     pub credentials: Vec<CredentialEntry>,
     pub default_account: String,
     pub default_region: String,
+    /// Region names accepted in credential scopes besides AWS's own and `default_region`.
+    pub regions: Vec<String>,
     pub log_format: LogFormat,
     pub max_concurrent_jobs: usize,
     /// The configuration file, re-read on SIGHUP or when it changes (see `reload`).
@@ -214,6 +223,18 @@ impl Config {
                 account_id: default_account.clone(),
             });
         }
+        let mut regions = file.regions.clone();
+        regions.extend(args.regions);
+        for r in &regions {
+            if r.is_empty()
+                || r.len() > 64
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                bail!("region '{r}' must be lowercase letters, digits and '-' (like us-east-1)");
+            }
+        }
         let auth = args.auth.or(file.auth).unwrap_or(if args.dev {
             AuthSetting::None
         } else {
@@ -241,6 +262,7 @@ impl Config {
                 .default_region
                 .or(file.default_region.clone())
                 .unwrap_or_else(|| DEFAULT_REGION.into()),
+            regions,
             log_format: args
                 .log_format
                 .or(file.log_format)

@@ -11,6 +11,7 @@ mod logging;
 mod notify;
 mod reload;
 mod server;
+mod wire;
 
 use clap::{Parser, Subcommand};
 

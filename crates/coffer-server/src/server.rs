@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::admin;
 use crate::config::{AuthSetting, Config, generated_credential};
+use crate::wire::AwsErrors;
 
 struct App {
     api: ApiHandler<Coffer>,
@@ -148,7 +149,8 @@ pub async fn run(config: Config) -> Result<()> {
             Arc::new(coffer.clone()),
             auth.clone(),
             &config.default_region,
-        ),
+        )
+        .with_regions(config.regions.clone()),
         admin: admin::Admin {
             coffer,
             dev: config.dev,
@@ -188,7 +190,7 @@ pub async fn run(config: Config) -> Result<()> {
                     });
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(AwsErrors::new(stream)), service)
                         .await
                     {
                         tracing::debug!(error = %e, "connection ended with an error");

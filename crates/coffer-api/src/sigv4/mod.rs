@@ -6,11 +6,19 @@
 //! service), and compares signatures in constant time. The region of the credential scope
 //! becomes the request's region; the access key's account becomes its account.
 //!
+//! What is refused, beyond a signature that does not match: a credential scope naming another
+//! service or an unknown region, SignedHeaders without `host`, a payload hash other than the
+//! body's real one (UNSIGNED-PAYLOAD included), a date outside the 15-minute skew either way,
+//! a presigned URL dated in the future or valid for more than 7 days, two Authorization headers
+//! or a header and a presigned query at once, and session tokens (Coffer issues none). See
+//! docs/hardening.md.
+//!
 //! One concern per file: `canonical` builds the canonical request, `key` derives signing keys,
-//! this file parses the credential and decides.
+//! `regions` says which scopes are valid, this file parses the credential and decides.
 
 pub mod canonical;
 mod key;
+mod regions;
 mod sign;
 
 use std::collections::HashMap;
@@ -22,12 +30,15 @@ use subtle::ConstantTimeEq;
 
 pub use canonical::{canonical_query, canonical_request, canonical_uri, sha256_hex};
 pub use key::{SigningKeyCache, hmac_sha256, signing_key};
+pub use regions::{AWS_REGIONS, ScopePolicy};
 pub use sign::{OutgoingRequest, sign};
 
 use crate::error::ApiError;
 
 /// The largest accepted difference between the request's date and the server's clock.
 pub const MAX_SKEW: chrono::Duration = chrono::Duration::minutes(15);
+/// The longest a presigned URL may stay valid (`X-Amz-Expires`), as AWS allows: 7 days.
+pub const MAX_PRESIGNED_EXPIRES: i64 = 604_800;
 
 /// A secret access key and the account it belongs to.
 #[derive(Clone, PartialEq, Eq)]
@@ -87,6 +98,8 @@ struct ParsedAuth {
     amz_date: String,
     presigned: bool,
     expires: Option<i64>,
+    /// A presigned URL carries `X-Amz-Security-Token`.
+    session_token: bool,
 }
 
 /// Authenticates a request under `mode`. `now` is the wall clock (never the development clock).
@@ -94,15 +107,18 @@ pub fn authenticate(
     mode: &AuthMode,
     keys: &SigningKeyCache,
     parts: &SignedParts<'_>,
-    default_region: &str,
+    policy: &ScopePolicy,
     now: DateTime<Utc>,
 ) -> Result<Caller, ApiError> {
     match mode {
         AuthMode::None { default_account } => {
             let parsed = parse(parts).ok().flatten();
             let (akid, region, service) = match parsed {
-                Some(p) => (Some(p.access_key_id), p.region, p.service),
-                None => (None, default_region.to_string(), "backup".to_string()),
+                Some(p) => {
+                    check_scope(&p, policy)?;
+                    (Some(p.access_key_id), p.region, p.service)
+                }
+                None => (None, policy.default_region.clone(), policy.service.clone()),
             };
             let account = match &akid {
                 Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => a.clone(),
@@ -117,6 +133,15 @@ pub fn authenticate(
         }
         AuthMode::SigV4(creds) => {
             let p = parse(parts)?.ok_or_else(ApiError::missing_authentication)?;
+            check_scope(&p, policy)?;
+            if !p.signed_headers.iter().any(|h| h == "host") {
+                return Err(ApiError::invalid_signature(
+                    "'Host' must be a 'SignedHeader' in the AWS Authorization.",
+                ));
+            }
+            if parts.headers.contains_key("x-amz-security-token") || p.session_token {
+                return Err(ApiError::unrecognized_client_token());
+            }
             let cred = creds
                 .get(&p.access_key_id)
                 .ok_or_else(|| ApiError::unrecognized_client(&p.access_key_id))?;
@@ -128,71 +153,92 @@ pub fn authenticate(
                     ))
                 })?
                 .and_utc();
-            if !p.amz_date.starts_with(&p.date) {
+            if !p.amz_date.starts_with(&p.date) || p.date.len() != 8 {
                 return Err(ApiError::invalid_signature(
                     "The credential scope date does not match X-Amz-Date.",
                 ));
             }
+            let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+            if request_time > now + MAX_SKEW {
+                return Err(ApiError::invalid_signature(format!(
+                    "Signature not yet current: {} is still later than {} ({} + 15 min.). Check the client's clock.",
+                    p.amz_date,
+                    stamp(now + MAX_SKEW),
+                    stamp(now)
+                )));
+            }
             if p.presigned {
                 let expires = p.expires.unwrap_or(900);
+                if !(1..=MAX_PRESIGNED_EXPIRES).contains(&expires) {
+                    return Err(ApiError::incomplete_signature(format!(
+                        "X-Amz-Expires must be between 1 and {MAX_PRESIGNED_EXPIRES} seconds (7 days); it is {expires}."
+                    )));
+                }
                 if now > request_time + chrono::Duration::seconds(expires) {
                     return Err(ApiError::invalid_signature(format!(
                         "Signature expired: the presigned request was valid until {} and it is now {}.",
-                        (request_time + chrono::Duration::seconds(expires))
-                            .format("%Y%m%dT%H%M%SZ"),
-                        now.format("%Y%m%dT%H%M%SZ")
+                        stamp(request_time + chrono::Duration::seconds(expires)),
+                        stamp(now)
                     )));
                 }
-            } else if (now - request_time).abs() > MAX_SKEW {
+            } else if now - request_time > MAX_SKEW {
                 return Err(ApiError::invalid_signature(format!(
                     "Signature expired: {} is outside the allowed clock skew of 15 minutes from the server time {}. Check the client's clock.",
                     p.amz_date,
-                    now.format("%Y%m%dT%H%M%SZ")
+                    stamp(now)
                 )));
             }
-            let signing_key = keys.get(&cred.secret_access_key, &p.date, &p.region, &p.service);
-            let scope = format!("{}/{}/{}/aws4_request", p.date, p.region, p.service);
+            // The payload hash is always the body's own: a declared hash that differs, and
+            // UNSIGNED-PAYLOAD (which would let the body change after signing), are refused.
             let body_hash = sha256_hex(parts.body);
-            let declared = parts
+            match parts
                 .headers
                 .get("x-amz-content-sha256")
-                .and_then(|v| v.to_str().ok());
-            let payload_hashes: Vec<&str> = match declared {
-                Some("UNSIGNED-PAYLOAD") => vec!["UNSIGNED-PAYLOAD"],
-                Some(h) if h == body_hash => vec![h],
-                Some(_) => {
+                .map(|v| v.to_str().unwrap_or(""))
+            {
+                Some("UNSIGNED-PAYLOAD") => {
+                    return Err(ApiError::invalid_signature(
+                        "UNSIGNED-PAYLOAD is not accepted by this service: sign the SHA-256 of the request body.",
+                    ));
+                }
+                Some(h) if h != body_hash => {
                     return Err(ApiError::invalid_signature(
                         "The x-amz-content-sha256 header does not match the request body.",
                     ));
                 }
-                None if p.presigned => vec![body_hash.as_str(), "UNSIGNED-PAYLOAD"],
-                None => vec![body_hash.as_str()],
-            };
+                _ => {}
+            }
+            let signing_key = keys.get(&cred.secret_access_key, &p.date, &p.region, &p.service);
+            let scope = format!("{}/{}/{}/aws4_request", p.date, p.region, p.service);
             let signed: Vec<&str> = p.signed_headers.iter().map(String::as_str).collect();
-            for payload in payload_hashes {
-                let creq = canonical_request(
-                    parts.method,
-                    parts.raw_path,
-                    parts.raw_query,
-                    parts.headers,
-                    &signed,
-                    payload,
-                    p.presigned,
-                )?;
-                let string_to_sign = format!(
-                    "AWS4-HMAC-SHA256\n{}\n{}\n{}",
-                    p.amz_date,
-                    scope,
-                    sha256_hex(creq.as_bytes())
-                );
-                let expected = hex::encode(hmac_sha256(&signing_key, string_to_sign.as_bytes()));
-                if bool::from(expected.as_bytes().ct_eq(p.signature.as_bytes())) {
-                    return Ok(Caller {
-                        access_key_id: Some(p.access_key_id),
-                        account_id: cred.account_id.clone(),
-                        region: p.region,
-                        service: p.service,
-                    });
+            let headers_block = canonical::canonical_headers(parts.headers, &signed)?;
+            // At most four candidates, and more than one only for unusual paths or queries
+            // where the SDKs' canonical forms differ.
+            for uri in canonical::canonical_uris(parts.raw_path) {
+                for query in canonical::canonical_queries(parts.raw_query, p.presigned) {
+                    let creq = canonical::canonical_request_from(
+                        parts.method,
+                        &uri,
+                        &query,
+                        &headers_block,
+                        &body_hash,
+                    );
+                    let string_to_sign = format!(
+                        "AWS4-HMAC-SHA256\n{}\n{}\n{}",
+                        p.amz_date,
+                        scope,
+                        sha256_hex(creq.as_bytes())
+                    );
+                    let expected =
+                        hex::encode(hmac_sha256(&signing_key, string_to_sign.as_bytes()));
+                    if bool::from(expected.as_bytes().ct_eq(p.signature.as_bytes())) {
+                        return Ok(Caller {
+                            access_key_id: Some(p.access_key_id),
+                            account_id: cred.account_id.clone(),
+                            region: p.region,
+                            service: p.service,
+                        });
+                    }
                 }
             }
             Err(ApiError::invalid_signature(
@@ -202,10 +248,55 @@ pub fn authenticate(
     }
 }
 
+/// The credential scope must name this service and a region that exists.
+fn check_scope(p: &ParsedAuth, policy: &ScopePolicy) -> Result<(), ApiError> {
+    if p.service != policy.service {
+        return Err(ApiError::invalid_signature(format!(
+            "Credential should be scoped to correct service: '{}'.",
+            policy.service
+        )));
+    }
+    if !policy.region_known(&p.region) {
+        return Err(ApiError::invalid_signature(format!(
+            "Credential should be scoped to a valid region, not '{}'.",
+            shorten(&p.region)
+        )));
+    }
+    Ok(())
+}
+
+/// Caller-supplied text echoed in a message, cut short.
+fn shorten(text: &str) -> String {
+    let mut s: String = text.chars().take(64).collect();
+    if text.chars().count() > 64 {
+        s.push_str("...");
+    }
+    s
+}
+
 /// Reads the signature parameters from the Authorization header or the presigned query.
 /// `Ok(None)` means the request carries no signature at all.
 fn parse(parts: &SignedParts<'_>) -> Result<Option<ParsedAuth>, ApiError> {
-    if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION) {
+    let presigned = canonical::decode_query(parts.raw_query)
+        .iter()
+        .any(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "X-Amz-Algorithm" | "X-Amz-Credential" | "X-Amz-Signature"
+            )
+        });
+    let mut auth_headers = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+    if let Some(auth) = auth_headers.next() {
+        if auth_headers.next().is_some() {
+            return Err(ApiError::incomplete_signature(
+                "The request carries more than one Authorization header; send exactly one.",
+            ));
+        }
+        if presigned {
+            return Err(ApiError::incomplete_signature(
+                "Only one authentication mechanism is allowed: either the Authorization header or X-Amz-* query parameters, not both.",
+            ));
+        }
         let auth = auth.to_str().map_err(|_| {
             ApiError::incomplete_signature("The Authorization header is not ASCII.")
         })?;
@@ -234,6 +325,12 @@ fn parse(parts: &SignedParts<'_>) -> Result<Option<ParsedAuth>, ApiError> {
                 "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'.",
             ));
         };
+        let mut dates = parts.headers.get_all("x-amz-date").iter();
+        if dates.next().is_some() && dates.next().is_some() {
+            return Err(ApiError::incomplete_signature(
+                "The request carries more than one X-Amz-Date header; send exactly one.",
+            ));
+        }
         let amz_date = parts
             .headers
             .get("x-amz-date")
@@ -250,9 +347,10 @@ fn parse(parts: &SignedParts<'_>) -> Result<Option<ParsedAuth>, ApiError> {
             amz_date: amz_date.to_string(),
             presigned: false,
             expires: None,
+            session_token: false,
         }));
     }
-    if parts.raw_query.contains("X-Amz-Signature=") {
+    if presigned {
         let q: HashMap<String, String> = canonical::decode_query(parts.raw_query)
             .into_iter()
             .collect();
@@ -286,6 +384,7 @@ fn parse(parts: &SignedParts<'_>) -> Result<Option<ParsedAuth>, ApiError> {
             amz_date: get("X-Amz-Date")?,
             presigned: true,
             expires,
+            session_token: q.contains_key("X-Amz-Security-Token"),
         }));
     }
     Ok(None)

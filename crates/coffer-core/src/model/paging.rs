@@ -27,7 +27,8 @@ pub fn decode(token: &str, prefix: &str) -> Result<String, ApiError> {
             "The NextToken is not valid for this request; start again without it.",
         )
     };
-    if !token.len().is_multiple_of(2) {
+    // Checked before slicing: the slices below cut at byte offsets, which is only safe on ASCII.
+    if !token.len().is_multiple_of(2) || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let bytes = (0..token.len())
@@ -73,5 +74,16 @@ mod tests {
         );
         assert!(decode(&t, "444455556666:us-east-1:").is_err());
         assert!(decode("zz", "").is_err());
+    }
+
+    /// A token with multi-byte characters is refused, never sliced inside a character.
+    #[test]
+    fn non_ascii_tokens_are_refused() {
+        for t in ["\u{1F980}", "a\u{e9}", "\u{e9}a0", "0\u{1F980}0"] {
+            assert_eq!(
+                decode(t, "").unwrap_err().code(),
+                "InvalidParameterValueException"
+            );
+        }
     }
 }

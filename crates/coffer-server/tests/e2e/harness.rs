@@ -136,6 +136,11 @@ impl Server {
         aws_sdk_backup::Client::from_conf(conf)
     }
 
+    /// The server's process id (to read its memory use in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("coffer is running")
+    }
+
     /// Sends SIGHUP to the server (it re-reads its configuration file's inventory).
     pub fn hup(&self) {
         let pid = self.child.id().expect("coffer is running");

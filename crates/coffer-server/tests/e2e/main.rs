@@ -2,12 +2,14 @@
 //! `aws-sdk-backup` client (and raw HTTP where a malformed request is the point).
 
 mod harness;
+mod signer;
 
 mod jobs;
 
 mod auth;
 mod coverage;
 mod crash_restore;
+mod hardening;
 mod notifications;
 mod ops;
 mod plans;
@@ -15,6 +17,7 @@ mod protocol;
 mod scheduler;
 mod selections;
 mod settings;
+mod sigv4_suite;
 mod tags;
 mod templates;
 mod vault_extras;

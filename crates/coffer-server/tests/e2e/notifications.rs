@@ -664,7 +664,7 @@ secret_access_key = "sns-secret"
                 headers: &headers,
                 body: body.as_bytes(),
             },
-            "us-east-1",
+            &coffer_api::sigv4::ScopePolicy::new("sns", "us-east-1"),
             chrono::Utc::now(),
         )
         .unwrap_or_else(|e| panic!("signature: {e:?}"));

@@ -18,6 +18,7 @@ use crate::operation::{Location, ScalarKind};
 use crate::request::RequestContext;
 use crate::router::Router;
 use crate::sigv4::{self, AuthMode, ScopePolicy, SignedParts, SigningKeyCache};
+use crate::sts;
 use crate::timestamp::Timestamp;
 
 /// The largest request body accepted. The largest member the model bounds is a policy document
@@ -33,6 +34,7 @@ pub struct ApiHandler<S: ?Sized> {
     auth: AuthMode,
     keys: SigningKeyCache,
     policy: ScopePolicy,
+    sts_policy: ScopePolicy,
     failures: FailedSignIns,
 }
 
@@ -44,13 +46,16 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
             auth,
             keys: SigningKeyCache::default(),
             policy: ScopePolicy::new("backup", default_region),
+            sts_policy: ScopePolicy::new(sts::SIGNING_NAME, default_region),
             failures: FailedSignIns::default(),
         }
     }
 
     /// Accepts these regions in credential scopes besides AWS's own (see [`ScopePolicy`]).
     pub fn with_regions(mut self, regions: impl IntoIterator<Item = String>) -> Self {
-        self.policy = self.policy.with_regions(regions);
+        let regions: Vec<String> = regions.into_iter().collect();
+        self.policy = self.policy.with_regions(regions.clone());
+        self.sts_policy = self.sts_policy.with_regions(regions);
         self
     }
 
@@ -75,6 +80,9 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
             match Limited::new(body, MAX_BODY_BYTES).collect().await {
                 Ok(collected) => {
                     let body = collected.to_bytes();
+                    if self.is_sts(&parts, &body) {
+                        return self.answer_sts(&parts, &body, &request_id);
+                    }
                     self.respond(&parts, &body, &request_id).await
                 }
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -107,6 +115,73 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
             }
         };
         with_common_headers(response, &request_id)
+    }
+
+    /// Whether a request is STS's: its credential scope names `sts`, or it is an unsigned
+    /// query call (`POST /` with an `Action`).
+    fn is_sts(&self, parts: &http::request::Parts, body: &[u8]) -> bool {
+        let raw_path = parts.uri.path();
+        let raw_query = parts.uri.query().unwrap_or("");
+        let signed = SignedParts {
+            method: parts.method.as_str(),
+            raw_path,
+            raw_query,
+            headers: &parts.headers,
+            body,
+        };
+        match sigv4::scope_service(&signed) {
+            Some(service) => service == sts::SIGNING_NAME,
+            None => {
+                !parts.headers.contains_key(http::header::AUTHORIZATION)
+                    && sts::is_unsigned_query_call(parts.method.as_str(), raw_path, raw_query, body)
+            }
+        }
+    }
+
+    /// Answers an STS call (see [`sts`]): authenticated like every call, answered in XML.
+    fn answer_sts(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        request_id: &str,
+    ) -> Response<Full<Bytes>> {
+        let raw_query = parts.uri.query().unwrap_or("");
+        let result = sigv4::authenticate(
+            &self.auth,
+            &self.keys,
+            &SignedParts {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                raw_query,
+                headers: &parts.headers,
+                body,
+            },
+            &self.sts_policy,
+            chrono::Utc::now(),
+        )
+        .inspect_err(|e| self.failures.record(e, parts, request_id))
+        .and_then(|caller| {
+            let params = sts::parameters(raw_query, body)?;
+            sts::answer(&params, &caller.account_id, request_id)
+        });
+        let (status, xml) = match result {
+            Ok(xml) => (StatusCode::OK, xml),
+            Err(err) => (
+                StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                sts::error_body(&err, request_id),
+            ),
+        };
+        let mut r = Response::new(Full::new(Bytes::from(xml)));
+        *r.status_mut() = status;
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert("x-amzn-requestid", v);
+        }
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/xml"),
+        );
+        r
     }
 
     async fn respond(

@@ -1,4 +1,5 @@
-//! Coffer's protocol layer: AWS Backup's `rest-json` wire protocol and nothing else.
+//! Coffer's protocol layer: AWS Backup's `rest-json` wire protocol, and STS's
+//! `GetCallerIdentity` (see [`sts`]) that clients call first, on the same endpoint.
 //!
 //! Everything the service model states (types, routes, bindings, status codes, constraints) is
 //! generated from it into [`generated`] by `scripts/codegen.py`; the hand-written modules here
@@ -13,6 +14,7 @@ pub mod operation;
 pub mod request;
 pub mod router;
 pub mod sigv4;
+pub mod sts;
 pub mod timestamp;
 pub mod validate;
 

@@ -13,14 +13,14 @@
 //! - `GET /_coffer/notifications/dead-letters` lists the notifications given up on, with the
 //!   reason; `POST /_coffer/notifications/dead-letters/replay` (body `{}` for all, or
 //!   `{"ids": [...]}`) puts them back in the outbox. With authentication on, these two need a
-//!   SigV4-signed request (service `backup`, any region) and see only the caller's account;
+//!   SigV4-signed request (service `backup`, a region it knows) and see only the caller's account;
 //!   with it off, a signed request sees its account and an unsigned one every account.
 //!
 //! Outside development mode the development endpoints answer 403.
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use coffer_api::sigv4::{self, AuthMode, SignedParts, SigningKeyCache};
+use coffer_api::sigv4::{self, AuthMode, ScopePolicy, SignedParts, SigningKeyCache};
 use coffer_core::{Coffer, OutboxMessage};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
@@ -35,7 +35,8 @@ pub struct Admin {
     pub coffer: Coffer,
     pub dev: bool,
     pub auth: AuthMode,
-    pub default_region: String,
+    /// Which credential scopes are accepted (service `backup`, known regions).
+    pub policy: ScopePolicy,
     pub keys: SigningKeyCache,
 }
 
@@ -76,7 +77,7 @@ impl Admin {
                 headers: &parts.headers,
                 body,
             },
-            &self.default_region,
+            &self.policy,
             Utc::now(),
         )
         .map(|caller| Some(caller.account_id))

@@ -155,7 +155,8 @@ pub async fn run(config: Config) -> Result<()> {
             coffer,
             dev: config.dev,
             auth,
-            default_region: config.default_region.clone(),
+            policy: coffer_api::sigv4::ScopePolicy::new("backup", &config.default_region)
+                .with_regions(config.regions.clone()),
             keys: Default::default(),
         },
         sign_ins: Default::default(),

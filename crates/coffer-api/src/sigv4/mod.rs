@@ -248,6 +248,12 @@ pub fn authenticate(
     }
 }
 
+/// The service a request's SigV4 credential scope names, when it carries a readable one (how
+/// one endpoint tells AWS Backup's requests from STS's).
+pub fn scope_service(parts: &SignedParts<'_>) -> Option<String> {
+    parse(parts).ok().flatten().map(|p| p.service)
+}
+
 /// The credential scope must name this service and a region that exists.
 fn check_scope(p: &ParsedAuth, policy: &ScopePolicy) -> Result<(), ApiError> {
     if p.service != policy.service {

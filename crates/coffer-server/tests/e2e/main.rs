@@ -18,6 +18,7 @@ mod scheduler;
 mod selections;
 mod settings;
 mod sigv4_suite;
+mod sts;
 mod tags;
 mod templates;
 mod vault_extras;

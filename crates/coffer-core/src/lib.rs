@@ -380,8 +380,11 @@ impl BackupService for Coffer {
         _ctx: &RequestContext,
     ) -> Result<GetSupportedResourceTypesOutput, ApiError> {
         Ok(GetSupportedResourceTypesOutput {
+            // Every type AWS Backup protects, as AWS lists them (scripts and Terraform check
+            // against this list); which of them Coffer can back up today is said by the
+            // refusal of a job for another (see docs/jobs.md).
             resource_types: Some(
-                inventory::SUPPORTED_TYPES
+                model::settings::OPT_IN_DEFAULTS
                     .iter()
                     .map(|(t, _)| t.to_string())
                     .collect(),

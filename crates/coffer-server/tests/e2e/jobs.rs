@@ -738,7 +738,22 @@ async fn job_requests_are_validated() {
     assert_eq!(all.backup_job_summaries()[0].count(), 2);
 
     let types = c.get_supported_resource_types().send().await.unwrap();
-    assert_eq!(types.resource_types(), ["EBS", "EFS"]);
+    // Every type AWS Backup lists, Coffer's own two among them.
+    let types = types.resource_types();
+    for t in [
+        "Aurora",
+        "DynamoDB",
+        "EBS",
+        "EC2",
+        "EFS",
+        "FSx",
+        "RDS",
+        "S3",
+        "Storage Gateway",
+    ] {
+        assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
+    }
+    assert_eq!(types.len(), 17, "{types:?}");
 }
 
 /// A big source so that a backup runs long enough to be stopped or interrupted.

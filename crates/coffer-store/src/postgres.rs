@@ -158,7 +158,18 @@ impl PostgresStore {
         })
         .join()
         .map_err(|_| StoreError::Task("the migration thread panicked".into()))?
-        .map_err(|e| StoreError::Backend(format!("opening {described}: {e}")))?;
+        .map_err(|e| {
+            let detail = match e {
+                StoreError::Backend(m) | StoreError::Task(m) | StoreError::Unsupported(m) => m,
+            };
+            let hint = if detail.contains("TLS") {
+                " (Coffer does not speak TLS to PostgreSQL yet: use sslmode=disable or prefer, \
+                 over a local or private connection)"
+            } else {
+                ""
+            };
+            StoreError::Backend(format!("opening {described}: {detail}{hint}"))
+        })?;
 
         let manager = Manager::from_config(
             config,

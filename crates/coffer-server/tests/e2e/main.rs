@@ -13,6 +13,7 @@ mod protocol;
 mod scheduler;
 mod selections;
 mod settings;
+mod store;
 mod tags;
 mod templates;
 mod vault_extras;

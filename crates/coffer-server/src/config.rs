@@ -44,6 +44,14 @@ pub struct ServeArgs {
     /// Directory for metadata, vaults, master.key and generated credentials [default: coffer-data; a temporary directory with --dev] [file key: data_dir]
     #[arg(long, env = "COFFER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Metadata store: a SQLite file path or postgres://USER:PASSWORD@HOST:PORT/DATABASE, shared by several nodes [default: DATA_DIR/metadata.db] [file key: store]
+    #[arg(
+        long,
+        env = "COFFER_STORE",
+        value_name = "PATH|URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// TOML configuration file (see README "Configuration")
     #[arg(long, env = "COFFER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -101,6 +109,7 @@ fn default_account() -> String {
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
     pub auth: Option<AuthSetting>,
     pub default_region: Option<String>,
     /// Region names accepted in credential scopes besides AWS's own.
@@ -181,6 +190,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `None` in development mode: state goes to a temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// The metadata store's location when not the SQLite file in the data directory. May
+    /// hold a password: never log it (log `StoreHandle::describe` instead).
+    pub store: Option<String>,
     pub dev: bool,
     pub auth: AuthSetting,
     pub credentials: Vec<CredentialEntry>,
@@ -254,6 +266,7 @@ impl Config {
                         .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
                 )
             },
+            store: args.store.or(file.store).filter(|s| !s.is_empty()),
             dev: args.dev,
             auth,
             credentials,

@@ -105,13 +105,7 @@ pub async fn run(config: Config) -> Result<()> {
         }
     };
 
-    let store = StoreHandle::open(
-        data_dir
-            .join("metadata.db")
-            .to_str()
-            .context("data directory path is not UTF-8")?,
-    )
-    .context("opening the metadata store")?;
+    let store = open_store(config.store.as_deref(), &data_dir)?;
     let clock = if config.dev {
         Clock::movable()
     } else {
@@ -306,19 +300,37 @@ pub struct ExportArgs {
     /// The vault's region.
     #[arg(long, default_value = crate::config::DEFAULT_REGION)]
     pub region: String,
+    /// The server's metadata store when it is not DATA_DIR/metadata.db (see `serve --store`).
+    #[arg(long, env = "COFFER_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+}
+
+/// Opens the metadata store: `location` when given (SQLite path or PostgreSQL URL), else the
+/// SQLite file in the data directory.
+fn open_store(location: Option<&str>, data_dir: &std::path::Path) -> Result<StoreHandle> {
+    let default;
+    let location = match location {
+        Some(l) => l,
+        None => {
+            default = data_dir.join("metadata.db");
+            default
+                .to_str()
+                .context("data directory path is not UTF-8")?
+        }
+    };
+    StoreHandle::open(location).context("opening the metadata store")
 }
 
 /// Prints what an operator needs to open a vault with plain restic: a way back to the data
 /// even without Coffer.
 pub async fn export_vault_key(args: ExportArgs) -> Result<()> {
-    let db = args.data_dir.join("metadata.db");
-    if !db.exists() {
+    if args.store.is_none() && !args.data_dir.join("metadata.db").exists() {
         anyhow::bail!(
-            "no Coffer metadata in {} (give --data-dir)",
+            "no Coffer metadata in {} (give --data-dir, and --store if the server uses one)",
             args.data_dir.display()
         );
     }
-    let store = StoreHandle::open(db.to_str().context("data directory path is not UTF-8")?)?;
+    let store = open_store(args.store.as_deref(), &args.data_dir)?;
     let storage = VaultStorage::open(&args.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let key = coffer_core::export_vault_key(
         &store,

@@ -8,15 +8,18 @@
 //! backend follow without touching the domain: it needs the same five record operations and
 //! serialisable transactions, nothing else.
 //!
-//! The embedded default is SQLite in WAL mode with `synchronous = FULL`.
+//! The embedded default is SQLite in WAL mode with `synchronous = FULL`; several nodes share
+//! one PostgreSQL database (see `postgres.rs` for how its transactions stay serial).
 
 mod cache;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A failure of the store itself (I/O, corruption, a backend error). The domain turns it into
@@ -183,13 +186,27 @@ impl StoreHandle {
         Ok(rows)
     }
 
-    /// Opens the store named by `location`: a file path (SQLite) or a `sqlite://PATH` URL.
-    /// A `postgres://` URL is refused until that backend exists.
+    /// Whether `location` names a PostgreSQL database rather than a SQLite file.
+    pub fn is_postgres(location: &str) -> bool {
+        location.starts_with("postgres://") || location.starts_with("postgresql://")
+    }
+
+    /// Opens the store named by `location`: a `postgres://` or `postgresql://` URL
+    /// (PostgreSQL, shared by several nodes, so no read cache), or a file path or
+    /// `sqlite://PATH` URL (SQLite, with the single-writer read cache). Blocks while it
+    /// connects and migrates.
     pub fn open(location: &str) -> Result<Self> {
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-            return Err(StoreError::Unsupported(
-                "PostgreSQL is not available yet in this build of Coffer; use a SQLite path".into(),
-            ));
+        if Self::is_postgres(location) {
+            let store = PostgresStore::open(location)?;
+            return Ok(StoreHandle::new(Arc::new(store)));
+        }
+        if let Some((scheme, _)) = location.split_once("://")
+            && scheme != "sqlite"
+        {
+            return Err(StoreError::Unsupported(format!(
+                "{scheme}:// is not a store Coffer knows; give a SQLite file path, \
+                 sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            )));
         }
         let path = location.strip_prefix("sqlite://").unwrap_or(location);
         let store = SqliteStore::open(std::path::Path::new(path))?;

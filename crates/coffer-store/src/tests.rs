@@ -1,29 +1,113 @@
-//! The store contract, written once so every backend can be held to it.
+//! The store contract, written once so every backend can be held to it: every test runs on
+//! SQLite, and on PostgreSQL too when `COFFER_TEST_POSTGRES` holds a URL (a database there
+//! on which the tests may create databases; see `.ci/postgres`). Each test gets a fresh
+//! database of its own.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 
-fn open() -> (tempfile::TempDir, StoreHandle) {
+/// A fresh, empty store location on one backend.
+struct Fixture {
+    location: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    fn open(&self) -> StoreHandle {
+        StoreHandle::open(&self.location).unwrap()
+    }
+}
+
+/// A fresh SQLite file, and a fresh PostgreSQL database when one is configured.
+async fn fixtures() -> Vec<Fixture> {
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
-    (dir, store)
+    let mut out = vec![Fixture {
+        location: dir.path().join("meta.db").to_str().unwrap().to_string(),
+        _dir: Some(dir),
+    }];
+    if let Some(location) = fresh_postgres_database().await {
+        out.push(Fixture {
+            location,
+            _dir: None,
+        });
+    }
+    out
+}
+
+/// Creates an empty database on the server named by `COFFER_TEST_POSTGRES` and returns its
+/// URL, or `None` when the variable is not set.
+async fn fresh_postgres_database() -> Option<String> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let admin = std::env::var("COFFER_TEST_POSTGRES")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    let name = format!(
+        "coffer_store_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("connect to COFFER_TEST_POSTGRES");
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"
+        ))
+        .await
+        .expect("create a test database");
+    drop(client);
+    let _ = driver.await;
+    Some(with_database(&admin, &name))
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..authority_end])
+}
+
+#[test]
+fn with_database_replaces_only_the_database() {
+    assert_eq!(
+        with_database("postgres://u:p@127.0.0.1:5/postgres?sslmode=disable", "x"),
+        "postgres://u:p@127.0.0.1:5/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn committed_writes_are_read_back_and_survive_reopen() {
-    let (dir, store) = open();
-    store
-        .write(|tx| {
-            tx.put("vault", "a", b"1")?;
-            assert!(tx.insert_new("vault", "b", b"2")?);
-            assert!(!tx.insert_new("vault", "b", b"3")?);
-            Ok::<_, StoreError>(())
-        })
-        .await
-        .unwrap();
-    drop(store);
-    let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
-    let v = store.read(|tx| tx.get("vault", "b")).await.unwrap();
-    assert_eq!(v.as_deref(), Some(&b"2"[..]));
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let store = fx.open();
+        store
+            .write(|tx| {
+                tx.put("vault", "a", b"1")?;
+                assert!(tx.insert_new("vault", "b", b"2")?);
+                assert!(!tx.insert_new("vault", "b", b"3")?);
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        drop(store);
+        let store = fx.open();
+        let v = store.read(|tx| tx.get("vault", "b")).await.unwrap();
+        assert_eq!(v.as_deref(), Some(&b"2"[..]));
+    }
 }
 
 #[derive(Debug)]
@@ -40,130 +124,387 @@ impl From<StoreError> for DomainError {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_error_rolls_the_transaction_back() {
-    let (_dir, store) = open();
-    let r: std::result::Result<(), DomainError> = store
-        .write(|tx| {
-            tx.put("vault", "a", b"1")?;
-            Err(DomainError::Refused)
-        })
-        .await;
-    assert!(matches!(r, Err(DomainError::Refused)));
-    assert!(
-        store
-            .read(|tx| tx.get("vault", "a"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let _ = DomainError::Store;
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let store = fx.open();
+        let r: std::result::Result<(), DomainError> = store
+            .write(|tx| {
+                tx.put("vault", "a", b"1")?;
+                Err(DomainError::Refused)
+            })
+            .await;
+        assert!(matches!(r, Err(DomainError::Refused)));
+        assert!(
+            store
+                .read(|tx| tx.get("vault", "a"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let _ = DomainError::Store;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scan_pages_by_prefix_in_key_order() {
-    let (_dir, store) = open();
-    store
-        .write(|tx| {
-            for k in ["acct1:r:c", "acct1:r:a", "acct1:r:b", "acct2:r:a"] {
-                tx.put("vault", k, k.as_bytes())?;
-            }
-            tx.put("plan", "acct1:r:z", b"x")?;
-            Ok::<_, StoreError>(())
-        })
-        .await
-        .unwrap();
-    let page1 = store
-        .read(|tx| tx.scan("vault", "acct1:", None, 2))
-        .await
-        .unwrap();
-    let keys: Vec<_> = page1.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["acct1:r:a", "acct1:r:b"]);
-    let page2 = store
-        .read(|tx| tx.scan("vault", "acct1:", Some("acct1:r:b"), 2))
-        .await
-        .unwrap();
-    let keys: Vec<_> = page2.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["acct1:r:c"]);
-    assert!(
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let store = fx.open();
         store
-            .write(|tx| tx.delete("vault", "acct1:r:c"))
+            .write(|tx| {
+                for k in ["acct1:r:c", "acct1:r:a", "acct1:r:b", "acct2:r:a"] {
+                    tx.put("vault", k, k.as_bytes())?;
+                }
+                tx.put("plan", "acct1:r:z", b"x")?;
+                Ok::<_, StoreError>(())
+            })
             .await
-            .unwrap()
-    );
-    store.clear().await.unwrap();
-    assert!(
-        store
-            .read(|tx| tx.scan("vault", "", None, 100))
+            .unwrap();
+        let page1 = store
+            .read(|tx| tx.scan("vault", "acct1:", None, 2))
             .await
-            .unwrap()
-            .is_empty()
-    );
+            .unwrap();
+        let keys: Vec<_> = page1.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["acct1:r:a", "acct1:r:b"]);
+        let page2 = store
+            .read(|tx| tx.scan("vault", "acct1:", Some("acct1:r:b"), 2))
+            .await
+            .unwrap();
+        let keys: Vec<_> = page2.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["acct1:r:c"]);
+        assert!(
+            store
+                .write(|tx| tx.delete("vault", "acct1:r:c"))
+                .await
+                .unwrap()
+        );
+        store.clear().await.unwrap();
+        assert!(
+            store
+                .read(|tx| tx.scan("vault", "", None, 100))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cached_reads_see_every_committed_write() {
-    let (_dir, store) = open();
-    assert!(store.get_cached("vault", "k").await.unwrap().is_none());
-    store.write(|tx| tx.put("vault", "k", b"1")).await.unwrap();
-    assert_eq!(
-        store
-            .get_cached("vault", "k")
-            .await
-            .unwrap()
-            .as_deref()
-            .map(Vec::as_slice),
-        Some(&b"1"[..])
-    );
-    assert_eq!(
-        store
-            .scan_cached("vault", "", None, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    store.write(|tx| tx.put("vault", "k", b"2")).await.unwrap();
-    store.write(|tx| tx.put("vault", "k2", b"3")).await.unwrap();
-    assert_eq!(
-        store
-            .get_cached("vault", "k")
-            .await
-            .unwrap()
-            .as_deref()
-            .map(Vec::as_slice),
-        Some(&b"2"[..])
-    );
-    assert_eq!(
-        store
-            .scan_cached("vault", "", None, 10)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    // A rolled-back write leaves the cached value right too.
-    let _ = store
-        .write(|tx| {
-            tx.put("vault", "k", b"rolled back")?;
-            Err::<(), _>(StoreError::Backend("refused".into()))
-        })
-        .await;
-    assert_eq!(
-        store
-            .get_cached("vault", "k")
-            .await
-            .unwrap()
-            .as_deref()
-            .map(Vec::as_slice),
-        Some(&b"2"[..])
-    );
-    store.write(|tx| tx.delete("vault", "k")).await.unwrap();
-    assert!(store.get_cached("vault", "k").await.unwrap().is_none());
-    store.clear().await.unwrap();
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let store = fx.open();
+        assert!(store.get_cached("vault", "k").await.unwrap().is_none());
+        store.write(|tx| tx.put("vault", "k", b"1")).await.unwrap();
+        assert_eq!(
+            store
+                .get_cached("vault", "k")
+                .await
+                .unwrap()
+                .as_deref()
+                .map(Vec::as_slice),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            store
+                .scan_cached("vault", "", None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        store.write(|tx| tx.put("vault", "k", b"2")).await.unwrap();
+        store.write(|tx| tx.put("vault", "k2", b"3")).await.unwrap();
+        assert_eq!(
+            store
+                .get_cached("vault", "k")
+                .await
+                .unwrap()
+                .as_deref()
+                .map(Vec::as_slice),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            store
+                .scan_cached("vault", "", None, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        // A rolled-back write leaves the cached value right too.
+        let _ = store
+            .write(|tx| {
+                tx.put("vault", "k", b"rolled back")?;
+                Err::<(), _>(StoreError::Backend("refused".into()))
+            })
+            .await;
+        assert_eq!(
+            store
+                .get_cached("vault", "k")
+                .await
+                .unwrap()
+                .as_deref()
+                .map(Vec::as_slice),
+            Some(&b"2"[..])
+        );
+        store.write(|tx| tx.delete("vault", "k")).await.unwrap();
+        assert!(store.get_cached("vault", "k").await.unwrap().is_none());
+        store.clear().await.unwrap();
+        assert!(
+            store
+                .scan_cached("vault", "", None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn an_unknown_store_scheme_is_refused_with_the_accepted_forms() {
+    let err = StoreHandle::open("mysql://u@h/db").err().expect("refused");
+    let text = err.to_string();
     assert!(
+        text.contains("mysql:// is not a store Coffer knows"),
+        "{text}"
+    );
+    assert!(text.contains("postgres://"), "{text}");
+}
+
+/// Two handles on one store stand for two nodes (or two processes on one SQLite file).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_on_several_handles_lose_no_update() {
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let nodes = [fx.open(), fx.open()];
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let store = nodes[i % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(|tx| {
+                        let n = match tx.get("counter", "c")? {
+                            Some(v) => String::from_utf8(v).unwrap().parse::<u64>().unwrap(),
+                            None => 0,
+                        };
+                        tx.put("counter", "c", (n + 1).to_string().as_bytes())?;
+                        Ok::<_, StoreError>(())
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let v = nodes[0].read(|tx| tx.get("counter", "c")).await.unwrap();
+        assert_eq!(v.as_deref(), Some(&b"60"[..]), "{}", fx.location);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insert_new_claims_a_key_once_across_handles() {
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let nodes = [fx.open(), fx.open()];
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = nodes[i % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |tx| {
+                        let won = tx.insert_new("sched_firing", "plan:rule:05:00", b"x")?;
+                        if won {
+                            tx.put("job", &format!("job-{i}"), b"created")?;
+                        }
+                        Ok::<_, StoreError>(won)
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1);
+        let jobs = nodes[1]
+            .read(|tx| tx.scan("job", "", None, 100))
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_scan_in_byte_order_on_every_backend() {
+    for fx in fixtures().await {
+        let store = fx.open();
+        let keys = ["a:B", "a:a", "a:Z", "a:é", "a:_", "a:-", "a:10", "a:9"];
         store
-            .scan_cached("vault", "", None, 10)
+            .write(move |tx| {
+                for k in keys {
+                    tx.put("t", k, b"")?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        let got: Vec<String> = store
+            .read(|tx| tx.scan("t", "a:", None, 100))
             .await
             .unwrap()
-            .is_empty()
-    );
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want, "{}", fx.location);
+    }
+}
+
+/// PostgreSQL only: the checks below need a server (they pass trivially without one, so CI
+/// sets `COFFER_TEST_POSTGRES`; see `.ci/run`).
+mod postgres_only {
+    use super::*;
+
+    async fn admin(url: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn nodes_starting_together_migrate_once() {
+        let Some(url) = fresh_postgres_database().await else {
+            return;
+        };
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::task::spawn_blocking(move || StoreHandle::open(&url).map(|_| ()))
+            })
+            .collect();
+        for o in opens {
+            o.await.unwrap().unwrap();
+        }
+        let c = admin(&url).await;
+        let rows = c
+            .query("SELECT version FROM coffer_schema_migrations", &[])
+            .await
+            .unwrap();
+        let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(versions, [1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_newer_schema_is_refused_with_a_message() {
+        let Some(url) = fresh_postgres_database().await else {
+            return;
+        };
+        drop(StoreHandle::open(&url).unwrap());
+        admin(&url)
+            .await
+            .batch_execute("INSERT INTO coffer_schema_migrations (version) VALUES (99)")
+            .await
+            .unwrap();
+        let err = StoreHandle::open(&url)
+            .err()
+            .expect("a newer schema is refused");
+        assert!(
+            err.to_string()
+                .contains("schema version 99, newer than this Coffer"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_description_and_errors_never_show_the_password() {
+        let Some(url) = fresh_postgres_database().await else {
+            return;
+        };
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let password = String::from_utf8(config.get_password().unwrap().to_vec()).unwrap();
+        let store = StoreHandle::open(&url).unwrap();
+        let described = store.describe();
+        assert!(described.starts_with("postgresql "), "{described}");
+        assert!(!described.contains(&password), "{described}");
+        // A wrong password: the error names the user and the server, not the secret.
+        let wrong = url.replacen(&password, "not-the-password", 1);
+        let err = StoreHandle::open(&wrong)
+            .err()
+            .expect("wrong password refused");
+        let text = err.to_string();
+        assert!(!text.contains("not-the-password"), "{text}");
+        assert!(text.contains("password authentication failed"), "{text}");
+    }
+
+    /// A write waits for another node's open write transaction instead of failing, and then
+    /// sees what that transaction committed.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_writer_waits_for_another_nodes_transaction_and_sees_its_commit() {
+        let Some(url) = fresh_postgres_database().await else {
+            return;
+        };
+        let store = StoreHandle::open(&url).unwrap();
+        let mut other = admin(&url).await;
+        let tx = other.transaction().await.unwrap();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&crate::postgres::WRITE_LOCK],
+        )
+        .await
+        .unwrap();
+        tx.execute(
+            "INSERT INTO records (tbl, key, value) VALUES ('counter', 'c', '41')",
+            &[],
+        )
+        .await
+        .unwrap();
+        let s = store.clone();
+        let waiting = tokio::spawn(async move {
+            s.write(|tx| {
+                let n: u64 = String::from_utf8(tx.get("counter", "c")?.unwrap_or_default())
+                    .unwrap()
+                    .parse()
+                    .unwrap_or(0);
+                tx.put("counter", "c", (n + 1).to_string().as_bytes())?;
+                Ok::<_, StoreError>(n)
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the write did not wait for the lock"
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap(), 41);
+        let v = store.read(|tx| tx.get("counter", "c")).await.unwrap();
+        assert_eq!(v.as_deref(), Some(&b"42"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn read_transactions_refuse_writes() {
+        let Some(url) = fresh_postgres_database().await else {
+            return;
+        };
+        let store = StoreHandle::open(&url).unwrap();
+        let r = store.read(|tx| tx.put("vault", "a", b"1")).await;
+        assert!(r.is_err());
+        assert!(
+            store
+                .read(|tx| tx.get("vault", "a"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_write_lock_in_the_begin_statement_is_the_constant() {
+        assert!(crate::postgres::BEGIN_WRITE.contains(&crate::postgres::WRITE_LOCK.to_string()));
+    }
 }

@@ -13,6 +13,68 @@ pub const AKID: &str = "AKIDCOFFERTEST000001";
 pub const SECRET: &str = "coffer-test-secret-key-0000000000000001";
 pub const ACCOUNT: &str = "111122223333";
 
+/// With `COFFER_E2E_POSTGRES` set (a PostgreSQL URL on which databases may be created), the
+/// `--store` arguments that give a server a database of its own there, named after its data
+/// directory so a restart on the same directory finds its state again; otherwise none (SQLite
+/// in the data directory). `args` are the server's other arguments; none when they name a
+/// store already.
+pub fn store_args(args: &[&str]) -> Vec<String> {
+    use std::hash::{Hash, Hasher};
+    let Some(admin) = std::env::var("COFFER_E2E_POSTGRES")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Vec::new();
+    };
+    if args.contains(&"--store") {
+        return Vec::new();
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match args.iter().position(|a| *a == "--data-dir") {
+        Some(i) => args.get(i + 1).hash(&mut h),
+        None => SystemTime::now().hash(&mut h),
+    }
+    let name = format!("coffer_e2e_{}_{:016x}", std::process::id(), h.finish());
+    vec!["--store".into(), postgres_database(&admin, &name)]
+}
+
+/// Creates database `name` (if missing) on the server of the PostgreSQL URL `admin` and
+/// returns its URL. Uses `psql`.
+pub fn postgres_database(admin: &str, name: &str) -> String {
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([admin, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+            .output()
+            .expect("run psql (tests on PostgreSQL need the PostgreSQL client)");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    if psql(&format!(
+        "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+    ))
+    .is_empty()
+    {
+        psql(&format!(
+            "CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"
+        ));
+    }
+    let (base, query) = admin.split_once('?').unwrap_or((admin, ""));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{}/{name}{query}", &base[..authority_end])
+}
+
 /// A running `coffer serve`.
 pub struct Server {
     child: Child,
@@ -35,7 +97,9 @@ impl Server {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
+            .args(store_args(args))
             .env_remove("COFFER_LISTEN")
+            .env_remove("COFFER_STORE")
             .stdout(Stdio::piped())
             .kill_on_drop(true);
         match log {

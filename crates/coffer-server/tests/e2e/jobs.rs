@@ -924,6 +924,10 @@ async fn plain_restic_opens_a_vault_with_the_exported_key() {
         ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
+        .args(store_args(&[
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ]))
         .output()
         .unwrap();
     assert!(

@@ -19,6 +19,7 @@ mod selections;
 mod settings;
 mod sigv4_suite;
 mod sts;
+mod store;
 mod tags;
 mod templates;
 mod vault_extras;

@@ -266,7 +266,7 @@ impl Config {
                         .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
                 )
             },
-            store: args.store.or(file.store).filter(|s| !s.is_empty()),
+            store: args.store.or(file.store.clone()).filter(|s| !s.is_empty()),
             dev: args.dev,
             auth,
             credentials,

@@ -5,7 +5,8 @@
 //! (`lib.rs`, `coverage.rs`) on top. A module may use its own layer and the layers below it,
 //! never one above or beside it. This test reads every source file of a layer, resolves each
 //! `crate::…` and `super::…` path of its non-test code to the top-level module it names, and
-//! fails on any that the rule forbids, naming the file, the line and the path.
+//! fails on any that the rule forbids, naming the file, the line and the path. It also holds
+//! the domain to its function-length limit ([`MAX_FUNCTION_LINES`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -244,4 +245,55 @@ fn the_check_catches_upward_and_sideways_imports() {
     );
     // Comments do not count.
     assert!(violations(&m("model/events"), "// see crate::background::runner").is_empty());
+}
+
+/// The longest a function of the domain may be, in lines from its signature to its closing
+/// brace: the hardest logic stays readable in pieces that each say what they do.
+const MAX_FUNCTION_LINES: usize = 80;
+
+#[test]
+fn no_function_of_the_domain_is_longer_than_the_limit() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut long = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = non_test_code(&text).lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            let is_fn = [
+                "fn ",
+                "pub fn ",
+                "pub(crate) fn ",
+                "async fn ",
+                "pub async fn ",
+                "pub(crate) async fn ",
+            ]
+            .iter()
+            .any(|p| trimmed.starts_with(p));
+            if !is_fn || line.trim_end().ends_with(';') {
+                continue;
+            }
+            let close = format!("{indent}}}");
+            if let Some(end) = (n + 1..lines.len()).find(|&k| lines[k] == close) {
+                let len = end - n + 1;
+                if len > MAX_FUNCTION_LINES {
+                    long.push(format!(
+                        "{}:{}: {} lines: {}",
+                        file.strip_prefix(&src).unwrap().display(),
+                        n + 1,
+                        len,
+                        trimmed
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions longer than {MAX_FUNCTION_LINES} lines:\n{}",
+        long.join("\n")
+    );
 }

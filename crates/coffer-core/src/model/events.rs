@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::error::Result;
 use crate::model::jobs::{JobKind, JobRecord};
 use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::states::JobState;
 use crate::model::{vault_notifications, vaults};
 
 pub(crate) const OUTBOX: &str = "outbox";
@@ -150,36 +151,29 @@ fn next_micros(now: i64) -> i64 {
 
 /// The events a job's move from `before` to its current state publishes (see
 /// docs/notifications.md for the table).
-pub(crate) fn job_events(kind: JobKind, before: Option<&str>, state: &str) -> Vec<&'static str> {
-    if before == Some(state) {
+pub(crate) fn job_events(
+    kind: JobKind,
+    before: Option<JobState>,
+    state: JobState,
+) -> Vec<&'static str> {
+    use JobState::*;
+    if before == Some(state) || before.is_some_and(JobState::is_terminal) {
         return Vec::new();
     }
-    let terminal = matches!(
-        state,
-        "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
-    );
-    let was_terminal = before.is_some_and(|b| {
-        matches!(
-            b,
-            "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
-        )
-    });
-    if was_terminal {
-        return Vec::new();
-    }
+    let terminal = state.is_terminal();
     match (kind, state) {
-        (JobKind::Backup, "RUNNING") => vec!["BACKUP_JOB_STARTED"],
-        (JobKind::Copy, "RUNNING") => vec!["COPY_JOB_STARTED"],
-        (JobKind::Restore, "RUNNING") => vec!["RESTORE_JOB_STARTED"],
-        (JobKind::Backup, "COMPLETED") => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"],
-        (JobKind::Backup, "FAILED" | "ABORTED") => {
+        (JobKind::Backup, Running) => vec!["BACKUP_JOB_STARTED"],
+        (JobKind::Copy, Running) => vec!["COPY_JOB_STARTED"],
+        (JobKind::Restore, Running) => vec!["RESTORE_JOB_STARTED"],
+        (JobKind::Backup, Completed) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"],
+        (JobKind::Backup, Failed | Aborted) => {
             vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
         }
-        (JobKind::Backup, "EXPIRED") => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"],
+        (JobKind::Backup, Expired) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"],
         (JobKind::Backup, _) if terminal => vec!["BACKUP_JOB_COMPLETED"],
-        (JobKind::Copy, "COMPLETED") => vec!["COPY_JOB_SUCCESSFUL"],
+        (JobKind::Copy, Completed) => vec!["COPY_JOB_SUCCESSFUL"],
         (JobKind::Copy, _) if terminal => vec!["COPY_JOB_FAILED"],
-        (JobKind::Restore, "COMPLETED") => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"],
+        (JobKind::Restore, Completed) => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"],
         (JobKind::Restore, _) if terminal => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_FAILED"],
         _ => Vec::new(),
     }
@@ -209,9 +203,9 @@ fn job_message(job: &JobRecord) -> String {
         .as_deref()
         .map(|m| format!(". Status message : {m}"))
         .unwrap_or_default();
-    match job.state.as_str() {
-        "RUNNING" => format!("An AWS Backup {noun} job was started. {tail}"),
-        "COMPLETED" | "PARTIAL" => match job.kind {
+    match job.state {
+        JobState::Running => format!("An AWS Backup {noun} job was started. {tail}"),
+        JobState::Completed | JobState::Partial => match job.kind {
             JobKind::Restore => format!(
                 "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. Created resource ARN : {}. {tail}",
                 job.created_resource_arn.clone().unwrap_or_default()
@@ -220,8 +214,10 @@ fn job_message(job: &JobRecord) -> String {
                 "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. {tail}"
             ),
         },
-        "EXPIRED" => format!("An AWS Backup job failed to complete in time. {tail}{status}"),
-        "ABORTED" => format!("An AWS Backup job was stopped. {tail}{status}"),
+        JobState::Expired => {
+            format!("An AWS Backup job failed to complete in time. {tail}{status}")
+        }
+        JobState::Aborted => format!("An AWS Backup job was stopped. {tail}{status}"),
         _ => format!("An AWS Backup job failed. {tail}{status}"),
     }
 }
@@ -230,10 +226,10 @@ fn job_message(job: &JobRecord) -> String {
 /// job). Called by the job store whenever it saves a job, inside that transaction.
 pub(crate) fn job_changed(
     tx: &mut dyn Txn,
-    before: Option<&str>,
+    before: Option<JobState>,
     job: &JobRecord,
 ) -> Result<(), StoreError> {
-    let events = job_events(job.kind, before, &job.state);
+    let events = job_events(job.kind, before, job.state);
     if events.is_empty() {
         return Ok(());
     }
@@ -243,7 +239,7 @@ pub(crate) fn job_changed(
             JobKind::Copy => "COPY_JOB",
             JobKind::Restore => "RESTORE_JOB",
         },
-        state: job.state.clone(),
+        state: job.state.to_string(),
         id: job.id.clone(),
         start_time: job.started_at.unwrap_or(job.creation_date),
         at: job
@@ -444,34 +440,32 @@ mod tests {
     #[test]
     fn job_transitions_map_to_events() {
         use JobKind::*;
+        use JobState::*;
         assert_eq!(
-            job_events(Backup, Some("CREATED"), "RUNNING"),
+            job_events(Backup, Some(Created), Running),
             ["BACKUP_JOB_STARTED"]
         );
         assert_eq!(
-            job_events(Backup, Some("RUNNING"), "COMPLETED"),
+            job_events(Backup, Some(Running), Completed),
             ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"]
         );
         assert_eq!(
-            job_events(Backup, Some("ABORTING"), "ABORTED"),
+            job_events(Backup, Some(Aborting), Aborted),
             ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
         );
         assert_eq!(
-            job_events(Backup, Some("CREATED"), "EXPIRED"),
+            job_events(Backup, Some(Created), Expired),
             ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"]
         );
+        assert_eq!(job_events(Copy, Some(Running), Failed), ["COPY_JOB_FAILED"]);
         assert_eq!(
-            job_events(Copy, Some("RUNNING"), "FAILED"),
-            ["COPY_JOB_FAILED"]
-        );
-        assert_eq!(
-            job_events(Restore, Some("RUNNING"), "COMPLETED"),
+            job_events(Restore, Some(Running), Completed),
             ["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"]
         );
-        assert!(job_events(Backup, Some("RUNNING"), "RUNNING").is_empty());
-        assert!(job_events(Backup, Some("RUNNING"), "ABORTING").is_empty());
-        assert!(job_events(Backup, None, "CREATED").is_empty());
-        assert!(job_events(Restore, Some("COMPLETED"), "COMPLETED").is_empty());
+        assert!(job_events(Backup, Some(Running), Running).is_empty());
+        assert!(job_events(Backup, Some(Running), Aborting).is_empty());
+        assert!(job_events(Backup, None, Created).is_empty());
+        assert!(job_events(Restore, Some(Completed), Completed).is_empty());
     }
 }
 

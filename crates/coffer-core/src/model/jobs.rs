@@ -10,9 +10,11 @@
 //! again (at most three attempts), so no job is lost and none is silently dropped.
 
 use crate::model::error::{Error, Result};
+pub(crate) use crate::model::paging::page;
 use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::states::JobState;
 use crate::model::vaults::VaultRecord;
-use crate::model::{Meta, arn, events, paging, settings, vault_policy, vaults};
+use crate::model::{Meta, arn, events, queue, settings, vault_policy, vaults};
 
 use std::collections::BTreeMap;
 
@@ -38,23 +40,31 @@ impl JobKind {
             JobKind::Restore => "restore_job",
         }
     }
-    fn tag(self) -> &'static str {
+    /// The kind's name in queue keys.
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             JobKind::Backup => "backup",
             JobKind::Copy => "copy",
             JobKind::Restore => "restore",
         }
     }
+    /// The kind a queue key's tag names.
+    pub(crate) fn from_tag(tag: &str) -> Option<JobKind> {
+        [JobKind::Backup, JobKind::Copy, JobKind::Restore]
+            .into_iter()
+            .find(|k| k.tag() == tag)
+    }
+
     /// The state of a job waiting to run.
-    pub fn waiting_state(self) -> &'static str {
+    pub fn waiting_state(self) -> JobState {
         match self {
-            JobKind::Restore => "PENDING",
-            _ => "CREATED",
+            JobKind::Restore => JobState::Pending,
+            _ => JobState::Created,
         }
     }
 }
 
-pub(crate) const QUEUE: &str = "job_queue";
+pub(crate) use crate::model::queue::QUEUE;
 pub(crate) const TOKENS: &str = "job_token";
 
 /// One job as stored. The fields a kind does not use stay empty.
@@ -64,7 +74,7 @@ pub(crate) struct JobRecord {
     pub kind: JobKind,
     pub account: String,
     pub region: String,
-    pub state: String,
+    pub state: JobState,
     #[serde(default)]
     pub status_message: Option<String>,
     #[serde(default)]
@@ -142,13 +152,64 @@ impl JobRecord {
         job_key(&self.account, &self.region, &self.id)
     }
     pub fn queue_key(&self) -> String {
-        format!("{}:{}", self.kind.tag(), self.key())
+        queue::key(self)
     }
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
-        )
+        self.state.is_terminal()
+    }
+
+    /// A new job of `kind` in its waiting state, every optional field empty: the one place a
+    /// job record is built from nothing (callers fill in what their kind uses).
+    pub fn new(
+        kind: JobKind,
+        account: &str,
+        region: &str,
+        creation_date: DateTime<Utc>,
+        resource_arn: String,
+        resource_type: String,
+    ) -> JobRecord {
+        JobRecord {
+            id: new_job_id(),
+            kind,
+            account: account.to_string(),
+            region: region.to_string(),
+            state: kind.waiting_state(),
+            status_message: None,
+            message_category: None,
+            creation_date,
+            start_by: None,
+            complete_by: None,
+            started_at: None,
+            completion_date: None,
+            percent_done: 0.0,
+            bytes_transferred: 0,
+            backup_size: 0,
+            iam_role_arn: None,
+            idempotency_token: None,
+            resource_arn,
+            resource_type,
+            resource_name: None,
+            vault_name: String::new(),
+            vault_arn: String::new(),
+            recovery_point_id: None,
+            recovery_point_arn: None,
+            recovery_point_creation_date: None,
+            dest_vault_arn: None,
+            dest_recovery_point_arn: None,
+            lifecycle: None,
+            recovery_point_tags: BTreeMap::new(),
+            backup_options: BTreeMap::new(),
+            created_by: None,
+            created_by_backup_job_id: None,
+            copy_actions: Vec::new(),
+            metadata: BTreeMap::new(),
+            created_resource_arn: None,
+            validation_status: None,
+            validation_status_message: None,
+            attempts: 0,
+            lease_owner: None,
+            lease_until: None,
+        }
     }
 }
 
@@ -170,7 +231,7 @@ pub(crate) fn load_job(tx: &mut dyn Txn, kind: JobKind, key: &str) -> Result<Opt
 /// Just the state of a stored job (to see what a save changes).
 #[derive(Deserialize)]
 pub(crate) struct StoredState {
-    state: String,
+    state: JobState,
 }
 
 /// Saves a job; a change of state also writes its vault events to the notification outbox,
@@ -180,12 +241,32 @@ pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
         Some(v) => Some(serde_json::from_slice::<StoredState>(&v)?.state),
         None => None,
     };
+    check_transition(job, before)?;
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
-    events::job_changed(tx, before.as_deref(), job)?;
+    events::job_changed(tx, before, job)?;
     if job.is_terminal() {
         tx.delete(QUEUE, &job.queue_key())?;
     }
     Ok(())
+}
+
+/// Refuses a save that moves a job between states its life cycle does not allow (see
+/// [`JobState::may_become`]): such a write is a bug in Coffer, reported as an internal error.
+fn check_transition(job: &JobRecord, before: Option<JobState>) -> Result<()> {
+    let allowed = match before {
+        Some(b) => b.may_become(job.state),
+        None => job.state.may_start_as(),
+    };
+    if allowed {
+        return Ok(());
+    }
+    let from = before.map_or("nothing", JobState::as_str);
+    tracing::error!(job = %job.id, from, to = %job.state, "refused an invalid job state transition");
+    Err(ApiError::internal(format!(
+        "job {} cannot move from {from} to {}",
+        job.id, job.state
+    ))
+    .into())
 }
 
 /// Stores a new job and queues it, unless the idempotency token already made one: then
@@ -256,39 +337,6 @@ pub(crate) async fn all_jobs(
     Ok(jobs)
 }
 
-/// One page of `items` (already filtered and ordered), with the token for the next.
-pub(crate) fn page<T>(
-    items: Vec<T>,
-    id: impl Fn(&T) -> String,
-    next_token: Option<&str>,
-    max: Option<i32>,
-) -> Result<(Vec<T>, Option<String>)> {
-    let limit = paging::page_size(max);
-    let start = match next_token {
-        Some(t) => {
-            let after = paging::decode(t, "")?;
-            match items.iter().position(|i| id(i) == after) {
-                Some(p) => p + 1,
-                None => {
-                    return Err(ApiError::invalid_parameter(
-                        "The NextToken is not valid for this request; start again without it.",
-                    )
-                    .into());
-                }
-            }
-        }
-        None => 0,
-    };
-    let total = items.len();
-    let page: Vec<T> = items.into_iter().skip(start).take(limit).collect();
-    let next = if start + page.len() < total {
-        page.last().map(|l| paging::encode(&id(l)))
-    } else {
-        None
-    };
-    Ok((page, next))
-}
-
 /// Whether `t` passes the optional before/after bounds.
 pub(crate) fn within(
     t: Option<DateTime<Utc>>,
@@ -300,29 +348,6 @@ pub(crate) fn within(
     }
     let Some(t) = t else { return false };
     after.is_none_or(|a| t > a.0) && before.is_none_or(|b| t < b.0)
-}
-
-/// Checks a Lifecycle given to a job or recovery point.
-pub(crate) fn check_lifecycle(l: &Lifecycle) -> Result<()> {
-    if let Some(d) = l.delete_after_days {
-        if !(1..=36500).contains(&d) {
-            return Err(ApiError::invalid_parameter(
-                "Invalid lifecycle. DeleteAfterDays cannot be less than 1 or more than 36500 days",
-            )
-            .into());
-        }
-        if let Some(c) = l.move_to_cold_storage_after_days
-            && d < c + 90
-        {
-            return Err(ApiError::invalid_parameter("Invalid lifecycle. DeleteAfterDays cannot be less than 90 days apart from MoveToColdStorageAfterDays").into());
-        }
-    }
-    if let Some(c) = l.move_to_cold_storage_after_days
-        && !(1..=36500).contains(&c)
-    {
-        return Err(ApiError::invalid_parameter("Invalid lifecycle. MoveToColdStorageAfterDays cannot be less than 1 or more than 36500 days").into());
-    }
-    Ok(())
 }
 
 /// The (account, region, name) a backup-vault ARN names.
@@ -428,25 +453,9 @@ pub(crate) fn create_copy_job(
     };
     let rp = spec.source;
     let mut job = JobRecord {
-        id: new_job_id(),
-        kind: JobKind::Copy,
-        account: rp.account.clone(),
-        region: rp.region.clone(),
-        state: "CREATED".into(),
-        status_message: None,
-        message_category: None,
-        creation_date: spec.creation_date,
-        start_by: None,
-        complete_by: None,
-        started_at: None,
-        completion_date: None,
-        percent_done: 0.0,
-        bytes_transferred: 0,
         backup_size: rp.backup_size,
         iam_role_arn: Some(spec.iam_role_arn),
         idempotency_token: spec.idempotency_token,
-        resource_arn: rp.resource_arn.clone(),
-        resource_type: rp.resource_type.clone(),
         resource_name: rp.resource_name.clone(),
         vault_name: spec.source_vault_name,
         vault_arn: spec.source_vault_arn,
@@ -456,21 +465,19 @@ pub(crate) fn create_copy_job(
         dest_vault_arn: Some(dest_arn),
         dest_recovery_point_arn: dest_rp_arn,
         lifecycle: spec.lifecycle,
-        recovery_point_tags: Default::default(),
-        backup_options: Default::default(),
         created_by: spec.created_by,
         created_by_backup_job_id: spec.created_by_backup_job_id,
-        copy_actions: Vec::new(),
-        metadata: Default::default(),
-        created_resource_arn: None,
-        validation_status: None,
-        validation_status_message: None,
-        attempts: 0,
-        lease_owner: None,
-        lease_until: None,
+        ..JobRecord::new(
+            JobKind::Copy,
+            &rp.account,
+            &rp.region,
+            spec.creation_date,
+            rp.resource_arn.clone(),
+            rp.resource_type.clone(),
+        )
     };
     if let Some(message) = failed {
-        job.state = "FAILED".into();
+        job.state = JobState::Failed;
         job.status_message = Some(message);
         job.message_category = Some("FAILED".into());
         job.completion_date = Some(job.creation_date);
@@ -481,6 +488,7 @@ pub(crate) fn create_copy_job(
 }
 
 /// Everything a new backup job needs, from StartBackupJob or from a plan's firing.
+#[derive(Clone)]
 pub(crate) struct BackupJobSpec {
     pub account: String,
     pub region: String,
@@ -508,50 +516,37 @@ pub(crate) struct BackupJobSpec {
 /// Builds a backup job from `spec` and queues it (or records it EXPIRED), in the caller's
 /// transaction. StartBackupJob and the scheduler both create their jobs here.
 pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result<JobRecord> {
-    let id = new_job_id();
     let rp_id = uuid::Uuid::new_v4().to_string();
     let expired = spec.expired_message.is_some();
     let job = JobRecord {
-        id,
-        kind: JobKind::Backup,
-        state: if expired { "EXPIRED" } else { "CREATED" }.into(),
+        state: if expired {
+            JobState::Expired
+        } else {
+            JobState::Created
+        },
         status_message: spec.expired_message,
         message_category: expired.then(|| "EXPIRED".to_string()),
-        creation_date: spec.creation_date,
         start_by: Some(spec.start_by),
         complete_by: Some(spec.complete_by),
-        started_at: None,
-        completion_date: None,
-        percent_done: 0.0,
-        bytes_transferred: 0,
-        backup_size: 0,
         iam_role_arn: Some(spec.iam_role_arn),
         idempotency_token: spec.idempotency_token,
-        resource_arn: spec.resource_arn,
-        resource_type: spec.resource_type,
         resource_name: spec.resource_name,
         vault_name: spec.vault_name,
         vault_arn: spec.vault_arn,
         recovery_point_id: Some(rp_id.clone()),
         recovery_point_arn: Some(arn::recovery_point(&spec.region, &spec.account, &rp_id)),
-        account: spec.account,
-        region: spec.region,
-        recovery_point_creation_date: None,
-        dest_vault_arn: None,
-        dest_recovery_point_arn: None,
         lifecycle: spec.lifecycle,
         recovery_point_tags: spec.recovery_point_tags,
-        backup_options: Default::default(),
         created_by: spec.created_by,
-        created_by_backup_job_id: None,
         copy_actions: spec.copy_actions,
-        metadata: Default::default(),
-        created_resource_arn: None,
-        validation_status: None,
-        validation_status_message: None,
-        attempts: 0,
-        lease_owner: None,
-        lease_until: None,
+        ..JobRecord::new(
+            JobKind::Backup,
+            &spec.account,
+            &spec.region,
+            spec.creation_date,
+            spec.resource_arn,
+            spec.resource_type,
+        )
     };
     if expired {
         let mut job = job;

@@ -24,7 +24,14 @@ pub struct Server {
 impl Server {
     /// Starts `coffer serve --listen 127.0.0.1:0` with `args`, waiting until it listens.
     pub async fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[]).await
+    }
+
+    /// Like [`Server::start`], with extra environment variables (test hooks such as
+    /// `COFFER_TEST_PAUSE_AT`).
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -158,6 +165,21 @@ impl Server {
         )
         .unwrap()
         .secs()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, at most `within`; returns its exit
+    /// status.
+    pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("coffer is running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("coffer did not exit within {within:?} of SIGTERM"))
+            .unwrap()
     }
 
     /// Kills the process at once (no graceful shutdown), as a crash would.

@@ -111,7 +111,7 @@ impl Coffer {
                 plane: plane.clone(),
             }),
             Arc::new(LifecycleWorker {
-                scheduler: scheduler.clone(),
+                pass: scheduler.pass_lock(),
                 plane: plane.clone(),
             }),
             Arc::new(RunnerWorker {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use crate::background::scheduler::{CatchUp, Scheduler};
 use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
@@ -17,9 +16,17 @@ use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::StorageClass;
 use crate::model::{events, recovery_points, vaults};
 
-/// The sweep as a [`Worker`]: one sweep per tick, one at a time with the scheduler's passes.
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Swept {
+    pub moved_to_cold: usize,
+    pub deleted: usize,
+}
+
+/// The sweep as a [`Worker`]: one sweep per tick, one at a time with the scheduler's passes
+/// (`pass` is the scheduler's pass lock).
 pub(crate) struct LifecycleWorker {
-    pub scheduler: Arc<Scheduler>,
+    pub pass: Arc<tokio::sync::Mutex<()>>,
     pub plane: Executor,
 }
 
@@ -30,10 +37,11 @@ impl Worker for LifecycleWorker {
     }
 
     async fn tick(&self) -> std::result::Result<(), String> {
-        let _one_at_a_time = self.scheduler.lock_pass().await;
+        let _one_at_a_time = self.pass.lock().await;
         let now = self.plane.clock().now();
-        sweep_lifecycle(&self.plane, now, &mut CatchUp::default())
+        sweep_lifecycle(&self.plane, now)
             .await
+            .map(|_| ())
             .map_err(|e| e.0.message().to_string())
     }
 }
@@ -63,11 +71,8 @@ fn lifecycle_step(rp: &RecoveryPointRecord, now: DateTime<Utc>) -> Option<Lifecy
 /// Moves recovery points to cold storage and deletes them as their lifecycle says. A point
 /// held by its vault lock's MinRetentionDays stays until the lock allows (a later sweep
 /// deletes it then).
-pub(crate) async fn sweep_lifecycle(
-    plane: &Executor,
-    now: DateTime<Utc>,
-    done: &mut CatchUp,
-) -> Result<()> {
+pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Result<Swept> {
+    let mut done = Swept::default();
     let (rows, vault_rows) = plane
         .store()
         .read(|tx| {
@@ -138,5 +143,5 @@ pub(crate) async fn sweep_lifecycle(
     if any_deleted {
         plane.running().wake();
     }
-    Ok(())
+    Ok(done)
 }

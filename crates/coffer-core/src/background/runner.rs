@@ -19,7 +19,7 @@ use crate::background::worker::Worker;
 use crate::dataplane::jobs::JobControl;
 use crate::dataplane::{self, Executor};
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, JobRecord, QUEUE, load_job, save_job};
+use crate::model::jobs::{self, JobKind, JobRecord, QUEUE, load_job, save_job};
 use crate::model::queue;
 use crate::model::states::JobState;
 
@@ -176,7 +176,7 @@ pub(crate) fn claim(
     tx: &mut dyn Txn,
     turn: &ClaimTurn,
 ) -> Result<(Vec<JobRecord>, Option<String>)> {
-    queue::migrate_legacy(tx, 1000)?;
+    jobs::migrate_legacy_queue(tx, 1000)?;
     let mut accounts = queue::accounts(tx, MAX_ACCOUNTS_PER_PASS)?;
     if let Some(after) = &turn.after_account {
         let first = accounts.partition_point(|a| a <= after);

@@ -86,14 +86,14 @@ pub struct CatchUp {
 /// at a time.
 pub struct Scheduler {
     notify: Notify,
-    pass: Mutex<()>,
+    pass: Arc<Mutex<()>>,
 }
 
 impl Default for Scheduler {
     fn default() -> Self {
         Scheduler {
             notify: Notify::new(),
-            pass: Mutex::new(()),
+            pass: Arc::new(Mutex::new(())),
         }
     }
 }
@@ -109,6 +109,11 @@ impl Scheduler {
         self.pass.lock().await
     }
 
+    /// The pass lock itself, for the lifecycle worker.
+    pub(crate) fn pass_lock(&self) -> Arc<Mutex<()>> {
+        self.pass.clone()
+    }
+
     /// Does all the scheduled work due up to the clock's now, in order: every due firing of
     /// every rule (one per scheduled time, however far the clock moved), the lifecycle sweep,
     /// then one runner pass (expirations and claims). Returns once all of it has been started.
@@ -121,7 +126,9 @@ impl Scheduler {
         let now = plane.clock().now();
         let mut done = CatchUp::default();
         fire_due(plane, now, &mut done).await?;
-        lifecycle::sweep_lifecycle(plane, now, &mut done).await?;
+        let swept = lifecycle::sweep_lifecycle(plane, now).await?;
+        done.moved_to_cold += swept.moved_to_cold;
+        done.deleted += swept.deleted;
         runner.pass(plane).await?;
         Ok(done)
     }

@@ -10,59 +10,21 @@
 //! again (at most three attempts), so no job is lost and none is silently dropped.
 
 use crate::model::error::{Error, Result};
+use crate::model::events::{self, Notice};
 pub(crate) use crate::model::paging::page;
+pub(crate) use crate::model::queue::job_key;
 use crate::model::recovery_points::RecoveryPointRecord;
-use crate::model::states::JobState;
+pub(crate) use crate::model::states::{JobKind, JobState};
 use crate::model::vaults::VaultRecord;
-use crate::model::{Meta, arn, events, queue, settings, vault_policy, vaults};
+use crate::model::{Meta, arn, queue, settings, vault_policy, vaults};
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use coffer_api::types::{CopyAction, Lifecycle, RecoveryPointCreator};
 use coffer_api::{ApiError, RequestContext};
-use coffer_store::Txn;
+use coffer_store::{StoreError, Txn};
 use serde::{Deserialize, Serialize};
-
-/// The kind of a job; each kind has its own table and states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum JobKind {
-    Backup,
-    Copy,
-    Restore,
-}
-
-impl JobKind {
-    pub fn table(self) -> &'static str {
-        match self {
-            JobKind::Backup => "backup_job",
-            JobKind::Copy => "copy_job",
-            JobKind::Restore => "restore_job",
-        }
-    }
-    /// The kind's name in queue keys.
-    pub(crate) fn tag(self) -> &'static str {
-        match self {
-            JobKind::Backup => "backup",
-            JobKind::Copy => "copy",
-            JobKind::Restore => "restore",
-        }
-    }
-    /// The kind a queue key's tag names.
-    pub(crate) fn from_tag(tag: &str) -> Option<JobKind> {
-        [JobKind::Backup, JobKind::Copy, JobKind::Restore]
-            .into_iter()
-            .find(|k| k.tag() == tag)
-    }
-
-    /// The state of a job waiting to run.
-    pub fn waiting_state(self) -> JobState {
-        match self {
-            JobKind::Restore => JobState::Pending,
-            _ => JobState::Created,
-        }
-    }
-}
 
 pub(crate) use crate::model::queue::QUEUE;
 pub(crate) const TOKENS: &str = "job_token";
@@ -152,7 +114,13 @@ impl JobRecord {
         job_key(&self.account, &self.region, &self.id)
     }
     pub fn queue_key(&self) -> String {
-        queue::key(self)
+        queue::key(
+            &self.account,
+            self.creation_date,
+            self.kind,
+            &self.region,
+            &self.id,
+        )
     }
     pub fn is_terminal(&self) -> bool {
         self.state.is_terminal()
@@ -213,10 +181,6 @@ impl JobRecord {
     }
 }
 
-pub(crate) fn job_key(account: &str, region: &str, id: &str) -> String {
-    format!("{account}:{region}:{id}")
-}
-
 pub(crate) fn new_job_id() -> String {
     uuid::Uuid::new_v4().to_string().to_uppercase()
 }
@@ -243,7 +207,7 @@ pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
     };
     check_transition(job, before)?;
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
-    events::job_changed(tx, before, job)?;
+    job_changed(tx, before, job)?;
     if job.is_terminal() {
         tx.delete(QUEUE, &job.queue_key())?;
     }
@@ -269,6 +233,118 @@ fn check_transition(job: &JobRecord, before: Option<JobState>) -> Result<()> {
     .into())
 }
 
+/// The events a job's move from `before` to its current state publishes (see
+/// docs/notifications.md for the table).
+pub(crate) fn job_events(
+    kind: JobKind,
+    before: Option<JobState>,
+    state: JobState,
+) -> Vec<&'static str> {
+    use JobState::*;
+    if before == Some(state) || before.is_some_and(JobState::is_terminal) {
+        return Vec::new();
+    }
+    let terminal = state.is_terminal();
+    match (kind, state) {
+        (JobKind::Backup, Running) => vec!["BACKUP_JOB_STARTED"],
+        (JobKind::Copy, Running) => vec!["COPY_JOB_STARTED"],
+        (JobKind::Restore, Running) => vec!["RESTORE_JOB_STARTED"],
+        (JobKind::Backup, Completed) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"],
+        (JobKind::Backup, Failed | Aborted) => {
+            vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
+        }
+        (JobKind::Backup, Expired) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"],
+        (JobKind::Backup, _) if terminal => vec!["BACKUP_JOB_COMPLETED"],
+        (JobKind::Copy, Completed) => vec!["COPY_JOB_SUCCESSFUL"],
+        (JobKind::Copy, _) if terminal => vec!["COPY_JOB_FAILED"],
+        (JobKind::Restore, Completed) => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"],
+        (JobKind::Restore, _) if terminal => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_FAILED"],
+        _ => Vec::new(),
+    }
+}
+
+/// AWS Backup's wording for a job event.
+fn job_message(job: &JobRecord) -> String {
+    let (noun, id_label) = match job.kind {
+        JobKind::Backup => ("backup", "BackupJob ID"),
+        JobKind::Copy => ("copy", "CopyJob ID"),
+        JobKind::Restore => ("restore", "RestoreJob ID"),
+    };
+    let rp = match job.kind {
+        JobKind::Copy => job
+            .dest_recovery_point_arn
+            .clone()
+            .or_else(|| job.recovery_point_arn.clone()),
+        _ => job.recovery_point_arn.clone(),
+    }
+    .unwrap_or_default();
+    let tail = format!(
+        "Resource ARN : {}. {id_label} : {}",
+        job.resource_arn, job.id
+    );
+    let status = job
+        .status_message
+        .as_deref()
+        .map(|m| format!(". Status message : {m}"))
+        .unwrap_or_default();
+    match job.state {
+        JobState::Running => format!("An AWS Backup {noun} job was started. {tail}"),
+        JobState::Completed | JobState::Partial => match job.kind {
+            JobKind::Restore => format!(
+                "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. Created resource ARN : {}. {tail}",
+                job.created_resource_arn.clone().unwrap_or_default()
+            ),
+            _ => format!(
+                "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. {tail}"
+            ),
+        },
+        JobState::Expired => {
+            format!("An AWS Backup job failed to complete in time. {tail}{status}")
+        }
+        JobState::Aborted => format!("An AWS Backup job was stopped. {tail}{status}"),
+        _ => format!("An AWS Backup job failed. {tail}{status}"),
+    }
+}
+
+/// Emits the events of a job's state change (`before` is the state it had, `None` for a new
+/// job). Called by [`save_job`] whenever it saves a job, inside that transaction.
+pub(crate) fn job_changed(
+    tx: &mut dyn Txn,
+    before: Option<JobState>,
+    job: &JobRecord,
+) -> Result<(), StoreError> {
+    let events = job_events(job.kind, before, job.state);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let notice = Notice {
+        event_type: match job.kind {
+            JobKind::Backup => "BACKUP_JOB",
+            JobKind::Copy => "COPY_JOB",
+            JobKind::Restore => "RESTORE_JOB",
+        },
+        state: job.state.to_string(),
+        id: job.id.clone(),
+        start_time: job.started_at.unwrap_or(job.creation_date),
+        at: job
+            .completion_date
+            .or(job.started_at)
+            .unwrap_or(job.creation_date),
+        message: job_message(job),
+    };
+    for event in events {
+        events::emit(
+            tx,
+            &job.account,
+            &job.region,
+            &job.vault_name,
+            event,
+            &notice,
+        )?;
+    }
+    Ok(())
+}
+
 /// Stores a new job and queues it, unless the idempotency token already made one: then
 /// returns that job instead.
 pub(crate) fn enqueue(tx: &mut dyn Txn, job: &JobRecord) -> Result<JobRecord> {
@@ -285,6 +361,25 @@ pub(crate) fn enqueue(tx: &mut dyn Txn, job: &JobRecord) -> Result<JobRecord> {
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
     tx.put(QUEUE, &job.queue_key(), b"")?;
     Ok(job.clone())
+}
+
+/// Rewrites up to `max` entries of the earlier layout `KIND:ACCOUNT:REGION:ID`; returns how
+/// many it found.
+pub(crate) fn migrate_legacy_queue(tx: &mut dyn Txn, max: usize) -> Result<usize> {
+    let mut found = 0;
+    for kind in [JobKind::Backup, JobKind::Copy, JobKind::Restore] {
+        let prefix = format!("{}:", kind.tag());
+        for (k, _) in tx.scan(QUEUE, &prefix, None, max)? {
+            found += 1;
+            tx.delete(QUEUE, &k)?;
+            if let Some(job) = load_job(tx, kind, &k[prefix.len()..])?
+                && !job.is_terminal()
+            {
+                tx.put(QUEUE, &job.queue_key(), b"")?;
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Reads a job of the caller's scope, or ResourceNotFoundException.
@@ -555,4 +650,40 @@ pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result
         return Ok(job);
     }
     enqueue(tx, &job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_transitions_map_to_events() {
+        use JobKind::*;
+        use JobState::*;
+        assert_eq!(
+            job_events(Backup, Some(Created), Running),
+            ["BACKUP_JOB_STARTED"]
+        );
+        assert_eq!(
+            job_events(Backup, Some(Running), Completed),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"]
+        );
+        assert_eq!(
+            job_events(Backup, Some(Aborting), Aborted),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
+        );
+        assert_eq!(
+            job_events(Backup, Some(Created), Expired),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"]
+        );
+        assert_eq!(job_events(Copy, Some(Running), Failed), ["COPY_JOB_FAILED"]);
+        assert_eq!(
+            job_events(Restore, Some(Running), Completed),
+            ["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"]
+        );
+        assert!(job_events(Backup, Some(Running), Running).is_empty());
+        assert!(job_events(Backup, Some(Running), Aborting).is_empty());
+        assert!(job_events(Backup, None, Created).is_empty());
+        assert!(job_events(Restore, Some(Completed), Completed).is_empty());
+    }
 }

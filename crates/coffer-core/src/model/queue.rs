@@ -4,24 +4,36 @@
 //! so one account's entries sit together in creation order and the runner can read the head
 //! of each account's queue without reading the others': that is what lets it share the slots
 //! fairly between accounts (see `background::runner`). Entries written before this layout
-//! (`KIND:ACCOUNT:REGION:ID`) are rewritten by [`migrate_legacy`] on the runner's passes.
+//! (`KIND:ACCOUNT:REGION:ID`) are rewritten by `jobs::migrate_legacy_queue` on the runner's
+//! passes.
 
 use coffer_store::Txn;
 
+use chrono::{DateTime, Utc};
+
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, JobRecord, job_key, load_job};
+use crate::model::states::JobKind;
 
 pub(crate) const QUEUE: &str = "job_queue";
 
-/// The queue key of `job`.
-pub(crate) fn key(job: &JobRecord) -> String {
+/// The key of a job in its kind's table: account and region first, so a scan by prefix lists
+/// one scope.
+pub(crate) fn job_key(account: &str, region: &str, id: &str) -> String {
+    format!("{account}:{region}:{id}")
+}
+
+/// The queue key of a job (see `JobRecord::queue_key`).
+pub(crate) fn key(
+    account: &str,
+    created: DateTime<Utc>,
+    kind: JobKind,
+    region: &str,
+    id: &str,
+) -> String {
     format!(
-        "{}:{:020}:{}:{}:{}",
-        job.account,
-        job.creation_date.timestamp_micros().max(0),
-        job.kind.tag(),
-        job.region,
-        job.id
+        "{account}:{:020}:{}:{region}:{id}",
+        created.timestamp_micros().max(0),
+        kind.tag()
     )
 }
 
@@ -80,23 +92,4 @@ pub(crate) fn head(tx: &mut dyn Txn, account: &str, n: usize) -> Result<Vec<(Str
         }
     }
     Ok(out)
-}
-
-/// Rewrites up to `max` entries of the earlier layout `KIND:ACCOUNT:REGION:ID`; returns how
-/// many it found.
-pub(crate) fn migrate_legacy(tx: &mut dyn Txn, max: usize) -> Result<usize> {
-    let mut found = 0;
-    for kind in [JobKind::Backup, JobKind::Copy, JobKind::Restore] {
-        let prefix = format!("{}:", kind.tag());
-        for (k, _) in tx.scan(QUEUE, &prefix, None, max)? {
-            found += 1;
-            tx.delete(QUEUE, &k)?;
-            if let Some(job) = load_job(tx, kind, &k[prefix.len()..])?
-                && !job.is_terminal()
-            {
-                tx.put(QUEUE, &key(&job), b"")?;
-            }
-        }
-    }
-    Ok(found)
 }

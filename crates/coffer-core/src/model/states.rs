@@ -161,6 +161,46 @@ impl StorageClass {
     }
 }
 
+/// The kind of a job; each kind has its own table and states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum JobKind {
+    Backup,
+    Copy,
+    Restore,
+}
+
+impl JobKind {
+    pub fn table(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup_job",
+            JobKind::Copy => "copy_job",
+            JobKind::Restore => "restore_job",
+        }
+    }
+    /// The kind's name in queue keys.
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Copy => "copy",
+            JobKind::Restore => "restore",
+        }
+    }
+    /// The kind a queue key's tag names.
+    pub(crate) fn from_tag(tag: &str) -> Option<JobKind> {
+        [JobKind::Backup, JobKind::Copy, JobKind::Restore]
+            .into_iter()
+            .find(|k| k.tag() == tag)
+    }
+
+    /// The state of a job waiting to run.
+    pub fn waiting_state(self) -> JobState {
+        match self {
+            JobKind::Restore => JobState::Pending,
+            _ => JobState::Created,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

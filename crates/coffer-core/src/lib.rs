@@ -27,8 +27,11 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, BackupService, RequestContext};
 use coffer_store::StoreHandle;
 
-use background::runner::Runner;
+use background::lifecycle::LifecycleWorker;
+use background::runner::{Runner, RunnerWorker};
 use background::scheduler::Scheduler;
+use background::scheduler::SchedulerWorker;
+use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
     plans, protected, recovery_points, selections, settings, tags, templates, vault_lock,
@@ -55,6 +58,8 @@ struct Inner {
     plane: Executor,
     runner: Arc<Runner>,
     scheduler: Arc<Scheduler>,
+    /// The started workers, in the order they stop: scheduler, lifecycle sweep, runner.
+    workers: std::sync::Mutex<Vec<WorkerHandle>>,
 }
 
 /// How the data plane runs.
@@ -77,6 +82,7 @@ impl Coffer {
                 plane: Executor::new(Meta::new(store, clock), Inventory::default(), None),
                 runner: Arc::new(Runner::new("control-plane-only", 1)),
                 scheduler: Arc::default(),
+                workers: std::sync::Mutex::default(),
             }),
         }
     }
@@ -88,18 +94,47 @@ impl Coffer {
                 plane: Executor::new(Meta::new(store, clock), data.inventory, Some(data.storage)),
                 runner: Arc::new(Runner::new(&data.node_id, data.max_concurrent_jobs)),
                 scheduler: Arc::default(),
+                workers: std::sync::Mutex::default(),
             }),
         }
     }
 
-    /// Starts the job runner and the scheduler (needs a tokio runtime).
+    /// Starts the scheduler, the lifecycle sweep and the job runner (needs a tokio runtime).
     pub fn start_workers(&self) {
-        if self.inner.plane.has_storage() {
-            self.inner.runner.start(&self.inner.plane);
-            self.inner
-                .scheduler
-                .start(&self.inner.plane, &self.inner.runner);
+        if !self.inner.plane.has_storage() {
+            return;
         }
+        let (plane, scheduler) = (&self.inner.plane, &self.inner.scheduler);
+        let workers: [Arc<dyn Worker>; 3] = [
+            Arc::new(SchedulerWorker {
+                scheduler: scheduler.clone(),
+                plane: plane.clone(),
+            }),
+            Arc::new(LifecycleWorker {
+                pass: scheduler.pass_lock(),
+                plane: plane.clone(),
+            }),
+            Arc::new(RunnerWorker {
+                runner: self.inner.runner.clone(),
+                plane: plane.clone(),
+            }),
+        ];
+        let mut started = self.inner.workers.lock().unwrap_or_else(|e| e.into_inner());
+        started.extend(workers.into_iter().map(worker::start));
+    }
+
+    /// Stops the workers within `budget`: no plan fires and no job is claimed any more, and
+    /// every running job stops at its next checkpoint and goes back to the queue (the next
+    /// start runs it again). Returns whether everything stopped in time.
+    pub async fn shutdown(&self, budget: std::time::Duration) -> bool {
+        let started = tokio::time::Instant::now();
+        let workers: Vec<WorkerHandle> =
+            std::mem::take(&mut *self.inner.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut all = true;
+        for w in workers {
+            all &= w.stop(budget.saturating_sub(started.elapsed())).await;
+        }
+        all
     }
 
     /// Does all the scheduled work due up to the clock's now (see [`Scheduler::catch_up`]).

@@ -5,7 +5,8 @@
 //! (`lib.rs`, `coverage.rs`) on top. A module may use its own layer and the layers below it,
 //! never one above or beside it. This test reads every source file of a layer, resolves each
 //! `crate::…` and `super::…` path of its non-test code to the top-level module it names, and
-//! fails on any that the rule forbids, naming the file, the line and the path.
+//! fails on any that the rule forbids, naming the file, the line and the path. It also holds
+//! the domain to its function-length limit ([`MAX_FUNCTION_LINES`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -244,4 +245,159 @@ fn the_check_catches_upward_and_sideways_imports() {
     );
     // Comments do not count.
     assert!(violations(&m("model/events"), "// see crate::background::runner").is_empty());
+}
+
+/// The longest a function of the domain may be, in lines from its signature to its closing
+/// brace: the hardest logic stays readable in pieces that each say what they do.
+const MAX_FUNCTION_LINES: usize = 80;
+
+#[test]
+fn no_function_of_the_domain_is_longer_than_the_limit() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut long = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = non_test_code(&text).lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            let is_fn = [
+                "fn ",
+                "pub fn ",
+                "pub(crate) fn ",
+                "async fn ",
+                "pub async fn ",
+                "pub(crate) async fn ",
+            ]
+            .iter()
+            .any(|p| trimmed.starts_with(p));
+            if !is_fn || line.trim_end().ends_with(';') {
+                continue;
+            }
+            let close = format!("{indent}}}");
+            if let Some(end) = (n + 1..lines.len()).find(|&k| lines[k] == close) {
+                let len = end - n + 1;
+                if len > MAX_FUNCTION_LINES {
+                    long.push(format!(
+                        "{}:{}: {} lines: {}",
+                        file.strip_prefix(&src).unwrap().display(),
+                        n + 1,
+                        len,
+                        trimmed
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions longer than {MAX_FUNCTION_LINES} lines:\n{}",
+        long.join("\n")
+    );
+}
+
+/// The modules of `layer` that `code` (of a file in that layer) names: `crate::LAYER::x`,
+/// `crate::LAYER::{x, y::z}`, and `super::x` from a file directly in the layer.
+fn sibling_modules(layer: &str, depth: usize, code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut pats = vec![format!("crate::{layer}::")];
+    if depth == 2 {
+        pats.push("super::".to_string());
+    }
+    for line in code.lines() {
+        let line = line.split("//").next().unwrap_or("");
+        for pat in &pats {
+            let mut from = 0;
+            while let Some(i) = line[from..].find(pat.as_str()) {
+                let at = from + i + pat.len();
+                let rest = &line[at..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    let inner = group.split('}').next().unwrap_or("");
+                    for name in inner.split(',') {
+                        let n: String = name
+                            .trim()
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        out.insert(n);
+                    }
+                } else {
+                    out.insert(
+                        rest.chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect(),
+                    );
+                }
+                from = at;
+            }
+        }
+    }
+    out.retain(|n| {
+        !n.is_empty() && n != "self" && n.chars().next().is_some_and(|c| c.is_lowercase())
+    });
+    out
+}
+
+#[test]
+fn the_modules_of_a_layer_do_not_import_each_other_in_a_ring() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    for (layer, _) in RULES {
+        // Module -> the sibling modules it names (multi-line `use` groups are joined first).
+        let mut graph: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+        for file in &files {
+            let module = module_path(&src, file);
+            if module.len() < 2 || module[0] != *layer {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).unwrap();
+            let code = non_test_code(&text)
+                .replace(",\n", ", ")
+                .replace("{\n", "{");
+            let deps = sibling_modules(layer, module.len(), &code);
+            let entry = graph.entry(module[1].clone()).or_default();
+            entry.extend(deps.into_iter().filter(|d| *d != module[1]));
+        }
+        // Depth-first search for a cycle.
+        fn visit(
+            node: &str,
+            graph: &std::collections::BTreeMap<String, BTreeSet<String>>,
+            stack: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(p) = stack.iter().position(|s| s == node) {
+                let mut ring = stack[p..].to_vec();
+                ring.push(node.to_string());
+                return Some(ring);
+            }
+            if done.contains(node) {
+                return None;
+            }
+            stack.push(node.to_string());
+            for next in graph.get(node).into_iter().flatten() {
+                if let Some(ring) = visit(next, graph, stack, done) {
+                    return Some(ring);
+                }
+            }
+            stack.pop();
+            done.insert(node.to_string());
+            None
+        }
+        let mut done = BTreeSet::new();
+        for node in graph.keys() {
+            if let Some(ring) = visit(node, &graph, &mut Vec::new(), &mut done) {
+                problems.push(format!("{layer}: {}", ring.join(" -> ")));
+                break;
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "modules importing each other in a ring:\n{}",
+        problems.join("\n")
+    );
 }

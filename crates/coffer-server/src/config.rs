@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// How many backup, copy and restore jobs run at once [default: 2] [file key: max_concurrent_jobs]
     #[arg(long, env = "COFFER_MAX_CONCURRENT_JOBS")]
     pub max_concurrent_jobs: Option<usize>,
+    /// Seconds to drain on SIGTERM / SIGINT (running jobs handed back, outbox flushed)
+    /// before exiting [default: 30].
+    #[arg(long, env = "COFFER_SHUTDOWN_TIMEOUT", value_name = "SECONDS")]
+    pub shutdown_timeout: Option<u64>,
 }
 
 /// One access key and the account it belongs to.
@@ -202,6 +206,8 @@ pub struct Config {
     pub regions: Vec<String>,
     pub log_format: LogFormat,
     pub max_concurrent_jobs: usize,
+    /// How long shutdown may take.
+    pub shutdown_timeout: std::time::Duration,
     /// The configuration file, re-read on SIGHUP or when it changes (see `reload`).
     pub config_file: Option<PathBuf>,
     /// The file as read at start, what a re-read is compared with.
@@ -285,6 +291,7 @@ impl Config {
                 .or(file.max_concurrent_jobs)
                 .unwrap_or(2)
                 .max(1),
+            shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout.unwrap_or(30)),
             config_file: args.config.clone(),
             resources: file.resources.clone(),
             notification_targets: file.notification_targets.clone(),

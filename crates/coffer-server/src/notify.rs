@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use coffer_core::background::worker::{self, Worker, WorkerHandle};
 use coffer_core::{Outbox, OutboxMessage};
 use http::{HeaderMap, HeaderValue};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -121,10 +123,43 @@ pub struct Delivery {
     warned: Mutex<HashSet<String>>,
 }
 
+/// Delivery as a background worker: a pass every [`POLL`].
+struct DeliveryWorker(Arc<Delivery>);
+
+#[async_trait]
+impl Worker for DeliveryWorker {
+    fn name(&self) -> &'static str {
+        "notification delivery"
+    }
+
+    fn period(&self) -> StdDuration {
+        POLL
+    }
+
+    async fn tick(&self) -> std::result::Result<(), String> {
+        self.0.pass().await.map_err(|e| format!("{e:#}"))
+    }
+
+    /// Flushes the outbox: one more pass for what the last state changes wrote, then waits
+    /// for the deliveries under way (what cannot be delivered in time stays in the outbox for
+    /// the next start).
+    async fn drain(&self, _budget: StdDuration) {
+        self.0.idle().await;
+        if let Err(e) = self.0.pass().await {
+            tracing::warn!(error = %format!("{e:#}"), "flushing the notification outbox failed");
+        }
+        self.0.idle().await;
+    }
+}
+
 impl Delivery {
-    /// Starts delivering in the background (needs a tokio runtime). The answer is the handle
-    /// through which the targets are replaced.
-    pub fn start(outbox: Outbox, targets: &[NotificationTarget]) -> Result<Arc<Delivery>> {
+    /// Starts delivering in the background as a worker (needs a tokio runtime). The answer is
+    /// the delivery, through which the targets are replaced, and the worker's handle, whose
+    /// stop flushes the outbox once more (see [`Worker::drain`]).
+    pub fn start(
+        outbox: Outbox,
+        targets: &[NotificationTarget],
+    ) -> Result<(Arc<Delivery>, WorkerHandle)> {
         let client = reqwest::Client::builder()
             .connect_timeout(StdDuration::from_secs(5))
             .timeout(StdDuration::from_secs(15))
@@ -137,16 +172,8 @@ impl Delivery {
             busy: Mutex::default(),
             warned: Mutex::default(),
         });
-        let worker = d.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = worker.pass().await {
-                    tracing::warn!(error = %e, "notification delivery pass failed; retrying");
-                }
-                tokio::time::sleep(POLL).await;
-            }
-        });
-        Ok(d)
+        let handle = worker::start(Arc::new(DeliveryWorker(d.clone())));
+        Ok((d, handle))
     }
 
     /// Replaces the targets (from a re-read configuration file). Messages of a topic that was
@@ -202,6 +229,13 @@ impl Delivery {
             });
         }
         Ok(())
+    }
+
+    /// Resolves once no topic is being delivered.
+    async fn idle(&self) {
+        while !self.lock_busy().is_empty() {
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
     }
 
     fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {

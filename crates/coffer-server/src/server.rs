@@ -129,7 +129,8 @@ pub async fn run(config: Config) -> Result<()> {
         },
     );
     coffer.start_workers();
-    let delivery = crate::notify::Delivery::start(coffer.outbox(), &config.notification_targets)?;
+    let (delivery, delivery_worker) =
+        crate::notify::Delivery::start(coffer.outbox(), &config.notification_targets)?;
     if let Some(file) = config.config_file.clone() {
         tokio::spawn(crate::reload::watch(
             file,
@@ -146,7 +147,7 @@ pub async fn run(config: Config) -> Result<()> {
         )
         .with_regions(config.regions.clone()),
         admin: admin::Admin {
-            coffer,
+            coffer: coffer.clone(),
             dev: config.dev,
             auth,
             policy: coffer_api::sigv4::ScopePolicy::new("backup", &config.default_region)
@@ -198,7 +199,33 @@ pub async fn run(config: Config) -> Result<()> {
             }
         }
     }
+    drain(&coffer, delivery_worker, config.shutdown_timeout).await;
     Ok(())
+}
+
+/// After SIGTERM / SIGINT (new connections are no longer accepted): stops the workers so no
+/// plan fires and no job is claimed, hands running jobs back to the queue at their next
+/// checkpoint (the next start runs them again), then flushes the notification outbox, all
+/// within `budget`.
+async fn drain(
+    coffer: &Coffer,
+    delivery: coffer_core::background::worker::WorkerHandle,
+    budget: std::time::Duration,
+) {
+    let started = std::time::Instant::now();
+    let workers_stopped = coffer.shutdown(budget).await;
+    let left = budget.saturating_sub(started.elapsed());
+    let flushed = delivery.stop(left).await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    if workers_stopped && flushed {
+        tracing::info!(elapsed_ms, "shutdown complete");
+    } else {
+        tracing::warn!(
+            elapsed_ms,
+            budget_secs = budget.as_secs(),
+            "shutdown budget reached; jobs still running are found by their lease on the next start"
+        );
+    }
 }
 
 async fn shutdown_signal() {

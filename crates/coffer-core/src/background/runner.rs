@@ -1,8 +1,9 @@
 //! The worker pool that runs queued jobs.
 //!
-//! One loop per process: every second, or at once when woken, it carries out queued recovery
-//! point deletions, expires jobs whose start window has passed, and claims as many waiting jobs
-//! as it has free slots, each under a lease (`node/incarnation`, one minute on the wall clock,
+//! One worker per process (see `background::worker`): every second, or at once when woken, it
+//! carries out queued recovery point deletions, expires jobs whose start window has passed,
+//! and claims as many waiting jobs as it has free slots, sharing them between accounts in turn
+//! (see [`claim`]), each under a lease (`node/incarnation`, one minute on the wall clock,
 //! renewed by the job's heartbeat). A job whose lease belongs to an earlier incarnation of this
 //! node, or has run out, was cut off by a crash: it is queued again (at most three attempts in
 //! all) or ends FAILED / ABORTED with a message saying so.
@@ -10,23 +11,34 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, Utc};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use coffer_store::Txn;
 
+use crate::background::worker::Worker;
 use crate::dataplane::jobs::JobControl;
 use crate::dataplane::{self, Executor};
 use crate::model::error::Result;
-use crate::model::jobs::QUEUE;
-use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::jobs::{self, JobKind, JobRecord, QUEUE, load_job, save_job};
+use crate::model::queue;
+use crate::model::states::JobState;
 
 const LEASE: i64 = 60;
 const MAX_ATTEMPTS: u32 = 3;
+/// How many entries at the head of each account's queue one pass looks at (besides the
+/// account's running jobs): enough to expire and claim, never the whole queue.
+const HEAD: usize = 64;
+/// How many accounts one pass serves at most.
+const MAX_ACCOUNTS_PER_PASS: usize = 10_000;
 
-/// The job runner of this process: its identity for leases, its slots, and the lock that
-/// keeps its passes one at a time.
+/// The job runner of this process: its identity for leases, its slots, whose turn it is, and
+/// the lock that keeps its passes one at a time.
 pub struct Runner {
     node: String,
     incarnation: String,
     slots: usize,
+    /// The account served last, so the next pass starts with the one after it.
+    last_served: std::sync::Mutex<Option<String>>,
     /// One pass over the queue at a time in this process (the loop and the clock endpoint's
     /// catch-up both run passes), so free slots are never handed out twice.
     pass: tokio::sync::Mutex<()>,
@@ -38,6 +50,7 @@ impl Runner {
             node: node.to_string(),
             incarnation: uuid::Uuid::new_v4().to_string(),
             slots: slots.max(1),
+            last_served: std::sync::Mutex::default(),
             pass: tokio::sync::Mutex::new(()),
         }
     }
@@ -46,133 +59,49 @@ impl Runner {
         format!("{}/{}", self.node, self.incarnation)
     }
 
-    /// One pass now: queued deletions, expirations, claims (what the loop does each second).
+    /// One pass now: queued deletions, expirations, claims (what the worker does each tick).
     pub(crate) async fn pass(&self, plane: &Executor) -> Result<()> {
         let _one_at_a_time = self.pass.lock().await;
-        tick(self, plane).await
+        if plane.running().is_shutting_down() {
+            return Ok(());
+        }
+        if let Err(e) = dataplane::deletions::process_deletions(plane).await {
+            tracing::warn!(error = %e.0, "carrying out recovery point deletions failed; retrying");
+        }
+        if let Err(e) = dataplane::storage::process_removals(plane).await {
+            tracing::warn!(error = %e.0, "removing deleted vaults' data failed; retrying");
+        }
+        let free = self.slots.saturating_sub(plane.running().count());
+        let turn = ClaimTurn {
+            now: plane.clock().now(),
+            wall: Utc::now(),
+            owner: self.owner(),
+            node_prefix: format!("{}/", self.node),
+            free,
+            after_account: self
+                .last_served
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        };
+        let (claimed, last) = plane.store().write(move |tx| claim(tx, &turn)).await?;
+        if last.is_some() {
+            *self.last_served.lock().unwrap_or_else(|e| e.into_inner()) = last;
+        }
+        for job in claimed {
+            self.spawn(plane, job);
+        }
+        Ok(())
     }
 
-    /// Runs the loop until the process ends.
-    pub(crate) fn start(self: &Arc<Self>, plane: &Executor) {
-        let (runner, plane) = (self.clone(), plane.clone());
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = runner.pass(&plane).await {
-                    tracing::warn!(error = %e.0, "job runner pass failed; retrying");
-                }
-                tokio::select! {
-                    _ = plane.running().woken() => {}
-                    _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
-                }
-            }
-        });
-    }
-}
-
-async fn tick(runner: &Runner, plane: &Executor) -> Result<()> {
-    dataplane::deletions::process_deletions(plane).await?;
-    dataplane::storage::process_removals(plane).await?;
-    let free = runner.slots.saturating_sub(plane.running().count());
-    let now = plane.clock().now();
-    let wall = Utc::now();
-    let owner = runner.owner();
-    let node_prefix = format!("{}/", runner.node);
-    let claimed = plane
-        .store()
-        .write(move |tx| -> Result<Vec<JobRecord>> {
-            let mut claimed = Vec::new();
-            for (qkey, _) in tx.scan(QUEUE, "", None, 1000)? {
-                let Some((tag, jkey)) = qkey.split_once(':') else {
-                    tx.delete(QUEUE, &qkey)?;
-                    continue;
-                };
-                let kind = match tag {
-                    "backup" => JobKind::Backup,
-                    "copy" => JobKind::Copy,
-                    "restore" => JobKind::Restore,
-                    _ => {
-                        tx.delete(QUEUE, &qkey)?;
-                        continue;
-                    }
-                };
-                let Some(mut job) = load_job(tx, kind, jkey)? else {
-                    tx.delete(QUEUE, &qkey)?;
-                    continue;
-                };
-                if job.is_terminal() {
-                    tx.delete(QUEUE, &qkey)?;
-                    continue;
-                }
-                let waiting = job.state == kind.waiting_state();
-                if !waiting {
-                    // RUNNING or ABORTING: is its worker gone?
-                    let orphaned = match (&job.lease_owner, job.lease_until) {
-                        (Some(o), _) if o == &owner => false,
-                        (Some(o), _) if o.starts_with(&node_prefix) => true,
-                        (_, Some(until)) => until < wall,
-                        _ => true,
-                    };
-                    if !orphaned {
-                        continue;
-                    }
-                    job.lease_owner = None;
-                    job.lease_until = None;
-                    if job.state == "ABORTING" {
-                        job.state = "ABORTED".into();
-                        job.status_message = Some("Coffer stopped while the job was being stopped.".into());
-                        job.completion_date = Some(now);
-                    } else if job.attempts >= MAX_ATTEMPTS {
-                        job.state = "FAILED".into();
-                        job.status_message = Some(format!(
-                            "Coffer was interrupted while running this job {} times; giving up.",
-                            job.attempts
-                        ));
-                        job.message_category = Some("INTERRUPTED".into());
-                        job.completion_date = Some(now);
-                    } else {
-                        job.state = kind.waiting_state().into();
-                        job.status_message = Some(format!(
-                            "Coffer was interrupted while running this job; it runs again (attempt {} of {MAX_ATTEMPTS}).",
-                            job.attempts + 1
-                        ));
-                        job.percent_done = 0.0;
-                    }
-                    save_job(tx, &job)?;
-                    if job.is_terminal() {
-                        continue;
-                    }
-                }
-                if job.start_by.is_some_and(|s| s < now) {
-                    job.state = "EXPIRED".into();
-                    job.status_message = Some(format!(
-                        "The job did not start within its start window (it had to start by {}).",
-                        job.start_by.map(|s| s.to_rfc3339()).unwrap_or_default()
-                    ));
-                    job.completion_date = Some(now);
-                    save_job(tx, &job)?;
-                    continue;
-                }
-                if claimed.len() >= free {
-                    continue;
-                }
-                job.state = "RUNNING".into();
-                job.attempts += 1;
-                job.started_at = Some(now);
-                job.lease_owner = Some(owner.clone());
-                job.lease_until = Some(wall + Duration::seconds(LEASE));
-                save_job(tx, &job)?;
-                claimed.push(job);
-            }
-            Ok(claimed)
-        })
-        .await?;
-    for job in claimed {
+    /// Runs a claimed job on the data plane, with its heartbeat.
+    fn spawn(&self, plane: &Executor, job: JobRecord) {
         let control = plane.running().register(&job.key());
         let plane = plane.clone();
-        let owner = runner.owner();
+        let owner = self.owner();
         tokio::spawn(async move {
             let key = job.key();
-            let heartbeat = tokio::spawn(heartbeat(
+            let beat = tokio::spawn(heartbeat(
                 plane.clone(),
                 owner,
                 job.clone(),
@@ -183,12 +112,189 @@ async fn tick(runner: &Runner, plane: &Executor) -> Result<()> {
                 JobKind::Copy => dataplane::copy::run(&plane, job, &control).await,
                 JobKind::Restore => dataplane::restore::run(&plane, job, &control).await,
             }
-            heartbeat.abort();
+            beat.abort();
             plane.running().unregister(&key);
             plane.running().wake();
         });
     }
-    Ok(())
+}
+
+/// The runner as a [`Worker`]: a pass per tick, woken when jobs are queued or end; stopping
+/// it hands the running jobs back (see [`RunnerWorker::drain`]).
+pub(crate) struct RunnerWorker {
+    pub runner: Arc<Runner>,
+    pub plane: Executor,
+}
+
+#[async_trait]
+impl Worker for RunnerWorker {
+    fn name(&self) -> &'static str {
+        "job runner"
+    }
+
+    async fn tick(&self) -> std::result::Result<(), String> {
+        self.runner
+            .pass(&self.plane)
+            .await
+            .map_err(|e| e.0.message().to_string())
+    }
+
+    async fn woken(&self) {
+        self.plane.running().woken().await
+    }
+
+    /// Stops claiming, asks every running job to stop at its next checkpoint and hand itself
+    /// back to the queue (a later start runs it again), and waits for them within `budget`.
+    async fn drain(&self, budget: StdDuration) {
+        let _no_more_passes = self.runner.pass.lock().await;
+        let n = self.plane.running().shut_down();
+        if n > 0 {
+            tracing::info!(jobs = n, "handing running jobs back to the queue");
+        }
+        let _ = tokio::time::timeout(budget, self.plane.running().all_ended()).await;
+    }
+}
+
+/// What one pass decides with: the times, who claims, how many slots are free and whose turn
+/// comes first.
+pub(crate) struct ClaimTurn {
+    pub now: DateTime<Utc>,
+    pub wall: DateTime<Utc>,
+    pub owner: String,
+    pub node_prefix: String,
+    pub free: usize,
+    /// Accounts after this one come first this pass (round robin).
+    pub after_account: Option<String>,
+}
+
+/// One pass over the queue, in one transaction: every account's head is settled (ended jobs
+/// dropped, orphaned ones sent round again, jobs past their start window expired), then up to
+/// `free` waiting jobs are claimed, one per account in turn (each account's oldest first),
+/// starting after the account served last. Returns the claimed jobs and the account served
+/// last. However long one account's queue, another account's job waits at most one turn.
+pub(crate) fn claim(
+    tx: &mut dyn Txn,
+    turn: &ClaimTurn,
+) -> Result<(Vec<JobRecord>, Option<String>)> {
+    jobs::migrate_legacy_queue(tx, 1000)?;
+    let mut accounts = queue::accounts(tx, MAX_ACCOUNTS_PER_PASS)?;
+    if let Some(after) = &turn.after_account {
+        let first = accounts.partition_point(|a| a <= after);
+        accounts.rotate_left(first);
+    }
+    let mut ready: Vec<(String, std::collections::VecDeque<JobRecord>)> = Vec::new();
+    for account in accounts {
+        let mut waiting = std::collections::VecDeque::new();
+        for (qkey, entry) in queue::head(tx, &account, HEAD + turn.free)? {
+            if let Some(job) = settle(tx, turn, &qkey, &entry)? {
+                waiting.push_back(job);
+            }
+        }
+        ready.push((account, waiting));
+    }
+    let mut claimed = Vec::new();
+    let mut last = None;
+    while claimed.len() < turn.free && ready.iter().any(|(_, w)| !w.is_empty()) {
+        for (account, waiting) in ready.iter_mut() {
+            if claimed.len() >= turn.free {
+                break;
+            }
+            if let Some(mut job) = waiting.pop_front() {
+                job.state = JobState::Running;
+                job.attempts += 1;
+                job.started_at = Some(turn.now);
+                job.lease_owner = Some(turn.owner.clone());
+                job.lease_until = Some(turn.wall + Duration::seconds(LEASE));
+                save_job(tx, &job)?;
+                claimed.push(job);
+                last = Some(account.clone());
+            }
+        }
+    }
+    Ok((claimed, last))
+}
+
+/// Looks at one queued job: drops the entry of a job that ended or cannot be read, sends a job
+/// whose worker is gone round again (or ends it after too many attempts), expires one whose
+/// start window ended. Returns the job when it waits to be claimed.
+fn settle(
+    tx: &mut dyn Txn,
+    turn: &ClaimTurn,
+    qkey: &str,
+    entry: &queue::Entry,
+) -> Result<Option<JobRecord>> {
+    let mut job = match load_job(tx, entry.kind, &entry.job_key) {
+        Ok(Some(j)) if !j.is_terminal() => j,
+        Ok(_) => {
+            tx.delete(QUEUE, qkey)?;
+            return Ok(None);
+        }
+        Err(e) => {
+            // A record that cannot be read must not block the queue: drop its entry, loudly.
+            tracing::error!(job = %entry.job_key, error = %e.0, "a queued job cannot be read; it is taken off the queue");
+            tx.delete(QUEUE, qkey)?;
+            return Ok(None);
+        }
+    };
+    if !job.state.is_waiting() {
+        if !orphaned(&job, turn) {
+            return Ok(None);
+        }
+        send_round_again(&mut job, turn.now);
+        save_job(tx, &job)?;
+        if job.is_terminal() {
+            return Ok(None);
+        }
+    }
+    if job.start_by.is_some_and(|s| s < turn.now) {
+        job.state = JobState::Expired;
+        job.status_message = Some(format!(
+            "The job did not start within its start window (it had to start by {}).",
+            job.start_by.map(|s| s.to_rfc3339()).unwrap_or_default()
+        ));
+        job.completion_date = Some(turn.now);
+        save_job(tx, &job)?;
+        return Ok(None);
+    }
+    Ok(Some(job))
+}
+
+/// Whether a RUNNING or ABORTING job's worker is gone: its lease belongs to an earlier
+/// incarnation of this node, or ran out.
+fn orphaned(job: &JobRecord, turn: &ClaimTurn) -> bool {
+    match (&job.lease_owner, job.lease_until) {
+        (Some(o), _) if *o == turn.owner => false,
+        (Some(o), _) if o.starts_with(&turn.node_prefix) => true,
+        (_, Some(until)) => until < turn.wall,
+        _ => true,
+    }
+}
+
+/// An orphaned job: a stop under way ends ABORTED; otherwise it waits again, unless it was
+/// interrupted too often.
+fn send_round_again(job: &mut JobRecord, now: DateTime<Utc>) {
+    job.lease_owner = None;
+    job.lease_until = None;
+    if job.state == JobState::Aborting {
+        job.state = JobState::Aborted;
+        job.status_message = Some("Coffer stopped while the job was being stopped.".into());
+        job.completion_date = Some(now);
+    } else if job.attempts >= MAX_ATTEMPTS {
+        job.state = JobState::Failed;
+        job.status_message = Some(format!(
+            "Coffer was interrupted while running this job {} times; giving up.",
+            job.attempts
+        ));
+        job.message_category = Some("INTERRUPTED".into());
+        job.completion_date = Some(now);
+    } else {
+        job.state = job.kind.waiting_state();
+        job.status_message = Some(format!(
+            "Coffer was interrupted while running this job; it runs again (attempt {} of {MAX_ATTEMPTS}).",
+            job.attempts + 1
+        ));
+        job.percent_done = 0.0;
+    }
 }
 
 /// While a job runs: writes its progress, renews its lease, and cancels it when a stop was
@@ -208,7 +314,7 @@ async fn heartbeat(plane: Executor, owner: String, job: JobRecord, control: JobC
         let state = plane
             .store()
             .write(
-                move |tx| -> Result<Option<(String, Option<chrono::DateTime<Utc>>)>> {
+                move |tx| -> Result<Option<(JobState, Option<chrono::DateTime<Utc>>)>> {
                     let Some(mut j) = load_job(tx, kind, &key)? else {
                         return Ok(None);
                     };
@@ -221,13 +327,13 @@ async fn heartbeat(plane: Executor, owner: String, job: JobRecord, control: JobC
                     j.bytes_transferred = progress.bytes_done as i64;
                     j.lease_until = Some(Utc::now() + Duration::seconds(LEASE));
                     save_job(tx, &j)?;
-                    Ok(Some((j.state.clone(), j.complete_by)))
+                    Ok(Some((j.state, j.complete_by)))
                 },
             )
             .await;
         match state {
             Ok(Some((state, complete_by))) => {
-                if state == "ABORTING" {
+                if state == JobState::Aborting {
                     control.cancel_with("The job was stopped by a StopBackupJob request.");
                 }
                 if complete_by.is_some_and(|c| now > c) {
@@ -239,5 +345,189 @@ async fn heartbeat(plane: Executor, owner: String, job: JobRecord, control: JobC
             Ok(None) => return,
             Err(e) => tracing::warn!(error = %e.0, "writing job progress failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::jobs::{BackupJobSpec, create_backup_job, enqueue};
+    use coffer_store::StoreHandle;
+
+    const A: &str = "111122223333";
+    const B: &str = "444455556666";
+    const REGION: &str = "us-east-1";
+
+    fn backup_spec(account: &str, at: DateTime<Utc>) -> BackupJobSpec {
+        BackupJobSpec {
+            account: account.into(),
+            region: REGION.into(),
+            vault_name: "v".into(),
+            vault_arn: crate::model::arn::backup_vault(REGION, account, "v"),
+            resource_arn: format!("arn:aws:elasticfilesystem:{REGION}:{account}:file-system/fs"),
+            resource_type: "EFS".into(),
+            resource_name: None,
+            iam_role_arn: "arn:aws:iam::111122223333:role/r".into(),
+            idempotency_token: None,
+            creation_date: at,
+            start_by: at + Duration::days(30),
+            complete_by: at + Duration::days(60),
+            lifecycle: None,
+            recovery_point_tags: Default::default(),
+            created_by: None,
+            copy_actions: Vec::new(),
+            expired_message: None,
+        }
+    }
+
+    fn turn(free: usize, after_account: Option<String>, now: DateTime<Utc>) -> ClaimTurn {
+        ClaimTurn {
+            now,
+            wall: now,
+            owner: "node/this".into(),
+            node_prefix: "node/".into(),
+            free,
+            after_account,
+        }
+    }
+
+    /// 3,000 backups of one account are queued before another account's restore: the restore
+    /// is claimed at the first pass with two free slots, and by the second pass with one.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn thousands_of_one_accounts_jobs_do_not_delay_anothers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let t0 = Utc::now() - Duration::hours(1);
+        store
+            .write(move |tx| -> Result<()> {
+                for i in 0..3000 {
+                    create_backup_job(tx, backup_spec(A, t0 + Duration::milliseconds(i)))?;
+                }
+                let restore = JobRecord::new(
+                    JobKind::Restore,
+                    B,
+                    REGION,
+                    t0 + Duration::seconds(10),
+                    "arn:aws:elasticfilesystem:us-east-1:444455556666:file-system/fs".into(),
+                    "EFS".into(),
+                );
+                enqueue(tx, &restore)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let (two, last) = store
+            .write(move |tx| claim(tx, &turn(2, None, now)))
+            .await
+            .unwrap();
+        let kinds: Vec<(String, JobKind)> =
+            two.iter().map(|j| (j.account.clone(), j.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (A.to_string(), JobKind::Backup),
+                (B.to_string(), JobKind::Restore)
+            ]
+        );
+        assert_eq!(
+            two[0].creation_date, t0,
+            "each account's oldest job goes first"
+        );
+        assert_eq!(last.as_deref(), Some(B));
+
+        // One slot: A's turn, then B's, whatever A has queued.
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        store
+            .write(move |tx| -> Result<()> {
+                for i in 0..3000 {
+                    create_backup_job(tx, backup_spec(A, t0 + Duration::milliseconds(i)))?;
+                }
+                create_backup_job(tx, backup_spec(B, t0 + Duration::seconds(10)))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let (first, last) = store
+            .write(move |tx| claim(tx, &turn(1, None, now)))
+            .await
+            .unwrap();
+        assert_eq!(first[0].account, A);
+        let (second, _) = store
+            .write(move |tx| claim(tx, &turn(1, last, now)))
+            .await
+            .unwrap();
+        assert_eq!(second[0].account, B, "B waits one turn at most");
+        assert_eq!(second[0].state, JobState::Running);
+    }
+
+    /// A queued job past its start window is expired by the pass that sees it, and a queue
+    /// entry whose job record cannot be read is dropped rather than failing every pass.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn expired_and_unreadable_jobs_never_block_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let t0 = Utc::now() - Duration::days(2);
+        let (old, ok) = store
+            .write(move |tx| -> Result<(JobRecord, JobRecord)> {
+                let mut spec = backup_spec(A, t0);
+                spec.start_by = t0 + Duration::hours(1);
+                let old = create_backup_job(tx, spec)?;
+                let broken = create_backup_job(tx, backup_spec(A, t0 + Duration::seconds(1)))?;
+                tx.put(JobKind::Backup.table(), &broken.key(), b"not json")?;
+                let ok = create_backup_job(tx, backup_spec(A, t0 + Duration::seconds(2)))?;
+                Ok((old, ok))
+            })
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let (claimed, _) = store
+            .write(move |tx| claim(tx, &turn(1, None, now)))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].id, ok.id);
+        let old_state = store
+            .read(move |tx| load_job(tx, JobKind::Backup, &old.key()))
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        assert_eq!(old_state, JobState::Expired);
+        let left = store.read(|tx| tx.scan(QUEUE, "", None, 10)).await.unwrap();
+        assert_eq!(left.len(), 1, "only the claimed job stays queued: {left:?}");
+    }
+
+    /// Queue entries written before the fair queue are rewritten and their jobs still run.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn legacy_queue_entries_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let t0 = Utc::now() - Duration::minutes(5);
+        let job = store
+            .write(move |tx| -> Result<JobRecord> {
+                let job = create_backup_job(tx, backup_spec(A, t0))?;
+                tx.delete(QUEUE, &job.queue_key())?;
+                tx.put(QUEUE, &format!("backup:{}", job.key()), b"")?;
+                Ok(job)
+            })
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let (claimed, _) = store
+            .write(move |tx| claim(tx, &turn(1, None, now)))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].id, job.id);
+        let keys: Vec<String> = store
+            .read(|tx| tx.scan(QUEUE, "", None, 10))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, [job.queue_key()]);
     }
 }

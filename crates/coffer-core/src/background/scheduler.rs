@@ -22,7 +22,6 @@
 //! endpoint calls it and answers once it is done.
 
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use coffer_api::ApiError;
@@ -32,15 +31,16 @@ use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
 
+use crate::background::lifecycle;
 use crate::background::runner::Runner;
+use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::inventory::Inventory;
 use crate::model::jobs::BackupJobSpec;
-use crate::model::paging::scan_all;
 use crate::model::plan_rules::{DEFAULT_COMPLETION_WINDOW_MINUTES, DEFAULT_START_WINDOW_MINUTES};
-use crate::model::recovery_points::RecoveryPointRecord;
-use crate::model::{arn, events, jobs, plans, recovery_points, selections, vaults};
+use crate::model::{arn, jobs, plans, selections};
+use async_trait::async_trait;
 
 /// Each rule's next firing: key `ACCOUNT:REGION:PLANID:RULEID`.
 const RULE_STATE: &str = "sched_rule";
@@ -48,9 +48,6 @@ const RULE_STATE: &str = "sched_rule";
 const FIRINGS: &str = "sched_firing";
 /// At most this many firings of one rule per pass (the next pass carries on).
 const MAX_FIRINGS_PER_RULE_PER_PASS: usize = 10_000;
-
-const DEFAULT_EXPRESSION: &str = "cron(0 5 ? * * *)";
-const DEFAULT_TIMEZONE: &str = "Etc/UTC";
 
 /// Where a rule's schedule stands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,14 +86,14 @@ pub struct CatchUp {
 /// at a time.
 pub struct Scheduler {
     notify: Notify,
-    pass: Mutex<()>,
+    pass: Arc<Mutex<()>>,
 }
 
 impl Default for Scheduler {
     fn default() -> Self {
         Scheduler {
             notify: Notify::new(),
-            pass: Mutex::new(()),
+            pass: Arc::new(Mutex::new(())),
         }
     }
 }
@@ -107,20 +104,14 @@ impl Scheduler {
         self.notify.notify_one();
     }
 
-    /// Runs the loop until the process ends: a catch-up every second, or at once when woken.
-    pub(crate) fn start(self: &Arc<Self>, plane: &Executor, runner: &Arc<Runner>) {
-        let (scheduler, plane, runner) = (self.clone(), plane.clone(), runner.clone());
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = scheduler.catch_up(&plane, &runner).await {
-                    tracing::warn!(error = %e.message(), "scheduler pass failed; retrying");
-                }
-                tokio::select! {
-                    _ = scheduler.notify.notified() => {}
-                    _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
-                }
-            }
-        });
+    /// The lock that keeps scheduler and lifecycle passes one at a time in this process.
+    pub(crate) async fn lock_pass(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.pass.lock().await
+    }
+
+    /// The pass lock itself, for the lifecycle worker.
+    pub(crate) fn pass_lock(&self) -> Arc<Mutex<()>> {
+        self.pass.clone()
     }
 
     /// Does all the scheduled work due up to the clock's now, in order: every due firing of
@@ -135,9 +126,37 @@ impl Scheduler {
         let now = plane.clock().now();
         let mut done = CatchUp::default();
         fire_due(plane, now, &mut done).await?;
-        sweep_lifecycle(plane, now, &mut done).await?;
+        let swept = lifecycle::sweep_lifecycle(plane, now).await?;
+        done.moved_to_cold += swept.moved_to_cold;
+        done.deleted += swept.deleted;
         runner.pass(plane).await?;
         Ok(done)
+    }
+}
+
+/// The scheduler as a [`Worker`]: each tick fires the rules that are due (woken at once when
+/// a plan or selection changes); the runner, woken, claims the jobs.
+pub(crate) struct SchedulerWorker {
+    pub scheduler: Arc<Scheduler>,
+    pub plane: Executor,
+}
+
+#[async_trait]
+impl Worker for SchedulerWorker {
+    fn name(&self) -> &'static str {
+        "scheduler"
+    }
+
+    async fn tick(&self) -> std::result::Result<(), String> {
+        let _one_at_a_time = self.scheduler.lock_pass().await;
+        let now = self.plane.clock().now();
+        fire_due(&self.plane, now, &mut CatchUp::default())
+            .await
+            .map_err(|e| e.0.message().to_string())
+    }
+
+    async fn woken(&self) {
+        self.scheduler.notify.notified().await
     }
 }
 
@@ -168,10 +187,10 @@ fn rule_schedule(rule: &coffer_api::types::BackupRule) -> (String, String) {
     (
         rule.schedule_expression
             .clone()
-            .unwrap_or_else(|| DEFAULT_EXPRESSION.into()),
+            .unwrap_or_else(|| Schedule::DEFAULT_EXPRESSION.into()),
         rule.schedule_expression_timezone
             .clone()
-            .unwrap_or_else(|| DEFAULT_TIMEZONE.into()),
+            .unwrap_or_else(|| Schedule::DEFAULT_TIMEZONE.into()),
     )
 }
 
@@ -253,6 +272,62 @@ async fn fire_due(plane: &Executor, now: DateTime<Utc>, done: &mut CatchUp) -> R
     Ok(())
 }
 
+/// What every backup job of one firing of `rule` shares: its vault, its windows counted from
+/// the scheduled time (or the message that it expired, when its start window already ended),
+/// CreatedBy, lifecycle, tags and copy actions. The resource fields are left to fill.
+fn job_template(
+    ap: &plans::ActivePlan,
+    rule: &coffer_api::types::BackupRule,
+    d: &Due,
+    now: DateTime<Utc>,
+) -> BackupJobSpec {
+    let start_by = d.at
+        + Duration::minutes(
+            rule.start_window_minutes
+                .unwrap_or(DEFAULT_START_WINDOW_MINUTES),
+        );
+    let complete_by = d.at
+        + Duration::minutes(
+            rule.completion_window_minutes
+                .unwrap_or(DEFAULT_COMPLETION_WINDOW_MINUTES),
+        );
+    let expired_message = (start_by < now).then(|| {
+        format!(
+            "The backup plan's run scheduled for {} could not start within its start window (it had to start by {}): Coffer was not running then, or its clock was moved past the window.",
+            d.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            start_by.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )
+    });
+    BackupJobSpec {
+        account: d.account.clone(),
+        region: d.region.clone(),
+        vault_name: rule.target_backup_vault_name.clone(),
+        vault_arn: arn::backup_vault(&d.region, &d.account, &rule.target_backup_vault_name),
+        resource_arn: String::new(),
+        resource_type: String::new(),
+        resource_name: None,
+        iam_role_arn: String::new(),
+        idempotency_token: None,
+        creation_date: d.at,
+        start_by,
+        complete_by,
+        lifecycle: rule.lifecycle.clone(),
+        recovery_point_tags: rule.recovery_point_tags.clone().unwrap_or_default(),
+        created_by: Some(RecoveryPointCreator {
+            backup_plan_arn: Some(ap.plan.arn.clone()),
+            backup_plan_id: Some(ap.plan.id.clone()),
+            backup_plan_name: Some(ap.version.document.backup_plan_name.clone()),
+            backup_plan_version: Some(ap.version.version_id.clone()),
+            backup_rule_id: Some(d.rule_id.clone()),
+            backup_rule_name: Some(rule.rule_name.clone()),
+            backup_rule_cron: Some(d.expression.clone()),
+            backup_rule_timezone: Some(d.timezone.clone()),
+        }),
+        copy_actions: rule.copy_actions.clone().unwrap_or_default(),
+        expired_message,
+    }
+}
+
 /// Carries out one firing in one transaction: claims it, moves the rule's next firing on,
 /// resolves the selections and creates the jobs. `None` when another node (or an earlier
 /// pass) already claimed it; otherwise how many jobs were created to run and how many were
@@ -303,66 +378,24 @@ fn fire(
     };
     let plan_selections = selections::of_plan(tx, &d.account, &d.region, &d.plan_id)?;
     let selected = selections::resolve(tx, &d.account, &d.region, &plan_selections, inventory)?;
-    let start_by = d.at
-        + Duration::minutes(
-            rule.start_window_minutes
-                .unwrap_or(DEFAULT_START_WINDOW_MINUTES),
-        );
-    let complete_by = d.at
-        + Duration::minutes(
-            rule.completion_window_minutes
-                .unwrap_or(DEFAULT_COMPLETION_WINDOW_MINUTES),
-        );
-    let expired_message = (start_by < now).then(|| {
-        format!(
-            "The backup plan's run scheduled for {} could not start within its start window (it had to start by {}): Coffer was not running then, or its clock was moved past the window.",
-            d.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            start_by.to_rfc3339_opts(SecondsFormat::Secs, true)
-        )
-    });
-    let creator = RecoveryPointCreator {
-        backup_plan_arn: Some(ap.plan.arn.clone()),
-        backup_plan_id: Some(ap.plan.id.clone()),
-        backup_plan_name: Some(ap.version.document.backup_plan_name.clone()),
-        backup_plan_version: Some(ap.version.version_id.clone()),
-        backup_rule_id: Some(d.rule_id.clone()),
-        backup_rule_name: Some(rule.rule_name.clone()),
-        backup_rule_cron: Some(d.expression.clone()),
-        backup_rule_timezone: Some(d.timezone.clone()),
-    };
-    let vault_arn = arn::backup_vault(&d.region, &d.account, &rule.target_backup_vault_name);
-    let (mut created, mut expired) = (0, 0);
+    let template = job_template(&ap, rule, d, now);
+    let expired = template.expired_message.is_some();
     for (resource, role) in selected {
         let job = jobs::create_backup_job(
             tx,
             BackupJobSpec {
-                account: d.account.clone(),
-                region: d.region.clone(),
-                vault_name: rule.target_backup_vault_name.clone(),
-                vault_arn: vault_arn.clone(),
                 resource_arn: resource.arn.clone(),
                 resource_type: resource.resource_type.clone(),
                 resource_name: Some(resource.name.clone()),
                 iam_role_arn: role,
-                idempotency_token: None,
-                creation_date: d.at,
-                start_by,
-                complete_by,
-                lifecycle: rule.lifecycle.clone(),
-                recovery_point_tags: rule.recovery_point_tags.clone().unwrap_or_default(),
-                created_by: Some(creator.clone()),
-                copy_actions: rule.copy_actions.clone().unwrap_or_default(),
-                expired_message: expired_message.clone(),
+                ..template.clone()
             },
         )?;
-        // events: BACKUP_JOB_STARTED (or BACKUP_JOB_EXPIRED when `expired_message` is set).
-        if expired_message.is_some() {
-            expired += 1;
-        } else {
-            created += 1;
-        }
+        // events: BACKUP_JOB_STARTED (or BACKUP_JOB_EXPIRED when the start window ended).
         record.backup_job_ids.push(job.id);
     }
+    let n = record.backup_job_ids.len();
+    let (created, expired) = if expired { (0, n) } else { (n, 0) };
     if !record.backup_job_ids.is_empty() {
         plans::record_execution(tx, &d.account, &d.region, &d.plan_id, d.at)?;
     }
@@ -370,109 +403,13 @@ fn fire(
     Ok(Some((created, expired)))
 }
 
-/// What the lifecycle asks of one recovery point at `now`.
-enum LifecycleStep {
-    Delete,
-    MoveToCold,
-}
-
-fn lifecycle_step(rp: &RecoveryPointRecord, now: DateTime<Utc>) -> Option<LifecycleStep> {
-    let l = rp.lifecycle.as_ref()?;
-    if l.delete_after_days
-        .is_some_and(|d| rp.creation_date + Duration::days(d) <= now)
-    {
-        return Some(LifecycleStep::Delete);
-    }
-    if rp.storage_class == "WARM"
-        && l.move_to_cold_storage_after_days
-            .is_some_and(|d| rp.creation_date + Duration::days(d) <= now)
-    {
-        return Some(LifecycleStep::MoveToCold);
-    }
-    None
-}
-
-/// Moves recovery points to cold storage and deletes them as their lifecycle says. A point
-/// held by its vault lock's MinRetentionDays stays until the lock allows (a later sweep
-/// deletes it then).
-async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>, done: &mut CatchUp) -> Result<()> {
-    let (rows, vault_rows) = plane
-        .store()
-        .read(|tx| {
-            Ok::<_, coffer_store::StoreError>((
-                scan_all(tx, recovery_points::TABLE, "")?,
-                scan_all(tx, vaults::TABLE, "")?,
-            ))
-        })
-        .await?;
-    let mut vaults_by_key = std::collections::HashMap::new();
-    for (k, v) in vault_rows {
-        vaults_by_key.insert(k, serde_json::from_slice::<vaults::VaultRecord>(&v)?);
-    }
-    let mut any_deleted = false;
-    for (key, v) in rows {
-        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-        match lifecycle_step(&rp, now) {
-            None => continue,
-            // Held by the vault lock: nothing to write until the lock allows it.
-            Some(LifecycleStep::Delete)
-                if vaults_by_key
-                    .get(&vaults::key(&rp.account, &rp.region, &rp.vault_name))
-                    .and_then(|v| recovery_points::locked_until(v, &rp))
-                    .is_some_and(|u| now < u) =>
-            {
-                continue;
-            }
-            Some(_) => {}
-        }
-        let changed = plane
-            .store()
-            .write(move |tx| -> Result<Option<LifecycleStep>> {
-                // Read again: the point may have changed since the scan.
-                let Some(v) = tx.get(recovery_points::TABLE, &key)? else {
-                    return Ok(None);
-                };
-                let mut rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-                match lifecycle_step(&rp, now) {
-                    Some(LifecycleStep::Delete) => {
-                        let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
-                        let mut vault = vaults::load(tx, &vkey, &rp.vault_name)?;
-                        if recovery_points::locked_until(&vault, &rp).is_some_and(|u| now < u) {
-                            return Ok(None);
-                        }
-                        recovery_points::remove(tx, &mut vault, &rp)?;
-                        events::recovery_point_modified(tx, &rp, now, "deleted")?;
-                        Ok(Some(LifecycleStep::Delete))
-                    }
-                    Some(LifecycleStep::MoveToCold) => {
-                        rp.storage_class = "COLD".into();
-                        tx.put(recovery_points::TABLE, &key, &serde_json::to_vec(&rp)?)?;
-                        events::recovery_point_modified(tx, &rp, now, "moved to cold storage")?;
-                        Ok(Some(LifecycleStep::MoveToCold))
-                    }
-                    None => Ok(None),
-                }
-            })
-            .await?;
-        match changed {
-            Some(LifecycleStep::Delete) => {
-                done.deleted += 1;
-                any_deleted = true;
-            }
-            Some(LifecycleStep::MoveToCold) => done.moved_to_cold += 1,
-            None => {}
-        }
-    }
-    if any_deleted {
-        plane.running().wake();
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::jobs::{JobKind, all_jobs};
+    use crate::model::recovery_points::{self, RecoveryPointRecord};
+    use crate::model::states::{RecoveryPointStatus, StorageClass};
+    use crate::model::vaults;
     use crate::{Clock, Coffer, DataPlane, ResourceEntry, VaultStorage};
     use coffer_api::types::*;
     use coffer_api::{BackupService, RequestContext};
@@ -569,7 +506,7 @@ mod tests {
         let (ra, rb) = tokio::join!(a.catch_up(), b.catch_up());
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         let now = clock.now();
-        let expected = Schedule::parse(DEFAULT_EXPRESSION, DEFAULT_TIMEZONE)
+        let expected = Schedule::parse(Schedule::DEFAULT_EXPRESSION, Schedule::DEFAULT_TIMEZONE)
             .unwrap()
             .upcoming(created, 20);
         let expected: Vec<_> = expected.into_iter().filter(|t| *t <= now).collect();
@@ -587,10 +524,13 @@ mod tests {
             let c = j.created_by.as_ref().unwrap();
             assert_eq!(c.backup_plan_id.as_deref(), Some(plan_id.as_str()));
             assert_eq!(c.backup_rule_name.as_deref(), Some("r"));
-            assert_eq!(c.backup_rule_cron.as_deref(), Some(DEFAULT_EXPRESSION));
+            assert_eq!(
+                c.backup_rule_cron.as_deref(),
+                Some(Schedule::DEFAULT_EXPRESSION)
+            );
             assert_eq!(j.start_by, Some(j.creation_date + Duration::minutes(60)));
             if j.start_by.unwrap() < now {
-                assert_eq!(j.state, "EXPIRED");
+                assert_eq!(j.state.as_str(), "EXPIRED");
                 assert!(
                     j.status_message
                         .as_deref()
@@ -600,7 +540,7 @@ mod tests {
                     j.status_message
                 );
             } else {
-                assert_ne!(j.state, "EXPIRED");
+                assert_ne!(j.state.as_str(), "EXPIRED");
             }
         }
         // A restart (a new node on the same store) does not fire old times again.
@@ -661,8 +601,8 @@ mod tests {
             created_by: None,
             source_vault_arn: None,
             encryption_key_arn: String::new(),
-            status: "COMPLETED".into(),
-            storage_class: "WARM".into(),
+            status: RecoveryPointStatus::Completed,
+            storage_class: StorageClass::Warm,
             last_restore_time: None,
             source_path: None,
         }
@@ -728,7 +668,7 @@ mod tests {
                             REGION,
                             &arn::recovery_point(REGION, ACCOUNT, id),
                         );
-                        Ok(rp.ok().map(|r| r.storage_class))
+                        Ok(rp.ok().map(|r| r.storage_class.as_str().to_string()))
                     })
                     .await
                     .unwrap()

@@ -20,6 +20,7 @@ use coffer_cron::Schedule;
 
 use crate::model::error::Result;
 use crate::model::paging::scan_all;
+use crate::model::paging::scan_page;
 use crate::model::plans::*;
 use crate::model::{Meta, arn, paging, plan_rules, selections, tags};
 
@@ -321,41 +322,26 @@ pub(crate) async fn list(
     input: ListBackupPlansInput,
 ) -> Result<ListBackupPlansOutput> {
     let prefix = scope(&ctx.account_id, &ctx.region);
-    let start = match &input.next_token {
-        Some(t) => Some(paging::decode(t, &prefix)?),
-        None => None,
-    };
-    let limit = paging::page_size(input.max_results);
     let include_deleted = input.include_deleted == Some(true);
     let (list, next) = meta
         .store()
-        .read(
-            move |tx| -> Result<(Vec<BackupPlansListMember>, Option<String>)> {
-                let mut list = Vec::new();
-                let mut cursor = start;
-                loop {
-                    let rows = tx.scan(TABLE, &prefix, cursor.as_deref(), 1000)?;
-                    let exhausted = rows.len() < 1000;
-                    for (k, v) in rows {
-                        let plan: PlanRecord = decode(&v)?;
-                        if plan.deletion_date.is_some() && !include_deleted {
-                            cursor = Some(k);
-                            continue;
-                        }
-                        if list.len() == limit {
-                            // One more plan exists: the page ends at the previous one.
-                            return Ok((list, cursor.map(|k| paging::encode(&k))));
-                        }
-                        let version = load_version(tx, &plan, plan.current_sequence)?;
-                        list.push(list_member(&plan, &version));
-                        cursor = Some(k);
+        .read(move |tx| {
+            scan_page(
+                tx,
+                TABLE,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |tx, v| {
+                    let plan: PlanRecord = decode(v)?;
+                    if plan.deletion_date.is_some() && !include_deleted {
+                        return Ok(None);
                     }
-                    if exhausted {
-                        return Ok((list, None));
-                    }
-                }
-            },
-        )
+                    let version = load_version(tx, &plan, plan.current_sequence)?;
+                    Ok(Some(list_member(&plan, &version)))
+                },
+            )
+        })
         .await?;
     Ok(ListBackupPlansOutput {
         backup_plans_list: Some(list),
@@ -370,36 +356,23 @@ pub(crate) async fn list_versions(
 ) -> Result<ListBackupPlanVersionsOutput> {
     check_plan_id(&input.backup_plan_id)?;
     let prefix = version_prefix(&ctx.account_id, &ctx.region, &input.backup_plan_id);
-    let start = match &input.next_token {
-        Some(t) => Some(paging::decode(t, &prefix)?),
-        None => None,
-    };
-    let limit = paging::page_size(input.max_results);
+    if let Some(t) = &input.next_token {
+        paging::decode(t, &prefix)?;
+    }
     let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
     let (list, next) = meta
         .store()
-        .read(
-            move |tx| -> Result<(Vec<BackupPlansListMember>, Option<String>)> {
-                let plan = load_plan(tx, &account, &region, &input.backup_plan_id)?;
-                let rows = tx.scan(VERSION_TABLE, &prefix, start.as_deref(), limit + 1)?;
-                let more = rows.len() > limit;
-                let mut list = Vec::new();
-                let mut last = None;
-                for (k, v) in rows.into_iter().take(limit) {
-                    let version: PlanVersionRecord = decode(&v)?;
-                    list.push(list_member(&plan, &version));
-                    last = Some(k);
-                }
-                Ok((
-                    list,
-                    if more {
-                        last.map(|k| paging::encode(&k))
-                    } else {
-                        None
-                    },
-                ))
-            },
-        )
+        .read(move |tx| {
+            let plan = load_plan(tx, &account, &region, &input.backup_plan_id)?;
+            scan_page(
+                tx,
+                VERSION_TABLE,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |_, v| Ok(Some(list_member(&plan, &decode(v)?))),
+            )
+        })
         .await?;
     Ok(ListBackupPlanVersionsOutput {
         backup_plan_versions_list: Some(list),

@@ -10,6 +10,7 @@ use coffer_api::{ApiError, RequestContext, Timestamp};
 use crate::model::error::Result;
 use crate::model::jobs::{JobKind, page};
 use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::states::JobState;
 use crate::model::{Meta, jobs, recovery_points, vaults};
 
 fn latest_by_resource(points: Vec<RecoveryPointRecord>) -> Vec<RecoveryPointRecord> {
@@ -110,7 +111,7 @@ pub(crate) async fn describe(
     let restore = jobs::all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Restore)
         .await?
         .into_iter()
-        .filter(|j| j.resource_arn == input.resource_arn && j.state == "COMPLETED")
+        .filter(|j| j.resource_arn == input.resource_arn && j.state == JobState::Completed)
         .max_by_key(|j| j.creation_date);
     Ok(DescribeProtectedResourceOutput {
         last_backup_time: Some(Timestamp(p.creation_date)),

@@ -11,7 +11,8 @@ use crate::model::error::Result;
 use crate::model::jobs::{page, within};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
-use crate::model::{Meta, events, jobs, vaults};
+use crate::model::states::StorageClass;
+use crate::model::{Meta, events, vaults};
 
 pub(crate) async fn describe(
     meta: &Meta,
@@ -151,7 +152,7 @@ pub(crate) async fn update_lifecycle(
     input: UpdateRecoveryPointLifecycleInput,
 ) -> Result<UpdateRecoveryPointLifecycleOutput> {
     if let Some(l) = &input.lifecycle {
-        jobs::check_lifecycle(l)?;
+        crate::model::lifecycle::check_given(l)?;
     }
     let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
     let now = meta.clock().now();
@@ -160,7 +161,7 @@ pub(crate) async fn update_lifecycle(
         .write(move |tx| -> Result<RecoveryPointRecord> {
             vaults::load(tx, &vaults::key(&a, &r, &input.backup_vault_name), &input.backup_vault_name)?;
             let mut rp = find_in_vault(tx, &a, &r, &input.backup_vault_name, &input.recovery_point_arn)?;
-            if rp.storage_class == "COLD"
+            if rp.storage_class == StorageClass::Cold
                 && let Some(l) = &input.lifecycle
                     && l.move_to_cold_storage_after_days.is_some_and(|d| Some(d) != rp.lifecycle.as_ref().and_then(|x| x.move_to_cold_storage_after_days)) {
                         return Err(ApiError::invalid_request("The recovery point is already in cold storage; MoveToColdStorageAfterDays cannot change.").into());

@@ -11,6 +11,7 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 
 use crate::model::error::Result;
+use crate::model::paging::scan_page;
 use crate::model::selections::*;
 use crate::model::{Meta, arn, paging, plans};
 
@@ -209,43 +210,33 @@ pub(crate) async fn list(
 ) -> Result<ListBackupSelectionsOutput> {
     plans::check_plan_id(&input.backup_plan_id)?;
     let p = prefix(&ctx.account_id, &ctx.region, &input.backup_plan_id);
-    let start = match &input.next_token {
-        Some(t) => Some(paging::decode(t, &p)?),
-        None => None,
-    };
-    let limit = paging::page_size(input.max_results);
+    if let Some(t) = &input.next_token {
+        paging::decode(t, &p)?;
+    }
     let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
     let (list, next) = meta
         .store()
-        .read(
-            move |tx| -> Result<(Vec<BackupSelectionsListMember>, Option<String>)> {
-                plans::load_active(tx, &account, &region, &input.backup_plan_id)?;
-                let rows = tx.scan(TABLE, &p, start.as_deref(), limit + 1)?;
-                let more = rows.len() > limit;
-                let mut list = Vec::new();
-                let mut last = None;
-                for (k, v) in rows.into_iter().take(limit) {
-                    let r: SelectionRecord = serde_json::from_slice(&v)?;
-                    list.push(BackupSelectionsListMember {
+        .read(move |tx| {
+            plans::load_active(tx, &account, &region, &input.backup_plan_id)?;
+            scan_page(
+                tx,
+                TABLE,
+                &p,
+                input.next_token.as_deref(),
+                input.max_results,
+                |_, v| {
+                    let r: SelectionRecord = serde_json::from_slice(v)?;
+                    Ok(Some(BackupSelectionsListMember {
                         backup_plan_id: Some(r.plan_id),
                         creation_date: Some(Timestamp(r.creation_date)),
                         creator_request_id: r.creator_request_id,
                         iam_role_arn: Some(r.selection.iam_role_arn),
                         selection_id: Some(r.selection_id),
                         selection_name: Some(r.selection.selection_name),
-                    });
-                    last = Some(k);
-                }
-                Ok((
-                    list,
-                    if more {
-                        last.map(|k| paging::encode(&k))
-                    } else {
-                        None
-                    },
-                ))
-            },
-        )
+                    }))
+                },
+            )
+        })
         .await?;
     Ok(ListBackupSelectionsOutput {
         backup_selections_list: Some(list),

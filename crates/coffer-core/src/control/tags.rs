@@ -47,7 +47,11 @@ fn check_resource(tx: &mut dyn Txn, ctx: &RequestContext, resource_arn: &str) ->
                 && plans::is_active(tx, &ctx.account_id, &ctx.region, id)?
         }
         "recovery-point" => {
-            recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn).is_ok()
+            match recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn) {
+                Ok(_) => true,
+                Err(e) if e.is_client_error() => false,
+                Err(e) => return Err(e),
+            }
         }
         _ => {
             return Err(ApiError::invalid_parameter(format!(

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use coffer_api::types::*;
 use coffer_api::validate::Validate;
 use coffer_api::{ApiError, RequestContext};
+use coffer_cron::Schedule;
 
 use crate::model::error::Result;
 use crate::model::{Meta, paging, plan_rules};
@@ -23,7 +24,7 @@ struct Template {
     rules: &'static [(&'static str, &'static str, Option<i64>, i64)],
 }
 
-const DAILY: &str = "cron(0 5 ? * * *)";
+const DAILY: &str = Schedule::DEFAULT_EXPRESSION;
 const WEEKLY: &str = "cron(0 5 ? * SAT *)";
 const MONTHLY: &str = "cron(0 5 1 * ? *)";
 
@@ -89,28 +90,12 @@ impl Template {
 pub(crate) async fn list(
     input: ListBackupPlanTemplatesInput,
 ) -> Result<ListBackupPlanTemplatesOutput> {
-    let limit = paging::page_size(input.max_results);
-    let skip = match &input.next_token {
-        Some(t) => {
-            let after = paging::decode(t, "")?;
-            match TEMPLATES.iter().position(|t| t.id == after) {
-                Some(i) => i + 1,
-                None => {
-                    return Err(ApiError::invalid_parameter(
-                        "The NextToken is not valid for this request; start again without it.",
-                    )
-                    .into());
-                }
-            }
-        }
-        None => 0,
-    };
-    let page: Vec<&Template> = TEMPLATES.iter().skip(skip).take(limit).collect();
-    let next = if skip + page.len() < TEMPLATES.len() {
-        page.last().map(|t| paging::encode(t.id))
-    } else {
-        None
-    };
+    let (page, next) = paging::page(
+        TEMPLATES.iter().collect(),
+        |t: &&Template| t.id.to_string(),
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
     Ok(ListBackupPlanTemplatesOutput {
         backup_plan_templates_list: Some(
             page.iter()

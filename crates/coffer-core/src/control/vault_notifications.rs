@@ -10,7 +10,7 @@ use coffer_api::{ApiError, RequestContext};
 
 use crate::model::error::Result;
 use crate::model::vault_notifications::*;
-use crate::model::{Meta, arn, vaults};
+use crate::model::{Meta, arn};
 
 /// Checks `arn:PARTITION:sns:REGION:ACCOUNT:NAME`; the error says what is wrong.
 fn check_topic_arn(topic: &str) -> Result<(), String> {
@@ -78,14 +78,8 @@ pub(crate) async fn put(
         events,
         updated: meta.clock().now(),
     };
-    let name = input.backup_vault_name;
-    let k = vaults::key(&ctx.account_id, &ctx.region, &name);
-    meta.store()
-        .write(move |tx| -> Result<()> {
-            vaults::read(tx, &k, &name)?;
-            tx.put(TABLE, &k, &serde_json::to_vec(&record)?)?;
-            Ok(())
-        })
+    SUBSCRIPTION
+        .put(meta, ctx, input.backup_vault_name, record)
         .await
 }
 
@@ -94,24 +88,18 @@ pub(crate) async fn describe(
     ctx: &RequestContext,
     input: GetBackupVaultNotificationsInput,
 ) -> Result<GetBackupVaultNotificationsOutput> {
-    let name = input.backup_vault_name;
-    let k = vaults::key(&ctx.account_id, &ctx.region, &name);
-    meta.store()
-        .read(move |tx| -> Result<GetBackupVaultNotificationsOutput> {
-            let v = vaults::read(tx, &k, &name)?;
-            let Some(s) = subscription(tx, &k)? else {
-                return Err(ApiError::not_found(format!(
-                    "Backup vault '{name}' has no notification configuration."
-                ))
-                .into());
-            };
-            Ok(GetBackupVaultNotificationsOutput {
+    SUBSCRIPTION
+        .describe(
+            meta,
+            ctx,
+            input.backup_vault_name,
+            |v, s: VaultSubscription| GetBackupVaultNotificationsOutput {
                 backup_vault_arn: Some(v.arn),
                 backup_vault_events: Some(s.events),
                 backup_vault_name: Some(v.name),
                 sns_topic_arn: Some(s.sns_topic_arn),
-            })
-        })
+            },
+        )
         .await
 }
 
@@ -120,14 +108,8 @@ pub(crate) async fn delete(
     ctx: &RequestContext,
     input: DeleteBackupVaultNotificationsInput,
 ) -> Result<()> {
-    let name = input.backup_vault_name;
-    let k = vaults::key(&ctx.account_id, &ctx.region, &name);
-    meta.store()
-        .write(move |tx| -> Result<()> {
-            vaults::read(tx, &k, &name)?;
-            remove(tx, &k)?;
-            Ok(())
-        })
+    SUBSCRIPTION
+        .delete(meta, ctx, input.backup_vault_name)
         .await
 }
 
@@ -158,6 +140,7 @@ mod tests {
 mod lookup_tests {
     use super::*;
     use crate::Clock;
+    use crate::model::vaults;
     use coffer_store::StoreError;
     use coffer_store::StoreHandle;
 

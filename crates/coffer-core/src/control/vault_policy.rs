@@ -12,9 +12,9 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext};
 use serde_json::{Map, Value};
 
+use crate::model::Meta;
 use crate::model::error::Result;
 use crate::model::vault_policy::*;
-use crate::model::{Meta, vaults};
 
 pub(crate) async fn put(
     meta: &Meta,
@@ -29,15 +29,7 @@ pub(crate) async fn put(
         policy,
         updated: meta.clock().now(),
     };
-    let name = input.backup_vault_name;
-    let k = vaults::key(&ctx.account_id, &ctx.region, &name);
-    meta.store()
-        .write(move |tx| -> Result<()> {
-            vaults::read(tx, &k, &name)?;
-            tx.put(TABLE, &k, &serde_json::to_vec(&record)?)?;
-            Ok(())
-        })
-        .await
+    POLICY.put(meta, ctx, input.backup_vault_name, record).await
 }
 
 pub(crate) async fn describe(
@@ -45,22 +37,13 @@ pub(crate) async fn describe(
     ctx: &RequestContext,
     input: GetBackupVaultAccessPolicyInput,
 ) -> Result<GetBackupVaultAccessPolicyOutput> {
-    let name = input.backup_vault_name;
-    let k = vaults::key(&ctx.account_id, &ctx.region, &name);
-    meta.store()
-        .read(move |tx| -> Result<GetBackupVaultAccessPolicyOutput> {
-            let v = vaults::read(tx, &k, &name)?;
-            let Some(policy) = get(tx, &k)? else {
-                return Err(ApiError::not_found(format!(
-                    "Backup vault '{name}' has no access policy."
-                ))
-                .into());
-            };
-            Ok(GetBackupVaultAccessPolicyOutput {
+    POLICY
+        .describe(meta, ctx, input.backup_vault_name, |v, r: PolicyRecord| {
+            GetBackupVaultAccessPolicyOutput {
                 backup_vault_arn: Some(v.arn),
                 backup_vault_name: Some(v.name),
-                policy: Some(policy),
-            })
+                policy: Some(r.policy),
+            }
         })
         .await
 }
@@ -70,15 +53,7 @@ pub(crate) async fn delete(
     ctx: &RequestContext,
     input: DeleteBackupVaultAccessPolicyInput,
 ) -> Result<()> {
-    let name = input.backup_vault_name;
-    let k = vaults::key(&ctx.account_id, &ctx.region, &name);
-    meta.store()
-        .write(move |tx| -> Result<()> {
-            vaults::read(tx, &k, &name)?;
-            remove(tx, &k)?;
-            Ok(())
-        })
-        .await
+    POLICY.delete(meta, ctx, input.backup_vault_name).await
 }
 
 // ------------------------------------------------------------------------------------------

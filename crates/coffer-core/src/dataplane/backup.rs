@@ -2,22 +2,26 @@
 //! resource's latest recovery point in that vault as parent, and the new recovery point is
 //! recorded with the job's end (and the copy jobs of its rule) in one transaction.
 
-use crate::dataplane::jobs::{JobControl, engine_end, finish};
+use crate::dataplane::jobs::{JobControl, engine_stopped, finish, pause_point};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
-use crate::model::inventory::SourceKind;
+use crate::model::inventory::{Resource, SourceKind};
 use crate::model::jobs::{CopyJobSpec, check_destination, create_copy_job};
 use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
+use crate::model::vaults::VaultRecord;
 use crate::model::{recovery_points, vaults};
-use coffer_engine::{SnapshotRef, SourceSpec};
+use chrono::{DateTime, Utc};
+use coffer_engine::{BackupOutcome, SnapshotRef, SourceSpec};
+use coffer_store::Txn;
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
         finish(
             plane,
             &job,
-            "FAILED",
+            JobState::Failed,
             Some(e.0.message().to_string()),
             "FAILED",
         )
@@ -25,38 +29,18 @@ pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) 
     }
 }
 
+/// Runs the backup: finds the resource and the vault, reads the source into the vault's
+/// repository with the resource's latest recovery point there as parent, then records the
+/// outcome.
 async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> Result<()> {
-    let Some(resource) = plane.inventory().get(&job.resource_arn) else {
-        finish(
-            plane,
-            job,
-            "FAILED",
-            Some(format!(
-                "Resource {} is no longer in Coffer's inventory.",
-                job.resource_arn
-            )),
-            "RESOURCE_NOT_FOUND",
-        )
-        .await;
+    let Some((resource, vault)) = locate(plane, job).await? else {
         return Ok(());
     };
-    let vault = match vaults::get(plane, &job.account, &job.region, &job.vault_name).await {
-        Ok(v) => v,
-        Err(_) => {
-            finish(
-                plane,
-                job,
-                "FAILED",
-                Some(format!(
-                    "Backup vault '{}' no longer exists.",
-                    job.vault_name
-                )),
-                "VAULT_NOT_FOUND",
-            )
-            .await;
-            return Ok(());
-        }
-    };
+    if pause_point("backup", control).await {
+        let cancelled = coffer_engine::Error::Cancelled;
+        engine_stopped(plane, job, control, &cancelled, JobState::Aborted).await;
+        return Ok(());
+    }
     let repo = storage::repo_for(plane, &vault, None).await?;
     let parent = recovery_points::latest_for_resource(
         plane,
@@ -73,28 +57,76 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         SourceKind::Stream => SourceSpec::Stream(resource.source.clone()),
     };
     let rp_id = job.recovery_point_id.clone().unwrap_or_default();
-    let outcome = repo
-        .backup_async(
-            source,
-            rp_id.clone(),
-            parent,
-            vec![format!("resource:{}", job.resource_arn)],
-            control.observer(),
-            control.cancel.clone(),
-        )
-        .await;
-    let outcome = match outcome {
+    let tags = vec![format!("resource:{}", job.resource_arn)];
+    let (observer, cancel) = (control.observer(), control.cancel.clone());
+    let outcome = match repo
+        .backup_async(source, rp_id, parent, tags, observer, cancel)
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
-            let (state, message, category) = engine_end(control, &e);
             tracing::info!(job = %job.id, error = %e, "backup job ended without a recovery point");
-            finish(plane, job, state, Some(message), category).await;
+            engine_stopped(plane, job, control, &e, JobState::Aborted).await;
             return Ok(());
         }
     };
     let now = plane.clock().now();
-    let rp = RecoveryPointRecord {
-        id: rp_id,
+    let rp = recovery_point(job, &vault, &resource, &outcome, now);
+    if let Err(e) = complete(plane, job, rp, &outcome, now).await {
+        // The snapshot exists but is not recorded: remove it so the vault holds only what the
+        // metadata knows about, and fail the job with the reason.
+        let _ = repo
+            .delete_async(SnapshotRef(outcome.snapshot.0.clone()))
+            .await;
+        let message = Some(e.0.message().to_string());
+        finish(plane, job, JobState::Failed, message, "FAILED").await;
+    }
+    Ok(())
+}
+
+/// The job's resource and vault, or `None` after ending the job FAILED when either is gone.
+/// A store failure is an error, never "not found".
+async fn locate(plane: &Executor, job: &JobRecord) -> Result<Option<(Resource, VaultRecord)>> {
+    let Some(resource) = plane.inventory().get(&job.resource_arn) else {
+        let message = format!(
+            "Resource {} is no longer in Coffer's inventory.",
+            job.resource_arn
+        );
+        finish(
+            plane,
+            job,
+            JobState::Failed,
+            Some(message),
+            "RESOURCE_NOT_FOUND",
+        )
+        .await;
+        return Ok(None);
+    };
+    let Some(vault) = vaults::find(plane, &job.account, &job.region, &job.vault_name).await? else {
+        let message = format!("Backup vault '{}' no longer exists.", job.vault_name);
+        finish(
+            plane,
+            job,
+            JobState::Failed,
+            Some(message),
+            "VAULT_NOT_FOUND",
+        )
+        .await;
+        return Ok(None);
+    };
+    Ok(Some((resource, vault)))
+}
+
+/// The recovery point a completed backup makes.
+fn recovery_point(
+    job: &JobRecord,
+    vault: &VaultRecord,
+    resource: &Resource,
+    outcome: &BackupOutcome,
+    now: DateTime<Utc>,
+) -> RecoveryPointRecord {
+    RecoveryPointRecord {
+        id: job.recovery_point_id.clone().unwrap_or_default(),
         arn: job.recovery_point_arn.clone().unwrap_or_default(),
         account: job.account.clone(),
         region: job.region.clone(),
@@ -114,33 +146,48 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         created_by: job.created_by.clone(),
         source_vault_arn: None,
         encryption_key_arn: vault.encryption_key_arn.clone(),
-        status: "COMPLETED".into(),
-        storage_class: "WARM".into(),
+        status: RecoveryPointStatus::Completed,
+        storage_class: StorageClass::Warm,
         last_restore_time: None,
         source_path: Some(resource.source.display().to_string()),
-    };
-    let (message, category) = if outcome.warnings.is_empty() {
-        (None, "SUCCESS")
-    } else {
-        let shown: Vec<&str> = outcome
-            .warnings
-            .iter()
-            .take(3)
-            .map(String::as_str)
-            .collect();
-        (
-            Some(format!(
-                "Completed with {} issue(s): {}",
-                outcome.warnings.len(),
-                shown.join("; ")
-            )),
-            "COMPLETED_WITH_ISSUES",
-        )
-    };
+    }
+}
+
+/// The status message and category of a completed backup: the first few issues it saw.
+fn completion_message(outcome: &BackupOutcome) -> (Option<String>, &'static str) {
+    if outcome.warnings.is_empty() {
+        return (None, "SUCCESS");
+    }
+    let shown: Vec<&str> = outcome
+        .warnings
+        .iter()
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    (
+        Some(format!(
+            "Completed with {} issue(s): {}",
+            outcome.warnings.len(),
+            shown.join("; ")
+        )),
+        "COMPLETED_WITH_ISSUES",
+    )
+}
+
+/// Records the recovery point and completes the job in one transaction, with the copy jobs
+/// of the job's rule.
+async fn complete(
+    plane: &Executor,
+    job: &JobRecord,
+    rp: RecoveryPointRecord,
+    outcome: &BackupOutcome,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (message, category) = completion_message(outcome);
     let key = job.key();
     let rp_tags = job.recovery_point_tags.clone();
     let bytes_added = outcome.bytes_added as i64;
-    let committed = plane
+    plane
         .store()
         .write(move |tx| -> Result<()> {
             let Some(mut j) = load_job(tx, JobKind::Backup, &key)? else {
@@ -150,35 +197,8 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
                 return Ok(());
             }
             recovery_points::insert(tx, &rp, &rp_tags)?;
-            // A plan's backup: its rule's copy actions start now, in this same transaction,
-            // so a crash can never leave a completed backup without its copies.
-            for action in &j.copy_actions {
-                let spec = CopyJobSpec {
-                    source_vault_name: rp.vault_name.clone(),
-                    source_vault_arn: rp.vault_arn.clone(),
-                    source_vault_uid: rp.vault_uid.clone(),
-                    source: rp.clone(),
-                    destination_vault_arn: action.destination_backup_vault_arn.clone(),
-                    lifecycle: action.lifecycle.clone(),
-                    iam_role_arn: j.iam_role_arn.clone().unwrap_or_default(),
-                    idempotency_token: None,
-                    created_by: j.created_by.clone(),
-                    created_by_backup_job_id: Some(j.id.clone()),
-                    creation_date: now,
-                };
-                match check_destination(tx, &spec)? {
-                    Ok(dest) => create_copy_job(tx, spec, Ok(&dest))?,
-                    Err(e) => create_copy_job(
-                        tx,
-                        spec,
-                        Err(format!(
-                            "The backup rule's copy action could not start: {}",
-                            e.0.message()
-                        )),
-                    )?,
-                };
-            }
-            j.state = "COMPLETED".into();
+            start_copy_actions(tx, &j, &rp, now)?;
+            j.state = JobState::Completed;
             j.percent_done = 100.0;
             j.backup_size = rp.backup_size;
             j.bytes_transferred = bytes_added;
@@ -193,24 +213,45 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
             j.message_category = Some(category.into());
             j.lease_owner = None;
             j.lease_until = None;
-            save_job(tx, &j)?;
-            Ok(())
+            save_job(tx, &j)
         })
-        .await;
-    if let Err(e) = committed {
-        // The snapshot exists but is not recorded: remove it so the vault holds only what the
-        // metadata knows about, and fail the job with the reason.
-        let _ = repo
-            .delete_async(SnapshotRef(outcome.snapshot.0.clone()))
-            .await;
-        finish(
-            plane,
-            job,
-            "FAILED",
-            Some(e.0.message().to_string()),
-            "FAILED",
-        )
-        .await;
+        .await
+}
+
+/// A plan's backup: its rule's copy actions start in the backup's final transaction, so a
+/// crash can never leave a completed backup without its copies. A destination that cannot be
+/// used makes a FAILED copy job saying why.
+fn start_copy_actions(
+    tx: &mut dyn Txn,
+    j: &JobRecord,
+    rp: &RecoveryPointRecord,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for action in &j.copy_actions {
+        let spec = CopyJobSpec {
+            source_vault_name: rp.vault_name.clone(),
+            source_vault_arn: rp.vault_arn.clone(),
+            source_vault_uid: rp.vault_uid.clone(),
+            source: rp.clone(),
+            destination_vault_arn: action.destination_backup_vault_arn.clone(),
+            lifecycle: action.lifecycle.clone(),
+            iam_role_arn: j.iam_role_arn.clone().unwrap_or_default(),
+            idempotency_token: None,
+            created_by: j.created_by.clone(),
+            created_by_backup_job_id: Some(j.id.clone()),
+            creation_date: now,
+        };
+        match check_destination(tx, &spec)? {
+            Ok(dest) => create_copy_job(tx, spec, Ok(&dest))?,
+            Err(e) => create_copy_job(
+                tx,
+                spec,
+                Err(format!(
+                    "The backup rule's copy action could not start: {}",
+                    e.0.message()
+                )),
+            )?,
+        };
     }
     Ok(())
 }

@@ -2,14 +2,16 @@
 //! repository (created with the source's chunking so the two deduplicate alike) and recorded
 //! there as a new recovery point that keeps the source's creation date.
 
+use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
 
-use crate::dataplane::jobs::{JobControl, engine_end, finish};
+use crate::dataplane::jobs::{JobControl, engine_stopped, finish};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::parse_vault_arn;
 use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::{recovery_points, tags, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
@@ -17,7 +19,7 @@ pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) 
         finish(
             plane,
             &job,
-            "FAILED",
+            JobState::Failed,
             Some(e.0.message().to_string()),
             "FAILED",
         )
@@ -59,10 +61,8 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let snapshot = match copied {
         Ok(s) => s,
         Err(e) => {
-            let (state, message, category) = engine_end(control, &e);
             // Copy jobs have no ABORTED state: a stopped copy failed.
-            let state = if state == "ABORTED" { "FAILED" } else { state };
-            finish(plane, job, state, Some(message), category).await;
+            engine_stopped(plane, job, control, &e, JobState::Failed).await;
             return Ok(());
         }
     };
@@ -76,25 +76,45 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         vault_arn: dest.arn.clone(),
         vault_uid: dest.uid.clone(),
         snapshot: snapshot.clone(),
-        resource_arn: rp.resource_arn.clone(),
-        resource_type: rp.resource_type.clone(),
-        resource_name: rp.resource_name.clone(),
-        creation_date: rp.creation_date,
         initiation_date: job.started_at,
         completion_date: now,
-        backup_size: rp.backup_size,
         iam_role_arn: job.iam_role_arn.clone(),
         lifecycle: job.lifecycle.clone(),
         created_by: job.created_by.clone(),
         source_vault_arn: Some(source_vault.arn.clone()),
         encryption_key_arn: dest.encryption_key_arn.clone(),
-        status: "COMPLETED".into(),
-        storage_class: "WARM".into(),
+        status: RecoveryPointStatus::Completed,
+        storage_class: StorageClass::Warm,
         last_restore_time: None,
-        source_path: rp.source_path.clone(),
+        // What was backed up, and when, stays the source's.
+        ..rp.clone()
     };
+    let committed = complete(plane, job, rp.arn.clone(), new_rp, now).await;
+    if let Err(e) = committed {
+        let _ = dest_repo.delete_async(snapshot).await;
+        finish(
+            plane,
+            job,
+            JobState::Failed,
+            Some(e.0.message().to_string()),
+            "FAILED",
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Records the copy's recovery point (with the source's tags) and completes the job, in one
+/// transaction.
+async fn complete(
+    plane: &Executor,
+    job: &JobRecord,
+    source_arn: String,
+    new_rp: RecoveryPointRecord,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let key = job.key();
-    let committed = plane
+    plane
         .store()
         .write(move |tx| -> Result<()> {
             let Some(mut j) = load_job(tx, JobKind::Copy, &key)? else {
@@ -103,9 +123,9 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
             if j.is_terminal() {
                 return Ok(());
             }
-            let source_tags = tags::get(tx, &rp.arn)?;
+            let source_tags = tags::get(tx, &source_arn)?;
             recovery_points::insert(tx, &new_rp, &source_tags)?;
-            j.state = "COMPLETED".into();
+            j.state = JobState::Completed;
             j.percent_done = 100.0;
             j.completion_date = Some(now);
             j.message_category = Some("SUCCESS".into());
@@ -114,17 +134,5 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
             save_job(tx, &j)?;
             Ok(())
         })
-        .await;
-    if let Err(e) = committed {
-        let _ = dest_repo.delete_async(snapshot).await;
-        finish(
-            plane,
-            job,
-            "FAILED",
-            Some(e.0.message().to_string()),
-            "FAILED",
-        )
-        .await;
-    }
-    Ok(())
+        .await
 }

@@ -6,6 +6,7 @@
 //! a job's end; [`engine_end`] reads the engine's error as a state and a message.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use coffer_engine::{CancelToken, Progress};
@@ -14,19 +15,20 @@ use tokio::sync::Notify;
 use crate::model::Meta;
 use crate::model::error::Result;
 use crate::model::jobs::{JobRecord, load_job, save_job};
+use crate::model::states::JobState;
 
 /// Ends a job with `state` and `message`, unless it already ended.
 pub(crate) async fn finish(
     meta: &Meta,
     job: &JobRecord,
-    state: &str,
+    state: JobState,
     message: Option<String>,
     category: &str,
 ) {
     let now = meta.clock().now();
     let key = job.key();
     let kind = job.kind;
-    let (state, category) = (state.to_string(), category.to_string());
+    let category = category.to_string();
     let r = meta
         .store()
         .write(move |tx| -> Result<()> {
@@ -50,26 +52,109 @@ pub(crate) async fn finish(
     }
 }
 
+/// The environment variable naming a point where jobs wait (a test hook): with
+/// `COFFER_TEST_PAUSE_AT=backup`, a backup job that starts running waits before it reads
+/// anything until it is cancelled (StopBackupJob, its completion window, shutdown), so tests
+/// can act on a running job without racing it. Unset in production.
+pub(crate) const PAUSE_ENV: &str = "COFFER_TEST_PAUSE_AT";
+
+/// Waits at `point` until the job is cancelled when [`PAUSE_ENV`] names `point`; returns
+/// whether it waited (the job was then cancelled).
+pub(crate) async fn pause_point(point: &str, control: &JobControl) -> bool {
+    if std::env::var(PAUSE_ENV).ok().as_deref() != Some(point) {
+        return false;
+    }
+    tracing::warn!(point, "job paused by {PAUSE_ENV} until it is cancelled");
+    while !control.cancel.is_cancelled() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// Records how a job the engine stopped with `e` ended: back in the queue when Coffer is
+/// shutting down (a later start runs it again), otherwise ended with the state and message
+/// [`engine_end`] gives (`aborted_as` replaces ABORTED for kinds that have no such state).
+pub(crate) async fn engine_stopped(
+    meta: &Meta,
+    job: &JobRecord,
+    control: &JobControl,
+    e: &coffer_engine::Error,
+    aborted_as: JobState,
+) {
+    if control.is_shutdown() && matches!(e, coffer_engine::Error::Cancelled) {
+        hand_back(meta, job).await;
+        return;
+    }
+    let (state, message, category) = engine_end(control, e);
+    let state = if state == JobState::Aborted {
+        aborted_as
+    } else {
+        state
+    };
+    finish(meta, job, state, Some(message), category).await;
+}
+
+/// Puts a job that was stopped by shutdown back in the queue (the attempt does not count
+/// against its interruptions); a job being stopped by StopBackupJob ends ABORTED instead.
+pub(crate) async fn hand_back(meta: &Meta, job: &JobRecord) {
+    let (key, kind, now) = (job.key(), job.kind, meta.clock().now());
+    let r = meta
+        .store()
+        .write(move |tx| -> Result<()> {
+            let Some(mut j) = load_job(tx, kind, &key)? else {
+                return Ok(());
+            };
+            j.lease_owner = None;
+            j.lease_until = None;
+            match j.state {
+                JobState::Running => {
+                    j.state = kind.waiting_state();
+                    j.attempts = j.attempts.saturating_sub(1);
+                    j.percent_done = 0.0;
+                    j.status_message = Some(
+                        "Coffer stopped while this job ran; it runs again when Coffer starts."
+                            .into(),
+                    );
+                }
+                JobState::Aborting => {
+                    j.state = JobState::Aborted;
+                    j.status_message =
+                        Some("The job was stopped by a StopBackupJob request.".into());
+                    j.completion_date = Some(now);
+                }
+                _ => return Ok(()),
+            }
+            save_job(tx, &j)
+        })
+        .await;
+    match r {
+        Ok(()) => tracing::info!(job = %job.id, "job handed back to the queue for the next start"),
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e.0, "could not hand a job back; the next start finds it by its lease")
+        }
+    }
+}
+
 /// The state and message for a job the engine stopped with `e`.
 pub(crate) fn engine_end(
     control: &JobControl,
     e: &coffer_engine::Error,
-) -> (&'static str, String, &'static str) {
+) -> (JobState, String, &'static str) {
     match e {
         coffer_engine::Error::Cancelled => (
-            "ABORTED",
+            JobState::Aborted,
             control
                 .reason()
                 .unwrap_or_else(|| "The job was stopped.".into()),
             "ABORTED",
         ),
         coffer_engine::Error::SourceNotFound(_) => {
-            ("FAILED", e.status_message(), "SOURCE_NOT_FOUND")
+            (JobState::Failed, e.status_message(), "SOURCE_NOT_FOUND")
         }
         coffer_engine::Error::PermissionDenied(_) => {
-            ("FAILED", e.status_message(), "ACCESS_DENIED")
+            (JobState::Failed, e.status_message(), "ACCESS_DENIED")
         }
-        _ => ("FAILED", e.status_message(), "FAILED"),
+        _ => (JobState::Failed, e.status_message(), "FAILED"),
     }
 }
 
@@ -80,6 +165,8 @@ pub(crate) struct JobControl {
     pub progress: Arc<Mutex<Progress>>,
     /// Why the job was cancelled (stop request, completion window).
     pub reason: Arc<Mutex<Option<String>>>,
+    /// Cancelled because Coffer is shutting down: the job goes back to the queue.
+    shutdown: Arc<AtomicBool>,
 }
 
 impl JobControl {
@@ -88,7 +175,13 @@ impl JobControl {
             cancel: CancelToken::new(),
             progress: Arc::default(),
             reason: Arc::default(),
+            shutdown: Arc::default(),
         }
+    }
+
+    /// Whether the job was cancelled because Coffer is shutting down.
+    pub fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
     }
 
     pub fn cancel_with(&self, reason: &str) {
@@ -117,6 +210,7 @@ impl JobControl {
 pub(crate) struct Running {
     notify: Notify,
     jobs: Mutex<HashMap<String, JobControl>>,
+    shutting_down: AtomicBool,
 }
 
 impl Running {
@@ -149,6 +243,30 @@ impl Running {
     /// Forgets a job that ended.
     pub(crate) fn unregister(&self, job_key: &str) {
         self.jobs().remove(job_key);
+    }
+
+    /// Asks every job running here to stop at its next checkpoint and go back to the queue
+    /// (shutdown); no job is claimed after this. Returns how many were running.
+    pub(crate) fn shut_down(&self) -> usize {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let jobs = self.jobs();
+        for c in jobs.values() {
+            c.shutdown.store(true, Ordering::SeqCst);
+            c.cancel_with("Coffer is shutting down.");
+        }
+        jobs.len()
+    }
+
+    /// Whether [`Running::shut_down`] was called.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no job runs here.
+    pub(crate) async fn all_ended(&self) {
+        while self.count() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Cancels a job running in this process; returns whether it was running here.

@@ -3,11 +3,12 @@
 
 use coffer_engine::RestoreOptions;
 
-use crate::dataplane::jobs::{JobControl, engine_end, finish};
+use crate::dataplane::jobs::{JobControl, engine_stopped, finish};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::restore::*;
+use crate::model::states::JobState;
 use crate::model::{recovery_points, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
@@ -15,7 +16,7 @@ pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) 
         finish(
             plane,
             &job,
-            "FAILED",
+            JobState::Failed,
             Some(e.0.message().to_string()),
             "FAILED",
         )
@@ -52,8 +53,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         )
         .await;
     if let Err(e) = outcome {
-        let (state, message, category) = engine_end(control, &e);
-        finish(plane, job, state, Some(message), category).await;
+        engine_stopped(plane, job, control, &e, JobState::Aborted).await;
         return Ok(());
     }
     let now = plane.clock().now();
@@ -82,7 +82,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
             if j.is_terminal() {
                 return Ok(());
             }
-            j.state = "COMPLETED".into();
+            j.state = JobState::Completed;
             j.percent_done = 100.0;
             j.completion_date = Some(now);
             j.created_resource_arn = created;

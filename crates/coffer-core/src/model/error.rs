@@ -8,6 +8,14 @@ use coffer_store::StoreError;
 #[derive(Debug)]
 pub struct Error(pub ApiError);
 
+impl Error {
+    /// Whether this is the caller's mistake (a 4xx: not found, invalid input), as opposed to
+    /// Coffer failing (a store or encoding failure), which must never pass for "not found".
+    pub fn is_client_error(&self) -> bool {
+        self.0.status() < 500
+    }
+}
+
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
         Error(e)

@@ -20,7 +20,6 @@ use coffer_store::{StoreError, StoreHandle, Txn};
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, JobRecord};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::{vault_notifications, vaults};
 
@@ -146,123 +145,6 @@ fn next_micros(now: i64) -> i64 {
             Err(seen) => last = seen,
         }
     }
-}
-
-/// The events a job's move from `before` to its current state publishes (see
-/// docs/notifications.md for the table).
-pub(crate) fn job_events(kind: JobKind, before: Option<&str>, state: &str) -> Vec<&'static str> {
-    if before == Some(state) {
-        return Vec::new();
-    }
-    let terminal = matches!(
-        state,
-        "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
-    );
-    let was_terminal = before.is_some_and(|b| {
-        matches!(
-            b,
-            "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
-        )
-    });
-    if was_terminal {
-        return Vec::new();
-    }
-    match (kind, state) {
-        (JobKind::Backup, "RUNNING") => vec!["BACKUP_JOB_STARTED"],
-        (JobKind::Copy, "RUNNING") => vec!["COPY_JOB_STARTED"],
-        (JobKind::Restore, "RUNNING") => vec!["RESTORE_JOB_STARTED"],
-        (JobKind::Backup, "COMPLETED") => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"],
-        (JobKind::Backup, "FAILED" | "ABORTED") => {
-            vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
-        }
-        (JobKind::Backup, "EXPIRED") => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"],
-        (JobKind::Backup, _) if terminal => vec!["BACKUP_JOB_COMPLETED"],
-        (JobKind::Copy, "COMPLETED") => vec!["COPY_JOB_SUCCESSFUL"],
-        (JobKind::Copy, _) if terminal => vec!["COPY_JOB_FAILED"],
-        (JobKind::Restore, "COMPLETED") => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"],
-        (JobKind::Restore, _) if terminal => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_FAILED"],
-        _ => Vec::new(),
-    }
-}
-
-/// AWS Backup's wording for a job event.
-fn job_message(job: &JobRecord) -> String {
-    let (noun, id_label) = match job.kind {
-        JobKind::Backup => ("backup", "BackupJob ID"),
-        JobKind::Copy => ("copy", "CopyJob ID"),
-        JobKind::Restore => ("restore", "RestoreJob ID"),
-    };
-    let rp = match job.kind {
-        JobKind::Copy => job
-            .dest_recovery_point_arn
-            .clone()
-            .or_else(|| job.recovery_point_arn.clone()),
-        _ => job.recovery_point_arn.clone(),
-    }
-    .unwrap_or_default();
-    let tail = format!(
-        "Resource ARN : {}. {id_label} : {}",
-        job.resource_arn, job.id
-    );
-    let status = job
-        .status_message
-        .as_deref()
-        .map(|m| format!(". Status message : {m}"))
-        .unwrap_or_default();
-    match job.state.as_str() {
-        "RUNNING" => format!("An AWS Backup {noun} job was started. {tail}"),
-        "COMPLETED" | "PARTIAL" => match job.kind {
-            JobKind::Restore => format!(
-                "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. Created resource ARN : {}. {tail}",
-                job.created_resource_arn.clone().unwrap_or_default()
-            ),
-            _ => format!(
-                "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. {tail}"
-            ),
-        },
-        "EXPIRED" => format!("An AWS Backup job failed to complete in time. {tail}{status}"),
-        "ABORTED" => format!("An AWS Backup job was stopped. {tail}{status}"),
-        _ => format!("An AWS Backup job failed. {tail}{status}"),
-    }
-}
-
-/// Emits the events of a job's state change (`before` is the state it had, `None` for a new
-/// job). Called by the job store whenever it saves a job, inside that transaction.
-pub(crate) fn job_changed(
-    tx: &mut dyn Txn,
-    before: Option<&str>,
-    job: &JobRecord,
-) -> Result<(), StoreError> {
-    let events = job_events(job.kind, before, &job.state);
-    if events.is_empty() {
-        return Ok(());
-    }
-    let notice = Notice {
-        event_type: match job.kind {
-            JobKind::Backup => "BACKUP_JOB",
-            JobKind::Copy => "COPY_JOB",
-            JobKind::Restore => "RESTORE_JOB",
-        },
-        state: job.state.clone(),
-        id: job.id.clone(),
-        start_time: job.started_at.unwrap_or(job.creation_date),
-        at: job
-            .completion_date
-            .or(job.started_at)
-            .unwrap_or(job.creation_date),
-        message: job_message(job),
-    };
-    for event in events {
-        emit(
-            tx,
-            &job.account,
-            &job.region,
-            &job.vault_name,
-            event,
-            &notice,
-        )?;
-    }
-    Ok(())
 }
 
 /// Emits RECOVERY_POINT_MODIFIED for `rp`; `what` says what changed ("lifecycle",
@@ -470,44 +352,6 @@ impl Outbox {
                 })
             })
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn job_transitions_map_to_events() {
-        use JobKind::*;
-        assert_eq!(
-            job_events(Backup, Some("CREATED"), "RUNNING"),
-            ["BACKUP_JOB_STARTED"]
-        );
-        assert_eq!(
-            job_events(Backup, Some("RUNNING"), "COMPLETED"),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"]
-        );
-        assert_eq!(
-            job_events(Backup, Some("ABORTING"), "ABORTED"),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
-        );
-        assert_eq!(
-            job_events(Backup, Some("CREATED"), "EXPIRED"),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"]
-        );
-        assert_eq!(
-            job_events(Copy, Some("RUNNING"), "FAILED"),
-            ["COPY_JOB_FAILED"]
-        );
-        assert_eq!(
-            job_events(Restore, Some("RUNNING"), "COMPLETED"),
-            ["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"]
-        );
-        assert!(job_events(Backup, Some("RUNNING"), "RUNNING").is_empty());
-        assert!(job_events(Backup, Some("RUNNING"), "ABORTING").is_empty());
-        assert!(job_events(Backup, None, "CREATED").is_empty());
-        assert!(job_events(Restore, Some("COMPLETED"), "COMPLETED").is_empty());
     }
 }
 

@@ -10,51 +10,23 @@
 //! again (at most three attempts), so no job is lost and none is silently dropped.
 
 use crate::model::error::{Error, Result};
+use crate::model::events::{self, Notice};
+pub(crate) use crate::model::paging::page;
+pub(crate) use crate::model::queue::job_key;
 use crate::model::recovery_points::RecoveryPointRecord;
+pub(crate) use crate::model::states::{JobKind, JobState};
 use crate::model::vaults::VaultRecord;
-use crate::model::{Meta, arn, events, paging, settings, vault_policy, vaults};
+use crate::model::{Meta, arn, queue, settings, vault_policy, vaults};
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use coffer_api::types::{CopyAction, Lifecycle, RecoveryPointCreator};
 use coffer_api::{ApiError, RequestContext};
-use coffer_store::Txn;
+use coffer_store::{StoreError, Txn};
 use serde::{Deserialize, Serialize};
 
-/// The kind of a job; each kind has its own table and states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum JobKind {
-    Backup,
-    Copy,
-    Restore,
-}
-
-impl JobKind {
-    pub fn table(self) -> &'static str {
-        match self {
-            JobKind::Backup => "backup_job",
-            JobKind::Copy => "copy_job",
-            JobKind::Restore => "restore_job",
-        }
-    }
-    fn tag(self) -> &'static str {
-        match self {
-            JobKind::Backup => "backup",
-            JobKind::Copy => "copy",
-            JobKind::Restore => "restore",
-        }
-    }
-    /// The state of a job waiting to run.
-    pub fn waiting_state(self) -> &'static str {
-        match self {
-            JobKind::Restore => "PENDING",
-            _ => "CREATED",
-        }
-    }
-}
-
-pub(crate) const QUEUE: &str = "job_queue";
+pub(crate) use crate::model::queue::QUEUE;
 pub(crate) const TOKENS: &str = "job_token";
 
 /// One job as stored. The fields a kind does not use stay empty.
@@ -64,7 +36,7 @@ pub(crate) struct JobRecord {
     pub kind: JobKind,
     pub account: String,
     pub region: String,
-    pub state: String,
+    pub state: JobState,
     #[serde(default)]
     pub status_message: Option<String>,
     #[serde(default)]
@@ -142,18 +114,71 @@ impl JobRecord {
         job_key(&self.account, &self.region, &self.id)
     }
     pub fn queue_key(&self) -> String {
-        format!("{}:{}", self.kind.tag(), self.key())
-    }
-    pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "COMPLETED" | "FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL"
+        queue::key(
+            &self.account,
+            self.creation_date,
+            self.kind,
+            &self.region,
+            &self.id,
         )
     }
-}
+    pub fn is_terminal(&self) -> bool {
+        self.state.is_terminal()
+    }
 
-pub(crate) fn job_key(account: &str, region: &str, id: &str) -> String {
-    format!("{account}:{region}:{id}")
+    /// A new job of `kind` in its waiting state, every optional field empty: the one place a
+    /// job record is built from nothing (callers fill in what their kind uses).
+    pub fn new(
+        kind: JobKind,
+        account: &str,
+        region: &str,
+        creation_date: DateTime<Utc>,
+        resource_arn: String,
+        resource_type: String,
+    ) -> JobRecord {
+        JobRecord {
+            id: new_job_id(),
+            kind,
+            account: account.to_string(),
+            region: region.to_string(),
+            state: kind.waiting_state(),
+            status_message: None,
+            message_category: None,
+            creation_date,
+            start_by: None,
+            complete_by: None,
+            started_at: None,
+            completion_date: None,
+            percent_done: 0.0,
+            bytes_transferred: 0,
+            backup_size: 0,
+            iam_role_arn: None,
+            idempotency_token: None,
+            resource_arn,
+            resource_type,
+            resource_name: None,
+            vault_name: String::new(),
+            vault_arn: String::new(),
+            recovery_point_id: None,
+            recovery_point_arn: None,
+            recovery_point_creation_date: None,
+            dest_vault_arn: None,
+            dest_recovery_point_arn: None,
+            lifecycle: None,
+            recovery_point_tags: BTreeMap::new(),
+            backup_options: BTreeMap::new(),
+            created_by: None,
+            created_by_backup_job_id: None,
+            copy_actions: Vec::new(),
+            metadata: BTreeMap::new(),
+            created_resource_arn: None,
+            validation_status: None,
+            validation_status_message: None,
+            attempts: 0,
+            lease_owner: None,
+            lease_until: None,
+        }
+    }
 }
 
 pub(crate) fn new_job_id() -> String {
@@ -170,7 +195,7 @@ pub(crate) fn load_job(tx: &mut dyn Txn, kind: JobKind, key: &str) -> Result<Opt
 /// Just the state of a stored job (to see what a save changes).
 #[derive(Deserialize)]
 pub(crate) struct StoredState {
-    state: String,
+    state: JobState,
 }
 
 /// Saves a job; a change of state also writes its vault events to the notification outbox,
@@ -180,10 +205,142 @@ pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
         Some(v) => Some(serde_json::from_slice::<StoredState>(&v)?.state),
         None => None,
     };
+    check_transition(job, before)?;
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
-    events::job_changed(tx, before.as_deref(), job)?;
+    job_changed(tx, before, job)?;
     if job.is_terminal() {
         tx.delete(QUEUE, &job.queue_key())?;
+    }
+    Ok(())
+}
+
+/// Refuses a save that moves a job between states its life cycle does not allow (see
+/// [`JobState::may_become`]): such a write is a bug in Coffer, reported as an internal error.
+fn check_transition(job: &JobRecord, before: Option<JobState>) -> Result<()> {
+    let allowed = match before {
+        Some(b) => b.may_become(job.state),
+        None => job.state.may_start_as(),
+    };
+    if allowed {
+        return Ok(());
+    }
+    let from = before.map_or("nothing", JobState::as_str);
+    tracing::error!(job = %job.id, from, to = %job.state, "refused an invalid job state transition");
+    Err(ApiError::internal(format!(
+        "job {} cannot move from {from} to {}",
+        job.id, job.state
+    ))
+    .into())
+}
+
+/// The events a job's move from `before` to its current state publishes (see
+/// docs/notifications.md for the table).
+pub(crate) fn job_events(
+    kind: JobKind,
+    before: Option<JobState>,
+    state: JobState,
+) -> Vec<&'static str> {
+    use JobState::*;
+    if before == Some(state) || before.is_some_and(JobState::is_terminal) {
+        return Vec::new();
+    }
+    let terminal = state.is_terminal();
+    match (kind, state) {
+        (JobKind::Backup, Running) => vec!["BACKUP_JOB_STARTED"],
+        (JobKind::Copy, Running) => vec!["COPY_JOB_STARTED"],
+        (JobKind::Restore, Running) => vec!["RESTORE_JOB_STARTED"],
+        (JobKind::Backup, Completed) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"],
+        (JobKind::Backup, Failed | Aborted) => {
+            vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
+        }
+        (JobKind::Backup, Expired) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"],
+        (JobKind::Backup, _) if terminal => vec!["BACKUP_JOB_COMPLETED"],
+        (JobKind::Copy, Completed) => vec!["COPY_JOB_SUCCESSFUL"],
+        (JobKind::Copy, _) if terminal => vec!["COPY_JOB_FAILED"],
+        (JobKind::Restore, Completed) => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"],
+        (JobKind::Restore, _) if terminal => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_FAILED"],
+        _ => Vec::new(),
+    }
+}
+
+/// AWS Backup's wording for a job event.
+fn job_message(job: &JobRecord) -> String {
+    let (noun, id_label) = match job.kind {
+        JobKind::Backup => ("backup", "BackupJob ID"),
+        JobKind::Copy => ("copy", "CopyJob ID"),
+        JobKind::Restore => ("restore", "RestoreJob ID"),
+    };
+    let rp = match job.kind {
+        JobKind::Copy => job
+            .dest_recovery_point_arn
+            .clone()
+            .or_else(|| job.recovery_point_arn.clone()),
+        _ => job.recovery_point_arn.clone(),
+    }
+    .unwrap_or_default();
+    let tail = format!(
+        "Resource ARN : {}. {id_label} : {}",
+        job.resource_arn, job.id
+    );
+    let status = job
+        .status_message
+        .as_deref()
+        .map(|m| format!(". Status message : {m}"))
+        .unwrap_or_default();
+    match job.state {
+        JobState::Running => format!("An AWS Backup {noun} job was started. {tail}"),
+        JobState::Completed | JobState::Partial => match job.kind {
+            JobKind::Restore => format!(
+                "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. Created resource ARN : {}. {tail}",
+                job.created_resource_arn.clone().unwrap_or_default()
+            ),
+            _ => format!(
+                "An AWS Backup job was completed successfully. Recovery point ARN: {rp}. {tail}"
+            ),
+        },
+        JobState::Expired => {
+            format!("An AWS Backup job failed to complete in time. {tail}{status}")
+        }
+        JobState::Aborted => format!("An AWS Backup job was stopped. {tail}{status}"),
+        _ => format!("An AWS Backup job failed. {tail}{status}"),
+    }
+}
+
+/// Emits the events of a job's state change (`before` is the state it had, `None` for a new
+/// job). Called by [`save_job`] whenever it saves a job, inside that transaction.
+pub(crate) fn job_changed(
+    tx: &mut dyn Txn,
+    before: Option<JobState>,
+    job: &JobRecord,
+) -> Result<(), StoreError> {
+    let events = job_events(job.kind, before, job.state);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let notice = Notice {
+        event_type: match job.kind {
+            JobKind::Backup => "BACKUP_JOB",
+            JobKind::Copy => "COPY_JOB",
+            JobKind::Restore => "RESTORE_JOB",
+        },
+        state: job.state.to_string(),
+        id: job.id.clone(),
+        start_time: job.started_at.unwrap_or(job.creation_date),
+        at: job
+            .completion_date
+            .or(job.started_at)
+            .unwrap_or(job.creation_date),
+        message: job_message(job),
+    };
+    for event in events {
+        events::emit(
+            tx,
+            &job.account,
+            &job.region,
+            &job.vault_name,
+            event,
+            &notice,
+        )?;
     }
     Ok(())
 }
@@ -204,6 +361,25 @@ pub(crate) fn enqueue(tx: &mut dyn Txn, job: &JobRecord) -> Result<JobRecord> {
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
     tx.put(QUEUE, &job.queue_key(), b"")?;
     Ok(job.clone())
+}
+
+/// Rewrites up to `max` entries of the earlier layout `KIND:ACCOUNT:REGION:ID`; returns how
+/// many it found.
+pub(crate) fn migrate_legacy_queue(tx: &mut dyn Txn, max: usize) -> Result<usize> {
+    let mut found = 0;
+    for kind in [JobKind::Backup, JobKind::Copy, JobKind::Restore] {
+        let prefix = format!("{}:", kind.tag());
+        for (k, _) in tx.scan(QUEUE, &prefix, None, max)? {
+            found += 1;
+            tx.delete(QUEUE, &k)?;
+            if let Some(job) = load_job(tx, kind, &k[prefix.len()..])?
+                && !job.is_terminal()
+            {
+                tx.put(QUEUE, &job.queue_key(), b"")?;
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Reads a job of the caller's scope, or ResourceNotFoundException.
@@ -256,39 +432,6 @@ pub(crate) async fn all_jobs(
     Ok(jobs)
 }
 
-/// One page of `items` (already filtered and ordered), with the token for the next.
-pub(crate) fn page<T>(
-    items: Vec<T>,
-    id: impl Fn(&T) -> String,
-    next_token: Option<&str>,
-    max: Option<i32>,
-) -> Result<(Vec<T>, Option<String>)> {
-    let limit = paging::page_size(max);
-    let start = match next_token {
-        Some(t) => {
-            let after = paging::decode(t, "")?;
-            match items.iter().position(|i| id(i) == after) {
-                Some(p) => p + 1,
-                None => {
-                    return Err(ApiError::invalid_parameter(
-                        "The NextToken is not valid for this request; start again without it.",
-                    )
-                    .into());
-                }
-            }
-        }
-        None => 0,
-    };
-    let total = items.len();
-    let page: Vec<T> = items.into_iter().skip(start).take(limit).collect();
-    let next = if start + page.len() < total {
-        page.last().map(|l| paging::encode(&id(l)))
-    } else {
-        None
-    };
-    Ok((page, next))
-}
-
 /// Whether `t` passes the optional before/after bounds.
 pub(crate) fn within(
     t: Option<DateTime<Utc>>,
@@ -300,29 +443,6 @@ pub(crate) fn within(
     }
     let Some(t) = t else { return false };
     after.is_none_or(|a| t > a.0) && before.is_none_or(|b| t < b.0)
-}
-
-/// Checks a Lifecycle given to a job or recovery point.
-pub(crate) fn check_lifecycle(l: &Lifecycle) -> Result<()> {
-    if let Some(d) = l.delete_after_days {
-        if !(1..=36500).contains(&d) {
-            return Err(ApiError::invalid_parameter(
-                "Invalid lifecycle. DeleteAfterDays cannot be less than 1 or more than 36500 days",
-            )
-            .into());
-        }
-        if let Some(c) = l.move_to_cold_storage_after_days
-            && d < c + 90
-        {
-            return Err(ApiError::invalid_parameter("Invalid lifecycle. DeleteAfterDays cannot be less than 90 days apart from MoveToColdStorageAfterDays").into());
-        }
-    }
-    if let Some(c) = l.move_to_cold_storage_after_days
-        && !(1..=36500).contains(&c)
-    {
-        return Err(ApiError::invalid_parameter("Invalid lifecycle. MoveToColdStorageAfterDays cannot be less than 1 or more than 36500 days").into());
-    }
-    Ok(())
 }
 
 /// The (account, region, name) a backup-vault ARN names.
@@ -428,25 +548,9 @@ pub(crate) fn create_copy_job(
     };
     let rp = spec.source;
     let mut job = JobRecord {
-        id: new_job_id(),
-        kind: JobKind::Copy,
-        account: rp.account.clone(),
-        region: rp.region.clone(),
-        state: "CREATED".into(),
-        status_message: None,
-        message_category: None,
-        creation_date: spec.creation_date,
-        start_by: None,
-        complete_by: None,
-        started_at: None,
-        completion_date: None,
-        percent_done: 0.0,
-        bytes_transferred: 0,
         backup_size: rp.backup_size,
         iam_role_arn: Some(spec.iam_role_arn),
         idempotency_token: spec.idempotency_token,
-        resource_arn: rp.resource_arn.clone(),
-        resource_type: rp.resource_type.clone(),
         resource_name: rp.resource_name.clone(),
         vault_name: spec.source_vault_name,
         vault_arn: spec.source_vault_arn,
@@ -456,21 +560,19 @@ pub(crate) fn create_copy_job(
         dest_vault_arn: Some(dest_arn),
         dest_recovery_point_arn: dest_rp_arn,
         lifecycle: spec.lifecycle,
-        recovery_point_tags: Default::default(),
-        backup_options: Default::default(),
         created_by: spec.created_by,
         created_by_backup_job_id: spec.created_by_backup_job_id,
-        copy_actions: Vec::new(),
-        metadata: Default::default(),
-        created_resource_arn: None,
-        validation_status: None,
-        validation_status_message: None,
-        attempts: 0,
-        lease_owner: None,
-        lease_until: None,
+        ..JobRecord::new(
+            JobKind::Copy,
+            &rp.account,
+            &rp.region,
+            spec.creation_date,
+            rp.resource_arn.clone(),
+            rp.resource_type.clone(),
+        )
     };
     if let Some(message) = failed {
-        job.state = "FAILED".into();
+        job.state = JobState::Failed;
         job.status_message = Some(message);
         job.message_category = Some("FAILED".into());
         job.completion_date = Some(job.creation_date);
@@ -481,6 +583,7 @@ pub(crate) fn create_copy_job(
 }
 
 /// Everything a new backup job needs, from StartBackupJob or from a plan's firing.
+#[derive(Clone)]
 pub(crate) struct BackupJobSpec {
     pub account: String,
     pub region: String,
@@ -508,50 +611,37 @@ pub(crate) struct BackupJobSpec {
 /// Builds a backup job from `spec` and queues it (or records it EXPIRED), in the caller's
 /// transaction. StartBackupJob and the scheduler both create their jobs here.
 pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result<JobRecord> {
-    let id = new_job_id();
     let rp_id = uuid::Uuid::new_v4().to_string();
     let expired = spec.expired_message.is_some();
     let job = JobRecord {
-        id,
-        kind: JobKind::Backup,
-        state: if expired { "EXPIRED" } else { "CREATED" }.into(),
+        state: if expired {
+            JobState::Expired
+        } else {
+            JobState::Created
+        },
         status_message: spec.expired_message,
         message_category: expired.then(|| "EXPIRED".to_string()),
-        creation_date: spec.creation_date,
         start_by: Some(spec.start_by),
         complete_by: Some(spec.complete_by),
-        started_at: None,
-        completion_date: None,
-        percent_done: 0.0,
-        bytes_transferred: 0,
-        backup_size: 0,
         iam_role_arn: Some(spec.iam_role_arn),
         idempotency_token: spec.idempotency_token,
-        resource_arn: spec.resource_arn,
-        resource_type: spec.resource_type,
         resource_name: spec.resource_name,
         vault_name: spec.vault_name,
         vault_arn: spec.vault_arn,
         recovery_point_id: Some(rp_id.clone()),
         recovery_point_arn: Some(arn::recovery_point(&spec.region, &spec.account, &rp_id)),
-        account: spec.account,
-        region: spec.region,
-        recovery_point_creation_date: None,
-        dest_vault_arn: None,
-        dest_recovery_point_arn: None,
         lifecycle: spec.lifecycle,
         recovery_point_tags: spec.recovery_point_tags,
-        backup_options: Default::default(),
         created_by: spec.created_by,
-        created_by_backup_job_id: None,
         copy_actions: spec.copy_actions,
-        metadata: Default::default(),
-        created_resource_arn: None,
-        validation_status: None,
-        validation_status_message: None,
-        attempts: 0,
-        lease_owner: None,
-        lease_until: None,
+        ..JobRecord::new(
+            JobKind::Backup,
+            &spec.account,
+            &spec.region,
+            spec.creation_date,
+            spec.resource_arn,
+            spec.resource_type,
+        )
     };
     if expired {
         let mut job = job;
@@ -560,4 +650,40 @@ pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result
         return Ok(job);
     }
     enqueue(tx, &job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_transitions_map_to_events() {
+        use JobKind::*;
+        use JobState::*;
+        assert_eq!(
+            job_events(Backup, Some(Created), Running),
+            ["BACKUP_JOB_STARTED"]
+        );
+        assert_eq!(
+            job_events(Backup, Some(Running), Completed),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"]
+        );
+        assert_eq!(
+            job_events(Backup, Some(Aborting), Aborted),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
+        );
+        assert_eq!(
+            job_events(Backup, Some(Created), Expired),
+            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"]
+        );
+        assert_eq!(job_events(Copy, Some(Running), Failed), ["COPY_JOB_FAILED"]);
+        assert_eq!(
+            job_events(Restore, Some(Running), Completed),
+            ["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"]
+        );
+        assert!(job_events(Backup, Some(Running), Running).is_empty());
+        assert!(job_events(Backup, Some(Running), Aborting).is_empty());
+        assert!(job_events(Backup, None, Created).is_empty());
+        assert!(job_events(Restore, Some(Completed), Completed).is_empty());
+    }
 }

@@ -61,6 +61,84 @@ pub(crate) fn scan_all(
     }
 }
 
+/// How many rows [`scan_page`] reads from the store at a time.
+const SCAN_BATCH: usize = 1000;
+
+/// One page of the records of `table` under `prefix`, after the key `next_token` names: each
+/// record goes through `member`, which turns it into a list member or drops it (`None`). The
+/// page ends after `max_results` members; the token for the next page is returned only when
+/// another member follows. Every key-ordered listing (plans, plan versions, selections)
+/// pages through here.
+pub(crate) fn scan_page<T>(
+    tx: &mut dyn Txn,
+    table: &str,
+    prefix: &str,
+    next_token: Option<&str>,
+    max_results: Option<i32>,
+    mut member: impl FnMut(&mut dyn Txn, &[u8]) -> crate::model::error::Result<Option<T>>,
+) -> crate::model::error::Result<(Vec<T>, Option<String>)> {
+    let mut cursor = match next_token {
+        Some(t) => Some(decode(t, prefix)?),
+        None => None,
+    };
+    let limit = page_size(max_results);
+    let mut page = Vec::new();
+    loop {
+        let rows = tx.scan(table, prefix, cursor.as_deref(), SCAN_BATCH)?;
+        let exhausted = rows.len() < SCAN_BATCH;
+        for (k, v) in rows {
+            let Some(m) = member(tx, &v)? else {
+                cursor = Some(k);
+                continue;
+            };
+            if page.len() == limit {
+                // One more member exists: the page ends at the row before it.
+                return Ok((page, cursor.map(|k| encode(&k))));
+            }
+            page.push(m);
+            cursor = Some(k);
+        }
+        if exhausted {
+            return Ok((page, None));
+        }
+    }
+}
+
+/// One page of `items` (already filtered and ordered, each named by `id`), after the item
+/// `next_token` names, with the token for the next page: the paging of listings built in
+/// memory (jobs, recovery points, summaries, templates).
+pub(crate) fn page<T>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> String,
+    next_token: Option<&str>,
+    max: Option<i32>,
+) -> crate::model::error::Result<(Vec<T>, Option<String>)> {
+    let limit = page_size(max);
+    let start = match next_token {
+        Some(t) => {
+            let after = decode(t, "")?;
+            match items.iter().position(|i| id(i) == after) {
+                Some(p) => p + 1,
+                None => {
+                    return Err(ApiError::invalid_parameter(
+                        "The NextToken is not valid for this request; start again without it.",
+                    )
+                    .into());
+                }
+            }
+        }
+        None => 0,
+    };
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(start).take(limit).collect();
+    let next = if start + page.len() < total {
+        page.last().map(|l| encode(&id(l)))
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use coffer_api::types::*;
 use coffer_cron::Schedule;
 
 use crate::model::error::Result;
+use crate::model::lifecycle::{self, MAX_CONTINUOUS_RETENTION_DAYS};
 use crate::model::{arn, tags};
 
 /// StartWindowMinutes when a rule has none.
@@ -28,12 +29,6 @@ pub(crate) const MIN_START_WINDOW_MINUTES: i64 = 60;
 pub(crate) const MAX_WINDOW_MINUTES: i64 = 52_560_000;
 /// How much longer than the start window the completion window must be.
 pub(crate) const MIN_COMPLETION_AFTER_START_MINUTES: i64 = 60;
-/// Retention bounds of a lifecycle, in days.
-pub(crate) const MAX_RETENTION_DAYS: i64 = 36_500;
-/// Recovery points stay at least this many days in cold storage before deletion.
-pub(crate) const MIN_COLD_STORAGE_DAYS: i64 = 90;
-/// The longest retention of continuous backups, in days.
-pub(crate) const MAX_CONTINUOUS_RETENTION_DAYS: i64 = 35;
 /// A lifecycle value meaning "clear this setting".
 const CLEARED: i64 = -1;
 
@@ -120,6 +115,34 @@ pub(crate) fn normalise(
     })
 }
 
+/// A rule's StartWindowMinutes and CompletionWindowMinutes, checked, with the defaults filled
+/// in (the completion window is raised to the start window plus an hour when that is longer).
+fn windows(start: Option<i64>, completion: Option<i64>) -> Result<(i64, i64), String> {
+    let start = start.unwrap_or(DEFAULT_START_WINDOW_MINUTES);
+    if !(MIN_START_WINDOW_MINUTES..=MAX_WINDOW_MINUTES).contains(&start) {
+        return Err(format!(
+            "StartWindowMinutes must be at least {MIN_START_WINDOW_MINUTES} and at most {MAX_WINDOW_MINUTES}, not {start}."
+        ));
+    }
+    let completion = match completion {
+        Some(c) => {
+            if c > MAX_WINDOW_MINUTES {
+                return Err(format!(
+                    "CompletionWindowMinutes must be at most {MAX_WINDOW_MINUTES}, not {c}."
+                ));
+            }
+            if c < start + MIN_COMPLETION_AFTER_START_MINUTES {
+                return Err(format!(
+                    "CompletionWindowMinutes ({c}) must be at least {MIN_COMPLETION_AFTER_START_MINUTES} minutes greater than StartWindowMinutes ({start})."
+                ));
+            }
+            c
+        }
+        None => DEFAULT_COMPLETION_WINDOW_MINUTES.max(start + MIN_COMPLETION_AFTER_START_MINUTES),
+    };
+    Ok((start, completion))
+}
+
 /// Checks one rule and fills in its defaults.
 fn rule(input: BackupRuleInput, rule_id: Option<String>) -> Result<BackupRule, ApiError> {
     let name = input.rule_name.clone();
@@ -133,30 +156,8 @@ fn rule(input: BackupRuleInput, rule_id: Option<String>) -> Result<BackupRule, A
         .unwrap_or_else(|| Schedule::DEFAULT_TIMEZONE.to_string());
     Schedule::parse_for_backup_rule(&expression, &timezone).map_err(|e| err(e.to_string()))?;
 
-    let start = input
-        .start_window_minutes
-        .unwrap_or(DEFAULT_START_WINDOW_MINUTES);
-    if !(MIN_START_WINDOW_MINUTES..=MAX_WINDOW_MINUTES).contains(&start) {
-        return Err(err(format!(
-            "StartWindowMinutes must be at least {MIN_START_WINDOW_MINUTES} and at most {MAX_WINDOW_MINUTES}, not {start}."
-        )));
-    }
-    let completion = match input.completion_window_minutes {
-        Some(c) => {
-            if c > MAX_WINDOW_MINUTES {
-                return Err(err(format!(
-                    "CompletionWindowMinutes must be at most {MAX_WINDOW_MINUTES}, not {c}."
-                )));
-            }
-            if c < start + MIN_COMPLETION_AFTER_START_MINUTES {
-                return Err(err(format!(
-                    "CompletionWindowMinutes ({c}) must be at least {MIN_COMPLETION_AFTER_START_MINUTES} minutes greater than StartWindowMinutes ({start})."
-                )));
-            }
-            c
-        }
-        None => DEFAULT_COMPLETION_WINDOW_MINUTES.max(start + MIN_COMPLETION_AFTER_START_MINUTES),
-    };
+    let (start, completion) =
+        windows(input.start_window_minutes, input.completion_window_minutes).map_err(err)?;
 
     let continuous = input.enable_continuous_backup == Some(true);
     let lifecycle = match input.lifecycle {
@@ -225,6 +226,7 @@ fn rule(input: BackupRuleInput, rule_id: Option<String>) -> Result<BackupRule, A
 }
 
 /// Checks a lifecycle (of a rule, or of one of its copy actions, named by `member`).
+/// A plan document's lifecycle: `-1` clears a value, then the one lifecycle rule applies.
 fn check_lifecycle(mut l: Lifecycle, continuous: bool, member: &str) -> Result<Lifecycle, String> {
     if l.delete_after_days == Some(CLEARED) {
         l.delete_after_days = None;
@@ -232,42 +234,7 @@ fn check_lifecycle(mut l: Lifecycle, continuous: bool, member: &str) -> Result<L
     if l.move_to_cold_storage_after_days == Some(CLEARED) {
         l.move_to_cold_storage_after_days = None;
     }
-    if let Some(d) = l.delete_after_days
-        && !(1..=MAX_RETENTION_DAYS).contains(&d)
-    {
-        return Err(format!(
-            "Invalid lifecycle. DeleteAfterDays cannot be less than 1 or more than {MAX_RETENTION_DAYS} days ({member}.DeleteAfterDays is {d})"
-        ));
-    }
-    if let Some(c) = l.move_to_cold_storage_after_days
-        && !(1..=MAX_RETENTION_DAYS).contains(&c)
-    {
-        return Err(format!(
-            "Invalid lifecycle. MoveToColdStorageAfterDays cannot be less than 1 or more than {MAX_RETENTION_DAYS} days ({member}.MoveToColdStorageAfterDays is {c})"
-        ));
-    }
-    if continuous {
-        if l.move_to_cold_storage_after_days.is_some() {
-            return Err(format!(
-                "Invalid lifecycle. MoveToColdStorageAfterDays is unavailable ({member}: continuous backups stay in warm storage)"
-            ));
-        }
-        match l.delete_after_days {
-            Some(d) if d <= MAX_CONTINUOUS_RETENTION_DAYS => {}
-            _ => {
-                return Err(format!(
-                    "Invalid lifecycle. Continuous backups are kept 1 to {MAX_CONTINUOUS_RETENTION_DAYS} days: {member}.DeleteAfterDays must be set within that range"
-                ));
-            }
-        }
-    }
-    if let (Some(d), Some(c)) = (l.delete_after_days, l.move_to_cold_storage_after_days)
-        && d < c + MIN_COLD_STORAGE_DAYS
-    {
-        return Err(format!(
-            "Invalid lifecycle. DeleteAfterDays cannot be less than {MIN_COLD_STORAGE_DAYS} days apart from MoveToColdStorageAfterDays ({member}: {d} and {c})"
-        ));
-    }
+    lifecycle::check(&l, continuous, Some(member))?;
     Ok(l)
 }
 

@@ -15,6 +15,7 @@ use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
+use crate::model::states::{RecoveryPointStatus, StorageClass};
 use crate::model::{Meta, arn, tags, vaults};
 
 pub(crate) const TABLE: &str = "recovery_point";
@@ -43,8 +44,8 @@ pub(crate) struct RecoveryPointRecord {
     pub created_by: Option<RecoveryPointCreator>,
     pub source_vault_arn: Option<String>,
     pub encryption_key_arn: String,
-    pub status: String,
-    pub storage_class: String,
+    pub status: RecoveryPointStatus,
+    pub storage_class: StorageClass,
     #[serde(default)]
     pub last_restore_time: Option<DateTime<Utc>>,
     /// The source path the snapshot holds (restore metadata needs it).
@@ -123,8 +124,8 @@ impl RecoveryPointRecord {
             resource_name: self.resource_name.clone(),
             resource_type: Some(self.resource_type.clone()),
             source_backup_vault_arn: self.source_vault_arn.clone(),
-            status: Some(self.status.clone()),
-            storage_class: Some(self.storage_class.clone()),
+            status: Some(self.status.as_str().to_string()),
+            storage_class: Some(self.storage_class.as_str().to_string()),
             vault_type: Some("BACKUP_VAULT".into()),
             ..Default::default()
         }
@@ -169,7 +170,7 @@ impl RecoveryPointRecord {
             is_parent: Some(false),
             recovery_point_arn: Some(self.arn.clone()),
             resource_name: self.resource_name.clone(),
-            status: Some(self.status.clone()),
+            status: Some(self.status.as_str().to_string()),
             vault_type: Some("BACKUP_VAULT".into()),
             ..Default::default()
         }
@@ -257,7 +258,7 @@ pub(crate) async fn latest_for_resource(
     for (_, v) in rows {
         let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
         if rp.resource_arn == resource_arn
-            && rp.status == "COMPLETED"
+            && rp.status == RecoveryPointStatus::Completed
             && best
                 .as_ref()
                 .is_none_or(|b| rp.creation_date > b.creation_date)

@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 
-/// The longest retention AWS Backup knows (100 years).
-pub(crate) const MAX_RETENTION_DAYS: i64 = 36_500;
+pub(crate) use crate::model::lifecycle::MAX_RETENTION_DAYS;
 
 /// The shortest cooling-off period of a compliance lock (72 hours).
 pub(crate) const MIN_CHANGEABLE_FOR_DAYS: i64 = 3;

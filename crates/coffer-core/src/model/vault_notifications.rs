@@ -6,8 +6,14 @@ use coffer_store::{StoreError, Txn};
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
+use crate::model::vault_subresource::VaultSubResource;
 
-pub(crate) const TABLE: &str = "vault_notifications";
+/// The notification subscription of each vault (table `vault_notifications`, keyed like the
+/// vault).
+pub(crate) static SUBSCRIPTION: VaultSubResource = VaultSubResource {
+    table: "vault_notifications",
+    what: "notification configuration",
+};
 
 /// A vault's notification subscription as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,16 +36,10 @@ pub(crate) fn subscription(
     tx: &mut dyn Txn,
     vault_key: &str,
 ) -> Result<Option<VaultSubscription>, StoreError> {
-    match tx.get(TABLE, vault_key)? {
-        Some(v) => serde_json::from_slice(&v)
-            .map(Some)
-            .map_err(|e| StoreError::Backend(format!("vault notifications {vault_key}: {e}"))),
-        None => Ok(None),
-    }
+    SUBSCRIPTION.get(tx, vault_key)
 }
 
 /// Removes the subscription of a vault (when the vault is deleted).
 pub(crate) fn remove(tx: &mut dyn Txn, vault_key: &str) -> Result<(), StoreError> {
-    tx.delete(TABLE, vault_key)?;
-    Ok(())
+    SUBSCRIPTION.remove(tx, vault_key)
 }

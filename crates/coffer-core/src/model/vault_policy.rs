@@ -8,9 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::arn;
 use crate::model::error::Result;
+use crate::model::vault_subresource::VaultSubResource;
 use serde_json::{Map, Value};
 
-pub(crate) const TABLE: &str = "vault_policy";
+/// The access policy of each vault (table `vault_policy`, keyed like the vault).
+pub(crate) static POLICY: VaultSubResource = VaultSubResource {
+    table: "vault_policy",
+    what: "access policy",
+};
 
 /// The action a copy job needs on the destination vault.
 pub(crate) const COPY_INTO_ACTION: &str = "backup:CopyIntoBackupVault";
@@ -24,18 +29,12 @@ pub(crate) struct PolicyRecord {
 
 /// The policy of the vault stored under `vault_key` (see [`vaults::key`]), if it has one.
 pub(crate) fn get(tx: &mut dyn Txn, vault_key: &str) -> Result<Option<String>, StoreError> {
-    match tx.get(TABLE, vault_key)? {
-        Some(v) => serde_json::from_slice::<PolicyRecord>(&v)
-            .map(|r| Some(r.policy))
-            .map_err(|e| StoreError::Backend(format!("vault policy {vault_key}: {e}"))),
-        None => Ok(None),
-    }
+    Ok(POLICY.get::<PolicyRecord>(tx, vault_key)?.map(|r| r.policy))
 }
 
 /// Removes the policy of a vault (when the vault is deleted).
 pub(crate) fn remove(tx: &mut dyn Txn, vault_key: &str) -> Result<(), StoreError> {
-    tx.delete(TABLE, vault_key)?;
-    Ok(())
+    POLICY.remove(tx, vault_key)
 }
 
 /// Whether `policy` lets account `account` copy recovery points into the vault `vault_arn`:

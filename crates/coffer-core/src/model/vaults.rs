@@ -113,6 +113,24 @@ impl VaultRecord {
     }
 }
 
+/// Reads a vault of a scope (through the store's read cache); `None` when it does not exist.
+/// A store failure is an error, never "not found".
+pub(crate) async fn find(
+    meta: &Meta,
+    account: &str,
+    region: &str,
+    name: &str,
+) -> Result<Option<VaultRecord>> {
+    match meta
+        .store()
+        .get_cached(TABLE, &key(account, region, name))
+        .await?
+    {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
+}
+
 /// Reads a vault of the caller's scope (through the store's read cache).
 pub(crate) async fn get(
     meta: &Meta,

@@ -86,13 +86,24 @@ pub struct Server {
 impl Server {
     /// Starts `coffer serve --listen 127.0.0.1:0` with `args`, waiting until it listens.
     pub async fn start(args: &[&str]) -> Server {
-        Server::start_logging(args, None).await
+        Server::start_full(args, &[], None).await
     }
 
     /// Like `start`; with `log`, the server logs at its default level (`COFFER_LOG` unset)
     /// into that file instead of at WARN onto the test's stderr.
     pub async fn start_logging(args: &[&str], log: Option<&Path>) -> Server {
+        Server::start_full(args, &[], log).await
+    }
+
+    /// Like [`Server::start`], with extra environment variables (test hooks such as
+    /// `COFFER_TEST_PAUSE_AT`).
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full(args, env, None).await
+    }
+
+    async fn start_full(args: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -240,6 +251,21 @@ impl Server {
         )
         .unwrap()
         .secs()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, at most `within`; returns its exit
+    /// status.
+    pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("coffer is running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("coffer did not exit within {within:?} of SIGTERM"))
+            .unwrap()
     }
 
     /// Kills the process at once (no graceful shutdown), as a crash would.

@@ -99,6 +99,10 @@ source = "{}"
 }
 
 async fn start(dir: &Path, extra: &[&str]) -> Server {
+    start_with_env(dir, extra, &[]).await
+}
+
+async fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let data = dir.join("data");
     let cfg = dir.join("coffer.toml");
     let mut args = vec![
@@ -108,8 +112,13 @@ async fn start(dir: &Path, extra: &[&str]) -> Server {
         cfg.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    Server::start(&args).await
+    Server::start_with_env(&args, env).await
 }
+
+/// Makes backup jobs wait, once running, until they are cancelled (see the data plane's
+/// `COFFER_TEST_PAUSE_AT` hook): a test can stop, kill or shut down a running backup without
+/// racing its end.
+const PAUSE_BACKUPS: (&str, &str) = ("COFFER_TEST_PAUSE_AT", "backup");
 
 /// Polls `fetch` every 100 ms until `running` says the job ended; panics after `secs`.
 async fn wait_until_ended<T, F, Fut>(
@@ -813,9 +822,9 @@ async fn start_backup_and_wait_until_running(c: &Client) -> String {
 async fn a_running_backup_can_be_stopped() {
     let dir = temp_dir();
     let src = dir.path().join("src");
-    big_tree(&src, 100);
+    make_tree(&src);
     config(dir.path(), &src, &dir.path().join("disk"));
-    let server = start(dir.path(), &[]).await;
+    let server = start_with_env(dir.path(), &[], &[PAUSE_BACKUPS]).await;
     let c = server.client();
     let id = start_backup_and_wait_until_running(&c).await;
     c.stop_backup_job().backup_job_id(&id).send().await.unwrap();
@@ -854,12 +863,11 @@ async fn a_running_backup_can_be_stopped() {
 async fn a_crash_mid_backup_ends_in_a_defined_state() {
     let dir = temp_dir();
     let src = dir.path().join("src");
-    big_tree(&src, 48);
+    big_tree(&src, 8);
     config(dir.path(), &src, &dir.path().join("disk"));
-    let server = start(dir.path(), &[]).await;
+    let server = start_with_env(dir.path(), &[], &[PAUSE_BACKUPS]).await;
     let c = server.client();
     let id = start_backup_and_wait_until_running(&c).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill().await;
 
     let server = start(dir.path(), &[]).await;
@@ -886,6 +894,65 @@ async fn a_crash_mid_backup_ends_in_a_defined_state() {
         r.status_message()
     );
     assert_eq!(snapshot(&target), snapshot(&src));
+}
+
+#[tokio::test]
+async fn sigterm_during_a_backup_hands_it_back_and_the_next_start_completes_it() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    big_tree(&src, 8);
+    config(dir.path(), &src, &dir.path().join("disk"));
+    let server = start_with_env(dir.path(), &["--shutdown-timeout", "20"], &[PAUSE_BACKUPS]).await;
+    let c = server.client();
+    let id = start_backup_and_wait_until_running(&c).await;
+    let status = server.terminate(Duration::from_secs(60)).await;
+    assert!(
+        status.success(),
+        "coffer exits cleanly on SIGTERM: {status:?}"
+    );
+
+    // Stopped, not lost: the job is waiting again, saying why, with no lease and no attempt
+    // counted against it.
+    let store =
+        coffer_store::StoreHandle::open(dir.path().join("data/metadata.db").to_str().unwrap())
+            .unwrap();
+    let key = format!("111122223333:us-east-1:{id}");
+    let job: serde_json::Value = store
+        .read(move |tx| tx.get("backup_job", &key))
+        .await
+        .unwrap()
+        .map(|v| serde_json::from_slice(&v).unwrap())
+        .expect("the job is still recorded");
+    assert_eq!(job["state"], "CREATED", "{job}");
+    assert_eq!(job["lease_owner"], serde_json::Value::Null, "{job}");
+    assert_eq!(job["attempts"], 0, "{job}");
+    assert!(
+        job["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("runs again when Coffer starts"),
+        "{job}"
+    );
+    drop(store);
+
+    let server = start(dir.path(), &[]).await;
+    let c = server.client();
+    let j = wait_backup(&c, &id).await;
+    assert_eq!(
+        j.state(),
+        Some(&BackupJobState::Completed),
+        "{:?}",
+        j.status_message()
+    );
+    let target = dir.path().join("restored");
+    let r = restore(&c, j.recovery_point_arn().unwrap(), &target).await;
+    assert_eq!(
+        r.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        r.status_message()
+    );
+    assert_eq!(snapshot(&target), snapshot(&src), "nothing is lost");
 }
 
 #[tokio::test]

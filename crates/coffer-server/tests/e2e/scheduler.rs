@@ -449,18 +449,23 @@ async fn a_plan_runs_for_forty_days_on_its_own() {
 async fn start_and_completion_windows_end_scheduled_jobs() {
     let dir = temp_dir();
     let big = dir.path().join("big");
-    crate::jobs::big_tree(&big, 100);
+    small_tree(&big, "big");
     let small = dir.path().join("small");
     small_tree(&small, "small");
     let cfg = dir.path().join("coffer.toml");
     write_config(&cfg, &[(BIG_ARN, &big, &[]), (X_ARN, &small, &[])]);
-    let server = Server::start(&[
-        "--dev",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--max-concurrent-jobs",
-        "1",
-    ])
+    // Backups hold once running until they are cancelled (the data plane's test hook), so the
+    // "slow" job is still running when its completion window ends, however fast the machine.
+    let server = Server::start_with_env(
+        &[
+            "--dev",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--max-concurrent-jobs",
+            "1",
+        ],
+        &[("COFFER_TEST_PAUSE_AT", "backup")],
+    )
     .await;
     let c = client(&server);
     let t0 = (server.clock_secs().await / DAY + 1) * DAY;

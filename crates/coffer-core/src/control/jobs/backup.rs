@@ -5,16 +5,56 @@ use chrono::Duration;
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 
+use super::{Bounds, JobFilter, list_jobs};
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::jobs::{
-    BackupJobSpec, JobKind, JobRecord, all_jobs, check_lifecycle, create_backup_job, get_job,
-    job_key, load_job, page, save_job, within,
+    BackupJobSpec, JobKind, JobRecord, create_backup_job, get_job, job_key, load_job, save_job,
 };
+use crate::model::lifecycle;
+use crate::model::plan_rules::{
+    DEFAULT_COMPLETION_WINDOW_MINUTES, DEFAULT_START_WINDOW_MINUTES, MIN_START_WINDOW_MINUTES,
+};
+use crate::model::states::JobState;
 use crate::model::{Meta, tags, vaults};
 
-const DEFAULT_START_WINDOW: i64 = 480;
-const DEFAULT_COMPLETE_WINDOW: i64 = 10080;
+/// Checks the windows, lifecycle, options and tags of a StartBackupJob request; returns the
+/// start and completion windows in minutes (defaults filled in).
+fn check_options(input: &StartBackupJobInput, resource_type: &str) -> Result<(i64, i64)> {
+    let start_window = input
+        .start_window_minutes
+        .unwrap_or(DEFAULT_START_WINDOW_MINUTES);
+    let complete_window = input
+        .complete_window_minutes
+        .unwrap_or(DEFAULT_COMPLETION_WINDOW_MINUTES);
+    if start_window < MIN_START_WINDOW_MINUTES {
+        return Err(ApiError::invalid_parameter("StartWindowMinutes must be at least 60.").into());
+    }
+    if complete_window < 1 {
+        return Err(
+            ApiError::invalid_parameter("CompleteWindowMinutes must be at least 1.").into(),
+        );
+    }
+    if let Some(l) = &input.lifecycle {
+        lifecycle::check_given(l)?;
+    }
+    if let Some(opts) = &input.backup_options
+        && let Some((k, _)) = opts.iter().next()
+    {
+        return Err(ApiError::invalid_parameter(format!(
+                "BackupOptions '{k}' does not apply to {} resources; Coffer's EFS and EBS resources take no backup options.",
+                resource_type
+            ))
+            .into());
+    }
+    tags::check_initial(
+        input
+            .recovery_point_tags
+            .as_ref()
+            .unwrap_or(&Default::default()),
+    )?;
+    Ok((start_window, complete_window))
+}
 
 pub(crate) async fn start_backup_job(
     plane: &Executor,
@@ -40,36 +80,7 @@ pub(crate) async fn start_backup_job(
         ))
         .into());
     }
-    let start_window = input.start_window_minutes.unwrap_or(DEFAULT_START_WINDOW);
-    let complete_window = input
-        .complete_window_minutes
-        .unwrap_or(DEFAULT_COMPLETE_WINDOW);
-    if start_window < 60 {
-        return Err(ApiError::invalid_parameter("StartWindowMinutes must be at least 60.").into());
-    }
-    if complete_window < 1 {
-        return Err(
-            ApiError::invalid_parameter("CompleteWindowMinutes must be at least 1.").into(),
-        );
-    }
-    if let Some(l) = &input.lifecycle {
-        check_lifecycle(l)?;
-    }
-    if let Some(opts) = &input.backup_options
-        && let Some((k, _)) = opts.iter().next()
-    {
-        return Err(ApiError::invalid_parameter(format!(
-                "BackupOptions '{k}' does not apply to {} resources; Coffer's EFS and EBS resources take no backup options.",
-                resource.resource_type
-            ))
-            .into());
-    }
-    tags::check_initial(
-        input
-            .recovery_point_tags
-            .as_ref()
-            .unwrap_or(&Default::default()),
-    )?;
+    let (start_window, complete_window) = check_options(&input, &resource.resource_type)?;
     let now = plane.clock().now();
     let spec = BackupJobSpec {
         account: ctx.account_id.clone(),
@@ -134,7 +145,7 @@ fn describe_output(j: &JobRecord) -> DescribeBackupJobOutput {
         resource_name: j.resource_name.clone(),
         resource_type: Some(j.resource_type.clone()),
         start_by: j.start_by.map(Timestamp),
-        state: Some(j.state.clone()),
+        state: Some(j.state.to_string()),
         status_message: j.status_message.clone(),
         vault_type: Some("BACKUP_VAULT".into()),
         ..Default::default()
@@ -150,101 +161,78 @@ pub(crate) async fn describe_backup_job(
     Ok(describe_output(&j))
 }
 
+fn list_member(j: &JobRecord) -> BackupJob {
+    let d = describe_output(j);
+    BackupJob {
+        account_id: d.account_id,
+        backup_job_id: d.backup_job_id,
+        backup_options: d.backup_options,
+        backup_size_in_bytes: d.backup_size_in_bytes,
+        backup_type: d.backup_type,
+        backup_vault_arn: d.backup_vault_arn,
+        backup_vault_name: d.backup_vault_name,
+        bytes_transferred: d.bytes_transferred,
+        completion_date: d.completion_date,
+        created_by: d.created_by,
+        creation_date: d.creation_date,
+        encryption_key_arn: d.encryption_key_arn,
+        expected_completion_date: d.expected_completion_date,
+        iam_role_arn: d.iam_role_arn,
+        initiation_date: d.initiation_date,
+        is_encrypted: d.is_encrypted,
+        is_parent: d.is_parent,
+        message_category: d.message_category,
+        parent_job_id: None,
+        percent_done: d.percent_done,
+        recovery_point_arn: d.recovery_point_arn,
+        recovery_point_lifecycle: d.recovery_point_lifecycle,
+        resource_arn: d.resource_arn,
+        resource_name: d.resource_name,
+        resource_type: d.resource_type,
+        start_by: d.start_by,
+        state: d.state,
+        status_message: d.status_message,
+        vault_lock_state: None,
+        vault_type: d.vault_type,
+    }
+}
+
 pub(crate) async fn list_backup_jobs(
     meta: &Meta,
     ctx: &RequestContext,
     input: ListBackupJobsInput,
 ) -> Result<ListBackupJobsOutput> {
-    if let Some(a) = &input.by_account_id
-        && a != &ctx.account_id
-        && a != "*"
-    {
-        return Ok(ListBackupJobsOutput {
-            backup_jobs: Some(Vec::new()),
-            next_token: None,
-        });
-    }
-    let jobs: Vec<JobRecord> = all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Backup)
-        .await?
-        .into_iter()
-        .filter(|j| {
-            input
-                .by_resource_arn
-                .as_ref()
-                .is_none_or(|x| x == &j.resource_arn)
-                && input.by_state.as_ref().is_none_or(|x| x == &j.state)
-                && input
-                    .by_backup_vault_name
-                    .as_ref()
-                    .is_none_or(|x| x == &j.vault_name)
-                && input
-                    .by_resource_type
-                    .as_ref()
-                    .is_none_or(|x| x == &j.resource_type)
-                && input.by_parent_job_id.is_none()
-                && input
-                    .by_message_category
-                    .as_ref()
-                    .is_none_or(|x| x == "AGGREGATE_ALL" || j.message_category.as_ref() == Some(x))
-                && within(
-                    Some(j.creation_date),
-                    input.by_created_after.as_ref(),
-                    input.by_created_before.as_ref(),
-                )
-                && within(
-                    j.completion_date,
-                    input.by_complete_after.as_ref(),
-                    input.by_complete_before.as_ref(),
-                )
-        })
-        .collect();
-    let (page, next) = page(
-        jobs,
-        |j| j.id.clone(),
+    let filter = JobFilter {
+        account: input.by_account_id.as_deref(),
+        resource_arn: input.by_resource_arn.as_deref(),
+        state: input.by_state.as_deref(),
+        vault_name: input.by_backup_vault_name.as_deref(),
+        resource_type: input.by_resource_type.as_deref(),
+        matches_nothing: input.by_parent_job_id.is_some(),
+        message_category: input.by_message_category.as_deref(),
+        created: Bounds {
+            after: input.by_created_after.as_ref(),
+            before: input.by_created_before.as_ref(),
+        },
+        completed: Bounds {
+            after: input.by_complete_after.as_ref(),
+            before: input.by_complete_before.as_ref(),
+        },
+        ..Default::default()
+    };
+    let (backup_jobs, next_token) = list_jobs(
+        meta,
+        ctx,
+        JobKind::Backup,
+        &filter,
         input.next_token.as_deref(),
         input.max_results,
-    )?;
+        list_member,
+    )
+    .await?;
     Ok(ListBackupJobsOutput {
-        backup_jobs: Some(
-            page.iter()
-                .map(|j| {
-                    let d = describe_output(j);
-                    BackupJob {
-                        account_id: d.account_id,
-                        backup_job_id: d.backup_job_id,
-                        backup_options: d.backup_options,
-                        backup_size_in_bytes: d.backup_size_in_bytes,
-                        backup_type: d.backup_type,
-                        backup_vault_arn: d.backup_vault_arn,
-                        backup_vault_name: d.backup_vault_name,
-                        bytes_transferred: d.bytes_transferred,
-                        completion_date: d.completion_date,
-                        created_by: d.created_by,
-                        creation_date: d.creation_date,
-                        encryption_key_arn: d.encryption_key_arn,
-                        expected_completion_date: d.expected_completion_date,
-                        iam_role_arn: d.iam_role_arn,
-                        initiation_date: d.initiation_date,
-                        is_encrypted: d.is_encrypted,
-                        is_parent: d.is_parent,
-                        message_category: d.message_category,
-                        parent_job_id: None,
-                        percent_done: d.percent_done,
-                        recovery_point_arn: d.recovery_point_arn,
-                        recovery_point_lifecycle: d.recovery_point_lifecycle,
-                        resource_arn: d.resource_arn,
-                        resource_name: d.resource_name,
-                        resource_type: d.resource_type,
-                        start_by: d.start_by,
-                        state: d.state,
-                        status_message: d.status_message,
-                        vault_lock_state: None,
-                        vault_type: d.vault_type,
-                    }
-                })
-                .collect(),
-        ),
-        next_token: next,
+        backup_jobs: Some(backup_jobs),
+        next_token,
     })
 }
 
@@ -266,9 +254,9 @@ pub(crate) async fn stop_backup_job(
                 ))
                 .into());
             };
-            match j.state.as_str() {
-                "CREATED" | "PENDING" => {
-                    j.state = "ABORTED".into();
+            match j.state {
+                JobState::Created | JobState::Pending => {
+                    j.state = JobState::Aborted;
                     j.status_message = Some(
                         "The job was stopped by a StopBackupJob request before it started.".into(),
                     );
@@ -276,12 +264,12 @@ pub(crate) async fn stop_backup_job(
                     save_job(tx, &j)?;
                     Ok(false)
                 }
-                "RUNNING" => {
-                    j.state = "ABORTING".into();
+                JobState::Running => {
+                    j.state = JobState::Aborting;
                     save_job(tx, &j)?;
                     Ok(true)
                 }
-                "ABORTING" => Ok(true),
+                JobState::Aborting => Ok(true),
                 other => Err(ApiError::invalid_request(format!(
                     "Backup job {id} is {other} and can no longer be stopped."
                 ))

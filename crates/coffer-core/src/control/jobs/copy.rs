@@ -4,12 +4,14 @@
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 
+use super::{Bounds, JobFilter, list_jobs};
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::jobs::{
-    CopyJobSpec, JobKind, JobRecord, all_jobs, check_destination, check_lifecycle, create_copy_job,
-    get_job, page, within,
+    CopyJobSpec, JobKind, JobRecord, check_destination, create_copy_job, get_job,
 };
+use crate::model::lifecycle;
+use crate::model::states::StorageClass;
 use crate::model::{Meta, recovery_points, vaults};
 
 pub(crate) async fn start_copy_job(
@@ -34,7 +36,7 @@ pub(crate) async fn start_copy_job(
         .store()
         .read(move |tx| recovery_points::find_in_vault(tx, &a, &r, &vname, &rp_arn))
         .await?;
-    if rp.storage_class == "COLD" {
+    if rp.storage_class == StorageClass::Cold {
         return Err(ApiError::invalid_request(format!(
             "Recovery point {} is in cold storage and cannot be copied.",
             rp.arn
@@ -42,7 +44,7 @@ pub(crate) async fn start_copy_job(
         .into());
     }
     if let Some(l) = &input.lifecycle {
-        check_lifecycle(l)?;
+        lifecycle::check_given(l)?;
     }
     let spec = CopyJobSpec {
         source_vault_name: source_vault.name.clone(),
@@ -93,7 +95,7 @@ fn copy_job(j: &JobRecord) -> CopyJob {
         resource_type: Some(j.resource_type.clone()),
         source_backup_vault_arn: Some(j.vault_arn.clone()),
         source_recovery_point_arn: j.recovery_point_arn.clone(),
-        state: Some(j.state.clone()),
+        state: Some(j.state.to_string()),
         status_message: j.status_message.clone(),
         ..Default::default()
     }
@@ -115,61 +117,37 @@ pub(crate) async fn list_copy_jobs(
     ctx: &RequestContext,
     input: ListCopyJobsInput,
 ) -> Result<ListCopyJobsOutput> {
-    if let Some(a) = &input.by_account_id
-        && a != &ctx.account_id
-        && a != "*"
-    {
-        return Ok(ListCopyJobsOutput {
-            copy_jobs: Some(Vec::new()),
-            next_token: None,
-        });
-    }
-    let jobs: Vec<JobRecord> = all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Copy)
-        .await?
-        .into_iter()
-        .filter(|j| {
-            input
-                .by_resource_arn
-                .as_ref()
-                .is_none_or(|x| x == &j.resource_arn)
-                && input.by_state.as_ref().is_none_or(|x| x == &j.state)
-                && input
-                    .by_resource_type
-                    .as_ref()
-                    .is_none_or(|x| x == &j.resource_type)
-                && input
-                    .by_destination_vault_arn
-                    .as_ref()
-                    .is_none_or(|x| Some(x) == j.dest_vault_arn.as_ref())
-                && input
-                    .by_source_recovery_point_arn
-                    .as_ref()
-                    .is_none_or(|x| Some(x) == j.recovery_point_arn.as_ref())
-                && input.by_parent_job_id.is_none()
-                && input
-                    .by_message_category
-                    .as_ref()
-                    .is_none_or(|x| x == "AGGREGATE_ALL" || j.message_category.as_ref() == Some(x))
-                && within(
-                    Some(j.creation_date),
-                    input.by_created_after.as_ref(),
-                    input.by_created_before.as_ref(),
-                )
-                && within(
-                    j.completion_date,
-                    input.by_complete_after.as_ref(),
-                    input.by_complete_before.as_ref(),
-                )
-        })
-        .collect();
-    let (page, next) = page(
-        jobs,
-        |j| j.id.clone(),
+    let filter = JobFilter {
+        account: input.by_account_id.as_deref(),
+        resource_arn: input.by_resource_arn.as_deref(),
+        state: input.by_state.as_deref(),
+        resource_type: input.by_resource_type.as_deref(),
+        dest_vault_arn: input.by_destination_vault_arn.as_deref(),
+        recovery_point_arn: input.by_source_recovery_point_arn.as_deref(),
+        matches_nothing: input.by_parent_job_id.is_some(),
+        message_category: input.by_message_category.as_deref(),
+        created: Bounds {
+            after: input.by_created_after.as_ref(),
+            before: input.by_created_before.as_ref(),
+        },
+        completed: Bounds {
+            after: input.by_complete_after.as_ref(),
+            before: input.by_complete_before.as_ref(),
+        },
+        ..Default::default()
+    };
+    let (copy_jobs, next_token) = list_jobs(
+        meta,
+        ctx,
+        JobKind::Copy,
+        &filter,
         input.next_token.as_deref(),
         input.max_results,
-    )?;
+        copy_job,
+    )
+    .await?;
     Ok(ListCopyJobsOutput {
-        copy_jobs: Some(page.iter().map(copy_job).collect()),
-        next_token: next,
+        copy_jobs: Some(copy_jobs),
+        next_token,
     })
 }

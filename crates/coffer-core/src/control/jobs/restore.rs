@@ -20,13 +20,12 @@ use std::collections::BTreeMap;
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 
+use super::{Bounds, JobFilter, list_jobs};
 use crate::dataplane::Executor;
 use crate::model::error::Result;
-use crate::model::jobs::{
-    JobKind, JobRecord, all_jobs, enqueue, get_job, job_key, load_job, new_job_id, page, save_job,
-    within,
-};
+use crate::model::jobs::{JobKind, JobRecord, enqueue, get_job, job_key, load_job, save_job};
 use crate::model::restore::*;
+use crate::model::states::JobState;
 use crate::model::{Meta, recovery_points, vaults};
 
 pub(crate) async fn start_restore_job(
@@ -55,46 +54,24 @@ pub(crate) async fn start_restore_job(
     plan(&input.metadata, rp.source_path.as_deref())?;
     let now = plane.clock().now();
     let job = JobRecord {
-        id: new_job_id(),
-        kind: JobKind::Restore,
-        account: ctx.account_id.clone(),
-        region: ctx.region.clone(),
-        state: "PENDING".into(),
-        status_message: None,
-        message_category: None,
-        creation_date: now,
-        start_by: None,
-        complete_by: None,
-        started_at: None,
-        completion_date: None,
-        percent_done: 0.0,
-        bytes_transferred: 0,
         backup_size: rp.backup_size,
         iam_role_arn: input.iam_role_arn.clone(),
         idempotency_token: input.idempotency_token.clone(),
-        resource_arn: rp.resource_arn.clone(),
-        resource_type: rp.resource_type.clone(),
         resource_name: rp.resource_name.clone(),
         vault_name: rp.vault_name.clone(),
         vault_arn: rp.vault_arn.clone(),
         recovery_point_id: Some(rp.id.clone()),
         recovery_point_arn: Some(rp.arn.clone()),
         recovery_point_creation_date: Some(rp.creation_date),
-        dest_vault_arn: None,
-        dest_recovery_point_arn: None,
-        lifecycle: None,
-        recovery_point_tags: Default::default(),
-        backup_options: Default::default(),
-        created_by: None,
-        created_by_backup_job_id: None,
-        copy_actions: Vec::new(),
         metadata: input.metadata.clone(),
-        created_resource_arn: None,
-        validation_status: None,
-        validation_status_message: None,
-        attempts: 0,
-        lease_owner: None,
-        lease_until: None,
+        ..JobRecord::new(
+            JobKind::Restore,
+            &ctx.account_id,
+            &ctx.region,
+            now,
+            rp.resource_arn.clone(),
+            rp.resource_type.clone(),
+        )
     };
     let stored = plane.store().write(move |tx| enqueue(tx, &job)).await?;
     plane.running().wake();
@@ -119,7 +96,7 @@ fn describe_output(j: &JobRecord) -> DescribeRestoreJobOutput {
         resource_type: Some(j.resource_type.clone()),
         restore_job_id: Some(j.id.clone()),
         source_resource_arn: Some(j.resource_arn.clone()),
-        status: Some(j.state.clone()),
+        status: Some(j.state.to_string()),
         status_message: j.status_message.clone(),
         validation_status: j.validation_status.clone(),
         validation_status_message: j.validation_status_message.clone(),
@@ -178,47 +155,35 @@ pub(crate) async fn list_restore_jobs(
     ctx: &RequestContext,
     input: ListRestoreJobsInput,
 ) -> Result<ListRestoreJobsOutput> {
-    if let Some(a) = &input.by_account_id
-        && a != &ctx.account_id
-        && a != "*"
-    {
-        return Ok(ListRestoreJobsOutput {
-            restore_jobs: Some(Vec::new()),
-            next_token: None,
-        });
-    }
-    let jobs: Vec<JobRecord> = all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Restore)
-        .await?
-        .into_iter()
-        .filter(|j| {
-            input.by_status.as_ref().is_none_or(|x| x == &j.state)
-                && input
-                    .by_resource_type
-                    .as_ref()
-                    .is_none_or(|x| x == &j.resource_type)
-                && input.by_parent_job_id.is_none()
-                && input.by_restore_testing_plan_arn.is_none()
-                && within(
-                    Some(j.creation_date),
-                    input.by_created_after.as_ref(),
-                    input.by_created_before.as_ref(),
-                )
-                && within(
-                    j.completion_date,
-                    input.by_complete_after.as_ref(),
-                    input.by_complete_before.as_ref(),
-                )
-        })
-        .collect();
-    let (page, next) = page(
-        jobs,
-        |j| j.id.clone(),
+    let filter = JobFilter {
+        account: input.by_account_id.as_deref(),
+        state: input.by_status.as_deref(),
+        resource_type: input.by_resource_type.as_deref(),
+        matches_nothing: input.by_parent_job_id.is_some()
+            || input.by_restore_testing_plan_arn.is_some(),
+        created: Bounds {
+            after: input.by_created_after.as_ref(),
+            before: input.by_created_before.as_ref(),
+        },
+        completed: Bounds {
+            after: input.by_complete_after.as_ref(),
+            before: input.by_complete_before.as_ref(),
+        },
+        ..Default::default()
+    };
+    let (restore_jobs, next_token) = list_jobs(
+        meta,
+        ctx,
+        JobKind::Restore,
+        &filter,
         input.next_token.as_deref(),
         input.max_results,
-    )?;
+        list_member,
+    )
+    .await?;
     Ok(ListRestoreJobsOutput {
-        restore_jobs: Some(page.iter().map(list_member).collect()),
-        next_token: next,
+        restore_jobs: Some(restore_jobs),
+        next_token,
     })
 }
 
@@ -227,28 +192,28 @@ pub(crate) async fn list_restore_jobs_by_protected_resource(
     ctx: &RequestContext,
     input: ListRestoreJobsByProtectedResourceInput,
 ) -> Result<ListRestoreJobsByProtectedResourceOutput> {
-    let jobs: Vec<JobRecord> = all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Restore)
-        .await?
-        .into_iter()
-        .filter(|j| {
-            j.resource_arn == input.resource_arn
-                && input.by_status.as_ref().is_none_or(|x| x == &j.state)
-                && within(
-                    j.recovery_point_creation_date,
-                    input.by_recovery_point_creation_date_after.as_ref(),
-                    input.by_recovery_point_creation_date_before.as_ref(),
-                )
-        })
-        .collect();
-    let (page, next) = page(
-        jobs,
-        |j| j.id.clone(),
+    let filter = JobFilter {
+        resource_arn: Some(&input.resource_arn),
+        state: input.by_status.as_deref(),
+        recovery_point_created: Bounds {
+            after: input.by_recovery_point_creation_date_after.as_ref(),
+            before: input.by_recovery_point_creation_date_before.as_ref(),
+        },
+        ..Default::default()
+    };
+    let (restore_jobs, next_token) = list_jobs(
+        meta,
+        ctx,
+        JobKind::Restore,
+        &filter,
         input.next_token.as_deref(),
         input.max_results,
-    )?;
+        list_member,
+    )
+    .await?;
     Ok(ListRestoreJobsByProtectedResourceOutput {
-        restore_jobs: Some(page.iter().map(list_member).collect()),
-        next_token: next,
+        restore_jobs: Some(restore_jobs),
+        next_token,
     })
 }
 
@@ -265,7 +230,7 @@ pub(crate) async fn put_restore_validation_result(
             let Some(mut j) = load_job(tx, JobKind::Restore, &key)? else {
                 return Err(ApiError::not_found(format!("Restore job {id} does not exist in this account and region.")).into());
             };
-            if j.state != "COMPLETED" {
+            if j.state != JobState::Completed {
                 return Err(ApiError::invalid_request(format!("Restore job {id} is {}; a validation result is accepted once it has completed.", j.state)).into());
             }
             j.validation_status = Some(input.validation_status);

@@ -85,7 +85,7 @@ async fn summarise(
             continue;
         };
         let (Some(state), Some(rtype)) = (
-            dimension(f.state, &j.state),
+            dimension(f.state, j.state.as_str()),
             dimension(f.resource_type, &j.resource_type),
         ) else {
             continue;
@@ -127,12 +127,27 @@ fn key(r: &Row) -> String {
     )
 }
 
+/// One page of summary rows of `kind` for `f`, with the next token and the period shown.
+async fn summary_page(
+    meta: &Meta,
+    ctx: &RequestContext,
+    kind: JobKind,
+    f: Filter<'_>,
+    next_token: Option<&str>,
+    max_results: Option<i32>,
+) -> Result<(Vec<Row>, Option<String>, String)> {
+    let period = f.period.unwrap_or("ONE_DAY").to_string();
+    let rows = summarise(meta, ctx, kind, f).await?;
+    let (page, next) = page(rows, key, next_token, max_results)?;
+    Ok((page, next, period))
+}
+
 pub(crate) async fn list_backup_job_summaries(
     meta: &Meta,
     ctx: &RequestContext,
     input: ListBackupJobSummariesInput,
 ) -> Result<ListBackupJobSummariesOutput> {
-    let rows = summarise(
+    let (page, next, period) = summary_page(
         meta,
         ctx,
         JobKind::Backup,
@@ -143,11 +158,12 @@ pub(crate) async fn list_backup_job_summaries(
             category: input.message_category.as_deref(),
             period: input.aggregation_period.as_deref(),
         },
+        input.next_token.as_deref(),
+        input.max_results,
     )
     .await?;
-    let (page, next) = page(rows, key, input.next_token.as_deref(), input.max_results)?;
     Ok(ListBackupJobSummariesOutput {
-        aggregation_period: Some(input.aggregation_period.unwrap_or_else(|| "ONE_DAY".into())),
+        aggregation_period: Some(period),
         backup_job_summaries: Some(
             page.into_iter()
                 .map(|r| BackupJobSummary {
@@ -171,7 +187,7 @@ pub(crate) async fn list_copy_job_summaries(
     ctx: &RequestContext,
     input: ListCopyJobSummariesInput,
 ) -> Result<ListCopyJobSummariesOutput> {
-    let rows = summarise(
+    let (page, next, period) = summary_page(
         meta,
         ctx,
         JobKind::Copy,
@@ -182,11 +198,12 @@ pub(crate) async fn list_copy_job_summaries(
             category: input.message_category.as_deref(),
             period: input.aggregation_period.as_deref(),
         },
+        input.next_token.as_deref(),
+        input.max_results,
     )
     .await?;
-    let (page, next) = page(rows, key, input.next_token.as_deref(), input.max_results)?;
     Ok(ListCopyJobSummariesOutput {
-        aggregation_period: Some(input.aggregation_period.unwrap_or_else(|| "ONE_DAY".into())),
+        aggregation_period: Some(period),
         copy_job_summaries: Some(
             page.into_iter()
                 .map(|r| CopyJobSummary {
@@ -210,7 +227,7 @@ pub(crate) async fn list_restore_job_summaries(
     ctx: &RequestContext,
     input: ListRestoreJobSummariesInput,
 ) -> Result<ListRestoreJobSummariesOutput> {
-    let rows = summarise(
+    let (page, next, period) = summary_page(
         meta,
         ctx,
         JobKind::Restore,
@@ -221,11 +238,12 @@ pub(crate) async fn list_restore_job_summaries(
             category: None,
             period: input.aggregation_period.as_deref(),
         },
+        input.next_token.as_deref(),
+        input.max_results,
     )
     .await?;
-    let (page, next) = page(rows, key, input.next_token.as_deref(), input.max_results)?;
     Ok(ListRestoreJobSummariesOutput {
-        aggregation_period: Some(input.aggregation_period.unwrap_or_else(|| "ONE_DAY".into())),
+        aggregation_period: Some(period),
         restore_job_summaries: Some(
             page.into_iter()
                 .map(|r| RestoreJobSummary {

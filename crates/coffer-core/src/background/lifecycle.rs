@@ -1,0 +1,147 @@
+//! The lifecycle sweep: recovery points move to cold storage at MoveToColdStorageAfterDays and
+//! are deleted at DeleteAfterDays (counted from their creation date on Coffer's clock), never
+//! before their vault lock's MinRetentionDays. It runs as its own worker and as part of the
+//! development clock's catch-up.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::background::worker::Worker;
+use crate::dataplane::Executor;
+use crate::model::error::Result;
+use crate::model::paging::scan_all;
+use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::states::StorageClass;
+use crate::model::{events, recovery_points, vaults};
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Swept {
+    pub moved_to_cold: usize,
+    pub deleted: usize,
+}
+
+/// The sweep as a [`Worker`]: one sweep per tick, one at a time with the scheduler's passes
+/// (`pass` is the scheduler's pass lock).
+pub(crate) struct LifecycleWorker {
+    pub pass: Arc<tokio::sync::Mutex<()>>,
+    pub plane: Executor,
+}
+
+#[async_trait]
+impl Worker for LifecycleWorker {
+    fn name(&self) -> &'static str {
+        "lifecycle sweep"
+    }
+
+    async fn tick(&self) -> std::result::Result<(), String> {
+        let _one_at_a_time = self.pass.lock().await;
+        let now = self.plane.clock().now();
+        sweep_lifecycle(&self.plane, now)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.0.message().to_string())
+    }
+}
+
+/// What the lifecycle asks of one recovery point at `now`.
+enum LifecycleStep {
+    Delete,
+    MoveToCold,
+}
+
+fn lifecycle_step(rp: &RecoveryPointRecord, now: DateTime<Utc>) -> Option<LifecycleStep> {
+    let l = rp.lifecycle.as_ref()?;
+    if l.delete_after_days
+        .is_some_and(|d| rp.creation_date + Duration::days(d) <= now)
+    {
+        return Some(LifecycleStep::Delete);
+    }
+    if rp.storage_class == StorageClass::Warm
+        && l.move_to_cold_storage_after_days
+            .is_some_and(|d| rp.creation_date + Duration::days(d) <= now)
+    {
+        return Some(LifecycleStep::MoveToCold);
+    }
+    None
+}
+
+/// Moves recovery points to cold storage and deletes them as their lifecycle says. A point
+/// held by its vault lock's MinRetentionDays stays until the lock allows (a later sweep
+/// deletes it then).
+pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Result<Swept> {
+    let mut done = Swept::default();
+    let (rows, vault_rows) = plane
+        .store()
+        .read(|tx| {
+            Ok::<_, coffer_store::StoreError>((
+                scan_all(tx, recovery_points::TABLE, "")?,
+                scan_all(tx, vaults::TABLE, "")?,
+            ))
+        })
+        .await?;
+    let mut vaults_by_key = std::collections::HashMap::new();
+    for (k, v) in vault_rows {
+        vaults_by_key.insert(k, serde_json::from_slice::<vaults::VaultRecord>(&v)?);
+    }
+    let mut any_deleted = false;
+    for (key, v) in rows {
+        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+        match lifecycle_step(&rp, now) {
+            None => continue,
+            // Held by the vault lock: nothing to write until the lock allows it.
+            Some(LifecycleStep::Delete)
+                if vaults_by_key
+                    .get(&vaults::key(&rp.account, &rp.region, &rp.vault_name))
+                    .and_then(|v| recovery_points::locked_until(v, &rp))
+                    .is_some_and(|u| now < u) =>
+            {
+                continue;
+            }
+            Some(_) => {}
+        }
+        let changed = plane
+            .store()
+            .write(move |tx| -> Result<Option<LifecycleStep>> {
+                // Read again: the point may have changed since the scan.
+                let Some(v) = tx.get(recovery_points::TABLE, &key)? else {
+                    return Ok(None);
+                };
+                let mut rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+                match lifecycle_step(&rp, now) {
+                    Some(LifecycleStep::Delete) => {
+                        let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
+                        let mut vault = vaults::load(tx, &vkey, &rp.vault_name)?;
+                        if recovery_points::locked_until(&vault, &rp).is_some_and(|u| now < u) {
+                            return Ok(None);
+                        }
+                        recovery_points::remove(tx, &mut vault, &rp)?;
+                        events::recovery_point_modified(tx, &rp, now, "deleted")?;
+                        Ok(Some(LifecycleStep::Delete))
+                    }
+                    Some(LifecycleStep::MoveToCold) => {
+                        rp.storage_class = StorageClass::Cold;
+                        tx.put(recovery_points::TABLE, &key, &serde_json::to_vec(&rp)?)?;
+                        events::recovery_point_modified(tx, &rp, now, "moved to cold storage")?;
+                        Ok(Some(LifecycleStep::MoveToCold))
+                    }
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        match changed {
+            Some(LifecycleStep::Delete) => {
+                done.deleted += 1;
+                any_deleted = true;
+            }
+            Some(LifecycleStep::MoveToCold) => done.moved_to_cold += 1,
+            None => {}
+        }
+    }
+    if any_deleted {
+        plane.running().wake();
+    }
+    Ok(done)
+}

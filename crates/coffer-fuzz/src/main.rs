@@ -1,9 +1,11 @@
 //! `coffer-fuzz`: the long fuzz campaign over Coffer's request path (see docs/hardening.md).
 //!
-//! `cargo run --release -p coffer-fuzz -- [REQUESTS] [SEED] [CONCURRENCY]` (defaults 1,000,000
-//! requests, seed 1, 8 at a time) prints progress every 10,000 requests and a summary; it exits
-//! non-zero if any request panicked, got a 5xx other than 501, got a malformed error, or was
-//! forged and not refused.
+//! `cargo run --release -p coffer-fuzz -- [REQUESTS] [SEED] [CONCURRENCY] [PASSES]` (defaults
+//! 1,000,000 requests, seed 1, 8 at a time, one pass) prints progress every 100,000 requests and
+//! a summary; it exits non-zero if any request panicked, got a 5xx other than 501, got a
+//! malformed error, or was forged and not refused. With several passes the same requests are
+//! sent again on the same store, which creates no new state: memory that still grows from pass
+//! to pass would be a leak.
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -13,12 +15,26 @@ fn main() {
         .unwrap_or(1_000_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(8);
+    let passes: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let stats = rt.block_on(async {
         let campaign = coffer_fuzz::Campaign::new();
+        for pass in 1..passes {
+            let s = campaign.run(n, seed, concurrency, |_| {}).await;
+            eprintln!(
+                "pass {pass}: {} requests, clean {}, rss {} -> {} kB",
+                s.requests,
+                s.clean(),
+                s.rss_before_kb,
+                s.rss_after_kb
+            );
+            if !s.clean() {
+                return s;
+            }
+        }
         campaign
             .run(n, seed, concurrency, |s| {
                 if s.requests.is_multiple_of(100_000) {

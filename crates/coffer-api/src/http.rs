@@ -23,6 +23,11 @@ use crate::timestamp::Timestamp;
 /// The largest request body accepted (AWS Backup's documents are small).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// Put in a response's extensions: the operation the request was routed to (absent when it
+/// was refused before routing), for the server's metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedOperation(pub &'static str);
+
 /// Answers AWS Backup API requests on behalf of a [`BackupService`].
 pub struct ApiHandler<S: ?Sized> {
     service: Arc<S>,
@@ -53,16 +58,17 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         let (parts, body) = req.into_parts();
         let method = parts.method.as_str().to_string();
         let path = parts.uri.path().to_string();
+        let mut routed = None;
         let result = match Limited::new(body, MAX_BODY_BYTES).collect().await {
             Ok(collected) => {
                 let body = collected.to_bytes();
-                self.respond(&parts, &body, &request_id).await
+                self.respond(&parts, &body, &request_id, &mut routed).await
             }
             Err(e) => Err(ApiError::serialization(format!(
                 "The request body could not be read (at most {MAX_BODY_BYTES} bytes are accepted): {e}"
             ))),
         };
-        let response = match result {
+        let mut response = match result {
             Ok((status, body)) => {
                 let mut r = Response::new(Full::new(Bytes::from(body)));
                 *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -77,6 +83,9 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
                 error_response(&err)
             }
         };
+        if let Some(op) = routed {
+            response.extensions_mut().insert(RoutedOperation(op));
+        }
         with_common_headers(response, &request_id)
     }
 
@@ -85,6 +94,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         parts: &http::request::Parts,
         body: &[u8],
         request_id: &str,
+        routed: &mut Option<&'static str>,
     ) -> Result<(u16, Vec<u8>), ApiError> {
         let raw_path = parts.uri.path();
         let raw_query = parts.uri.query().unwrap_or("");
@@ -105,6 +115,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         let keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
         let route = self.router.route(parts.method.as_str(), raw_path, &keys)?;
         let spec = route.operation.spec();
+        *routed = Some(spec.name);
 
         let mut input = if spec.has_input && !body.iter().all(u8::is_ascii_whitespace) {
             match serde_json::from_slice::<Value>(body) {

@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// How many backup, copy and restore jobs run at once [default: 2] [file key: max_concurrent_jobs]
     #[arg(long, env = "COFFER_MAX_CONCURRENT_JOBS")]
     pub max_concurrent_jobs: Option<usize>,
+    /// A bearer token that GET /metrics then requires [default: none, /metrics is open] [file key: metrics_token]
+    #[arg(long, env = "COFFER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// One access key and the account it belongs to.
@@ -101,6 +104,7 @@ pub struct FileConfig {
     pub default_region: Option<String>,
     pub log_format: Option<LogFormat>,
     pub max_concurrent_jobs: Option<usize>,
+    pub metrics_token: Option<String>,
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
     /// The resource inventory (see README "Resources").
@@ -181,6 +185,7 @@ pub struct Config {
     pub default_region: String,
     pub log_format: LogFormat,
     pub max_concurrent_jobs: usize,
+    pub metrics_token: Option<String>,
     /// The configuration file, re-read on SIGHUP or when it changes (see `reload`).
     pub config_file: Option<PathBuf>,
     /// The file as read at start, what a re-read is compared with.
@@ -250,6 +255,10 @@ impl Config {
                 .or(file.max_concurrent_jobs)
                 .unwrap_or(2)
                 .max(1),
+            metrics_token: args
+                .metrics_token
+                .or(file.metrics_token.clone())
+                .filter(|t| !t.is_empty()),
             config_file: args.config.clone(),
             resources: file.resources.clone(),
             notification_targets: file.notification_targets.clone(),

@@ -78,13 +78,16 @@ impl FailedSignIns {
             Some((at, held)) if now.duration_since(*at) < SIGN_IN_WINDOW => *held += 1,
             _ => {
                 let held_back = seen.get(&key).map(|(_, n)| *n).unwrap_or(0);
-                tracing::warn!(
-                    access_key_id = %key,
-                    %peer,
-                    error = error_type,
-                    held_back_in_the_last_minute = held_back,
-                    "failed sign-in"
-                );
+                if held_back == 0 {
+                    tracing::warn!(access_key_id = %key, %peer, error = error_type, "failed sign-in");
+                } else {
+                    tracing::warn!(
+                        access_key_id = %key,
+                        %peer,
+                        error = error_type,
+                        "failed sign-in ({held_back} more for this key in the minute before, not logged one by one)"
+                    );
+                }
                 if seen.len() < MAX_TRACKED_KEYS {
                     seen.insert(key, (now, 0));
                 }

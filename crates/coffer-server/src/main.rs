@@ -8,6 +8,7 @@ mod admin;
 mod cli;
 mod config;
 mod logging;
+mod metrics;
 mod notify;
 mod reload;
 mod server;

@@ -4,6 +4,7 @@
 mod harness;
 
 mod jobs;
+mod metrics;
 
 mod auth;
 mod coverage;

@@ -116,14 +116,15 @@ pub fn access_key_of(headers: &http::HeaderMap, query: Option<&str>) -> String {
         .unwrap_or_else(|| "(none)".to_string())
 }
 
-/// Whether an API error type means the caller's credentials were refused.
+/// Whether an API error type means the caller's credentials were refused. A request with no
+/// credentials at all (`MissingAuthenticationTokenException`, e.g. a browser asking for
+/// `/favicon.ico`) is not a sign-in attempt and is not logged.
 pub fn is_sign_in_failure(error_type: &str) -> bool {
     matches!(
         error_type,
         "UnrecognizedClientException"
             | "InvalidSignatureException"
             | "IncompleteSignatureException"
-            | "MissingAuthenticationTokenException"
     )
 }
 

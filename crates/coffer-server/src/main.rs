@@ -7,6 +7,7 @@
 mod admin;
 mod cli;
 mod config;
+mod console;
 mod logging;
 mod metrics;
 mod notify;

@@ -27,12 +27,39 @@ struct App {
     admin: admin::Admin,
     sign_ins: crate::logging::FailedSignIns,
     metrics: crate::metrics::Metrics,
+    console: crate::console::Console,
 }
 
 impl App {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
             return self.metrics.handle(&self.admin.coffer, req.headers()).await;
+        }
+        if crate::console::is_console_path(req.uri().path()) {
+            let (parts, body) = req.into_parts();
+            let body = match Limited::new(body, 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return crate::console::plain(
+                        http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "The form is too large.",
+                    );
+                }
+            };
+            return self
+                .console
+                .handle(
+                    crate::console::ConsoleRequest {
+                        method: &parts.method,
+                        path: parts.uri.path(),
+                        query: parts.uri.query(),
+                        headers: &parts.headers,
+                        body: &body,
+                        peer: peer.to_string(),
+                    },
+                    &self.sign_ins,
+                )
+                .await;
         }
         if admin::is_admin_path(req.uri().path()) {
             let (parts, body) = req.into_parts();
@@ -160,6 +187,12 @@ pub async fn run(config: Config) -> Result<()> {
     let app = Arc::new(App {
         api: ApiHandler::new(
             Arc::new(coffer.clone()),
+            auth.clone(),
+            &config.default_region,
+        ),
+        console: crate::console::Console::new(
+            coffer.clone(),
+            config.dev,
             auth.clone(),
             &config.default_region,
         ),

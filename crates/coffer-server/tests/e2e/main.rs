@@ -7,6 +7,7 @@ mod jobs;
 mod metrics;
 
 mod auth;
+mod console;
 mod coverage;
 mod notifications;
 mod ops;

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use chrono::Duration;
 use coffer_api::types::{
-    BackupJob, CopyJob, DescribeBackupVaultInput, GetBackupVaultAccessPolicyInput,
-    GetBackupVaultNotificationsInput, ListBackupJobsInput, ListBackupVaultsInput,
+    BackupJob, CopyJob, DescribeBackupVaultInput, GetBackupPlanInput, GetBackupPlanOutput,
+    GetBackupSelectionInput, GetBackupVaultAccessPolicyInput, GetBackupVaultNotificationsInput,
+    ListBackupJobsInput, ListBackupPlansInput, ListBackupSelectionsInput, ListBackupVaultsInput,
     ListCopyJobsInput, ListRecoveryPointsByBackupVaultInput, ListRestoreJobsInput,
     RecoveryPointByBackupVault, RestoreJobsListMember, StartRestoreJobInput,
 };
@@ -107,7 +108,7 @@ fn layout_with(ctx: &Ctx<'_>, title: &str, body: &str, refresh: bool) -> String 
 <html lang="en"><head><meta charset="utf-8"><title>{title} · Coffer</title>{refresh}
 <link rel="stylesheet" href="/console/console.css"></head>
 <body><header><a class="brand" href="/console">Coffer</a>
-<a href="/console">Dashboard</a><a href="/console/vaults">Vaults</a><a href="/console/jobs">Jobs</a>
+<a href="/console">Dashboard</a><a href="/console/vaults">Vaults</a><a href="/console/plans">Plans</a><a href="/console/jobs">Jobs</a>
 <a href="/console/inventory">Inventory</a><a href="/console/notifications">Notifications</a>{clock}
 <span class="who">{who}</span>{sign_out}</header>
 <main><h1>{title}</h1>
@@ -151,6 +152,7 @@ pub async fn get(ctx: &Ctx<'_>, path: &str, query: Option<&str>) -> Option<Strin
         "/console" => dashboard(ctx).await,
         "/console/vaults" => vaults(ctx).await,
         "/console/jobs" => jobs(ctx).await,
+        "/console/plans" => plans(ctx).await,
         "/console/inventory" => inventory(ctx),
         "/console/notifications" => notifications(ctx).await,
         "/console/clock" if ctx.dev => clock(ctx, None),
@@ -538,13 +540,232 @@ async fn dashboard(ctx: &Ctx<'_>) -> String {
         }
         Err(err) => body.push_str(&error_box("Vaults could not be read", &err)),
     }
-    body.push_str(r#"<p class="muted">Plans and their next runs: not in the console yet; <code>aws backup get-backup-plan --max-scheduled-runs-preview</code> shows them.</p>"#);
+    // The next scheduled runs of every plan.
+    body.push_str("<h2>Next scheduled runs</h2>");
+    match plan_details(ctx).await {
+        Ok(plans) => {
+            let mut runs: Vec<(Timestamp, String, String)> = Vec::new();
+            for p in &plans {
+                let name = p
+                    .backup_plan
+                    .as_ref()
+                    .map(|b| b.backup_plan_name.clone())
+                    .unwrap_or_default();
+                for r in p.scheduled_runs_preview.iter().flatten() {
+                    let rule = rule_name(p, r.rule_id.as_deref());
+                    if let Some(t) = r.execution_time {
+                        runs.push((t, name.clone(), rule));
+                    }
+                }
+            }
+            runs.sort_by_key(|(t, _, _)| t.0);
+            if runs.is_empty() {
+                body.push_str(
+                    r#"<p class="muted">No scheduled runs (no plans with scheduled rules).</p>"#,
+                );
+            } else {
+                body.push_str(
+                    r#"<table id="next-runs"><tr><th>When</th><th>Plan</th><th>Rule</th></tr>"#,
+                );
+                for (t, plan, rule) in runs.into_iter().take(10) {
+                    body.push_str(&format!(
+                        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        ts(&Some(t)),
+                        e(&plan),
+                        e(&rule)
+                    ));
+                }
+                body.push_str("</table>");
+            }
+        }
+        Err(err) => body.push_str(&error_box("Plans could not be read", &err)),
+    }
     let running = b
         .iter()
         .any(|j| matches!(j.state.as_deref(), Some("CREATED" | "RUNNING")))
         || r.iter()
             .any(|j| matches!(j.status.as_deref(), Some("PENDING" | "RUNNING")));
     layout_with(ctx, "Dashboard", &body, running)
+}
+
+/// Every plan of the account with the next runs of its rules.
+async fn plan_details(ctx: &Ctx<'_>) -> Result<Vec<GetBackupPlanOutput>, ApiError> {
+    let rq = ctx.request();
+    let mut ids = Vec::new();
+    let mut next = None;
+    loop {
+        let out = ctx
+            .coffer
+            .list_backup_plans(
+                &rq,
+                ListBackupPlansInput {
+                    next_token: next,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        ids.extend(
+            out.backup_plans_list
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| p.backup_plan_id),
+        );
+        next = out.next_token;
+        if next.is_none() {
+            break;
+        }
+    }
+    let mut plans = Vec::new();
+    for id in ids {
+        plans.push(
+            ctx.coffer
+                .get_backup_plan(
+                    &rq,
+                    GetBackupPlanInput {
+                        backup_plan_id: id,
+                        max_scheduled_runs_preview: Some(5),
+                        ..Default::default()
+                    },
+                )
+                .await?,
+        );
+    }
+    Ok(plans)
+}
+
+fn rule_name(plan: &GetBackupPlanOutput, rule_id: Option<&str>) -> String {
+    plan.backup_plan
+        .as_ref()
+        .and_then(|b| {
+            b.rules
+                .iter()
+                .find(|r| r.rule_id.as_deref() == rule_id && rule_id.is_some())
+        })
+        .map(|r| r.rule_name.clone())
+        .unwrap_or_else(|| rule_id.unwrap_or("").to_string())
+}
+
+async fn plans(ctx: &Ctx<'_>) -> String {
+    let plans = match plan_details(ctx).await {
+        Ok(p) => p,
+        Err(err) => return layout(ctx, "Plans", &error_box("Plans could not be read", &err)),
+    };
+    if plans.is_empty() {
+        return layout(
+            ctx,
+            "Plans",
+            r#"<p class="muted">No backup plans (<code>aws backup create-backup-plan</code>).</p>"#,
+        );
+    }
+    let rq = ctx.request();
+    let mut body = String::new();
+    for p in &plans {
+        let Some(plan) = &p.backup_plan else { continue };
+        let id = p.backup_plan_id.clone().unwrap_or_default();
+        body.push_str(&format!(
+            r#"<h2>{}</h2><div class="card plan"><p><code>{}</code> · version <code>{}</code> · last run {}</p>
+<table><tr><th>Rule</th><th>Schedule</th><th>Vault</th><th>Windows (min)</th><th>Lifecycle</th><th>Next runs</th></tr>"#,
+            e(&plan.backup_plan_name),
+            e(&id),
+            opt(&p.version_id),
+            p.last_execution_date
+                .as_ref()
+                .map(|t| ts(&Some(*t)))
+                .unwrap_or_else(|| "never".into())
+        ));
+        for r in &plan.rules {
+            let next: Vec<String> = p
+                .scheduled_runs_preview
+                .iter()
+                .flatten()
+                .filter(|x| x.rule_id.is_some() && x.rule_id == r.rule_id)
+                .map(|x| ts(&x.execution_time))
+                .collect();
+            let lifecycle = r
+                .lifecycle
+                .as_ref()
+                .map(|l| {
+                    let mut parts = Vec::new();
+                    if let Some(d) = l.move_to_cold_storage_after_days {
+                        parts.push(format!("cold after {d} days"));
+                    }
+                    if let Some(d) = l.delete_after_days {
+                        parts.push(format!("deleted after {d} days"));
+                    }
+                    parts.join(", ")
+                })
+                .unwrap_or_default();
+            body.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code> {}</td><td>{}</td><td>start {} · complete {}</td><td>{}</td><td>{}</td></tr>",
+                e(&r.rule_name),
+                opt(&r.schedule_expression),
+                opt(&r.schedule_expression_timezone),
+                e(&r.target_backup_vault_name),
+                r.start_window_minutes.map(|m| m.to_string()).unwrap_or_default(),
+                r.completion_window_minutes.map(|m| m.to_string()).unwrap_or_default(),
+                e(&lifecycle),
+                next.join("<br>")
+            ));
+        }
+        body.push_str("</table><h3>Selections</h3>");
+        let selections = ctx
+            .coffer
+            .list_backup_selections(
+                &rq,
+                ListBackupSelectionsInput {
+                    backup_plan_id: id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        match selections {
+            Ok(out) => {
+                let list = out.backup_selections_list.unwrap_or_default();
+                if list.is_empty() {
+                    body.push_str(
+                        r#"<p class="muted">No selections: this plan backs up nothing.</p>"#,
+                    );
+                }
+                for sel in list {
+                    let got = ctx
+                        .coffer
+                        .get_backup_selection(
+                            &rq,
+                            GetBackupSelectionInput {
+                                backup_plan_id: id.clone(),
+                                selection_id: sel.selection_id.clone().unwrap_or_default(),
+                            },
+                        )
+                        .await;
+                    let Ok(got) = got else { continue };
+                    let Some(s) = got.backup_selection else {
+                        continue;
+                    };
+                    let mut what = Vec::new();
+                    if let Some(r) = s.resources.as_ref().filter(|r| !r.is_empty()) {
+                        what.push(format!("resources {}", r.join(", ")));
+                    }
+                    if let Some(r) = s.not_resources.as_ref().filter(|r| !r.is_empty()) {
+                        what.push(format!("except {}", r.join(", ")));
+                    }
+                    for t in s.list_of_tags.iter().flatten() {
+                        what.push(format!(
+                            "tag {} {} {}",
+                            t.condition_key, t.condition_type, t.condition_value
+                        ));
+                    }
+                    body.push_str(&format!(
+                        "<p><b>{}</b>: {}</p>",
+                        e(&s.selection_name),
+                        e(&what.join("; "))
+                    ));
+                }
+            }
+            Err(err) => body.push_str(&error_box("Selections could not be read", &err)),
+        }
+        body.push_str("</div>");
+    }
+    layout(ctx, "Plans", &body)
 }
 
 async fn vaults(ctx: &Ctx<'_>) -> String {

@@ -410,3 +410,85 @@ async fn the_session_cookie_is_http_only_and_actions_need_the_csrf_token() {
     assert_eq!(status, 303);
     assert!(head.contains("location: /console/sign-in"), "{head}");
 }
+
+#[tokio::test]
+async fn plans_show_their_rules_next_runs_and_selections_in_development_mode() {
+    let server = Server::start(&["--dev"]).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("plan-vault")
+        .send()
+        .await
+        .unwrap();
+    let rule = aws_sdk_backup::types::BackupRuleInput::builder()
+        .rule_name("nightly")
+        .target_backup_vault_name("plan-vault")
+        .schedule_expression("cron(0 5 ? * * *)")
+        .lifecycle(
+            aws_sdk_backup::types::Lifecycle::builder()
+                .delete_after_days(7)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let plan = c
+        .create_backup_plan()
+        .backup_plan(
+            aws_sdk_backup::types::BackupPlanInput::builder()
+                .backup_plan_name("console-plan")
+                .rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .backup_plan_id
+        .unwrap();
+    c.create_backup_selection()
+        .backup_plan_id(&plan)
+        .backup_selection(
+            aws_sdk_backup::types::BackupSelection::builder()
+                .selection_name("tagged")
+                .iam_role_arn("arn:aws:iam::000000000000:role/backup")
+                .list_of_tags(
+                    aws_sdk_backup::types::Condition::builder()
+                        .condition_type(aws_sdk_backup::types::ConditionType::Stringequals)
+                        .condition_key("backup")
+                        .condition_value("daily")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // No sign-in in development mode: the first visit gets a session.
+    let (status, head, page) = server.raw("GET", "/console/plans", &[], b"").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(head.contains("set-cookie: coffer_console="), "{head}");
+    for want in [
+        "console-plan",
+        "nightly",
+        "cron(0 5 ? * * *)",
+        "plan-vault",
+        "deleted after 7 days",
+        "<b>tagged</b>: tag backup STRINGEQUALS daily",
+    ] {
+        assert!(page.contains(want), "missing {want:?} in {page}");
+    }
+    // Five next runs of the rule, each at 05:00 UTC.
+    assert_eq!(page.matches("05:00:00 UTC").count(), 5, "{page}");
+    let (_, _, dashboard) = server.raw("GET", "/console", &[], b"").await;
+    let next = dashboard
+        .split(r#"<table id="next-runs">"#)
+        .nth(1)
+        .expect("the dashboard lists the next runs");
+    assert!(
+        next.contains("console-plan") && next.contains("05:00:00 UTC"),
+        "{next}"
+    );
+}

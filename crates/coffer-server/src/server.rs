@@ -58,6 +58,7 @@ impl App {
                         peer: peer.to_string(),
                     },
                     &self.sign_ins,
+                    &self.metrics,
                 )
                 .await;
         }

@@ -160,6 +160,7 @@ impl Console {
         &self,
         req: ConsoleRequest<'_>,
         sign_ins: &FailedSignIns,
+        metrics: &crate::metrics::Metrics,
     ) -> Response<Full<Bytes>> {
         let path = req.path.trim_end_matches('/');
         if path == "/console/console.css" {
@@ -183,7 +184,7 @@ impl Console {
         };
         if path == "/console/sign-in" && self.needs_sign_in() {
             return match *req.method {
-                Method::POST => self.sign_in(&form, &req.peer, sign_ins),
+                Method::POST => self.sign_in(&form, &req.peer, sign_ins, metrics),
                 _ => html(StatusCode::OK, pages::sign_in(None)),
             };
         }
@@ -271,6 +272,7 @@ impl Console {
         form: &HashMap<String, String>,
         peer: &str,
         sign_ins: &FailedSignIns,
+        metrics: &crate::metrics::Metrics,
     ) -> Response<Full<Bytes>> {
         let key = form
             .get("access_key_id")
@@ -298,6 +300,7 @@ impl Console {
                 peer,
                 "console sign-in refused",
             );
+            metrics.sign_in_failed("console sign-in refused");
             return html(
                 StatusCode::UNAUTHORIZED,
                 pages::sign_in(Some(

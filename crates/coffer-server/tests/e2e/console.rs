@@ -395,6 +395,11 @@ async fn the_session_cookie_is_http_only_and_actions_need_the_csrf_token() {
         .await;
     assert_eq!(status, 401);
     assert!(!head.contains("set-cookie"), "{head}");
+    let (_, _, metrics) = server.raw("GET", "/metrics", &[], b"").await;
+    assert!(
+        metrics.contains(r#"coffer_sign_in_failures_total{error="console sign-in refused"} 1"#),
+        "{metrics}"
+    );
 
     // Signing out ends the session.
     let (status, _, _) = server

@@ -27,6 +27,11 @@ use crate::timestamp::Timestamp;
 /// on their Content-Length before any byte is read, and reading stops at the cap otherwise.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// Put in a response's extensions: the operation the request was routed to (absent when it
+/// was refused before routing), for the server's metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedOperation(pub &'static str);
+
 /// Answers AWS Backup API requests on behalf of a [`BackupService`].
 pub struct ApiHandler<S: ?Sized> {
     service: Arc<S>,
@@ -74,6 +79,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let mut routed = None;
         let result = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
             Err(ApiError::payload_too_large(MAX_BODY_BYTES))
         } else {
@@ -83,7 +89,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
                     if self.is_sts(&parts, &body) {
                         return self.answer_sts(&parts, &body, &request_id);
                     }
-                    self.respond(&parts, &body, &request_id).await
+                    self.respond(&parts, &body, &request_id, &mut routed).await
                 }
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                     Err(ApiError::payload_too_large(MAX_BODY_BYTES))
@@ -93,7 +99,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
                 ))),
             }
         };
-        let response = match result {
+        let mut response = match result {
             Ok((status, body)) => {
                 let mut r = Response::new(Full::new(Bytes::from(body)));
                 *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -114,6 +120,9 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
                 r
             }
         };
+        if let Some(op) = routed {
+            response.extensions_mut().insert(RoutedOperation(op));
+        }
         with_common_headers(response, &request_id)
     }
 
@@ -173,6 +182,8 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         };
         let mut r = Response::new(Full::new(Bytes::from(xml)));
         *r.status_mut() = status;
+        r.extensions_mut()
+            .insert(RoutedOperation("sts:GetCallerIdentity"));
         let h = r.headers_mut();
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert("x-amzn-requestid", v);
@@ -189,6 +200,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         parts: &http::request::Parts,
         body: &[u8],
         request_id: &str,
+        routed: &mut Option<&'static str>,
     ) -> Result<(u16, Vec<u8>), ApiError> {
         let raw_path = parts.uri.path();
         let raw_query = parts.uri.query().unwrap_or("");
@@ -210,6 +222,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         let keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
         let route = self.router.route(parts.method.as_str(), raw_path, &keys)?;
         let spec = route.operation.spec();
+        *routed = Some(spec.name);
 
         let mut input = if spec.has_input && !body.iter().all(u8::is_ascii_whitespace) {
             match serde_json::from_slice::<Value>(body) {
@@ -257,9 +270,10 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
     }
 }
 
-/// Failed sign-ins are logged at WARN, at most [`FailedSignIns::PER_MINUTE`] lines a minute
-/// (the rest are counted and reported with the next line), naming the access key id and the
-/// reason but never a secret or a signature.
+/// Failed sign-ins are logged at DEBUG with the request id and the reason, at most
+/// [`FailedSignIns::PER_MINUTE`] lines a minute (the rest are counted and reported with the
+/// next line), naming the access key id but never a secret or a signature. The operator's WARN
+/// line (one a minute per key, with the peer) is the server's (`coffer-server` `logging`).
 #[derive(Default)]
 struct FailedSignIns {
     window: std::sync::Mutex<(i64, u32, u64)>,
@@ -283,7 +297,7 @@ impl FailedSignIns {
             std::mem::take(&mut w.2)
         };
         let access_key_id = access_key_of(&parts.headers, parts.uri.query().unwrap_or(""));
-        tracing::warn!(
+        tracing::debug!(
             request_id,
             access_key_id = access_key_id.as_deref().unwrap_or("-"),
             code = err.code(),

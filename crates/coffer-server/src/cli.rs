@@ -49,15 +49,12 @@ pub enum NotificationsCommand {
         json: bool,
     },
     /// Put dead letters back in the outbox: the running server delivers them again.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "all"])))]
     Replay {
         #[command(flatten)]
         data: DataDirArg,
         /// A message id to replay (repeatable).
-        #[arg(
-            long = "id",
-            value_name = "MESSAGE_ID",
-            required_unless_present = "all"
-        )]
+        #[arg(long = "id", value_name = "MESSAGE_ID")]
         ids: Vec<String>,
         /// Replay every dead letter.
         #[arg(long, conflicts_with = "ids")]

@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// before exiting [default: 30].
     #[arg(long, env = "COFFER_SHUTDOWN_TIMEOUT", value_name = "SECONDS")]
     pub shutdown_timeout: Option<u64>,
+    /// A bearer token that GET /metrics then requires [default: none, /metrics is open] [file key: metrics_token]
+    #[arg(long, env = "COFFER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// One access key and the account it belongs to.
@@ -121,6 +124,7 @@ pub struct FileConfig {
     pub regions: Vec<String>,
     pub log_format: Option<LogFormat>,
     pub max_concurrent_jobs: Option<usize>,
+    pub metrics_token: Option<String>,
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
     /// The resource inventory (see README "Resources").
@@ -208,6 +212,7 @@ pub struct Config {
     pub max_concurrent_jobs: usize,
     /// How long shutdown may take.
     pub shutdown_timeout: std::time::Duration,
+    pub metrics_token: Option<String>,
     /// The configuration file, re-read on SIGHUP or when it changes (see `reload`).
     pub config_file: Option<PathBuf>,
     /// The file as read at start, what a re-read is compared with.
@@ -292,6 +297,10 @@ impl Config {
                 .unwrap_or(2)
                 .max(1),
             shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout.unwrap_or(30)),
+            metrics_token: args
+                .metrics_token
+                .or(file.metrics_token.clone())
+                .filter(|t| !t.is_empty()),
             config_file: args.config.clone(),
             resources: file.resources.clone(),
             notification_targets: file.notification_targets.clone(),

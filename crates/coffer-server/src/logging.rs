@@ -78,13 +78,16 @@ impl FailedSignIns {
             Some((at, held)) if now.duration_since(*at) < SIGN_IN_WINDOW => *held += 1,
             _ => {
                 let held_back = seen.get(&key).map(|(_, n)| *n).unwrap_or(0);
-                tracing::warn!(
-                    access_key_id = %key,
-                    %peer,
-                    error = error_type,
-                    held_back_in_the_last_minute = held_back,
-                    "failed sign-in"
-                );
+                if held_back == 0 {
+                    tracing::warn!(access_key_id = %key, %peer, error = error_type, "failed sign-in");
+                } else {
+                    tracing::warn!(
+                        access_key_id = %key,
+                        %peer,
+                        error = error_type,
+                        "failed sign-in ({held_back} more for this key in the minute before, not logged one by one)"
+                    );
+                }
                 if seen.len() < MAX_TRACKED_KEYS {
                     seen.insert(key, (now, 0));
                 }
@@ -113,14 +116,15 @@ pub fn access_key_of(headers: &http::HeaderMap, query: Option<&str>) -> String {
         .unwrap_or_else(|| "(none)".to_string())
 }
 
-/// Whether an API error type means the caller's credentials were refused.
+/// Whether an API error type means the caller's credentials were refused. A request with no
+/// credentials at all (`MissingAuthenticationTokenException`, e.g. a browser asking for
+/// `/favicon.ico`) is not a sign-in attempt and is not logged.
 pub fn is_sign_in_failure(error_type: &str) -> bool {
     matches!(
         error_type,
         "UnrecognizedClientException"
             | "InvalidSignatureException"
             | "IncompleteSignatureException"
-            | "MissingAuthenticationTokenException"
     )
 }
 

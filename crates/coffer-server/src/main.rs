@@ -7,7 +7,9 @@
 mod admin;
 mod cli;
 mod config;
+mod console;
 mod logging;
+mod metrics;
 mod notify;
 mod reload;
 mod server;

@@ -68,6 +68,7 @@ pub fn changes(old: &FileConfig, new: &FileConfig) -> Changes {
         "max_concurrent_jobs",
     );
     restart(old.credentials != new.credentials, "credentials");
+    restart(old.metrics_token != new.metrics_token, "metrics_token");
     c
 }
 

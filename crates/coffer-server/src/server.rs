@@ -27,10 +27,42 @@ struct App {
     api: ApiHandler<Coffer>,
     admin: admin::Admin,
     sign_ins: crate::logging::FailedSignIns,
+    metrics: crate::metrics::Metrics,
+    console: crate::console::Console,
 }
 
 impl App {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
+            return self.metrics.handle(&self.admin.coffer, req.headers()).await;
+        }
+        if crate::console::is_console_path(req.uri().path()) {
+            let (parts, body) = req.into_parts();
+            let body = match Limited::new(body, 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return crate::console::plain(
+                        http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "The form is too large.",
+                    );
+                }
+            };
+            return self
+                .console
+                .handle(
+                    crate::console::ConsoleRequest {
+                        method: &parts.method,
+                        path: parts.uri.path(),
+                        query: parts.uri.query(),
+                        headers: &parts.headers,
+                        body: &body,
+                        peer: peer.to_string(),
+                    },
+                    &self.sign_ins,
+                    &self.metrics,
+                )
+                .await;
+        }
         if admin::is_admin_path(req.uri().path()) {
             let (parts, body) = req.into_parts();
             let body = match Limited::new(body, 64 * 1024).collect().await {
@@ -41,7 +73,16 @@ impl App {
             return with_common_headers(r, &uuid::Uuid::new_v4().to_string());
         }
         let key = crate::logging::access_key_of(req.headers(), req.uri().query());
+        let started = std::time::Instant::now();
         let response = self.api.handle(req).await;
+        self.metrics.observe_request(
+            response
+                .extensions()
+                .get::<coffer_api::http::RoutedOperation>()
+                .map(|op| op.0),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
         if response.status() == http::StatusCode::FORBIDDEN
             && let Some(kind) = response
                 .headers()
@@ -50,6 +91,7 @@ impl App {
             && crate::logging::is_sign_in_failure(kind)
         {
             self.sign_ins.record(&key, &peer.to_string(), kind);
+            self.metrics.sign_in_failed(kind);
         }
         response
     }
@@ -146,6 +188,12 @@ pub async fn run(config: Config) -> Result<()> {
             &config.default_region,
         )
         .with_regions(config.regions.clone()),
+        console: crate::console::Console::new(
+            coffer.clone(),
+            config.dev,
+            auth.clone(),
+            &config.default_region,
+        ),
         admin: admin::Admin {
             coffer: coffer.clone(),
             dev: config.dev,
@@ -155,6 +203,7 @@ pub async fn run(config: Config) -> Result<()> {
             keys: Default::default(),
         },
         sign_ins: Default::default(),
+        metrics: crate::metrics::Metrics::new(config.metrics_token.clone()),
     });
 
     let listener = TcpListener::bind(config.listen)

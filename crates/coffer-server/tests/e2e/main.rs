@@ -5,8 +5,10 @@ mod harness;
 mod signer;
 
 mod jobs;
+mod metrics;
 
 mod auth;
+mod console;
 mod coverage;
 mod crash_restore;
 mod hardening;

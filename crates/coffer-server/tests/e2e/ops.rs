@@ -41,6 +41,9 @@ fn serve_help_shows_defaults_and_file_keys() {
     ] {
         assert!(help.contains(want), "missing {want:?} in:\n{help}");
     }
+    // Replay says what it needs rather than replaying everything by default.
+    let (ok, out) = coffer(&["notifications", "replay"]);
+    assert!(!ok && out.contains("<--id <MESSAGE_ID>|--all>"), "{out}");
 }
 
 const EFS: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-docs";

@@ -683,9 +683,30 @@ impl VaultRepo {
         let r = (|| {
             let _guard = self.shared();
             let repo = self.open_repo(&sink)?;
-            let opts = CheckOptions::default().read_data(read_data);
             let mut report = VerifyReport::default();
-            match repo.check(opts) {
+            // rustic_core 0.13's check panics ("index still in use") when its worker threads
+            // have not let go of the index within the 100 ms it grants them, which a loaded
+            // machine can take longer than. The check only reads, so it is simply run again;
+            // a panic that keeps coming back is reported as a failed check, never passed on.
+            let mut attempts = 0;
+            let outcome = loop {
+                attempts += 1;
+                let opts = CheckOptions::default().read_data(read_data);
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| repo.check(opts))) {
+                    Ok(outcome) => break Some(outcome),
+                    Err(_) if attempts < 3 => sink.check_cancel()?,
+                    Err(_) => break None,
+                }
+            };
+            let Some(outcome) = outcome else {
+                report.errors.push(
+                    "verify: the repository check stopped unexpectedly three times; run it again"
+                        .to_string(),
+                );
+                sink.check_cancel()?;
+                return Ok(report);
+            };
+            match outcome {
                 Ok(results) => {
                     for (level, err) in results.0 {
                         let line = err.to_string().replace('\n', " ");

@@ -1334,7 +1334,10 @@ fn restore_refuses_names_that_escape_the_target() {
 
 /// S3-compatible storage, run only with `--features s3` and an endpoint in the environment:
 /// COFFER_TEST_S3_ENDPOINT, COFFER_TEST_S3_BUCKET (existing), COFFER_TEST_S3_ACCESS_KEY,
-/// COFFER_TEST_S3_SECRET_KEY, optionally COFFER_TEST_S3_REGION.
+/// COFFER_TEST_S3_SECRET_KEY, optionally COFFER_TEST_S3_REGION. CI starts s3s-fs on
+/// 127.0.0.1 for it (`.ci/s3`). Backup, incremental backup, reopen, restore, copy from a local
+/// vault into the S3 vault and back out, delete, verify, and plain `restic` opening the S3
+/// vault with the exported key.
 #[cfg(feature = "s3")]
 #[test]
 fn s3_vault_round_trip_when_an_endpoint_is_configured() {
@@ -1359,10 +1362,118 @@ fn s3_vault_round_trip_when_an_endpoint_is_configured() {
     let out = backup(&vault, &src, "rp-s3", None);
     let again = backup(&vault, &src, "rp-s3-2", Some(&out.snapshot));
     assert_eq!(again.bytes_added, 0);
-    let vault = VaultRepo::open(location, &sealed, &fx.master).unwrap();
+    let vault = VaultRepo::open(location.clone(), &sealed, &fx.master).unwrap();
     let target = fx.path("t");
     restore(&vault, &again.snapshot, &target, &RestoreOptions::default()).unwrap();
     assert_same_tree(&src, &target);
+
+    // Copy a local vault's recovery point into the S3 vault, and the S3 one out to a local
+    // vault; both restore byte for byte.
+    let other = fx.path("src-other");
+    make_tree(&other, 9);
+    let (local, sealed_local) = fx.vault("local");
+    let local_out = backup(&local, &other, "rp-local", None);
+    let into_s3 = local
+        .copy_to(
+            &vault,
+            &local_out.snapshot,
+            "rp-copied-in",
+            no_progress,
+            CancelToken::new(),
+        )
+        .unwrap();
+    let from_s3 = vault
+        .copy_to(
+            &local,
+            &out.snapshot,
+            "rp-copied-out",
+            no_progress,
+            CancelToken::new(),
+        )
+        .unwrap();
+    let vault = VaultRepo::open(location.clone(), &sealed, &fx.master).unwrap();
+    let t = fx.path("t-copied-in");
+    restore(&vault, &into_s3, &t, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&other, &t);
+    let local = VaultRepo::open(local.location().clone(), &sealed_local, &fx.master).unwrap();
+    let t = fx.path("t-copied-out");
+    restore(&local, &from_s3, &t, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &t);
+
     vault.delete(&out.snapshot).unwrap();
+    let left: Vec<_> = vault
+        .list_snapshots()
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| s.recovery_point_id)
+        .collect();
+    assert!(!left.contains(&"rp-s3".to_string()), "{left:?}");
+    assert!(left.contains(&"rp-s3-2".to_string()), "{left:?}");
     assert!(verify(&vault, true).is_ok());
+
+    // Plain restic opens the S3 vault with the exported key and the bucket's credentials.
+    if std::process::Command::new("restic")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("restic part SKIPPED: the `restic` binary is not installed");
+        return;
+    }
+    let key = VaultRepo::export_key(location, &sealed, &fx.master).unwrap();
+    assert!(key.repository.starts_with("s3:http"), "{}", key.repository);
+    let restic = |args: &[&str]| {
+        let o = std::process::Command::new("restic")
+            .args(["-r", &key.repository, "--no-cache"])
+            .args(args)
+            .env("RESTIC_PASSWORD", &key.password)
+            .env("AWS_ACCESS_KEY_ID", env("COFFER_TEST_S3_ACCESS_KEY"))
+            .env("AWS_SECRET_ACCESS_KEY", env("COFFER_TEST_S3_SECRET_KEY"))
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "restic {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let snaps: serde_json::Value = serde_json::from_str(&restic(&["snapshots", "--json"])).unwrap();
+    let mut ids: Vec<&str> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut want = [again.snapshot.0.as_str(), into_s3.0.as_str()];
+    want.sort_unstable();
+    assert_eq!(
+        ids, want,
+        "the deleted point is gone, the others are listed"
+    );
+    // Not `restic check` here: against s3s-fs 0.14.1, restic's listing of the nested `data/`
+    // prefix comes back empty (`restic list packs` prints nothing while the packs are there
+    // and the engine's verify above read every one), so check would report them missing.
+    // The local-vault test runs `restic check --read-data`.
+    let t = fx.path("restic-restore");
+    restic(&[
+        "restore",
+        &again.snapshot.0,
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    let restored = t.join(src.strip_prefix("/").unwrap());
+    let contents = |root: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
+        walk(root)
+            .into_iter()
+            .filter(|p| fs::symlink_metadata(p).unwrap().is_file())
+            .map(|p| {
+                let data = fs::read(&p).unwrap();
+                (p.strip_prefix(root).unwrap().to_path_buf(), data)
+            })
+            .collect()
+    };
+    assert_eq!(contents(&src), contents(&restored));
 }

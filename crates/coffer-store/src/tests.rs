@@ -486,6 +486,40 @@ mod postgres_only {
         assert_eq!(v.as_deref(), Some(&b"42"[..]));
     }
 
+    /// The server ends every connection of the node (a restart, a failover): the next
+    /// transactions reconnect instead of failing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn transactions_reconnect_after_the_server_closed_the_connections() {
+        let Some(url) = fresh_postgres_database().await else {
+            return;
+        };
+        let store = StoreHandle::open(&url).unwrap();
+        for i in 0..4 {
+            let v = i.to_string();
+            store
+                .write(move |tx| tx.put("vault", "k", v.as_bytes()))
+                .await
+                .unwrap();
+        }
+        let ended: i64 = admin(&url)
+            .await
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'coffer'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ended >= 1, "no connection of the store was open");
+        store
+            .write(|tx| tx.put("vault", "k", b"after"))
+            .await
+            .unwrap();
+        let v = store.read(|tx| tx.get("vault", "k")).await.unwrap();
+        assert_eq!(v.as_deref(), Some(&b"after"[..]));
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn read_transactions_refuse_writes() {
         let Some(url) = fresh_postgres_database().await else {

@@ -277,6 +277,7 @@ class Campaign:
             "vaults_deleted": 0,
             "recovery_points_verified": 0,
             "restic_checks": 0,
+            "seconds": {},
         }
 
     def fail(self, what):
@@ -653,7 +654,11 @@ class Campaign:
         pending = []
 
         # The killer: a random moment while requests go out or jobs run.
-        delay = self.rng.uniform(0, self.args.max_kill_delay)
+        # A quarter of the kills land among the requests, the rest while the jobs run.
+        if self.rng.random() < 0.25:
+            delay = self.rng.uniform(0, 0.3)
+        else:
+            delay = self.rng.uniform(0.3, self.args.max_kill_delay)
         requests_done = threading.Event()
         state = {}
         probe = self.server.client()
@@ -681,6 +686,7 @@ class Campaign:
             self.stats["kills_with_jobs_running"] += 1
             self.stats["jobs_running_at_kill"] += state["running"]
 
+        t_killed = time.time()
         # The server is dead: the vaults must be consistent as the crash left them (a vault
         # whose deletion may have been accepted is left out: its data may be half removed).
         deleting = {what for kind, what in pending if kind == "delete_vault"}
@@ -688,6 +694,7 @@ class Campaign:
             if v in self.vaults and v not in deleting:
                 self.restic_check(v)
 
+        t_checked = time.time()
         self.server.start()
         c = self.server.client()
         # What got no answer is sent again (same idempotency token) or counted as never sent.
@@ -695,8 +702,12 @@ class Campaign:
         self.flush_pending(c, pending)
         jobs = self.jobs[first_job:]
         self.wait_final(c, jobs, self.args.job_timeout)
+        t_final = time.time()
         self.round_interrupted = 0
         self.check_round(c, jobs)
+        t_end = time.time()
+        for k, v in (("restic", t_checked - t_killed), ("recover", t_final - t_checked), ("verify", t_end - t_final)):
+            self.stats["seconds"][k] = round(self.stats["seconds"].get(k, 0) + v, 1)
         if self.round_interrupted:
             self.stats["kills_interrupting_jobs"] += 1
 

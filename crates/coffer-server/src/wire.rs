@@ -43,6 +43,11 @@ fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let status: u16 = std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()?;
+    // Only hyper's own answers: one of the statuses its parser gives, with no body. Coffer's
+    // other endpoints (the console, /metrics) answer 4xx with bodies of their own.
+    if !matches!(status, 400 | 414 | 431) || !head.contains("content-length: 0") {
+        return None;
+    }
     let err = match status {
         414 => ApiError::too_large(
             414,
@@ -145,6 +150,12 @@ mod tests {
         let ours = b"HTTP/1.1 404 Not Found\r\nx-amzn-requestid: r\r\ncontent-length: 2\r\n\r\n{}";
         assert!(replacement(ours).is_none());
         assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        // The console's own refusals keep their status and body.
+        let console =
+            b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/html\r\ncontent-length: 5\r\n\r\nnope.";
+        assert!(replacement(console).is_none());
+        let console = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 5\r\n\r\nnope.";
+        assert!(replacement(console).is_none());
         assert!(replacement(b"{\"a\":1}").is_none());
     }
 }

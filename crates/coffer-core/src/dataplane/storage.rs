@@ -50,6 +50,31 @@ fn engine_failure(e: coffer_engine::Error) -> ApiError {
 }
 
 /// The repository of a vault, created on first use (like `like`'s chunking when given).
+/// A repository directory of a vault that records no repository is what a crash between
+/// creating the repository and recording it leaves behind. Nothing refers to it (a job writes
+/// into a repository only once it is recorded), so it is moved aside, never reused or deleted,
+/// and a new repository is created in its place.
+fn set_aside_leftover(dir: &std::path::Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = dir.with_file_name(format!(
+        ".abandoned-{name}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::rename(dir, &aside)?;
+    tracing::warn!(
+        leftover = %dir.display(),
+        moved_to = %aside.display(),
+        "a vault repository was created but never recorded (a crash at its creation); set it aside and creating it again"
+    );
+    Ok(())
+}
+
 pub(crate) async fn repo_for(
     plane: &Executor,
     vault: &VaultRecord,
@@ -85,7 +110,13 @@ pub(crate) async fn repo_for(
                 .map_err(engine_failure)?
         }
         None => {
-            let location = VaultLocation::local(storage.root.join(&current.uid));
+            let dir = storage.root.join(&current.uid);
+            let leftover = dir.clone();
+            tokio::task::spawn_blocking(move || set_aside_leftover(&leftover))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            let location = VaultLocation::local(dir);
             let master = storage.master.clone();
             let like = like.cloned();
             let (repo, sealed) = tokio::task::spawn_blocking(move || match like {
@@ -169,4 +200,65 @@ pub(crate) async fn process_removals(plane: &Executor) -> Result<usize> {
         done += 1;
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Meta;
+    use crate::model::clock::Clock;
+    use coffer_store::StoreHandle;
+
+    /// A kill between creating a vault's repository and recording it left its directory
+    /// behind; the next job sets it aside and creates the repository, instead of failing
+    /// with "vault already exists" for ever.
+    #[tokio::test]
+    async fn a_repository_left_unrecorded_by_a_crash_is_set_aside_and_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let storage = VaultStorage::open(dir.path()).unwrap();
+        let plane = Executor::new(
+            Meta::new(store.clone(), Clock::system()),
+            Default::default(),
+            Some(storage),
+        );
+        let record = VaultRecord {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            name: "v".into(),
+            arn: "arn:aws:backup:us-east-1:111122223333:backup-vault:v".into(),
+            creation_date: chrono::Utc::now(),
+            creator_request_id: None,
+            encryption_key_arn: "arn:aws:kms:us-east-1:111122223333:alias/aws/backup".into(),
+            encryption_key_type: "AWS_OWNED_KMS_KEY".into(),
+            recovery_points: 0,
+            uid: "vault-uid-1".into(),
+            repo: None,
+            lock: None,
+        };
+        let saved = record.clone();
+        store
+            .write(move |tx| vaults::save(tx, &saved))
+            .await
+            .unwrap();
+        // What the crash left: a repository on disk that the store does not know.
+        let leftover = dir.path().join("vaults").join("vault-uid-1");
+        let master = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
+        VaultRepo::create(VaultLocation::local(leftover.clone()), &master).unwrap();
+
+        let repo = repo_for(&plane, &record, None)
+            .await
+            .expect("repository created");
+        assert_eq!(repo.location(), &VaultLocation::local(leftover.clone()));
+        let now = vaults::get(&plane, "111122223333", "us-east-1", "v")
+            .await
+            .unwrap();
+        assert!(now.repo.is_some(), "the new repository is recorded");
+        let aside: Vec<_> = std::fs::read_dir(dir.path().join("vaults"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".abandoned-vault-uid-1-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the leftover is kept aside, not deleted");
+    }
 }

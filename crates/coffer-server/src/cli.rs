@@ -67,6 +67,15 @@ pub struct DataDirArg {
     /// The data directory of the Coffer whose notifications these are.
     #[arg(long, env = "COFFER_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// The metadata store, when it is not the data directory's SQLite file: the same
+    /// `--store` (PATH or postgres:// URL) the server was started with.
+    #[arg(
+        long,
+        env = "COFFER_STORE",
+        value_name = "PATH|URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
 }
 
 /// `coffer config check FILE`: prints what is wrong and what was found; `Ok(false)` when
@@ -247,7 +256,12 @@ pub fn inventory(file: &Path) -> Result<bool> {
     Ok(all_ok)
 }
 
-async fn open_outbox(data_dir: &Path) -> Result<Outbox> {
+async fn open_outbox(data: &DataDirArg) -> Result<Outbox> {
+    if let Some(location) = data.store.as_deref().filter(|s| !s.is_empty()) {
+        let store = StoreHandle::open(location).context("opening the metadata store")?;
+        return Ok(Outbox::new(store));
+    }
+    let data_dir = &data.data_dir;
     let db = data_dir.join("metadata.db");
     if !db.exists() {
         bail!(
@@ -264,7 +278,7 @@ async fn open_outbox(data_dir: &Path) -> Result<Outbox> {
 pub async fn notifications(cmd: NotificationsCommand) -> Result<()> {
     match cmd {
         NotificationsCommand::DeadLetters { data, json } => {
-            let outbox = open_outbox(&data.data_dir).await?;
+            let outbox = open_outbox(&data).await?;
             let dead = outbox
                 .dead_letters(usize::MAX)
                 .await
@@ -300,7 +314,7 @@ pub async fn notifications(cmd: NotificationsCommand) -> Result<()> {
             Ok(())
         }
         NotificationsCommand::Replay { data, ids, all } => {
-            let outbox = open_outbox(&data.data_dir).await?;
+            let outbox = open_outbox(&data).await?;
             let ids = if all { None } else { Some(ids) };
             let replayed = outbox
                 .replay_dead(None, ids.as_deref())

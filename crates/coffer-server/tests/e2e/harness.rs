@@ -38,6 +38,15 @@ pub fn store_args(args: &[&str]) -> Vec<String> {
     vec!["--store".into(), postgres_database(&admin, &name)]
 }
 
+/// The `--store` location a server started with `--data-dir data_dir` uses: its own
+/// PostgreSQL database under `COFFER_E2E_POSTGRES`, otherwise the data directory's SQLite file.
+pub fn store_location(data_dir: &str) -> String {
+    match store_args(&["--data-dir", data_dir]).pop() {
+        Some(url) => url,
+        None => format!("{data_dir}/metadata.db"),
+    }
+}
+
 /// Creates database `name` (if missing) on the server of the PostgreSQL URL `admin` and
 /// returns its URL. Uses `psql`.
 pub fn postgres_database(admin: &str, name: &str) -> String {

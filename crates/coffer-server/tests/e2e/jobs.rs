@@ -913,8 +913,9 @@ async fn sigterm_during_a_backup_hands_it_back_and_the_next_start_completes_it()
 
     // Stopped, not lost: the job is waiting again, saying why, with no lease and no attempt
     // counted against it.
+    let data = dir.path().join("data");
     let store =
-        coffer_store::StoreHandle::open(dir.path().join("data/metadata.db").to_str().unwrap())
+        coffer_store::StoreHandle::open(&crate::harness::store_location(data.to_str().unwrap()))
             .unwrap();
     let key = format!("111122223333:us-east-1:{id}");
     let job: serde_json::Value = store

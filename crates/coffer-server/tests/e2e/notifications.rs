@@ -811,13 +811,30 @@ async fn a_target_added_while_running_gets_the_replayed_dead_letters() {
     // target: it comes back).
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let (ok, out) = cli(&["notifications", "dead-letters", "--data-dir", data]);
+    // The same store the server uses (its PostgreSQL database when the suite runs there).
+    let store = crate::harness::store_location(data);
+    let (ok, out) = cli(&[
+        "notifications",
+        "dead-letters",
+        "--data-dir",
+        data,
+        "--store",
+        &store,
+    ]);
     assert!(ok, "{out}");
     assert!(
         out.contains(&id) && out.contains("reason: no target configured"),
         "{out}"
     );
-    let (ok, out) = cli(&["notifications", "replay", "--all", "--data-dir", data]);
+    let (ok, out) = cli(&[
+        "notifications",
+        "replay",
+        "--all",
+        "--data-dir",
+        data,
+        "--store",
+        &store,
+    ]);
     assert!(
         ok && out.starts_with("1 notification back in the outbox"),
         "{out}"

@@ -162,11 +162,12 @@ fn rule(input: BackupRuleInput, rule_id: Option<String>) -> Result<BackupRule, A
     let continuous = input.enable_continuous_backup == Some(true);
     let lifecycle = match input.lifecycle {
         Some(l) => Some(check_lifecycle(l, continuous, "Lifecycle").map_err(err)?),
-        None if continuous => {
-            return Err(err(format!(
-                "Invalid lifecycle. A rule with EnableContinuousBackup needs a Lifecycle with DeleteAfterDays from 1 to {MAX_CONTINUOUS_RETENTION_DAYS}."
-            )));
-        }
+        // AWS keeps continuous backups for the longest retention it allows when the rule
+        // names none; the rule records it, so GetBackupPlan and the jobs show what applies.
+        None if continuous => Some(Lifecycle {
+            delete_after_days: Some(MAX_CONTINUOUS_RETENTION_DAYS),
+            ..Default::default()
+        }),
         None => None,
     };
 
@@ -459,9 +460,17 @@ mod tests {
         );
         let cleared = with(l(Some(-1), Some(-1)), false).unwrap();
         assert_eq!(cleared.rules[0].lifecycle, Some(Lifecycle::default()));
+        // A continuous rule without a lifecycle gets the 35-day retention AWS applies.
         let mut r = rule_input("R");
         r.enable_continuous_backup = Some(true);
-        assert!(normalise(plan_input(vec![r]), &BTreeMap::new()).is_err());
+        let p = normalise(plan_input(vec![r]), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            p.rules[0].lifecycle,
+            Some(Lifecycle {
+                delete_after_days: Some(35),
+                ..Default::default()
+            })
+        );
     }
 
     #[test]

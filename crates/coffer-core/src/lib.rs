@@ -41,6 +41,7 @@ use dataplane::Executor;
 use model::Meta;
 
 pub use background::scheduler::CatchUp;
+pub use background::time_travel::{Destination, TravelError, Travelled};
 pub use dataplane::storage::{VaultStorage, export_vault_key};
 pub use model::arn;
 pub use model::clock::{self, Clock};
@@ -143,6 +144,19 @@ impl Coffer {
             .scheduler
             .catch_up(&self.inner.plane, &self.inner.runner)
             .await
+    }
+
+    /// Moves the development clock to `to`, running the time it skips as if Coffer had been up
+    /// (see `background::time_travel`); answers once the target time is reached.
+    pub async fn travel(&self, to: Destination) -> Result<Travelled, TravelError> {
+        background::time_travel::travel(
+            &self.inner.scheduler,
+            &self.inner.plane,
+            &self.inner.runner,
+            to,
+            &mut |_| {},
+        )
+        .await
     }
 
     fn meta(&self) -> &Meta {

@@ -6,9 +6,10 @@
 //! - Development mode only: `POST /_coffer/reset` (also `POST /moto-api/reset`, for suites
 //!   written against moto's server mode) wipes all state; `GET /_coffer/clock` answers
 //!   `{"now": "<RFC 3339>"}` and `POST /_coffer/clock` with `{"advance_seconds": N}` or
-//!   `{"set": "<RFC 3339>"}` moves the clock forward, then answers only once the scheduler
-//!   has caught up with the new time (every due firing fired, the lifecycle swept, one runner
-//!   pass done; see docs/scheduler.md), with what it did under `caught_up`.
+//!   `{"set": "<RFC 3339>"}` moves the clock forward, running the time it skips as if Coffer
+//!   had been up (each firing, window end and lifecycle transition at its own time, the jobs
+//!   run at each step), and answers once the target time is reached with a summary of what
+//!   ran (see docs/scheduler.md, "Time travel").
 //!
 //! - `GET /_coffer/notifications/dead-letters` lists the notifications given up on, with the
 //!   reason; `POST /_coffer/notifications/dead-letters/replay` (body `{}` for all, or
@@ -21,7 +22,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use coffer_api::sigv4::{self, AuthMode, ScopePolicy, SignedParts, SigningKeyCache};
-use coffer_core::{Coffer, OutboxMessage};
+use coffer_core::{Coffer, Destination, OutboxMessage, TravelError};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
@@ -261,27 +262,33 @@ pub async fn handle(
                     );
                 }
             };
-            let moved = match (m.advance_seconds, m.set) {
-                (Some(s), None) => coffer.clock().advance(Duration::seconds(s)),
+            let to = match (m.advance_seconds, m.set) {
+                (Some(s), None) => match Duration::try_seconds(s) {
+                    Some(d) => Ok(Destination::Advance(d)),
+                    None => Err(format!("advance_seconds {s} is out of range")),
+                },
                 (None, Some(t)) => match DateTime::parse_from_rfc3339(&t) {
-                    Ok(t) => coffer.clock().set(t.with_timezone(&Utc)),
+                    Ok(t) => Ok(Destination::At(t.with_timezone(&Utc))),
                     Err(e) => Err(format!("'{t}' is not an RFC 3339 time: {e}")),
                 },
                 _ => Err("give exactly one of advance_seconds and set".into()),
             };
-            let now = match moved {
-                Ok(now) => now,
+            let to = match to {
+                Ok(to) => to,
                 Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": e})),
             };
-            // Answer only once the work due up to the new time has been started.
-            match coffer.catch_up().await {
-                Ok(done) => reply(
-                    StatusCode::OK,
-                    json!({"now": rfc3339(now), "caught_up": done}),
-                ),
-                Err(e) => reply(
+            // Answer only once the skipped time has run up to the target.
+            match coffer.travel(to).await {
+                Ok(done) => {
+                    let mut answer = json!(done);
+                    answer["from"] = json!(rfc3339(done.from));
+                    answer["now"] = json!(rfc3339(done.now));
+                    reply(StatusCode::OK, answer)
+                }
+                Err(TravelError::Refused(e)) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+                Err(TravelError::Failed(e)) => reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"now": rfc3339(now), "error": e.message()}),
+                    json!({"now": rfc3339(coffer.clock().now()), "error": e.message()}),
                 ),
             }
         }

@@ -1,7 +1,7 @@
 //! The lifecycle sweep: recovery points move to cold storage at MoveToColdStorageAfterDays and
 //! are deleted at DeleteAfterDays (counted from their creation date on Coffer's clock), never
-//! before their vault lock's MinRetentionDays. It runs as its own worker and as part of the
-//! development clock's catch-up.
+//! before their vault lock's MinRetentionDays. It runs as its own worker and at every step of
+//! the development clock's time travel, which steps to the next transition a sweep reports.
 
 use std::sync::Arc;
 
@@ -16,11 +16,14 @@ use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::StorageClass;
 use crate::model::{events, recovery_points, vaults};
 
-/// What one sweep did.
+/// What one sweep did, and when the next transition is due.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Swept {
     pub moved_to_cold: usize,
     pub deleted: usize,
+    /// The earliest time after the sweep's `now` at which a recovery point it saw moves to
+    /// cold storage or is deleted (or its vault lock lets it be deleted).
+    pub next: Option<DateTime<Utc>>,
 }
 
 /// The sweep as a [`Worker`]: one sweep per tick, one at a time with the scheduler's passes
@@ -68,6 +71,29 @@ fn lifecycle_step(rp: &RecoveryPointRecord, now: DateTime<Utc>) -> Option<Lifecy
     None
 }
 
+/// When `rp`'s lifecycle next asks something of it after `now`; `held` is when its vault
+/// lock lets it be deleted.
+fn next_transition(
+    rp: &RecoveryPointRecord,
+    now: DateTime<Utc>,
+    held: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let l = rp.lifecycle.as_ref()?;
+    let cold = l
+        .move_to_cold_storage_after_days
+        .filter(|_| rp.storage_class == StorageClass::Warm)
+        .map(|d| rp.creation_date + Duration::days(d));
+    let delete = l
+        .delete_after_days
+        .map(|d| rp.creation_date + Duration::days(d))
+        .map(|d| held.map_or(d, |h| d.max(h)));
+    [cold, delete]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+}
+
 /// Moves recovery points to cold storage and deletes them as their lifecycle says. A point
 /// held by its vault lock's MinRetentionDays stays until the lock allows (a later sweep
 /// deletes it then).
@@ -89,49 +115,19 @@ pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Res
     let mut any_deleted = false;
     for (key, v) in rows {
         let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+        let held = vaults_by_key
+            .get(&vaults::key(&rp.account, &rp.region, &rp.vault_name))
+            .and_then(|v| recovery_points::locked_until(v, &rp));
+        if let Some(t) = next_transition(&rp, now, held) {
+            done.next = Some(done.next.map_or(t, |n| n.min(t)));
+        }
         match lifecycle_step(&rp, now) {
             None => continue,
             // Held by the vault lock: nothing to write until the lock allows it.
-            Some(LifecycleStep::Delete)
-                if vaults_by_key
-                    .get(&vaults::key(&rp.account, &rp.region, &rp.vault_name))
-                    .and_then(|v| recovery_points::locked_until(v, &rp))
-                    .is_some_and(|u| now < u) =>
-            {
-                continue;
-            }
+            Some(LifecycleStep::Delete) if held.is_some_and(|u| now < u) => continue,
             Some(_) => {}
         }
-        let changed = plane
-            .store()
-            .write(move |tx| -> Result<Option<LifecycleStep>> {
-                // Read again: the point may have changed since the scan.
-                let Some(v) = tx.get(recovery_points::TABLE, &key)? else {
-                    return Ok(None);
-                };
-                let mut rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-                match lifecycle_step(&rp, now) {
-                    Some(LifecycleStep::Delete) => {
-                        let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
-                        let mut vault = vaults::load(tx, &vkey, &rp.vault_name)?;
-                        if recovery_points::locked_until(&vault, &rp).is_some_and(|u| now < u) {
-                            return Ok(None);
-                        }
-                        recovery_points::remove(tx, &mut vault, &rp)?;
-                        events::recovery_point_modified(tx, &rp, now, "deleted")?;
-                        Ok(Some(LifecycleStep::Delete))
-                    }
-                    Some(LifecycleStep::MoveToCold) => {
-                        rp.storage_class = StorageClass::Cold;
-                        tx.put(recovery_points::TABLE, &key, &serde_json::to_vec(&rp)?)?;
-                        events::recovery_point_modified(tx, &rp, now, "moved to cold storage")?;
-                        Ok(Some(LifecycleStep::MoveToCold))
-                    }
-                    None => Ok(None),
-                }
-            })
-            .await?;
-        match changed {
+        match apply_step(plane, key, now).await? {
             Some(LifecycleStep::Delete) => {
                 done.deleted += 1;
                 any_deleted = true;
@@ -144,4 +140,42 @@ pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Res
         plane.running().wake();
     }
     Ok(done)
+}
+
+/// Carries out what the lifecycle asks of the recovery point at `key` now, in one
+/// transaction that reads it again (it may have changed since the scan).
+async fn apply_step(
+    plane: &Executor,
+    key: String,
+    now: DateTime<Utc>,
+) -> Result<Option<LifecycleStep>> {
+    plane
+        .store()
+        .write(move |tx| -> Result<Option<LifecycleStep>> {
+            // Read again: the point may have changed since the scan.
+            let Some(v) = tx.get(recovery_points::TABLE, &key)? else {
+                return Ok(None);
+            };
+            let mut rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+            match lifecycle_step(&rp, now) {
+                Some(LifecycleStep::Delete) => {
+                    let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
+                    let mut vault = vaults::load(tx, &vkey, &rp.vault_name)?;
+                    if recovery_points::locked_until(&vault, &rp).is_some_and(|u| now < u) {
+                        return Ok(None);
+                    }
+                    recovery_points::remove(tx, &mut vault, &rp)?;
+                    events::recovery_point_modified(tx, &rp, now, "deleted")?;
+                    Ok(Some(LifecycleStep::Delete))
+                }
+                Some(LifecycleStep::MoveToCold) => {
+                    rp.storage_class = StorageClass::Cold;
+                    tx.put(recovery_points::TABLE, &key, &serde_json::to_vec(&rp)?)?;
+                    events::recovery_point_modified(tx, &rp, now, "moved to cold storage")?;
+                    Ok(Some(LifecycleStep::MoveToCold))
+                }
+                None => Ok(None),
+            }
+        })
+        .await
 }

@@ -2,11 +2,13 @@
 //!
 //! Each is a [`worker::Worker`] (one shape: start, tick, stop): the job runner claims queued
 //! jobs and hands them to the data plane, the scheduler fires plan rules at their scheduled
-//! times, the lifecycle sweep moves and deletes recovery points as their lifecycles say. Both get an
+//! times, the lifecycle sweep moves and deletes recovery points as their lifecycles say;
+//! `time_travel` runs the time a development clock move skips, step by step. Each gets an
 //! [`Executor`](crate::dataplane::Executor) and their own state; they import the model and
 //! data-plane layers, never the API handlers (control) or the service wiring above them.
 
 pub(crate) mod lifecycle;
 pub mod runner;
 pub mod scheduler;
+pub mod time_travel;
 pub mod worker;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use coffer_store::Txn;
 
 use crate::background::worker::Worker;
-use crate::dataplane::jobs::JobControl;
+use crate::dataplane::jobs::{COMPLETION_WINDOW_ENDED, JobControl};
 use crate::dataplane::{self, Executor};
 use crate::model::error::Result;
 use crate::model::jobs::{self, JobKind, JobRecord, QUEUE, load_job, save_job};
@@ -60,10 +60,26 @@ impl Runner {
     }
 
     /// One pass now: queued deletions, expirations, claims (what the worker does each tick).
-    pub(crate) async fn pass(&self, plane: &Executor) -> Result<()> {
-        let _one_at_a_time = self.pass.lock().await;
+    pub(crate) async fn pass(&self, plane: &Executor) -> Result<Passed> {
+        let held = self.hold().await;
+        self.pass_held(&held, plane).await
+    }
+
+    /// Keeps the runner's own passes (the worker's) waiting until the guard is dropped, so that
+    /// only the holder's passes ([`Runner::pass_held`]) claim jobs meanwhile: time travel holds
+    /// the runner while it steps, and so knows every job started and expired on the way.
+    pub(crate) async fn hold(&self) -> RunnerHeld<'_> {
+        RunnerHeld(self.pass.lock().await)
+    }
+
+    /// One pass by the holder of the runner.
+    pub(crate) async fn pass_held(
+        &self,
+        _held: &RunnerHeld<'_>,
+        plane: &Executor,
+    ) -> Result<Passed> {
         if plane.running().is_shutting_down() {
-            return Ok(());
+            return Ok(Passed::default());
         }
         if let Err(e) = dataplane::deletions::process_deletions(plane).await {
             tracing::warn!(error = %e.0, "carrying out recovery point deletions failed; retrying");
@@ -84,19 +100,24 @@ impl Runner {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         };
-        let (claimed, last) = plane.store().write(move |tx| claim(tx, &turn)).await?;
-        if last.is_some() {
-            *self.last_served.lock().unwrap_or_else(|e| e.into_inner()) = last;
+        let claimed = plane.store().write(move |tx| claim(tx, &turn)).await?;
+        if claimed.last_served.is_some() {
+            *self.last_served.lock().unwrap_or_else(|e| e.into_inner()) = claimed.last_served;
         }
-        for job in claimed {
+        let mut passed = Passed {
+            started: Vec::with_capacity(claimed.jobs.len()),
+            expired: claimed.expired,
+        };
+        for job in claimed.jobs {
+            passed.started.push((job.kind, job.key()));
             self.spawn(plane, job);
         }
-        Ok(())
+        Ok(passed)
     }
 
     /// Runs a claimed job on the data plane, with its heartbeat.
     fn spawn(&self, plane: &Executor, job: JobRecord) {
-        let control = plane.running().register(&job.key());
+        let control = plane.running().register(&job.key(), job.complete_by);
         let plane = plane.clone();
         let owner = self.owner();
         tokio::spawn(async move {
@@ -119,6 +140,29 @@ impl Runner {
     }
 }
 
+/// The runner held by time travel (see [`Runner::hold`]).
+pub(crate) struct RunnerHeld<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+
+/// What one pass of the runner did.
+#[derive(Debug, Default)]
+pub(crate) struct Passed {
+    /// The jobs it started, as (kind, job key).
+    pub started: Vec<(JobKind, String)>,
+    /// How many waiting jobs it recorded EXPIRED (start window ended).
+    pub expired: usize,
+}
+
+/// What [`claim`] did in one transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    /// The jobs claimed, now RUNNING under this runner's lease.
+    pub jobs: Vec<JobRecord>,
+    /// The account served last (the next pass starts after it).
+    pub last_served: Option<String>,
+    /// How many waiting jobs were recorded EXPIRED.
+    pub expired: usize,
+}
+
 /// The runner as a [`Worker`]: a pass per tick, woken when jobs are queued or end; stopping
 /// it hands the running jobs back (see [`RunnerWorker::drain`]).
 pub(crate) struct RunnerWorker {
@@ -136,6 +180,7 @@ impl Worker for RunnerWorker {
         self.runner
             .pass(&self.plane)
             .await
+            .map(|_| ())
             .map_err(|e| e.0.message().to_string())
     }
 
@@ -170,12 +215,10 @@ pub(crate) struct ClaimTurn {
 /// One pass over the queue, in one transaction: every account's head is settled (ended jobs
 /// dropped, orphaned ones sent round again, jobs past their start window expired), then up to
 /// `free` waiting jobs are claimed, one per account in turn (each account's oldest first),
-/// starting after the account served last. Returns the claimed jobs and the account served
-/// last. However long one account's queue, another account's job waits at most one turn.
-pub(crate) fn claim(
-    tx: &mut dyn Txn,
-    turn: &ClaimTurn,
-) -> Result<(Vec<JobRecord>, Option<String>)> {
+/// starting after the account served last. Returns the claimed jobs, the account served last
+/// and how many jobs expired. However long one account's queue, another account's job waits
+/// at most one turn.
+pub(crate) fn claim(tx: &mut dyn Txn, turn: &ClaimTurn) -> Result<Claimed> {
     jobs::migrate_legacy_queue(tx, 1000)?;
     let mut accounts = queue::accounts(tx, MAX_ACCOUNTS_PER_PASS)?;
     if let Some(after) = &turn.after_account {
@@ -183,11 +226,14 @@ pub(crate) fn claim(
         accounts.rotate_left(first);
     }
     let mut ready: Vec<(String, std::collections::VecDeque<JobRecord>)> = Vec::new();
+    let mut expired = 0;
     for account in accounts {
         let mut waiting = std::collections::VecDeque::new();
         for (qkey, entry) in queue::head(tx, &account, HEAD + turn.free)? {
-            if let Some(job) = settle(tx, turn, &qkey, &entry)? {
-                waiting.push_back(job);
+            match settle(tx, turn, &qkey, &entry)? {
+                Settled::Waits(job) => waiting.push_back(job),
+                Settled::Expired => expired += 1,
+                Settled::Not => {}
             }
         }
         ready.push((account, waiting));
@@ -211,42 +257,51 @@ pub(crate) fn claim(
             }
         }
     }
-    Ok((claimed, last))
+    Ok(Claimed {
+        jobs: claimed,
+        last_served: last,
+        expired,
+    })
+}
+
+/// What [`settle`] found a queued job to be.
+enum Settled {
+    /// Waiting to be claimed.
+    Waits(JobRecord),
+    /// Recorded EXPIRED now: its start window ended.
+    Expired,
+    /// Ended, running, or unreadable: not for this pass.
+    Not,
 }
 
 /// Looks at one queued job: drops the entry of a job that ended or cannot be read, sends a job
 /// whose worker is gone round again (or ends it after too many attempts), expires one whose
-/// start window ended. Returns the job when it waits to be claimed.
-fn settle(
-    tx: &mut dyn Txn,
-    turn: &ClaimTurn,
-    qkey: &str,
-    entry: &queue::Entry,
-) -> Result<Option<JobRecord>> {
+/// start window ended (at StartBy it has ended: a job must start before it).
+fn settle(tx: &mut dyn Txn, turn: &ClaimTurn, qkey: &str, entry: &queue::Entry) -> Result<Settled> {
     let mut job = match load_job(tx, entry.kind, &entry.job_key) {
         Ok(Some(j)) if !j.is_terminal() => j,
         Ok(_) => {
             tx.delete(QUEUE, qkey)?;
-            return Ok(None);
+            return Ok(Settled::Not);
         }
         Err(e) => {
             // A record that cannot be read must not block the queue: drop its entry, loudly.
             tracing::error!(job = %entry.job_key, error = %e.0, "a queued job cannot be read; it is taken off the queue");
             tx.delete(QUEUE, qkey)?;
-            return Ok(None);
+            return Ok(Settled::Not);
         }
     };
     if !job.state.is_waiting() {
         if !orphaned(&job, turn) {
-            return Ok(None);
+            return Ok(Settled::Not);
         }
         send_round_again(&mut job, turn.now);
         save_job(tx, &job)?;
         if job.is_terminal() {
-            return Ok(None);
+            return Ok(Settled::Not);
         }
     }
-    if job.start_by.is_some_and(|s| s < turn.now) {
+    if job.start_by.is_some_and(|s| s <= turn.now) {
         job.state = JobState::Expired;
         job.status_message = Some(format!(
             "The job did not start within its start window (it had to start by {}).",
@@ -254,9 +309,9 @@ fn settle(
         ));
         job.completion_date = Some(turn.now);
         save_job(tx, &job)?;
-        return Ok(None);
+        return Ok(Settled::Expired);
     }
-    Ok(Some(job))
+    Ok(Settled::Waits(job))
 }
 
 /// Whether a RUNNING or ABORTING job's worker is gone: its lease belongs to an earlier
@@ -336,10 +391,8 @@ async fn heartbeat(plane: Executor, owner: String, job: JobRecord, control: JobC
                 if state == JobState::Aborting {
                     control.cancel_with("The job was stopped by a StopBackupJob request.");
                 }
-                if complete_by.is_some_and(|c| now > c) {
-                    control.cancel_with(
-                        "The job did not complete within its completion window and was stopped.",
-                    );
+                if complete_by.is_some_and(|c| now >= c) {
+                    control.cancel_with(COMPLETION_WINDOW_ENDED);
                 }
             }
             Ok(None) => return,
@@ -380,6 +433,11 @@ mod tests {
         }
     }
 
+    /// The claimed jobs and the account served last.
+    fn claim_pair(tx: &mut dyn Txn, turn: &ClaimTurn) -> Result<(Vec<JobRecord>, Option<String>)> {
+        claim(tx, turn).map(|c| (c.jobs, c.last_served))
+    }
+
     fn turn(free: usize, after_account: Option<String>, now: DateTime<Utc>) -> ClaimTurn {
         ClaimTurn {
             now,
@@ -418,7 +476,7 @@ mod tests {
             .unwrap();
         let now = Utc::now();
         let (two, last) = store
-            .write(move |tx| claim(tx, &turn(2, None, now)))
+            .write(move |tx| claim_pair(tx, &turn(2, None, now)))
             .await
             .unwrap();
         let kinds: Vec<(String, JobKind)> =
@@ -450,12 +508,12 @@ mod tests {
             .await
             .unwrap();
         let (first, last) = store
-            .write(move |tx| claim(tx, &turn(1, None, now)))
+            .write(move |tx| claim_pair(tx, &turn(1, None, now)))
             .await
             .unwrap();
         assert_eq!(first[0].account, A);
         let (second, _) = store
-            .write(move |tx| claim(tx, &turn(1, last, now)))
+            .write(move |tx| claim_pair(tx, &turn(1, last, now)))
             .await
             .unwrap();
         assert_eq!(second[0].account, B, "B waits one turn at most");
@@ -482,10 +540,12 @@ mod tests {
             .await
             .unwrap();
         let now = Utc::now();
-        let (claimed, _) = store
+        let claimed = store
             .write(move |tx| claim(tx, &turn(1, None, now)))
             .await
             .unwrap();
+        assert_eq!(claimed.expired, 1);
+        let claimed = claimed.jobs;
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].id, ok.id);
         let old_state = store
@@ -516,7 +576,7 @@ mod tests {
             .unwrap();
         let now = Utc::now();
         let (claimed, _) = store
-            .write(move |tx| claim(tx, &turn(1, None, now)))
+            .write(move |tx| claim_pair(tx, &turn(1, None, now)))
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);

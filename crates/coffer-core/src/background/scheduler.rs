@@ -7,8 +7,8 @@
 //!   ScheduleExpressionTimezone give (`coffer-cron`). A firing resolves the plan's selections
 //!   against the inventory as it is then and creates one backup job per resource in the rule's
 //!   vault, carrying CreatedBy, the rule's lifecycle, tags, copy actions and windows counted
-//!   from the scheduled time. A firing whose start window already ended (Coffer was down, or the
-//!   development clock jumped past it) is recorded as EXPIRED jobs instead of running.
+//!   from the scheduled time. A firing whose start window already ended (Coffer was down) is
+//!   recorded as EXPIRED jobs instead of running.
 //! - **One firing, one set of jobs.** Each firing is claimed with `insert_new` on a key per
 //!   (account, region, plan, rule, scheduled time) in table `sched_firing`, in the same
 //!   transaction that creates its jobs; `sched_rule` keeps each rule's next firing so a restart
@@ -16,10 +16,12 @@
 //! - **Lifecycle.** Recovery points move to COLD at MoveToColdStorageAfterDays and are deleted at
 //!   DeleteAfterDays, never before their vault lock's MinRetentionDays.
 //!
-//! [`Scheduler::catch_up`] (what `Coffer::catch_up` calls) does all of it up to the clock's now, then one runner pass (which
-//! expires jobs whose start window ended). The loop started by `Coffer::start_workers` calls
-//! it every second and whenever a plan or selection changes; in development mode the clock
-//! endpoint calls it and answers once it is done.
+//! [`Scheduler::catch_up`] (what `Coffer::catch_up` calls) does all of it up to the clock's
+//! now, then one runner pass (which expires jobs whose start window ended). The loop started
+//! by `Coffer::start_workers` fires what is due every second and whenever a plan or selection
+//! changes, reading the clock only once it holds the pass lock; in development mode the clock
+//! endpoint runs the skipped time step by step instead (`background::time_travel`, which
+//! holds the same lock and uses [`fire_due`] and [`next_firing`] at each step).
 
 use std::sync::Arc;
 
@@ -194,10 +196,22 @@ fn rule_schedule(rule: &coffer_api::types::BackupRule) -> (String, String) {
     )
 }
 
-/// Every firing due up to `now`, oldest first. A rule seen for the first time (or whose
-/// schedule changed) starts from the time its plan version was written.
-fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<Vec<Due>> {
-    let mut due = Vec::new();
+/// Where one rule of an active plan stands: its schedule and its next firing.
+struct RuleCursor {
+    account: String,
+    region: String,
+    plan_id: String,
+    rule_id: String,
+    expression: String,
+    timezone: String,
+    schedule: Schedule,
+    next: Option<DateTime<Utc>>,
+}
+
+/// Every rule of every active plan with its next firing. A rule seen for the first time (or
+/// whose schedule changed) starts from the time its plan version was written (recorded here).
+fn rule_cursors(tx: &mut dyn Txn) -> Result<Vec<RuleCursor>> {
+    let mut out = Vec::new();
     for ap in plans::active_plans(tx)? {
         for rule in &ap.version.document.rules {
             let Some(rule_id) = rule.rule_id.clone() else {
@@ -228,31 +242,64 @@ fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<Vec<Due>> {
                     s
                 }
             };
-            let mut next = state.next;
-            let mut n = 0;
-            while let Some(at) = next
-                && at <= now
-                && n < MAX_FIRINGS_PER_RULE_PER_PASS
-            {
-                due.push(Due {
-                    account: ap.plan.account.clone(),
-                    region: ap.plan.region.clone(),
-                    plan_id: ap.plan.id.clone(),
-                    rule_id: rule_id.clone(),
-                    expression: expression.clone(),
-                    timezone: timezone.clone(),
-                    at,
-                });
-                next = schedule.next_after(at);
-                n += 1;
-            }
+            out.push(RuleCursor {
+                account: ap.plan.account.clone(),
+                region: ap.plan.region.clone(),
+                plan_id: ap.plan.id.clone(),
+                rule_id,
+                expression,
+                timezone,
+                schedule,
+                next: state.next,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Every firing due up to `now`, oldest first.
+fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<Vec<Due>> {
+    let mut due = Vec::new();
+    for r in rule_cursors(tx)? {
+        let mut next = r.next;
+        let mut n = 0;
+        while let Some(at) = next
+            && at <= now
+            && n < MAX_FIRINGS_PER_RULE_PER_PASS
+        {
+            due.push(Due {
+                account: r.account.clone(),
+                region: r.region.clone(),
+                plan_id: r.plan_id.clone(),
+                rule_id: r.rule_id.clone(),
+                expression: r.expression.clone(),
+                timezone: r.timezone.clone(),
+                at,
+            });
+            next = r.schedule.next_after(at);
+            n += 1;
         }
     }
     due.sort_by(|a, b| (a.at, &a.plan_id, &a.rule_id).cmp(&(b.at, &b.plan_id, &b.rule_id)));
     Ok(due)
 }
 
-async fn fire_due(plane: &Executor, now: DateTime<Utc>, done: &mut CatchUp) -> Result<()> {
+/// The earliest next firing of any rule of any active plan (time travel steps to it).
+pub(crate) async fn next_firing(plane: &Executor) -> Result<Option<DateTime<Utc>>> {
+    plane
+        .store()
+        .write(|tx| -> Result<Option<DateTime<Utc>>> {
+            Ok(rule_cursors(tx)?.into_iter().filter_map(|r| r.next).min())
+        })
+        .await
+}
+
+/// Carries out every firing due up to `now`, oldest first, adding what they did to `done`.
+pub(crate) async fn fire_due(
+    plane: &Executor,
+    now: DateTime<Utc>,
+    done: &mut CatchUp,
+) -> Result<()> {
     let due = plane.store().write(move |tx| due_firings(tx, now)).await?;
     for d in due {
         let inventory = plane.inventory().clone();
@@ -291,7 +338,7 @@ fn job_template(
             rule.completion_window_minutes
                 .unwrap_or(DEFAULT_COMPLETION_WINDOW_MINUTES),
         );
-    let expired_message = (start_by < now).then(|| {
+    let expired_message = (start_by <= now).then(|| {
         format!(
             "The backup plan's run scheduled for {} could not start within its start window (it had to start by {}): Coffer was not running then, or its clock was moved past the window.",
             d.at.to_rfc3339_opts(SecondsFormat::Secs, true),

@@ -1,7 +1,8 @@
 //! What a running job shares with the runner, and how a job ends.
 //!
-//! [`Running`] is the registry of the jobs this process runs (so StopBackupJob can cancel one
-//! and the runner can count its free slots) and the runner's wake-up signal. [`JobControl`]
+//! [`Running`] is the registry of the jobs this process runs (so StopBackupJob can cancel one,
+//! the runner can count its free slots, and the development clock's time travel can wait
+//! until every running job has ended or is waiting) and the runner's wake-up signal. [`JobControl`]
 //! carries a job's cancellation, progress and the reason it was stopped. [`finish`] records
 //! a job's end; [`engine_end`] reads the engine's error as a state and a message.
 
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use coffer_engine::{CancelToken, Progress};
 use tokio::sync::Notify;
 
@@ -65,9 +67,11 @@ pub(crate) async fn pause_point(point: &str, control: &JobControl) -> bool {
         return false;
     }
     tracing::warn!(point, "job paused by {PAUSE_ENV} until it is cancelled");
+    control.set_waiting(true);
     while !control.cancel.is_cancelled() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    control.set_waiting(false);
     true
 }
 
@@ -158,6 +162,10 @@ pub(crate) fn engine_end(
     }
 }
 
+/// The status message of a job stopped at the end of its completion window.
+pub(crate) const COMPLETION_WINDOW_ENDED: &str =
+    "The job did not complete within its completion window and was stopped.";
+
 /// What the runner and a running job share.
 #[derive(Clone)]
 pub(crate) struct JobControl {
@@ -167,16 +175,36 @@ pub(crate) struct JobControl {
     pub reason: Arc<Mutex<Option<String>>>,
     /// Cancelled because Coffer is shutting down: the job goes back to the queue.
     shutdown: Arc<AtomicBool>,
+    /// The job waits for something outside it (the test pause point): it would not end by
+    /// itself, so time travel moves on without it.
+    waiting: Arc<AtomicBool>,
+    /// When its completion window ends, if it has one.
+    complete_by: Option<DateTime<Utc>>,
+    /// Told when the job starts or stops waiting (the registry's signal).
+    changed: Arc<Notify>,
 }
 
 impl JobControl {
-    fn new() -> Self {
+    fn new(complete_by: Option<DateTime<Utc>>, changed: Arc<Notify>) -> Self {
         JobControl {
             cancel: CancelToken::new(),
             progress: Arc::default(),
             reason: Arc::default(),
             shutdown: Arc::default(),
+            waiting: Arc::default(),
+            complete_by,
+            changed,
         }
+    }
+
+    /// Marks the job as waiting (or working again).
+    pub fn set_waiting(&self, waiting: bool) {
+        self.waiting.store(waiting, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst)
     }
 
     /// Whether the job was cancelled because Coffer is shutting down.
@@ -211,6 +239,8 @@ pub(crate) struct Running {
     notify: Notify,
     jobs: Mutex<HashMap<String, JobControl>>,
     shutting_down: AtomicBool,
+    /// Told when a job ends or starts or stops waiting.
+    changed: Arc<Notify>,
 }
 
 impl Running {
@@ -233,9 +263,10 @@ impl Running {
         self.jobs().len()
     }
 
-    /// Registers a job that starts running here; returns its control.
-    pub(crate) fn register(&self, job_key: &str) -> JobControl {
-        let control = JobControl::new();
+    /// Registers a job that starts running here, whose completion window ends at
+    /// `complete_by`; returns its control.
+    pub(crate) fn register(&self, job_key: &str, complete_by: Option<DateTime<Utc>>) -> JobControl {
+        let control = JobControl::new(complete_by, self.changed.clone());
         self.jobs().insert(job_key.to_string(), control.clone());
         control
     }
@@ -243,6 +274,55 @@ impl Running {
     /// Forgets a job that ended.
     pub(crate) fn unregister(&self, job_key: &str) {
         self.jobs().remove(job_key);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether the job with this key runs here now.
+    pub(crate) fn is_running(&self, job_key: &str) -> bool {
+        self.jobs().contains_key(job_key)
+    }
+
+    /// How many jobs running here are working (not waiting for something outside them).
+    pub(crate) fn working(&self) -> usize {
+        self.jobs().values().filter(|c| !c.is_waiting()).count()
+    }
+
+    /// Resolves once every job running here has ended or is waiting.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.working() == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// The earliest end of a completion window, after `after`, among the jobs running here.
+    pub(crate) fn next_window_end(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.jobs()
+            .values()
+            .filter_map(|c| c.complete_by)
+            .filter(|c| *c > after)
+            .min()
+    }
+
+    /// Stops every job running here whose completion window has ended by `now` (what the
+    /// heartbeat does within half a second; time travel does it at the window's end). Returns
+    /// how many were stopped.
+    pub(crate) fn stop_past_window(&self, now: DateTime<Utc>) -> usize {
+        let jobs = self.jobs();
+        let mut n = 0;
+        for c in jobs
+            .values()
+            .filter(|c| c.complete_by.is_some_and(|e| e <= now))
+        {
+            c.cancel_with(COMPLETION_WINDOW_ENDED);
+            n += 1;
+        }
+        n
     }
 
     /// Asks every job running here to stop at its next checkpoint and go back to the queue

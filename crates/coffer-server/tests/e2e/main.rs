@@ -24,5 +24,6 @@ mod store;
 mod sts;
 mod tags;
 mod templates;
+mod time_travel;
 mod vault_extras;
 mod vaults;

@@ -203,8 +203,9 @@ impl JobControl {
         self.changed.notify_waiters();
     }
 
+    /// Waiting, and not cancelled (a cancelled job ends by itself: it is working again).
     fn is_waiting(&self) -> bool {
-        self.waiting.load(Ordering::SeqCst)
+        self.waiting.load(Ordering::SeqCst) && !self.cancel.is_cancelled()
     }
 
     /// Whether the job was cancelled because Coffer is shutting down.

@@ -13,6 +13,7 @@ use coffer_api::types::{
     RecoveryPointByBackupVault, RestoreJobsListMember, StartRestoreJobInput,
 };
 use coffer_api::{ApiError, BackupService, Timestamp};
+use coffer_core::{Destination, TravelError};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -253,16 +254,23 @@ pub async fn post(
                     );
                 }
             };
-            if let Err(err) = ctx.coffer.clock().advance(Duration::hours(hours)) {
-                return html(StatusCode::BAD_REQUEST, clock(ctx, Some(&err)));
-            }
-            if let Err(err) = ctx.coffer.catch_up().await {
+            let Some(by) = Duration::try_hours(hours) else {
                 return html(
+                    StatusCode::BAD_REQUEST,
+                    clock(ctx, Some("That is too many hours to advance by.")),
+                );
+            };
+            // The skipped time runs as if Coffer had been up (docs/scheduler.md).
+            match ctx.coffer.travel(Destination::Advance(by)).await {
+                Ok(_) => redirect("/console/clock", None),
+                Err(TravelError::Refused(err)) => {
+                    html(StatusCode::BAD_REQUEST, clock(ctx, Some(&err)))
+                }
+                Err(TravelError::Failed(err)) => html(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     clock(ctx, Some(err.message())),
-                );
+                ),
             }
-            redirect("/console/clock", None)
         }
         _ => html(
             StatusCode::NOT_FOUND,

@@ -491,7 +491,7 @@ mod tests {
                     resources: Some(vec!["*".into()]),
                     list_of_tags: Some(vec![Condition {
                         condition_key: "backup".into(),
-                        condition_type: "STRINGEQUALS".into(),
+                        condition_type: ConditionType::Stringequals,
                         condition_value: "daily".into(),
                     }]),
                     ..Default::default()

@@ -230,7 +230,7 @@ mod tests {
             creation_date: chrono::Utc::now(),
             creator_request_id: None,
             encryption_key_arn: "arn:aws:kms:us-east-1:111122223333:alias/aws/backup".into(),
-            encryption_key_type: "AWS_OWNED_KMS_KEY".into(),
+            encryption_key_type: coffer_api::types::EncryptionKeyType::AwsOwnedKmsKey,
             recovery_points: 0,
             uid: "vault-uid-1".into(),
             repo: None,

@@ -21,7 +21,9 @@ use crate::model::{Meta, arn, queue, settings, vault_policy, vaults};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use coffer_api::types::{CopyAction, Lifecycle, RecoveryPointCreator};
+use coffer_api::types::{
+    BackupVaultEvent, CopyAction, Lifecycle, RecoveryPointCreator, RestoreValidationStatus,
+};
 use coffer_api::{ApiError, RequestContext};
 use coffer_store::{StoreError, Txn};
 use serde::{Deserialize, Serialize};
@@ -98,7 +100,7 @@ pub(crate) struct JobRecord {
     #[serde(default)]
     pub created_resource_arn: Option<String>,
     #[serde(default)]
-    pub validation_status: Option<String>,
+    pub validation_status: Option<RestoreValidationStatus>,
     #[serde(default)]
     pub validation_status_message: Option<String>,
     #[serde(default)]
@@ -239,26 +241,25 @@ pub(crate) fn job_events(
     kind: JobKind,
     before: Option<JobState>,
     state: JobState,
-) -> Vec<&'static str> {
+) -> Vec<BackupVaultEvent> {
+    use BackupVaultEvent as E;
     use JobState::*;
     if before == Some(state) || before.is_some_and(JobState::is_terminal) {
         return Vec::new();
     }
     let terminal = state.is_terminal();
     match (kind, state) {
-        (JobKind::Backup, Running) => vec!["BACKUP_JOB_STARTED"],
-        (JobKind::Copy, Running) => vec!["COPY_JOB_STARTED"],
-        (JobKind::Restore, Running) => vec!["RESTORE_JOB_STARTED"],
-        (JobKind::Backup, Completed) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"],
-        (JobKind::Backup, Failed | Aborted) => {
-            vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
-        }
-        (JobKind::Backup, Expired) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"],
-        (JobKind::Backup, _) if terminal => vec!["BACKUP_JOB_COMPLETED"],
-        (JobKind::Copy, Completed) => vec!["COPY_JOB_SUCCESSFUL"],
-        (JobKind::Copy, _) if terminal => vec!["COPY_JOB_FAILED"],
-        (JobKind::Restore, Completed) => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"],
-        (JobKind::Restore, _) if terminal => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_FAILED"],
+        (JobKind::Backup, Running) => vec![E::BackupJobStarted],
+        (JobKind::Copy, Running) => vec![E::CopyJobStarted],
+        (JobKind::Restore, Running) => vec![E::RestoreJobStarted],
+        (JobKind::Backup, Completed) => vec![E::BackupJobCompleted, E::BackupJobSuccessful],
+        (JobKind::Backup, Failed | Aborted) => vec![E::BackupJobCompleted, E::BackupJobFailed],
+        (JobKind::Backup, Expired) => vec![E::BackupJobCompleted, E::BackupJobExpired],
+        (JobKind::Backup, _) if terminal => vec![E::BackupJobCompleted],
+        (JobKind::Copy, Completed) => vec![E::CopyJobSuccessful],
+        (JobKind::Copy, _) if terminal => vec![E::CopyJobFailed],
+        (JobKind::Restore, Completed) => vec![E::RestoreJobCompleted, E::RestoreJobSuccessful],
+        (JobKind::Restore, _) if terminal => vec![E::RestoreJobCompleted, E::RestoreJobFailed],
         _ => Vec::new(),
     }
 }
@@ -338,7 +339,7 @@ pub(crate) fn job_changed(
             &job.account,
             &job.region,
             &job.vault_name,
-            event,
+            &event,
             &notice,
         )?;
     }
@@ -658,28 +659,29 @@ mod tests {
 
     #[test]
     fn job_transitions_map_to_events() {
+        use BackupVaultEvent as E;
         use JobKind::*;
         use JobState::*;
         assert_eq!(
             job_events(Backup, Some(Created), Running),
-            ["BACKUP_JOB_STARTED"]
+            [E::BackupJobStarted]
         );
         assert_eq!(
             job_events(Backup, Some(Running), Completed),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"]
+            [E::BackupJobCompleted, E::BackupJobSuccessful]
         );
         assert_eq!(
             job_events(Backup, Some(Aborting), Aborted),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
+            [E::BackupJobCompleted, E::BackupJobFailed]
         );
         assert_eq!(
             job_events(Backup, Some(Created), Expired),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"]
+            [E::BackupJobCompleted, E::BackupJobExpired]
         );
-        assert_eq!(job_events(Copy, Some(Running), Failed), ["COPY_JOB_FAILED"]);
+        assert_eq!(job_events(Copy, Some(Running), Failed), [E::CopyJobFailed]);
         assert_eq!(
             job_events(Restore, Some(Running), Completed),
-            ["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"]
+            [E::RestoreJobCompleted, E::RestoreJobSuccessful]
         );
         assert!(job_events(Backup, Some(Running), Running).is_empty());
         assert!(job_events(Backup, Some(Running), Aborting).is_empty());

@@ -112,7 +112,7 @@ impl RecoveryPointRecord {
             created_by: self.created_by.clone(),
             creation_date: Some(Timestamp(self.creation_date)),
             encryption_key_arn: Some(self.encryption_key_arn.clone()),
-            encryption_key_type: Some("AWS_OWNED_KMS_KEY".into()),
+            encryption_key_type: Some(EncryptionKeyType::AwsOwnedKmsKey),
             iam_role_arn: self.iam_role_arn.clone(),
             initiation_date: self.initiation_date.map(Timestamp),
             is_encrypted: Some(true),
@@ -124,9 +124,9 @@ impl RecoveryPointRecord {
             resource_name: self.resource_name.clone(),
             resource_type: Some(self.resource_type.clone()),
             source_backup_vault_arn: self.source_vault_arn.clone(),
-            status: Some(self.status.as_str().to_string()),
-            storage_class: Some(self.storage_class.as_str().to_string()),
-            vault_type: Some("BACKUP_VAULT".into()),
+            status: Some(self.status.into()),
+            storage_class: Some(self.storage_class.into()),
+            vault_type: Some(VaultType::BackupVault),
             ..Default::default()
         }
     }
@@ -166,12 +166,12 @@ impl RecoveryPointRecord {
             backup_vault_name: Some(self.vault_name.clone()),
             creation_date: Some(Timestamp(self.creation_date)),
             encryption_key_arn: Some(self.encryption_key_arn.clone()),
-            encryption_key_type: Some("AWS_OWNED_KMS_KEY".into()),
+            encryption_key_type: Some(EncryptionKeyType::AwsOwnedKmsKey),
             is_parent: Some(false),
             recovery_point_arn: Some(self.arn.clone()),
             resource_name: self.resource_name.clone(),
-            status: Some(self.status.as_str().to_string()),
-            vault_type: Some("BACKUP_VAULT".into()),
+            status: Some(self.status.into()),
+            vault_type: Some(VaultType::BackupVault),
             ..Default::default()
         }
     }

@@ -155,11 +155,11 @@ mod tests {
         fn visit<E: ModelEnum>(&mut self) {
             let mut variants: Vec<E> = Vec::new();
             for &value in E::VALUES {
-                let e = E::from(value);
+                let e = <E as From<&str>>::from(value);
                 assert!(e.is_known(), "{}: {value} decoded as unknown", E::SHAPE);
                 assert_eq!(e.as_str(), value);
                 assert_eq!(e.to_string(), value);
-                assert_eq!(E::from(value.to_owned()), e);
+                assert_eq!(<E as From<String>>::from(value.to_owned()), e);
                 assert_eq!(value.parse::<E>().ok(), Some(e.clone()));
                 let json = serde_json::to_string(&e).unwrap();
                 assert_eq!(json, serde_json::to_string(value).unwrap());
@@ -175,7 +175,7 @@ mod tests {
             let unknown: E = serde_json::from_str(&format!("\"{OUTSIDE}\"")).unwrap();
             assert!(!unknown.is_known(), "{}", E::SHAPE);
             assert_eq!(unknown.as_str(), OUTSIDE);
-            assert_eq!(unknown, E::from(OUTSIDE));
+            assert_eq!(unknown, <E as From<&str>>::from(OUTSIDE));
             assert_eq!(
                 serde_json::to_string(&unknown).unwrap(),
                 format!("\"{OUTSIDE}\"")
@@ -244,7 +244,7 @@ mod tests {
         );
 
         let input: PutBackupVaultNotificationsInput = decode_input(serde_json::json!({
-            "BackupVaultName": "v",
+            "BackupVaultName": "primary",
             "SNSTopicArn": "arn:aws:sns:us-east-1:111122223333:t",
             "BackupVaultEvents": ["BACKUP_JOB_STARTED", "BACKUP_JOB_EXPLODED"],
         }))

@@ -311,7 +311,7 @@ mod tests {
         C: Copy + PartialEq + fmt::Debug + FromWire<W>,
         W: coffer_api::ModelEnum + From<C>,
     {
-        let shown = W::from(core);
+        let shown = <W as From<C>>::from(core);
         assert_eq!(shown.as_str(), spelled, "{}", W::SHAPE);
         assert_eq!(
             shown.is_known(),
@@ -320,7 +320,8 @@ mod tests {
             W::SHAPE
         );
         assert_eq!(C::from_wire(&shown), Some(core), "{}", W::SHAPE);
-        assert_eq!(C::from_wire(&W::from("NOT_A_STATE")), None, "{}", W::SHAPE);
+        let outside = <W as From<&str>>::from("NOT_A_STATE");
+        assert_eq!(C::from_wire(&outside), None, "{}", W::SHAPE);
     }
 
     #[test]

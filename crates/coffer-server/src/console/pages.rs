@@ -861,7 +861,12 @@ async fn vault(ctx: &Ctx<'_>, name: &str) -> String {
         Ok(n) => body.push_str(&format!(
             "<p>Notifications to <code>{}</code>: {}</p>",
             opt(&n.sns_topic_arn),
-            e(&n.backup_vault_events.unwrap_or_default().join(", "))
+            e(&n.backup_vault_events
+                .iter()
+                .flatten()
+                .map(ModelEnum::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
         )),
         Err(_) => body.push_str("<p>Notifications: none</p>"),
     }

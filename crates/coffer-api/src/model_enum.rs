@@ -138,7 +138,7 @@ mod tests {
             .filter_map(|(name, shape)| {
                 let values = shape.get("enum")?.as_array()?;
                 let values = values.iter().map(|v| v.as_str().unwrap().to_owned());
-                Some((name.clone(), values.collect()))
+                Some((name.clone(), values.collect::<Vec<_>>()))
             })
             .collect()
     }

@@ -34,7 +34,7 @@ use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    plans, protected, recovery_points, selections, settings, tags, templates, vault_lock,
+    legal_holds, plans, protected, recovery_points, selections, settings, tags, templates, vault_lock,
     vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
@@ -376,6 +376,47 @@ impl BackupService for Coffer {
         input: DeleteRecoveryPointInput,
     ) -> Result<(), ApiError> {
         Ok(recovery_points::delete(self.plane(), ctx, input).await?)
+    }
+
+    async fn create_legal_hold(
+        &self,
+        ctx: &RequestContext,
+        input: CreateLegalHoldInput,
+    ) -> Result<CreateLegalHoldOutput, ApiError> {
+        Ok(legal_holds::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn get_legal_hold(
+        &self,
+        ctx: &RequestContext,
+        input: GetLegalHoldInput,
+    ) -> Result<GetLegalHoldOutput, ApiError> {
+        Ok(legal_holds::get(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_legal_holds(
+        &self,
+        ctx: &RequestContext,
+        input: ListLegalHoldsInput,
+    ) -> Result<ListLegalHoldsOutput, ApiError> {
+        Ok(legal_holds::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn cancel_legal_hold(
+        &self,
+        ctx: &RequestContext,
+        input: CancelLegalHoldInput,
+    ) -> Result<CancelLegalHoldOutput, ApiError> {
+        legal_holds::cancel(self.meta(), ctx, input).await?;
+        Ok(CancelLegalHoldOutput {})
+    }
+
+    async fn list_recovery_points_by_legal_hold(
+        &self,
+        ctx: &RequestContext,
+        input: ListRecoveryPointsByLegalHoldInput,
+    ) -> Result<ListRecoveryPointsByLegalHoldOutput, ApiError> {
+        Ok(legal_holds::list_recovery_points(self.meta(), ctx, input).await?)
     }
 
     async fn update_recovery_point_lifecycle(

@@ -44,6 +44,7 @@ pub use background::scheduler::CatchUp;
 pub use dataplane::storage::{VaultStorage, export_vault_key};
 pub use model::arn;
 pub use model::clock::{self, Clock};
+pub use model::deletions::RemovalStatus;
 pub use model::error::Error;
 pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
 pub use model::inventory::{self, Inventory, ResourceEntry};
@@ -171,6 +172,19 @@ impl Coffer {
     }
 
     /// Wipes all state (development mode's reset).
+    /// Recovery point data removals still queued and those given up after their last
+    /// attempt (see `model::deletions`), at most `limit` of each, of `account` (every
+    /// account when `None`).
+    pub async fn deletions(
+        &self,
+        account: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<RemovalStatus>, Vec<RemovalStatus>), Error> {
+        self.store()
+            .read(move |tx| model::deletions::report(tx, account.as_deref(), limit))
+            .await
+    }
+
     pub async fn reset(&self) -> Result<(), ApiError> {
         self.store().clear().await.map_err(ApiError::internal)
     }

@@ -42,7 +42,7 @@ impl Worker for LifecycleWorker {
         sweep_lifecycle(&self.plane, now)
             .await
             .map(|_| ())
-            .map_err(|e| e.0.message().to_string())
+            .map_err(|e| coffer_api::error_chain(&e.0))
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod arn;
 pub mod clock;
+pub mod deletions;
 pub(crate) mod error;
 pub mod events;
 pub mod inventory;

@@ -184,7 +184,10 @@ mod tests {
         let shape = op["output"]["shape"].as_str().unwrap();
         let members = model["shapes"][shape]["members"].as_object().unwrap();
         let xml = answer(
-            &[("Action".into(), "GetCallerIdentity".into())],
+            &[
+                ("Action".into(), "GetCallerIdentity".into()),
+                ("Version".into(), API_VERSION.into()),
+            ],
             "111122223333",
             "rid",
         )
@@ -212,6 +215,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code(), "InvalidAction");
+        assert!(e.message().contains("GetCallerIdentity"));
         let e = answer(
             &[("Action".into(), "GetCallerIdentity".into())],
             "111122223333",
@@ -220,7 +224,6 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code(), "MissingParameter");
         assert!(e.message().contains(API_VERSION));
-        assert!(e.message().contains("GetCallerIdentity"));
         let e = answer(&[], "111122223333", "r").unwrap_err();
         assert_eq!(e.code(), "MissingAction");
         let e = answer(

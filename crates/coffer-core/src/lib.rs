@@ -34,8 +34,8 @@ use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    legal_holds, plans, protected, recovery_points, selections, settings, tags, templates, vault_lock,
-    vault_notifications, vault_policy, vaults,
+    legal_holds, plans, protected, recovery_points, selections, settings, tags, templates,
+    vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;

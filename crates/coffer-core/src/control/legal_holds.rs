@@ -40,7 +40,10 @@ fn check_selection(
     }
     for name in s.vault_names.iter().flatten() {
         if tx
-            .get(vaults::TABLE, &vaults::key(&ctx.account_id, &ctx.region, name))?
+            .get(
+                vaults::TABLE,
+                &vaults::key(&ctx.account_id, &ctx.region, name),
+            )?
             .is_none()
         {
             return Err(ApiError::invalid_parameter(format!(
@@ -140,7 +143,11 @@ pub(crate) async fn get(
     ctx: &RequestContext,
     input: GetLegalHoldInput,
 ) -> Result<GetLegalHoldOutput> {
-    let (a, r, id) = (ctx.account_id.clone(), ctx.region.clone(), input.legal_hold_id);
+    let (a, r, id) = (
+        ctx.account_id.clone(),
+        ctx.region.clone(),
+        input.legal_hold_id,
+    );
     let now = meta.clock().now();
     let rec = meta
         .store()
@@ -224,7 +231,7 @@ pub(crate) async fn cancel(
                 ))
                 .into());
             }
-            cancel(
+            crate::model::legal_holds::cancel(
                 tx,
                 &mut rec,
                 input.cancel_description,
@@ -235,7 +242,12 @@ pub(crate) async fn cancel(
         .await
 }
 
-fn point_member(tx: &mut dyn Txn, account: &str, region: &str, v: &[u8]) -> Result<Option<RecoveryPointMember>> {
+fn point_member(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    v: &[u8],
+) -> Result<Option<RecoveryPointMember>> {
     let held: HeldPoint = serde_json::from_slice(v)?;
     let rp_key = recovery_points::key(account, region, &held.vault_name, &held.rp_id);
     // A point deleted after its hold was cancelled is no longer listed.

@@ -125,7 +125,13 @@ pub(crate) async fn delete(
         .write(move |tx| -> Result<()> {
             let vkey = vaults::key(&a, &r, &input.backup_vault_name);
             let mut vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
-            let rp = find_in_vault(tx, &a, &r, &input.backup_vault_name, &input.recovery_point_arn)?;
+            let rp = find_in_vault(
+                tx,
+                &a,
+                &r,
+                &input.backup_vault_name,
+                &input.recovery_point_arn,
+            )?;
             if let Some(why) = retention::removal_blocker(tx, &vault, &rp, now)? {
                 return Err(ApiError::invalid_request(why).into());
             }

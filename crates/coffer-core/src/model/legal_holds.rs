@@ -210,7 +210,10 @@ pub(crate) fn cancel(
 }
 
 /// The ids of the holds that keep `rp` from being deleted (empty: none does).
-pub(crate) fn holds_on(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<Vec<String>, StoreError> {
+pub(crate) fn holds_on(
+    tx: &mut dyn Txn,
+    rp: &RecoveryPointRecord,
+) -> Result<Vec<String>, StoreError> {
     let prefix = format!("{}:{}:{}:", rp.account, rp.region, rp.id);
     Ok(scan_all(tx, BY_POINT, &prefix)?
         .into_iter()

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_backup::Client;
+use aws_sdk_backup::error::ProvideErrorMetadata;
 use aws_sdk_backup::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_backup::types::{
     BackupJobState, DateRange, LegalHoldStatus, Lifecycle, RecoveryPointSelection,
@@ -51,11 +52,20 @@ async fn backup(c: &Client, vault: &str, arn: &str, delete_after_days: Option<i6
         .unwrap();
     let id = out.backup_job_id().unwrap().to_string();
     for _ in 0..1200 {
-        let j = c.describe_backup_job().backup_job_id(&id).send().await.unwrap();
+        let j = c
+            .describe_backup_job()
+            .backup_job_id(&id)
+            .send()
+            .await
+            .unwrap();
         match j.state() {
             Some(BackupJobState::Completed) => return j.recovery_point_arn().unwrap().into(),
             Some(BackupJobState::Failed | BackupJobState::Expired | BackupJobState::Aborted) => {
-                panic!("backup of {arn} ended {:?}: {:?}", j.state(), j.status_message())
+                panic!(
+                    "backup of {arn} ended {:?}: {:?}",
+                    j.state(),
+                    j.status_message()
+                )
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -102,18 +112,15 @@ async fn held_points(c: &Client, hold: &str) -> Vec<String> {
     }
 }
 
-async fn code_of<T, E: aws_sdk_backup::error::ProvideErrorMetadata>(
+async fn code_of<T, E: ProvideErrorMetadata>(
     r: Result<T, aws_sdk_backup::error::SdkError<E>>,
 ) -> (String, String) {
     match r {
         Ok(_) => panic!("the call succeeded; a refusal was expected"),
-        Err(e) => {
-            let e = e.into_service_error();
-            (
-                e.code().unwrap_or_default().to_string(),
-                e.message().unwrap_or_default().to_string(),
-            )
-        }
+        Err(e) => (
+            e.code().unwrap_or_default().to_string(),
+            e.message().unwrap_or_default().to_string(),
+        ),
     }
 }
 
@@ -134,7 +141,11 @@ async fn a_legal_hold_keeps_its_points_until_cancelled() {
         .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0)))
         .await;
     for v in ["held", "free"] {
-        c.create_backup_vault().backup_vault_name(v).send().await.unwrap();
+        c.create_backup_vault()
+            .backup_vault_name(v)
+            .send()
+            .await
+            .unwrap();
     }
     // Two points in "held" (one whose lifecycle deletes it after a day), one in "free".
     let expiring = backup(&c, "held", DOCS, Some(1)).await;
@@ -172,13 +183,24 @@ async fn a_legal_hold_keeps_its_points_until_cancelled() {
         .await
         .unwrap();
     assert_eq!(again.legal_hold_id(), Some(hold_id.as_str()));
-    assert_eq!(c.list_legal_holds().send().await.unwrap().legal_holds().len(), 1);
+    assert_eq!(
+        c.list_legal_holds()
+            .send()
+            .await
+            .unwrap()
+            .legal_holds()
+            .len(),
+        1
+    );
 
     let mut want = vec![expiring.clone(), kept.clone()];
     want.sort();
     assert_eq!(held_points(&c, &hold_id).await, want);
     let tags = c.list_tags().resource_arn(&hold_arn).send().await.unwrap();
-    assert_eq!(tags.tags().unwrap().get("case").map(String::as_str), Some("42"));
+    assert_eq!(
+        tags.tags().unwrap().get("case").map(String::as_str),
+        Some("42")
+    );
 
     // DeleteRecoveryPoint is refused, naming the hold; a point outside the hold goes.
     let (code, message) = code_of(
@@ -204,7 +226,13 @@ async fn a_legal_hold_keeps_its_points_until_cancelled() {
         .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0 + 2 * DAY)))
         .await;
     assert!(exists(&c, "held", &expiring).await);
-    let (code, _) = code_of(c.delete_backup_vault().backup_vault_name("held").send().await).await;
+    let (code, _) = code_of(
+        c.delete_backup_vault()
+            .backup_vault_name("held")
+            .send()
+            .await,
+    )
+    .await;
     assert_eq!(code, "InvalidRequestException");
 
     // Cancel: the record says so; a second cancel is refused.
@@ -215,7 +243,12 @@ async fn a_legal_hold_keeps_its_points_until_cancelled() {
         .send()
         .await
         .unwrap();
-    let got = c.get_legal_hold().legal_hold_id(&hold_id).send().await.unwrap();
+    let got = c
+        .get_legal_hold()
+        .legal_hold_id(&hold_id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.status(), Some(&LegalHoldStatus::Canceled));
     assert_eq!(got.cancel_description(), Some("case closed"));
     assert_eq!(got.title(), Some("litigation-1"));
@@ -250,7 +283,14 @@ async fn a_legal_hold_keeps_its_points_until_cancelled() {
         .await;
     let (code, _) = code_of(c.get_legal_hold().legal_hold_id(&hold_id).send().await).await;
     assert_eq!(code, "ResourceNotFoundException");
-    assert!(c.list_legal_holds().send().await.unwrap().legal_holds().is_empty());
+    assert!(
+        c.list_legal_holds()
+            .send()
+            .await
+            .unwrap()
+            .legal_holds()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -269,13 +309,17 @@ async fn legal_hold_selections_and_refusals() {
     server
         .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0)))
         .await;
-    c.create_backup_vault().backup_vault_name("v").send().await.unwrap();
-    let early_docs = backup(&c, "v", DOCS, None).await;
+    c.create_backup_vault()
+        .backup_vault_name("vv")
+        .send()
+        .await
+        .unwrap();
+    let early_docs = backup(&c, "vv", DOCS, None).await;
     server
         .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0 + DAY)))
         .await;
-    let late_docs = backup(&c, "v", DOCS, None).await;
-    let late_logs = backup(&c, "v", LOGS, None).await;
+    let late_docs = backup(&c, "vv", DOCS, None).await;
+    let late_logs = backup(&c, "vv", LOGS, None).await;
 
     let range = |from: i64, to: i64| {
         DateRange::builder()
@@ -292,12 +336,19 @@ async fn legal_hold_selections_and_refusals() {
             .send()
     };
     // By resource: both docs points; by resource and date: only the later one.
-    let by_resource = create(RecoveryPointSelection::builder().resource_identifiers(DOCS).build())
-        .await
-        .unwrap();
+    let by_resource = create(
+        RecoveryPointSelection::builder()
+            .resource_identifiers(DOCS)
+            .build(),
+    )
+    .await
+    .unwrap();
     let mut want = vec![early_docs.clone(), late_docs.clone()];
     want.sort();
-    assert_eq!(held_points(&c, by_resource.legal_hold_id().unwrap()).await, want);
+    assert_eq!(
+        held_points(&c, by_resource.legal_hold_id().unwrap()).await,
+        want
+    );
     let by_date = create(
         RecoveryPointSelection::builder()
             .resource_identifiers(DOCS)
@@ -311,12 +362,20 @@ async fn legal_hold_selections_and_refusals() {
         vec![late_docs.clone()]
     );
     // Nothing in the range: a hold over nothing, which blocks nothing.
-    let empty = create(RecoveryPointSelection::builder().date_range(range(0, 60)).build())
-        .await
-        .unwrap();
-    assert!(held_points(&c, empty.legal_hold_id().unwrap()).await.is_empty());
+    let empty = create(
+        RecoveryPointSelection::builder()
+            .date_range(range(0, 60))
+            .build(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        held_points(&c, empty.legal_hold_id().unwrap())
+            .await
+            .is_empty()
+    );
     c.delete_recovery_point()
-        .backup_vault_name("v")
+        .backup_vault_name("vv")
         .recovery_point_arn(&late_logs)
         .send()
         .await
@@ -324,18 +383,34 @@ async fn legal_hold_selections_and_refusals() {
 
     // Refusals, each with its code.
     let (code, message) = code_of(
-        create(RecoveryPointSelection::builder().vault_names("nope").build()).await,
+        create(
+            RecoveryPointSelection::builder()
+                .vault_names("nope")
+                .build(),
+        )
+        .await,
     )
     .await;
     assert_eq!(code, "InvalidParameterValueException");
     assert!(message.contains("nope"), "{message}");
     let (code, message) = code_of(
-        create(RecoveryPointSelection::builder().date_range(range(t0, t0 - 1)).build()).await,
+        create(
+            RecoveryPointSelection::builder()
+                .date_range(range(t0, t0 - 1))
+                .build(),
+        )
+        .await,
     )
     .await;
     assert_eq!(code, "InvalidParameterValueException");
     assert!(message.contains("FromDate"), "{message}");
-    let (code, _) = code_of(c.get_legal_hold().legal_hold_id("no-such-hold").send().await).await;
+    let (code, _) = code_of(
+        c.get_legal_hold()
+            .legal_hold_id("no-such-hold")
+            .send()
+            .await,
+    )
+    .await;
     assert_eq!(code, "ResourceNotFoundException");
     let (code, _) = code_of(
         c.cancel_legal_hold()
@@ -367,7 +442,7 @@ async fn legal_hold_selections_and_refusals() {
 
     // The quota: 50 active holds (3 exist); the 51st is refused; a cancelled one frees a slot.
     for _ in 3..50 {
-        create(RecoveryPointSelection::builder().vault_names("v").build())
+        create(RecoveryPointSelection::builder().vault_names("vv").build())
             .await
             .unwrap();
     }
@@ -379,7 +454,9 @@ async fn legal_hold_selections_and_refusals() {
         .send()
         .await
         .unwrap();
-    create(RecoveryPointSelection::builder().build()).await.unwrap();
+    create(RecoveryPointSelection::builder().build())
+        .await
+        .unwrap();
     // Listing pages through all 51 records (50 active, 1 cancelled and kept).
     let mut n = 0;
     let mut token = None;
@@ -401,7 +478,7 @@ async fn legal_hold_selections_and_refusals() {
     // The held docs points still cannot be deleted.
     let (code, _) = code_of(
         c.delete_recovery_point()
-            .backup_vault_name("v")
+            .backup_vault_name("vv")
             .recovery_point_arn(&early_docs)
             .send()
             .await,

@@ -19,7 +19,7 @@ pub mod sts;
 pub mod timestamp;
 pub mod validate;
 
-pub use error::ApiError;
+pub use error::{ApiError, error_chain};
 pub use generated::operations::{BackupService, OPERATIONS, Operation, dispatch};
 pub use generated::types;
 pub use model_enum::ModelEnum;

@@ -78,7 +78,7 @@ pub struct OutboxMessage {
 }
 
 fn store_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("outbox record: {e}"))
+    StoreError::corrupt("outbox record", e)
 }
 
 /// Writes `event` for the vault `vault_name` of (`account`, `region`) to the outbox, if the
@@ -415,7 +415,10 @@ mod outbox_tests {
                     &BackupVaultEvent::BackupJobSuccessful,
                     &n,
                 )?;
-                Err(StoreError::Backend("the state change failed".into()))
+                Err(StoreError::msg(
+                    coffer_store::ErrorKind::Other,
+                    "the state change failed",
+                ))
             })
             .await;
         assert!(r.is_err());

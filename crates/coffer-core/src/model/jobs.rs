@@ -7,7 +7,9 @@
 //! lease and notices stop requests and windows), and ends each job in one transaction that also
 //! records its results (the recovery point, the vault's count) and takes it off the queue. A job
 //! that was running when its node died is found by its stale lease on the next start and run
-//! again (at most three attempts), so no job is lost and none is silently dropped.
+//! again, and a run that failed for a reason that can pass (the store or the vault's storage
+//! unavailable) is run again after a backoff (`next_attempt`); [`MAX_ATTEMPTS`] runs in all,
+//! then the job ends FAILED naming the last error. No job is lost and none is silently dropped.
 
 use crate::model::error::{Error, Result};
 use crate::model::events::{self, Notice};
@@ -29,6 +31,9 @@ use coffer_store::{StoreError, Txn};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::model::queue::QUEUE;
+
+/// Runs of one job at most, interrupted or failed (see the module comment).
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
 pub(crate) const TOKENS: &str = "job_token";
 
 /// One job as stored. The fields a kind does not use stay empty.
@@ -109,6 +114,10 @@ pub(crate) struct JobRecord {
     pub lease_owner: Option<String>,
     #[serde(default)]
     pub lease_until: Option<DateTime<Utc>>,
+    /// After a failed run that may pass: the job is not claimed before this time (Coffer
+    /// clock).
+    #[serde(default)]
+    pub next_attempt: Option<DateTime<Utc>>,
 }
 
 impl JobRecord {
@@ -179,6 +188,7 @@ impl JobRecord {
             attempts: 0,
             lease_owner: None,
             lease_until: None,
+            next_attempt: None,
         }
     }
 }

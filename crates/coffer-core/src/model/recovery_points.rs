@@ -4,8 +4,8 @@
 //! points are one scan) pointing at its snapshot in the vault's repository, with an index from
 //! id to vault (`rp_index`). A recovery point is recorded only once its snapshot is complete,
 //! so no half-made point is ever visible. Deleting one removes the record and queues the
-//! snapshot's removal from the repository (`rp_deletion`) in the same transaction; the runner
-//! carries the removal out, after a restart too.
+//! snapshot's removal from the repository (`model::deletions`) in the same transaction; the
+//! runner carries the removal out, after a restart too, retrying with backoff.
 
 use chrono::{DateTime, Duration, Utc};
 use coffer_api::types::*;
@@ -16,11 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 use crate::model::states::{RecoveryPointStatus, StorageClass};
-use crate::model::{Meta, arn, tags, vaults};
+use crate::model::{Meta, arn, deletions, tags, vaults};
 
 pub(crate) const TABLE: &str = "recovery_point";
 pub(crate) const INDEX: &str = "rp_index";
-pub(crate) const DELETIONS: &str = "rp_deletion";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RecoveryPointRecord {
@@ -51,16 +50,6 @@ pub(crate) struct RecoveryPointRecord {
     /// The source path the snapshot holds (restore metadata needs it).
     #[serde(default)]
     pub source_path: Option<String>,
-}
-
-/// A pending removal of a snapshot from a vault repository.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Deletion {
-    pub account: String,
-    pub region: String,
-    pub vault_name: String,
-    pub vault_uid: String,
-    pub snapshot: SnapshotRef,
 }
 
 pub(crate) fn key(account: &str, region: &str, vault: &str, id: &str) -> String {
@@ -311,13 +300,17 @@ pub(crate) fn remove(
     tags::remove_all(tx, &rp.arn)?;
     vault.recovery_points = (vault.recovery_points - 1).max(0);
     vaults::save(tx, vault)?;
-    let d = Deletion {
+    let d = deletions::Deletion {
         account: rp.account.clone(),
         region: rp.region.clone(),
         vault_name: vault.name.clone(),
         vault_uid: vault.uid.clone(),
         snapshot: rp.snapshot.clone(),
+        rp_key: rp.key(),
+        attempts: 0,
+        last_error: None,
+        next_attempt: None,
+        failed_at: None,
     };
-    tx.put(DELETIONS, &rp.key(), &serde_json::to_vec(&d)?)?;
-    Ok(())
+    deletions::enqueue(tx, &d)
 }

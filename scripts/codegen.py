@@ -2,8 +2,14 @@
 """Generate Coffer's protocol layer from the vendored AWS Backup service model.
 
 Reads model/backup/service-2.json and writes crates/coffer-api/src/generated/:
-  types.rs       one Rust struct per modelled structure (wire names, serde), enum value tables
-  validate.rs    input validation from the model's constraints (length, range, pattern, enum)
+  types.rs       one Rust struct per modelled structure (wire names, serde), and one Rust enum per
+                 enum shape: a unit variant per model value (UpperCamelCase; `as_str()` gives the
+                 wire spelling), `Unknown(String)` for any other value so that output from a newer
+                 model or an input outside the set still decodes, `VALUES` (the allowed values),
+                 serde as the wire string; members whose target is an enum shape (also inside
+                 lists and maps) are typed with the enum
+  validate.rs    input validation from the model's constraints (length, range, pattern, enum: an
+                 `Unknown` value is refused with "Member must satisfy enum value set: [...]")
   operations.rs  the operation table (method, URI template, bindings, status code), the
                  `BackupService` trait with one async method per operation, and `dispatch`
 
@@ -38,6 +44,8 @@ RUST_KEYWORDS = {
 PATTERN_DEVIATIONS = {
     "ResourceType": ("PATTERN_RESOURCE_TYPE", r"^[a-zA-Z0-9\-\_\. ]{1,50}$"),
 }
+# The catch-all variant every generated enum has; a model value spelled the same is renamed.
+UNKNOWN_VARIANT = "Unknown"
 # Structure names that would shadow names the generated code relies on.
 RESERVED_TYPES = {"Result", "Option", "Vec", "String", "Box", "Timestamp", "Value"}
 
@@ -55,6 +63,17 @@ def type_name(shape_name):
     n = shape_name[0].upper() + shape_name[1:]
     if n in RESERVED_TYPES:
         n = n + "Shape"
+    return n
+
+
+def variant_name(value):
+    """The Rust variant for a model enum value: `COMPLETED_WITH_ISSUES` -> `CompletedWithIssues`."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", value) if p]
+    n = "".join(p[:1].upper() + (p[1:].lower() if p.isupper() else p[1:]) for p in parts)
+    if not n or n[0].isdigit():
+        n = "V" + n
+    if n == UNKNOWN_VARIANT:
+        n += "Value"
     return n
 
 
@@ -82,7 +101,7 @@ class Gen:
         sh = self.shapes[shape_name]
         t = sh["type"]
         if t == "string":
-            return "String"
+            return type_name(shape_name) if "enum" in sh else "String"
         if t == "integer":
             return "i32"
         if t == "long":
@@ -96,10 +115,13 @@ class Gen:
         if t == "list":
             return "Vec<%s>" % self.rust_type(sh["member"]["shape"])
         if t == "map":
-            return "BTreeMap<String, %s>" % self.rust_type(sh["value"]["shape"])
+            return "BTreeMap<%s, %s>" % (self.rust_type(sh["key"]["shape"]), self.rust_type(sh["value"]["shape"]))
         if t == "structure":
             return type_name(shape_name)
         raise SystemExit("unsupported shape type %s (%s)" % (t, shape_name))
+
+    def enums(self):
+        return sorted(n for n, s in self.shapes.items() if "enum" in s)
 
     def structures(self):
         return sorted(n for n, s in self.shapes.items()
@@ -127,6 +149,7 @@ class Gen:
         w.append("#![allow(clippy::all, missing_docs)]\n")
         w.append("use std::collections::BTreeMap;\n")
         w.append("use serde::{Deserialize, Serialize};\n")
+        w.append("use crate::model_enum::{ModelEnumVisitor, model_enum_impls};")
         w.append("use crate::timestamp::Timestamp;\n")
         for name in self.structures():
             w.append("#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]")
@@ -138,13 +161,61 @@ class Gen:
                     "" if req else ", default, skip_serializing_if = \"Option::is_none\""))
                 w.append("    pub %s: %s," % (f, rt if req else "Option<%s>" % rt))
             w.append("}\n")
-        # Enum value tables.
-        for name in sorted(n for n, s in self.shapes.items() if "enum" in s):
-            w.append("/// The values the model allows for `%s`." % name)
-            w.append("pub const %s_VALUES: &[&str] = &[%s];\n" % (
-                snake(name).upper().replace("R#", ""),
-                ", ".join(rust_str(v) for v in self.shapes[name]["enum"])))
+        for name in self.enums():
+            w.extend(self.gen_enum(name))
+        w.append("/// Calls `visitor` once per enum of the model, in name order.")
+        w.append("pub fn for_each_model_enum(visitor: &mut impl ModelEnumVisitor) {")
+        for name in self.enums():
+            w.append("    visitor.visit::<%s>();" % type_name(name))
+        w.append("}")
         return "\n".join(w)
+
+    def gen_enum(self, name):
+        """One model enum: variants, wire spelling, value table, and the shared impls."""
+        t = type_name(name)
+        values = self.shapes[name]["enum"]
+        variants = [(variant_name(v), v) for v in values]
+        if len({vn for vn, _ in variants}) != len(variants) or any(vn == UNKNOWN_VARIANT for vn, _ in variants):
+            raise SystemExit("enum %s: values %s give clashing variant names" % (name, values))
+        w = []
+        w.append("/// The model's `%s`: one variant per value it allows, `Unknown` for any other." % name)
+        w.append("#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]")
+        w.append("pub enum %s {" % t)
+        for vn, v in variants:
+            w.append("    /// `%s`" % v)
+            w.append("    %s," % vn)
+        w.append("    /// A value outside the model's set, kept as it came; validation refuses it on input.")
+        w.append("    %s(String)," % UNKNOWN_VARIANT)
+        w.append("}\n")
+        w.append("impl %s {" % t)
+        w.append("    /// The shape's name in the model.")
+        w.append("    pub const SHAPE: &'static str = %s;" % rust_str(name))
+        w.append("    /// Every value the model allows, in the model's order.")
+        w.append("    pub const VALUES: &'static [&'static str] = &[%s];\n" % ", ".join(rust_str(v) for v in values))
+        w.append("    /// The value as it goes on the wire.")
+        w.append("    pub fn as_str(&self) -> &str {")
+        w.append("        match self {")
+        for vn, v in variants:
+            w.append("            %s::%s => %s," % (t, vn, rust_str(v)))
+        w.append("            %s::%s(value) => value," % (t, UNKNOWN_VARIANT))
+        w.append("        }")
+        w.append("    }\n")
+        w.append("    /// Whether the value is one the model allows (not `Unknown`).")
+        w.append("    pub fn is_known(&self) -> bool {")
+        w.append("        !matches!(self, %s::%s(_))" % (t, UNKNOWN_VARIANT))
+        w.append("    }")
+        w.append("}\n")
+        w.append("impl From<&str> for %s {" % t)
+        w.append("    fn from(value: &str) -> Self {")
+        w.append("        match value {")
+        for vn, v in variants:
+            w.append("            %s => %s::%s," % (rust_str(v), t, vn))
+        w.append("            other => %s::%s(other.to_owned())," % (t, UNKNOWN_VARIANT))
+        w.append("        }")
+        w.append("    }")
+        w.append("}\n")
+        w.append("model_enum_impls!(%s);\n" % t)
+        return w
 
     # ------------------------------------------------------------- validate.rs
     def input_reachable(self):
@@ -172,6 +243,10 @@ class Gen:
         pad = " " * indent
         out = []
         if t == "string":
+            if "enum" in sh:
+                # A model enum: its checks apply to the wire spelling.
+                out.append("%scheck_enum(%s, %s)?;" % (pad, path_expr, expr))
+                expr = "%s.as_str()" % expr
             if "min" in sh or "max" in sh:
                 out.append("%scheck_length(%s, %s.chars().count(), %s, %s)?;" % (
                     pad, path_expr, expr, self.opt(sh.get("min")), self.opt(sh.get("max"))))
@@ -182,9 +257,6 @@ class Gen:
                 out.append("%scheck_pattern(%s, %s, &%s)?;" % (pad, path_expr, expr, ident))
             elif "pattern" in sh:
                 out.append("%scheck_pattern(%s, %s, %s)?;" % (pad, path_expr, expr, self.pattern_ref(sh["pattern"])))
-            if "enum" in sh:
-                out.append("%scheck_enum(%s, %s, crate::generated::types::%s_VALUES)?;" % (
-                    pad, path_expr, expr, snake(shape_name).upper().replace("R#", "")))
         elif t in ("integer", "long"):
             if "min" in sh or "max" in sh:
                 out.append("%scheck_range(%s, i64::from(*%s), %s, %s)?;" % (

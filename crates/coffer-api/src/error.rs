@@ -3,20 +3,55 @@
 //! Every failure leaves Coffer as a JSON body `{"__type": NAME, "Message": TEXT, ...}` with the
 //! `x-amzn-ErrorType` header naming the exception, so botocore, the Rust SDK and the Go SDK all
 //! raise the modelled exception type. Internal failures become ServiceUnavailableException with
-//! a generic message; their detail goes to the log with the request id, never to the client.
+//! a generic message; their cause is kept (the error's `source()`, for the code that handles
+//! it) and its whole chain goes to the log, inside the request's span and so with the request
+//! id (see `http.rs`), never to the client.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-/// An error answer of the API: HTTP status, exception name, message and modelled members.
-#[derive(Debug, Clone, PartialEq)]
+/// The cause an internal error keeps.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error answer of the API: HTTP status, exception name, message and modelled members, and
+/// for an internal failure the error that caused it (never sent to the client).
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: u16,
     code: Cow<'static, str>,
     message: String,
     members: Map<String, Value>,
+    cause: Option<Cause>,
+}
+
+/// Two errors are equal when they give the same answer; the cause is not compared.
+impl PartialEq for ApiError {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status
+            && self.code == other.code
+            && self.message == other.message
+            && self.members == other.members
+    }
+}
+
+/// An error and every cause below it, one after the other:
+/// `"outer; caused by: inner; caused by: innermost"`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let line = cause.to_string();
+        // Some errors repeat their cause in their own message; say each thing once.
+        if !text.ends_with(&line) {
+            text.push_str("; caused by: ");
+            text.push_str(&line);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 impl ApiError {
@@ -31,6 +66,7 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             members: Map::new(),
+            cause: None,
         }
     }
 
@@ -79,10 +115,30 @@ impl ApiError {
     pub fn dependency_failure(message: impl Into<String>) -> Self {
         Self::new(500, "DependencyFailureException", message)
     }
-    /// An internal failure: logged with its detail, answered as ServiceUnavailableException.
-    pub fn internal(detail: impl fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
-        Self::service_unavailable()
+    /// An internal failure: answered as ServiceUnavailableException, with `cause` kept as the
+    /// error's source and logged at ERROR with its whole chain (inside a request, the log line
+    /// carries the request's span and so its request id).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        let cause: Cause = Arc::from(cause.into());
+        tracing::error!(error = %error_chain(&*cause), "internal error");
+        let mut e = Self::service_unavailable();
+        e.cause = Some(cause);
+        e
+    }
+
+    /// ServiceUnavailableException caused by `cause`, kept as the source but not logged: for
+    /// a caller that logs the failure itself (a background retry that logs each attempt).
+    pub fn unavailable_because(
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        let mut e = Self::service_unavailable();
+        e.cause = Some(Arc::from(cause.into()));
+        e
+    }
+
+    /// The internal failure behind this error, when it is one.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
     }
     /// An operation of the model that Coffer does not provide yet (HTTP 501).
     pub fn not_implemented(operation: &str) -> Self {
@@ -195,7 +251,13 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl std::error::Error for ApiError {}
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -226,6 +288,47 @@ mod tests {
         let e = ApiError::internal("disk I/O error at /var/lib/coffer/meta.db");
         assert_eq!(e.code(), "ServiceUnavailableException");
         assert!(!e.message().contains("/var/lib"));
+        assert!(!String::from_utf8(e.body()).unwrap().contains("/var/lib"));
         assert_eq!(e.status(), 500);
+    }
+
+    /// An error with a cause of its own, to build chains.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn internal_errors_keep_their_cause_chain() {
+        let chain = Layer(
+            "reading vault v",
+            Some(Box::new(Layer(
+                "metadata store unavailable",
+                Some(Box::new(Layer("disk I/O error", None))),
+            ))),
+        );
+        let e = ApiError::internal(chain);
+        let cause = std::error::Error::source(&e).expect("the cause is kept");
+        assert_eq!(cause.to_string(), "reading vault v");
+        assert_eq!(
+            error_chain(&e),
+            "ServiceUnavailableException: The service is temporarily unable to handle the \
+             request; retry later.; caused by: reading vault v; caused by: metadata store \
+             unavailable; caused by: disk I/O error"
+        );
+        assert!(e.cause().unwrap().downcast_ref::<Layer>().is_some());
+        assert_eq!(
+            e,
+            ApiError::service_unavailable(),
+            "same answer to the client"
+        );
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::generated::operations::{BackupService, dispatch};
@@ -65,12 +66,25 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
     }
 
     /// Handles one request; never fails: every error becomes an AWS-style error response.
+    ///
+    /// The request runs inside a `request` span carrying the `request_id` it is answered with
+    /// (`x-amzn-RequestId`), so every log line written while it is handled, an internal
+    /// error's cause chain included, names the request a client can quote.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: http_body::Body + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let request_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!("request", request_id = %request_id);
+        self.handle_request(req, request_id).instrument(span).await
+    }
+
+    async fn handle_request<B>(&self, req: Request<B>, request_id: String) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let (parts, body) = req.into_parts();
         let method = parts.method.as_str().to_string();
         let path = parts.uri.path().to_string();
@@ -107,7 +121,8 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
             }
             Err(err) => {
                 if err.status() >= 500 && !err.is_not_implemented() {
-                    tracing::warn!(request_id, %method, %path, error = %err, "request failed");
+                    let error = crate::error::error_chain(&err);
+                    tracing::warn!(request_id, %method, %path, %error, "request failed");
                 } else {
                     tracing::debug!(request_id, %method, %path, error = %err, "request refused");
                 }
@@ -377,4 +392,102 @@ pub fn with_common_headers(
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generated::types::{ListBackupVaultsInput, ListBackupVaultsOutput};
+    use std::sync::Mutex;
+
+    /// An error with a cause, as a store failure under a domain failure.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    /// A service whose one operation fails inside.
+    struct Failing;
+
+    #[async_trait::async_trait]
+    impl BackupService for Failing {
+        async fn list_backup_vaults(
+            &self,
+            _ctx: &RequestContext,
+            _input: ListBackupVaultsInput,
+        ) -> Result<ListBackupVaultsOutput, ApiError> {
+            let disk = std::io::Error::other("disk I/O error at /var/lib/coffer/meta.db");
+            Err(ApiError::internal(Wrapped("listing vaults", disk)))
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// An internal failure: the client gets ServiceUnavailableException and nothing of the
+    /// cause; the log's ERROR line names the request id the client got and every level of the
+    /// cause chain.
+    #[tokio::test]
+    async fn an_internal_error_is_logged_with_its_chain_and_the_request_id() {
+        let logs = LogBuffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let handler = ApiHandler::new(
+            Arc::new(Failing),
+            AuthMode::None {
+                default_account: "111122223333".into(),
+            },
+            "us-east-1",
+        );
+        let req = Request::get("/backup-vaults/")
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = handler.handle(req).await;
+        assert_eq!(response.status(), 500);
+        let request_id = response.headers()["x-amzn-requestid"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("ServiceUnavailableException"), "{body}");
+        assert!(
+            !body.contains("listing vaults") && !body.contains("/var/lib"),
+            "{body}"
+        );
+
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("ERROR") && l.contains("internal error"))
+            .unwrap_or_else(|| panic!("no ERROR line for the internal error in:\n{logs}"));
+        assert!(line.contains(&format!("request_id={request_id}")), "{line}");
+        assert!(
+            line.contains("listing vaults; caused by: disk I/O error at /var/lib/coffer/meta.db"),
+            "{line}"
+        );
+    }
 }

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod generated;
 pub mod http;
+pub mod model_enum;
 pub mod operation;
 pub mod request;
 pub mod router;
@@ -18,8 +19,9 @@ pub mod sts;
 pub mod timestamp;
 pub mod validate;
 
-pub use error::ApiError;
+pub use error::{ApiError, error_chain};
 pub use generated::operations::{BackupService, OPERATIONS, Operation, dispatch};
 pub use generated::types;
+pub use model_enum::ModelEnum;
 pub use request::RequestContext;
 pub use timestamp::Timestamp;

@@ -72,9 +72,15 @@ pub fn answer(
             "The request must contain the parameter Action (for example Action=GetCallerIdentity).",
         )
     })?;
-    if let Some(version) = get("Version")
-        && version != API_VERSION
-    {
+    // Every query-protocol call names its API version; the SDKs always send it.
+    let version = get("Version").ok_or_else(|| {
+        ApiError::new(
+            400,
+            "MissingParameter",
+            format!("The request must contain the parameter Version (Version={API_VERSION})."),
+        )
+    })?;
+    if version != API_VERSION {
         return Err(ApiError::new(
             400,
             "InvalidParameterValue",
@@ -178,7 +184,10 @@ mod tests {
         let shape = op["output"]["shape"].as_str().unwrap();
         let members = model["shapes"][shape]["members"].as_object().unwrap();
         let xml = answer(
-            &[("Action".into(), "GetCallerIdentity".into())],
+            &[
+                ("Action".into(), "GetCallerIdentity".into()),
+                ("Version".into(), API_VERSION.into()),
+            ],
             "111122223333",
             "rid",
         )
@@ -197,13 +206,24 @@ mod tests {
     #[test]
     fn other_actions_and_versions_are_refused() {
         let e = answer(
-            &[("Action".into(), "AssumeRole".into())],
+            &[
+                ("Action".into(), "AssumeRole".into()),
+                ("Version".into(), API_VERSION.into()),
+            ],
             "111122223333",
             "r",
         )
         .unwrap_err();
         assert_eq!(e.code(), "InvalidAction");
         assert!(e.message().contains("GetCallerIdentity"));
+        let e = answer(
+            &[("Action".into(), "GetCallerIdentity".into())],
+            "111122223333",
+            "r",
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "MissingParameter");
+        assert!(e.message().contains(API_VERSION));
         let e = answer(&[], "111122223333", "r").unwrap_err();
         assert_eq!(e.code(), "MissingAction");
         let e = answer(

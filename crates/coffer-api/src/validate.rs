@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::model_enum::ModelEnum;
 
 /// A structure that can check itself against the model's constraints.
 pub trait Validate {
@@ -115,16 +116,17 @@ pub fn check_pattern(path: &str, value: &str, pattern: &Pattern) -> Result<(), A
     }
 }
 
-pub fn check_enum(path: &str, value: &str, allowed: &[&str]) -> Result<(), ApiError> {
-    if allowed.contains(&value) {
+/// Refuses a value outside the model enum's set (decoded as `Unknown`), naming the set.
+pub fn check_enum<E: ModelEnum>(path: &str, value: &E) -> Result<(), ApiError> {
+    if value.is_known() {
         Ok(())
     } else {
         Err(failed(
             path,
-            value,
+            value.as_str(),
             format!(
                 "Member must satisfy enum value set: [{}]",
-                allowed.join(", ")
+                E::VALUES.join(", ")
             ),
         ))
     }

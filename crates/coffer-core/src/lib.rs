@@ -34,8 +34,8 @@ use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    plans, protected, recovery_points, selections, settings, tags, templates, vault_lock,
-    vault_notifications, vault_policy, vaults,
+    legal_holds, plans, protected, recovery_points, selections, settings, tags, templates,
+    vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;
@@ -45,6 +45,7 @@ pub use background::time_travel::{Destination, TravelError, Travelled};
 pub use dataplane::storage::{VaultStorage, export_vault_key};
 pub use model::arn;
 pub use model::clock::{self, Clock};
+pub use model::deletions::RemovalStatus;
 pub use model::error::Error;
 pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
 pub use model::inventory::{self, Inventory, ResourceEntry};
@@ -185,6 +186,19 @@ impl Coffer {
     }
 
     /// Wipes all state (development mode's reset).
+    /// Recovery point data removals still queued and those given up after their last
+    /// attempt (see `model::deletions`), at most `limit` of each, of `account` (every
+    /// account when `None`).
+    pub async fn deletions(
+        &self,
+        account: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<RemovalStatus>, Vec<RemovalStatus>), Error> {
+        self.store()
+            .read(move |tx| model::deletions::report(tx, account.as_deref(), limit))
+            .await
+    }
+
     pub async fn reset(&self) -> Result<(), ApiError> {
         self.store().clear().await.map_err(ApiError::internal)
     }
@@ -390,6 +404,47 @@ impl BackupService for Coffer {
         input: DeleteRecoveryPointInput,
     ) -> Result<(), ApiError> {
         Ok(recovery_points::delete(self.plane(), ctx, input).await?)
+    }
+
+    async fn create_legal_hold(
+        &self,
+        ctx: &RequestContext,
+        input: CreateLegalHoldInput,
+    ) -> Result<CreateLegalHoldOutput, ApiError> {
+        Ok(legal_holds::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn get_legal_hold(
+        &self,
+        ctx: &RequestContext,
+        input: GetLegalHoldInput,
+    ) -> Result<GetLegalHoldOutput, ApiError> {
+        Ok(legal_holds::get(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_legal_holds(
+        &self,
+        ctx: &RequestContext,
+        input: ListLegalHoldsInput,
+    ) -> Result<ListLegalHoldsOutput, ApiError> {
+        Ok(legal_holds::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn cancel_legal_hold(
+        &self,
+        ctx: &RequestContext,
+        input: CancelLegalHoldInput,
+    ) -> Result<CancelLegalHoldOutput, ApiError> {
+        legal_holds::cancel(self.meta(), ctx, input).await?;
+        Ok(CancelLegalHoldOutput {})
+    }
+
+    async fn list_recovery_points_by_legal_hold(
+        &self,
+        ctx: &RequestContext,
+        input: ListRecoveryPointsByLegalHoldInput,
+    ) -> Result<ListRecoveryPointsByLegalHoldOutput, ApiError> {
+        Ok(legal_holds::list_recovery_points(self.meta(), ctx, input).await?)
     }
 
     async fn update_recovery_point_lifecycle(

@@ -17,6 +17,11 @@
 //!   SigV4-signed request (service `backup`, a region it knows) and see only the caller's account;
 //!   with it off, a signed request sees its account and an unsigned one every account.
 //!
+//! - `GET /_coffer/deletions` lists the removals of deleted recovery points' data that are
+//!   still queued (with their attempts, last error and next attempt) and those given up after
+//!   their last attempt (`deletion_failed`, see docs/jobs.md); signed like the dead-letter
+//!   endpoints, and scoped to the caller's account the same way.
+//!
 //! Outside development mode the development endpoints answer 403.
 
 use bytes::Bytes;
@@ -46,6 +51,9 @@ impl Admin {
         let path = parts.uri.path().trim_end_matches('/');
         if path.starts_with("/_coffer/notifications/dead-letters") {
             return self.dead_letters(parts, path, body).await;
+        }
+        if path == "/_coffer/deletions" && parts.method == Method::GET {
+            return self.deletions(parts, body).await;
         }
         handle(
             &self.coffer,
@@ -82,6 +90,28 @@ impl Admin {
             Utc::now(),
         )
         .map(|caller| Some(caller.account_id))
+    }
+
+    /// `GET /_coffer/deletions`: the caller's recovery point data removals still queued and
+    /// those given up (see docs/jobs.md).
+    async fn deletions(&self, parts: &http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
+        let account = match self.scope(parts, body) {
+            Ok(a) => a,
+            Err(e) => return coffer_api::http::error_response(&e),
+        };
+        match self.coffer.deletions(account, MAX_LISTED).await {
+            Ok((pending, failed)) => reply(
+                StatusCode::OK,
+                json!({"pending": pending, "failed": failed}),
+            ),
+            Err(e) => {
+                tracing::error!(error = %coffer_api::error_chain(&e.0), "listing recovery point removals failed");
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "the metadata store is not available"}),
+                )
+            }
+        }
     }
 
     async fn dead_letters(
@@ -175,7 +205,7 @@ pub fn dead_letter(m: &OutboxMessage) -> serde_json::Value {
 }
 
 fn store_unavailable(what: &str, e: &coffer_store::StoreError) -> Response<Full<Bytes>> {
-    tracing::error!(error = %e, "{what} failed");
+    tracing::error!(error = %coffer_api::error_chain(e), "{what} failed");
     reply(
         StatusCode::SERVICE_UNAVAILABLE,
         json!({"error": "the metadata store is not available"}),

@@ -267,7 +267,7 @@ impl Metrics {
                     .map_err(api)?;
                 for j in out.backup_jobs.unwrap_or_default() {
                     *jobs
-                        .entry(scope("backup", j.state.unwrap_or_default()))
+                        .entry(scope("backup", j.state.unwrap_or_default().to_string()))
                         .or_default() += 1;
                 }
                 next = out.next_token;
@@ -289,7 +289,7 @@ impl Metrics {
                     .map_err(api)?;
                 for j in out.copy_jobs.unwrap_or_default() {
                     *jobs
-                        .entry(scope("copy", j.state.unwrap_or_default()))
+                        .entry(scope("copy", j.state.unwrap_or_default().to_string()))
                         .or_default() += 1;
                 }
                 next = out.next_token;
@@ -311,7 +311,7 @@ impl Metrics {
                     .map_err(api)?;
                 for j in out.restore_jobs.unwrap_or_default() {
                     *jobs
-                        .entry(scope("restore", j.status.unwrap_or_default()))
+                        .entry(scope("restore", j.status.unwrap_or_default().to_string()))
                         .or_default() += 1;
                 }
                 next = out.next_token;

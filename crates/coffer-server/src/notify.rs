@@ -472,7 +472,7 @@ mod tests {
             account: "000000000000".into(),
             region: "us-east-1".into(),
             vault_name: "v".into(),
-            event: "BACKUP_JOB_COMPLETED".into(),
+            event: coffer_api::types::BackupVaultEvent::BackupJobCompleted,
             subject: "Notification from AWS Backup".into(),
             message: "An AWS Backup job was completed successfully. Recovery point ARN: x".into(),
             attributes: BTreeMap::from([

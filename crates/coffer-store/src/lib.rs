@@ -22,21 +22,113 @@ use futures_util::future::BoxFuture;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// What kind of failure a [`StoreError`] is: what the caller can do about it.
+///
+/// - `Conflict`: another transaction held what this one needed (SQLite busy or locked,
+///   PostgreSQL serialization failure, deadlock, lock timeout). Running the work again later
+///   can succeed.
+/// - `Unavailable`: the store could not be reached or used (cannot open or connect, the pool
+///   timed out, a connection dropped, disk I/O failed). Running it again later can succeed
+///   once the database or disk is back.
+/// - `Corrupt`: what is stored cannot be read (a record that does not decode, a SQLite file
+///   that is damaged or not a database). Running it again gives the same answer.
+/// - `Other`: anything else (a statement the backend refused, a bug). Not retryable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Conflict,
+    Unavailable,
+    Corrupt,
+    Other,
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Other => "error",
+        })
+    }
+}
+
+/// The error a store failure carries as its cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A failure of the store itself (I/O, corruption, a backend error). The domain turns it into
-/// ServiceUnavailableException; the detail is for the log.
+/// ServiceUnavailableException; the detail (the message and the cause chain) is for the log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("metadata store error: {0}")]
-    Backend(String),
+    /// The backend failed: `kind` says whether a retry can help, `source` is the backend's
+    /// own error when there is one.
+    #[error("metadata store {kind}: {message}")]
+    Backend {
+        kind: ErrorKind,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("metadata store task failed: {0}")]
     Task(String),
     #[error("unsupported store location: {0}")]
     Unsupported(String),
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+impl StoreError {
+    /// A backend failure of `kind`, described by `message`, caused by `source`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Backend {
+            kind,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A backend failure of `kind` with no underlying error (a check Coffer made itself).
+    pub fn msg(kind: ErrorKind, message: impl Into<String>) -> Self {
+        StoreError::Backend {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A stored record that does not decode: `what` names it, `source` says why.
+    pub fn corrupt(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Corrupt, what, source)
+    }
+
+    /// The same failure with its message rewritten by `f` (context added where it crosses a
+    /// layer); the kind and the source stay.
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            StoreError::Backend {
+                kind,
+                message,
+                source,
+            } => StoreError::Backend {
+                kind,
+                message: f(&message),
+                source,
+            },
+            StoreError::Task(m) => StoreError::Task(f(&m)),
+            StoreError::Unsupported(m) => StoreError::Unsupported(f(&m)),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Backend { kind, .. } => *kind,
+            StoreError::Task(_) | StoreError::Unsupported(_) => ErrorKind::Other,
+        }
+    }
+
+    /// Whether running the same work again later can succeed (a conflict with another
+    /// transaction, or a store that was unreachable): callers with a retry budget retry these
+    /// with backoff and give up on the others at once.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Conflict | ErrorKind::Unavailable)
     }
 }
 

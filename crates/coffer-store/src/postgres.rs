@@ -32,7 +32,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
-use crate::{Record, Result, Store, StoreError, Txn, TxnWork};
+use crate::{ErrorKind, Record, Result, Store, StoreError, Txn, TxnWork};
 
 /// The advisory lock every write transaction (and every migration) holds: "Coffer" + 1.
 /// `BEGIN_WRITE` spells the same number out.
@@ -67,37 +67,74 @@ pub struct PostgresStore {
     described: String,
 }
 
-fn pg_error(e: &tokio_postgres::Error) -> StoreError {
-    match e.as_db_error() {
-        Some(db) => StoreError::Backend(format!(
-            "PostgreSQL: {} ({})",
-            db.message(),
-            db.code().code()
-        )),
-        None => StoreError::Backend(format!("PostgreSQL: {e}")),
+/// What kind of failure a PostgreSQL error is (see [`ErrorKind`]): serialization failures,
+/// deadlocks and lock timeouts are conflicts; connection trouble (SQLSTATE class 08, a server
+/// shutting down or refusing connections, no SQLSTATE at all: I/O, a closed connection, a
+/// timeout) makes the store unavailable; data the server reports damaged (XX001, XX002) and a
+/// value that does not decode are corruption.
+pub(crate) fn postgres_kind(e: &tokio_postgres::Error) -> ErrorKind {
+    match e.code() {
+        Some(code) => {
+            let c = code.code();
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
+            {
+                ErrorKind::Conflict
+            } else if c.starts_with("08")
+                || c.starts_with("53")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+            {
+                ErrorKind::Unavailable
+            } else if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+                ErrorKind::Corrupt
+            } else {
+                ErrorKind::Other
+            }
+        }
+        None if e.to_string().starts_with("error deserializing") => ErrorKind::Corrupt,
+        // No SQLSTATE: I/O, a closed connection, a failed connect, a timeout.
+        None => ErrorKind::Unavailable,
+    }
+}
+
+/// A PostgreSQL error as a store error: its kind, a message that says what the server said
+/// (the client's own Display hides the cause), and the error itself as the source.
+fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    let message = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = format!("PostgreSQL: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
+    };
+    StoreError::new(postgres_kind(&e), message, e)
+}
+
+/// A pool failure as a store error: waiting for or creating a connection timed out, or the
+/// pool is closed, are the store being unavailable.
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        other => StoreError::new(
+            ErrorKind::Unavailable,
+            format!("PostgreSQL connection pool: {other}"),
+            other,
+        ),
     }
 }
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        pg_error(&e)
-    }
-}
-
-/// Whether a failure before the closure ran is worth another attempt.
-fn transient(e: &tokio_postgres::Error) -> bool {
-    match e.code() {
-        Some(code) => {
-            *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::T_R_DEADLOCK_DETECTED
-                || *code == SqlState::LOCK_NOT_AVAILABLE
-                || *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CANNOT_CONNECT_NOW
-                || *code == SqlState::TOO_MANY_CONNECTIONS
-                || code.code().starts_with("08")
-        }
-        // No SQLSTATE: an I/O error or a closed connection.
-        None => true,
+        pg_error(e)
     }
 }
 
@@ -131,9 +168,11 @@ impl PostgresStore {
     /// from `PGPASSWORD` when that is set. Blocks the calling thread while it connects.
     pub fn open(location: &str) -> Result<Self> {
         let mut config: tokio_postgres::Config = location.parse().map_err(|e| {
-            StoreError::Backend(format!(
-                "the PostgreSQL store location is not a valid connection URL: {e}"
-            ))
+            StoreError::new(
+                ErrorKind::Unavailable,
+                format!("the PostgreSQL store location is not a valid connection URL: {e}"),
+                e,
+            )
         })?;
         if config.get_password().is_none()
             && let Ok(pw) = std::env::var("PGPASSWORD")
@@ -159,16 +198,15 @@ impl PostgresStore {
         .join()
         .map_err(|_| StoreError::Task("the migration thread panicked".into()))?
         .map_err(|e| {
-            let detail = match e {
-                StoreError::Backend(m) | StoreError::Task(m) | StoreError::Unsupported(m) => m,
-            };
-            let hint = if detail.contains("TLS") {
-                " (Coffer does not speak TLS to PostgreSQL yet: use sslmode=disable or prefer, \
-                 over a local or private connection)"
-            } else {
-                ""
-            };
-            StoreError::Backend(format!("opening {described}: {detail}{hint}"))
+            e.map_message(|detail| {
+                let hint = if detail.contains("TLS") {
+                    " (Coffer does not speak TLS to PostgreSQL yet: use sslmode=disable or \
+                     prefer, over a local or private connection)"
+                } else {
+                    ""
+                };
+                format!("opening {described}: {detail}{hint}")
+            })
         })?;
 
         let manager = Manager::from_config(
@@ -184,7 +222,13 @@ impl PostgresStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
-            .map_err(|e| StoreError::Backend(format!("PostgreSQL connection pool: {e}")))?;
+            .map_err(|e| {
+                StoreError::new(
+                    ErrorKind::Other,
+                    format!("PostgreSQL connection pool: {e}"),
+                    e,
+                )
+            })?;
         Ok(PostgresStore { pool, described })
     }
 }
@@ -198,10 +242,13 @@ async fn migrate(config: tokio_postgres::Config) -> Result<()> {
             .await?
             .get(0);
         if encoding != "UTF8" {
-            return Err(StoreError::Backend(format!(
-                "the database uses encoding {encoding}; Coffer needs a UTF8 database \
-                 (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
-            )));
+            return Err(StoreError::msg(
+                ErrorKind::Other,
+                format!(
+                    "the database uses encoding {encoding}; Coffer needs a UTF8 database \
+                     (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
+                ),
+            ));
         }
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
@@ -221,10 +268,13 @@ async fn migrate(config: tokio_postgres::Config) -> Result<()> {
             .await?
             .get(0);
         if version as usize > MIGRATIONS.len() {
-            return Err(StoreError::Backend(format!(
-                "the metadata database has schema version {version}, newer than this Coffer ({}); upgrade Coffer",
-                MIGRATIONS.len()
-            )));
+            return Err(StoreError::msg(
+                ErrorKind::Other,
+                format!(
+                    "the metadata database has schema version {version}, newer than this Coffer ({}); upgrade Coffer",
+                    MIGRATIONS.len()
+                ),
+            ));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.batch_execute(sql).await?;
@@ -278,19 +328,19 @@ fn begin(rt: &Handle, pool: &Pool, write: bool) -> Result<Session> {
     let mut attempt = 1;
     loop {
         let outcome = rt.block_on(async {
-            let client = pool.get().await.map_err(|e| match e {
-                deadpool_postgres::PoolError::Backend(e) => (transient(&e), pg_error(&e)),
-                other => (
-                    true,
-                    StoreError::Backend(format!("PostgreSQL connection pool: {other}")),
-                ),
+            let client = pool.get().await.map_err(|e| {
+                let e = pool_error(e);
+                (e.is_retryable(), e)
             })?;
             let session = Session {
                 client: Some(client),
             };
             match session.client().batch_execute(sql).await {
                 Ok(()) => Ok(session),
-                Err(e) => Err((transient(&e), pg_error(&e))),
+                Err(e) => {
+                    let e = pg_error(e);
+                    Err((e.is_retryable(), e))
+                }
             }
         });
         match outcome {

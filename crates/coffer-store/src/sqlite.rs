@@ -8,7 +8,39 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::{Record, Result, Store, StoreError, Txn, TxnWork};
+use crate::{ErrorKind, Record, Result, Store, StoreError, Txn, TxnWork};
+
+/// What kind of failure a SQLite error is (see [`ErrorKind`]).
+pub(crate) fn sqlite_kind(e: &rusqlite::Error) -> ErrorKind {
+    use rusqlite::ErrorCode as C;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseBusy | C::DatabaseLocked => ErrorKind::Conflict,
+            C::DatabaseCorrupt | C::NotADatabase => ErrorKind::Corrupt,
+            C::CannotOpen
+            | C::SystemIoFailure
+            | C::DiskFull
+            | C::PermissionDenied
+            | C::ReadOnly
+            | C::FileLockingProtocolFailed
+            | C::OutOfMemory => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => ErrorKind::Corrupt,
+        _ => ErrorKind::Other,
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::new(sqlite_kind(&e), format!("SQLite: {e}"), e)
+    }
+}
+
+/// How long a SQLite statement waits for another connection's lock before failing busy.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const MIGRATIONS: &[&str] = &[
     // 1: one table of keyed records per logical table name.
@@ -26,9 +58,9 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
 }
 
-fn connect(path: &Path) -> Result<Connection> {
+fn connect(path: &Path, busy_timeout: std::time::Duration) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -37,15 +69,29 @@ fn connect(path: &Path) -> Result<Connection> {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_busy_timeout(path, BUSY_TIMEOUT)
+    }
+
+    /// Opens the store with statements waiting at most `busy_timeout` for another
+    /// connection's lock (tests use a short one to meet a busy database quickly).
+    pub(crate) fn open_with_busy_timeout(
+        path: &Path,
+        busy_timeout: std::time::Duration,
+    ) -> Result<Self> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::new(
+                    ErrorKind::Unavailable,
+                    format!("creating {}: {e}", parent.display()),
+                    e,
+                )
+            })?;
         }
-        let mut writer = connect(path)?;
+        let mut writer = connect(path, busy_timeout)?;
         migrate(&mut writer)?;
-        let reader = connect(path)?;
+        let reader = connect(path, busy_timeout)?;
         Ok(SqliteStore {
             path: path.display().to_string(),
             writer: Arc::new(Mutex::new(writer)),
@@ -57,10 +103,13 @@ impl SqliteStore {
 fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version as usize > MIGRATIONS.len() {
-        return Err(StoreError::Backend(format!(
-            "the metadata database has schema version {version}, newer than this Coffer ({}); upgrade Coffer",
-            MIGRATIONS.len()
-        )));
+        return Err(StoreError::msg(
+            ErrorKind::Other,
+            format!(
+                "the metadata database has schema version {version}, newer than this Coffer ({}); upgrade Coffer",
+                MIGRATIONS.len()
+            ),
+        ));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

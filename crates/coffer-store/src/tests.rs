@@ -236,7 +236,7 @@ async fn cached_reads_see_every_committed_write() {
         let _ = store
             .write(|tx| {
                 tx.put("vault", "k", b"rolled back")?;
-                Err::<(), _>(StoreError::Backend("refused".into()))
+                Err::<(), _>(StoreError::msg(ErrorKind::Other, "refused"))
             })
             .await;
         assert_eq!(
@@ -363,10 +363,112 @@ async fn keys_scan_in_byte_order_on_every_backend() {
     }
 }
 
+/// The cause of a store error, as the backend's own error type.
+fn cause<T: std::error::Error + 'static>(e: &StoreError) -> Option<&T> {
+    std::error::Error::source(e).and_then(|s| s.downcast_ref::<T>())
+}
+
+/// Another connection holds SQLite's write lock: the store's write fails as a retryable
+/// conflict that keeps rusqlite's error as its source, and succeeds once the lock is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_sqlite_database_is_a_retryable_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let store =
+        SqliteStore::open_with_busy_timeout(&path, std::time::Duration::from_millis(50)).unwrap();
+    let store = StoreHandle::new_single_writer(Arc::new(store));
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let err = store
+        .write(|tx| tx.put("vault", "a", b"1"))
+        .await
+        .expect_err("the write lock is held by another connection");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.is_retryable());
+    let sqlite = cause::<rusqlite::Error>(&err).expect("rusqlite's error is the source");
+    assert_eq!(
+        sqlite.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy)
+    );
+
+    other.execute_batch("COMMIT").unwrap();
+    store.write(|tx| tx.put("vault", "a", b"1")).await.unwrap();
+    let v = store.read(|tx| tx.get("vault", "a")).await.unwrap();
+    assert_eq!(v.as_deref(), Some(&b"1"[..]));
+}
+
+/// A file that is not a SQLite database is corruption, which no retry mends.
+#[test]
+fn a_file_that_is_not_a_database_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let err = StoreHandle::open(path.to_str().unwrap())
+        .err()
+        .expect("a damaged file is refused");
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(!err.is_retryable());
+    assert!(cause::<rusqlite::Error>(&err).is_some());
+}
+
+/// A SQLite file in a directory that cannot be created: the store is unavailable.
+#[test]
+fn a_sqlite_file_that_cannot_be_created_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let err = StoreHandle::open(blocker.join("meta.db").to_str().unwrap())
+        .err()
+        .expect("no database under a file");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_retryable());
+    assert!(cause::<std::io::Error>(&err).is_some(), "{err:?}");
+}
+
+/// A PostgreSQL URL where no server listens, or one that does not parse, makes the store
+/// unavailable; the error keeps the client's error as its source and never shows the password.
+#[test]
+fn a_bad_postgres_url_is_unavailable() {
+    let err = StoreHandle::open("postgres://coffer:s3cret-pw@127.0.0.1:1/coffer")
+        .err()
+        .expect("nothing listens on port 1");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_retryable());
+    assert!(cause::<tokio_postgres::Error>(&err).is_some(), "{err:?}");
+    let text = err.to_string();
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+
+    let err = StoreHandle::open("postgres://coffer@127.0.0.1:notaport/coffer")
+        .err()
+        .expect("a port that is not a number");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string().contains("not a valid connection URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn only_conflicts_and_unavailability_are_retryable() {
+    let io = || std::io::Error::other("x");
+    assert!(StoreError::new(ErrorKind::Conflict, "c", io()).is_retryable());
+    assert!(StoreError::new(ErrorKind::Unavailable, "u", io()).is_retryable());
+    assert!(!StoreError::corrupt("record", io()).is_retryable());
+    assert!(!StoreError::msg(ErrorKind::Other, "o").is_retryable());
+    assert!(!StoreError::Task("t".into()).is_retryable());
+    let e = StoreError::corrupt("vault v", io()).map_message(|m| format!("reading {m}"));
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert_eq!(e.to_string(), "metadata store corrupt: reading vault v");
+    assert!(std::error::Error::source(&e).is_some());
+}
+
 /// PostgreSQL only: the checks below need a server (they pass trivially without one, so CI
 /// sets `COFFER_TEST_POSTGRES`; see `.ci/run`).
 mod postgres_only {
     use super::*;
+    use tokio_postgres::error::SqlState;
 
     async fn admin(url: &str) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -535,6 +637,61 @@ mod postgres_only {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// Two serializable transactions that read what the other writes: the loser's error
+    /// (40001) is a retryable conflict; a connection the server ends is unavailability.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn serialization_failures_are_conflicts_and_dropped_connections_unavailable() {
+        let Some(url) = fresh_postgres_database().await else {
+            return;
+        };
+        let mut a = admin(&url).await;
+        let mut b = admin(&url).await;
+        a.batch_execute("CREATE TABLE t (x INT)").await.unwrap();
+        let ta = a
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::Serializable)
+            .start()
+            .await
+            .unwrap();
+        let tb = b
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::Serializable)
+            .start()
+            .await
+            .unwrap();
+        ta.batch_execute("SELECT count(*) FROM t; INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+        tb.batch_execute("SELECT count(*) FROM t; INSERT INTO t VALUES (2)")
+            .await
+            .unwrap();
+        ta.commit().await.unwrap();
+        let lost = tb.commit().await.expect_err("one of the two must fail");
+        assert_eq!(lost.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+        let err = StoreError::from(lost);
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("40001"), "{err}");
+
+        let c = admin(&url).await;
+        let pid: i32 = c
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        admin(&url)
+            .await
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        let gone = c
+            .query_one("SELECT 1", &[])
+            .await
+            .expect_err("the server ended the connection");
+        let err = StoreError::from(gone);
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model_enum::{ModelEnumVisitor, model_enum_impls};
 use crate::timestamp::Timestamp;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,7 +37,7 @@ pub struct AggregatedScanResult {
     )]
     pub failed_scan: Option<bool>,
     #[serde(rename = "Findings", default, skip_serializing_if = "Option::is_none")]
-    pub findings: Option<Vec<String>>,
+    pub findings: Option<Vec<ScanFinding>>,
     #[serde(
         rename = "LastComputed",
         default,
@@ -202,7 +203,7 @@ pub struct BackupJob {
     #[serde(rename = "StartBy", default, skip_serializing_if = "Option::is_none")]
     pub start_by: Option<Timestamp>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<BackupJobState>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -244,7 +245,7 @@ pub struct BackupJobSummary {
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<BackupJobStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -604,7 +605,7 @@ pub struct BackupVaultListMember {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub encryption_key_type: Option<String>,
+    pub encryption_key_type: Option<EncryptionKeyType>,
     #[serde(rename = "LockDate", default, skip_serializing_if = "Option::is_none")]
     pub lock_date: Option<Timestamp>,
     #[serde(rename = "Locked", default, skip_serializing_if = "Option::is_none")]
@@ -632,9 +633,9 @@ pub struct BackupVaultListMember {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub vault_state: Option<String>,
+    pub vault_state: Option<VaultState>,
     #[serde(rename = "VaultType", default, skip_serializing_if = "Option::is_none")]
-    pub vault_type: Option<String>,
+    pub vault_type: Option<VaultType>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -671,7 +672,7 @@ pub struct Condition {
     #[serde(rename = "ConditionKey")]
     pub condition_key: String,
     #[serde(rename = "ConditionType")]
-    pub condition_type: String,
+    pub condition_type: ConditionType,
     #[serde(rename = "ConditionValue")]
     pub condition_value: String,
 }
@@ -777,7 +778,7 @@ pub struct CopyJob {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub child_jobs_in_state: Option<BTreeMap<String, i64>>,
+    pub child_jobs_in_state: Option<BTreeMap<CopyJobState, i64>>,
     #[serde(
         rename = "CompletionDate",
         default,
@@ -899,7 +900,7 @@ pub struct CopyJob {
     )]
     pub source_recovery_point_arn: Option<String>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<CopyJobState>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -933,7 +934,7 @@ pub struct CopyJobSummary {
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<CopyJobStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -963,7 +964,7 @@ pub struct CreateBackupAccessPointResponse {
     #[serde(rename = "AccessPointArn")]
     pub access_point_arn: String,
     #[serde(rename = "Status")]
-    pub status: String,
+    pub status: AccessPointStatus,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1193,7 +1194,7 @@ pub struct CreateLegalHoldOutput {
     )]
     pub recovery_point_selection: Option<RecoveryPointSelection>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<LegalHoldStatus>,
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
 }
@@ -1251,7 +1252,7 @@ pub struct CreateLogicallyAirGappedBackupVaultOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub vault_state: Option<String>,
+    pub vault_state: Option<VaultState>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1359,7 +1360,7 @@ pub struct CreateRestoreAccessBackupVaultOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub vault_state: Option<String>,
+    pub vault_state: Option<VaultState>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1606,7 +1607,7 @@ pub struct DescribeBackupAccessPointResponse {
     #[serde(rename = "ResourceType")]
     pub resource_type: String,
     #[serde(rename = "Status")]
-    pub status: String,
+    pub status: AccessPointStatus,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -1672,7 +1673,7 @@ pub struct DescribeBackupJobOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub child_jobs_in_state: Option<BTreeMap<String, i64>>,
+    pub child_jobs_in_state: Option<BTreeMap<BackupJobState, i64>>,
     #[serde(
         rename = "CompletionDate",
         default,
@@ -1776,7 +1777,7 @@ pub struct DescribeBackupJobOutput {
     #[serde(rename = "StartBy", default, skip_serializing_if = "Option::is_none")]
     pub start_by: Option<Timestamp>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<BackupJobState>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -1842,7 +1843,7 @@ pub struct DescribeBackupVaultOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub encryption_key_type: Option<String>,
+    pub encryption_key_type: Option<EncryptionKeyType>,
     #[serde(
         rename = "LatestMpaApprovalTeamUpdate",
         default,
@@ -1894,9 +1895,9 @@ pub struct DescribeBackupVaultOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub vault_state: Option<String>,
+    pub vault_state: Option<VaultState>,
     #[serde(rename = "VaultType", default, skip_serializing_if = "Option::is_none")]
-    pub vault_type: Option<String>,
+    pub vault_type: Option<VaultType>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2123,7 +2124,7 @@ pub struct DescribeRecoveryPointOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub encryption_key_type: Option<String>,
+    pub encryption_key_type: Option<EncryptionKeyType>,
     #[serde(
         rename = "IamRoleArn",
         default,
@@ -2135,7 +2136,7 @@ pub struct DescribeRecoveryPointOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub index_status: Option<String>,
+    pub index_status: Option<IndexStatus>,
     #[serde(
         rename = "IndexStatusMessage",
         default,
@@ -2207,7 +2208,7 @@ pub struct DescribeRecoveryPointOutput {
     )]
     pub source_backup_vault_arn: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<RecoveryPointStatus>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -2219,9 +2220,9 @@ pub struct DescribeRecoveryPointOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub storage_class: Option<String>,
+    pub storage_class: Option<StorageClass>,
     #[serde(rename = "VaultType", default, skip_serializing_if = "Option::is_none")]
-    pub vault_type: Option<String>,
+    pub vault_type: Option<VaultType>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2324,7 +2325,7 @@ pub struct DescribeRestoreJobOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub deletion_status: Option<String>,
+    pub deletion_status: Option<RestoreDeletionStatus>,
     #[serde(
         rename = "DeletionStatusMessage",
         default,
@@ -2388,7 +2389,7 @@ pub struct DescribeRestoreJobOutput {
     )]
     pub source_resource_arn: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<RestoreJobStatus>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -2400,7 +2401,7 @@ pub struct DescribeRestoreJobOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub validation_status: Option<String>,
+    pub validation_status: Option<RestoreValidationStatus>,
     #[serde(
         rename = "ValidationStatusMessage",
         default,
@@ -2448,7 +2449,7 @@ pub struct DescribeScanJobOutput {
     #[serde(rename = "IamRoleArn")]
     pub iam_role_arn: String,
     #[serde(rename = "MalwareScanner")]
-    pub malware_scanner: String,
+    pub malware_scanner: MalwareScanner,
     #[serde(rename = "RecoveryPointArn")]
     pub recovery_point_arn: String,
     #[serde(rename = "ResourceArn")]
@@ -2456,7 +2457,7 @@ pub struct DescribeScanJobOutput {
     #[serde(rename = "ResourceName")]
     pub resource_name: String,
     #[serde(rename = "ResourceType")]
-    pub resource_type: String,
+    pub resource_type: ScanResourceType,
     #[serde(
         rename = "ScanBaseRecoveryPointArn",
         default,
@@ -2468,7 +2469,7 @@ pub struct DescribeScanJobOutput {
     #[serde(rename = "ScanJobId")]
     pub scan_job_id: String,
     #[serde(rename = "ScanMode")]
-    pub scan_mode: String,
+    pub scan_mode: ScanMode,
     #[serde(
         rename = "ScanResult",
         default,
@@ -2478,7 +2479,7 @@ pub struct DescribeScanJobOutput {
     #[serde(rename = "ScannerRoleArn")]
     pub scanner_role_arn: String,
     #[serde(rename = "State")]
-    pub state: String,
+    pub state: ScanState,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -2780,7 +2781,7 @@ pub struct GetBackupVaultNotificationsOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub backup_vault_events: Option<Vec<String>>,
+    pub backup_vault_events: Option<Vec<BackupVaultEvent>>,
     #[serde(
         rename = "BackupVaultName",
         default,
@@ -2852,7 +2853,7 @@ pub struct GetLegalHoldOutput {
     )]
     pub retain_record_until: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<LegalHoldStatus>,
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
 }
@@ -2862,7 +2863,7 @@ pub struct GetPITRMalwareScanResultsInput {
     #[serde(rename = "BackupVaultName")]
     pub backup_vault_name: String,
     #[serde(rename = "MalwareScanner")]
-    pub malware_scanner: String,
+    pub malware_scanner: MalwareScanner,
     #[serde(rename = "RecoveryPointArn")]
     pub recovery_point_arn: String,
     #[serde(rename = "ScanEndTime")]
@@ -2882,7 +2883,7 @@ pub struct GetPITRMalwareScanResultsOutput {
     #[serde(rename = "ScanId", default, skip_serializing_if = "Option::is_none")]
     pub scan_id: Option<String>,
     #[serde(rename = "ScanMode", default, skip_serializing_if = "Option::is_none")]
-    pub scan_mode: Option<String>,
+    pub scan_mode: Option<ScanMode>,
     #[serde(rename = "ScanResult")]
     pub scan_result: ScanResultInfo,
 }
@@ -2926,7 +2927,7 @@ pub struct GetRecoveryPointIndexDetailsOutput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub index_status: Option<String>,
+    pub index_status: Option<IndexStatus>,
     #[serde(
         rename = "IndexStatusMessage",
         default,
@@ -3126,7 +3127,7 @@ pub struct IndexedRecoveryPoint {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub index_status: Option<String>,
+    pub index_status: Option<IndexStatus>,
     #[serde(
         rename = "IndexStatusMessage",
         default,
@@ -3182,7 +3183,7 @@ pub struct LatestMpaApprovalTeamUpdate {
     )]
     pub mpa_session_arn: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<MpaSessionStatus>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -3212,7 +3213,7 @@ pub struct LatestRevokeRequest {
     )]
     pub mpa_session_arn: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<MpaRevokeSessionStatus>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -3254,7 +3255,7 @@ pub struct LegalHold {
     )]
     pub legal_hold_id: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<LegalHoldStatus>,
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
 }
@@ -3272,7 +3273,7 @@ pub struct Lifecycle {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub delete_after_event: Option<String>,
+    pub delete_after_event: Option<LifecycleDeleteAfterEvent>,
     #[serde(
         rename = "MoveToColdStorageAfterDays",
         default,
@@ -3312,7 +3313,7 @@ pub struct ListAccessPointsMember {
     #[serde(rename = "ResourceType")]
     pub resource_type: String,
     #[serde(rename = "Status")]
-    pub status: String,
+    pub status: AccessPointStatus,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -3394,7 +3395,7 @@ pub struct ListBackupJobSummariesInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub aggregation_period: Option<String>,
+    pub aggregation_period: Option<AggregationPeriod>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -3416,7 +3417,7 @@ pub struct ListBackupJobSummariesInput {
     )]
     pub resource_type: Option<String>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<BackupJobStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3500,7 +3501,7 @@ pub struct ListBackupJobsInput {
     )]
     pub by_resource_type: Option<String>,
     #[serde(rename = "ByState", default, skip_serializing_if = "Option::is_none")]
-    pub by_state: Option<String>,
+    pub by_state: Option<BackupJobState>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -3638,7 +3639,7 @@ pub struct ListBackupVaultsInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub by_vault_type: Option<String>,
+    pub by_vault_type: Option<VaultType>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -3670,7 +3671,7 @@ pub struct ListCopyJobSummariesInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub aggregation_period: Option<String>,
+    pub aggregation_period: Option<AggregationPeriod>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -3692,7 +3693,7 @@ pub struct ListCopyJobSummariesInput {
     )]
     pub resource_type: Option<String>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<CopyJobStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3782,7 +3783,7 @@ pub struct ListCopyJobsInput {
     )]
     pub by_source_recovery_point_arn: Option<String>,
     #[serde(rename = "ByState", default, skip_serializing_if = "Option::is_none")]
-    pub by_state: Option<String>,
+    pub by_state: Option<CopyJobState>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -3844,7 +3845,7 @@ pub struct ListIndexedRecoveryPointsInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub index_status: Option<String>,
+    pub index_status: Option<IndexStatus>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -4180,7 +4181,7 @@ pub struct ListRestoreJobSummariesInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub aggregation_period: Option<String>,
+    pub aggregation_period: Option<AggregationPeriod>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -4196,7 +4197,7 @@ pub struct ListRestoreJobSummariesInput {
     )]
     pub resource_type: Option<String>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<RestoreJobState>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4232,7 +4233,7 @@ pub struct ListRestoreJobsByProtectedResourceInput {
     )]
     pub by_recovery_point_creation_date_before: Option<Timestamp>,
     #[serde(rename = "ByStatus", default, skip_serializing_if = "Option::is_none")]
-    pub by_status: Option<String>,
+    pub by_status: Option<RestoreJobStatus>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -4308,7 +4309,7 @@ pub struct ListRestoreJobsInput {
     )]
     pub by_restore_testing_plan_arn: Option<String>,
     #[serde(rename = "ByStatus", default, skip_serializing_if = "Option::is_none")]
-    pub by_status: Option<String>,
+    pub by_status: Option<RestoreJobStatus>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -4382,13 +4383,13 @@ pub struct ListScanJobSummariesInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub aggregation_period: Option<String>,
+    pub aggregation_period: Option<AggregationPeriod>,
     #[serde(
         rename = "MalwareScanner",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub malware_scanner: Option<String>,
+    pub malware_scanner: Option<MalwareScanner>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -4408,9 +4409,9 @@ pub struct ListScanJobSummariesInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub scan_result_status: Option<String>,
+    pub scan_result_status: Option<ScanResultStatus>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<ScanJobStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4462,7 +4463,7 @@ pub struct ListScanJobsInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub by_malware_scanner: Option<String>,
+    pub by_malware_scanner: Option<MalwareScanner>,
     #[serde(
         rename = "ByRecoveryPointArn",
         default,
@@ -4480,15 +4481,15 @@ pub struct ListScanJobsInput {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub by_resource_type: Option<String>,
+    pub by_resource_type: Option<ScanResourceType>,
     #[serde(
         rename = "ByScanResultStatus",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub by_scan_result_status: Option<String>,
+    pub by_scan_result_status: Option<ScanResultStatus>,
     #[serde(rename = "ByState", default, skip_serializing_if = "Option::is_none")]
-    pub by_state: Option<String>,
+    pub by_state: Option<ScanState>,
     #[serde(
         rename = "MaxResults",
         default,
@@ -4644,7 +4645,7 @@ pub struct PutBackupVaultLockConfigurationInput {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PutBackupVaultNotificationsInput {
     #[serde(rename = "BackupVaultEvents")]
-    pub backup_vault_events: Vec<String>,
+    pub backup_vault_events: Vec<BackupVaultEvent>,
     #[serde(rename = "BackupVaultName")]
     pub backup_vault_name: String,
     #[serde(rename = "SNSTopicArn")]
@@ -4656,7 +4657,7 @@ pub struct PutRestoreValidationResultInput {
     #[serde(rename = "RestoreJobId")]
     pub restore_job_id: String,
     #[serde(rename = "ValidationStatus")]
-    pub validation_status: String,
+    pub validation_status: RestoreValidationStatus,
     #[serde(
         rename = "ValidationStatusMessage",
         default,
@@ -4728,7 +4729,7 @@ pub struct RecoveryPointByBackupVault {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub encryption_key_type: Option<String>,
+    pub encryption_key_type: Option<EncryptionKeyType>,
     #[serde(
         rename = "IamRoleArn",
         default,
@@ -4740,7 +4741,7 @@ pub struct RecoveryPointByBackupVault {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub index_status: Option<String>,
+    pub index_status: Option<IndexStatus>,
     #[serde(
         rename = "IndexStatusMessage",
         default,
@@ -4806,7 +4807,7 @@ pub struct RecoveryPointByBackupVault {
     )]
     pub source_backup_vault_arn: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<RecoveryPointStatus>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -4814,7 +4815,7 @@ pub struct RecoveryPointByBackupVault {
     )]
     pub status_message: Option<String>,
     #[serde(rename = "VaultType", default, skip_serializing_if = "Option::is_none")]
-    pub vault_type: Option<String>,
+    pub vault_type: Option<VaultType>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4854,13 +4855,13 @@ pub struct RecoveryPointByResource {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub encryption_key_type: Option<String>,
+    pub encryption_key_type: Option<EncryptionKeyType>,
     #[serde(
         rename = "IndexStatus",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub index_status: Option<String>,
+    pub index_status: Option<IndexStatus>,
     #[serde(
         rename = "IndexStatusMessage",
         default,
@@ -4888,7 +4889,7 @@ pub struct RecoveryPointByResource {
     )]
     pub resource_name: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<RecoveryPointStatus>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -4896,7 +4897,7 @@ pub struct RecoveryPointByResource {
     )]
     pub status_message: Option<String>,
     #[serde(rename = "VaultType", default, skip_serializing_if = "Option::is_none")]
-    pub vault_type: Option<String>,
+    pub vault_type: Option<VaultType>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5198,7 +5199,7 @@ pub struct RestoreAccessBackupVaultListMember {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub vault_state: Option<String>,
+    pub vault_state: Option<VaultState>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5230,7 +5231,7 @@ pub struct RestoreJobSummary {
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<RestoreJobState>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5274,7 +5275,7 @@ pub struct RestoreJobsListMember {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub deletion_status: Option<String>,
+    pub deletion_status: Option<RestoreDeletionStatus>,
     #[serde(
         rename = "DeletionStatusMessage",
         default,
@@ -5338,7 +5339,7 @@ pub struct RestoreJobsListMember {
     )]
     pub source_resource_arn: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<RestoreJobStatus>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -5350,7 +5351,7 @@ pub struct RestoreJobsListMember {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub validation_status: Option<String>,
+    pub validation_status: Option<RestoreValidationStatus>,
     #[serde(
         rename = "ValidationStatusMessage",
         default,
@@ -5492,7 +5493,7 @@ pub struct RestoreTestingPlanForUpdate {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RestoreTestingRecoveryPointSelection {
     #[serde(rename = "Algorithm", default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
+    pub algorithm: Option<RestoreTestingRecoveryPointSelectionAlgorithm>,
     #[serde(
         rename = "ExcludeVaults",
         default,
@@ -5510,7 +5511,7 @@ pub struct RestoreTestingRecoveryPointSelection {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub recovery_point_types: Option<Vec<String>>,
+    pub recovery_point_types: Option<Vec<RestoreTestingRecoveryPointType>>,
     #[serde(
         rename = "SelectionWindowDays",
         default,
@@ -5672,9 +5673,9 @@ pub struct ScanAction {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub malware_scanner: Option<String>,
+    pub malware_scanner: Option<MalwareScanner>,
     #[serde(rename = "ScanMode", default, skip_serializing_if = "Option::is_none")]
-    pub scan_mode: Option<String>,
+    pub scan_mode: Option<ScanMode>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5710,7 +5711,7 @@ pub struct ScanJob {
     #[serde(rename = "IamRoleArn")]
     pub iam_role_arn: String,
     #[serde(rename = "MalwareScanner")]
-    pub malware_scanner: String,
+    pub malware_scanner: MalwareScanner,
     #[serde(rename = "RecoveryPointArn")]
     pub recovery_point_arn: String,
     #[serde(rename = "ResourceArn")]
@@ -5718,7 +5719,7 @@ pub struct ScanJob {
     #[serde(rename = "ResourceName")]
     pub resource_name: String,
     #[serde(rename = "ResourceType")]
-    pub resource_type: String,
+    pub resource_type: ScanResourceType,
     #[serde(
         rename = "ScanBaseRecoveryPointArn",
         default,
@@ -5730,7 +5731,7 @@ pub struct ScanJob {
     #[serde(rename = "ScanJobId")]
     pub scan_job_id: String,
     #[serde(rename = "ScanMode")]
-    pub scan_mode: String,
+    pub scan_mode: ScanMode,
     #[serde(
         rename = "ScanResult",
         default,
@@ -5740,7 +5741,7 @@ pub struct ScanJob {
     #[serde(rename = "ScannerRoleArn")]
     pub scanner_role_arn: String,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<ScanState>,
     #[serde(
         rename = "StatusMessage",
         default,
@@ -5774,7 +5775,7 @@ pub struct ScanJobSummary {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub malware_scanner: Option<String>,
+    pub malware_scanner: Option<MalwareScanner>,
     #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(
@@ -5788,17 +5789,17 @@ pub struct ScanJobSummary {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub scan_result_status: Option<String>,
+    pub scan_result_status: Option<ScanResultStatus>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<ScanJobStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanResult {
     #[serde(rename = "Findings", default, skip_serializing_if = "Option::is_none")]
-    pub findings: Option<Vec<String>>,
+    pub findings: Option<Vec<ScanFinding>>,
     #[serde(
         rename = "LastScanTimestamp",
         default,
@@ -5810,19 +5811,19 @@ pub struct ScanResult {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub malware_scanner: Option<String>,
+    pub malware_scanner: Option<MalwareScanner>,
     #[serde(
         rename = "ScanJobState",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub scan_job_state: Option<String>,
+    pub scan_job_state: Option<ScanJobState>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanResultInfo {
     #[serde(rename = "ScanResultStatus")]
-    pub scan_result_status: String,
+    pub scan_result_status: ScanResultStatus,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5832,7 +5833,7 @@ pub struct ScanSetting {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub malware_scanner: Option<String>,
+    pub malware_scanner: Option<MalwareScanner>,
     #[serde(
         rename = "ResourceTypes",
         default,
@@ -5860,7 +5861,7 @@ pub struct ScheduledPlanExecutionMember {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub rule_execution_type: Option<String>,
+    pub rule_execution_type: Option<RuleExecutionType>,
     #[serde(rename = "RuleId", default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
 }
@@ -5890,7 +5891,7 @@ pub struct StartBackupJobInput {
     )]
     pub idempotency_token: Option<String>,
     #[serde(rename = "Index", default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<String>,
+    pub index: Option<Index>,
     #[serde(rename = "Lifecycle", default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
     #[serde(
@@ -6056,7 +6057,7 @@ pub struct StartScanJobInput {
     )]
     pub idempotency_token: Option<String>,
     #[serde(rename = "MalwareScanner")]
-    pub malware_scanner: String,
+    pub malware_scanner: MalwareScanner,
     #[serde(rename = "RecoveryPointArn")]
     pub recovery_point_arn: String,
     #[serde(
@@ -6066,7 +6067,7 @@ pub struct StartScanJobInput {
     )]
     pub scan_base_recovery_point_arn: Option<String>,
     #[serde(rename = "ScanMode")]
-    pub scan_mode: String,
+    pub scan_mode: ScanMode,
     #[serde(rename = "ScannerRoleArn")]
     pub scanner_role_arn: String,
 }
@@ -6298,7 +6299,7 @@ pub struct UpdateRecoveryPointIndexSettingsInput {
     )]
     pub iam_role_arn: Option<String>,
     #[serde(rename = "Index")]
-    pub index: String,
+    pub index: Index,
     #[serde(rename = "RecoveryPointArn")]
     pub recovery_point_arn: String,
 }
@@ -6312,13 +6313,13 @@ pub struct UpdateRecoveryPointIndexSettingsOutput {
     )]
     pub backup_vault_name: Option<String>,
     #[serde(rename = "Index", default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<String>,
+    pub index: Option<Index>,
     #[serde(
         rename = "IndexStatus",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub index_status: Option<String>,
+    pub index_status: Option<IndexStatus>,
     #[serde(
         rename = "RecoveryPointArn",
         default,
@@ -6515,222 +6516,2064 @@ pub struct UpdateTieringConfigurationOutput {
     pub tiering_configuration_name: Option<String>,
 }
 
-/// The values the model allows for `AccessPointStatus`.
-pub const ACCESS_POINT_STATUS_VALUES: &[&str] = &[
-    "AVAILABLE",
-    "CREATING",
-    "DELETING",
-    "DISASSOCIATED",
-    "DISASSOCIATING",
-    "EXPIRED",
-    "FAILED",
-];
+/// The model's `AccessPointStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AccessPointStatus {
+    /// `AVAILABLE`
+    Available,
+    /// `CREATING`
+    Creating,
+    /// `DELETING`
+    Deleting,
+    /// `DISASSOCIATED`
+    Disassociated,
+    /// `DISASSOCIATING`
+    Disassociating,
+    /// `EXPIRED`
+    Expired,
+    /// `FAILED`
+    Failed,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
 
-/// The values the model allows for `AggregationPeriod`.
-pub const AGGREGATION_PERIOD_VALUES: &[&str] = &["ONE_DAY", "SEVEN_DAYS", "FOURTEEN_DAYS"];
+impl AccessPointStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "AccessPointStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "AVAILABLE",
+        "CREATING",
+        "DELETING",
+        "DISASSOCIATED",
+        "DISASSOCIATING",
+        "EXPIRED",
+        "FAILED",
+    ];
 
-/// The values the model allows for `BackupJobState`.
-pub const BACKUP_JOB_STATE_VALUES: &[&str] = &[
-    "CREATED",
-    "PENDING",
-    "RUNNING",
-    "ABORTING",
-    "ABORTED",
-    "COMPLETED",
-    "FAILED",
-    "EXPIRED",
-    "PARTIAL",
-];
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AccessPointStatus::Available => "AVAILABLE",
+            AccessPointStatus::Creating => "CREATING",
+            AccessPointStatus::Deleting => "DELETING",
+            AccessPointStatus::Disassociated => "DISASSOCIATED",
+            AccessPointStatus::Disassociating => "DISASSOCIATING",
+            AccessPointStatus::Expired => "EXPIRED",
+            AccessPointStatus::Failed => "FAILED",
+            AccessPointStatus::Unknown(value) => value,
+        }
+    }
 
-/// The values the model allows for `BackupJobStatus`.
-pub const BACKUP_JOB_STATUS_VALUES: &[&str] = &[
-    "CREATED",
-    "PENDING",
-    "RUNNING",
-    "ABORTING",
-    "ABORTED",
-    "COMPLETED",
-    "FAILED",
-    "EXPIRED",
-    "PARTIAL",
-    "AGGREGATE_ALL",
-    "ANY",
-];
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, AccessPointStatus::Unknown(_))
+    }
+}
 
-/// The values the model allows for `BackupVaultEvent`.
-pub const BACKUP_VAULT_EVENT_VALUES: &[&str] = &[
-    "BACKUP_JOB_STARTED",
-    "BACKUP_JOB_COMPLETED",
-    "BACKUP_JOB_SUCCESSFUL",
-    "BACKUP_JOB_FAILED",
-    "BACKUP_JOB_EXPIRED",
-    "RESTORE_JOB_STARTED",
-    "RESTORE_JOB_COMPLETED",
-    "RESTORE_JOB_SUCCESSFUL",
-    "RESTORE_JOB_FAILED",
-    "COPY_JOB_STARTED",
-    "COPY_JOB_SUCCESSFUL",
-    "COPY_JOB_FAILED",
-    "RECOVERY_POINT_MODIFIED",
-    "BACKUP_PLAN_CREATED",
-    "BACKUP_PLAN_MODIFIED",
-    "S3_BACKUP_OBJECT_FAILED",
-    "S3_RESTORE_OBJECT_FAILED",
-    "CONTINUOUS_BACKUP_INTERRUPTED",
-    "RECOVERY_POINT_INDEX_COMPLETED",
-    "RECOVERY_POINT_INDEX_DELETED",
-    "RECOVERY_POINT_INDEXING_FAILED",
-    "EKS_RESTORE_OBJECT_FAILED",
-    "EKS_RESTORE_OBJECT_SKIPPED",
-    "EKS_BACKUP_OBJECT_FAILED",
-    "EKS_RESTORE_MODIFICATION_SUCCESS",
-    "EKS_RESTORE_MODIFICATION_FAILED",
-    "ACCESS_POINT_AVAILABLE",
-    "ACCESS_POINT_CREATION_FAILED",
-    "ACCESS_POINT_DELETED",
-    "ACCESS_POINT_DELETION_FAILED",
-    "ACCESS_POINT_EXPIRED",
-    "ACCESS_POINT_DISASSOCIATED",
-];
+impl From<&str> for AccessPointStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "AVAILABLE" => AccessPointStatus::Available,
+            "CREATING" => AccessPointStatus::Creating,
+            "DELETING" => AccessPointStatus::Deleting,
+            "DISASSOCIATED" => AccessPointStatus::Disassociated,
+            "DISASSOCIATING" => AccessPointStatus::Disassociating,
+            "EXPIRED" => AccessPointStatus::Expired,
+            "FAILED" => AccessPointStatus::Failed,
+            other => AccessPointStatus::Unknown(other.to_owned()),
+        }
+    }
+}
 
-/// The values the model allows for `ConditionType`.
-pub const CONDITION_TYPE_VALUES: &[&str] = &["STRINGEQUALS"];
+model_enum_impls!(AccessPointStatus);
 
-/// The values the model allows for `CopyJobState`.
-pub const COPY_JOB_STATE_VALUES: &[&str] =
-    &["CREATED", "RUNNING", "COMPLETED", "FAILED", "PARTIAL"];
+/// The model's `AggregationPeriod`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AggregationPeriod {
+    /// `ONE_DAY`
+    OneDay,
+    /// `SEVEN_DAYS`
+    SevenDays,
+    /// `FOURTEEN_DAYS`
+    FourteenDays,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
 
-/// The values the model allows for `CopyJobStatus`.
-pub const COPY_JOB_STATUS_VALUES: &[&str] = &[
-    "CREATED",
-    "RUNNING",
-    "ABORTING",
-    "ABORTED",
-    "COMPLETING",
-    "COMPLETED",
-    "FAILING",
-    "FAILED",
-    "PARTIAL",
-    "AGGREGATE_ALL",
-    "ANY",
-];
+impl AggregationPeriod {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "AggregationPeriod";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["ONE_DAY", "SEVEN_DAYS", "FOURTEEN_DAYS"];
 
-/// The values the model allows for `EncryptionKeyType`.
-pub const ENCRYPTION_KEY_TYPE_VALUES: &[&str] = &["AWS_OWNED_KMS_KEY", "CUSTOMER_MANAGED_KMS_KEY"];
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AggregationPeriod::OneDay => "ONE_DAY",
+            AggregationPeriod::SevenDays => "SEVEN_DAYS",
+            AggregationPeriod::FourteenDays => "FOURTEEN_DAYS",
+            AggregationPeriod::Unknown(value) => value,
+        }
+    }
 
-/// The values the model allows for `Index`.
-pub const INDEX_VALUES: &[&str] = &["ENABLED", "DISABLED"];
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, AggregationPeriod::Unknown(_))
+    }
+}
 
-/// The values the model allows for `IndexStatus`.
-pub const INDEX_STATUS_VALUES: &[&str] = &["PENDING", "ACTIVE", "FAILED", "DELETING"];
+impl From<&str> for AggregationPeriod {
+    fn from(value: &str) -> Self {
+        match value {
+            "ONE_DAY" => AggregationPeriod::OneDay,
+            "SEVEN_DAYS" => AggregationPeriod::SevenDays,
+            "FOURTEEN_DAYS" => AggregationPeriod::FourteenDays,
+            other => AggregationPeriod::Unknown(other.to_owned()),
+        }
+    }
+}
 
-/// The values the model allows for `LegalHoldStatus`.
-pub const LEGAL_HOLD_STATUS_VALUES: &[&str] = &["CREATING", "ACTIVE", "CANCELING", "CANCELED"];
+model_enum_impls!(AggregationPeriod);
 
-/// The values the model allows for `LifecycleDeleteAfterEvent`.
-pub const LIFECYCLE_DELETE_AFTER_EVENT_VALUES: &[&str] = &["DELETE_AFTER_COPY"];
+/// The model's `BackupJobState`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackupJobState {
+    /// `CREATED`
+    Created,
+    /// `PENDING`
+    Pending,
+    /// `RUNNING`
+    Running,
+    /// `ABORTING`
+    Aborting,
+    /// `ABORTED`
+    Aborted,
+    /// `COMPLETED`
+    Completed,
+    /// `FAILED`
+    Failed,
+    /// `EXPIRED`
+    Expired,
+    /// `PARTIAL`
+    Partial,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
 
-/// The values the model allows for `MalwareScanner`.
-pub const MALWARE_SCANNER_VALUES: &[&str] = &["GUARDDUTY"];
+impl BackupJobState {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "BackupJobState";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "CREATED",
+        "PENDING",
+        "RUNNING",
+        "ABORTING",
+        "ABORTED",
+        "COMPLETED",
+        "FAILED",
+        "EXPIRED",
+        "PARTIAL",
+    ];
 
-/// The values the model allows for `MpaRevokeSessionStatus`.
-pub const MPA_REVOKE_SESSION_STATUS_VALUES: &[&str] = &["PENDING", "FAILED"];
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            BackupJobState::Created => "CREATED",
+            BackupJobState::Pending => "PENDING",
+            BackupJobState::Running => "RUNNING",
+            BackupJobState::Aborting => "ABORTING",
+            BackupJobState::Aborted => "ABORTED",
+            BackupJobState::Completed => "COMPLETED",
+            BackupJobState::Failed => "FAILED",
+            BackupJobState::Expired => "EXPIRED",
+            BackupJobState::Partial => "PARTIAL",
+            BackupJobState::Unknown(value) => value,
+        }
+    }
 
-/// The values the model allows for `MpaSessionStatus`.
-pub const MPA_SESSION_STATUS_VALUES: &[&str] = &["PENDING", "APPROVED", "FAILED"];
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, BackupJobState::Unknown(_))
+    }
+}
 
-/// The values the model allows for `RecoveryPointStatus`.
-pub const RECOVERY_POINT_STATUS_VALUES: &[&str] = &[
-    "COMPLETED",
-    "PARTIAL",
-    "DELETING",
-    "EXPIRED",
-    "AVAILABLE",
-    "STOPPED",
-    "CREATING",
-];
+impl From<&str> for BackupJobState {
+    fn from(value: &str) -> Self {
+        match value {
+            "CREATED" => BackupJobState::Created,
+            "PENDING" => BackupJobState::Pending,
+            "RUNNING" => BackupJobState::Running,
+            "ABORTING" => BackupJobState::Aborting,
+            "ABORTED" => BackupJobState::Aborted,
+            "COMPLETED" => BackupJobState::Completed,
+            "FAILED" => BackupJobState::Failed,
+            "EXPIRED" => BackupJobState::Expired,
+            "PARTIAL" => BackupJobState::Partial,
+            other => BackupJobState::Unknown(other.to_owned()),
+        }
+    }
+}
 
-/// The values the model allows for `RestoreDeletionStatus`.
-pub const RESTORE_DELETION_STATUS_VALUES: &[&str] = &["DELETING", "FAILED", "SUCCESSFUL"];
+model_enum_impls!(BackupJobState);
 
-/// The values the model allows for `RestoreJobState`.
-pub const RESTORE_JOB_STATE_VALUES: &[&str] = &[
-    "CREATED",
-    "PENDING",
-    "RUNNING",
-    "ABORTED",
-    "COMPLETED",
-    "FAILED",
-    "AGGREGATE_ALL",
-    "ANY",
-];
+/// The model's `BackupJobStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackupJobStatus {
+    /// `CREATED`
+    Created,
+    /// `PENDING`
+    Pending,
+    /// `RUNNING`
+    Running,
+    /// `ABORTING`
+    Aborting,
+    /// `ABORTED`
+    Aborted,
+    /// `COMPLETED`
+    Completed,
+    /// `FAILED`
+    Failed,
+    /// `EXPIRED`
+    Expired,
+    /// `PARTIAL`
+    Partial,
+    /// `AGGREGATE_ALL`
+    AggregateAll,
+    /// `ANY`
+    Any,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
 
-/// The values the model allows for `RestoreJobStatus`.
-pub const RESTORE_JOB_STATUS_VALUES: &[&str] =
-    &["PENDING", "RUNNING", "COMPLETED", "ABORTED", "FAILED"];
+impl BackupJobStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "BackupJobStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "CREATED",
+        "PENDING",
+        "RUNNING",
+        "ABORTING",
+        "ABORTED",
+        "COMPLETED",
+        "FAILED",
+        "EXPIRED",
+        "PARTIAL",
+        "AGGREGATE_ALL",
+        "ANY",
+    ];
 
-/// The values the model allows for `RestoreTestingRecoveryPointSelectionAlgorithm`.
-pub const RESTORE_TESTING_RECOVERY_POINT_SELECTION_ALGORITHM_VALUES: &[&str] =
-    &["LATEST_WITHIN_WINDOW", "RANDOM_WITHIN_WINDOW"];
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            BackupJobStatus::Created => "CREATED",
+            BackupJobStatus::Pending => "PENDING",
+            BackupJobStatus::Running => "RUNNING",
+            BackupJobStatus::Aborting => "ABORTING",
+            BackupJobStatus::Aborted => "ABORTED",
+            BackupJobStatus::Completed => "COMPLETED",
+            BackupJobStatus::Failed => "FAILED",
+            BackupJobStatus::Expired => "EXPIRED",
+            BackupJobStatus::Partial => "PARTIAL",
+            BackupJobStatus::AggregateAll => "AGGREGATE_ALL",
+            BackupJobStatus::Any => "ANY",
+            BackupJobStatus::Unknown(value) => value,
+        }
+    }
 
-/// The values the model allows for `RestoreTestingRecoveryPointType`.
-pub const RESTORE_TESTING_RECOVERY_POINT_TYPE_VALUES: &[&str] = &["CONTINUOUS", "SNAPSHOT"];
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, BackupJobStatus::Unknown(_))
+    }
+}
 
-/// The values the model allows for `RestoreValidationStatus`.
-pub const RESTORE_VALIDATION_STATUS_VALUES: &[&str] =
-    &["FAILED", "SUCCESSFUL", "TIMED_OUT", "VALIDATING"];
+impl From<&str> for BackupJobStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "CREATED" => BackupJobStatus::Created,
+            "PENDING" => BackupJobStatus::Pending,
+            "RUNNING" => BackupJobStatus::Running,
+            "ABORTING" => BackupJobStatus::Aborting,
+            "ABORTED" => BackupJobStatus::Aborted,
+            "COMPLETED" => BackupJobStatus::Completed,
+            "FAILED" => BackupJobStatus::Failed,
+            "EXPIRED" => BackupJobStatus::Expired,
+            "PARTIAL" => BackupJobStatus::Partial,
+            "AGGREGATE_ALL" => BackupJobStatus::AggregateAll,
+            "ANY" => BackupJobStatus::Any,
+            other => BackupJobStatus::Unknown(other.to_owned()),
+        }
+    }
+}
 
-/// The values the model allows for `RuleExecutionType`.
-pub const RULE_EXECUTION_TYPE_VALUES: &[&str] =
-    &["CONTINUOUS", "SNAPSHOTS", "CONTINUOUS_AND_SNAPSHOTS"];
+model_enum_impls!(BackupJobStatus);
 
-/// The values the model allows for `ScanFinding`.
-pub const SCAN_FINDING_VALUES: &[&str] = &["MALWARE"];
+/// The model's `BackupVaultEvent`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackupVaultEvent {
+    /// `BACKUP_JOB_STARTED`
+    BackupJobStarted,
+    /// `BACKUP_JOB_COMPLETED`
+    BackupJobCompleted,
+    /// `BACKUP_JOB_SUCCESSFUL`
+    BackupJobSuccessful,
+    /// `BACKUP_JOB_FAILED`
+    BackupJobFailed,
+    /// `BACKUP_JOB_EXPIRED`
+    BackupJobExpired,
+    /// `RESTORE_JOB_STARTED`
+    RestoreJobStarted,
+    /// `RESTORE_JOB_COMPLETED`
+    RestoreJobCompleted,
+    /// `RESTORE_JOB_SUCCESSFUL`
+    RestoreJobSuccessful,
+    /// `RESTORE_JOB_FAILED`
+    RestoreJobFailed,
+    /// `COPY_JOB_STARTED`
+    CopyJobStarted,
+    /// `COPY_JOB_SUCCESSFUL`
+    CopyJobSuccessful,
+    /// `COPY_JOB_FAILED`
+    CopyJobFailed,
+    /// `RECOVERY_POINT_MODIFIED`
+    RecoveryPointModified,
+    /// `BACKUP_PLAN_CREATED`
+    BackupPlanCreated,
+    /// `BACKUP_PLAN_MODIFIED`
+    BackupPlanModified,
+    /// `S3_BACKUP_OBJECT_FAILED`
+    S3BackupObjectFailed,
+    /// `S3_RESTORE_OBJECT_FAILED`
+    S3RestoreObjectFailed,
+    /// `CONTINUOUS_BACKUP_INTERRUPTED`
+    ContinuousBackupInterrupted,
+    /// `RECOVERY_POINT_INDEX_COMPLETED`
+    RecoveryPointIndexCompleted,
+    /// `RECOVERY_POINT_INDEX_DELETED`
+    RecoveryPointIndexDeleted,
+    /// `RECOVERY_POINT_INDEXING_FAILED`
+    RecoveryPointIndexingFailed,
+    /// `EKS_RESTORE_OBJECT_FAILED`
+    EksRestoreObjectFailed,
+    /// `EKS_RESTORE_OBJECT_SKIPPED`
+    EksRestoreObjectSkipped,
+    /// `EKS_BACKUP_OBJECT_FAILED`
+    EksBackupObjectFailed,
+    /// `EKS_RESTORE_MODIFICATION_SUCCESS`
+    EksRestoreModificationSuccess,
+    /// `EKS_RESTORE_MODIFICATION_FAILED`
+    EksRestoreModificationFailed,
+    /// `ACCESS_POINT_AVAILABLE`
+    AccessPointAvailable,
+    /// `ACCESS_POINT_CREATION_FAILED`
+    AccessPointCreationFailed,
+    /// `ACCESS_POINT_DELETED`
+    AccessPointDeleted,
+    /// `ACCESS_POINT_DELETION_FAILED`
+    AccessPointDeletionFailed,
+    /// `ACCESS_POINT_EXPIRED`
+    AccessPointExpired,
+    /// `ACCESS_POINT_DISASSOCIATED`
+    AccessPointDisassociated,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
 
-/// The values the model allows for `ScanJobState`.
-pub const SCAN_JOB_STATE_VALUES: &[&str] =
-    &["COMPLETED", "COMPLETED_WITH_ISSUES", "FAILED", "CANCELED"];
+impl BackupVaultEvent {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "BackupVaultEvent";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "BACKUP_JOB_STARTED",
+        "BACKUP_JOB_COMPLETED",
+        "BACKUP_JOB_SUCCESSFUL",
+        "BACKUP_JOB_FAILED",
+        "BACKUP_JOB_EXPIRED",
+        "RESTORE_JOB_STARTED",
+        "RESTORE_JOB_COMPLETED",
+        "RESTORE_JOB_SUCCESSFUL",
+        "RESTORE_JOB_FAILED",
+        "COPY_JOB_STARTED",
+        "COPY_JOB_SUCCESSFUL",
+        "COPY_JOB_FAILED",
+        "RECOVERY_POINT_MODIFIED",
+        "BACKUP_PLAN_CREATED",
+        "BACKUP_PLAN_MODIFIED",
+        "S3_BACKUP_OBJECT_FAILED",
+        "S3_RESTORE_OBJECT_FAILED",
+        "CONTINUOUS_BACKUP_INTERRUPTED",
+        "RECOVERY_POINT_INDEX_COMPLETED",
+        "RECOVERY_POINT_INDEX_DELETED",
+        "RECOVERY_POINT_INDEXING_FAILED",
+        "EKS_RESTORE_OBJECT_FAILED",
+        "EKS_RESTORE_OBJECT_SKIPPED",
+        "EKS_BACKUP_OBJECT_FAILED",
+        "EKS_RESTORE_MODIFICATION_SUCCESS",
+        "EKS_RESTORE_MODIFICATION_FAILED",
+        "ACCESS_POINT_AVAILABLE",
+        "ACCESS_POINT_CREATION_FAILED",
+        "ACCESS_POINT_DELETED",
+        "ACCESS_POINT_DELETION_FAILED",
+        "ACCESS_POINT_EXPIRED",
+        "ACCESS_POINT_DISASSOCIATED",
+    ];
 
-/// The values the model allows for `ScanJobStatus`.
-pub const SCAN_JOB_STATUS_VALUES: &[&str] = &[
-    "CREATED",
-    "COMPLETED",
-    "COMPLETED_WITH_ISSUES",
-    "RUNNING",
-    "FAILED",
-    "CANCELED",
-    "AGGREGATE_ALL",
-    "ANY",
-];
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            BackupVaultEvent::BackupJobStarted => "BACKUP_JOB_STARTED",
+            BackupVaultEvent::BackupJobCompleted => "BACKUP_JOB_COMPLETED",
+            BackupVaultEvent::BackupJobSuccessful => "BACKUP_JOB_SUCCESSFUL",
+            BackupVaultEvent::BackupJobFailed => "BACKUP_JOB_FAILED",
+            BackupVaultEvent::BackupJobExpired => "BACKUP_JOB_EXPIRED",
+            BackupVaultEvent::RestoreJobStarted => "RESTORE_JOB_STARTED",
+            BackupVaultEvent::RestoreJobCompleted => "RESTORE_JOB_COMPLETED",
+            BackupVaultEvent::RestoreJobSuccessful => "RESTORE_JOB_SUCCESSFUL",
+            BackupVaultEvent::RestoreJobFailed => "RESTORE_JOB_FAILED",
+            BackupVaultEvent::CopyJobStarted => "COPY_JOB_STARTED",
+            BackupVaultEvent::CopyJobSuccessful => "COPY_JOB_SUCCESSFUL",
+            BackupVaultEvent::CopyJobFailed => "COPY_JOB_FAILED",
+            BackupVaultEvent::RecoveryPointModified => "RECOVERY_POINT_MODIFIED",
+            BackupVaultEvent::BackupPlanCreated => "BACKUP_PLAN_CREATED",
+            BackupVaultEvent::BackupPlanModified => "BACKUP_PLAN_MODIFIED",
+            BackupVaultEvent::S3BackupObjectFailed => "S3_BACKUP_OBJECT_FAILED",
+            BackupVaultEvent::S3RestoreObjectFailed => "S3_RESTORE_OBJECT_FAILED",
+            BackupVaultEvent::ContinuousBackupInterrupted => "CONTINUOUS_BACKUP_INTERRUPTED",
+            BackupVaultEvent::RecoveryPointIndexCompleted => "RECOVERY_POINT_INDEX_COMPLETED",
+            BackupVaultEvent::RecoveryPointIndexDeleted => "RECOVERY_POINT_INDEX_DELETED",
+            BackupVaultEvent::RecoveryPointIndexingFailed => "RECOVERY_POINT_INDEXING_FAILED",
+            BackupVaultEvent::EksRestoreObjectFailed => "EKS_RESTORE_OBJECT_FAILED",
+            BackupVaultEvent::EksRestoreObjectSkipped => "EKS_RESTORE_OBJECT_SKIPPED",
+            BackupVaultEvent::EksBackupObjectFailed => "EKS_BACKUP_OBJECT_FAILED",
+            BackupVaultEvent::EksRestoreModificationSuccess => "EKS_RESTORE_MODIFICATION_SUCCESS",
+            BackupVaultEvent::EksRestoreModificationFailed => "EKS_RESTORE_MODIFICATION_FAILED",
+            BackupVaultEvent::AccessPointAvailable => "ACCESS_POINT_AVAILABLE",
+            BackupVaultEvent::AccessPointCreationFailed => "ACCESS_POINT_CREATION_FAILED",
+            BackupVaultEvent::AccessPointDeleted => "ACCESS_POINT_DELETED",
+            BackupVaultEvent::AccessPointDeletionFailed => "ACCESS_POINT_DELETION_FAILED",
+            BackupVaultEvent::AccessPointExpired => "ACCESS_POINT_EXPIRED",
+            BackupVaultEvent::AccessPointDisassociated => "ACCESS_POINT_DISASSOCIATED",
+            BackupVaultEvent::Unknown(value) => value,
+        }
+    }
 
-/// The values the model allows for `ScanMode`.
-pub const SCAN_MODE_VALUES: &[&str] = &["FULL_SCAN", "INCREMENTAL_SCAN"];
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, BackupVaultEvent::Unknown(_))
+    }
+}
 
-/// The values the model allows for `ScanResourceType`.
-pub const SCAN_RESOURCE_TYPE_VALUES: &[&str] = &["EBS", "EC2", "S3"];
+impl From<&str> for BackupVaultEvent {
+    fn from(value: &str) -> Self {
+        match value {
+            "BACKUP_JOB_STARTED" => BackupVaultEvent::BackupJobStarted,
+            "BACKUP_JOB_COMPLETED" => BackupVaultEvent::BackupJobCompleted,
+            "BACKUP_JOB_SUCCESSFUL" => BackupVaultEvent::BackupJobSuccessful,
+            "BACKUP_JOB_FAILED" => BackupVaultEvent::BackupJobFailed,
+            "BACKUP_JOB_EXPIRED" => BackupVaultEvent::BackupJobExpired,
+            "RESTORE_JOB_STARTED" => BackupVaultEvent::RestoreJobStarted,
+            "RESTORE_JOB_COMPLETED" => BackupVaultEvent::RestoreJobCompleted,
+            "RESTORE_JOB_SUCCESSFUL" => BackupVaultEvent::RestoreJobSuccessful,
+            "RESTORE_JOB_FAILED" => BackupVaultEvent::RestoreJobFailed,
+            "COPY_JOB_STARTED" => BackupVaultEvent::CopyJobStarted,
+            "COPY_JOB_SUCCESSFUL" => BackupVaultEvent::CopyJobSuccessful,
+            "COPY_JOB_FAILED" => BackupVaultEvent::CopyJobFailed,
+            "RECOVERY_POINT_MODIFIED" => BackupVaultEvent::RecoveryPointModified,
+            "BACKUP_PLAN_CREATED" => BackupVaultEvent::BackupPlanCreated,
+            "BACKUP_PLAN_MODIFIED" => BackupVaultEvent::BackupPlanModified,
+            "S3_BACKUP_OBJECT_FAILED" => BackupVaultEvent::S3BackupObjectFailed,
+            "S3_RESTORE_OBJECT_FAILED" => BackupVaultEvent::S3RestoreObjectFailed,
+            "CONTINUOUS_BACKUP_INTERRUPTED" => BackupVaultEvent::ContinuousBackupInterrupted,
+            "RECOVERY_POINT_INDEX_COMPLETED" => BackupVaultEvent::RecoveryPointIndexCompleted,
+            "RECOVERY_POINT_INDEX_DELETED" => BackupVaultEvent::RecoveryPointIndexDeleted,
+            "RECOVERY_POINT_INDEXING_FAILED" => BackupVaultEvent::RecoveryPointIndexingFailed,
+            "EKS_RESTORE_OBJECT_FAILED" => BackupVaultEvent::EksRestoreObjectFailed,
+            "EKS_RESTORE_OBJECT_SKIPPED" => BackupVaultEvent::EksRestoreObjectSkipped,
+            "EKS_BACKUP_OBJECT_FAILED" => BackupVaultEvent::EksBackupObjectFailed,
+            "EKS_RESTORE_MODIFICATION_SUCCESS" => BackupVaultEvent::EksRestoreModificationSuccess,
+            "EKS_RESTORE_MODIFICATION_FAILED" => BackupVaultEvent::EksRestoreModificationFailed,
+            "ACCESS_POINT_AVAILABLE" => BackupVaultEvent::AccessPointAvailable,
+            "ACCESS_POINT_CREATION_FAILED" => BackupVaultEvent::AccessPointCreationFailed,
+            "ACCESS_POINT_DELETED" => BackupVaultEvent::AccessPointDeleted,
+            "ACCESS_POINT_DELETION_FAILED" => BackupVaultEvent::AccessPointDeletionFailed,
+            "ACCESS_POINT_EXPIRED" => BackupVaultEvent::AccessPointExpired,
+            "ACCESS_POINT_DISASSOCIATED" => BackupVaultEvent::AccessPointDisassociated,
+            other => BackupVaultEvent::Unknown(other.to_owned()),
+        }
+    }
+}
 
-/// The values the model allows for `ScanResultStatus`.
-pub const SCAN_RESULT_STATUS_VALUES: &[&str] = &["NO_THREATS_FOUND", "THREATS_FOUND", "UNKNOWN"];
+model_enum_impls!(BackupVaultEvent);
 
-/// The values the model allows for `ScanState`.
-pub const SCAN_STATE_VALUES: &[&str] = &[
-    "CANCELED",
-    "COMPLETED",
-    "COMPLETED_WITH_ISSUES",
-    "CREATED",
-    "FAILED",
-    "RUNNING",
-];
+/// The model's `ConditionType`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConditionType {
+    /// `STRINGEQUALS`
+    Stringequals,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
 
-/// The values the model allows for `StorageClass`.
-pub const STORAGE_CLASS_VALUES: &[&str] = &["WARM", "COLD", "DELETED"];
+impl ConditionType {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "ConditionType";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["STRINGEQUALS"];
 
-/// The values the model allows for `VaultState`.
-pub const VAULT_STATE_VALUES: &[&str] = &["CREATING", "AVAILABLE", "FAILED"];
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ConditionType::Stringequals => "STRINGEQUALS",
+            ConditionType::Unknown(value) => value,
+        }
+    }
 
-/// The values the model allows for `VaultType`.
-pub const VAULT_TYPE_VALUES: &[&str] = &[
-    "BACKUP_VAULT",
-    "LOGICALLY_AIR_GAPPED_BACKUP_VAULT",
-    "RESTORE_ACCESS_BACKUP_VAULT",
-];
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, ConditionType::Unknown(_))
+    }
+}
+
+impl From<&str> for ConditionType {
+    fn from(value: &str) -> Self {
+        match value {
+            "STRINGEQUALS" => ConditionType::Stringequals,
+            other => ConditionType::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(ConditionType);
+
+/// The model's `CopyJobState`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CopyJobState {
+    /// `CREATED`
+    Created,
+    /// `RUNNING`
+    Running,
+    /// `COMPLETED`
+    Completed,
+    /// `FAILED`
+    Failed,
+    /// `PARTIAL`
+    Partial,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl CopyJobState {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "CopyJobState";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["CREATED", "RUNNING", "COMPLETED", "FAILED", "PARTIAL"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            CopyJobState::Created => "CREATED",
+            CopyJobState::Running => "RUNNING",
+            CopyJobState::Completed => "COMPLETED",
+            CopyJobState::Failed => "FAILED",
+            CopyJobState::Partial => "PARTIAL",
+            CopyJobState::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, CopyJobState::Unknown(_))
+    }
+}
+
+impl From<&str> for CopyJobState {
+    fn from(value: &str) -> Self {
+        match value {
+            "CREATED" => CopyJobState::Created,
+            "RUNNING" => CopyJobState::Running,
+            "COMPLETED" => CopyJobState::Completed,
+            "FAILED" => CopyJobState::Failed,
+            "PARTIAL" => CopyJobState::Partial,
+            other => CopyJobState::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(CopyJobState);
+
+/// The model's `CopyJobStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CopyJobStatus {
+    /// `CREATED`
+    Created,
+    /// `RUNNING`
+    Running,
+    /// `ABORTING`
+    Aborting,
+    /// `ABORTED`
+    Aborted,
+    /// `COMPLETING`
+    Completing,
+    /// `COMPLETED`
+    Completed,
+    /// `FAILING`
+    Failing,
+    /// `FAILED`
+    Failed,
+    /// `PARTIAL`
+    Partial,
+    /// `AGGREGATE_ALL`
+    AggregateAll,
+    /// `ANY`
+    Any,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl CopyJobStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "CopyJobStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "CREATED",
+        "RUNNING",
+        "ABORTING",
+        "ABORTED",
+        "COMPLETING",
+        "COMPLETED",
+        "FAILING",
+        "FAILED",
+        "PARTIAL",
+        "AGGREGATE_ALL",
+        "ANY",
+    ];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            CopyJobStatus::Created => "CREATED",
+            CopyJobStatus::Running => "RUNNING",
+            CopyJobStatus::Aborting => "ABORTING",
+            CopyJobStatus::Aborted => "ABORTED",
+            CopyJobStatus::Completing => "COMPLETING",
+            CopyJobStatus::Completed => "COMPLETED",
+            CopyJobStatus::Failing => "FAILING",
+            CopyJobStatus::Failed => "FAILED",
+            CopyJobStatus::Partial => "PARTIAL",
+            CopyJobStatus::AggregateAll => "AGGREGATE_ALL",
+            CopyJobStatus::Any => "ANY",
+            CopyJobStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, CopyJobStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for CopyJobStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "CREATED" => CopyJobStatus::Created,
+            "RUNNING" => CopyJobStatus::Running,
+            "ABORTING" => CopyJobStatus::Aborting,
+            "ABORTED" => CopyJobStatus::Aborted,
+            "COMPLETING" => CopyJobStatus::Completing,
+            "COMPLETED" => CopyJobStatus::Completed,
+            "FAILING" => CopyJobStatus::Failing,
+            "FAILED" => CopyJobStatus::Failed,
+            "PARTIAL" => CopyJobStatus::Partial,
+            "AGGREGATE_ALL" => CopyJobStatus::AggregateAll,
+            "ANY" => CopyJobStatus::Any,
+            other => CopyJobStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(CopyJobStatus);
+
+/// The model's `EncryptionKeyType`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EncryptionKeyType {
+    /// `AWS_OWNED_KMS_KEY`
+    AwsOwnedKmsKey,
+    /// `CUSTOMER_MANAGED_KMS_KEY`
+    CustomerManagedKmsKey,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl EncryptionKeyType {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "EncryptionKeyType";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["AWS_OWNED_KMS_KEY", "CUSTOMER_MANAGED_KMS_KEY"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EncryptionKeyType::AwsOwnedKmsKey => "AWS_OWNED_KMS_KEY",
+            EncryptionKeyType::CustomerManagedKmsKey => "CUSTOMER_MANAGED_KMS_KEY",
+            EncryptionKeyType::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, EncryptionKeyType::Unknown(_))
+    }
+}
+
+impl From<&str> for EncryptionKeyType {
+    fn from(value: &str) -> Self {
+        match value {
+            "AWS_OWNED_KMS_KEY" => EncryptionKeyType::AwsOwnedKmsKey,
+            "CUSTOMER_MANAGED_KMS_KEY" => EncryptionKeyType::CustomerManagedKmsKey,
+            other => EncryptionKeyType::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(EncryptionKeyType);
+
+/// The model's `Index`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Index {
+    /// `ENABLED`
+    Enabled,
+    /// `DISABLED`
+    Disabled,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl Index {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "Index";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Index::Enabled => "ENABLED",
+            Index::Disabled => "DISABLED",
+            Index::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Index::Unknown(_))
+    }
+}
+
+impl From<&str> for Index {
+    fn from(value: &str) -> Self {
+        match value {
+            "ENABLED" => Index::Enabled,
+            "DISABLED" => Index::Disabled,
+            other => Index::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(Index);
+
+/// The model's `IndexStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IndexStatus {
+    /// `PENDING`
+    Pending,
+    /// `ACTIVE`
+    Active,
+    /// `FAILED`
+    Failed,
+    /// `DELETING`
+    Deleting,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl IndexStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "IndexStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["PENDING", "ACTIVE", "FAILED", "DELETING"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            IndexStatus::Pending => "PENDING",
+            IndexStatus::Active => "ACTIVE",
+            IndexStatus::Failed => "FAILED",
+            IndexStatus::Deleting => "DELETING",
+            IndexStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, IndexStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for IndexStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "PENDING" => IndexStatus::Pending,
+            "ACTIVE" => IndexStatus::Active,
+            "FAILED" => IndexStatus::Failed,
+            "DELETING" => IndexStatus::Deleting,
+            other => IndexStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(IndexStatus);
+
+/// The model's `LegalHoldStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LegalHoldStatus {
+    /// `CREATING`
+    Creating,
+    /// `ACTIVE`
+    Active,
+    /// `CANCELING`
+    Canceling,
+    /// `CANCELED`
+    Canceled,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl LegalHoldStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "LegalHoldStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["CREATING", "ACTIVE", "CANCELING", "CANCELED"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            LegalHoldStatus::Creating => "CREATING",
+            LegalHoldStatus::Active => "ACTIVE",
+            LegalHoldStatus::Canceling => "CANCELING",
+            LegalHoldStatus::Canceled => "CANCELED",
+            LegalHoldStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, LegalHoldStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for LegalHoldStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "CREATING" => LegalHoldStatus::Creating,
+            "ACTIVE" => LegalHoldStatus::Active,
+            "CANCELING" => LegalHoldStatus::Canceling,
+            "CANCELED" => LegalHoldStatus::Canceled,
+            other => LegalHoldStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(LegalHoldStatus);
+
+/// The model's `LifecycleDeleteAfterEvent`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LifecycleDeleteAfterEvent {
+    /// `DELETE_AFTER_COPY`
+    DeleteAfterCopy,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl LifecycleDeleteAfterEvent {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "LifecycleDeleteAfterEvent";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["DELETE_AFTER_COPY"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            LifecycleDeleteAfterEvent::DeleteAfterCopy => "DELETE_AFTER_COPY",
+            LifecycleDeleteAfterEvent::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, LifecycleDeleteAfterEvent::Unknown(_))
+    }
+}
+
+impl From<&str> for LifecycleDeleteAfterEvent {
+    fn from(value: &str) -> Self {
+        match value {
+            "DELETE_AFTER_COPY" => LifecycleDeleteAfterEvent::DeleteAfterCopy,
+            other => LifecycleDeleteAfterEvent::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(LifecycleDeleteAfterEvent);
+
+/// The model's `MalwareScanner`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MalwareScanner {
+    /// `GUARDDUTY`
+    Guardduty,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl MalwareScanner {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "MalwareScanner";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["GUARDDUTY"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            MalwareScanner::Guardduty => "GUARDDUTY",
+            MalwareScanner::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, MalwareScanner::Unknown(_))
+    }
+}
+
+impl From<&str> for MalwareScanner {
+    fn from(value: &str) -> Self {
+        match value {
+            "GUARDDUTY" => MalwareScanner::Guardduty,
+            other => MalwareScanner::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(MalwareScanner);
+
+/// The model's `MpaRevokeSessionStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MpaRevokeSessionStatus {
+    /// `PENDING`
+    Pending,
+    /// `FAILED`
+    Failed,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl MpaRevokeSessionStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "MpaRevokeSessionStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["PENDING", "FAILED"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            MpaRevokeSessionStatus::Pending => "PENDING",
+            MpaRevokeSessionStatus::Failed => "FAILED",
+            MpaRevokeSessionStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, MpaRevokeSessionStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for MpaRevokeSessionStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "PENDING" => MpaRevokeSessionStatus::Pending,
+            "FAILED" => MpaRevokeSessionStatus::Failed,
+            other => MpaRevokeSessionStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(MpaRevokeSessionStatus);
+
+/// The model's `MpaSessionStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MpaSessionStatus {
+    /// `PENDING`
+    Pending,
+    /// `APPROVED`
+    Approved,
+    /// `FAILED`
+    Failed,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl MpaSessionStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "MpaSessionStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["PENDING", "APPROVED", "FAILED"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            MpaSessionStatus::Pending => "PENDING",
+            MpaSessionStatus::Approved => "APPROVED",
+            MpaSessionStatus::Failed => "FAILED",
+            MpaSessionStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, MpaSessionStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for MpaSessionStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "PENDING" => MpaSessionStatus::Pending,
+            "APPROVED" => MpaSessionStatus::Approved,
+            "FAILED" => MpaSessionStatus::Failed,
+            other => MpaSessionStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(MpaSessionStatus);
+
+/// The model's `RecoveryPointStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecoveryPointStatus {
+    /// `COMPLETED`
+    Completed,
+    /// `PARTIAL`
+    Partial,
+    /// `DELETING`
+    Deleting,
+    /// `EXPIRED`
+    Expired,
+    /// `AVAILABLE`
+    Available,
+    /// `STOPPED`
+    Stopped,
+    /// `CREATING`
+    Creating,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl RecoveryPointStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "RecoveryPointStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "COMPLETED",
+        "PARTIAL",
+        "DELETING",
+        "EXPIRED",
+        "AVAILABLE",
+        "STOPPED",
+        "CREATING",
+    ];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RecoveryPointStatus::Completed => "COMPLETED",
+            RecoveryPointStatus::Partial => "PARTIAL",
+            RecoveryPointStatus::Deleting => "DELETING",
+            RecoveryPointStatus::Expired => "EXPIRED",
+            RecoveryPointStatus::Available => "AVAILABLE",
+            RecoveryPointStatus::Stopped => "STOPPED",
+            RecoveryPointStatus::Creating => "CREATING",
+            RecoveryPointStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, RecoveryPointStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for RecoveryPointStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "COMPLETED" => RecoveryPointStatus::Completed,
+            "PARTIAL" => RecoveryPointStatus::Partial,
+            "DELETING" => RecoveryPointStatus::Deleting,
+            "EXPIRED" => RecoveryPointStatus::Expired,
+            "AVAILABLE" => RecoveryPointStatus::Available,
+            "STOPPED" => RecoveryPointStatus::Stopped,
+            "CREATING" => RecoveryPointStatus::Creating,
+            other => RecoveryPointStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(RecoveryPointStatus);
+
+/// The model's `RestoreDeletionStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RestoreDeletionStatus {
+    /// `DELETING`
+    Deleting,
+    /// `FAILED`
+    Failed,
+    /// `SUCCESSFUL`
+    Successful,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl RestoreDeletionStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "RestoreDeletionStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["DELETING", "FAILED", "SUCCESSFUL"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RestoreDeletionStatus::Deleting => "DELETING",
+            RestoreDeletionStatus::Failed => "FAILED",
+            RestoreDeletionStatus::Successful => "SUCCESSFUL",
+            RestoreDeletionStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, RestoreDeletionStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for RestoreDeletionStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "DELETING" => RestoreDeletionStatus::Deleting,
+            "FAILED" => RestoreDeletionStatus::Failed,
+            "SUCCESSFUL" => RestoreDeletionStatus::Successful,
+            other => RestoreDeletionStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(RestoreDeletionStatus);
+
+/// The model's `RestoreJobState`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RestoreJobState {
+    /// `CREATED`
+    Created,
+    /// `PENDING`
+    Pending,
+    /// `RUNNING`
+    Running,
+    /// `ABORTED`
+    Aborted,
+    /// `COMPLETED`
+    Completed,
+    /// `FAILED`
+    Failed,
+    /// `AGGREGATE_ALL`
+    AggregateAll,
+    /// `ANY`
+    Any,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl RestoreJobState {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "RestoreJobState";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "CREATED",
+        "PENDING",
+        "RUNNING",
+        "ABORTED",
+        "COMPLETED",
+        "FAILED",
+        "AGGREGATE_ALL",
+        "ANY",
+    ];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RestoreJobState::Created => "CREATED",
+            RestoreJobState::Pending => "PENDING",
+            RestoreJobState::Running => "RUNNING",
+            RestoreJobState::Aborted => "ABORTED",
+            RestoreJobState::Completed => "COMPLETED",
+            RestoreJobState::Failed => "FAILED",
+            RestoreJobState::AggregateAll => "AGGREGATE_ALL",
+            RestoreJobState::Any => "ANY",
+            RestoreJobState::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, RestoreJobState::Unknown(_))
+    }
+}
+
+impl From<&str> for RestoreJobState {
+    fn from(value: &str) -> Self {
+        match value {
+            "CREATED" => RestoreJobState::Created,
+            "PENDING" => RestoreJobState::Pending,
+            "RUNNING" => RestoreJobState::Running,
+            "ABORTED" => RestoreJobState::Aborted,
+            "COMPLETED" => RestoreJobState::Completed,
+            "FAILED" => RestoreJobState::Failed,
+            "AGGREGATE_ALL" => RestoreJobState::AggregateAll,
+            "ANY" => RestoreJobState::Any,
+            other => RestoreJobState::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(RestoreJobState);
+
+/// The model's `RestoreJobStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RestoreJobStatus {
+    /// `PENDING`
+    Pending,
+    /// `RUNNING`
+    Running,
+    /// `COMPLETED`
+    Completed,
+    /// `ABORTED`
+    Aborted,
+    /// `FAILED`
+    Failed,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl RestoreJobStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "RestoreJobStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["PENDING", "RUNNING", "COMPLETED", "ABORTED", "FAILED"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RestoreJobStatus::Pending => "PENDING",
+            RestoreJobStatus::Running => "RUNNING",
+            RestoreJobStatus::Completed => "COMPLETED",
+            RestoreJobStatus::Aborted => "ABORTED",
+            RestoreJobStatus::Failed => "FAILED",
+            RestoreJobStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, RestoreJobStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for RestoreJobStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "PENDING" => RestoreJobStatus::Pending,
+            "RUNNING" => RestoreJobStatus::Running,
+            "COMPLETED" => RestoreJobStatus::Completed,
+            "ABORTED" => RestoreJobStatus::Aborted,
+            "FAILED" => RestoreJobStatus::Failed,
+            other => RestoreJobStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(RestoreJobStatus);
+
+/// The model's `RestoreTestingRecoveryPointSelectionAlgorithm`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RestoreTestingRecoveryPointSelectionAlgorithm {
+    /// `LATEST_WITHIN_WINDOW`
+    LatestWithinWindow,
+    /// `RANDOM_WITHIN_WINDOW`
+    RandomWithinWindow,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl RestoreTestingRecoveryPointSelectionAlgorithm {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "RestoreTestingRecoveryPointSelectionAlgorithm";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["LATEST_WITHIN_WINDOW", "RANDOM_WITHIN_WINDOW"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RestoreTestingRecoveryPointSelectionAlgorithm::LatestWithinWindow => {
+                "LATEST_WITHIN_WINDOW"
+            }
+            RestoreTestingRecoveryPointSelectionAlgorithm::RandomWithinWindow => {
+                "RANDOM_WITHIN_WINDOW"
+            }
+            RestoreTestingRecoveryPointSelectionAlgorithm::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(
+            self,
+            RestoreTestingRecoveryPointSelectionAlgorithm::Unknown(_)
+        )
+    }
+}
+
+impl From<&str> for RestoreTestingRecoveryPointSelectionAlgorithm {
+    fn from(value: &str) -> Self {
+        match value {
+            "LATEST_WITHIN_WINDOW" => {
+                RestoreTestingRecoveryPointSelectionAlgorithm::LatestWithinWindow
+            }
+            "RANDOM_WITHIN_WINDOW" => {
+                RestoreTestingRecoveryPointSelectionAlgorithm::RandomWithinWindow
+            }
+            other => RestoreTestingRecoveryPointSelectionAlgorithm::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(RestoreTestingRecoveryPointSelectionAlgorithm);
+
+/// The model's `RestoreTestingRecoveryPointType`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RestoreTestingRecoveryPointType {
+    /// `CONTINUOUS`
+    Continuous,
+    /// `SNAPSHOT`
+    Snapshot,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl RestoreTestingRecoveryPointType {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "RestoreTestingRecoveryPointType";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["CONTINUOUS", "SNAPSHOT"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RestoreTestingRecoveryPointType::Continuous => "CONTINUOUS",
+            RestoreTestingRecoveryPointType::Snapshot => "SNAPSHOT",
+            RestoreTestingRecoveryPointType::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, RestoreTestingRecoveryPointType::Unknown(_))
+    }
+}
+
+impl From<&str> for RestoreTestingRecoveryPointType {
+    fn from(value: &str) -> Self {
+        match value {
+            "CONTINUOUS" => RestoreTestingRecoveryPointType::Continuous,
+            "SNAPSHOT" => RestoreTestingRecoveryPointType::Snapshot,
+            other => RestoreTestingRecoveryPointType::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(RestoreTestingRecoveryPointType);
+
+/// The model's `RestoreValidationStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RestoreValidationStatus {
+    /// `FAILED`
+    Failed,
+    /// `SUCCESSFUL`
+    Successful,
+    /// `TIMED_OUT`
+    TimedOut,
+    /// `VALIDATING`
+    Validating,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl RestoreValidationStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "RestoreValidationStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["FAILED", "SUCCESSFUL", "TIMED_OUT", "VALIDATING"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RestoreValidationStatus::Failed => "FAILED",
+            RestoreValidationStatus::Successful => "SUCCESSFUL",
+            RestoreValidationStatus::TimedOut => "TIMED_OUT",
+            RestoreValidationStatus::Validating => "VALIDATING",
+            RestoreValidationStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, RestoreValidationStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for RestoreValidationStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "FAILED" => RestoreValidationStatus::Failed,
+            "SUCCESSFUL" => RestoreValidationStatus::Successful,
+            "TIMED_OUT" => RestoreValidationStatus::TimedOut,
+            "VALIDATING" => RestoreValidationStatus::Validating,
+            other => RestoreValidationStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(RestoreValidationStatus);
+
+/// The model's `RuleExecutionType`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuleExecutionType {
+    /// `CONTINUOUS`
+    Continuous,
+    /// `SNAPSHOTS`
+    Snapshots,
+    /// `CONTINUOUS_AND_SNAPSHOTS`
+    ContinuousAndSnapshots,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl RuleExecutionType {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "RuleExecutionType";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["CONTINUOUS", "SNAPSHOTS", "CONTINUOUS_AND_SNAPSHOTS"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RuleExecutionType::Continuous => "CONTINUOUS",
+            RuleExecutionType::Snapshots => "SNAPSHOTS",
+            RuleExecutionType::ContinuousAndSnapshots => "CONTINUOUS_AND_SNAPSHOTS",
+            RuleExecutionType::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, RuleExecutionType::Unknown(_))
+    }
+}
+
+impl From<&str> for RuleExecutionType {
+    fn from(value: &str) -> Self {
+        match value {
+            "CONTINUOUS" => RuleExecutionType::Continuous,
+            "SNAPSHOTS" => RuleExecutionType::Snapshots,
+            "CONTINUOUS_AND_SNAPSHOTS" => RuleExecutionType::ContinuousAndSnapshots,
+            other => RuleExecutionType::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(RuleExecutionType);
+
+/// The model's `ScanFinding`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScanFinding {
+    /// `MALWARE`
+    Malware,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl ScanFinding {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "ScanFinding";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["MALWARE"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ScanFinding::Malware => "MALWARE",
+            ScanFinding::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, ScanFinding::Unknown(_))
+    }
+}
+
+impl From<&str> for ScanFinding {
+    fn from(value: &str) -> Self {
+        match value {
+            "MALWARE" => ScanFinding::Malware,
+            other => ScanFinding::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(ScanFinding);
+
+/// The model's `ScanJobState`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScanJobState {
+    /// `COMPLETED`
+    Completed,
+    /// `COMPLETED_WITH_ISSUES`
+    CompletedWithIssues,
+    /// `FAILED`
+    Failed,
+    /// `CANCELED`
+    Canceled,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl ScanJobState {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "ScanJobState";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["COMPLETED", "COMPLETED_WITH_ISSUES", "FAILED", "CANCELED"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ScanJobState::Completed => "COMPLETED",
+            ScanJobState::CompletedWithIssues => "COMPLETED_WITH_ISSUES",
+            ScanJobState::Failed => "FAILED",
+            ScanJobState::Canceled => "CANCELED",
+            ScanJobState::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, ScanJobState::Unknown(_))
+    }
+}
+
+impl From<&str> for ScanJobState {
+    fn from(value: &str) -> Self {
+        match value {
+            "COMPLETED" => ScanJobState::Completed,
+            "COMPLETED_WITH_ISSUES" => ScanJobState::CompletedWithIssues,
+            "FAILED" => ScanJobState::Failed,
+            "CANCELED" => ScanJobState::Canceled,
+            other => ScanJobState::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(ScanJobState);
+
+/// The model's `ScanJobStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScanJobStatus {
+    /// `CREATED`
+    Created,
+    /// `COMPLETED`
+    Completed,
+    /// `COMPLETED_WITH_ISSUES`
+    CompletedWithIssues,
+    /// `RUNNING`
+    Running,
+    /// `FAILED`
+    Failed,
+    /// `CANCELED`
+    Canceled,
+    /// `AGGREGATE_ALL`
+    AggregateAll,
+    /// `ANY`
+    Any,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl ScanJobStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "ScanJobStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "CREATED",
+        "COMPLETED",
+        "COMPLETED_WITH_ISSUES",
+        "RUNNING",
+        "FAILED",
+        "CANCELED",
+        "AGGREGATE_ALL",
+        "ANY",
+    ];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ScanJobStatus::Created => "CREATED",
+            ScanJobStatus::Completed => "COMPLETED",
+            ScanJobStatus::CompletedWithIssues => "COMPLETED_WITH_ISSUES",
+            ScanJobStatus::Running => "RUNNING",
+            ScanJobStatus::Failed => "FAILED",
+            ScanJobStatus::Canceled => "CANCELED",
+            ScanJobStatus::AggregateAll => "AGGREGATE_ALL",
+            ScanJobStatus::Any => "ANY",
+            ScanJobStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, ScanJobStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for ScanJobStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "CREATED" => ScanJobStatus::Created,
+            "COMPLETED" => ScanJobStatus::Completed,
+            "COMPLETED_WITH_ISSUES" => ScanJobStatus::CompletedWithIssues,
+            "RUNNING" => ScanJobStatus::Running,
+            "FAILED" => ScanJobStatus::Failed,
+            "CANCELED" => ScanJobStatus::Canceled,
+            "AGGREGATE_ALL" => ScanJobStatus::AggregateAll,
+            "ANY" => ScanJobStatus::Any,
+            other => ScanJobStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(ScanJobStatus);
+
+/// The model's `ScanMode`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScanMode {
+    /// `FULL_SCAN`
+    FullScan,
+    /// `INCREMENTAL_SCAN`
+    IncrementalScan,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl ScanMode {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "ScanMode";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["FULL_SCAN", "INCREMENTAL_SCAN"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ScanMode::FullScan => "FULL_SCAN",
+            ScanMode::IncrementalScan => "INCREMENTAL_SCAN",
+            ScanMode::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, ScanMode::Unknown(_))
+    }
+}
+
+impl From<&str> for ScanMode {
+    fn from(value: &str) -> Self {
+        match value {
+            "FULL_SCAN" => ScanMode::FullScan,
+            "INCREMENTAL_SCAN" => ScanMode::IncrementalScan,
+            other => ScanMode::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(ScanMode);
+
+/// The model's `ScanResourceType`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScanResourceType {
+    /// `EBS`
+    Ebs,
+    /// `EC2`
+    Ec2,
+    /// `S3`
+    S3,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl ScanResourceType {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "ScanResourceType";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["EBS", "EC2", "S3"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ScanResourceType::Ebs => "EBS",
+            ScanResourceType::Ec2 => "EC2",
+            ScanResourceType::S3 => "S3",
+            ScanResourceType::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, ScanResourceType::Unknown(_))
+    }
+}
+
+impl From<&str> for ScanResourceType {
+    fn from(value: &str) -> Self {
+        match value {
+            "EBS" => ScanResourceType::Ebs,
+            "EC2" => ScanResourceType::Ec2,
+            "S3" => ScanResourceType::S3,
+            other => ScanResourceType::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(ScanResourceType);
+
+/// The model's `ScanResultStatus`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScanResultStatus {
+    /// `NO_THREATS_FOUND`
+    NoThreatsFound,
+    /// `THREATS_FOUND`
+    ThreatsFound,
+    /// `UNKNOWN`
+    UnknownValue,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl ScanResultStatus {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "ScanResultStatus";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["NO_THREATS_FOUND", "THREATS_FOUND", "UNKNOWN"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ScanResultStatus::NoThreatsFound => "NO_THREATS_FOUND",
+            ScanResultStatus::ThreatsFound => "THREATS_FOUND",
+            ScanResultStatus::UnknownValue => "UNKNOWN",
+            ScanResultStatus::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, ScanResultStatus::Unknown(_))
+    }
+}
+
+impl From<&str> for ScanResultStatus {
+    fn from(value: &str) -> Self {
+        match value {
+            "NO_THREATS_FOUND" => ScanResultStatus::NoThreatsFound,
+            "THREATS_FOUND" => ScanResultStatus::ThreatsFound,
+            "UNKNOWN" => ScanResultStatus::UnknownValue,
+            other => ScanResultStatus::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(ScanResultStatus);
+
+/// The model's `ScanState`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScanState {
+    /// `CANCELED`
+    Canceled,
+    /// `COMPLETED`
+    Completed,
+    /// `COMPLETED_WITH_ISSUES`
+    CompletedWithIssues,
+    /// `CREATED`
+    Created,
+    /// `FAILED`
+    Failed,
+    /// `RUNNING`
+    Running,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl ScanState {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "ScanState";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "CANCELED",
+        "COMPLETED",
+        "COMPLETED_WITH_ISSUES",
+        "CREATED",
+        "FAILED",
+        "RUNNING",
+    ];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ScanState::Canceled => "CANCELED",
+            ScanState::Completed => "COMPLETED",
+            ScanState::CompletedWithIssues => "COMPLETED_WITH_ISSUES",
+            ScanState::Created => "CREATED",
+            ScanState::Failed => "FAILED",
+            ScanState::Running => "RUNNING",
+            ScanState::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, ScanState::Unknown(_))
+    }
+}
+
+impl From<&str> for ScanState {
+    fn from(value: &str) -> Self {
+        match value {
+            "CANCELED" => ScanState::Canceled,
+            "COMPLETED" => ScanState::Completed,
+            "COMPLETED_WITH_ISSUES" => ScanState::CompletedWithIssues,
+            "CREATED" => ScanState::Created,
+            "FAILED" => ScanState::Failed,
+            "RUNNING" => ScanState::Running,
+            other => ScanState::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(ScanState);
+
+/// The model's `StorageClass`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StorageClass {
+    /// `WARM`
+    Warm,
+    /// `COLD`
+    Cold,
+    /// `DELETED`
+    Deleted,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl StorageClass {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "StorageClass";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["WARM", "COLD", "DELETED"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StorageClass::Warm => "WARM",
+            StorageClass::Cold => "COLD",
+            StorageClass::Deleted => "DELETED",
+            StorageClass::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, StorageClass::Unknown(_))
+    }
+}
+
+impl From<&str> for StorageClass {
+    fn from(value: &str) -> Self {
+        match value {
+            "WARM" => StorageClass::Warm,
+            "COLD" => StorageClass::Cold,
+            "DELETED" => StorageClass::Deleted,
+            other => StorageClass::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(StorageClass);
+
+/// The model's `VaultState`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VaultState {
+    /// `CREATING`
+    Creating,
+    /// `AVAILABLE`
+    Available,
+    /// `FAILED`
+    Failed,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl VaultState {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "VaultState";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["CREATING", "AVAILABLE", "FAILED"];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            VaultState::Creating => "CREATING",
+            VaultState::Available => "AVAILABLE",
+            VaultState::Failed => "FAILED",
+            VaultState::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, VaultState::Unknown(_))
+    }
+}
+
+impl From<&str> for VaultState {
+    fn from(value: &str) -> Self {
+        match value {
+            "CREATING" => VaultState::Creating,
+            "AVAILABLE" => VaultState::Available,
+            "FAILED" => VaultState::Failed,
+            other => VaultState::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(VaultState);
+
+/// The model's `VaultType`: one variant per value it allows, `Unknown` for any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VaultType {
+    /// `BACKUP_VAULT`
+    BackupVault,
+    /// `LOGICALLY_AIR_GAPPED_BACKUP_VAULT`
+    LogicallyAirGappedBackupVault,
+    /// `RESTORE_ACCESS_BACKUP_VAULT`
+    RestoreAccessBackupVault,
+    /// A value outside the model's set, kept as it came; validation refuses it on input.
+    Unknown(String),
+}
+
+impl VaultType {
+    /// The shape's name in the model.
+    pub const SHAPE: &'static str = "VaultType";
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "BACKUP_VAULT",
+        "LOGICALLY_AIR_GAPPED_BACKUP_VAULT",
+        "RESTORE_ACCESS_BACKUP_VAULT",
+    ];
+
+    /// The value as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            VaultType::BackupVault => "BACKUP_VAULT",
+            VaultType::LogicallyAirGappedBackupVault => "LOGICALLY_AIR_GAPPED_BACKUP_VAULT",
+            VaultType::RestoreAccessBackupVault => "RESTORE_ACCESS_BACKUP_VAULT",
+            VaultType::Unknown(value) => value,
+        }
+    }
+
+    /// Whether the value is one the model allows (not `Unknown`).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, VaultType::Unknown(_))
+    }
+}
+
+impl From<&str> for VaultType {
+    fn from(value: &str) -> Self {
+        match value {
+            "BACKUP_VAULT" => VaultType::BackupVault,
+            "LOGICALLY_AIR_GAPPED_BACKUP_VAULT" => VaultType::LogicallyAirGappedBackupVault,
+            "RESTORE_ACCESS_BACKUP_VAULT" => VaultType::RestoreAccessBackupVault,
+            other => VaultType::Unknown(other.to_owned()),
+        }
+    }
+}
+
+model_enum_impls!(VaultType);
+
+/// Calls `visitor` once per enum of the model, in name order.
+pub fn for_each_model_enum(visitor: &mut impl ModelEnumVisitor) {
+    visitor.visit::<AccessPointStatus>();
+    visitor.visit::<AggregationPeriod>();
+    visitor.visit::<BackupJobState>();
+    visitor.visit::<BackupJobStatus>();
+    visitor.visit::<BackupVaultEvent>();
+    visitor.visit::<ConditionType>();
+    visitor.visit::<CopyJobState>();
+    visitor.visit::<CopyJobStatus>();
+    visitor.visit::<EncryptionKeyType>();
+    visitor.visit::<Index>();
+    visitor.visit::<IndexStatus>();
+    visitor.visit::<LegalHoldStatus>();
+    visitor.visit::<LifecycleDeleteAfterEvent>();
+    visitor.visit::<MalwareScanner>();
+    visitor.visit::<MpaRevokeSessionStatus>();
+    visitor.visit::<MpaSessionStatus>();
+    visitor.visit::<RecoveryPointStatus>();
+    visitor.visit::<RestoreDeletionStatus>();
+    visitor.visit::<RestoreJobState>();
+    visitor.visit::<RestoreJobStatus>();
+    visitor.visit::<RestoreTestingRecoveryPointSelectionAlgorithm>();
+    visitor.visit::<RestoreTestingRecoveryPointType>();
+    visitor.visit::<RestoreValidationStatus>();
+    visitor.visit::<RuleExecutionType>();
+    visitor.visit::<ScanFinding>();
+    visitor.visit::<ScanJobState>();
+    visitor.visit::<ScanJobStatus>();
+    visitor.visit::<ScanMode>();
+    visitor.visit::<ScanResourceType>();
+    visitor.visit::<ScanResultStatus>();
+    visitor.visit::<ScanState>();
+    visitor.visit::<StorageClass>();
+    visitor.visit::<VaultState>();
+    visitor.visit::<VaultType>();
+}

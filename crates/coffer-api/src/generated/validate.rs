@@ -156,11 +156,7 @@ impl Validate for CancelLegalHoldInput {
 
 impl Validate for Condition {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
-        check_enum(
-            &member_path(path, "ConditionType"),
-            (&self.condition_type),
-            crate::generated::types::CONDITION_TYPE_VALUES,
-        )?;
+        check_enum(&member_path(path, "ConditionType"), (&self.condition_type))?;
         Ok(())
     }
 }
@@ -769,7 +765,6 @@ impl Validate for GetPITRMalwareScanResultsInput {
         check_enum(
             &member_path(path, "MalwareScanner"),
             (&self.malware_scanner),
-            crate::generated::types::MALWARE_SCANNER_VALUES,
         )?;
         Ok(())
     }
@@ -863,11 +858,7 @@ impl Validate for KeyValue {
 impl Validate for Lifecycle {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.delete_after_event {
-            check_enum(
-                &member_path(path, "DeleteAfterEvent"),
-                value,
-                crate::generated::types::LIFECYCLE_DELETE_AFTER_EVENT_VALUES,
-            )?;
+            check_enum(&member_path(path, "DeleteAfterEvent"), value)?;
         }
         Ok(())
     }
@@ -931,11 +922,7 @@ impl Validate for ListBackupJobSummariesInput {
             check_pattern(&member_path(path, "AccountId"), value, &PATTERN_8)?;
         }
         if let Some(value) = &self.aggregation_period {
-            check_enum(
-                &member_path(path, "AggregationPeriod"),
-                value,
-                crate::generated::types::AGGREGATION_PERIOD_VALUES,
-            )?;
+            check_enum(&member_path(path, "AggregationPeriod"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -953,11 +940,7 @@ impl Validate for ListBackupJobSummariesInput {
             )?;
         }
         if let Some(value) = &self.state {
-            check_enum(
-                &member_path(path, "State"),
-                value,
-                crate::generated::types::BACKUP_JOB_STATUS_VALUES,
-            )?;
+            check_enum(&member_path(path, "State"), value)?;
         }
         Ok(())
     }
@@ -979,11 +962,7 @@ impl Validate for ListBackupJobsInput {
             )?;
         }
         if let Some(value) = &self.by_state {
-            check_enum(
-                &member_path(path, "ByState"),
-                value,
-                crate::generated::types::BACKUP_JOB_STATE_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByState"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1056,11 +1035,7 @@ impl Validate for ListBackupSelectionsInput {
 impl Validate for ListBackupVaultsInput {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.by_vault_type {
-            check_enum(
-                &member_path(path, "ByVaultType"),
-                value,
-                crate::generated::types::VAULT_TYPE_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByVaultType"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1080,11 +1055,7 @@ impl Validate for ListCopyJobSummariesInput {
             check_pattern(&member_path(path, "AccountId"), value, &PATTERN_8)?;
         }
         if let Some(value) = &self.aggregation_period {
-            check_enum(
-                &member_path(path, "AggregationPeriod"),
-                value,
-                crate::generated::types::AGGREGATION_PERIOD_VALUES,
-            )?;
+            check_enum(&member_path(path, "AggregationPeriod"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1102,11 +1073,7 @@ impl Validate for ListCopyJobSummariesInput {
             )?;
         }
         if let Some(value) = &self.state {
-            check_enum(
-                &member_path(path, "State"),
-                value,
-                crate::generated::types::COPY_JOB_STATUS_VALUES,
-            )?;
+            check_enum(&member_path(path, "State"), value)?;
         }
         Ok(())
     }
@@ -1125,11 +1092,7 @@ impl Validate for ListCopyJobsInput {
             )?;
         }
         if let Some(value) = &self.by_state {
-            check_enum(
-                &member_path(path, "ByState"),
-                value,
-                crate::generated::types::COPY_JOB_STATE_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByState"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1160,11 +1123,7 @@ impl Validate for ListFrameworksInput {
 impl Validate for ListIndexedRecoveryPointsInput {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.index_status {
-            check_enum(
-                &member_path(path, "IndexStatus"),
-                value,
-                crate::generated::types::INDEX_STATUS_VALUES,
-            )?;
+            check_enum(&member_path(path, "IndexStatus"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1362,11 +1321,7 @@ impl Validate for ListRestoreJobSummariesInput {
             check_pattern(&member_path(path, "AccountId"), value, &PATTERN_8)?;
         }
         if let Some(value) = &self.aggregation_period {
-            check_enum(
-                &member_path(path, "AggregationPeriod"),
-                value,
-                crate::generated::types::AGGREGATION_PERIOD_VALUES,
-            )?;
+            check_enum(&member_path(path, "AggregationPeriod"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1384,11 +1339,7 @@ impl Validate for ListRestoreJobSummariesInput {
             )?;
         }
         if let Some(value) = &self.state {
-            check_enum(
-                &member_path(path, "State"),
-                value,
-                crate::generated::types::RESTORE_JOB_STATE_VALUES,
-            )?;
+            check_enum(&member_path(path, "State"), value)?;
         }
         Ok(())
     }
@@ -1397,11 +1348,7 @@ impl Validate for ListRestoreJobSummariesInput {
 impl Validate for ListRestoreJobsByProtectedResourceInput {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.by_status {
-            check_enum(
-                &member_path(path, "ByStatus"),
-                value,
-                crate::generated::types::RESTORE_JOB_STATUS_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByStatus"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1428,11 +1375,7 @@ impl Validate for ListRestoreJobsInput {
             )?;
         }
         if let Some(value) = &self.by_status {
-            check_enum(
-                &member_path(path, "ByStatus"),
-                value,
-                crate::generated::types::RESTORE_JOB_STATUS_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByStatus"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1480,18 +1423,10 @@ impl Validate for ListScanJobSummariesInput {
             check_pattern(&member_path(path, "AccountId"), value, &PATTERN_8)?;
         }
         if let Some(value) = &self.aggregation_period {
-            check_enum(
-                &member_path(path, "AggregationPeriod"),
-                value,
-                crate::generated::types::AGGREGATION_PERIOD_VALUES,
-            )?;
+            check_enum(&member_path(path, "AggregationPeriod"), value)?;
         }
         if let Some(value) = &self.malware_scanner {
-            check_enum(
-                &member_path(path, "MalwareScanner"),
-                value,
-                crate::generated::types::MALWARE_SCANNER_VALUES,
-            )?;
+            check_enum(&member_path(path, "MalwareScanner"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1509,18 +1444,10 @@ impl Validate for ListScanJobSummariesInput {
             )?;
         }
         if let Some(value) = &self.scan_result_status {
-            check_enum(
-                &member_path(path, "ScanResultStatus"),
-                value,
-                crate::generated::types::SCAN_RESULT_STATUS_VALUES,
-            )?;
+            check_enum(&member_path(path, "ScanResultStatus"), value)?;
         }
         if let Some(value) = &self.state {
-            check_enum(
-                &member_path(path, "State"),
-                value,
-                crate::generated::types::SCAN_JOB_STATUS_VALUES,
-            )?;
+            check_enum(&member_path(path, "State"), value)?;
         }
         Ok(())
     }
@@ -1529,32 +1456,16 @@ impl Validate for ListScanJobSummariesInput {
 impl Validate for ListScanJobsInput {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.by_malware_scanner {
-            check_enum(
-                &member_path(path, "ByMalwareScanner"),
-                value,
-                crate::generated::types::MALWARE_SCANNER_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByMalwareScanner"), value)?;
         }
         if let Some(value) = &self.by_resource_type {
-            check_enum(
-                &member_path(path, "ByResourceType"),
-                value,
-                crate::generated::types::SCAN_RESOURCE_TYPE_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByResourceType"), value)?;
         }
         if let Some(value) = &self.by_scan_result_status {
-            check_enum(
-                &member_path(path, "ByScanResultStatus"),
-                value,
-                crate::generated::types::SCAN_RESULT_STATUS_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByScanResultStatus"), value)?;
         }
         if let Some(value) = &self.by_state {
-            check_enum(
-                &member_path(path, "ByState"),
-                value,
-                crate::generated::types::SCAN_STATE_VALUES,
-            )?;
+            check_enum(&member_path(path, "ByState"), value)?;
         }
         if let Some(value) = &self.max_results {
             check_range(
@@ -1630,7 +1541,6 @@ impl Validate for PutBackupVaultNotificationsInput {
             check_enum(
                 &format!("{}[{}]", &member_path(path, "BackupVaultEvents"), i0),
                 item0,
-                crate::generated::types::BACKUP_VAULT_EVENT_VALUES,
             )?;
         }
         check_pattern(
@@ -1647,7 +1557,6 @@ impl Validate for PutRestoreValidationResultInput {
         check_enum(
             &member_path(path, "ValidationStatus"),
             (&self.validation_status),
-            crate::generated::types::RESTORE_VALIDATION_STATUS_VALUES,
         )?;
         Ok(())
     }
@@ -1708,18 +1617,13 @@ impl Validate for RestoreTestingPlanForUpdate {
 impl Validate for RestoreTestingRecoveryPointSelection {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.algorithm {
-            check_enum(
-                &member_path(path, "Algorithm"),
-                value,
-                crate::generated::types::RESTORE_TESTING_RECOVERY_POINT_SELECTION_ALGORITHM_VALUES,
-            )?;
+            check_enum(&member_path(path, "Algorithm"), value)?;
         }
         if let Some(value) = &self.recovery_point_types {
             for (i0, item0) in value.iter().enumerate() {
                 check_enum(
                     &format!("{}[{}]", &member_path(path, "RecoveryPointTypes"), i0),
                     item0,
-                    crate::generated::types::RESTORE_TESTING_RECOVERY_POINT_TYPE_VALUES,
                 )?;
             }
         }
@@ -1753,18 +1657,10 @@ impl Validate for RevokeRestoreAccessBackupVaultInput {
 impl Validate for ScanAction {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.malware_scanner {
-            check_enum(
-                &member_path(path, "MalwareScanner"),
-                value,
-                crate::generated::types::MALWARE_SCANNER_VALUES,
-            )?;
+            check_enum(&member_path(path, "MalwareScanner"), value)?;
         }
         if let Some(value) = &self.scan_mode {
-            check_enum(
-                &member_path(path, "ScanMode"),
-                value,
-                crate::generated::types::SCAN_MODE_VALUES,
-            )?;
+            check_enum(&member_path(path, "ScanMode"), value)?;
         }
         Ok(())
     }
@@ -1773,11 +1669,7 @@ impl Validate for ScanAction {
 impl Validate for ScanSetting {
     fn validate_at(&self, path: &str) -> Result<(), ApiError> {
         if let Some(value) = &self.malware_scanner {
-            check_enum(
-                &member_path(path, "MalwareScanner"),
-                value,
-                crate::generated::types::MALWARE_SCANNER_VALUES,
-            )?;
+            check_enum(&member_path(path, "MalwareScanner"), value)?;
         }
         if let Some(value) = &self.resource_types {
             for (i0, item0) in value.iter().enumerate() {
@@ -1814,11 +1706,7 @@ impl Validate for StartBackupJobInput {
             &PATTERN_1,
         )?;
         if let Some(value) = &self.index {
-            check_enum(
-                &member_path(path, "Index"),
-                value,
-                crate::generated::types::INDEX_VALUES,
-            )?;
+            check_enum(&member_path(path, "Index"), value)?;
         }
         if let Some(value) = &self.lifecycle {
             value.validate_at(&member_path(path, "Lifecycle"))?;
@@ -1876,13 +1764,8 @@ impl Validate for StartScanJobInput {
         check_enum(
             &member_path(path, "MalwareScanner"),
             (&self.malware_scanner),
-            crate::generated::types::MALWARE_SCANNER_VALUES,
         )?;
-        check_enum(
-            &member_path(path, "ScanMode"),
-            (&self.scan_mode),
-            crate::generated::types::SCAN_MODE_VALUES,
-        )?;
+        check_enum(&member_path(path, "ScanMode"), (&self.scan_mode))?;
         Ok(())
     }
 }
@@ -2005,11 +1888,7 @@ impl Validate for UpdateRecoveryPointIndexSettingsInput {
             (&self.backup_vault_name),
             &PATTERN_1,
         )?;
-        check_enum(
-            &member_path(path, "Index"),
-            (&self.index),
-            crate::generated::types::INDEX_VALUES,
-        )?;
+        check_enum(&member_path(path, "Index"), (&self.index))?;
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use crate::model::error::Result;
 use crate::model::paging::scan_all;
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::StorageClass;
-use crate::model::{events, recovery_points, vaults};
+use crate::model::{events, recovery_points, retention, vaults};
 
 /// What one sweep did, and when the next transition is due.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,7 +45,7 @@ impl Worker for LifecycleWorker {
         sweep_lifecycle(&self.plane, now)
             .await
             .map(|_| ())
-            .map_err(|e| e.0.message().to_string())
+            .map_err(|e| coffer_api::error_chain(&e.0))
     }
 }
 
@@ -161,7 +161,8 @@ async fn apply_step(
                 Some(LifecycleStep::Delete) => {
                     let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
                     let mut vault = vaults::load(tx, &vkey, &rp.vault_name)?;
-                    if recovery_points::locked_until(&vault, &rp).is_some_and(|u| now < u) {
+                    // Held by the vault lock or a legal hold: a later sweep deletes it.
+                    if retention::removal_blocker(tx, &vault, &rp, now)?.is_some() {
                         return Ok(None);
                     }
                     recovery_points::remove(tx, &mut vault, &rp)?;

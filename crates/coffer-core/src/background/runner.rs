@@ -6,7 +6,9 @@
 //! (see [`claim`]), each under a lease (`node/incarnation`, one minute on the wall clock,
 //! renewed by the job's heartbeat). A job whose lease belongs to an earlier incarnation of this
 //! node, or has run out, was cut off by a crash: it is queued again (at most three attempts in
-//! all) or ends FAILED / ABORTED with a message saying so.
+//! all) or ends FAILED / ABORTED with a message saying so. A job whose last run failed for a
+//! reason that can pass waits until its `next_attempt` (see `dataplane::jobs::failed`) and is
+//! skipped, not claimed, until then.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -19,12 +21,11 @@ use crate::background::worker::Worker;
 use crate::dataplane::jobs::{COMPLETION_WINDOW_ENDED, JobControl};
 use crate::dataplane::{self, Executor};
 use crate::model::error::Result;
-use crate::model::jobs::{self, JobKind, JobRecord, QUEUE, load_job, save_job};
+use crate::model::jobs::{self, JobKind, JobRecord, MAX_ATTEMPTS, QUEUE, load_job, save_job};
 use crate::model::queue;
 use crate::model::states::JobState;
 
 const LEASE: i64 = 60;
-const MAX_ATTEMPTS: u32 = 3;
 /// How many entries at the head of each account's queue one pass looks at (besides the
 /// account's running jobs): enough to expire and claim, never the whole queue.
 const HEAD: usize = 64;
@@ -82,10 +83,10 @@ impl Runner {
             return Ok(Passed::default());
         }
         if let Err(e) = dataplane::deletions::process_deletions(plane).await {
-            tracing::warn!(error = %e.0, "carrying out recovery point deletions failed; retrying");
+            tracing::warn!(error = %coffer_api::error_chain(&e.0), "carrying out recovery point deletions failed; retrying");
         }
         if let Err(e) = dataplane::storage::process_removals(plane).await {
-            tracing::warn!(error = %e.0, "removing deleted vaults' data failed; retrying");
+            tracing::warn!(error = %coffer_api::error_chain(&e.0), "removing deleted vaults' data failed; retrying");
         }
         let free = self.slots.saturating_sub(plane.running().count());
         let turn = ClaimTurn {
@@ -181,7 +182,7 @@ impl Worker for RunnerWorker {
             .pass(&self.plane)
             .await
             .map(|_| ())
-            .map_err(|e| e.0.message().to_string())
+            .map_err(|e| coffer_api::error_chain(&e.0))
     }
 
     async fn woken(&self) {
@@ -251,6 +252,7 @@ pub(crate) fn claim(tx: &mut dyn Txn, turn: &ClaimTurn) -> Result<Claimed> {
                 job.started_at = Some(turn.now);
                 job.lease_owner = Some(turn.owner.clone());
                 job.lease_until = Some(turn.wall + Duration::seconds(LEASE));
+                job.next_attempt = None;
                 save_job(tx, &job)?;
                 claimed.push(job);
                 last = Some(account.clone());
@@ -284,12 +286,15 @@ fn settle(tx: &mut dyn Txn, turn: &ClaimTurn, qkey: &str, entry: &queue::Entry) 
             tx.delete(QUEUE, qkey)?;
             return Ok(Settled::Not);
         }
-        Err(e) => {
+        Err(e) if e.is_corrupt_record() => {
             // A record that cannot be read must not block the queue: drop its entry, loudly.
-            tracing::error!(job = %entry.job_key, error = %e.0, "a queued job cannot be read; it is taken off the queue");
+            tracing::error!(job = %entry.job_key, error = %coffer_api::error_chain(&e.0), "a queued job cannot be read; it is taken off the queue");
             tx.delete(QUEUE, qkey)?;
             return Ok(Settled::Not);
         }
+        // The store failing is not the record being unreadable: the pass fails and the next
+        // one tries again, with the entry kept.
+        Err(e) => return Err(e),
     };
     if !job.state.is_waiting() {
         if !orphaned(&job, turn) {
@@ -310,6 +315,10 @@ fn settle(tx: &mut dyn Txn, turn: &ClaimTurn, qkey: &str, entry: &queue::Entry) 
         job.completion_date = Some(turn.now);
         save_job(tx, &job)?;
         return Ok(Settled::Expired);
+    }
+    // A failed run waits out its backoff; the jobs behind it are claimed meanwhile.
+    if job.next_attempt.is_some_and(|t| t > turn.now) {
+        return Ok(Settled::Not);
     }
     Ok(Settled::Waits(job))
 }
@@ -396,7 +405,9 @@ async fn heartbeat(plane: Executor, owner: String, job: JobRecord, control: JobC
                 }
             }
             Ok(None) => return,
-            Err(e) => tracing::warn!(error = %e.0, "writing job progress failed"),
+            Err(e) => {
+                tracing::warn!(error = %coffer_api::error_chain(&e.0), "writing job progress failed")
+            }
         }
     }
 }
@@ -557,6 +568,145 @@ mod tests {
         assert_eq!(old_state, JobState::Expired);
         let left = store.read(|tx| tx.scan(QUEUE, "", None, 10)).await.unwrap();
         assert_eq!(left.len(), 1, "only the claimed job stays queued: {left:?}");
+    }
+
+    /// A backup into a vault whose repository is broken (its directory replaced by a file):
+    /// each run fails on the vault's storage and the job waits out its backoff on the Coffer
+    /// clock (1 minute, then 2), skipped by the claims meanwhile while the job queued behind it
+    /// is claimed; the third failure ends it FAILED with a message naming the last error.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_job_that_keeps_failing_backs_off_and_ends_failed() {
+        use crate::dataplane::storage::{VaultStorage, repo_for};
+        use crate::model::Meta;
+        use crate::model::clock::{Clock, backoff};
+        use crate::model::inventory::{Inventory, ResourceEntry};
+        use crate::model::vaults::{self, VaultRecord};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let source = dir.path().join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::write(source.join("f"), b"data").unwrap();
+        let inventory = Inventory::default();
+        let spec = backup_spec(A, Utc::now());
+        let problems = inventory.replace(&[ResourceEntry {
+            arn: spec.resource_arn.clone(),
+            source,
+            name: None,
+            resource_type: None,
+            tags: Default::default(),
+        }]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let plane = Executor::new(
+            Meta::new(store.clone(), clock.clone()),
+            inventory,
+            Some(VaultStorage::open(dir.path()).unwrap()),
+        );
+        let vault = VaultRecord {
+            account: A.into(),
+            region: REGION.into(),
+            name: "v".into(),
+            arn: spec.vault_arn.clone(),
+            creation_date: Utc::now(),
+            creator_request_id: None,
+            encryption_key_arn: format!("arn:aws:kms:{REGION}:{A}:alias/aws/backup"),
+            encryption_key_type: "AWS_OWNED_KMS_KEY".into(),
+            recovery_points: 0,
+            uid: "v-uid".into(),
+            repo: None,
+            lock: None,
+        };
+        let saved = vault.clone();
+        store
+            .write(move |tx| vaults::save(tx, &saved))
+            .await
+            .unwrap();
+        repo_for(&plane, &vault, None).await.unwrap();
+        let repo_dir = dir.path().join("vaults").join("v-uid");
+        std::fs::remove_dir_all(&repo_dir).unwrap();
+        std::fs::write(&repo_dir, b"not a repository").unwrap();
+
+        let t0 = clock.now();
+        let (failing, behind) = store
+            .write(move |tx| -> Result<(JobRecord, JobRecord)> {
+                let first = create_backup_job(tx, backup_spec(A, t0 - Duration::seconds(2)))?;
+                let second = create_backup_job(tx, backup_spec(A, t0 - Duration::seconds(1)))?;
+                Ok((first, second))
+            })
+            .await
+            .unwrap();
+        let load = |key: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |tx| load_job(tx, JobKind::Backup, &key))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        let claim_now = |free: usize| {
+            let store = store.clone();
+            let now = clock.now();
+            async move {
+                store
+                    .write(move |tx| claim(tx, &turn(free, None, now)))
+                    .await
+                    .unwrap()
+                    .0
+            }
+        };
+        let run_once = |job: JobRecord| {
+            let plane = plane.clone();
+            async move {
+                let control = plane.running().register(&job.key());
+                dataplane::backup::run(&plane, job.clone(), &control).await;
+                plane.running().unregister(&job.key());
+            }
+        };
+
+        for attempt in 1..=MAX_ATTEMPTS {
+            let claimed = claim_now(1).await;
+            assert_eq!(claimed.len(), 1);
+            assert_eq!(claimed[0].id, failing.id, "attempt {attempt}");
+            assert_eq!(claimed[0].attempts, attempt);
+            let before = clock.now();
+            run_once(claimed[0].clone()).await;
+            let after = clock.now();
+            let j = load(failing.key()).await;
+            let message = j.status_message.clone().unwrap_or_default();
+            if attempt == MAX_ATTEMPTS {
+                assert_eq!(j.state, JobState::Failed, "{message}");
+                assert!(
+                    message
+                        .starts_with("The job failed 3 times; the last error: vault not found: "),
+                    "{message}"
+                );
+                break;
+            }
+            assert_eq!(j.state, JobState::Created, "{message}");
+            assert!(
+                message.starts_with(&format!("Attempt {attempt} of 3 failed: vault not found: ")),
+                "{message}"
+            );
+            let next = j.next_attempt.expect("a next attempt time");
+            let wait = backoff(attempt);
+            assert!(
+                next >= before + wait && next <= after + wait,
+                "{next} {before}"
+            );
+
+            // Before its time the failing job is skipped: the job behind it is claimed (once).
+            let claimed = claim_now(2).await;
+            let ids: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
+            if attempt == 1 {
+                assert_eq!(ids, [behind.id.as_str()]);
+            } else {
+                assert!(ids.is_empty(), "{ids:?}");
+            }
+            clock.advance(wait).unwrap();
+        }
     }
 
     /// Queue entries written before the fair queue are rewritten and their jobs still run.

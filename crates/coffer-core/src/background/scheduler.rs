@@ -393,9 +393,15 @@ fn fire(
             && s.timezone == d.timezone
             && s.next.is_some_and(|n| n <= d.at)
         {
-            s.next = Schedule::parse(&d.expression, &d.timezone)
-                .ok()
-                .and_then(|sch| sch.next_after(d.at));
+            s.next = match Schedule::parse(&d.expression, &d.timezone) {
+                Ok(sch) => sch.next_after(d.at),
+                Err(e) => {
+                    // Validated when the plan was saved, so this is a damaged rule: say so
+                    // instead of letting the rule fall silent.
+                    tracing::error!(plan = %d.plan_id, rule = %d.rule_id, expression = %d.expression, error = %e, "a stored schedule no longer parses; the rule stops firing until its plan is updated");
+                    None
+                }
+            };
             tx.put(RULE_STATE, &rk, &serde_json::to_vec(&s)?)?;
         }
     }
@@ -538,7 +544,7 @@ mod tests {
                     resources: Some(vec!["*".into()]),
                     list_of_tags: Some(vec![Condition {
                         condition_key: "backup".into(),
-                        condition_type: "STRINGEQUALS".into(),
+                        condition_type: ConditionType::Stringequals,
                         condition_value: "daily".into(),
                     }]),
                     ..Default::default()
@@ -715,7 +721,12 @@ mod tests {
                             REGION,
                             &arn::recovery_point(REGION, ACCOUNT, id),
                         );
-                        Ok(rp.ok().map(|r| r.storage_class.as_str().to_string()))
+                        // Only "not found" means gone; a store failure fails the test.
+                        match rp {
+                            Ok(r) => Ok(Some(r.storage_class.as_str().to_string())),
+                            Err(e) if e.is_client_error() => Ok(None),
+                            Err(e) => Err(e),
+                        }
                     })
                     .await
                     .unwrap()

@@ -9,6 +9,7 @@
 //! workers (background) or the service wiring above it.
 
 pub(crate) mod jobs;
+pub(crate) mod legal_holds;
 pub(crate) mod plans;
 pub(crate) mod protected;
 pub(crate) mod recovery_points;

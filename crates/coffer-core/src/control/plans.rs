@@ -134,9 +134,9 @@ fn scheduled_runs(
             continue;
         };
         let kind = if r.enable_continuous_backup == Some(true) {
-            "CONTINUOUS_AND_SNAPSHOTS"
+            RuleExecutionType::ContinuousAndSnapshots
         } else {
-            "SNAPSHOTS"
+            RuleExecutionType::Snapshots
         };
         for at in schedule.upcoming(now, n) {
             runs.push((
@@ -144,7 +144,7 @@ fn scheduled_runs(
                 i,
                 ScheduledPlanExecutionMember {
                     execution_time: Some(Timestamp(at)),
-                    rule_execution_type: Some(kind.into()),
+                    rule_execution_type: Some(kind.clone()),
                     rule_id: r.rule_id.clone(),
                 },
             ));

@@ -2,7 +2,6 @@
 //! UpdateRecoveryPointLifecycle and Disassociate. Records and their rules are in
 //! `model::recovery_points`.
 
-use chrono::Duration;
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext};
 
@@ -12,7 +11,7 @@ use crate::model::jobs::{page, within};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::states::StorageClass;
-use crate::model::{Meta, events, vaults};
+use crate::model::{Meta, events, retention, vaults};
 
 pub(crate) async fn describe(
     meta: &Meta,
@@ -126,17 +125,16 @@ pub(crate) async fn delete(
         .write(move |tx| -> Result<()> {
             let vkey = vaults::key(&a, &r, &input.backup_vault_name);
             let mut vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
-            let rp = find_in_vault(tx, &a, &r, &input.backup_vault_name, &input.recovery_point_arn)?;
-            if let Some(min) = vault.lock.as_ref().and_then(|l| l.min_retention_days)
-                && now < rp.creation_date + Duration::days(min) {
-                    return Err(ApiError::invalid_request(format!(
-                        "Recovery point {} is protected by the vault lock of '{}' (MinRetentionDays {min}) until {}.",
-                        rp.arn,
-                        vault.name,
-                        (rp.creation_date + Duration::days(min)).to_rfc3339()
-                    ))
-                    .into());
-                }
+            let rp = find_in_vault(
+                tx,
+                &a,
+                &r,
+                &input.backup_vault_name,
+                &input.recovery_point_arn,
+            )?;
+            if let Some(why) = retention::removal_blocker(tx, &vault, &rp, now)? {
+                return Err(ApiError::invalid_request(why).into());
+            }
             remove(tx, &mut vault, &rp)?;
             events::recovery_point_modified(tx, &rp, now, "deleted")?;
             Ok(())

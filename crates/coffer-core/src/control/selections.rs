@@ -321,12 +321,12 @@ mod tests {
             list_of_tags: Some(vec![
                 Condition {
                     condition_key: "team".into(),
-                    condition_type: "STRINGEQUALS".into(),
+                    condition_type: ConditionType::Stringequals,
                     condition_value: "db".into(),
                 },
                 Condition {
                     condition_key: "aws:ResourceTag/env".into(),
-                    condition_type: "STRINGEQUALS".into(),
+                    condition_type: ConditionType::Stringequals,
                     condition_value: "prod".into(),
                 },
             ]),

@@ -9,11 +9,16 @@ use coffer_store::Txn;
 
 use crate::model::error::Result;
 use crate::model::tags::*;
-use crate::model::{Meta, arn, events, paging, plans, recovery_points, vaults};
+use crate::model::{Meta, arn, events, legal_holds, paging, plans, recovery_points, vaults};
 
 /// Checks that `arn` names an existing taggable resource of the caller's account and region.
 /// Each resource type that can be tagged is recognised here by its ARN's resource part.
-fn check_resource(tx: &mut dyn Txn, ctx: &RequestContext, resource_arn: &str) -> Result<()> {
+fn check_resource(
+    tx: &mut dyn Txn,
+    ctx: &RequestContext,
+    resource_arn: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     let not_found = || {
         ApiError::not_found(format!(
             "Resource {resource_arn} does not exist in this account and region."
@@ -27,7 +32,7 @@ fn check_resource(tx: &mut dyn Txn, ctx: &RequestContext, resource_arn: &str) ->
     };
     if a.service != "backup" {
         return Err(ApiError::invalid_parameter(format!(
-            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans and recovery points."
+            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points and legal holds."
         ))
         .into());
     }
@@ -46,6 +51,7 @@ fn check_resource(tx: &mut dyn Txn, ctx: &RequestContext, resource_arn: &str) ->
             plans::check_plan_id(id).is_ok()
                 && plans::is_active(tx, &ctx.account_id, &ctx.region, id)?
         }
+        "legal-hold" => legal_holds::find(tx, &ctx.account_id, &ctx.region, id, now)?.is_some(),
         "recovery-point" => {
             match recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn) {
                 Ok(_) => true,
@@ -55,7 +61,7 @@ fn check_resource(tx: &mut dyn Txn, ctx: &RequestContext, resource_arn: &str) ->
         }
         _ => {
             return Err(ApiError::invalid_parameter(format!(
-                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans and recovery points."
+                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points and legal holds."
             ))
             .into());
         }
@@ -93,7 +99,7 @@ pub(crate) async fn tag_resource(
     let ctx = ctx.clone();
     meta.store()
         .write(move |tx| -> Result<()> {
-            check_resource(tx, &ctx, &input.resource_arn)?;
+            check_resource(tx, &ctx, &input.resource_arn, now)?;
             let mut tags = get(tx, &input.resource_arn)?;
             tags.extend(input.tags);
             if tags.len() > MAX_TAGS {
@@ -118,7 +124,7 @@ pub(crate) async fn untag_resource(
     let ctx = ctx.clone();
     meta.store()
         .write(move |tx| -> Result<()> {
-            check_resource(tx, &ctx, &input.resource_arn)?;
+            check_resource(tx, &ctx, &input.resource_arn, now)?;
             let mut tags = get(tx, &input.resource_arn)?;
             for k in &input.tag_key_list {
                 tags.remove(k);
@@ -136,6 +142,7 @@ pub(crate) async fn list_tags(
     input: ListTagsInput,
 ) -> Result<ListTagsOutput> {
     let ctx = ctx.clone();
+    let now = meta.clock().now();
     let limit = paging::page_size(input.max_results);
     let start = match &input.next_token {
         Some(t) => Some(paging::decode(t, "")?),
@@ -144,7 +151,7 @@ pub(crate) async fn list_tags(
     let all = meta
         .store()
         .read(move |tx| -> Result<Tags> {
-            check_resource(tx, &ctx, &input.resource_arn)?;
+            check_resource(tx, &ctx, &input.resource_arn, now)?;
             Ok(get(tx, &input.resource_arn)?)
         })
         .await?;

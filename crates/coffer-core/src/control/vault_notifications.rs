@@ -67,7 +67,7 @@ pub(crate) async fn put(
         )
         .into());
     }
-    let mut events: Vec<String> = Vec::new();
+    let mut events: Vec<BackupVaultEvent> = Vec::new();
     for e in input.backup_vault_events {
         if !events.contains(&e) {
             events.push(e);
@@ -165,9 +165,9 @@ mod lookup_tests {
             &ctx,
             PutBackupVaultNotificationsInput {
                 backup_vault_events: vec![
-                    "BACKUP_JOB_FAILED".into(),
-                    "BACKUP_JOB_FAILED".into(),
-                    "COPY_JOB_FAILED".into(),
+                    BackupVaultEvent::BackupJobFailed,
+                    BackupVaultEvent::BackupJobFailed,
+                    BackupVaultEvent::CopyJobFailed,
                 ],
                 backup_vault_name: "v".into(),
                 sns_topic_arn: "arn:aws:sns:us-east-1:111122223333:t".into(),
@@ -198,8 +198,17 @@ mod lookup_tests {
             .await
             .unwrap();
         let s = s.unwrap();
-        assert_eq!(s.events, ["BACKUP_JOB_FAILED", "COPY_JOB_FAILED"]);
-        assert!(s.wants("COPY_JOB_FAILED") && !s.wants("BACKUP_JOB_COMPLETED"));
+        assert_eq!(
+            s.events,
+            [
+                BackupVaultEvent::BackupJobFailed,
+                BackupVaultEvent::CopyJobFailed
+            ]
+        );
+        assert!(
+            s.wants(&BackupVaultEvent::CopyJobFailed)
+                && !s.wants(&BackupVaultEvent::BackupJobCompleted)
+        );
         let p = p.unwrap();
         assert!(crate::model::vault_policy::copy_allowed(
             &p,

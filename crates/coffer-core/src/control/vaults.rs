@@ -38,11 +38,10 @@ pub(crate) async fn create(
         creator_request_id: input.creator_request_id.clone(),
         encryption_key_arn,
         encryption_key_type: if customer_key {
-            "CUSTOMER_MANAGED_KMS_KEY"
+            EncryptionKeyType::CustomerManagedKmsKey
         } else {
-            "AWS_OWNED_KMS_KEY"
-        }
-        .into(),
+            EncryptionKeyType::AwsOwnedKmsKey
+        },
         recovery_points: 0,
         uid: uuid::Uuid::new_v4().to_string(),
         repo: None,
@@ -111,7 +110,7 @@ pub(crate) async fn list(
         });
     }
     if let Some(t) = &input.by_vault_type
-        && t != "BACKUP_VAULT"
+        && *t != VaultType::BackupVault
     {
         return Ok(ListBackupVaultsOutput {
             backup_vault_list: Some(Vec::new()),

@@ -2,7 +2,7 @@
 //! resource's latest recovery point in that vault as parent, and the new recovery point is
 //! recorded with the job's end (and the copy jobs of its rule) in one transaction.
 
-use crate::dataplane::jobs::{JobControl, engine_stopped, finish, pause_point};
+use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish, pause_point};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::inventory::{Resource, SourceKind};
@@ -18,14 +18,7 @@ use coffer_store::Txn;
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
-        finish(
-            plane,
-            &job,
-            JobState::Failed,
-            Some(e.0.message().to_string()),
-            "FAILED",
-        )
-        .await;
+        failed(plane, &job, &e).await;
     }
 }
 
@@ -78,8 +71,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         let _ = repo
             .delete_async(SnapshotRef(outcome.snapshot.0.clone()))
             .await;
-        let message = Some(e.0.message().to_string());
-        finish(plane, job, JobState::Failed, message, "FAILED").await;
+        failed(plane, job, &e).await;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
 
-use crate::dataplane::jobs::{JobControl, engine_stopped, finish};
+use crate::dataplane::jobs::{JobControl, engine_stopped, failed};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::parse_vault_arn;
@@ -16,14 +16,7 @@ use crate::model::{recovery_points, tags, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
-        finish(
-            plane,
-            &job,
-            JobState::Failed,
-            Some(e.0.message().to_string()),
-            "FAILED",
-        )
-        .await;
+        failed(plane, &job, &e).await;
     }
 }
 
@@ -92,14 +85,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let committed = complete(plane, job, rp.arn.clone(), new_rp, now).await;
     if let Err(e) = committed {
         let _ = dest_repo.delete_async(snapshot).await;
-        finish(
-            plane,
-            job,
-            JobState::Failed,
-            Some(e.0.message().to_string()),
-            "FAILED",
-        )
-        .await;
+        failed(plane, job, &e).await;
     }
     Ok(())
 }

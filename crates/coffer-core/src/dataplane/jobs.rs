@@ -4,7 +4,8 @@
 //! the runner can count its free slots, and the development clock's time travel can wait
 //! until every running job has ended or is waiting) and the runner's wake-up signal. [`JobControl`]
 //! carries a job's cancellation, progress and the reason it was stopped. [`finish`] records
-//! a job's end; [`engine_end`] reads the engine's error as a state and a message.
+//! a job's end; [`engine_end`] reads the engine's error as a state and a message; [`failed`]
+//! decides whether a failed run is tried again after a backoff or ends the job FAILED.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +16,9 @@ use coffer_engine::{CancelToken, Progress};
 use tokio::sync::Notify;
 
 use crate::model::Meta;
-use crate::model::error::Result;
-use crate::model::jobs::{JobRecord, load_job, save_job};
+use crate::model::clock::backoff;
+use crate::model::error::{Error, Result};
+use crate::model::jobs::{JobRecord, MAX_ATTEMPTS, load_job, save_job};
 use crate::model::states::JobState;
 
 /// Ends a job with `state` and `message`, unless it already ended.
@@ -50,8 +52,91 @@ pub(crate) async fn finish(
         })
         .await;
     if let Err(e) = r {
-        tracing::error!(job = %job.id, error = %e.0, "could not record the end of a job");
+        tracing::error!(job = %job.id, error = %coffer_api::error_chain(&e.0), "could not record the end of a job");
     }
+}
+
+/// Whether the engine failed for a reason that can pass: the vault's storage (disk, bucket)
+/// failed, or the repository Coffer recorded for the vault is not where it was (an unmounted
+/// disk, a bucket that is not reachable), as opposed to a missing source, a refused
+/// permission, damaged data, a bad request or a file-system error on the source or the
+/// restore target, which fail the same way until someone changes them.
+fn engine_transient(e: &coffer_engine::Error) -> bool {
+    matches!(
+        e,
+        coffer_engine::Error::Storage(_) | coffer_engine::Error::VaultNotFound(_)
+    )
+}
+
+/// Whether a failed run is worth another attempt: the metadata store was unavailable or in
+/// conflict, or the vault's storage failed (see [`engine_transient`]).
+pub(crate) fn is_transient(e: &Error) -> bool {
+    e.is_retryable_store_failure() || e.engine_error().is_some_and(engine_transient)
+}
+
+/// Ends a run that failed with `e` (see [`end_failed_run`]).
+pub(crate) async fn failed(meta: &Meta, job: &JobRecord, e: &Error) {
+    tracing::warn!(job = %job.id, attempt = job.attempts, error = %coffer_api::error_chain(&e.0), "a job's run failed");
+    end_failed_run(meta, job, e.operator_message(), is_transient(e)).await;
+}
+
+/// Ends a failed run. A failure that can pass (`transient`) sends the job back to wait for
+/// its next attempt, [`backoff`] after now on the Coffer clock, while it has attempts left
+/// (at most [`MAX_ATTEMPTS`] runs) and the next attempt falls within its start window. Any
+/// other failure, or the last attempt's, ends the job FAILED with a message naming the error
+/// (and how many runs failed).
+async fn end_failed_run(meta: &Meta, job: &JobRecord, message: String, transient: bool) {
+    let now = meta.clock().now();
+    let next = now + backoff(job.attempts);
+    let may_retry =
+        transient && job.attempts < MAX_ATTEMPTS && job.start_by.is_none_or(|s| next <= s);
+    if may_retry {
+        let (key, kind) = (job.key(), job.kind);
+        let status = format!(
+            "Attempt {} of {MAX_ATTEMPTS} failed: {}. Coffer tries again at {}.",
+            job.attempts,
+            message.trim_end_matches('.'),
+            next.to_rfc3339()
+        );
+        let r = meta
+            .store()
+            .write(move |tx| -> Result<bool> {
+                let Some(mut j) = load_job(tx, kind, &key)? else {
+                    return Ok(false);
+                };
+                if j.state != JobState::Running {
+                    return Ok(false);
+                }
+                j.state = kind.waiting_state();
+                j.status_message = Some(status);
+                j.lease_owner = None;
+                j.lease_until = None;
+                j.percent_done = 0.0;
+                j.next_attempt = Some(next);
+                save_job(tx, &j)?;
+                Ok(true)
+            })
+            .await;
+        match r {
+            Ok(true) => {
+                tracing::info!(job = %job.id, attempt = job.attempts, next_attempt = %next, "the job runs again after its backoff");
+                return;
+            }
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %coffer_api::error_chain(&e.0), "could not queue a failed job again; ending it");
+            }
+        }
+    }
+    let message = if job.attempts > 1 {
+        format!(
+            "The job failed {} times; the last error: {message}",
+            job.attempts
+        )
+    } else {
+        message
+    };
+    finish(meta, job, JobState::Failed, Some(message), "FAILED").await;
 }
 
 /// The environment variable naming a point where jobs wait (a test hook): with
@@ -87,6 +172,11 @@ pub(crate) async fn engine_stopped(
 ) {
     if control.is_shutdown() && matches!(e, coffer_engine::Error::Cancelled) {
         hand_back(meta, job).await;
+        return;
+    }
+    if !control.cancel.is_cancelled() && engine_transient(e) {
+        tracing::warn!(job = %job.id, attempt = job.attempts, error = %e, "a job's run failed");
+        end_failed_run(meta, job, e.status_message(), true).await;
         return;
     }
     let (state, message, category) = engine_end(control, e);
@@ -134,7 +224,7 @@ pub(crate) async fn hand_back(meta: &Meta, job: &JobRecord) {
     match r {
         Ok(()) => tracing::info!(job = %job.id, "job handed back to the queue for the next start"),
         Err(e) => {
-            tracing::error!(job = %job.id, error = %e.0, "could not hand a job back; the next start finds it by its lease")
+            tracing::error!(job = %job.id, error = %coffer_api::error_chain(&e.0), "could not hand a job back; the next start finds it by its lease")
         }
     }
 }

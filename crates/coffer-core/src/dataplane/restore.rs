@@ -3,7 +3,7 @@
 
 use coffer_engine::RestoreOptions;
 
-use crate::dataplane::jobs::{JobControl, engine_stopped, finish};
+use crate::dataplane::jobs::{JobControl, engine_stopped, failed};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
@@ -13,14 +13,7 @@ use crate::model::{recovery_points, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
-        finish(
-            plane,
-            &job,
-            JobState::Failed,
-            Some(e.0.message().to_string()),
-            "FAILED",
-        )
-        .await;
+        failed(plane, &job, &e).await;
     }
 }
 

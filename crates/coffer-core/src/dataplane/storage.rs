@@ -45,8 +45,10 @@ impl VaultStorage {
     }
 }
 
+/// A vault storage failure: internal, with the engine's error kept as the cause (a job's
+/// message and its retry decision read it).
 fn engine_failure(e: coffer_engine::Error) -> ApiError {
-    ApiError::internal(format!("vault storage: {e}"))
+    ApiError::internal(e)
 }
 
 /// The repository of a vault, created on first use (like `like`'s chunking when given).
@@ -156,7 +158,7 @@ pub async fn export_vault_key(
     let record = store
         .read(move |tx| vaults::load(tx, &key, &name))
         .await
-        .map_err(|e| e.0.message().to_string())?;
+        .map_err(|e| coffer_api::error_chain(&e.0))?;
     let repo = record.repo.ok_or_else(|| {
         format!("backup vault '{vault}' holds no data yet: its repository is created by its first backup or copy")
     })?;
@@ -230,7 +232,7 @@ mod tests {
             creation_date: chrono::Utc::now(),
             creator_request_id: None,
             encryption_key_arn: "arn:aws:kms:us-east-1:111122223333:alias/aws/backup".into(),
-            encryption_key_type: "AWS_OWNED_KMS_KEY".into(),
+            encryption_key_type: coffer_api::types::EncryptionKeyType::AwsOwnedKmsKey,
             recovery_points: 0,
             uid: "vault-uid-1".into(),
             repo: None,

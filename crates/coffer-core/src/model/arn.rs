@@ -15,6 +15,10 @@ pub fn recovery_point(region: &str, account: &str, id: &str) -> String {
     format!("arn:aws:backup:{region}:{account}:recovery-point:{id}")
 }
 
+pub fn legal_hold(region: &str, account: &str, id: &str) -> String {
+    format!("arn:aws:backup:{region}:{account}:legal-hold:{id}")
+}
+
 /// The key Coffer reports as a vault's encryption key when the caller names none: the
 /// analogue of AWS Backup's managed key. Data is encrypted with Coffer's own key hierarchy.
 pub fn default_encryption_key(region: &str, account: &str) -> String {

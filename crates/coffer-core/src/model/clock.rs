@@ -105,9 +105,25 @@ impl Clock {
     }
 }
 
+/// How long background work waits after its `failures`-th failed attempt before the next:
+/// one minute, doubling with each further failure, at most an hour (on this clock). Queued
+/// recovery point removals and failed job runs both wait this long.
+pub fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    Duration::seconds((60_i64 << doublings).min(3600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_minute_to_an_hour() {
+        let mins: Vec<i64> = (1..=10).map(|a| backoff(a).num_minutes()).collect();
+        assert_eq!(mins, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(backoff(0).num_minutes(), 1);
+        assert_eq!(backoff(u32::MAX).num_minutes(), 60);
+    }
 
     #[test]
     fn movable_clock_only_goes_forward() {

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use coffer_api::types::BackupVaultEvent;
 use coffer_store::{StoreError, StoreHandle, Txn};
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +55,7 @@ pub struct OutboxMessage {
     pub account: String,
     pub region: String,
     pub vault_name: String,
-    /// The `BackupVaultEvent` value.
-    pub event: String,
+    pub event: BackupVaultEvent,
     pub subject: String,
     pub message: String,
     /// SNS string message attributes: EventType, State, AccountId, Id, StartTime.
@@ -78,7 +78,7 @@ pub struct OutboxMessage {
 }
 
 fn store_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("outbox record: {e}"))
+    StoreError::corrupt("outbox record", e)
 }
 
 /// Writes `event` for the vault `vault_name` of (`account`, `region`) to the outbox, if the
@@ -88,7 +88,7 @@ pub(crate) fn emit(
     account: &str,
     region: &str,
     vault_name: &str,
-    event: &str,
+    event: &BackupVaultEvent,
     notice: &Notice,
 ) -> Result<(), StoreError> {
     let vkey = vaults::key(account, region, vault_name);
@@ -118,7 +118,7 @@ pub(crate) fn emit(
         account: account.to_string(),
         region: region.to_string(),
         vault_name: vault_name.to_string(),
-        event: event.to_string(),
+        event: event.clone(),
         subject: SUBJECT.to_string(),
         message: notice.message.clone(),
         attributes,
@@ -175,7 +175,7 @@ pub(crate) fn recovery_point_modified(
         &rp.account,
         &rp.region,
         &rp.vault_name,
-        "RECOVERY_POINT_MODIFIED",
+        &BackupVaultEvent::RecoveryPointModified,
         &notice,
     )
 }
@@ -195,9 +195,9 @@ pub(crate) fn plan_changed(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (event, state, verb) = if created {
-        ("BACKUP_PLAN_CREATED", "CREATED", "created")
+        (BackupVaultEvent::BackupPlanCreated, "CREATED", "created")
     } else {
-        ("BACKUP_PLAN_MODIFIED", "MODIFIED", "modified")
+        (BackupVaultEvent::BackupPlanModified, "MODIFIED", "modified")
     };
     let notice = Notice {
         event_type: "BACKUP_PLAN",
@@ -215,7 +215,7 @@ pub(crate) fn plan_changed(
             continue;
         }
         seen.push(v);
-        emit(tx, account, region, v, event, &notice)?;
+        emit(tx, account, region, v, &event, &notice)?;
     }
     Ok(())
 }
@@ -395,7 +395,7 @@ mod outbox_tests {
             &meta,
             &ctx,
             PutBackupVaultNotificationsInput {
-                backup_vault_events: vec!["BACKUP_JOB_SUCCESSFUL".into()],
+                backup_vault_events: vec![BackupVaultEvent::BackupJobSuccessful],
                 backup_vault_name: "watched".into(),
                 sns_topic_arn: "arn:aws:sns:us-east-1:111122223333:t".into(),
             },
@@ -412,10 +412,13 @@ mod outbox_tests {
                     "111122223333",
                     "us-east-1",
                     "watched",
-                    "BACKUP_JOB_SUCCESSFUL",
+                    &BackupVaultEvent::BackupJobSuccessful,
                     &n,
                 )?;
-                Err(StoreError::Backend("the state change failed".into()))
+                Err(StoreError::msg(
+                    coffer_store::ErrorKind::Other,
+                    "the state change failed",
+                ))
             })
             .await;
         assert!(r.is_err());
@@ -431,9 +434,13 @@ mod outbox_tests {
             .write(|tx| {
                 let n = notice();
                 let a = ("111122223333", "us-east-1");
-                emit(tx, a.0, a.1, "watched", "BACKUP_JOB_SUCCESSFUL", &n)?;
-                emit(tx, a.0, a.1, "watched", "BACKUP_JOB_FAILED", &n)?;
-                emit(tx, a.0, a.1, "quiet", "BACKUP_JOB_SUCCESSFUL", &n)
+                let (ok, failed) = (
+                    &BackupVaultEvent::BackupJobSuccessful,
+                    &BackupVaultEvent::BackupJobFailed,
+                );
+                emit(tx, a.0, a.1, "watched", ok, &n)?;
+                emit(tx, a.0, a.1, "watched", failed, &n)?;
+                emit(tx, a.0, a.1, "quiet", ok, &n)
             })
             .await
             .unwrap();
@@ -441,7 +448,7 @@ mod outbox_tests {
         let pending = outbox.pending(10).await.unwrap();
         assert_eq!(pending.len(), 1);
         let (key, m) = &pending[0];
-        assert_eq!(m.event, "BACKUP_JOB_SUCCESSFUL");
+        assert_eq!(m.event, BackupVaultEvent::BackupJobSuccessful);
         assert_eq!(m.topic_arn, "arn:aws:sns:us-east-1:111122223333:t");
         assert_eq!(m.attributes["AccountId"], "111122223333");
         assert_eq!(m.subject, SUBJECT);

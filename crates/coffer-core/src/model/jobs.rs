@@ -7,7 +7,9 @@
 //! lease and notices stop requests and windows), and ends each job in one transaction that also
 //! records its results (the recovery point, the vault's count) and takes it off the queue. A job
 //! that was running when its node died is found by its stale lease on the next start and run
-//! again (at most three attempts), so no job is lost and none is silently dropped.
+//! again, and a run that failed for a reason that can pass (the store or the vault's storage
+//! unavailable) is run again after a backoff (`next_attempt`); [`MAX_ATTEMPTS`] runs in all,
+//! then the job ends FAILED naming the last error. No job is lost and none is silently dropped.
 
 use crate::model::error::{Error, Result};
 use crate::model::events::{self, Notice};
@@ -21,12 +23,17 @@ use crate::model::{Meta, arn, queue, settings, vault_policy, vaults};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use coffer_api::types::{CopyAction, Lifecycle, RecoveryPointCreator};
+use coffer_api::types::{
+    BackupVaultEvent, CopyAction, Lifecycle, RecoveryPointCreator, RestoreValidationStatus,
+};
 use coffer_api::{ApiError, RequestContext};
 use coffer_store::{StoreError, Txn};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::model::queue::QUEUE;
+
+/// Runs of one job at most, interrupted or failed (see the module comment).
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
 pub(crate) const TOKENS: &str = "job_token";
 
 /// One job as stored. The fields a kind does not use stay empty.
@@ -98,7 +105,7 @@ pub(crate) struct JobRecord {
     #[serde(default)]
     pub created_resource_arn: Option<String>,
     #[serde(default)]
-    pub validation_status: Option<String>,
+    pub validation_status: Option<RestoreValidationStatus>,
     #[serde(default)]
     pub validation_status_message: Option<String>,
     #[serde(default)]
@@ -107,6 +114,10 @@ pub(crate) struct JobRecord {
     pub lease_owner: Option<String>,
     #[serde(default)]
     pub lease_until: Option<DateTime<Utc>>,
+    /// After a failed run that may pass: the job is not claimed before this time (Coffer
+    /// clock).
+    #[serde(default)]
+    pub next_attempt: Option<DateTime<Utc>>,
 }
 
 impl JobRecord {
@@ -177,6 +188,7 @@ impl JobRecord {
             attempts: 0,
             lease_owner: None,
             lease_until: None,
+            next_attempt: None,
         }
     }
 }
@@ -239,26 +251,25 @@ pub(crate) fn job_events(
     kind: JobKind,
     before: Option<JobState>,
     state: JobState,
-) -> Vec<&'static str> {
+) -> Vec<BackupVaultEvent> {
+    use BackupVaultEvent as E;
     use JobState::*;
     if before == Some(state) || before.is_some_and(JobState::is_terminal) {
         return Vec::new();
     }
     let terminal = state.is_terminal();
     match (kind, state) {
-        (JobKind::Backup, Running) => vec!["BACKUP_JOB_STARTED"],
-        (JobKind::Copy, Running) => vec!["COPY_JOB_STARTED"],
-        (JobKind::Restore, Running) => vec!["RESTORE_JOB_STARTED"],
-        (JobKind::Backup, Completed) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"],
-        (JobKind::Backup, Failed | Aborted) => {
-            vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
-        }
-        (JobKind::Backup, Expired) => vec!["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"],
-        (JobKind::Backup, _) if terminal => vec!["BACKUP_JOB_COMPLETED"],
-        (JobKind::Copy, Completed) => vec!["COPY_JOB_SUCCESSFUL"],
-        (JobKind::Copy, _) if terminal => vec!["COPY_JOB_FAILED"],
-        (JobKind::Restore, Completed) => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"],
-        (JobKind::Restore, _) if terminal => vec!["RESTORE_JOB_COMPLETED", "RESTORE_JOB_FAILED"],
+        (JobKind::Backup, Running) => vec![E::BackupJobStarted],
+        (JobKind::Copy, Running) => vec![E::CopyJobStarted],
+        (JobKind::Restore, Running) => vec![E::RestoreJobStarted],
+        (JobKind::Backup, Completed) => vec![E::BackupJobCompleted, E::BackupJobSuccessful],
+        (JobKind::Backup, Failed | Aborted) => vec![E::BackupJobCompleted, E::BackupJobFailed],
+        (JobKind::Backup, Expired) => vec![E::BackupJobCompleted, E::BackupJobExpired],
+        (JobKind::Backup, _) if terminal => vec![E::BackupJobCompleted],
+        (JobKind::Copy, Completed) => vec![E::CopyJobSuccessful],
+        (JobKind::Copy, _) if terminal => vec![E::CopyJobFailed],
+        (JobKind::Restore, Completed) => vec![E::RestoreJobCompleted, E::RestoreJobSuccessful],
+        (JobKind::Restore, _) if terminal => vec![E::RestoreJobCompleted, E::RestoreJobFailed],
         _ => Vec::new(),
     }
 }
@@ -338,7 +349,7 @@ pub(crate) fn job_changed(
             &job.account,
             &job.region,
             &job.vault_name,
-            event,
+            &event,
             &notice,
         )?;
     }
@@ -658,28 +669,29 @@ mod tests {
 
     #[test]
     fn job_transitions_map_to_events() {
+        use BackupVaultEvent as E;
         use JobKind::*;
         use JobState::*;
         assert_eq!(
             job_events(Backup, Some(Created), Running),
-            ["BACKUP_JOB_STARTED"]
+            [E::BackupJobStarted]
         );
         assert_eq!(
             job_events(Backup, Some(Running), Completed),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_SUCCESSFUL"]
+            [E::BackupJobCompleted, E::BackupJobSuccessful]
         );
         assert_eq!(
             job_events(Backup, Some(Aborting), Aborted),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_FAILED"]
+            [E::BackupJobCompleted, E::BackupJobFailed]
         );
         assert_eq!(
             job_events(Backup, Some(Created), Expired),
-            ["BACKUP_JOB_COMPLETED", "BACKUP_JOB_EXPIRED"]
+            [E::BackupJobCompleted, E::BackupJobExpired]
         );
-        assert_eq!(job_events(Copy, Some(Running), Failed), ["COPY_JOB_FAILED"]);
+        assert_eq!(job_events(Copy, Some(Running), Failed), [E::CopyJobFailed]);
         assert_eq!(
             job_events(Restore, Some(Running), Completed),
-            ["RESTORE_JOB_COMPLETED", "RESTORE_JOB_SUCCESSFUL"]
+            [E::RestoreJobCompleted, E::RestoreJobSuccessful]
         );
         assert!(job_events(Backup, Some(Running), Running).is_empty());
         assert!(job_events(Backup, Some(Running), Aborting).is_empty());

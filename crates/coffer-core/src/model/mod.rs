@@ -10,10 +10,12 @@
 
 pub mod arn;
 pub mod clock;
+pub mod deletions;
 pub(crate) mod error;
 pub mod events;
 pub mod inventory;
 pub(crate) mod jobs;
+pub(crate) mod legal_holds;
 pub(crate) mod lifecycle;
 pub(crate) mod paging;
 pub(crate) mod plan_rules;
@@ -21,6 +23,7 @@ pub(crate) mod plans;
 pub(crate) mod queue;
 pub(crate) mod recovery_points;
 pub(crate) mod restore;
+pub(crate) mod retention;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub mod states;

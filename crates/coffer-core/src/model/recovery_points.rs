@@ -4,8 +4,8 @@
 //! points are one scan) pointing at its snapshot in the vault's repository, with an index from
 //! id to vault (`rp_index`). A recovery point is recorded only once its snapshot is complete,
 //! so no half-made point is ever visible. Deleting one removes the record and queues the
-//! snapshot's removal from the repository (`rp_deletion`) in the same transaction; the runner
-//! carries the removal out, after a restart too.
+//! snapshot's removal from the repository (`model::deletions`) in the same transaction; the
+//! runner carries the removal out, after a restart too, retrying with backoff.
 
 use chrono::{DateTime, Duration, Utc};
 use coffer_api::types::*;
@@ -16,11 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 use crate::model::states::{RecoveryPointStatus, StorageClass};
-use crate::model::{Meta, arn, tags, vaults};
+use crate::model::{Meta, arn, deletions, tags, vaults};
 
 pub(crate) const TABLE: &str = "recovery_point";
 pub(crate) const INDEX: &str = "rp_index";
-pub(crate) const DELETIONS: &str = "rp_deletion";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RecoveryPointRecord {
@@ -51,16 +50,6 @@ pub(crate) struct RecoveryPointRecord {
     /// The source path the snapshot holds (restore metadata needs it).
     #[serde(default)]
     pub source_path: Option<String>,
-}
-
-/// A pending removal of a snapshot from a vault repository.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Deletion {
-    pub account: String,
-    pub region: String,
-    pub vault_name: String,
-    pub vault_uid: String,
-    pub snapshot: SnapshotRef,
 }
 
 pub(crate) fn key(account: &str, region: &str, vault: &str, id: &str) -> String {
@@ -112,7 +101,7 @@ impl RecoveryPointRecord {
             created_by: self.created_by.clone(),
             creation_date: Some(Timestamp(self.creation_date)),
             encryption_key_arn: Some(self.encryption_key_arn.clone()),
-            encryption_key_type: Some("AWS_OWNED_KMS_KEY".into()),
+            encryption_key_type: Some(EncryptionKeyType::AwsOwnedKmsKey),
             iam_role_arn: self.iam_role_arn.clone(),
             initiation_date: self.initiation_date.map(Timestamp),
             is_encrypted: Some(true),
@@ -124,9 +113,9 @@ impl RecoveryPointRecord {
             resource_name: self.resource_name.clone(),
             resource_type: Some(self.resource_type.clone()),
             source_backup_vault_arn: self.source_vault_arn.clone(),
-            status: Some(self.status.as_str().to_string()),
-            storage_class: Some(self.storage_class.as_str().to_string()),
-            vault_type: Some("BACKUP_VAULT".into()),
+            status: Some(self.status.into()),
+            storage_class: Some(self.storage_class.into()),
+            vault_type: Some(VaultType::BackupVault),
             ..Default::default()
         }
     }
@@ -166,12 +155,12 @@ impl RecoveryPointRecord {
             backup_vault_name: Some(self.vault_name.clone()),
             creation_date: Some(Timestamp(self.creation_date)),
             encryption_key_arn: Some(self.encryption_key_arn.clone()),
-            encryption_key_type: Some("AWS_OWNED_KMS_KEY".into()),
+            encryption_key_type: Some(EncryptionKeyType::AwsOwnedKmsKey),
             is_parent: Some(false),
             recovery_point_arn: Some(self.arn.clone()),
             resource_name: self.resource_name.clone(),
-            status: Some(self.status.as_str().to_string()),
-            vault_type: Some("BACKUP_VAULT".into()),
+            status: Some(self.status.into()),
+            vault_type: Some(VaultType::BackupVault),
             ..Default::default()
         }
     }
@@ -311,13 +300,17 @@ pub(crate) fn remove(
     tags::remove_all(tx, &rp.arn)?;
     vault.recovery_points = (vault.recovery_points - 1).max(0);
     vaults::save(tx, vault)?;
-    let d = Deletion {
+    let d = deletions::Deletion {
         account: rp.account.clone(),
         region: rp.region.clone(),
         vault_name: vault.name.clone(),
         vault_uid: vault.uid.clone(),
         snapshot: rp.snapshot.clone(),
+        rp_key: rp.key(),
+        attempts: 0,
+        last_error: None,
+        next_attempt: None,
+        failed_at: None,
     };
-    tx.put(DELETIONS, &rp.key(), &serde_json::to_vec(&d)?)?;
-    Ok(())
+    deletions::enqueue(tx, &d)
 }

@@ -109,7 +109,7 @@ pub(crate) fn selects(sel: &BackupSelection, r: &Resource) -> bool {
         .flatten()
         .any(|p| wildcard_match(p, &r.arn));
     let by_tag = sel.list_of_tags.iter().flatten().any(|c| {
-        c.condition_type.eq_ignore_ascii_case("STRINGEQUALS")
+        c.condition_type == ConditionType::Stringequals
             && tag(&c.condition_key) == Some(c.condition_value.as_str())
     });
     if !(by_arn || by_tag) {

@@ -81,7 +81,7 @@ pub(crate) fn load<T: for<'de> Deserialize<'de> + Default>(
 ) -> Result<T, StoreError> {
     match tx.get(TABLE, key)? {
         Some(v) => serde_json::from_slice(&v)
-            .map_err(|e| StoreError::Backend(format!("settings {key}: {e}"))),
+            .map_err(|e| StoreError::corrupt(format!("settings {key}"), e)),
         None => Ok(T::default()),
     }
 }

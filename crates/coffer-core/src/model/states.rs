@@ -6,9 +6,14 @@
 //! to another is allowed or not by [`JobState::may_become`]; the job store refuses any other
 //! write (see `model::jobs::save_job`), so a wrong transition is a bug a test catches rather than
 //! a silent write.
+//!
+//! Each type converts into the generated enum of every API member that shows it
+//! (`JobState` -> `BackupJobState`, `CopyJobState`, `RestoreJobStatus`, ...), variant by
+//! variant, and back from the filters that name one, so handlers never spell a state.
 
 use std::fmt;
 
+use coffer_api::types as wire;
 use serde::{Deserialize, Serialize};
 
 /// A backup, copy or restore job's state (BackupJobState, CopyJobState, RestoreJobStatus).
@@ -43,6 +48,8 @@ pub const ALL_JOB_STATES: [JobState; 9] = [
 ];
 
 impl JobState {
+    pub const ALL: [JobState; 9] = ALL_JOB_STATES;
+
     /// The value AWS Backup uses.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,6 +110,19 @@ impl JobState {
     }
 }
 
+/// Ordered by AWS's spelling, so that rows grouped by state (job summaries) come alphabetically.
+impl Ord for JobState {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for JobState {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -132,6 +152,13 @@ pub enum RecoveryPointStatus {
 }
 
 impl RecoveryPointStatus {
+    pub const ALL: [RecoveryPointStatus; 4] = [
+        RecoveryPointStatus::Completed,
+        RecoveryPointStatus::Partial,
+        RecoveryPointStatus::Deleting,
+        RecoveryPointStatus::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecoveryPointStatus::Completed => "COMPLETED",
@@ -152,6 +179,12 @@ pub enum StorageClass {
 }
 
 impl StorageClass {
+    pub const ALL: [StorageClass; 3] = [
+        StorageClass::Warm,
+        StorageClass::Cold,
+        StorageClass::Deleted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             StorageClass::Warm => "WARM",
@@ -160,6 +193,52 @@ impl StorageClass {
         }
     }
 }
+
+/// A core state read from a value of a generated enum (a List* filter, an API output), if the
+/// core type has that state; an `Unknown` value that [`From`] made (a copy job's `ABORTED`) reads
+/// back as the state it shows.
+pub trait FromWire<W>: Sized {
+    fn from_wire(value: &W) -> Option<Self>;
+}
+
+/// Converts a core state into the generated enum `$wire` of an API member, variant by variant,
+/// and a value of `$wire` back into the core state. A core state the shape does not list (a copy
+/// job that was ABORTED: CopyJobState has no such value) is shown as `Unknown` with AWS's
+/// spelling, exactly as it is stored, and reads back as that state; a `$wire` value the core
+/// type lacks reads back as `None`.
+macro_rules! shown_as {
+    ($core:ident => $wire:ident: $($variant:ident),+) => {
+        impl From<$core> for wire::$wire {
+            #[allow(unreachable_patterns)]
+            fn from(state: $core) -> Self {
+                match state {
+                    $($core::$variant => wire::$wire::$variant,)+
+                    other => wire::$wire::Unknown(other.as_str().to_owned()),
+                }
+            }
+        }
+
+        impl FromWire<wire::$wire> for $core {
+            fn from_wire(value: &wire::$wire) -> Option<$core> {
+                match value {
+                    $(wire::$wire::$variant => Some($core::$variant),)+
+                    other => $core::ALL.into_iter().find(|c| c.as_str() == other.as_str()),
+                }
+            }
+        }
+    };
+}
+
+shown_as!(JobState => BackupJobState:
+    Created, Pending, Running, Aborting, Aborted, Completed, Failed, Expired, Partial);
+shown_as!(JobState => CopyJobState: Created, Running, Completed, Failed, Partial);
+shown_as!(JobState => RestoreJobStatus: Pending, Running, Completed, Aborted, Failed);
+shown_as!(JobState => BackupJobStatus:
+    Created, Pending, Running, Aborting, Aborted, Completed, Failed, Expired, Partial);
+shown_as!(JobState => CopyJobStatus: Created, Running, Aborting, Aborted, Completed, Failed, Partial);
+shown_as!(JobState => RestoreJobState: Created, Pending, Running, Aborted, Completed, Failed);
+shown_as!(RecoveryPointStatus => RecoveryPointStatus: Completed, Partial, Deleting, Expired);
+shown_as!(StorageClass => StorageClass: Warm, Cold, Deleted);
 
 /// The kind of a job; each kind has its own table and states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +301,55 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<RecoveryPointStatus>("\"COMPLETED\"").unwrap(),
             RecoveryPointStatus::Completed
+        );
+    }
+
+    /// A core value shown as `W` keeps its AWS spelling, is `Unknown` exactly when `W` does not
+    /// list it, and reads back from `W` as itself.
+    fn shown_as<C, W>(core: C, spelled: &str)
+    where
+        C: Copy + PartialEq + fmt::Debug + FromWire<W>,
+        W: coffer_api::ModelEnum + From<C>,
+    {
+        let shown = <W as From<C>>::from(core);
+        assert_eq!(shown.as_str(), spelled, "{}", W::SHAPE);
+        assert_eq!(
+            shown.is_known(),
+            W::VALUES.contains(&spelled),
+            "{}",
+            W::SHAPE
+        );
+        assert_eq!(C::from_wire(&shown), Some(core), "{}", W::SHAPE);
+        let outside = <W as From<&str>>::from("NOT_A_STATE");
+        assert_eq!(C::from_wire(&outside), None, "{}", W::SHAPE);
+    }
+
+    #[test]
+    fn states_convert_to_the_api_enums_by_their_aws_spelling() {
+        for s in ALL_JOB_STATES {
+            shown_as::<_, wire::BackupJobState>(s, s.as_str());
+            shown_as::<_, wire::CopyJobState>(s, s.as_str());
+            shown_as::<_, wire::RestoreJobStatus>(s, s.as_str());
+            shown_as::<_, wire::BackupJobStatus>(s, s.as_str());
+            shown_as::<_, wire::CopyJobStatus>(s, s.as_str());
+            shown_as::<_, wire::RestoreJobState>(s, s.as_str());
+            assert!(wire::BackupJobState::from(s).is_known());
+        }
+        for p in RecoveryPointStatus::ALL {
+            shown_as::<_, wire::RecoveryPointStatus>(p, p.as_str());
+            assert!(wire::RecoveryPointStatus::from(p).is_known());
+        }
+        for c in StorageClass::ALL {
+            shown_as::<_, wire::StorageClass>(c, c.as_str());
+            assert!(wire::StorageClass::from(c).is_known());
+        }
+        assert_eq!(
+            wire::CopyJobState::from(JobState::Aborted),
+            wire::CopyJobState::Unknown("ABORTED".into())
+        );
+        assert_eq!(
+            JobState::from_wire(&wire::RestoreJobStatus::Unknown("X".into())),
+            None
         );
     }
 

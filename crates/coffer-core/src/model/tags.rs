@@ -14,8 +14,9 @@ pub(crate) type Tags = BTreeMap<String, String>;
 /// The tags of `arn` (empty when it has none).
 pub(crate) fn get(tx: &mut dyn Txn, arn: &str) -> Result<Tags, StoreError> {
     match tx.get(TABLE, arn)? {
-        Some(v) => serde_json::from_slice(&v)
-            .map_err(|e| StoreError::Backend(format!("tags of {arn}: {e}"))),
+        Some(v) => {
+            serde_json::from_slice(&v).map_err(|e| StoreError::corrupt(format!("tags of {arn}"), e))
+        }
         None => Ok(Tags::new()),
     }
 }
@@ -26,7 +27,8 @@ pub(crate) fn set(tx: &mut dyn Txn, arn: &str, tags: &Tags) -> Result<(), StoreE
         tx.delete(TABLE, arn)?;
         return Ok(());
     }
-    let v = serde_json::to_vec(tags).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let v =
+        serde_json::to_vec(tags).map_err(|e| StoreError::corrupt(format!("tags of {arn}"), e))?;
     tx.put(TABLE, arn, &v)
 }
 

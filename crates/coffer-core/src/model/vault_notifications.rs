@@ -2,6 +2,7 @@
 //! vault); events find it with [`subscription`].
 
 use chrono::{DateTime, Utc};
+use coffer_api::types::BackupVaultEvent;
 use coffer_store::{StoreError, Txn};
 use serde::{Deserialize, Serialize};
 
@@ -19,15 +20,15 @@ pub(crate) static SUBSCRIPTION: VaultSubResource = VaultSubResource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct VaultSubscription {
     pub sns_topic_arn: String,
-    /// `BackupVaultEvent` values, each once, in the order given.
-    pub events: Vec<String>,
+    /// The events published, each once, in the order given.
+    pub events: Vec<BackupVaultEvent>,
     pub updated: DateTime<Utc>,
 }
 
 impl VaultSubscription {
-    /// Whether `event` (a `BackupVaultEvent` value) is published.
-    pub(crate) fn wants(&self, event: &str) -> bool {
-        self.events.iter().any(|e| e == event)
+    /// Whether `event` is published.
+    pub(crate) fn wants(&self, event: &BackupVaultEvent) -> bool {
+        self.events.contains(event)
     }
 }
 

@@ -31,7 +31,7 @@ impl VaultSubResource {
         match tx.get(self.table, vault_key)? {
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
-                .map_err(|e| StoreError::Backend(format!("{} {vault_key}: {e}", self.what))),
+                .map_err(|e| StoreError::corrupt(format!("{} {vault_key}", self.what), e)),
             None => Ok(None),
         }
     }

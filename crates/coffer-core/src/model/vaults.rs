@@ -24,7 +24,7 @@ pub(crate) struct VaultRecord {
     pub creation_date: DateTime<Utc>,
     pub creator_request_id: Option<String>,
     pub encryption_key_arn: String,
-    pub encryption_key_type: String,
+    pub encryption_key_type: EncryptionKeyType,
     #[serde(default)]
     pub recovery_points: i64,
     /// A fresh id per vault: names its repository directory.
@@ -87,8 +87,8 @@ impl VaultRecord {
             min_retention_days: self.lock.as_ref().and_then(|l| l.min_retention_days),
             max_retention_days: self.lock.as_ref().and_then(|l| l.max_retention_days),
             number_of_recovery_points: Some(self.recovery_points),
-            vault_state: Some("AVAILABLE".into()),
-            vault_type: Some("BACKUP_VAULT".into()),
+            vault_state: Some(VaultState::Available),
+            vault_type: Some(VaultType::BackupVault),
             ..Default::default()
         }
     }

@@ -12,7 +12,8 @@ use coffer_api::types::{
     ListCopyJobsInput, ListRecoveryPointsByBackupVaultInput, ListRestoreJobsInput,
     RecoveryPointByBackupVault, RestoreJobsListMember, StartRestoreJobInput,
 };
-use coffer_api::{ApiError, BackupService, Timestamp};
+use coffer_api::{ApiError, BackupService, ModelEnum, Timestamp};
+use coffer_core::model::states::{FromWire, JobState};
 use coffer_core::{Destination, TravelError};
 use http::{Response, StatusCode};
 use http_body_util::Full;
@@ -55,8 +56,11 @@ fn bytes(n: i64) -> String {
     }
 }
 
-fn state(s: &Option<String>) -> String {
-    let s = s.as_deref().unwrap_or("");
+fn state<S: ModelEnum>(s: &Option<S>) -> String {
+    state_text(s.as_ref().map_or("", ModelEnum::as_str))
+}
+
+fn state_text(s: &str) -> String {
     format!(r#"<span class="state {}">{}</span>"#, a(s), e(s))
 }
 
@@ -413,11 +417,29 @@ async fn vault_sizes(ctx: &Ctx<'_>) -> Result<Vec<(String, i64, i64, bool)>, Api
     }
 }
 
-fn is_failure(s: &Option<String>) -> bool {
-    matches!(
-        s.as_deref(),
-        Some("FAILED" | "ABORTED" | "EXPIRED" | "PARTIAL")
-    )
+/// A shown state as text ("" when absent).
+fn shown<S: ModelEnum>(s: &Option<S>) -> String {
+    s.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// A job (of any kind, by its shown state) that ended without completing.
+fn is_failure<W>(s: &Option<W>) -> bool
+where
+    JobState: FromWire<W>,
+{
+    s.as_ref()
+        .and_then(JobState::from_wire)
+        .is_some_and(|s| s.is_terminal() && s != JobState::Completed)
+}
+
+/// A job (of any kind, by its shown state) waiting or running.
+fn is_active<W>(s: &Option<W>) -> bool
+where
+    JobState: FromWire<W>,
+{
+    s.as_ref()
+        .and_then(JobState::from_wire)
+        .is_some_and(|s| s.is_waiting() || s == JobState::Running)
 }
 
 async fn dashboard(ctx: &Ctx<'_>) -> String {
@@ -437,19 +459,13 @@ async fn dashboard(ctx: &Ctx<'_>) -> String {
     // Jobs of the last 24 hours by kind and state.
     let mut counts: BTreeMap<(&str, String), usize> = BTreeMap::new();
     for j in &b {
-        *counts
-            .entry(("Backup", j.state.clone().unwrap_or_default()))
-            .or_default() += 1;
+        *counts.entry(("Backup", shown(&j.state))).or_default() += 1;
     }
     for j in &c {
-        *counts
-            .entry(("Copy", j.state.clone().unwrap_or_default()))
-            .or_default() += 1;
+        *counts.entry(("Copy", shown(&j.state))).or_default() += 1;
     }
     for j in &r {
-        *counts
-            .entry(("Restore", j.status.clone().unwrap_or_default()))
-            .or_default() += 1;
+        *counts.entry(("Restore", shown(&j.status))).or_default() += 1;
     }
     body.push_str("<h2>Jobs of the last 24 hours</h2>");
     if counts.is_empty() {
@@ -461,7 +477,7 @@ async fn dashboard(ctx: &Ctx<'_>) -> String {
         for ((kind, s), n) in &counts {
             body.push_str(&format!(
                 r#"<tr><td>{kind}</td><td>{}</td><td class="num">{n}</td></tr>"#,
-                state(&Some(s.clone()))
+                state_text(s)
             ));
         }
         body.push_str("</table>");
@@ -588,11 +604,7 @@ async fn dashboard(ctx: &Ctx<'_>) -> String {
         }
         Err(err) => body.push_str(&error_box("Plans could not be read", &err)),
     }
-    let running = b
-        .iter()
-        .any(|j| matches!(j.state.as_deref(), Some("CREATED" | "RUNNING")))
-        || r.iter()
-            .any(|j| matches!(j.status.as_deref(), Some("PENDING" | "RUNNING")));
+    let running = b.iter().any(|j| is_active(&j.state)) || r.iter().any(|j| is_active(&j.status));
     layout_with(ctx, "Dashboard", &body, running)
 }
 
@@ -857,7 +869,12 @@ async fn vault(ctx: &Ctx<'_>, name: &str) -> String {
         Ok(n) => body.push_str(&format!(
             "<p>Notifications to <code>{}</code>: {}</p>",
             opt(&n.sns_topic_arn),
-            e(&n.backup_vault_events.unwrap_or_default().join(", "))
+            e(&n.backup_vault_events
+                .iter()
+                .flatten()
+                .map(ModelEnum::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
         )),
         Err(_) => body.push_str("<p>Notifications: none</p>"),
     }
@@ -968,13 +985,9 @@ async fn jobs(ctx: &Ctx<'_>) -> String {
         ));
     }
     body.push_str("</table>");
-    let running = b
-        .iter()
-        .any(|j| matches!(j.state.as_deref(), Some("CREATED" | "RUNNING")))
-        || c.iter()
-            .any(|j| matches!(j.state.as_deref(), Some("CREATED" | "RUNNING")))
-        || r.iter()
-            .any(|j| matches!(j.status.as_deref(), Some("PENDING" | "RUNNING")));
+    let running = b.iter().any(|j| is_active(&j.state))
+        || c.iter().any(|j| is_active(&j.state))
+        || r.iter().any(|j| is_active(&j.status));
     layout_with(ctx, "Jobs", &body, running)
 }
 
@@ -984,7 +997,7 @@ async fn restore_job(ctx: &Ctx<'_>, id: &str) -> String {
     };
     match ctx.coffer.describe_restore_job(&ctx.request(), input).await {
         Ok(j) => {
-            let running = matches!(j.status.as_deref(), Some("PENDING" | "RUNNING"));
+            let running = is_active(&j.status);
             let body = format!(
                 r#"<div class="card" id="restore-job"><p>Status <span id="restore-status">{}</span>{}</p>
 <p>Recovery point <code>{}</code></p>{}<p>Created {} · completed {}</p><p>{}</p></div>
@@ -1080,7 +1093,7 @@ async fn notifications(ctx: &Ctx<'_>) -> String {
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
                 e(&m.timestamp.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
                 e(&m.vault_name),
-                e(&m.event),
+                e(m.event.as_str()),
                 e(&m.topic_arn),
                 e(m.dead_reason.as_deref().unwrap_or(""))
             ));

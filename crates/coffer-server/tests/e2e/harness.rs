@@ -315,3 +315,39 @@ impl Server {
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
+
+/// Waits until `check` answers `Some` (polling every 100 ms, for at most `secs` seconds) and
+/// returns its answer; fails the test naming `what` when it never does. Tests wait on
+/// conditions this way, never on a fixed sleep.
+pub async fn wait_until<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (at most 10 s) until the server's log file says `want`; returns the whole log.
+pub async fn wait_for_log(log: &Path, want: &str) -> String {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(want) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the log never said {want:?}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}

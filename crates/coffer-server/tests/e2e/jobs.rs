@@ -1204,3 +1204,116 @@ async fn deleting_points_and_the_vault_removes_its_data() {
     }
     panic!("the deleted vault's repository is still on disk");
 }
+
+/// The removals of deleted recovery points as `GET /_coffer/deletions` lists them to a
+/// signed request (the caller's account only).
+async fn deletions(server: &Server) -> serde_json::Value {
+    // Development mode: no authentication, and a numeric access key is the account.
+    let (status, _, body) =
+        crate::notifications::signed(server, "GET", "/_coffer/deletions", b"", ACCOUNT, "x").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A recovery point deleted from a vault whose repository has gone (its directory replaced
+/// by a file): the removal of its data fails, is listed with its attempts and last error, is
+/// tried again only when its backoff has passed on the Coffer clock (1 minute, doubling to an
+/// hour), and after the tenth failure is listed as failed.
+#[tokio::test]
+async fn a_removal_that_keeps_failing_backs_off_and_is_given_up() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    config(dir.path(), &src, &dir.path().join("disk"));
+    let server = start(dir.path(), &["--dev"]).await;
+    let c = server.client_as(ACCOUNT, "x", "us-east-1");
+    c.create_backup_vault()
+        .backup_vault_name("fragile")
+        .send()
+        .await
+        .unwrap();
+    let out = c
+        .start_backup_job()
+        .backup_vault_name("fragile")
+        .resource_arn(EFS_ARN)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap();
+    let j = wait_backup(&c, out.backup_job_id().unwrap()).await;
+    assert_eq!(j.state(), Some(&BackupJobState::Completed));
+    let rp = j.recovery_point_arn().unwrap().to_string();
+    let unlisted = deletions(&server).await;
+    assert_eq!(
+        unlisted,
+        serde_json::json!({"pending": [], "failed": []}),
+        "nothing queued yet"
+    );
+
+    // The vault's repository goes away: its directory becomes a file.
+    let vaults_dir = dir.path().join("data").join("vaults");
+    let repo = std::fs::read_dir(&vaults_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("the vault's repository");
+    std::fs::remove_dir_all(&repo).unwrap();
+    std::fs::write(&repo, b"not a repository").unwrap();
+    c.delete_recovery_point()
+        .backup_vault_name("fragile")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap();
+
+    let attempts_of = |v: &serde_json::Value| v["pending"][0]["attempts"].as_u64();
+    let s = &server;
+    let first = wait_until("the first attempt at the removal", 30, || async move {
+        let v = deletions(s).await;
+        (attempts_of(&v) == Some(1)).then_some(v)
+    })
+    .await;
+    let pending = &first["pending"][0];
+    assert_eq!(pending["vault_name"], "fragile");
+    assert_eq!(pending["recovery_point_id"], rp.rsplit(':').next().unwrap());
+    let error = pending["last_error"].as_str().unwrap();
+    assert!(error.starts_with("vault not found: "), "{error}");
+    assert!(pending["next_attempt"].is_string(), "{pending}");
+
+    let mut wait_minutes = 1;
+    for attempt in 2..=10u64 {
+        // Just short of the backoff: a catch-up pass leaves the removal alone.
+        server
+            .move_clock(&format!(
+                "{{\"advance_seconds\": {}}}",
+                wait_minutes * 60 - 20
+            ))
+            .await;
+        assert_eq!(attempts_of(&deletions(&server).await), Some(attempt - 1));
+        // Past it: the next pass tries again.
+        server.move_clock("{\"advance_seconds\": 20}").await;
+        let now = wait_until(&format!("attempt {attempt}"), 30, || async move {
+            let v = deletions(s).await;
+            let done = if attempt < 10 {
+                attempts_of(&v) == Some(attempt)
+            } else {
+                v["failed"][0]["attempts"].as_u64() == Some(10)
+            };
+            done.then_some(v)
+        })
+        .await;
+        if attempt == 10 {
+            assert_eq!(now["pending"], serde_json::json!([]), "{now}");
+            let failed = &now["failed"][0];
+            assert!(failed["failed_at"].is_string(), "{failed}");
+            assert!(
+                failed["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("vault not found: "),
+                "{failed}"
+            );
+        }
+        wait_minutes = (wait_minutes * 2).min(60);
+    }
+}

@@ -12,6 +12,7 @@ mod console;
 mod coverage;
 mod crash_restore;
 mod hardening;
+mod legal_holds;
 mod notifications;
 mod ops;
 mod plans;

@@ -89,20 +89,20 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 
-    /// Waits until `n` requests arrived, then a moment more to catch any extra.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
-        for _ in 0..300 {
-            if self.got().len() >= n {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                return self.got();
+    /// Waits until `n` requests arrived and the server's outbox is down to `pending`
+    /// messages (those meant for other targets). A message leaves the outbox only once its
+    /// target answered, and this receiver records a request before answering it, so by then
+    /// every delivery the server made has been recorded: what is returned is all there is,
+    /// and the callers assert its exact count and content.
+    async fn wait_for(&self, server: &Server, n: usize, pending: usize) -> Vec<Received> {
+        let what = format!("{n} notifications delivered with {pending} left in the outbox");
+        wait_until(&what, 30, || async move {
+            if self.got().len() < n {
+                return None;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "only {} of {n} notifications arrived: {:#?}",
-            self.got().len(),
-            self.got()
-        );
+            (counts(server).await["pending"] == pending).then(|| self.got())
+        })
+        .await
     }
 }
 
@@ -152,6 +152,22 @@ async fn start(dir: &Path) -> Server {
         "--config",
         cfg.to_str().unwrap(),
     ])
+    .await
+}
+
+/// Like [`start`], with the server's log (at its default level) in `log`.
+async fn start_logging(dir: &Path, log: &Path) -> Server {
+    let data = dir.join("data");
+    let cfg = dir.join("coffer.toml");
+    Server::start_logging(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        Some(log),
+    )
     .await
 }
 
@@ -387,7 +403,8 @@ async fn jobs_recovery_points_and_plans_publish_exactly_the_subscribed_events() 
         .unwrap()
         .to_string();
 
-    let got = receiver.wait_for(8).await;
+    let got = receiver.wait_for(&server, 8, 0).await;
+    assert_eq!(got.len(), 8, "{got:#?}");
     let mut events = summary(&got);
     events.sort();
     let mut expected = vec![
@@ -489,15 +506,17 @@ async fn events_survive_a_receiver_that_is_down_and_a_server_crash() {
     // Killed between the state change and the delivery.
     server.kill().await;
 
-    let server = start(dir.path()).await;
+    let log = dir.path().join("restarted.log");
+    let server = start_logging(dir.path(), &log).await;
     let c = server.client();
     let (second, _) = backup(&c, "watched").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Delivery is tried and fails (nobody listens); every event stays in the outbox.
+    wait_for_log(&log, "notification not delivered yet").await;
     assert_eq!(counts(&server).await["pending"], 4);
 
     // The receiver comes up late, on the port it was promised.
     let receiver = Receiver::start(hook).await;
-    let got = receiver.wait_for(4).await;
+    let got = receiver.wait_for(&server, 4, 0).await;
     let events = summary(&got);
     assert_eq!(
         events,
@@ -611,7 +630,8 @@ secret_access_key = "sns-secret"
         .await
         .unwrap();
 
-    let got = receiver.wait_for(2).await;
+    // The stuck vault's message stays in the outbox, backing off.
+    let got = receiver.wait_for(&server, 2, 1).await;
     assert_eq!(got.len(), 2, "{got:#?}");
     let mut creds = std::collections::HashMap::new();
     creds.insert(
@@ -863,7 +883,7 @@ async fn a_target_added_while_running_gets_the_replayed_dead_letters() {
             break;
         }
     }
-    let got = receiver.wait_for(1).await;
+    let got = receiver.wait_for(&server, 1, 0).await;
     assert_eq!(
         summary(&got),
         vec![t("BACKUP_JOB", "COMPLETED", &job)],

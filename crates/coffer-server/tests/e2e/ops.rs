@@ -211,20 +211,6 @@ fn line_of(out: &str, arn: &str) -> String {
         .to_string()
 }
 
-async fn wait_for_log(log: &Path, want: &str) -> String {
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(want) {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "the log never said {want:?}:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
 #[tokio::test]
 async fn the_log_is_plain_warns_of_failed_sign_ins_and_says_what_a_reload_changed() {
     let dir = temp_dir();

@@ -15,7 +15,7 @@ use crate::model::lifecycle;
 use crate::model::plan_rules::{
     DEFAULT_COMPLETION_WINDOW_MINUTES, DEFAULT_START_WINDOW_MINUTES, MIN_START_WINDOW_MINUTES,
 };
-use crate::model::states::JobState;
+use crate::model::states::{FromWire, JobState};
 use crate::model::{Meta, tags, vaults};
 
 /// Checks the windows, lifecycle, options and tags of a StartBackupJob request; returns the
@@ -145,7 +145,7 @@ fn describe_output(j: &JobRecord) -> DescribeBackupJobOutput {
         resource_name: j.resource_name.clone(),
         resource_type: Some(j.resource_type.clone()),
         start_by: j.start_by.map(Timestamp),
-        state: Some(j.state.to_string()),
+        state: Some(j.state.into()),
         status_message: j.status_message.clone(),
         vault_type: Some("BACKUP_VAULT".into()),
         ..Default::default()
@@ -205,7 +205,7 @@ pub(crate) async fn list_backup_jobs(
     let filter = JobFilter {
         account: input.by_account_id.as_deref(),
         resource_arn: input.by_resource_arn.as_deref(),
-        state: input.by_state.as_deref(),
+        state: input.by_state.as_ref().map(JobState::from_wire),
         vault_name: input.by_backup_vault_name.as_deref(),
         resource_type: input.by_resource_type.as_deref(),
         matches_nothing: input.by_parent_job_id.is_some(),

@@ -11,7 +11,7 @@ use crate::model::jobs::{
     CopyJobSpec, JobKind, JobRecord, check_destination, create_copy_job, get_job,
 };
 use crate::model::lifecycle;
-use crate::model::states::StorageClass;
+use crate::model::states::{FromWire, JobState, StorageClass};
 use crate::model::{Meta, recovery_points, vaults};
 
 pub(crate) async fn start_copy_job(
@@ -95,7 +95,7 @@ fn copy_job(j: &JobRecord) -> CopyJob {
         resource_type: Some(j.resource_type.clone()),
         source_backup_vault_arn: Some(j.vault_arn.clone()),
         source_recovery_point_arn: j.recovery_point_arn.clone(),
-        state: Some(j.state.to_string()),
+        state: Some(j.state.into()),
         status_message: j.status_message.clone(),
         ..Default::default()
     }
@@ -120,7 +120,7 @@ pub(crate) async fn list_copy_jobs(
     let filter = JobFilter {
         account: input.by_account_id.as_deref(),
         resource_arn: input.by_resource_arn.as_deref(),
-        state: input.by_state.as_deref(),
+        state: input.by_state.as_ref().map(JobState::from_wire),
         resource_type: input.by_resource_type.as_deref(),
         dest_vault_arn: input.by_destination_vault_arn.as_deref(),
         recovery_point_arn: input.by_source_recovery_point_arn.as_deref(),

@@ -11,7 +11,7 @@ use coffer_api::{RequestContext, Timestamp};
 
 use crate::model::Meta;
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, JobRecord, all_jobs, page, within};
+use crate::model::jobs::{JobKind, JobRecord, JobState, all_jobs, page, within};
 
 /// A time range a List*Jobs request bounds a date by (exclusive at both ends).
 #[derive(Default, Clone, Copy)]
@@ -27,7 +27,8 @@ pub(crate) struct JobFilter<'a> {
     /// ByAccountId: another account than the caller's (and not `*`) lists nothing.
     pub account: Option<&'a str>,
     pub resource_arn: Option<&'a str>,
-    pub state: Option<&'a str>,
+    /// ByState / ByStatus; `Some(None)` names a state no job of this kind can be in.
+    pub state: Option<Option<JobState>>,
     pub vault_name: Option<&'a str>,
     pub resource_type: Option<&'a str>,
     /// `AGGREGATE_ALL` lets every category through.
@@ -53,7 +54,7 @@ impl JobFilter<'_> {
     fn matches(&self, j: &JobRecord) -> bool {
         !self.matches_nothing
             && equal(self.resource_arn, &j.resource_arn)
-            && equal(self.state, j.state.as_str())
+            && self.state.is_none_or(|s| s == Some(j.state))
             && equal(self.vault_name, &j.vault_name)
             && equal(self.resource_type, &j.resource_type)
             && self

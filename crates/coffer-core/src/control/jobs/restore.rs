@@ -25,7 +25,7 @@ use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::jobs::{JobKind, JobRecord, enqueue, get_job, job_key, load_job, save_job};
 use crate::model::restore::*;
-use crate::model::states::JobState;
+use crate::model::states::{FromWire, JobState};
 use crate::model::{Meta, recovery_points, vaults};
 
 pub(crate) async fn start_restore_job(
@@ -96,7 +96,7 @@ fn describe_output(j: &JobRecord) -> DescribeRestoreJobOutput {
         resource_type: Some(j.resource_type.clone()),
         restore_job_id: Some(j.id.clone()),
         source_resource_arn: Some(j.resource_arn.clone()),
-        status: Some(j.state.to_string()),
+        status: Some(j.state.into()),
         status_message: j.status_message.clone(),
         validation_status: j.validation_status.clone(),
         validation_status_message: j.validation_status_message.clone(),
@@ -157,7 +157,7 @@ pub(crate) async fn list_restore_jobs(
 ) -> Result<ListRestoreJobsOutput> {
     let filter = JobFilter {
         account: input.by_account_id.as_deref(),
-        state: input.by_status.as_deref(),
+        state: input.by_status.as_ref().map(JobState::from_wire),
         resource_type: input.by_resource_type.as_deref(),
         matches_nothing: input.by_parent_job_id.is_some()
             || input.by_restore_testing_plan_arn.is_some(),
@@ -194,7 +194,7 @@ pub(crate) async fn list_restore_jobs_by_protected_resource(
 ) -> Result<ListRestoreJobsByProtectedResourceOutput> {
     let filter = JobFilter {
         resource_arn: Some(&input.resource_arn),
-        state: input.by_status.as_deref(),
+        state: input.by_status.as_ref().map(JobState::from_wire),
         recovery_point_created: Bounds {
             after: input.by_recovery_point_creation_date_after.as_ref(),
             before: input.by_recovery_point_creation_date_before.as_ref(),

@@ -14,23 +14,59 @@ use coffer_api::{RequestContext, Timestamp};
 
 use crate::model::Meta;
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, JobRecord, all_jobs, page};
+use crate::model::jobs::{JobKind, JobRecord, JobState, all_jobs, page};
+use crate::model::states::FromWire;
+
+/// What a request's State asks for: each state apart (`ANY`, or no State), all states in one
+/// row (`AGGREGATE_ALL`), or only one (`None`: a state Coffer's jobs of the kind are never in).
+#[derive(Clone, Copy)]
+enum StateFilter {
+    Each,
+    Fold,
+    Only(Option<JobState>),
+}
+
+impl StateFilter {
+    /// The filter for a State value of the operation's enum `W`, whose `ANY` and
+    /// `AGGREGATE_ALL` values are `any` and `all`.
+    fn new<W: PartialEq>(value: Option<&W>, any: W, all: W) -> Self
+    where
+        JobState: FromWire<W>,
+    {
+        match value {
+            None => StateFilter::Each,
+            Some(v) if *v == any => StateFilter::Each,
+            Some(v) if *v == all => StateFilter::Fold,
+            Some(v) => StateFilter::Only(JobState::from_wire(v)),
+        }
+    }
+
+    /// The row a job in `state` counts in (`Some(None)`: the row of all states), if any.
+    fn group(self, state: JobState) -> Option<Option<JobState>> {
+        match self {
+            StateFilter::Each => Some(Some(state)),
+            StateFilter::Fold => Some(None),
+            StateFilter::Only(s) => (s == Some(state)).then_some(Some(state)),
+        }
+    }
+}
 
 struct Filter<'a> {
     account: Option<&'a str>,
-    state: Option<&'a str>,
+    state: StateFilter,
     resource_type: Option<&'a str>,
     category: Option<&'a str>,
-    period: Option<&'a str>,
+    period: Option<&'a AggregationPeriod>,
 }
 
-/// (window start, state, resource type, message category).
-type GroupKey = (DateTime<Utc>, String, String, Option<String>);
+/// (window start, state (`None`: all states), resource type, message category).
+type GroupKey = (DateTime<Utc>, Option<JobState>, String, Option<String>);
 
 struct Row {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    state: String,
+    /// `None`: every state (`AGGREGATE_ALL`).
+    state: Option<JobState>,
     resource_type: String,
     category: Option<String>,
     count: i32,
@@ -57,9 +93,9 @@ async fn summarise(
         return Ok(Vec::new());
     }
     let now = meta.clock().now();
-    let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = match f.period.unwrap_or("ONE_DAY") {
-        "SEVEN_DAYS" => vec![(now - Duration::days(7), now)],
-        "FOURTEEN_DAYS" => vec![(now - Duration::days(14), now)],
+    let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = match f.period {
+        Some(AggregationPeriod::SevenDays) => vec![(now - Duration::days(7), now)],
+        Some(AggregationPeriod::FourteenDays) => vec![(now - Duration::days(14), now)],
         _ => {
             let today = now
                 .date_naive()
@@ -85,7 +121,7 @@ async fn summarise(
             continue;
         };
         let (Some(state), Some(rtype)) = (
-            dimension(f.state, j.state.as_str()),
+            f.state.group(j.state),
             dimension(f.resource_type, &j.resource_type),
         ) else {
             continue;
@@ -121,7 +157,7 @@ fn key(r: &Row) -> String {
     format!(
         "{}|{}|{}|{}",
         r.start.timestamp(),
-        r.state,
+        r.state.map_or("", JobState::as_str),
         r.resource_type,
         r.category.as_deref().unwrap_or("")
     )
@@ -136,7 +172,7 @@ async fn summary_page(
     next_token: Option<&str>,
     max_results: Option<i32>,
 ) -> Result<(Vec<Row>, Option<String>, String)> {
-    let period = f.period.unwrap_or("ONE_DAY").to_string();
+    let period = f.period.unwrap_or(&AggregationPeriod::OneDay).to_string();
     let rows = summarise(meta, ctx, kind, f).await?;
     let (page, next) = page(rows, key, next_token, max_results)?;
     Ok((page, next, period))
@@ -153,10 +189,14 @@ pub(crate) async fn list_backup_job_summaries(
         JobKind::Backup,
         Filter {
             account: input.account_id.as_deref(),
-            state: input.state.as_deref(),
+            state: StateFilter::new(
+                input.state.as_ref(),
+                BackupJobStatus::Any,
+                BackupJobStatus::AggregateAll,
+            ),
             resource_type: input.resource_type.as_deref(),
             category: input.message_category.as_deref(),
-            period: input.aggregation_period.as_deref(),
+            period: input.aggregation_period.as_ref(),
         },
         input.next_token.as_deref(),
         input.max_results,
@@ -174,7 +214,7 @@ pub(crate) async fn list_backup_job_summaries(
                     region: Some(ctx.region.clone()),
                     resource_type: Some(r.resource_type),
                     start_time: Some(Timestamp(r.start)),
-                    state: Some(r.state),
+                    state: Some(r.state.map_or(BackupJobStatus::AggregateAll, Into::into)),
                 })
                 .collect(),
         ),
@@ -193,10 +233,14 @@ pub(crate) async fn list_copy_job_summaries(
         JobKind::Copy,
         Filter {
             account: input.account_id.as_deref(),
-            state: input.state.as_deref(),
+            state: StateFilter::new(
+                input.state.as_ref(),
+                CopyJobStatus::Any,
+                CopyJobStatus::AggregateAll,
+            ),
             resource_type: input.resource_type.as_deref(),
             category: input.message_category.as_deref(),
-            period: input.aggregation_period.as_deref(),
+            period: input.aggregation_period.as_ref(),
         },
         input.next_token.as_deref(),
         input.max_results,
@@ -214,7 +258,7 @@ pub(crate) async fn list_copy_job_summaries(
                     region: Some(ctx.region.clone()),
                     resource_type: Some(r.resource_type),
                     start_time: Some(Timestamp(r.start)),
-                    state: Some(r.state),
+                    state: Some(r.state.map_or(CopyJobStatus::AggregateAll, Into::into)),
                 })
                 .collect(),
         ),
@@ -233,10 +277,14 @@ pub(crate) async fn list_restore_job_summaries(
         JobKind::Restore,
         Filter {
             account: input.account_id.as_deref(),
-            state: input.state.as_deref(),
+            state: StateFilter::new(
+                input.state.as_ref(),
+                RestoreJobState::Any,
+                RestoreJobState::AggregateAll,
+            ),
             resource_type: input.resource_type.as_deref(),
             category: None,
-            period: input.aggregation_period.as_deref(),
+            period: input.aggregation_period.as_ref(),
         },
         input.next_token.as_deref(),
         input.max_results,
@@ -253,7 +301,7 @@ pub(crate) async fn list_restore_job_summaries(
                     region: Some(ctx.region.clone()),
                     resource_type: Some(r.resource_type),
                     start_time: Some(Timestamp(r.start)),
-                    state: Some(r.state),
+                    state: Some(r.state.map_or(RestoreJobState::AggregateAll, Into::into)),
                 })
                 .collect(),
         ),

@@ -232,7 +232,7 @@ pub(crate) fn claim(tx: &mut dyn Txn, turn: &ClaimTurn) -> Result<Claimed> {
         let mut waiting = std::collections::VecDeque::new();
         for (qkey, entry) in queue::head(tx, &account, HEAD + turn.free)? {
             match settle(tx, turn, &qkey, &entry)? {
-                Settled::Waits(job) => waiting.push_back(job),
+                Settled::Waits(job) => waiting.push_back(*job),
                 Settled::Expired => expired += 1,
                 Settled::Not => {}
             }
@@ -269,7 +269,7 @@ pub(crate) fn claim(tx: &mut dyn Txn, turn: &ClaimTurn) -> Result<Claimed> {
 /// What [`settle`] found a queued job to be.
 enum Settled {
     /// Waiting to be claimed.
-    Waits(JobRecord),
+    Waits(Box<JobRecord>),
     /// Recorded EXPIRED now: its start window ended.
     Expired,
     /// Ended, running, or unreadable: not for this pass.
@@ -320,7 +320,7 @@ fn settle(tx: &mut dyn Txn, turn: &ClaimTurn, qkey: &str, entry: &queue::Entry) 
     if job.next_attempt.is_some_and(|t| t > turn.now) {
         return Ok(Settled::Not);
     }
-    Ok(Settled::Waits(job))
+    Ok(Settled::Waits(Box::new(job)))
 }
 
 /// Whether a RUNNING or ABORTING job's worker is gone: its lease belongs to an earlier
@@ -654,13 +654,13 @@ mod tests {
                     .write(move |tx| claim(tx, &turn(free, None, now)))
                     .await
                     .unwrap()
-                    .0
+                    .jobs
             }
         };
         let run_once = |job: JobRecord| {
             let plane = plane.clone();
             async move {
-                let control = plane.running().register(&job.key());
+                let control = plane.running().register(&job.key(), None);
                 dataplane::backup::run(&plane, job.clone(), &control).await;
                 plane.running().unregister(&job.key());
             }

@@ -144,6 +144,19 @@ fn windows(start: Option<i64>, completion: Option<i64>) -> Result<(i64, i64), St
 }
 
 /// Checks one rule and fills in its defaults.
+/// A rule's lifecycle: the one it gives, checked, or for a continuous backup rule without one,
+/// the longest retention AWS allows (recorded, so GetBackupPlan and the jobs show what applies).
+fn rule_lifecycle(given: Option<Lifecycle>, continuous: bool) -> Result<Option<Lifecycle>, String> {
+    match given {
+        Some(l) => Ok(Some(check_lifecycle(l, continuous, "Lifecycle")?)),
+        None if continuous => Ok(Some(Lifecycle {
+            delete_after_days: Some(MAX_CONTINUOUS_RETENTION_DAYS),
+            ..Default::default()
+        })),
+        None => Ok(None),
+    }
+}
+
 fn rule(input: BackupRuleInput, rule_id: Option<String>) -> Result<BackupRule, ApiError> {
     let name = input.rule_name.clone();
     let err = |m: String| invalid(format!("Error in rule {name} : {m}"));
@@ -160,16 +173,7 @@ fn rule(input: BackupRuleInput, rule_id: Option<String>) -> Result<BackupRule, A
         windows(input.start_window_minutes, input.completion_window_minutes).map_err(err)?;
 
     let continuous = input.enable_continuous_backup == Some(true);
-    let lifecycle = match input.lifecycle {
-        Some(l) => Some(check_lifecycle(l, continuous, "Lifecycle").map_err(err)?),
-        // AWS keeps continuous backups for the longest retention it allows when the rule
-        // names none; the rule records it, so GetBackupPlan and the jobs show what applies.
-        None if continuous => Some(Lifecycle {
-            delete_after_days: Some(MAX_CONTINUOUS_RETENTION_DAYS),
-            ..Default::default()
-        }),
-        None => None,
-    };
+    let lifecycle = rule_lifecycle(input.lifecycle, continuous).map_err(err)?;
 
     let copy_actions = match input.copy_actions {
         Some(actions) => Some(

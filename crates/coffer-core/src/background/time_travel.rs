@@ -403,7 +403,17 @@ mod tests {
         }
     }
 
+    /// Vault `v` and a plan whose rule backs up every resource into it daily at 05:00.
     async fn daily_plan(c: &Coffer, ctx: &RequestContext) {
+        c.create_backup_vault(
+            ctx,
+            CreateBackupVaultInput {
+                backup_vault_name: "v".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         let plan = c
             .create_backup_plan(
                 ctx,
@@ -455,15 +465,6 @@ mod tests {
         clock.hold().unwrap();
         clock.set(t0).unwrap();
         let ctx = RequestContext::new(ACCOUNT, REGION);
-        c.create_backup_vault(
-            &ctx,
-            CreateBackupVaultInput {
-                backup_vault_name: "v".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
         daily_plan(&c, &ctx).await;
         store
             .write(move |tx| -> Result<()> {
@@ -537,15 +538,6 @@ mod tests {
         clock.hold().unwrap();
         clock.set(t0).unwrap();
         let ctx = RequestContext::new(ACCOUNT, REGION);
-        c.create_backup_vault(
-            &ctx,
-            CreateBackupVaultInput {
-                backup_vault_name: "v".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
         daily_plan(&c, &ctx).await;
         let done = c
             .travel(Destination::Advance(Duration::days(3)))

@@ -351,3 +351,10 @@ pub async fn wait_for_log(log: &Path, want: &str) -> String {
         std::fs::read_to_string(log).unwrap_or_default()
     );
 }
+
+/// `secs` (Unix time) as RFC 3339, the form `POST /_coffer/clock` takes in `set`.
+pub fn rfc3339(secs: i64) -> String {
+    aws_sdk_backup::primitives::DateTime::from_secs(secs)
+        .fmt(aws_sdk_backup::primitives::DateTimeFormat::DateTime)
+        .unwrap()
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_backup::Client;
 use aws_sdk_backup::error::ProvideErrorMetadata;
-use aws_sdk_backup::primitives::{DateTime, DateTimeFormat};
+use aws_sdk_backup::primitives::DateTime;
 use aws_sdk_backup::types::{
     BackupJobState, DateRange, LegalHoldStatus, Lifecycle, RecoveryPointSelection,
 };
@@ -20,12 +20,6 @@ const DAY: i64 = 86_400;
 const ROLE: &str = "arn:aws:iam::111122223333:role/service-role/AWSBackupDefaultServiceRole";
 const DOCS: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-docs";
 const LOGS: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-logs";
-
-fn rfc3339(secs: i64) -> String {
-    DateTime::from_secs(secs)
-        .fmt(DateTimeFormat::DateTime)
-        .unwrap()
-}
 
 fn write_config(path: &Path, docs: &Path, logs: &Path) {
     std::fs::write(

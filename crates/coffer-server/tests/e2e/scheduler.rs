@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_backup::Client;
-use aws_sdk_backup::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_backup::types::{
     BackupJob, BackupJobState, BackupRuleInput, BackupSelection, Condition, ConditionParameter,
     ConditionType, Conditions, CopyAction, CopyJob, Lifecycle, StorageClass,
@@ -27,12 +26,6 @@ const BIG_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-sys
 /// The dev-mode client: a numeric access key is the account.
 fn client(server: &Server) -> Client {
     server.client_as(ACCOUNT, "anything", "us-east-1")
-}
-
-fn rfc3339(secs: i64) -> String {
-    DateTime::from_secs(secs)
-        .fmt(DateTimeFormat::DateTime)
-        .unwrap()
 }
 
 /// One `[[resources]]` entry: ARN, source, tags.

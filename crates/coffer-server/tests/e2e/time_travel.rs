@@ -20,12 +20,6 @@ const DAY: i64 = 86_400;
 const ROLE: &str = "arn:aws:iam::111122223333:role/backup";
 const DOCS_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-docs";
 
-fn rfc3339(secs: i64) -> String {
-    DateTime::from_secs(secs)
-        .fmt(DateTimeFormat::DateTime)
-        .unwrap()
-}
-
 /// A server in development mode with one tagged directory in its inventory.
 async fn server_with_docs(dir: &Path) -> Server {
     let docs = dir.join("docs");

@@ -129,10 +129,14 @@ pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Res
         }
         match apply_step(plane, key, now).await? {
             Some(LifecycleStep::Delete) => {
+                tracing::info!(recovery_point = %rp.arn, vault = %rp.vault_name, resource = %rp.resource_arn, "lifecycle deleted a recovery point");
                 done.deleted += 1;
                 any_deleted = true;
             }
-            Some(LifecycleStep::MoveToCold) => done.moved_to_cold += 1,
+            Some(LifecycleStep::MoveToCold) => {
+                tracing::info!(recovery_point = %rp.arn, vault = %rp.vault_name, resource = %rp.resource_arn, "lifecycle moved a recovery point to cold storage");
+                done.moved_to_cold += 1;
+            }
             None => {}
         }
     }

@@ -303,11 +303,13 @@ pub(crate) async fn fire_due(
     let due = plane.store().write(move |tx| due_firings(tx, now)).await?;
     for d in due {
         let inventory = plane.inventory().clone();
+        let (plan, rule, at) = (d.plan_id.clone(), d.rule_id.clone(), d.at);
         let fired = plane
             .store()
             .write(move |tx| fire(tx, &d, now, &inventory))
             .await?;
         if let Some((created, expired)) = fired {
+            tracing::info!(plan = %plan, rule = %rule, scheduled = %at.to_rfc3339_opts(SecondsFormat::Secs, true), jobs = created, expired, "backup plan fired");
             done.firings += 1;
             done.backup_jobs += created;
             done.expired_backup_jobs += expired;

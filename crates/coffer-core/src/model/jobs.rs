@@ -223,7 +223,44 @@ pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
     if job.is_terminal() {
         tx.delete(QUEUE, &job.queue_key())?;
     }
+    if before != Some(job.state) {
+        log_transition(job);
+    }
     Ok(())
+}
+
+/// The line an operator reads when a job starts or ends: INFO for a start and a completion
+/// (with how long it ran, its size, the bytes it moved and the recovery point), WARN for a job that failed,
+/// expired or was stopped (with its message). Written as the change is saved, inside the
+/// transaction: a transaction that then cannot commit logs its own error.
+fn log_transition(job: &JobRecord) {
+    let kind = match job.kind {
+        JobKind::Backup => "backup",
+        JobKind::Copy => "copy",
+        JobKind::Restore => "restore",
+    };
+    let state = job.state.as_str();
+    if job.state == JobState::Running {
+        tracing::info!(job = %job.id, kind = %kind, resource = %job.resource_arn, vault = %job.vault_name, attempt = job.attempts, "{kind} job started");
+        return;
+    }
+    if !job.is_terminal() {
+        return;
+    }
+    let secs = match (job.started_at, job.completion_date) {
+        (Some(s), Some(e)) => (e - s).num_milliseconds() as f64 / 1000.0,
+        _ => 0.0,
+    };
+    let point = job
+        .dest_recovery_point_arn
+        .as_deref()
+        .or(job.recovery_point_arn.as_deref())
+        .unwrap_or("");
+    if job.state == JobState::Completed {
+        tracing::info!(job = %job.id, kind = %kind, resource = %job.resource_arn, vault = %job.vault_name, duration_secs = secs, backup_size = job.backup_size, bytes_transferred = job.bytes_transferred, recovery_point = point, created_resource = job.created_resource_arn.as_deref().unwrap_or(""), "{kind} job completed");
+    } else {
+        tracing::warn!(job = %job.id, kind = %kind, state, resource = %job.resource_arn, vault = %job.vault_name, duration_secs = secs, message = job.status_message.as_deref().unwrap_or(""), "{kind} job ended {state}");
+    }
 }
 
 /// Refuses a save that moves a job between states its life cycle does not allow (see

@@ -2,7 +2,8 @@
 //! had been up. A daily rule with a one-hour start window completes every day whether the
 //! clock moves a day at a time or eight days at once, each job at its own scheduled time, and
 //! the lifecycle keeps the right recovery points; the README's walkthrough (AWS's default
-//! start window, a day at a time from any time of day) completes every run.
+//! start window, a day at a time from any time of day) completes every run; and the log
+//! tells the story of the days that ran: each firing, job start and end, and deletion.
 
 use std::path::Path;
 
@@ -22,6 +23,11 @@ const DOCS_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-sy
 
 /// A server in development mode with one tagged directory in its inventory.
 async fn server_with_docs(dir: &Path) -> Server {
+    server_with_docs_logging(dir, None).await
+}
+
+/// [`server_with_docs`], logging at the default level into `log` when given.
+async fn server_with_docs_logging(dir: &Path, log: Option<&Path>) -> Server {
     let docs = dir.join("docs");
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::write(docs.join("a.txt"), b"hello\n").unwrap();
@@ -34,7 +40,7 @@ async fn server_with_docs(dir: &Path) -> Server {
         ),
     )
     .unwrap();
-    Server::start(&["--dev", "--config", cfg.to_str().unwrap()]).await
+    Server::start_logging(&["--dev", "--config", cfg.to_str().unwrap()], log).await
 }
 
 /// Vault `main` and a plan backing up the tagged resources with `rule`.
@@ -242,4 +248,76 @@ async fn the_readme_walkthrough_completes_every_day() {
     let newest = jobs.last().unwrap().creation_date().unwrap().secs();
     let kept: Vec<i64> = (0..7).rev().map(|d| newest - d * DAY).collect();
     assert_eq!(point_dates(&c).await, kept);
+}
+
+/// Three days of a daily rule whose points live one day: the log at its default level has
+/// one INFO line per firing (naming the plan), per job start and completion (naming the job
+/// and, at the end, its recovery point and bytes) and per lifecycle deletion, and no line
+/// of the vault engine's chatter.
+#[tokio::test]
+async fn the_log_tells_what_ran() {
+    let dir = temp_dir();
+    let log = dir.path().join("coffer.log");
+    let server = server_with_docs_logging(dir.path(), Some(&log)).await;
+    let c = server.client_as(ACCOUNT, "anything", "us-east-1");
+    plan(
+        &c,
+        BackupRuleInput::builder()
+            .rule_name("daily")
+            .target_backup_vault_name("main")
+            .schedule_expression("cron(0 5 ? * * *)")
+            .lifecycle(Lifecycle::builder().delete_after_days(1).build())
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let answer = server.move_clock("{\"advance_seconds\": 259200}").await;
+    assert_eq!(answer["firings"].as_i64(), Some(3), "{answer}");
+    let deleted = answer["deleted"].as_i64().unwrap();
+    assert!(deleted >= 1, "{answer}");
+    let jobs = backup_jobs(&c).await;
+    assert_eq!(jobs.len(), 3);
+    let plan_id = jobs[0]
+        .created_by()
+        .unwrap()
+        .backup_plan_id()
+        .unwrap()
+        .to_string();
+
+    let text = wait_for_log(&log, "lifecycle deleted a recovery point").await;
+    let lines = |what: &str| -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.contains(" INFO ") && l.contains(what))
+            .collect()
+    };
+    let fired = lines("backup plan fired");
+    assert_eq!(fired.len(), 3, "{text}");
+    assert!(fired.iter().all(|l| l.contains(&plan_id)), "{fired:?}");
+    for j in &jobs {
+        let id = j.backup_job_id().unwrap();
+        let point = j.recovery_point_arn().unwrap();
+        let started: Vec<_> = lines("backup job started")
+            .into_iter()
+            .filter(|l| l.contains(id))
+            .collect();
+        assert_eq!(started.len(), 1, "{id}: {text}");
+        let ended: Vec<_> = lines("backup job completed")
+            .into_iter()
+            .filter(|l| l.contains(id))
+            .collect();
+        assert_eq!(ended.len(), 1, "{id}: {text}");
+        assert!(ended[0].contains(point), "{}", ended[0]);
+        assert!(ended[0].contains("duration_secs="), "{}", ended[0]);
+        let bytes = format!("backup_size={}", j.backup_size_in_bytes().unwrap());
+        assert!(ended[0].contains(&bytes), "{bytes}: {}", ended[0]);
+    }
+    assert_eq!(
+        lines("lifecycle deleted a recovery point").len() as i64,
+        deleted,
+        "{text}"
+    );
+    assert!(
+        !text.contains("rustic_core"),
+        "engine chatter at INFO: {text}"
+    );
 }

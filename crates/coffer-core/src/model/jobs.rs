@@ -259,7 +259,7 @@ fn log_transition(job: &JobRecord) {
     if job.state == JobState::Completed {
         tracing::info!(job = %job.id, kind = %kind, resource = %job.resource_arn, vault = %job.vault_name, duration_secs = secs, backup_size = job.backup_size, bytes_transferred = job.bytes_transferred, recovery_point = point, created_resource = job.created_resource_arn.as_deref().unwrap_or(""), "{kind} job completed");
     } else {
-        tracing::warn!(job = %job.id, kind = %kind, state, resource = %job.resource_arn, vault = %job.vault_name, duration_secs = secs, message = job.status_message.as_deref().unwrap_or(""), "{kind} job ended {state}");
+        tracing::warn!(job = %job.id, kind = %kind, state = %state, resource = %job.resource_arn, vault = %job.vault_name, duration_secs = secs, status = job.status_message.as_deref().unwrap_or(""), "{kind} job ended {state}");
     }
 }
 
@@ -397,18 +397,31 @@ pub(crate) fn job_changed(
 /// returns that job instead.
 pub(crate) fn enqueue(tx: &mut dyn Txn, job: &JobRecord) -> Result<JobRecord> {
     if let Some(token) = &job.idempotency_token {
-        let tkey = format!("{}:{}:{}:{token}", job.kind.tag(), job.account, job.region);
-        if let Some(existing) = tx.get(TOKENS, &tkey)? {
-            let id = String::from_utf8_lossy(&existing).to_string();
-            if let Some(j) = load_job(tx, job.kind, &job_key(&job.account, &job.region, &id))? {
-                return Ok(j);
-            }
+        if let Some(j) = by_token(tx, job.kind, &job.account, &job.region, token)? {
+            return Ok(j);
         }
+        let tkey = format!("{}:{}:{}:{token}", job.kind.tag(), job.account, job.region);
         tx.put(TOKENS, &tkey, job.id.as_bytes())?;
     }
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
     tx.put(QUEUE, &job.queue_key(), b"")?;
     Ok(job.clone())
+}
+
+/// The job a Start call with this idempotency token already made, if any.
+pub(crate) fn by_token(
+    tx: &mut dyn Txn,
+    kind: JobKind,
+    account: &str,
+    region: &str,
+    token: &str,
+) -> Result<Option<JobRecord>> {
+    let tkey = format!("{}:{account}:{region}:{token}", kind.tag());
+    let Some(existing) = tx.get(TOKENS, &tkey)? else {
+        return Ok(None);
+    };
+    let id = String::from_utf8_lossy(&existing).to_string();
+    load_job(tx, kind, &job_key(account, region, &id))
 }
 
 /// Rewrites up to `max` entries of the earlier layout `KIND:ACCOUNT:REGION:ID`; returns how

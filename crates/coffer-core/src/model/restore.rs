@@ -1,5 +1,6 @@
 //! What restore metadata asks for: the target directory, in-place or not, overwrite, and the
-//! items to restore. StartRestoreJob checks it with [`plan`] before the job is queued, and the
+//! items to restore. StartRestoreJob checks it with [`plan`] before the job is queued (and
+//! refuses a target it can already see is not empty, [`refuse_occupied_target`]), and the
 //! data plane reads it again with the same function when the job runs.
 
 use std::collections::BTreeMap;
@@ -95,4 +96,36 @@ pub(crate) fn plan(
         },
         in_place,
     })
+}
+
+/// Refuses, when the job is started, a new-location restore into a target that already holds
+/// something (a non-empty directory, or a file where the directory should be), unless the
+/// metadata says `overwrite`: the run would fail on it anyway, and the caller learns now, with
+/// the way out named. A target that fills up between this check and the run is still refused
+/// by the run. A target that cannot be read is left for the run to report.
+pub(crate) fn refuse_occupied_target(plan: &RestorePlan) -> Result<()> {
+    if plan.in_place || plan.options.overwrite {
+        return Ok(());
+    }
+    let t = &plan.target;
+    let occupied = match std::fs::symlink_metadata(t) {
+        Err(_) => false,
+        Ok(m) if m.is_dir() => std::fs::read_dir(t).is_ok_and(|mut d| d.next().is_some()),
+        Ok(m) if m.file_type().is_symlink() => false,
+        Ok(_) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "targetPath '{}' is a file, not a directory; choose a directory that is empty or does not exist yet.",
+                t.display()
+            ))
+            .into());
+        }
+    };
+    if occupied {
+        return Err(ApiError::invalid_parameter(format!(
+            "The restore target '{}' is not empty. Choose an empty or new targetPath, or set overwrite=true in the restore metadata to restore over what is there (files that differ are replaced, others kept).",
+            t.display()
+        ))
+        .into());
+    }
+    Ok(())
 }

@@ -358,14 +358,62 @@ async fn backup_restore_copy_round_trip_byte_for_byte() {
     );
     assert_eq!(snapshot(&target), snapshot(&src));
 
-    // A non-empty target is refused unless asked to overwrite.
-    let r = restore(&c, &rp, &target).await;
-    assert_eq!(r.status(), Some(&RestoreJobStatus::Failed));
+    // A non-empty target is refused when the restore is started, unless asked to overwrite,
+    // and the message names the way out.
+    let err = c
+        .start_restore_job()
+        .recovery_point_arn(&rp)
+        .iam_role_arn(ROLE)
+        .metadata("targetPath", target.to_str().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    let err = err.into_service_error();
+    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
+    let msg = err.meta().message().unwrap_or_default().to_string();
     assert!(
-        r.status_message().unwrap().contains("not empty"),
-        "{:?}",
-        r.status_message()
+        msg.contains("is not empty") && msg.contains("overwrite=true"),
+        "{msg}"
     );
+    assert_eq!(snapshot(&target), snapshot(&src));
+    // A file where the target directory should be is refused the same way.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"mine").unwrap();
+    let err = c
+        .start_restore_job()
+        .recovery_point_arn(&rp)
+        .iam_role_arn(ROLE)
+        .metadata("targetPath", file.to_str().unwrap())
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
+    assert!(
+        err.meta()
+            .message()
+            .unwrap_or_default()
+            .contains("is a file"),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+
+    // A retried Start call (same idempotency token) gets its job back, although the job has
+    // filled its target since.
+    let retried = dir.path().join("retried");
+    let start = || {
+        c.start_restore_job()
+            .recovery_point_arn(&rp)
+            .iam_role_arn(ROLE)
+            .idempotency_token("restore-retried-1")
+            .metadata("targetPath", retried.to_str().unwrap())
+            .send()
+    };
+    let first = start().await.unwrap();
+    let done = wait_restore(&c, first.restore_job_id().unwrap()).await;
+    assert_eq!(done.status(), Some(&RestoreJobStatus::Completed));
+    let again = start().await.unwrap();
+    assert_eq!(again.restore_job_id(), first.restore_job_id());
 
     // Item-level restore.
     let items = dir.path().join("items");
@@ -460,13 +508,20 @@ async fn backup_restore_copy_round_trip_byte_for_byte() {
         .await
         .unwrap();
     assert!(none.backup_jobs().is_empty());
-    let restores = c
-        .list_restore_jobs()
-        .by_status(RestoreJobStatus::Failed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(restores.restore_jobs().len(), 1);
+    // Four restores completed (to a new target, the retried one, item-level, from the
+    // copy); the one refused at StartRestoreJob never became a job.
+    for (status, n) in [
+        (RestoreJobStatus::Completed, 4),
+        (RestoreJobStatus::Failed, 0),
+    ] {
+        let restores = c
+            .list_restore_jobs()
+            .by_status(status.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(restores.restore_jobs().len(), n, "{status:?}");
+    }
 
     // Protected resources.
     let p = c

@@ -9,7 +9,9 @@
 //! - `inPlace`: `true` restores into the resource's own source, overwriting what differs. Only
 //!   when explicitly asked.
 //! - `overwrite`: `true` allows a non-empty `targetPath` (files that differ are replaced, others
-//!   kept). Without it a non-empty target is refused.
+//!   kept). Without it a non-empty target is refused: at StartRestoreJob when it is already
+//!   non-empty then (InvalidParameterValueException naming `overwrite=true`), by the run when
+//!   it filled up in between.
 //! - `ItemsToRestore`: a JSON array of paths inside the recovery point, relative to the backed-up
 //!   source (`["docs/a.txt", "photos"]`; a leading `/` is allowed), for item-level restore.
 //!
@@ -23,7 +25,9 @@ use coffer_api::{ApiError, RequestContext, Timestamp};
 use super::{Bounds, JobFilter, list_jobs};
 use crate::dataplane::Executor;
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, JobRecord, enqueue, get_job, job_key, load_job, save_job};
+use crate::model::jobs::{
+    JobKind, JobRecord, by_token, enqueue, get_job, job_key, load_job, save_job,
+};
 use crate::model::restore::*;
 use crate::model::states::{FromWire, JobState};
 use crate::model::{Meta, recovery_points, vaults};
@@ -51,7 +55,10 @@ pub(crate) async fn start_restore_job(
         ))
         .into());
     }
-    plan(&input.metadata, rp.source_path.as_deref())?;
+    let target = plan(&input.metadata, rp.source_path.as_deref())?;
+    if !already_started(plane, ctx, input.idempotency_token.as_deref()).await? {
+        refuse_occupied_target(&target)?;
+    }
     let now = plane.clock().now();
     let job = JobRecord {
         backup_size: rp.backup_size,
@@ -78,6 +85,24 @@ pub(crate) async fn start_restore_job(
     Ok(StartRestoreJobOutput {
         restore_job_id: Some(stored.id.clone()),
     })
+}
+
+/// Whether a StartRestoreJob with this idempotency token already made its job (the retry
+/// gets that job, whatever its target holds now).
+async fn already_started(
+    plane: &Executor,
+    ctx: &RequestContext,
+    token: Option<&str>,
+) -> Result<bool> {
+    let Some(token) = token.map(str::to_string) else {
+        return Ok(false);
+    };
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let found = plane
+        .store()
+        .read(move |tx| by_token(tx, JobKind::Restore, &a, &r, &token))
+        .await?;
+    Ok(found.is_some())
 }
 
 fn describe_output(j: &JobRecord) -> DescribeRestoreJobOutput {

@@ -49,6 +49,7 @@ pub use model::deletions::RemovalStatus;
 pub use model::error::Error;
 pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
 pub use model::inventory::{self, Inventory, ResourceEntry};
+pub use model::telemetry::{self, Telemetry};
 
 /// The Coffer service: domain state behind the AWS Backup API.
 #[derive(Clone)]

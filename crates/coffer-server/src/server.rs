@@ -158,6 +158,8 @@ pub async fn run(config: Config) -> Result<()> {
     for problem in inventory.replace(&config.resources) {
         tracing::warn!(%problem, "resource inventory");
     }
+    let metrics = crate::metrics::Metrics::new(config.metrics_token.clone());
+    coffer_core::telemetry::install(metrics.telemetry());
     let storage =
         VaultStorage::open(&data_dir).map_err(|e| anyhow::anyhow!("opening vault storage: {e}"))?;
     let coffer = Coffer::with_data_plane(
@@ -203,7 +205,7 @@ pub async fn run(config: Config) -> Result<()> {
             keys: Default::default(),
         },
         sign_ins: Default::default(),
-        metrics: crate::metrics::Metrics::new(config.metrics_token.clone()),
+        metrics,
     });
 
     let listener = TcpListener::bind(config.listen)

@@ -214,6 +214,17 @@ impl Txn for Recording<'_> {
     }
 }
 
+/// Told how long each transaction took, from the call to its answer (`true` for a write),
+/// for the server's metrics. Set once per process with [`set_latency_hook`].
+pub type LatencyHook = Arc<dyn Fn(bool, std::time::Duration) + Send + Sync>;
+
+static LATENCY_HOOK: std::sync::OnceLock<LatencyHook> = std::sync::OnceLock::new();
+
+/// Installs the process's [`LatencyHook`]; `false` when one is already installed.
+pub fn set_latency_hook(hook: LatencyHook) -> bool {
+    LATENCY_HOOK.set(hook).is_ok()
+}
+
 impl StoreHandle {
     /// A handle without a read cache (for backends shared by several nodes).
     pub fn new(store: Arc<dyn Store>) -> Self {
@@ -327,6 +338,20 @@ impl StoreHandle {
     }
 
     async fn run<R, E, F>(&self, f: F, write: bool) -> std::result::Result<R, E>
+    where
+        F: FnOnce(&mut dyn Txn) -> std::result::Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        let result = self.run_timed(f, write).await;
+        if let Some(hook) = LATENCY_HOOK.get() {
+            hook(write, started.elapsed());
+        }
+        result
+    }
+
+    async fn run_timed<R, E, F>(&self, f: F, write: bool) -> std::result::Result<R, E>
     where
         F: FnOnce(&mut dyn Txn) -> std::result::Result<R, E> + Send + 'static,
         R: Send + 'static,

@@ -14,7 +14,7 @@ use crate::model::error::Result;
 use crate::model::paging::scan_all;
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::StorageClass;
-use crate::model::{events, recovery_points, retention, vaults};
+use crate::model::{events, recovery_points, retention, telemetry, vaults};
 
 /// What one sweep did, and when the next transition is due.
 #[derive(Debug, Clone, Copy, Default)]
@@ -129,11 +129,13 @@ pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Res
         }
         match apply_step(plane, key, now).await? {
             Some(LifecycleStep::Delete) => {
+                telemetry::lifecycle_action("delete");
                 tracing::info!(recovery_point = %rp.arn, vault = %rp.vault_name, resource = %rp.resource_arn, "lifecycle deleted a recovery point");
                 done.deleted += 1;
                 any_deleted = true;
             }
             Some(LifecycleStep::MoveToCold) => {
+                telemetry::lifecycle_action("move_to_cold");
                 tracing::info!(recovery_point = %rp.arn, vault = %rp.vault_name, resource = %rp.resource_arn, "lifecycle moved a recovery point to cold storage");
                 done.moved_to_cold += 1;
             }

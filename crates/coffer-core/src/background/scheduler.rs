@@ -309,6 +309,9 @@ pub(crate) async fn fire_due(
             .write(move |tx| fire(tx, &d, now, &inventory))
             .await?;
         if let Some((created, expired)) = fired {
+            crate::model::telemetry::plan_fired(
+                (now - at).num_milliseconds().max(0) as f64 / 1000.0,
+            );
             tracing::info!(plan = %plan, rule = %rule, scheduled = %at.to_rfc3339_opts(SecondsFormat::Secs, true), jobs = created, expired, "backup plan fired");
             done.firings += 1;
             done.backup_jobs += created;

@@ -18,7 +18,7 @@ pub(crate) use crate::model::queue::job_key;
 use crate::model::recovery_points::RecoveryPointRecord;
 pub(crate) use crate::model::states::{JobKind, JobState};
 use crate::model::vaults::VaultRecord;
-use crate::model::{Meta, arn, queue, settings, vault_policy, vaults};
+use crate::model::{Meta, arn, queue, settings, telemetry, vault_policy, vaults};
 
 use std::collections::BTreeMap;
 
@@ -248,9 +248,11 @@ fn log_transition(job: &JobRecord) {
         return;
     }
     let secs = match (job.started_at, job.completion_date) {
-        (Some(s), Some(e)) => (e - s).num_milliseconds() as f64 / 1000.0,
+        (Some(s), Some(e)) => (e - s).num_milliseconds().max(0) as f64 / 1000.0,
         _ => 0.0,
     };
+    let bytes = job.bytes_transferred.max(0) as u64;
+    telemetry::job_ended(kind, state, secs, bytes);
     let point = job
         .dest_recovery_point_arn
         .as_deref()

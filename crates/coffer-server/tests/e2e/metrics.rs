@@ -11,7 +11,7 @@ use crate::harness::*;
 const EFS: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-metered";
 
 /// The samples of a scrape: `name{labels}` as written, to its value.
-fn samples(text: &str) -> HashMap<String, f64> {
+pub(crate) fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
@@ -27,7 +27,7 @@ async fn scrape(server: &Server, headers: &[(&str, &str)]) -> (u16, String, Hash
     (status, head, s)
 }
 
-fn value(s: &HashMap<String, f64>, key: &str) -> f64 {
+pub(crate) fn value(s: &HashMap<String, f64>, key: &str) -> f64 {
     s.get(key).copied().unwrap_or(0.0)
 }
 
@@ -149,6 +149,41 @@ async fn metrics_move_with_requests_jobs_and_vaults() {
         1.0
     );
     assert_eq!(value(&after, job_done), 1.0, "{after:#?}");
+    // What the domain reported as the job ran: its end, duration, bytes, and the store's
+    // transactions.
+    let ended = r#"{kind="backup",state="COMPLETED"}"#;
+    assert_eq!(
+        value(&after, &format!("coffer_jobs_ended_total{ended}")),
+        1.0,
+        "{after:#?}"
+    );
+    assert_eq!(
+        value(&after, &format!("coffer_job_duration_seconds_count{ended}")),
+        1.0
+    );
+    let transferred = c
+        .describe_backup_job()
+        .backup_job_id(&job)
+        .send()
+        .await
+        .unwrap()
+        .bytes_transferred
+        .unwrap();
+    assert!(transferred > 0);
+    assert_eq!(
+        value(
+            &after,
+            r#"coffer_job_transferred_bytes_total{kind="backup"}"#
+        ),
+        transferred as f64
+    );
+    for kind in ["read", "write"] {
+        let n = value(
+            &after,
+            &format!(r#"coffer_store_transaction_duration_seconds_count{{kind="{kind}"}}"#),
+        );
+        assert!(n >= 1.0, "{kind}: {after:#?}");
+    }
     assert_eq!(value(&after, points), 1.0);
     assert!(value(&after, bytes) >= 100_000.0, "{after:#?}");
     assert_eq!(value(&after, "coffer_notifications_pending"), 0.0);

@@ -320,4 +320,20 @@ async fn the_log_tells_what_ran() {
         !text.contains("rustic_core"),
         "engine chatter at INFO: {text}"
     );
+
+    // The metrics counted the same story: three firings on time (no lag on the development
+    // clock's steps), three completed backups, the deletions.
+    let (_, _, body) = server.raw("GET", "/metrics", &[], b"").await;
+    let m = crate::metrics::samples(&body);
+    let value = |k: &str| crate::metrics::value(&m, k);
+    assert_eq!(value("coffer_scheduler_lag_seconds_count"), 3.0, "{body}");
+    assert_eq!(value("coffer_scheduler_lag_seconds_sum"), 0.0, "{body}");
+    assert_eq!(
+        value(r#"coffer_jobs_ended_total{kind="backup",state="COMPLETED"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(r#"coffer_lifecycle_actions_total{action="delete"}"#),
+        deleted as f64
+    );
 }

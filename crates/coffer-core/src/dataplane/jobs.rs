@@ -141,7 +141,8 @@ async fn end_failed_run(meta: &Meta, job: &JobRecord, message: String, transient
 
 /// The environment variable naming a point where jobs wait (a test hook): with
 /// `COFFER_TEST_PAUSE_AT=backup`, a backup job that starts running waits before it reads
-/// anything until it is cancelled (StopBackupJob, its completion window, shutdown), so tests
+/// anything (with `progress`, any job waits in the middle of its transfer, see
+/// [`JobControl::observer`]) until it is cancelled (StopBackupJob, its completion window, shutdown), so tests
 /// can act on a running job without racing it. Unset in production.
 pub(crate) const PAUSE_ENV: &str = "COFFER_TEST_PAUSE_AT";
 
@@ -318,9 +319,32 @@ impl JobControl {
             .clone()
     }
 
+    /// The engine's progress callback: keeps the latest progress for the heartbeat to save.
+    /// With [`PAUSE_ENV`] `=progress` (a test hook), the first report with bytes done that is
+    /// not the end holds the engine there until the job is cancelled, so a test can read
+    /// the progress of a job caught mid-transfer.
     pub fn observer(&self) -> impl Fn(&Progress) + Send + Sync + 'static {
         let p = self.progress.clone();
-        move |now: &Progress| *p.lock().unwrap_or_else(|e| e.into_inner()) = now.clone()
+        let hold = std::env::var(PAUSE_ENV).ok().as_deref() == Some("progress");
+        let (cancel, waiting, changed) = (
+            self.cancel.clone(),
+            self.waiting.clone(),
+            self.changed.clone(),
+        );
+        move |now: &Progress| {
+            *p.lock().unwrap_or_else(|e| e.into_inner()) = now.clone();
+            let mid_transfer = now.bytes_done > 0 && now.percent().is_some_and(|x| x < 100.0);
+            if hold && mid_transfer && !cancel.is_cancelled() {
+                // The engine calls this on its blocking thread: waiting here holds the job.
+                waiting.store(true, Ordering::SeqCst);
+                changed.notify_waiters();
+                while !cancel.is_cancelled() {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                waiting.store(false, Ordering::SeqCst);
+                changed.notify_waiters();
+            }
+        }
     }
 }
 

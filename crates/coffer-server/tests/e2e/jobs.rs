@@ -873,6 +873,60 @@ async fn start_backup_and_wait_until_running(c: &Client) -> String {
     }
 }
 
+/// A backup caught in the middle of its transfer (the `progress` pause point holds the
+/// engine after its first bytes) reports its progress through DescribeBackupJob and
+/// ListBackupJobs: RUNNING, some bytes transferred, a PercentDone strictly between 0 and 100.
+#[tokio::test]
+async fn a_running_backup_reports_its_progress() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Incompressible data in several files, so the transfer reports as it goes.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..8 {
+        let bytes: Vec<u8> = (0..2_000_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        std::fs::write(src.join(format!("f{i}.bin")), bytes).unwrap();
+    }
+    config(dir.path(), &src, &dir.path().join("disk"));
+    let server = start_with_env(dir.path(), &[], &[("COFFER_TEST_PAUSE_AT", "progress")]).await;
+    let c = server.client();
+    let id = start_backup_and_wait_until_running(&c).await;
+    let j = wait_until(
+        "the running backup reports bytes and a percentage",
+        60,
+        || async {
+            let j = c
+                .describe_backup_job()
+                .backup_job_id(&id)
+                .send()
+                .await
+                .unwrap();
+            let pct: f64 = j.percent_done().unwrap_or("0").parse().unwrap();
+            (j.bytes_transferred().unwrap_or(0) > 0 && pct > 0.0).then_some(j)
+        },
+    )
+    .await;
+    assert_eq!(j.state(), Some(&BackupJobState::Running));
+    let pct: f64 = j.percent_done().unwrap().parse().unwrap();
+    assert!(pct > 0.0 && pct < 100.0, "{pct}");
+    assert!(j.bytes_transferred().unwrap() < 16_000_000);
+    let listed = c.list_backup_jobs().send().await.unwrap();
+    let row = &listed.backup_jobs()[0];
+    assert_eq!(row.backup_job_id(), Some(id.as_str()));
+    assert!(row.bytes_transferred().unwrap() > 0);
+    // Stopped where it was held: no recovery point.
+    c.stop_backup_job().backup_job_id(&id).send().await.unwrap();
+    let j = wait_backup(&c, &id).await;
+    assert_eq!(j.state(), Some(&BackupJobState::Aborted));
+}
+
 #[tokio::test]
 async fn a_running_backup_can_be_stopped() {
     let dir = temp_dir();

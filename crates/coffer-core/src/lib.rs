@@ -34,7 +34,7 @@ use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    legal_holds, plans, protected, recovery_points, selections, settings, tags, templates,
+    airgap, legal_holds, plans, protected, recovery_points, selections, settings, tags, templates,
     vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
@@ -236,6 +236,16 @@ impl BackupService for Coffer {
         input: DeleteBackupVaultInput,
     ) -> Result<(), ApiError> {
         Ok(vaults::delete(self.meta(), ctx, input).await?)
+    }
+
+    // Air-gapped vaults and tiering
+
+    async fn create_logically_air_gapped_backup_vault(
+        &self,
+        ctx: &RequestContext,
+        input: CreateLogicallyAirGappedBackupVaultInput,
+    ) -> Result<CreateLogicallyAirGappedBackupVaultOutput, ApiError> {
+        Ok(airgap::create(self.meta(), ctx, input).await?)
     }
 
     async fn tag_resource(

@@ -8,6 +8,7 @@
 //! the runner's signals). This layer imports the model and data-plane layers, never the
 //! workers (background) or the service wiring above it.
 
+pub(crate) mod airgap;
 pub(crate) mod jobs;
 pub(crate) mod legal_holds;
 pub(crate) mod plans;

@@ -11,8 +11,9 @@ use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
-use crate::model::{recovery_points, vaults};
+use crate::model::{recovery_points, retention, vaults};
 use chrono::{DateTime, Utc};
+use coffer_api::ApiError;
 use coffer_engine::{BackupOutcome, SnapshotRef, SourceSpec};
 use coffer_store::Txn;
 
@@ -29,6 +30,11 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let Some((resource, vault)) = locate(plane, job).await? else {
         return Ok(());
     };
+    if let Some(message) = refusal(&vault, job) {
+        tracing::info!(job = %job.id, vault = %vault.name, %message, "the vault refused the backup");
+        finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
+        return Ok(());
+    }
     if pause_point("backup", control).await {
         let cancelled = coffer_engine::Error::Cancelled;
         engine_stopped(plane, job, control, &cancelled, JobState::Aborted).await;
@@ -109,6 +115,18 @@ async fn locate(plane: &Executor, job: &JobRecord) -> Result<Option<(Resource, V
     Ok(Some((resource, vault)))
 }
 
+/// Why `vault` does not take this job's recovery point: an air-gapped vault takes copies
+/// only; a lock (or an air-gapped vault's retention bounds) refuses a retention outside them.
+fn refusal(vault: &VaultRecord, job: &JobRecord) -> Option<String> {
+    if vault.air_gapped {
+        return Some(format!(
+            "Backup vault '{}' is a logically air-gapped backup vault: recovery points reach it only by copy (StartCopyJob, a rule's copy action or TargetLogicallyAirGappedBackupVaultArn). Back up into a backup vault and copy from there.",
+            vault.name
+        ));
+    }
+    retention::admission_blocker(vault, job.lifecycle.as_ref())
+}
+
 /// The recovery point a completed backup makes.
 fn recovery_point(
     job: &JobRecord,
@@ -187,6 +205,13 @@ async fn complete(
             };
             if j.is_terminal() {
                 return Ok(());
+            }
+            // The vault's lock may have changed while the job ran: the point enters only if
+            // the lock the vault has now admits it.
+            let vault_key = vaults::key(&rp.account, &rp.region, &rp.vault_name);
+            let vault = vaults::load(tx, &vault_key, &rp.vault_name)?;
+            if let Some(message) = refusal(&vault, &j) {
+                return Err(ApiError::invalid_request(message).into());
             }
             recovery_points::insert(tx, &rp, &rp_tags)?;
             start_copy_actions(tx, &j, &rp, now)?;

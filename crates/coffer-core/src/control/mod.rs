@@ -18,6 +18,7 @@ pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;
 pub(crate) mod templates;
+pub(crate) mod tiering;
 pub(crate) mod vault_lock;
 pub(crate) mod vault_notifications;
 pub(crate) mod vault_policy;

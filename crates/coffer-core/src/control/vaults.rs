@@ -140,52 +140,21 @@ pub(crate) async fn list(
             next_token: None,
         });
     }
-    let mut start = match &input.next_token {
-        Some(t) => Some(paging::decode(t, &prefix)?),
-        None => None,
-    };
-    let limit = paging::page_size(input.max_results);
-    let wanted = |v: &VaultRecord| {
-        input
-            .by_vault_type
-            .as_ref()
-            .is_none_or(|t| *t == v.vault_type())
-    };
-    // Read on until the page is full (or the scope ends): a type filter skips rows.
-    let mut list = Vec::new();
-    let mut last = None;
-    let mut more = false;
-    loop {
-        let rows = meta
-            .store()
-            .scan_cached(TABLE, &prefix, start.as_deref(), limit + 1)
-            .await?;
-        let exhausted = rows.len() <= limit;
-        for (k, v) in rows.iter() {
-            let v: VaultRecord = serde_json::from_slice(v)?;
-            if !wanted(&v) {
-                start = Some(k.clone());
-                continue;
-            }
-            if list.len() == limit {
-                more = true;
-                break;
-            }
-            list.push(v.list_member());
-            last = Some(k.clone());
-            start = Some(k.clone());
-        }
-        if more || exhausted {
-            break;
-        }
-    }
+    let wanted = input.by_vault_type.clone();
+    let (next_token, max) = (input.next_token.clone(), input.max_results);
+    let (list, next_token) = meta
+        .store()
+        .read(move |tx| {
+            paging::scan_page(tx, TABLE, &prefix, next_token.as_deref(), max, |_, v| {
+                let v: VaultRecord = serde_json::from_slice(v)?;
+                let keep = wanted.as_ref().is_none_or(|t| *t == v.vault_type());
+                Ok(keep.then(|| v.list_member()))
+            })
+        })
+        .await?;
     Ok(ListBackupVaultsOutput {
         backup_vault_list: Some(list),
-        next_token: if more {
-            last.as_deref().map(paging::encode)
-        } else {
-            None
-        },
+        next_token,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Vault lock on jobs and logically air-gapped vaults, with real data: a backup or copy whose
 //! retention breaks the destination's lock ends FAILED and leaves no recovery point; an
 //! air-gapped vault is created, described, listed, takes recovery points only by copy, keeps
-//! them for its minimum retention, and a restore from it gives back the bytes backed up.
+//! them for its minimum retention, and a restore from it gives back the bytes backed up;
+//! tiering configurations are validated, recorded, listed, updated, deleted and kept.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 use aws_sdk_backup::Client;
 use aws_sdk_backup::error::ProvideErrorMetadata;
 use aws_sdk_backup::types::{
-    BackupJobState, CopyJob, CopyJobState, Lifecycle, RestoreJobStatus, VaultState, VaultType,
+    BackupJobState, CopyJob, CopyJobState, Lifecycle, ResourceSelection, RestoreJobStatus,
+    TieringConfigurationInputForCreate, TieringConfigurationInputForUpdate, VaultState, VaultType,
 };
 
 use crate::harness::*;
@@ -609,4 +611,308 @@ async fn air_gapped_vaults_take_copies_only_keep_them_and_restore_them() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("ResourceNotFoundException"));
+}
+
+fn s3_selection(resources: &[&str], days: i32) -> ResourceSelection {
+    let mut b = ResourceSelection::builder()
+        .resource_type("S3")
+        .tiering_down_settings_in_days(days);
+    for r in resources {
+        b = b.resources(*r);
+    }
+    b.build().unwrap()
+}
+
+fn tiering(name: &str, vault: &str, sel: ResourceSelection) -> TieringConfigurationInputForCreate {
+    TieringConfigurationInputForCreate::builder()
+        .tiering_configuration_name(name)
+        .backup_vault_name(vault)
+        .resource_selection(sel)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tiering_configurations_are_validated_recorded_and_kept() {
+    let dir = temp_dir();
+    let (server, _src) = start(dir.path()).await;
+    let c = server.client();
+    create_vault(&c, "plain").await;
+    create_vault(&c, "other").await;
+
+    // Refusals name what to fix; none stores anything.
+    let bucket = "arn:aws:s3:::my-bucket";
+    for (conf, code, says) in [
+        (
+            tiering("t1", "missing", s3_selection(&["*"], 60)),
+            "InvalidParameterValueException",
+            "missing",
+        ),
+        (
+            tiering("t1", "plain", s3_selection(&["*"], 59)),
+            "InvalidParameterValueException",
+            "",
+        ),
+        (
+            tiering("t1", "plain", s3_selection(&["*", bucket], 60)),
+            "InvalidParameterValueException",
+            "Resources",
+        ),
+        (
+            tiering(
+                "t1",
+                "plain",
+                s3_selection(&["arn:aws:ec2:us-east-1:111122223333:volume/v"], 60),
+            ),
+            "InvalidParameterValueException",
+            "not an S3 bucket ARN",
+        ),
+    ] {
+        let err = c
+            .create_tiering_configuration()
+            .tiering_configuration(conf)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(code), "{says}: {:?}", err.message());
+        assert!(
+            err.message().unwrap_or_default().contains(says),
+            "{:?}",
+            err.message()
+        );
+    }
+    let mut ebs = s3_selection(&["*"], 60);
+    ebs.resource_type = "EBS".into();
+    let err = c
+        .create_tiering_configuration()
+        .tiering_configuration(tiering("t1", "plain", ebs))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().unwrap().contains("ResourceType must be S3"),
+        "{:?}",
+        err.message()
+    );
+    let listed = c.list_tiering_configurations().send().await.unwrap();
+    assert!(listed.tiering_configurations().is_empty());
+
+    // One for every vault, with tags, retried safely.
+    let all = c
+        .create_tiering_configuration()
+        .tiering_configuration(tiering("every_vault", "*", s3_selection(&["*"], 90)))
+        .creator_request_id("req-1")
+        .tiering_configuration_tags("owner", "ops")
+        .send()
+        .await
+        .unwrap();
+    let all_arn = format!("arn:aws:backup:us-east-1:{ACCOUNT}:tiering-configuration:every_vault");
+    assert_eq!(all.tiering_configuration_arn(), Some(all_arn.as_str()));
+    let again = c
+        .create_tiering_configuration()
+        .tiering_configuration(tiering("every_vault", "*", s3_selection(&["*"], 90)))
+        .creator_request_id("req-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.creation_time(), all.creation_time());
+    let err = c
+        .create_tiering_configuration()
+        .tiering_configuration(tiering("every_vault", "plain", s3_selection(&["*"], 90)))
+        .creator_request_id("req-2")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("AlreadyExistsException"));
+    let err = c
+        .create_tiering_configuration()
+        .tiering_configuration(tiering("second_all", "*", s3_selection(&["*"], 90)))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"));
+    assert!(
+        err.message().unwrap().contains("every_vault"),
+        "{:?}",
+        err.message()
+    );
+
+    c.create_tiering_configuration()
+        .tiering_configuration(tiering(
+            "buckets",
+            "plain",
+            s3_selection(&[bucket, "arn:aws:s3:::logs"], 120),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_tiering_configuration()
+        .tiering_configuration_name("buckets")
+        .send()
+        .await
+        .unwrap()
+        .tiering_configuration
+        .unwrap();
+    assert_eq!(got.backup_vault_name(), "plain");
+    assert_eq!(got.resource_selection().len(), 1);
+    assert_eq!(
+        got.resource_selection()[0].resources(),
+        [bucket, "arn:aws:s3:::logs"]
+    );
+    assert_eq!(
+        got.resource_selection()[0].tiering_down_settings_in_days(),
+        120
+    );
+    // The SDK fills in a CreatorRequestId (an idempotency token) when none is given.
+    assert!(got.creator_request_id().is_some_and(|id| !id.is_empty()));
+    let tags = c.list_tags().resource_arn(&all_arn).send().await.unwrap();
+    assert_eq!(
+        tags.tags().unwrap().get("owner").map(String::as_str),
+        Some("ops")
+    );
+
+    // Listed by name, page by page.
+    let first = c
+        .list_tiering_configurations()
+        .max_results(1)
+        .send()
+        .await
+        .unwrap();
+    let second = c
+        .list_tiering_configurations()
+        .max_results(1)
+        .next_token(first.next_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<_> = first
+        .tiering_configurations()
+        .iter()
+        .chain(second.tiering_configurations())
+        .map(|t| {
+            (
+                t.tiering_configuration_name().unwrap().to_string(),
+                t.backup_vault_name().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("buckets".to_string(), "plain".to_string()),
+            ("every_vault".to_string(), "*".to_string())
+        ]
+    );
+    assert_eq!(second.next_token(), None);
+
+    // Updated: another vault and period; a vault another configuration has is refused.
+    let err = c
+        .update_tiering_configuration()
+        .tiering_configuration_name("buckets")
+        .tiering_configuration(
+            TieringConfigurationInputForUpdate::builder()
+                .backup_vault_name("*")
+                .resource_selection(s3_selection(&["*"], 60))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"));
+    let updated = c
+        .update_tiering_configuration()
+        .tiering_configuration_name("buckets")
+        .tiering_configuration(
+            TieringConfigurationInputForUpdate::builder()
+                .backup_vault_name("other")
+                .resource_selection(s3_selection(&[bucket], 365))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(updated.last_updated_time().unwrap().secs() >= updated.creation_time().unwrap().secs());
+    let err = c
+        .update_tiering_configuration()
+        .tiering_configuration_name("nope")
+        .tiering_configuration(
+            TieringConfigurationInputForUpdate::builder()
+                .backup_vault_name("plain")
+                .resource_selection(s3_selection(&["*"], 60))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+    // "plain" is free again: a new configuration may take it.
+    c.create_tiering_configuration()
+        .tiering_configuration(tiering("plain_again", "plain", s3_selection(&["*"], 60)))
+        .send()
+        .await
+        .unwrap();
+
+    // Deleted with its tags.
+    c.delete_tiering_configuration()
+        .tiering_configuration_name("every_vault")
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .get_tiering_configuration()
+        .tiering_configuration_name("every_vault")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+    let err = c
+        .delete_tiering_configuration()
+        .tiering_configuration_name("every_vault")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+    let err = c
+        .list_tags()
+        .resource_arn(&all_arn)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+
+    // Kept across a restart.
+    server.terminate(std::time::Duration::from_secs(20)).await;
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("coffer.toml");
+    let server = Server::start(&[
+        "--dev",
+        "--auth",
+        "sigv4",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+    .await;
+    let c = server.client();
+    let got = c
+        .get_tiering_configuration()
+        .tiering_configuration_name("buckets")
+        .send()
+        .await
+        .unwrap()
+        .tiering_configuration
+        .unwrap();
+    assert_eq!(got.backup_vault_name(), "other");
+    assert_eq!(got.resource_selection()[0].resources(), [bucket]);
+    assert_eq!(
+        got.resource_selection()[0].tiering_down_settings_in_days(),
+        365
+    );
+    let listed = c.list_tiering_configurations().send().await.unwrap();
+    assert_eq!(listed.tiering_configurations().len(), 2);
 }

@@ -916,3 +916,141 @@ async fn tiering_configurations_are_validated_recorded_and_kept() {
     let listed = c.list_tiering_configurations().send().await.unwrap();
     assert_eq!(listed.tiering_configurations().len(), 2);
 }
+
+#[tokio::test]
+async fn a_rule_targeting_an_air_gapped_vault_copies_each_backup_into_it() {
+    use aws_sdk_backup::types::{BackupPlanInput, BackupRuleInput, BackupSelection};
+    const DAY: i64 = 86_400;
+    let dir = temp_dir();
+    let (server, src) = start(dir.path()).await;
+    let c = server.client();
+    create_vault(&c, "plain").await;
+    c.create_logically_air_gapped_backup_vault()
+        .backup_vault_name("gap")
+        .min_retention_days(7)
+        .max_retention_days(30)
+        .send()
+        .await
+        .unwrap();
+    let plan = c
+        .create_backup_plan()
+        .backup_plan(
+            BackupPlanInput::builder()
+                .backup_plan_name("daily")
+                .rules(
+                    BackupRuleInput::builder()
+                        .rule_name("daily")
+                        .target_backup_vault_name("plain")
+                        .target_logically_air_gapped_backup_vault_arn(vault_arn("gap"))
+                        .schedule_expression("cron(0 5 ? * * *)")
+                        .lifecycle(keep(10))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.create_backup_selection()
+        .backup_plan_id(plan.backup_plan_id().unwrap())
+        .backup_selection(
+            BackupSelection::builder()
+                .selection_name("gap-source")
+                .iam_role_arn(ROLE)
+                .resources(EFS_ARN)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // To 06:00 after the next midnight: the rule fires at every 05:00 on the way (once or
+    // twice, depending on the hour the test starts), and each backup is copied.
+    let midnight = (server.clock_secs().await / DAY + 1) * DAY;
+    server
+        .move_clock(&format!(
+            "{{\"set\": \"{}\"}}",
+            rfc3339(midnight + 6 * 3600)
+        ))
+        .await;
+    let jobs = wait_until(
+        "the rule's copies into the air-gapped vault",
+        120,
+        || async {
+            let backups = c.list_backup_jobs().send().await.unwrap();
+            let copies = c.list_copy_jobs().send().await.unwrap();
+            let ended = !copies.copy_jobs().is_empty()
+                && copies.copy_jobs().len() == backups.backup_jobs().len()
+                && copies.copy_jobs().iter().all(|j| {
+                    !matches!(
+                        j.state(),
+                        Some(CopyJobState::Created | CopyJobState::Running)
+                    )
+                });
+            ended.then(|| copies.copy_jobs().to_vec())
+        },
+    )
+    .await;
+    let mut copied = Vec::new();
+    for job in &jobs {
+        assert_eq!(
+            job.state(),
+            Some(&CopyJobState::Completed),
+            "{:?}",
+            job.status_message()
+        );
+        assert_eq!(
+            job.destination_backup_vault_arn(),
+            Some(vault_arn("gap").as_str())
+        );
+        assert_eq!(
+            job.destination_recovery_point_lifecycle()
+                .and_then(|l| l.delete_after_days()),
+            Some(10)
+        );
+        copied.push(job.destination_recovery_point_arn().unwrap().to_string());
+    }
+    let mut in_gap = points_in(&c, "gap").await;
+    in_gap.sort();
+    copied.sort();
+    assert_eq!(in_gap, copied);
+    assert_eq!(points_in(&c, "plain").await.len(), jobs.len());
+    let copied = copied[0].clone();
+
+    // The copy holds the data.
+    let target = dir.path().join("restored");
+    let id = c
+        .start_restore_job()
+        .recovery_point_arn(&copied)
+        .iam_role_arn(ROLE)
+        .metadata("targetPath", target.to_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .restore_job_id
+        .unwrap();
+    let done = wait_until("the restore", 120, || async {
+        let j = c
+            .describe_restore_job()
+            .restore_job_id(&id)
+            .send()
+            .await
+            .unwrap();
+        let ended = !matches!(
+            j.status(),
+            Some(RestoreJobStatus::Pending | RestoreJobStatus::Running)
+        );
+        ended.then_some(j)
+    })
+    .await;
+    assert_eq!(
+        done.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        done.status_message()
+    );
+    assert_eq!(files(&target), files(&src));
+}

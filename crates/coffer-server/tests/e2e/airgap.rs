@@ -947,6 +947,16 @@ async fn a_rule_targeting_an_air_gapped_vault_copies_each_backup_into_it() {
                         .build()
                         .unwrap(),
                 )
+                // A rule backing up straight into the air-gapped vault: its jobs fail.
+                .rules(
+                    BackupRuleInput::builder()
+                        .rule_name("direct")
+                        .target_backup_vault_name("gap")
+                        .schedule_expression("cron(0 5 ? * * *)")
+                        .lifecycle(keep(10))
+                        .build()
+                        .unwrap(),
+                )
                 .build()
                 .unwrap(),
         )
@@ -980,7 +990,12 @@ async fn a_rule_targeting_an_air_gapped_vault_copies_each_backup_into_it() {
         "the rule's copies into the air-gapped vault",
         120,
         || async {
-            let backups = c.list_backup_jobs().send().await.unwrap();
+            let backups = c
+                .list_backup_jobs()
+                .by_backup_vault_name("plain")
+                .send()
+                .await
+                .unwrap();
             let copies = c.list_copy_jobs().send().await.unwrap();
             let ended = !copies.copy_jobs().is_empty()
                 && copies.copy_jobs().len() == backups.backup_jobs().len()
@@ -1019,6 +1034,30 @@ async fn a_rule_targeting_an_air_gapped_vault_copies_each_backup_into_it() {
     assert_eq!(in_gap, copied);
     assert_eq!(points_in(&c, "plain").await.len(), jobs.len());
     let copied = copied[0].clone();
+    let direct = wait_until("the direct rule's jobs to end", 60, || async {
+        let jobs = c
+            .list_backup_jobs()
+            .by_backup_vault_name("gap")
+            .send()
+            .await
+            .unwrap();
+        let ended = jobs.backup_jobs().len() == in_gap.len()
+            && jobs.backup_jobs().iter().all(|j| {
+                !matches!(
+                    j.state(),
+                    Some(BackupJobState::Created | BackupJobState::Running)
+                )
+            });
+        ended.then(|| jobs.backup_jobs().to_vec())
+    })
+    .await;
+    for j in &direct {
+        assert_eq!(j.state(), Some(&BackupJobState::Failed));
+        let m = j.status_message().unwrap_or_default();
+        assert!(m.contains("logically air-gapped backup vault"), "{m}");
+        assert!(m.contains("only by copy"), "{m}");
+    }
+    assert_eq!(count_in(&c, "gap").await, in_gap.len() as i64);
 
     // The copy holds the data.
     let target = dir.path().join("restored");

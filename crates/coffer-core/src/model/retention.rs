@@ -48,7 +48,8 @@ pub(crate) fn removal_blocker(
 }
 
 /// Why a recovery point kept as `lifecycle` says (`DeleteAfterDays`; none: kept forever)
-/// cannot enter `vault`, as the message a failed backup or copy job shows; `None` when it can.
+/// cannot enter (or stay so in) `vault`, as the message a failed backup or copy job or a
+/// refused UpdateRecoveryPointLifecycle shows; `None` when it can.
 pub(crate) fn admission_blocker(
     vault: &vaults::VaultRecord,
     lifecycle: Option<&Lifecycle>,
@@ -57,7 +58,7 @@ pub(crate) fn admission_blocker(
     let days = lifecycle.and_then(|l| l.delete_after_days);
     let why = lock.check_retention(days).err()?;
     Some(format!(
-        "The {} '{}' failed the job: {why} Change the lifecycle (DeleteAfterDays) to fit between the vault's MinRetentionDays and MaxRetentionDays, or use another vault.",
+        "The {} '{}' does not accept this recovery point's retention: {why} Change the lifecycle (DeleteAfterDays) to fit between the vault's MinRetentionDays and MaxRetentionDays, or use another vault.",
         vault.kind_noun(),
         vault.name,
     ))

@@ -559,6 +559,32 @@ async fn air_gapped_vaults_take_copies_only_keep_them_and_restore_them() {
     assert_eq!(restored.len(), 3);
     assert_eq!(restored, files(&src));
 
+    // Its retention cannot be shortened below the vault's minimum afterwards.
+    let err = c
+        .update_recovery_point_lifecycle()
+        .backup_vault_name("gap")
+        .recovery_point_arn(&copied)
+        .lifecycle(keep(2))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidRequestException"));
+    assert!(
+        err.message()
+            .unwrap()
+            .contains("minimum retention of 7 days"),
+        "{:?}",
+        err.message()
+    );
+    let d = c
+        .describe_recovery_point()
+        .backup_vault_name("gap")
+        .recovery_point_arn(&copied)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.lifecycle().and_then(|l| l.delete_after_days()), Some(10));
+
     // Nothing leaves before its minimum retention: not the point, not the vault.
     let err = c
         .delete_recovery_point()

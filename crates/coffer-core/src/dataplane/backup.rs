@@ -1,6 +1,9 @@
 //! Running a backup job: the resource's source is read into the vault's repository, with the
 //! resource's latest recovery point in that vault as parent, and the new recovery point is
-//! recorded with the job's end (and the copy jobs of its rule) in one transaction.
+//! recorded with the job's end (and the copy jobs of its rule) in one transaction. A vault
+//! that does not take the point (an air-gapped vault, or a lock whose bounds the job's
+//! retention breaks; `model::retention`) fails the job before it reads anything, and again in
+//! that transaction if its lock changed while the job ran.
 
 use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish, pause_point};
 use crate::dataplane::{Executor, storage};

@@ -1,6 +1,8 @@
 //! Running a copy job: the recovery point's snapshot is copied into the destination vault's
 //! repository (created with the source's chunking so the two deduplicate alike) and recorded
-//! there as a new recovery point that keeps the source's creation date.
+//! there as a new recovery point that keeps the source's creation date. A destination whose
+//! lock (or air-gapped retention) the copy's retention breaks fails the job, at its start and
+//! in the recording transaction.
 
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;

@@ -34,8 +34,8 @@ use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    legal_holds, plans, protected, recovery_points, selections, settings, tags, templates,
-    vault_lock, vault_notifications, vault_policy, vaults,
+    airgap, legal_holds, plans, protected, recovery_points, selections, settings, tags, templates,
+    tiering, vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;
@@ -237,6 +237,57 @@ impl BackupService for Coffer {
         input: DeleteBackupVaultInput,
     ) -> Result<(), ApiError> {
         Ok(vaults::delete(self.meta(), ctx, input).await?)
+    }
+
+    // Air-gapped vaults and tiering
+
+    async fn create_logically_air_gapped_backup_vault(
+        &self,
+        ctx: &RequestContext,
+        input: CreateLogicallyAirGappedBackupVaultInput,
+    ) -> Result<CreateLogicallyAirGappedBackupVaultOutput, ApiError> {
+        Ok(airgap::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn create_tiering_configuration(
+        &self,
+        ctx: &RequestContext,
+        input: CreateTieringConfigurationInput,
+    ) -> Result<CreateTieringConfigurationOutput, ApiError> {
+        Ok(tiering::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn get_tiering_configuration(
+        &self,
+        ctx: &RequestContext,
+        input: GetTieringConfigurationInput,
+    ) -> Result<GetTieringConfigurationOutput, ApiError> {
+        Ok(tiering::get(self.meta(), ctx, input).await?)
+    }
+
+    async fn update_tiering_configuration(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateTieringConfigurationInput,
+    ) -> Result<UpdateTieringConfigurationOutput, ApiError> {
+        Ok(tiering::update(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_tiering_configurations(
+        &self,
+        ctx: &RequestContext,
+        input: ListTieringConfigurationsInput,
+    ) -> Result<ListTieringConfigurationsOutput, ApiError> {
+        Ok(tiering::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn delete_tiering_configuration(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteTieringConfigurationInput,
+    ) -> Result<DeleteTieringConfigurationOutput, ApiError> {
+        tiering::delete(self.meta(), ctx, input).await?;
+        Ok(DeleteTieringConfigurationOutput {})
     }
 
     async fn tag_resource(

@@ -616,6 +616,7 @@ mod tests {
             uid: "v-uid".into(),
             repo: None,
             lock: None,
+            air_gapped: false,
         };
         let saved = vault.clone();
         store

@@ -41,7 +41,7 @@ use crate::model::error::Result;
 use crate::model::inventory::Inventory;
 use crate::model::jobs::BackupJobSpec;
 use crate::model::plan_rules::{DEFAULT_COMPLETION_WINDOW_MINUTES, DEFAULT_START_WINDOW_MINUTES};
-use crate::model::{arn, jobs, plans, selections};
+use crate::model::{arn, jobs, plan_rules, plans, selections};
 use async_trait::async_trait;
 
 /// Each rule's next firing: key `ACCOUNT:REGION:PLANID:RULEID`.
@@ -375,7 +375,7 @@ fn job_template(
             backup_rule_cron: Some(d.expression.clone()),
             backup_rule_timezone: Some(d.timezone.clone()),
         }),
-        copy_actions: rule.copy_actions.clone().unwrap_or_default(),
+        copy_actions: plan_rules::rule_copy_actions(rule),
         expired_message,
     }
 }

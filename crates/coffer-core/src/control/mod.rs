@@ -8,6 +8,7 @@
 //! the runner's signals). This layer imports the model and data-plane layers, never the
 //! workers (background) or the service wiring above it.
 
+pub(crate) mod airgap;
 pub(crate) mod jobs;
 pub(crate) mod legal_holds;
 pub(crate) mod plans;
@@ -17,6 +18,7 @@ pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;
 pub(crate) mod templates;
+pub(crate) mod tiering;
 pub(crate) mod vault_lock;
 pub(crate) mod vault_notifications;
 pub(crate) mod vault_policy;

@@ -157,7 +157,11 @@ pub(crate) async fn update_lifecycle(
     let rp = meta
         .store()
         .write(move |tx| -> Result<RecoveryPointRecord> {
-            vaults::load(tx, &vaults::key(&a, &r, &input.backup_vault_name), &input.backup_vault_name)?;
+            let vault = vaults::load(tx, &vaults::key(&a, &r, &input.backup_vault_name), &input.backup_vault_name)?;
+            // A locked (or air-gapped) vault keeps its points within its bounds.
+            if let Some(why) = retention::admission_blocker(&vault, input.lifecycle.as_ref()) {
+                return Err(ApiError::invalid_request(why).into());
+            }
             let mut rp = find_in_vault(tx, &a, &r, &input.backup_vault_name, &input.recovery_point_arn)?;
             if rp.storage_class == StorageClass::Cold
                 && let Some(l) = &input.lifecycle

@@ -5,7 +5,8 @@
 //! any time. With it, the lock is in compliance mode: `LockDate` is the Coffer clock's now plus
 //! that many days; until then the lock can still be changed or removed, afterwards neither
 //! (InvalidRequestException), and the vault can only be deleted once it is empty. The lock is
-//! part of the vault's record, so it changes in the same transaction as the vault.
+//! part of the vault's record, so it changes in the same transaction as the vault. A
+//! logically air-gapped vault's retention bounds are a lock that can never be changed.
 
 use chrono::{DateTime, Duration, Utc};
 use coffer_api::types::*;
@@ -87,6 +88,12 @@ async fn change_lock(
             // Read the clock inside the transaction, so that no write can slip past a lock
             // date reached while it waited.
             let now = clock.now();
+            if v.air_gapped {
+                return Err(ApiError::invalid_request(format!(
+                    "Backup vault '{name}' is a logically air-gapped backup vault: its retention bounds (MinRetentionDays, MaxRetentionDays) were fixed at its creation and cannot be changed or removed."
+                ))
+                .into());
+            }
             if let Some(l) = &v.lock
                 && l.is_immutable(now)
             {

@@ -8,13 +8,12 @@ use crate::model::vaults::VaultRecord;
 use crate::model::vaults::*;
 use crate::model::{Meta, arn, paging, tags, vault_notifications, vault_policy};
 
-pub(crate) async fn create(
-    meta: &Meta,
+/// The encryption key a new vault names: the given KMS key ARN, or the account's default.
+pub(crate) fn encryption_key(
     ctx: &RequestContext,
-    input: CreateBackupVaultInput,
-) -> Result<CreateBackupVaultOutput> {
-    let now = meta.clock().now();
-    let (customer_key, encryption_key_arn) = match input.encryption_key_arn {
+    given: Option<String>,
+) -> Result<(EncryptionKeyType, String)> {
+    match given {
         Some(k) => {
             if arn::parse(&k).is_none_or(|a| a.service != "kms") {
                 return Err(ApiError::invalid_parameter(format!(
@@ -22,41 +21,57 @@ pub(crate) async fn create(
                 ))
                 .into());
             }
-            (true, k)
+            Ok((EncryptionKeyType::CustomerManagedKmsKey, k))
         }
-        None => (
-            false,
+        None => Ok((
+            EncryptionKeyType::AwsOwnedKmsKey,
             arn::default_encryption_key(&ctx.region, &ctx.account_id),
-        ),
-    };
-    let record = VaultRecord {
+        )),
+    }
+}
+
+/// A new vault of the caller's scope, before it is stored.
+pub(crate) fn new_record(
+    ctx: &RequestContext,
+    name: &str,
+    creator_request_id: Option<String>,
+    key: (EncryptionKeyType, String),
+    now: chrono::DateTime<chrono::Utc>,
+) -> VaultRecord {
+    VaultRecord {
         account: ctx.account_id.clone(),
         region: ctx.region.clone(),
-        name: input.backup_vault_name.clone(),
-        arn: arn::backup_vault(&ctx.region, &ctx.account_id, &input.backup_vault_name),
+        name: name.to_string(),
+        arn: arn::backup_vault(&ctx.region, &ctx.account_id, name),
         creation_date: now,
-        creator_request_id: input.creator_request_id.clone(),
-        encryption_key_arn,
-        encryption_key_type: if customer_key {
-            EncryptionKeyType::CustomerManagedKmsKey
-        } else {
-            EncryptionKeyType::AwsOwnedKmsKey
-        },
+        creator_request_id,
+        encryption_key_arn: key.1,
+        encryption_key_type: key.0,
         recovery_points: 0,
         uid: uuid::Uuid::new_v4().to_string(),
         repo: None,
         lock: None,
-    };
-    let k = key(&ctx.account_id, &ctx.region, &record.name);
-    let initial_tags = input.backup_vault_tags.unwrap_or_default();
+        air_gapped: false,
+    }
+}
+
+/// Stores a new vault with its tags in one transaction. A vault of that name made by the same
+/// CreatorRequestId (and of the same type) is the answer to a retried request and is returned
+/// as it is; any other vault of that name is AlreadyExistsException.
+pub(crate) async fn store_new(
+    meta: &Meta,
+    record: VaultRecord,
+    initial_tags: tags::Tags,
+) -> Result<VaultRecord> {
     tags::check_initial(&initial_tags)?;
-    let stored = meta
-        .store()
+    let k = key(&record.account, &record.region, &record.name);
+    meta.store()
         .write(move |tx| -> Result<VaultRecord> {
             if let Some(existing) = tx.get(TABLE, &k)? {
                 let existing: VaultRecord = serde_json::from_slice(&existing)?;
                 if existing.creator_request_id.is_some()
                     && existing.creator_request_id == record.creator_request_id
+                    && existing.air_gapped == record.air_gapped
                 {
                     return Ok(existing);
                 }
@@ -74,7 +89,23 @@ pub(crate) async fn create(
             tags::set(tx, &record.arn, &initial_tags)?;
             Ok(record)
         })
-        .await?;
+        .await
+}
+
+pub(crate) async fn create(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: CreateBackupVaultInput,
+) -> Result<CreateBackupVaultOutput> {
+    let key = encryption_key(ctx, input.encryption_key_arn)?;
+    let record = new_record(
+        ctx,
+        &input.backup_vault_name,
+        input.creator_request_id,
+        key,
+        meta.clock().now(),
+    );
+    let stored = store_new(meta, record, input.backup_vault_tags.unwrap_or_default()).await?;
     Ok(CreateBackupVaultOutput {
         backup_vault_arn: Some(stored.arn),
         backup_vault_name: Some(stored.name),
@@ -109,34 +140,21 @@ pub(crate) async fn list(
             next_token: None,
         });
     }
-    if let Some(t) = &input.by_vault_type
-        && *t != VaultType::BackupVault
-    {
-        return Ok(ListBackupVaultsOutput {
-            backup_vault_list: Some(Vec::new()),
-            next_token: None,
-        });
-    }
-    let start = match &input.next_token {
-        Some(t) => Some(paging::decode(t, &prefix)?),
-        None => None,
-    };
-    let limit = paging::page_size(input.max_results);
-    let rows = meta
+    let wanted = input.by_vault_type.clone();
+    let (next_token, max) = (input.next_token.clone(), input.max_results);
+    let (list, next_token) = meta
         .store()
-        .scan_cached(TABLE, &prefix, start.as_deref(), limit + 1)
+        .read(move |tx| {
+            paging::scan_page(tx, TABLE, &prefix, next_token.as_deref(), max, |_, v| {
+                let v: VaultRecord = serde_json::from_slice(v)?;
+                let keep = wanted.as_ref().is_none_or(|t| *t == v.vault_type());
+                Ok(keep.then(|| v.list_member()))
+            })
+        })
         .await?;
-    let more = rows.len() > limit;
-    let mut list = Vec::new();
-    let mut last = None;
-    for (k, v) in rows.iter().take(limit) {
-        let v: VaultRecord = serde_json::from_slice(v)?;
-        list.push(v.list_member());
-        last = Some(k.as_str());
-    }
     Ok(ListBackupVaultsOutput {
         backup_vault_list: Some(list),
-        next_token: if more { last.map(paging::encode) } else { None },
+        next_token,
     })
 }
 

@@ -1,6 +1,9 @@
 //! Running a backup job: the resource's source is read into the vault's repository, with the
 //! resource's latest recovery point in that vault as parent, and the new recovery point is
-//! recorded with the job's end (and the copy jobs of its rule) in one transaction.
+//! recorded with the job's end (and the copy jobs of its rule) in one transaction. A vault
+//! that does not take the point (an air-gapped vault, or a lock whose bounds the job's
+//! retention breaks; `model::retention`) fails the job before it reads anything, and again in
+//! that transaction if its lock changed while the job ran.
 
 use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish, pause_point};
 use crate::dataplane::{Executor, storage};
@@ -11,8 +14,9 @@ use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
-use crate::model::{recovery_points, vaults};
+use crate::model::{recovery_points, retention, vaults};
 use chrono::{DateTime, Utc};
+use coffer_api::ApiError;
 use coffer_engine::{BackupOutcome, SnapshotRef, SourceSpec};
 use coffer_store::Txn;
 
@@ -29,6 +33,11 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let Some((resource, vault)) = locate(plane, job).await? else {
         return Ok(());
     };
+    if let Some(message) = refusal(&vault, job) {
+        tracing::info!(job = %job.id, vault = %vault.name, %message, "the vault refused the backup");
+        finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
+        return Ok(());
+    }
     if pause_point("backup", control).await {
         let cancelled = coffer_engine::Error::Cancelled;
         engine_stopped(plane, job, control, &cancelled, JobState::Aborted).await;
@@ -107,6 +116,18 @@ async fn locate(plane: &Executor, job: &JobRecord) -> Result<Option<(Resource, V
         return Ok(None);
     };
     Ok(Some((resource, vault)))
+}
+
+/// Why `vault` does not take this job's recovery point: an air-gapped vault takes copies
+/// only; a lock (or an air-gapped vault's retention bounds) refuses a retention outside them.
+fn refusal(vault: &VaultRecord, job: &JobRecord) -> Option<String> {
+    if vault.air_gapped {
+        return Some(format!(
+            "Backup vault '{}' is a logically air-gapped backup vault: recovery points reach it only by copy (StartCopyJob, a rule's copy action or TargetLogicallyAirGappedBackupVaultArn). Back up into a backup vault and copy from there.",
+            vault.name
+        ));
+    }
+    retention::admission_blocker(vault, job.lifecycle.as_ref())
 }
 
 /// The recovery point a completed backup makes.
@@ -188,6 +209,13 @@ async fn complete(
             if j.is_terminal() {
                 return Ok(());
             }
+            // The vault's lock may have changed while the job ran: the point enters only if
+            // the lock the vault has now admits it.
+            let vault_key = vaults::key(&rp.account, &rp.region, &rp.vault_name);
+            let vault = vaults::load(tx, &vault_key, &rp.vault_name)?;
+            if let Some(message) = refusal(&vault, &j) {
+                return Err(ApiError::invalid_request(message).into());
+            }
             recovery_points::insert(tx, &rp, &rp_tags)?;
             start_copy_actions(tx, &j, &rp, now)?;
             j.state = JobState::Completed;
@@ -246,4 +274,138 @@ fn start_copy_actions(
         };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Meta;
+    use crate::model::clock::Clock;
+    use crate::model::inventory::SourceKind;
+    use crate::model::jobs::{BackupJobSpec, create_backup_job};
+    use crate::model::vault_lock::VaultLock;
+    use chrono::Duration;
+    use coffer_api::types::{EncryptionKeyType, Lifecycle};
+    use coffer_store::StoreHandle;
+
+    const ACCOUNT: &str = "111122223333";
+    const REGION: &str = "us-east-1";
+
+    /// A lock put on the vault while a backup ran still applies: the transaction that would
+    /// record the recovery point refuses it, and the vault holds nothing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lock_put_while_the_job_ran_refuses_the_point_at_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let plane = Executor::new(Meta::new(store, Clock::movable()), Default::default(), None);
+        let now = plane.clock().now();
+        let vault = VaultRecord {
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+            name: "v".into(),
+            arn: crate::model::arn::backup_vault(REGION, ACCOUNT, "v"),
+            creation_date: now,
+            creator_request_id: None,
+            encryption_key_arn: String::new(),
+            encryption_key_type: EncryptionKeyType::AwsOwnedKmsKey,
+            recovery_points: 0,
+            uid: "v-uid".into(),
+            repo: None,
+            lock: None,
+            air_gapped: false,
+        };
+        let resource_arn = format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs");
+        let spec = BackupJobSpec {
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+            vault_name: "v".into(),
+            vault_arn: vault.arn.clone(),
+            resource_arn: resource_arn.clone(),
+            resource_type: "EFS".into(),
+            resource_name: None,
+            iam_role_arn: "arn:aws:iam::111122223333:role/r".into(),
+            idempotency_token: None,
+            creation_date: now,
+            start_by: now + Duration::hours(1),
+            complete_by: now + Duration::days(1),
+            lifecycle: Some(Lifecycle {
+                delete_after_days: Some(1),
+                ..Default::default()
+            }),
+            recovery_point_tags: Default::default(),
+            created_by: None,
+            copy_actions: Vec::new(),
+            expired_message: None,
+        };
+        let saved = vault.clone();
+        let mut job = plane
+            .store()
+            .write(move |tx| {
+                vaults::save(tx, &saved)?;
+                create_backup_job(tx, spec)
+            })
+            .await
+            .unwrap();
+        // The job starts while the vault has no lock: nothing refuses it yet.
+        assert_eq!(refusal(&vault, &job), None);
+        job.state = JobState::Running;
+        job.started_at = Some(now);
+        let running = job.clone();
+        plane
+            .store()
+            .write(move |tx| save_job(tx, &running))
+            .await
+            .unwrap();
+        // Meanwhile a lock with a 7-day minimum is put.
+        let mut locked = vault.clone();
+        locked.lock = Some(VaultLock {
+            min_retention_days: Some(7),
+            max_retention_days: None,
+            lock_date: None,
+            changeable_for_days: None,
+        });
+        plane
+            .store()
+            .write(move |tx| vaults::save(tx, &locked))
+            .await
+            .unwrap();
+
+        let resource = Resource {
+            arn: resource_arn,
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+            resource_type: "EFS".into(),
+            kind: SourceKind::Directory,
+            name: "fs".into(),
+            source: dir.path().to_path_buf(),
+            tags: Default::default(),
+        };
+        let outcome = BackupOutcome {
+            snapshot: SnapshotRef("snap".into()),
+            bytes_added: 1,
+            bytes_stored: 1,
+            total_bytes: 1,
+            files: 1,
+            files_new: 1,
+            files_changed: 0,
+            files_unmodified: 0,
+            warnings: Vec::new(),
+        };
+        let rp = recovery_point(&job, &vault, &resource, &outcome, now);
+        let err = complete(&plane, &job, rp.clone(), &outcome, now)
+            .await
+            .unwrap_err();
+        assert!(
+            err.0.message().contains("minimum retention of 7 days"),
+            "{}",
+            err.0.message()
+        );
+        let v = vaults::get(&plane, ACCOUNT, REGION, "v").await.unwrap();
+        assert_eq!(v.recovery_points, 0);
+        let found = plane
+            .store()
+            .read(move |tx| recovery_points::find(tx, ACCOUNT, REGION, &rp.arn))
+            .await;
+        assert!(found.is_err_and(|e| e.is_client_error()));
+    }
 }

@@ -1,18 +1,20 @@
 //! Running a copy job: the recovery point's snapshot is copied into the destination vault's
 //! repository (created with the source's chunking so the two deduplicate alike) and recorded
-//! there as a new recovery point that keeps the source's creation date.
+//! there as a new recovery point that keeps the source's creation date. A destination whose
+//! lock (or air-gapped retention) the copy's retention breaks fails the job, at its start and
+//! in the recording transaction.
 
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
 
-use crate::dataplane::jobs::{JobControl, engine_stopped, failed};
+use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::parse_vault_arn;
 use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
-use crate::model::{recovery_points, tags, vaults};
+use crate::model::{recovery_points, retention, tags, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
@@ -35,6 +37,11 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let (dest_account, dest_region, dest_name) =
         parse_vault_arn(job.dest_vault_arn.as_deref().unwrap_or_default())?;
     let dest = vaults::get(plane, &dest_account, &dest_region, &dest_name).await?;
+    if let Some(message) = retention::admission_blocker(&dest, job.lifecycle.as_ref()) {
+        tracing::info!(job = %job.id, vault = %dest.name, %message, "the destination vault refused the copy");
+        finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
+        return Ok(());
+    }
     let source_repo = storage::repo_for(plane, &source_vault, None).await?;
     let dest_repo = storage::repo_for(plane, &dest, Some(&source_repo)).await?;
     let dest_arn = job.dest_recovery_point_arn.clone().unwrap_or_default();
@@ -108,6 +115,12 @@ async fn complete(
             };
             if j.is_terminal() {
                 return Ok(());
+            }
+            // The destination's lock may have changed while the copy ran.
+            let dest_key = vaults::key(&new_rp.account, &new_rp.region, &new_rp.vault_name);
+            let dest = vaults::load(tx, &dest_key, &new_rp.vault_name)?;
+            if let Some(message) = retention::admission_blocker(&dest, j.lifecycle.as_ref()) {
+                return Err(ApiError::invalid_request(message).into());
             }
             let source_tags = tags::get(tx, &source_arn)?;
             recovery_points::insert(tx, &new_rp, &source_tags)?;

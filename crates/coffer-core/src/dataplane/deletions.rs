@@ -113,6 +113,7 @@ mod tests {
             uid: format!("{name}-uid"),
             repo: None,
             lock: None,
+            air_gapped: false,
         };
         let saved = record.clone();
         plane

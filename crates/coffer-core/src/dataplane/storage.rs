@@ -237,6 +237,7 @@ mod tests {
             uid: "vault-uid-1".into(),
             repo: None,
             lock: None,
+            air_gapped: false,
         };
         let saved = record.clone();
         store

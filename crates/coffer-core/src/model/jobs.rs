@@ -86,6 +86,9 @@ pub(crate) struct JobRecord {
     pub dest_vault_arn: Option<String>,
     #[serde(default)]
     pub dest_recovery_point_arn: Option<String>,
+    /// A copy's destination is a logically air-gapped vault (its DestinationVaultType).
+    #[serde(default)]
+    pub dest_air_gapped: bool,
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
     #[serde(default)]
@@ -175,6 +178,7 @@ impl JobRecord {
             recovery_point_creation_date: None,
             dest_vault_arn: None,
             dest_recovery_point_arn: None,
+            dest_air_gapped: false,
             lifecycle: None,
             recovery_point_tags: BTreeMap::new(),
             backup_options: BTreeMap::new(),
@@ -601,6 +605,7 @@ pub(crate) fn create_copy_job(
     dest: std::result::Result<&VaultRecord, String>,
 ) -> Result<JobRecord> {
     let dest_rp_id = uuid::Uuid::new_v4().to_string();
+    let dest_air_gapped = dest.as_ref().is_ok_and(|d| d.air_gapped);
     let (dest_arn, dest_rp_arn, failed) = match dest {
         Ok(d) => (
             d.arn.clone(),
@@ -622,6 +627,7 @@ pub(crate) fn create_copy_job(
         recovery_point_creation_date: Some(rp.creation_date),
         dest_vault_arn: Some(dest_arn),
         dest_recovery_point_arn: dest_rp_arn,
+        dest_air_gapped,
         lifecycle: spec.lifecycle,
         created_by: spec.created_by,
         created_by_backup_job_id: spec.created_by_backup_job_id,

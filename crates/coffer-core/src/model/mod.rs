@@ -29,6 +29,7 @@ pub(crate) mod settings;
 pub mod states;
 pub(crate) mod tags;
 pub mod telemetry;
+pub(crate) mod tiering;
 pub(crate) mod vault_lock;
 pub(crate) mod vault_notifications;
 pub(crate) mod vault_policy;

@@ -230,6 +230,25 @@ fn rule(input: BackupRuleInput, rule_id: Option<String>) -> Result<BackupRule, A
     })
 }
 
+/// The copies a rule's backups make: its copy actions, and a copy into its
+/// TargetLogicallyAirGappedBackupVaultArn with the rule's lifecycle. Coffer's resources are
+/// not of the types AWS backs up straight into an air-gapped vault, so, as AWS does for those,
+/// the backup lands in the rule's TargetBackupVaultName and is copied from there.
+pub(crate) fn rule_copy_actions(rule: &BackupRule) -> Vec<CopyAction> {
+    let mut actions = rule.copy_actions.clone().unwrap_or_default();
+    if let Some(target) = &rule.target_logically_air_gapped_backup_vault_arn
+        && !actions
+            .iter()
+            .any(|a| &a.destination_backup_vault_arn == target)
+    {
+        actions.push(CopyAction {
+            destination_backup_vault_arn: target.clone(),
+            lifecycle: rule.lifecycle.clone(),
+        });
+    }
+    actions
+}
+
 /// Checks a lifecycle (of a rule, or of one of its copy actions, named by `member`).
 /// A plan document's lifecycle: `-1` clears a value, then the one lifecycle rule applies.
 fn check_lifecycle(mut l: Lifecycle, continuous: bool, member: &str) -> Result<Lifecycle, String> {

@@ -1,10 +1,15 @@
-//! The one place that decides whether a recovery point may be removed now.
+//! The one place that decides whether a recovery point may be removed now, and whether one
+//! may enter a vault at all.
 //!
 //! Every path that deletes a recovery point (DeleteRecoveryPoint, the lifecycle sweep) asks
 //! [`removal_blocker`] inside its deleting transaction, so the vault lock's MinRetentionDays
-//! and legal holds are enforced the same way everywhere.
+//! and legal holds are enforced the same way everywhere. Every job that writes a recovery
+//! point into a vault (backup, copy) asks [`admission_blocker`] when it starts and again in
+//! the transaction that records the point, so a retention outside the vault lock's bounds
+//! (or an air-gapped vault's, which are a lock from its creation) fails the job.
 
 use chrono::{DateTime, Utc};
+use coffer_api::types::Lifecycle;
 
 use crate::model::error::Result;
 use crate::model::recovery_points::{self, RecoveryPointRecord};
@@ -40,4 +45,81 @@ pub(crate) fn removal_blocker(
         )));
     }
     Ok(None)
+}
+
+/// Why a recovery point kept as `lifecycle` says (`DeleteAfterDays`; none: kept forever)
+/// cannot enter (or stay so in) `vault`, as the message a failed backup or copy job or a
+/// refused UpdateRecoveryPointLifecycle shows; `None` when it can.
+pub(crate) fn admission_blocker(
+    vault: &vaults::VaultRecord,
+    lifecycle: Option<&Lifecycle>,
+) -> Option<String> {
+    let lock = vault.lock.as_ref()?;
+    let days = lifecycle.and_then(|l| l.delete_after_days);
+    let why = lock.check_retention(days).err()?;
+    Some(format!(
+        "The {} '{}' does not accept this recovery point's retention: {why} Change the lifecycle (DeleteAfterDays) to fit between the vault's MinRetentionDays and MaxRetentionDays, or use another vault.",
+        vault.kind_noun(),
+        vault.name,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::vault_lock::VaultLock;
+
+    fn vault(lock: Option<VaultLock>) -> vaults::VaultRecord {
+        vaults::VaultRecord {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            name: "locked".into(),
+            arn: "arn:aws:backup:us-east-1:111122223333:backup-vault:locked".into(),
+            creation_date: Utc::now(),
+            creator_request_id: None,
+            encryption_key_arn: String::new(),
+            encryption_key_type: coffer_api::types::EncryptionKeyType::AwsOwnedKmsKey,
+            recovery_points: 0,
+            uid: "u".into(),
+            repo: None,
+            lock,
+            air_gapped: false,
+        }
+    }
+
+    fn keep(days: i64) -> Lifecycle {
+        Lifecycle {
+            delete_after_days: Some(days),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_retention_outside_the_lock_is_not_admitted() {
+        let lock = VaultLock {
+            min_retention_days: Some(7),
+            max_retention_days: Some(30),
+            lock_date: None,
+            changeable_for_days: None,
+        };
+        let v = vault(Some(lock));
+        let short = admission_blocker(&v, Some(&keep(1))).unwrap();
+        assert!(short.contains("'locked'"), "{short}");
+        assert!(short.contains("1 days is shorter"), "{short}");
+        assert!(short.contains("minimum retention of 7 days"), "{short}");
+        assert!(
+            admission_blocker(&v, Some(&keep(31)))
+                .unwrap()
+                .contains("maximum")
+        );
+        assert!(
+            admission_blocker(&v, None)
+                .unwrap()
+                .contains("without a retention")
+        );
+        assert_eq!(admission_blocker(&v, Some(&keep(7))), None);
+        assert_eq!(admission_blocker(&v, Some(&keep(30))), None);
+        assert_eq!(admission_blocker(&vault(None), Some(&keep(1))), None);
+        assert_eq!(admission_blocker(&vault(None), None), None);
+    }
 }

@@ -37,7 +37,6 @@ impl VaultLock {
     /// Checks a recovery point's retention (`None`: kept forever) against the lock's bounds;
     /// the message says which bound is violated. For the backup and copy jobs that write into
     /// the vault.
-    #[allow(dead_code)] // used by the jobs (next issue)
     pub(crate) fn check_retention(&self, retention_days: Option<i64>) -> Result<(), String> {
         match (
             retention_days,

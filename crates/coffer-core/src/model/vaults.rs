@@ -33,8 +33,14 @@ pub(crate) struct VaultRecord {
     /// The vault's repository, once created (on first use).
     #[serde(default)]
     pub repo: Option<RepoRecord>,
+    /// The lock configuration; an air-gapped vault's retention bounds are a lock from its
+    /// creation on (lock date = creation date), so every lock rule applies to it unchanged.
     #[serde(default)]
     pub lock: Option<VaultLock>,
+    /// A logically air-gapped vault (CreateLogicallyAirGappedBackupVault): recovery points
+    /// arrive only by copy, and its retention bounds can never be changed.
+    #[serde(default)]
+    pub air_gapped: bool,
 }
 
 /// The store key of a vault: account and region first, so a scan by prefix lists one scope.
@@ -74,6 +80,24 @@ impl VaultRecord {
         self.lock.is_some()
     }
 
+    /// The vault's type as the API reports it.
+    pub(crate) fn vault_type(&self) -> VaultType {
+        if self.air_gapped {
+            VaultType::LogicallyAirGappedBackupVault
+        } else {
+            VaultType::BackupVault
+        }
+    }
+
+    /// What kind of vault this is, for messages.
+    pub(crate) fn kind_noun(&self) -> &'static str {
+        if self.air_gapped {
+            "logically air-gapped backup vault"
+        } else {
+            "backup vault"
+        }
+    }
+
     pub(crate) fn describe(&self) -> DescribeBackupVaultOutput {
         DescribeBackupVaultOutput {
             backup_vault_arn: Some(self.arn.clone()),
@@ -88,7 +112,7 @@ impl VaultRecord {
             max_retention_days: self.lock.as_ref().and_then(|l| l.max_retention_days),
             number_of_recovery_points: Some(self.recovery_points),
             vault_state: Some(VaultState::Available),
-            vault_type: Some(VaultType::BackupVault),
+            vault_type: Some(self.vault_type()),
             ..Default::default()
         }
     }

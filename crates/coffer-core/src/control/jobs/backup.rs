@@ -68,6 +68,13 @@ pub(crate) async fn start_backup_job(
         &input.backup_vault_name,
     )
     .await?;
+    if vault.air_gapped {
+        return Err(ApiError::invalid_request(format!(
+            "Backup vault '{}' is a logically air-gapped backup vault: StartBackupJob cannot write into it. Back up into a backup vault and copy the recovery point into it (StartCopyJob, or a rule's copy action).",
+            vault.name
+        ))
+        .into());
+    }
     let resource = plane.inventory().get(&input.resource_arn).ok_or_else(|| {
         ApiError::invalid_parameter(crate::model::inventory::not_in_inventory(
             &input.resource_arn,

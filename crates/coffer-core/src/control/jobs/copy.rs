@@ -86,7 +86,15 @@ fn copy_job(j: &JobRecord) -> CopyJob {
         destination_backup_vault_arn: j.dest_vault_arn.clone(),
         destination_recovery_point_arn: j.dest_recovery_point_arn.clone(),
         destination_recovery_point_lifecycle: j.lifecycle.clone(),
-        destination_vault_type: Some("BACKUP_VAULT".into()),
+        destination_vault_type: Some(
+            if j.dest_air_gapped {
+                VaultType::LogicallyAirGappedBackupVault
+            } else {
+                VaultType::BackupVault
+            }
+            .as_str()
+            .into(),
+        ),
         iam_role_arn: j.iam_role_arn.clone(),
         is_parent: Some(false),
         message_category: j.message_category.clone(),

@@ -28,14 +28,15 @@ use coffer_api::{ApiError, BackupService, RequestContext};
 use coffer_store::StoreHandle;
 
 use background::lifecycle::LifecycleWorker;
+use background::reports::ReportWorker;
 use background::runner::{Runner, RunnerWorker};
 use background::scheduler::Scheduler;
 use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    legal_holds, plans, protected, recovery_points, selections, settings, tags, templates,
-    vault_lock, vault_notifications, vault_policy, vaults,
+    frameworks, legal_holds, plans, protected, recovery_points, reports, selections, settings,
+    tags, templates, vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;
@@ -49,6 +50,7 @@ pub use model::deletions::RemovalStatus;
 pub use model::error::Error;
 pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
 pub use model::inventory::{self, Inventory, ResourceEntry};
+pub use model::reports::{ReportBucketEntry, ReportBuckets};
 
 /// The Coffer service: domain state behind the AWS Backup API.
 #[derive(Clone)]
@@ -107,12 +109,16 @@ impl Coffer {
             return;
         }
         let (plane, scheduler) = (&self.inner.plane, &self.inner.scheduler);
-        let workers: [Arc<dyn Worker>; 3] = [
+        let workers: [Arc<dyn Worker>; 4] = [
             Arc::new(SchedulerWorker {
                 scheduler: scheduler.clone(),
                 plane: plane.clone(),
             }),
             Arc::new(LifecycleWorker {
+                pass: scheduler.pass_lock(),
+                plane: plane.clone(),
+            }),
+            Arc::new(ReportWorker {
                 pass: scheduler.pass_lock(),
                 plane: plane.clone(),
             }),
@@ -170,6 +176,12 @@ impl Coffer {
 
     pub fn inventory(&self) -> &Inventory {
         self.inner.plane.inventory()
+    }
+
+    /// Where report plans' S3 buckets are on this machine (`[[report_buckets]]`); replace it
+    /// when the configuration is read.
+    pub fn report_buckets(&self) -> &ReportBuckets {
+        self.inner.plane.report_buckets()
     }
 
     /// The notification outbox, for the delivery worker.
@@ -260,6 +272,112 @@ impl BackupService for Coffer {
         input: ListTagsInput,
     ) -> Result<ListTagsOutput, ApiError> {
         Ok(tags::list_tags(self.meta(), ctx, input).await?)
+    }
+
+    // Audit: frameworks and report plans
+
+    async fn create_framework(
+        &self,
+        ctx: &RequestContext,
+        input: CreateFrameworkInput,
+    ) -> Result<CreateFrameworkOutput, ApiError> {
+        Ok(frameworks::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn describe_framework(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeFrameworkInput,
+    ) -> Result<DescribeFrameworkOutput, ApiError> {
+        Ok(frameworks::describe(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_frameworks(
+        &self,
+        ctx: &RequestContext,
+        input: ListFrameworksInput,
+    ) -> Result<ListFrameworksOutput, ApiError> {
+        Ok(frameworks::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn update_framework(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateFrameworkInput,
+    ) -> Result<UpdateFrameworkOutput, ApiError> {
+        Ok(frameworks::update(self.meta(), ctx, input).await?)
+    }
+
+    async fn delete_framework(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteFrameworkInput,
+    ) -> Result<(), ApiError> {
+        Ok(frameworks::delete(self.meta(), ctx, input).await?)
+    }
+
+    async fn create_report_plan(
+        &self,
+        ctx: &RequestContext,
+        input: CreateReportPlanInput,
+    ) -> Result<CreateReportPlanOutput, ApiError> {
+        Ok(reports::create(self.plane(), ctx, input).await?)
+    }
+
+    async fn describe_report_plan(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeReportPlanInput,
+    ) -> Result<DescribeReportPlanOutput, ApiError> {
+        Ok(reports::describe(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_report_plans(
+        &self,
+        ctx: &RequestContext,
+        input: ListReportPlansInput,
+    ) -> Result<ListReportPlansOutput, ApiError> {
+        Ok(reports::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn update_report_plan(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateReportPlanInput,
+    ) -> Result<UpdateReportPlanOutput, ApiError> {
+        Ok(reports::update(self.plane(), ctx, input).await?)
+    }
+
+    async fn delete_report_plan(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteReportPlanInput,
+    ) -> Result<(), ApiError> {
+        Ok(reports::delete(self.meta(), ctx, input).await?)
+    }
+
+    async fn start_report_job(
+        &self,
+        ctx: &RequestContext,
+        input: StartReportJobInput,
+    ) -> Result<StartReportJobOutput, ApiError> {
+        Ok(reports::start_job(self.plane(), ctx, input).await?)
+    }
+
+    async fn describe_report_job(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeReportJobInput,
+    ) -> Result<DescribeReportJobOutput, ApiError> {
+        Ok(reports::describe_job(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_report_jobs(
+        &self,
+        ctx: &RequestContext,
+        input: ListReportJobsInput,
+    ) -> Result<ListReportJobsOutput, ApiError> {
+        Ok(reports::list_jobs(self.meta(), ctx, input).await?)
     }
 
     async fn start_backup_job(

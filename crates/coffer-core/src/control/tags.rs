@@ -1,4 +1,5 @@
-//! Tags of taggable resources (vaults, plans, recovery points), stored apart from the
+//! Tags of taggable resources (vaults, plans, recovery points, legal holds, frameworks,
+//! report plans), stored apart from the
 //! resources themselves in table `tags`, keyed by the resource's ARN. Keeping them in one place
 //! lets TagResource / UntagResource / ListTags work the same way for every resource type, and
 //! lets each resource module set the tags given at creation in the same transaction.
@@ -9,7 +10,9 @@ use coffer_store::Txn;
 
 use crate::model::error::Result;
 use crate::model::tags::*;
-use crate::model::{Meta, arn, events, legal_holds, paging, plans, recovery_points, vaults};
+use crate::model::{
+    Meta, arn, events, frameworks, legal_holds, paging, plans, recovery_points, reports, vaults,
+};
 
 /// Checks that `arn` names an existing taggable resource of the caller's account and region.
 /// Each resource type that can be tagged is recognised here by its ARN's resource part.
@@ -32,7 +35,7 @@ fn check_resource(
     };
     if a.service != "backup" {
         return Err(ApiError::invalid_parameter(format!(
-            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points and legal holds."
+            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points, legal holds, frameworks and report plans."
         ))
         .into());
     }
@@ -52,6 +55,17 @@ fn check_resource(
                 && plans::is_active(tx, &ctx.account_id, &ctx.region, id)?
         }
         "legal-hold" => legal_holds::find(tx, &ctx.account_id, &ctx.region, id, now)?.is_some(),
+        // NAME-UUID: names hold no '-', so the name is what precedes the first one.
+        "framework" => {
+            let name = id.split('-').next().unwrap_or_default();
+            frameworks::find(tx, &ctx.account_id, &ctx.region, name)?
+                .is_some_and(|f| f.arn == resource_arn)
+        }
+        "report-plan" => {
+            let name = id.split('-').next().unwrap_or_default();
+            reports::find(tx, &ctx.account_id, &ctx.region, name)?
+                .is_some_and(|p| p.arn == resource_arn)
+        }
         "recovery-point" => {
             match recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn) {
                 Ok(_) => true,
@@ -61,7 +75,7 @@ fn check_resource(
         }
         _ => {
             return Err(ApiError::invalid_parameter(format!(
-                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points and legal holds."
+                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points, legal holds, frameworks and report plans."
             ))
             .into());
         }

@@ -11,6 +11,7 @@ pub(crate) mod backup;
 pub(crate) mod copy;
 pub(crate) mod deletions;
 pub(crate) mod jobs;
+pub(crate) mod reports;
 pub(crate) mod restore;
 pub mod storage;
 
@@ -21,6 +22,7 @@ use coffer_api::ApiError;
 
 use crate::model::Meta;
 use crate::model::inventory::Inventory;
+use crate::model::reports::ReportBuckets;
 use jobs::Running;
 use storage::VaultStorage;
 
@@ -30,6 +32,8 @@ use storage::VaultStorage;
 pub struct Executor {
     meta: Meta,
     inventory: Inventory,
+    /// Where report plans' S3 buckets are on this machine.
+    report_buckets: ReportBuckets,
     storage: Option<Arc<VaultStorage>>,
     running: Arc<Running>,
 }
@@ -47,6 +51,7 @@ impl Executor {
         Executor {
             meta,
             inventory,
+            report_buckets: ReportBuckets::default(),
             storage: storage.map(Arc::new),
             running: Arc::default(),
         }
@@ -58,6 +63,10 @@ impl Executor {
 
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
+    }
+
+    pub fn report_buckets(&self) -> &ReportBuckets {
+        &self.report_buckets
     }
 
     /// The jobs running in this process, and the runner's wake-up signal.

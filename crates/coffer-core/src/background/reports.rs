@@ -1,0 +1,112 @@
+//! Report plans that are due: every report plan runs once every 24 hours on Coffer's clock,
+//! counted from its creation (AWS runs its plans daily too).
+//!
+//! The next run of each plan is a row of `report_due`, keyed by the due time first, so the
+//! earliest is one read. A run is claimed by moving the plan's due row on in a write
+//! transaction that first checks it is still the row it read, so two nodes (or the worker and
+//! a time travel) never run the same day twice. After downtime a plan runs once, for the
+//! latest day it missed, not once per missed day. The report job itself is the data plane's
+//! (`dataplane::reports::run`), the same StartReportJob uses. The worker ticks every second
+//! under the scheduler's pass lock; time travel runs due plans at each step and steps to the
+//! next due time.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::background::worker::Worker;
+use crate::dataplane::{Executor, reports as run};
+use crate::model::error::Result;
+use crate::model::reports::{self, PERIOD_HOURS, ReportPlanRecord};
+
+/// The runs of due report plans as a [`Worker`], one at a time with the scheduler's passes.
+pub(crate) struct ReportWorker {
+    pub pass: Arc<tokio::sync::Mutex<()>>,
+    pub plane: Executor,
+}
+
+#[async_trait]
+impl Worker for ReportWorker {
+    fn name(&self) -> &'static str {
+        "report plans"
+    }
+
+    async fn tick(&self) -> std::result::Result<(), String> {
+        let _one_at_a_time = self.pass.lock().await;
+        let now = self.plane.clock().now();
+        run_due(&self.plane, now)
+            .await
+            .map(|_| ())
+            .map_err(|e| coffer_api::error_chain(&e.0))
+    }
+}
+
+/// When the next report plan is due, if any plan exists.
+pub(crate) async fn next_due(plane: &Executor) -> Result<Option<DateTime<Utc>>> {
+    Ok(plane
+        .store()
+        .read(reports::earliest_due)
+        .await?
+        .map(|(at, _)| at))
+}
+
+/// Claims the earliest plan if it is due at `now`: moves its next run past `now` and returns
+/// the plan with the time its report is made at (the latest due time not after `now`).
+async fn claim(
+    plane: &Executor,
+    now: DateTime<Utc>,
+) -> Result<Option<(ReportPlanRecord, DateTime<Utc>)>> {
+    let claimed = plane
+        .store()
+        .write(
+            move |tx| -> Result<Option<Option<(ReportPlanRecord, DateTime<Utc>)>>> {
+                let Some((due, plan_key)) = reports::earliest_due(tx)? else {
+                    return Ok(None);
+                };
+                if due > now {
+                    return Ok(None);
+                }
+                let mut parts = plan_key.splitn(3, ':');
+                let (a, r, n) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                );
+                let Some(mut plan) = reports::find(tx, a, r, n)?.filter(|p| p.next_run == due)
+                else {
+                    // A row left behind by a plan that changed: drop it.
+                    tx.delete(reports::DUE, &reports::due_key(due, a, r, n))?;
+                    return Ok(Some(None));
+                };
+                let period = Duration::hours(PERIOD_HOURS);
+                let missed = (now - due).num_seconds() / period.num_seconds();
+                let at = due + Duration::seconds(missed * period.num_seconds());
+                plan.next_run = at + period;
+                reports::save(tx, &plan, Some(due))?;
+                Ok(Some(Some((plan, at))))
+            },
+        )
+        .await?;
+    // `Some(None)`: a stale row was dropped; the caller looks again.
+    Ok(claimed.flatten())
+}
+
+/// Runs every report plan due at `now`; returns how many reports were made.
+pub(crate) async fn run_due(plane: &Executor, now: DateTime<Utc>) -> Result<usize> {
+    let mut made = 0;
+    // Bounded so a store that keeps answering the same stale row cannot spin forever.
+    for _ in 0..10_000 {
+        let Some(due) = next_due(plane).await? else {
+            break;
+        };
+        if due > now {
+            break;
+        }
+        if let Some((plan, at)) = claim(plane, now).await? {
+            run::run(plane, &plan, at, None).await?;
+            made += 1;
+        }
+    }
+    Ok(made)
+}

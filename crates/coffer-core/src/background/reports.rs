@@ -73,10 +73,12 @@ async fn claim(
                     parts.next().unwrap_or_default(),
                     parts.next().unwrap_or_default(),
                 );
-                let Some(mut plan) = reports::find(tx, a, r, n)?.filter(|p| p.next_run == due)
-                else {
+                // Compared as keys: a key keeps microseconds, a record the clock's nanoseconds.
+                let row = reports::due_key(due, a, r, n);
+                let current = |p: &ReportPlanRecord| reports::due_key(p.next_run, a, r, n) == row;
+                let Some(mut plan) = reports::find(tx, a, r, n)?.filter(current) else {
                     // A row left behind by a plan that changed: drop it.
-                    tx.delete(reports::DUE, &reports::due_key(due, a, r, n))?;
+                    tx.delete(reports::DUE, &row)?;
                     return Ok(Some(None));
                 };
                 let period = Duration::hours(PERIOD_HOURS);

@@ -7,6 +7,7 @@ mod signer;
 mod jobs;
 mod metrics;
 
+mod audit;
 mod auth;
 mod console;
 mod coverage;

@@ -51,44 +51,42 @@ pub(crate) async fn next_due(plane: &Executor) -> Result<Option<DateTime<Utc>>> 
         .map(|(at, _)| at))
 }
 
+/// A claimed plan and the time its report is made at.
+type Claimed = (ReportPlanRecord, DateTime<Utc>);
+
 /// Claims the earliest plan if it is due at `now`: moves its next run past `now` and returns
 /// the plan with the time its report is made at (the latest due time not after `now`).
-async fn claim(
-    plane: &Executor,
-    now: DateTime<Utc>,
-) -> Result<Option<(ReportPlanRecord, DateTime<Utc>)>> {
+async fn claim(plane: &Executor, now: DateTime<Utc>) -> Result<Option<Claimed>> {
     let claimed = plane
         .store()
-        .write(
-            move |tx| -> Result<Option<Option<(ReportPlanRecord, DateTime<Utc>)>>> {
-                let Some((due, plan_key)) = reports::earliest_due(tx)? else {
-                    return Ok(None);
-                };
-                if due > now {
-                    return Ok(None);
-                }
-                let mut parts = plan_key.splitn(3, ':');
-                let (a, r, n) = (
-                    parts.next().unwrap_or_default(),
-                    parts.next().unwrap_or_default(),
-                    parts.next().unwrap_or_default(),
-                );
-                // Compared as keys: a key keeps microseconds, a record the clock's nanoseconds.
-                let row = reports::due_key(due, a, r, n);
-                let current = |p: &ReportPlanRecord| reports::due_key(p.next_run, a, r, n) == row;
-                let Some(mut plan) = reports::find(tx, a, r, n)?.filter(current) else {
-                    // A row left behind by a plan that changed: drop it.
-                    tx.delete(reports::DUE, &row)?;
-                    return Ok(Some(None));
-                };
-                let period = Duration::hours(PERIOD_HOURS);
-                let missed = (now - due).num_seconds() / period.num_seconds();
-                let at = due + Duration::seconds(missed * period.num_seconds());
-                plan.next_run = at + period;
-                reports::save(tx, &plan, Some(due))?;
-                Ok(Some(Some((plan, at))))
-            },
-        )
+        .write(move |tx| -> Result<Option<Option<Claimed>>> {
+            let Some((due, plan_key)) = reports::earliest_due(tx)? else {
+                return Ok(None);
+            };
+            if due > now {
+                return Ok(None);
+            }
+            let mut parts = plan_key.splitn(3, ':');
+            let (a, r, n) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            // Compared as keys: a key keeps microseconds, a record the clock's nanoseconds.
+            let row = reports::due_key(due, a, r, n);
+            let current = |p: &ReportPlanRecord| reports::due_key(p.next_run, a, r, n) == row;
+            let Some(mut plan) = reports::find(tx, a, r, n)?.filter(current) else {
+                // A row left behind by a plan that changed: drop it.
+                tx.delete(reports::DUE, &row)?;
+                return Ok(Some(None));
+            };
+            let period = Duration::hours(PERIOD_HOURS);
+            let missed = (now - due).num_seconds() / period.num_seconds();
+            let at = due + Duration::seconds(missed * period.num_seconds());
+            plan.next_run = at + period;
+            reports::save(tx, &plan, Some(due))?;
+            Ok(Some(Some((plan, at))))
+        })
         .await?;
     // `Some(None)`: a stale row was dropped; the caller looks again.
     Ok(claimed.flatten())

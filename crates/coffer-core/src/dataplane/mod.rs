@@ -3,8 +3,9 @@
 //! A backup, copy or restore job claimed by the runner is executed here against the vault's
 //! repository (`coffer-engine`), and its outcome recorded through the model layer in one
 //! transaction; queued removals of deleted recovery points and vaults are carried out here
-//! too. Code of this layer gets an [`Executor`]: the metadata ([`Meta`]), the inventory, the
-//! vault storage and the registry of running jobs. It imports only the model layer; the API
+//! too, and report jobs write their files here. Code of this layer gets an [`Executor`]: the
+//! metadata ([`Meta`]), the inventory, the report buckets, the vault storage and the registry
+//! of running jobs. It imports only the model layer; the API
 //! handlers (control) and the workers (background) sit above it.
 
 pub(crate) mod backup;

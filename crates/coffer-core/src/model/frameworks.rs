@@ -401,7 +401,7 @@ impl State {
             .iter()
             .filter(|p| p.resource_arn == arn)
             .collect();
-        v.sort_by(|a, b| b.creation_date.cmp(&a.creation_date));
+        v.sort_by_key(|p| std::cmp::Reverse(p.creation_date));
         v
     }
 }

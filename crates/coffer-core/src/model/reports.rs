@@ -575,6 +575,9 @@ fn restore_row(j: &JobRecord) -> Vec<String> {
     ]
 }
 
+/// How one job becomes one row.
+type RowOf = fn(&JobRecord) -> Vec<String>;
+
 /// The job report of `kind` over `jobs` (already filtered to the report's scope and
 /// period), oldest first.
 pub(crate) fn job_report(
@@ -582,7 +585,7 @@ pub(crate) fn job_report(
     jobs: &[JobRecord],
     (start, end): (DateTime<Utc>, DateTime<Utc>),
 ) -> Report {
-    let (columns, row): (&[&'static str], fn(&JobRecord) -> Vec<String>) = match kind {
+    let (columns, row): (&[&'static str], RowOf) = match kind {
         JobKind::Backup => (&BACKUP_COLUMNS, backup_row),
         JobKind::Copy => (&COPY_COLUMNS, copy_row),
         JobKind::Restore => (&RESTORE_COLUMNS, restore_row),

@@ -110,3 +110,103 @@ pub(crate) async fn run_due(plane: &Executor, now: DateTime<Utc>) -> Result<usiz
     }
     Ok(made)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Coffer;
+    use crate::model::clock::Clock;
+    use crate::model::reports::{JOBS, ReportBucketEntry, ReportJobRecord};
+    use chrono::DurationRound;
+    use coffer_api::types::*;
+    use coffer_api::{BackupService, RequestContext};
+    use coffer_store::StoreHandle;
+
+    const ACCOUNT: &str = "111122223333";
+    const REGION: &str = "eu-west-1";
+
+    fn node(store: &StoreHandle, clock: &Clock, reports: &std::path::Path) -> Coffer {
+        let c = Coffer::new(store.clone(), clock.clone());
+        c.report_buckets().replace(&[ReportBucketEntry {
+            bucket: "reports".into(),
+            directory: reports.to_path_buf(),
+        }]);
+        c
+    }
+
+    async fn jobs(store: &StoreHandle) -> Vec<ReportJobRecord> {
+        store
+            .read(|tx| {
+                let rows = tx.scan(JOBS, "", None, 1000)?;
+                Ok::<_, crate::model::error::Error>(
+                    rows.iter()
+                        .map(|(_, v)| serde_json::from_slice(v).unwrap())
+                        .collect(),
+                )
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Two nodes on one store pass the plan's due time together: one report is made, for
+    /// the day that was due, and the plan's next run moves a day on. After three days of
+    /// downtime the plan runs once, for the latest day it missed.
+    #[tokio::test]
+    async fn a_due_plan_runs_once_per_day_whatever_runs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        clock.hold().unwrap();
+        let next_second = (clock.now() + Duration::days(1)).duration_trunc(Duration::seconds(1));
+        let t0 = clock.set(next_second.unwrap()).unwrap();
+        let root = dir.path().join("reports");
+        let (a, b) = (node(&store, &clock, &root), node(&store, &clock, &root));
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        a.create_report_plan(
+            &ctx,
+            CreateReportPlanInput {
+                report_plan_name: "daily".into(),
+                report_delivery_channel: ReportDeliveryChannel {
+                    s3_bucket_name: "reports".into(),
+                    ..Default::default()
+                },
+                report_setting: ReportSetting {
+                    report_template: "BACKUP_JOB_REPORT".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            next_due(a.plane()).await.unwrap(),
+            Some(t0 + Duration::hours(24))
+        );
+        let t1 = t0 + Duration::hours(24) + Duration::minutes(5);
+        let (ra, rb) = tokio::join!(run_due(a.plane(), t1), run_due(b.plane(), t1));
+        assert_eq!(ra.unwrap() + rb.unwrap(), 1);
+        let made = jobs(&store).await;
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0].creation_time, t0 + Duration::hours(24));
+        assert_eq!(made[0].keys.len(), 1);
+        assert!(root.join(&made[0].keys[0]).is_file());
+        assert_eq!(
+            next_due(a.plane()).await.unwrap(),
+            Some(t0 + Duration::hours(48))
+        );
+
+        let t4 = t0 + Duration::hours(24 * 4 + 3);
+        assert_eq!(run_due(b.plane(), t4).await.unwrap(), 1);
+        let made = jobs(&store).await;
+        assert_eq!(made.len(), 2);
+        assert!(
+            made.iter()
+                .any(|j| j.creation_time == t0 + Duration::hours(96))
+        );
+        assert_eq!(
+            next_due(a.plane()).await.unwrap(),
+            Some(t0 + Duration::hours(120))
+        );
+    }
+}

@@ -4,7 +4,7 @@
 //! carried out by `dataplane::reports`, here for StartReportJob and in the scheduler for the
 //! daily runs.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 use coffer_store::Txn;
@@ -136,7 +136,7 @@ pub(crate) async fn create(
         creation_time: now,
         last_attempted: None,
         last_successful: None,
-        next_run: now + Duration::hours(PERIOD_HOURS),
+        next_run: first_run(now),
     };
     let (ctx, token) = (ctx.clone(), input.idempotency_token);
     let stored = plane

@@ -161,6 +161,13 @@ pub(crate) fn due_key(at: DateTime<Utc>, account: &str, region: &str, name: &str
     )
 }
 
+/// A new plan's first run: a day after its creation, to the microsecond (what a
+/// `report_due` key keeps).
+pub(crate) fn first_run(created: DateTime<Utc>) -> DateTime<Utc> {
+    let t = created + Duration::hours(PERIOD_HOURS);
+    t - Duration::nanoseconds(i64::from(t.timestamp_subsec_nanos() % 1000))
+}
+
 /// A report plan's name: a letter, then letters, digits and underscores, 1 to 256.
 pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     let mut chars = name.chars();

@@ -615,6 +615,56 @@ async fn report_plans_refuse_bad_input_and_failed_deliveries_say_why() {
         .unwrap();
     assert_eq!(failed.report_jobs().len(), 1);
 
+    // UpdateReportPlan changes what the next job writes; tags work on the plan's ARN.
+    c.update_report_plan()
+        .report_plan_name("broken_plan")
+        .report_delivery_channel(channel("audit-reports", "moved", &["JSON"]))
+        .report_plan_description("now deliverable")
+        .send()
+        .await
+        .unwrap();
+    let job = report(&c, "broken_plan").await;
+    assert_eq!(
+        job.status(),
+        Some("COMPLETED"),
+        "{:?}",
+        job.status_message()
+    );
+    let keys = job.report_destination().unwrap().s3_keys();
+    assert!(
+        keys.len() == 1 && keys[0].starts_with("moved/Backup/") && keys[0].ends_with(".json"),
+        "{keys:?}"
+    );
+    let plan = c
+        .describe_report_plan()
+        .report_plan_name("broken_plan")
+        .send()
+        .await
+        .unwrap();
+    let plan = plan.report_plan().unwrap();
+    assert_eq!(plan.report_plan_description(), Some("now deliverable"));
+    let plan_arn = plan.report_plan_arn().unwrap().to_string();
+    c.tag_resource()
+        .resource_arn(&plan_arn)
+        .tags("team", "audit")
+        .send()
+        .await
+        .unwrap();
+    let tags = c.list_tags().resource_arn(&plan_arn).send().await.unwrap();
+    assert_eq!(
+        tags.tags().unwrap().get("team").map(String::as_str),
+        Some("audit")
+    );
+    let (code, _) = code_of(
+        c.update_report_plan()
+            .report_plan_name("broken_plan")
+            .report_delivery_channel(channel("not-configured", "", &["CSV"]))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(code, "InvalidParameterValueException");
+
     // Duplicate names, unknown plans, deletion.
     let (code, _) = code_of(
         c.create_report_plan()
@@ -959,6 +1009,34 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
         controls["BACKUP_PLAN_MIN_FREQUENCY_AND_MIN_RETENTION_CHECK"]["controlComplianceStatus"],
         "COMPLIANT"
     );
+
+    // A new recovery point in a vault whose lock meets the control: compliant again on both.
+    c.put_backup_vault_lock_configuration()
+        .backup_vault_name("secondary")
+        .min_retention_days(7)
+        .max_retention_days(365)
+        .send()
+        .await
+        .unwrap();
+    let (_, state, locked_rp) = backup(&c, "secondary", DOCS).await;
+    assert_eq!(state, BackupJobState::Completed);
+    let job = report(&c, "resources").await;
+    let now = statuses(&items(&root, &job, ".json"));
+    for control in [
+        "BACKUP_LAST_RECOVERY_POINT_CREATED",
+        "BACKUP_RESOURCES_PROTECTED_BY_BACKUP_VAULT_LOCK",
+    ] {
+        assert_eq!(
+            now[&(control.to_string(), DOCS.to_string())],
+            "COMPLIANT",
+            "{control}: {now:?}"
+        );
+    }
+    let locked = (
+        "BACKUP_RECOVERY_POINT_MINIMUM_RETENTION_CHECK".to_string(),
+        locked_rp.unwrap(),
+    );
+    assert_eq!(now[&locked], "COMPLIANT");
 
     // A framework in use cannot be deleted; once its plans are gone it can.
     let (code, message) = code_of(

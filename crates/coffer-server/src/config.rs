@@ -389,3 +389,48 @@ pub fn node_id(data_dir: &Path) -> Result<String> {
     write_private(&path, id.as_bytes())?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_buckets_are_checked() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[[report_buckets]]
+bucket = "audit"
+directory = "/srv/reports"
+
+[[report_buckets]]
+bucket = "audit"
+directory = "relative/dir"
+
+[[report_buckets]]
+bucket = ""
+directory = "/x"
+"#,
+        )
+        .unwrap();
+        let errors = file.errors();
+        assert!(
+            errors.iter().any(|e| e.contains("listed twice")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("absolute path")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("empty bucket name")),
+            "{errors:?}"
+        );
+        let good: FileConfig =
+            toml::from_str("[[report_buckets]]\nbucket = \"a\"\ndirectory = \"/srv/a\"\n").unwrap();
+        assert!(good.errors().is_empty());
+        assert!(
+            toml::from_str::<FileConfig>("[[report_buckets]]\nbucket = \"a\"\ndir = \"/a\"\n")
+                .is_err()
+        );
+    }
+}

@@ -94,7 +94,9 @@ pub(crate) async fn build(
                 Ok(f) => f,
                 Err(why) => return Ok(Err(why)),
             };
-            let state = frameworks::read_state(tx, &plan.account, &plan.region, &inventory, at)?;
+            let controls: Vec<_> = fws.iter().flat_map(|f| f.controls.clone()).collect();
+            let state =
+                frameworks::read_state(tx, &plan.account, &plan.region, &inventory, &controls, at)?;
             Ok(Ok(compliance_report(
                 template,
                 &fws,

@@ -5,9 +5,9 @@
 //! IdempotencyToken maps to the framework it created in `framework_token`. The controls a
 //! framework may hold are AWS Backup Audit Manager's, with their input parameters
 //! ([`CONTROLS`]): an unknown control or parameter is refused with a message naming it.
-//! Coffer evaluates six of them; a framework naming one of AWS's other controls is refused
-//! with a message saying Coffer does not evaluate it yet, rather than reporting a compliance
-//! it never checked. Evaluation is done when a compliance report is built, from one read of
+//! Coffer evaluates all but one of them; a framework naming the other
+//! (BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED) is refused with a message saying Coffer
+//! does not evaluate it yet, rather than reporting a compliance it never checked. Evaluation is done when a compliance report is built, from one read of
 //! the state, so a report says what was true when it was made.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 use crate::model::inventory::{Inventory, Resource};
+use crate::model::jobs::{JobKind, JobRecord, JobState};
 use crate::model::paging::scan_all;
 use crate::model::plans::{self, PlanRecord, PlanVersionRecord};
 use crate::model::recovery_points::{self, RecoveryPointRecord};
@@ -68,8 +69,32 @@ enum ParamKind {
     Int(i64, i64),
     /// One of these words (compared case-insensitively).
     OneOf(&'static [&'static str]),
-    /// Free text (a list of ARNs, accounts or regions).
+    /// Free text (a list of ARNs).
     Text,
+    /// A comma-separated list of 1 to this many region names.
+    Regions(usize),
+    /// A comma-separated list of 1 to this many 12-digit account ids.
+    Accounts(usize),
+}
+
+/// The items of a comma-separated list parameter.
+fn list_items(value: &str) -> Vec<&str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn is_region(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_account(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A control of AWS Backup Audit Manager and its input parameters.
@@ -131,18 +156,18 @@ pub(crate) const CONTROLS: &[ControlSpec] = &[
     },
     ControlSpec {
         name: "BACKUP_RESOURCES_PROTECTED_BY_CROSS_REGION",
-        params: &[("crossRegionList", ParamKind::Text)],
-        evaluated: false,
+        params: &[("crossRegionList", ParamKind::Regions(3))],
+        evaluated: true,
     },
     ControlSpec {
         name: "BACKUP_RESOURCES_PROTECTED_BY_CROSS_ACCOUNT",
-        params: &[("crossAccountList", ParamKind::Text)],
-        evaluated: false,
+        params: &[("crossAccountList", ParamKind::Accounts(5))],
+        evaluated: true,
     },
     ControlSpec {
         name: "RESTORE_TIME_FOR_RESOURCES_MEET_TARGET",
-        params: &[("maxRestoreTime", ParamKind::Int(1, 100_000))],
-        evaluated: false,
+        params: &[("maxRestoreTime", ParamKind::Int(1, 43_200))],
+        evaluated: true,
     },
 ];
 
@@ -171,6 +196,26 @@ fn check_value(control: &str, param: &str, kind: ParamKind, value: &str) -> Resu
         }
         ParamKind::Text if value.trim().is_empty() => bad("it must not be empty".into()),
         ParamKind::Text => Ok(()),
+        ParamKind::Regions(max) => {
+            let items = list_items(value);
+            if (1..=max).contains(&items.len()) && items.iter().all(|r| is_region(r)) {
+                Ok(())
+            } else {
+                bad(format!(
+                    "it must list 1 to {max} region names, separated by commas"
+                ))
+            }
+        }
+        ParamKind::Accounts(max) => {
+            let items = list_items(value);
+            if (1..=max).contains(&items.len()) && items.iter().all(|a| is_account(a)) {
+                Ok(())
+            } else {
+                bad(format!(
+                    "it must list 1 to {max} 12-digit account ids, separated by commas"
+                ))
+            }
+        }
     }
 }
 
@@ -273,6 +318,35 @@ pub(crate) struct State {
     pub plans: Vec<(PlanRecord, PlanVersionRecord, BTreeMap<String, String>)>,
     /// Resource ARN -> ids of the plans whose selections pick it now.
     pub protected_by: BTreeMap<String, Vec<String>>,
+    /// Recovery points in the other regions and accounts the cross-region and cross-account
+    /// controls name.
+    pub elsewhere: Vec<RecoveryPointRecord>,
+    /// The restore jobs of the account and region.
+    pub restores: Vec<JobRecord>,
+}
+
+/// The store prefixes of the other regions and accounts `controls` name.
+fn other_scopes(controls: &[FrameworkControl], account: &str, region: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for c in controls {
+        if let Some(list) = param(c, "crossRegionList") {
+            out.extend(
+                list_items(list)
+                    .into_iter()
+                    .filter(|r| *r != region)
+                    .map(|r| format!("{account}:{r}:")),
+            );
+        }
+        if let Some(list) = param(c, "crossAccountList") {
+            out.extend(
+                list_items(list)
+                    .into_iter()
+                    .filter(|a| *a != account)
+                    .map(|a| format!("{a}:")),
+            );
+        }
+    }
+    out
 }
 
 /// Reads the state of `account`/`region` that the controls look at.
@@ -281,9 +355,20 @@ pub(crate) fn read_state(
     account: &str,
     region: &str,
     inventory: &Inventory,
+    controls: &[FrameworkControl],
     now: DateTime<Utc>,
 ) -> Result<State> {
     let scope = format!("{account}:{region}:");
+    let mut elsewhere = Vec::new();
+    for prefix in other_scopes(controls, account, region) {
+        for (_, v) in scan_all(tx, recovery_points::TABLE, &prefix)? {
+            elsewhere.push(serde_json::from_slice::<RecoveryPointRecord>(&v)?);
+        }
+    }
+    let mut restores = Vec::new();
+    for (_, v) in scan_all(tx, JobKind::Restore.table(), &scope)? {
+        restores.push(serde_json::from_slice::<JobRecord>(&v)?);
+    }
     let mut points = Vec::new();
     for (_, v) in scan_all(tx, recovery_points::TABLE, &scope)? {
         points.push(serde_json::from_slice::<RecoveryPointRecord>(&v)?);
@@ -315,6 +400,8 @@ pub(crate) fn read_state(
         vaults: vault_map,
         plans: plan_list,
         protected_by,
+        elsewhere,
+        restores,
     })
 }
 
@@ -605,6 +692,77 @@ fn plan_frequency(s: &State, c: &FrameworkControl) -> Vec<Evaluation> {
     out
 }
 
+/// Resources with a recovery point in one of the listed other regions (`regions`) or
+/// accounts (`accounts`): copies made there by copy jobs or copy actions.
+fn protected_elsewhere(s: &State, c: &FrameworkControl, what: &str) -> Vec<Evaluation> {
+    let listed: Vec<String> = param(c, what)
+        .map(list_items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let cross_region = what == "crossRegionList";
+    let mut out = Vec::new();
+    for r in s.scoped_resources(c) {
+        let found = s.elsewhere.iter().find(|p| {
+            p.resource_arn == r.arn
+                && if cross_region {
+                    p.account == r.account && p.region != r.region && listed.contains(&p.region)
+                } else {
+                    p.account != r.account && listed.contains(&p.account)
+                }
+        });
+        out.push(match found {
+            Some(p) => resource_eval(
+                r,
+                true,
+                format!(
+                    "recovery point {} in {} ({} {})",
+                    p.id, p.vault_arn, p.account, p.region
+                ),
+            ),
+            None => resource_eval(
+                r,
+                false,
+                format!("no recovery point in any of {}", listed.join(", ")),
+            ),
+        });
+    }
+    out
+}
+
+/// Resources whose latest completed restore took at most `maxRestoreTime` minutes (from
+/// the job's start, or its creation, to its completion); resources never restored are not
+/// evaluated.
+fn restore_time(s: &State, c: &FrameworkControl) -> Vec<Evaluation> {
+    let max = Duration::minutes(int_param(c, "maxRestoreTime", 720));
+    let mut out = Vec::new();
+    for r in s.scoped_resources(c) {
+        let latest = s
+            .restores
+            .iter()
+            .filter(|j| j.resource_arn == r.arn && j.state == JobState::Completed)
+            .filter_map(|j| {
+                j.completion_date
+                    .map(|done| (done, done - j.started_at.unwrap_or(j.creation_date), &j.id))
+            })
+            .max_by_key(|(done, _, _)| *done);
+        if let Some((_, took, id)) = latest {
+            let ok = took <= max;
+            out.push(resource_eval(
+                r,
+                ok,
+                format!(
+                    "restore job {id} took {} s; target {} s",
+                    took.num_seconds(),
+                    max.num_seconds()
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Evaluates one control of a framework against `state`.
 pub(crate) fn evaluate(state: &State, c: &FrameworkControl) -> Vec<Evaluation> {
     match c.control_name.as_str() {
@@ -614,6 +772,13 @@ pub(crate) fn evaluate(state: &State, c: &FrameworkControl) -> Vec<Evaluation> {
         "BACKUP_LAST_RECOVERY_POINT_CREATED" => last_recovery_point(state, c),
         "BACKUP_RESOURCES_PROTECTED_BY_BACKUP_VAULT_LOCK" => vault_lock(state, c),
         "BACKUP_PLAN_MIN_FREQUENCY_AND_MIN_RETENTION_CHECK" => plan_frequency(state, c),
+        "BACKUP_RESOURCES_PROTECTED_BY_CROSS_REGION" => {
+            protected_elsewhere(state, c, "crossRegionList")
+        }
+        "BACKUP_RESOURCES_PROTECTED_BY_CROSS_ACCOUNT" => {
+            protected_elsewhere(state, c, "crossAccountList")
+        }
+        "RESTORE_TIME_FOR_RESOURCES_MEET_TARGET" => restore_time(state, c),
         // Refused when the framework was created (check_controls).
         _ => Vec::new(),
     }

@@ -733,7 +733,7 @@ fn statuses(items: &[BTreeMap<String, String>]) -> BTreeMap<(String, String), St
 #[tokio::test]
 async fn a_framework_sees_a_resource_turn_non_compliant() {
     let dir = temp_dir();
-    let (_server, c, root) = start(dir.path()).await;
+    let (server, c, root) = start(dir.path()).await;
     let plan_id = c
         .create_backup_plan()
         .backup_plan(
@@ -774,9 +774,81 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
     let (_, state, rp) = backup(&c, "primary", DOCS).await;
     assert_eq!(state, BackupJobState::Completed);
     let rp = rp.unwrap();
+    // A copy in another region, and a restore.
+    let west = server.client_as(ACCOUNT, "anything", "us-west-2");
+    let west_vault = west
+        .create_backup_vault()
+        .backup_vault_name("west")
+        .send()
+        .await
+        .unwrap()
+        .backup_vault_arn()
+        .unwrap()
+        .to_string();
+    let copy_id = c
+        .start_copy_job()
+        .recovery_point_arn(&rp)
+        .source_backup_vault_name("primary")
+        .destination_backup_vault_arn(&west_vault)
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .unwrap()
+        .copy_job_id()
+        .unwrap()
+        .to_string();
+    wait_until("the copy job to end", 120, || async {
+        let j = c
+            .describe_copy_job()
+            .copy_job_id(&copy_id)
+            .send()
+            .await
+            .unwrap();
+        let state = j.copy_job().unwrap().state().cloned();
+        assert_ne!(state, Some(CopyJobState::Failed), "{j:?}");
+        (state == Some(CopyJobState::Completed)).then_some(())
+    })
+    .await;
+    let restore_id = c
+        .start_restore_job()
+        .recovery_point_arn(&rp)
+        .iam_role_arn(ROLE)
+        .metadata("targetPath", dir.path().join("restored").to_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .restore_job_id()
+        .unwrap()
+        .to_string();
+    wait_until("the restore job to end", 120, || async {
+        let j = c
+            .describe_restore_job()
+            .restore_job_id(&restore_id)
+            .send()
+            .await
+            .unwrap();
+        (j.status() == Some(&RestoreJobStatus::Completed)).then_some(())
+    })
+    .await;
 
     // Refusals name what is wrong.
-    let cases: [(&str, Vec<FrameworkControl>, &str); 4] = [
+    let cases: [(&str, Vec<FrameworkControl>, &str); 6] = [
+        (
+            "not_evaluated",
+            vec![control(
+                "BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED",
+                &[],
+            )],
+            "not evaluated",
+        ),
+        (
+            "bad_regions",
+            vec![control(
+                "BACKUP_RESOURCES_PROTECTED_BY_CROSS_REGION",
+                &[("crossRegionList", "Mars!")],
+            )],
+            "Mars!",
+        ),
         (
             "bad_control",
             vec![control("BACKUP_EVERYTHING_ALWAYS", &[])],
@@ -844,6 +916,18 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
                 ("requiredRetentionDays", "35"),
             ],
         ))
+        .framework_controls(control(
+            "BACKUP_RESOURCES_PROTECTED_BY_CROSS_REGION",
+            &[("crossRegionList", "us-west-2")],
+        ))
+        .framework_controls(control(
+            "BACKUP_RESOURCES_PROTECTED_BY_CROSS_ACCOUNT",
+            &[("crossAccountList", "444455556666")],
+        ))
+        .framework_controls(control(
+            "RESTORE_TIME_FOR_RESOURCES_MEET_TARGET",
+            &[("maxRestoreTime", "60")],
+        ))
         .framework_controls(
             FrameworkControl::builder()
                 .control_name("BACKUP_RESOURCES_PROTECTED_BY_BACKUP_VAULT_LOCK")
@@ -891,10 +975,10 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
         .unwrap();
     assert_eq!(d.framework_status(), Some("ACTIVE"));
     assert_eq!(d.deployment_status(), Some("COMPLETED"));
-    assert_eq!(d.framework_controls().len(), 6);
+    assert_eq!(d.framework_controls().len(), 9);
     assert_eq!(d.idempotency_token(), Some("fw-token"));
     let listed = c.list_frameworks().send().await.unwrap();
-    assert_eq!(listed.frameworks()[0].number_of_controls(), 6);
+    assert_eq!(listed.frameworks()[0].number_of_controls(), 9);
     let tags = c.list_tags().resource_arn(&fw_arn).send().await.unwrap();
     assert_eq!(
         tags.tags().unwrap().get("owner").map(String::as_str),
@@ -961,6 +1045,26 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
         (
             ("BACKUP_RESOURCES_PROTECTED_BY_BACKUP_VAULT_LOCK", GONE),
             "NON_COMPLIANT",
+        ),
+        (
+            ("BACKUP_RESOURCES_PROTECTED_BY_CROSS_REGION", DOCS),
+            "COMPLIANT",
+        ),
+        (
+            ("BACKUP_RESOURCES_PROTECTED_BY_CROSS_REGION", GONE),
+            "NON_COMPLIANT",
+        ),
+        (
+            ("BACKUP_RESOURCES_PROTECTED_BY_CROSS_ACCOUNT", DOCS),
+            "NON_COMPLIANT",
+        ),
+        (
+            ("BACKUP_RESOURCES_PROTECTED_BY_CROSS_ACCOUNT", GONE),
+            "NON_COMPLIANT",
+        ),
+        (
+            ("RESTORE_TIME_FOR_RESOURCES_MEET_TARGET", DOCS),
+            "COMPLIANT",
         ),
     ]
     .into_iter()

@@ -304,7 +304,13 @@ pub(crate) fn check_channel(c: &mut ReportDeliveryChannel, buckets: &ReportBucke
             .into());
         }
     }
-    formats.dedup();
+    let mut seen = Vec::new();
+    formats.retain(|f| {
+        !seen.contains(f) && {
+            seen.push(f.clone());
+            true
+        }
+    });
     Ok(())
 }
 
@@ -719,6 +725,38 @@ mod tests {
         for bad in ["", "1abc", "_a", "a-b", "a b", &"x".repeat(257)] {
             let e = check_name("ReportPlanName", bad).unwrap_err();
             assert_eq!(e.0.code(), "InvalidParameterValueException", "{bad}");
+        }
+    }
+
+    #[test]
+    fn delivery_channels_are_checked() {
+        let buckets = ReportBuckets::default();
+        buckets.replace(&[ReportBucketEntry {
+            bucket: "b".into(),
+            directory: "/srv/b".into(),
+        }]);
+        let channel = |bucket: &str, prefix: Option<&str>, formats: Option<Vec<&str>>| {
+            ReportDeliveryChannel {
+                s3_bucket_name: bucket.into(),
+                s3_key_prefix: prefix.map(String::from),
+                formats: formats.map(|f| f.into_iter().map(String::from).collect()),
+            }
+        };
+        let mut c = channel("b", None, None);
+        check_channel(&mut c, &buckets).unwrap();
+        assert_eq!(c.formats, Some(vec!["CSV".to_string()]));
+        let mut c = channel("b", Some("x/"), Some(vec!["JSON", "CSV", "JSON"]));
+        check_channel(&mut c, &buckets).unwrap();
+        assert_eq!(c.formats, Some(vec!["JSON".to_string(), "CSV".to_string()]));
+        for (mut bad, word) in [
+            (channel("other", None, None), "[[report_buckets]]"),
+            (channel("b", Some("a/../../etc"), None), ".."),
+            (channel("b", Some("/abs"), None), "'/'"),
+            (channel("b", None, Some(vec!["PDF"])), "PDF"),
+        ] {
+            let e = check_channel(&mut bad, &buckets).unwrap_err();
+            assert_eq!(e.0.code(), "InvalidParameterValueException");
+            assert!(e.0.message().contains(word), "{}", e.0.message());
         }
     }
 

@@ -1189,3 +1189,99 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
     .await;
     assert_eq!(code, "ResourceNotFoundException");
 }
+
+/// Moving the clock two days runs the day as it would have passed: the plan's backups fire at
+/// 05:00 and each daily report (at 01:00) lists the one backup of the 24 hours before it.
+#[tokio::test]
+async fn daily_reports_follow_the_moved_clock_day_by_day() {
+    let dir = temp_dir();
+    let (server, c, root) = start(dir.path()).await;
+    let plan_id = c
+        .create_backup_plan()
+        .backup_plan(
+            BackupPlanInput::builder()
+                .backup_plan_name("daily")
+                .rules(
+                    BackupRuleInput::builder()
+                        .rule_name("daily")
+                        .target_backup_vault_name("primary")
+                        .schedule_expression("cron(0 5 ? * * *)")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .backup_plan_id()
+        .unwrap()
+        .to_string();
+    c.create_backup_selection()
+        .backup_plan_id(&plan_id)
+        .backup_selection(
+            BackupSelection::builder()
+                .selection_name("docs")
+                .iam_role_arn(ROLE)
+                .resources(DOCS)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    create_plan(
+        &c,
+        "nightly",
+        channel("audit-reports", "", &["CSV"]),
+        setting("BACKUP_JOB_REPORT", &[]),
+    )
+    .await;
+    let start_secs = server.clock_secs().await;
+    server
+        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY + 60))
+        .await;
+
+    let backups: BTreeSet<(String, String)> = c
+        .list_backup_jobs()
+        .send()
+        .await
+        .unwrap()
+        .backup_jobs()
+        .iter()
+        .map(|j| {
+            (
+                j.backup_job_id().unwrap().to_string(),
+                j.state().unwrap().as_str().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    let jobs = c
+        .list_report_jobs()
+        .by_report_plan_name("nightly")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jobs.report_jobs().len(), 2, "{:?}", jobs.report_jobs());
+    let mut seen = BTreeSet::new();
+    for (day, job) in jobs.report_jobs().iter().enumerate() {
+        assert_eq!(
+            job.status(),
+            Some("COMPLETED"),
+            "{:?}",
+            job.status_message()
+        );
+        let at = job.creation_time().unwrap().secs();
+        assert!(
+            (at - start_secs - (day as i64 + 1) * DAY).abs() < 5,
+            "report {day} at {at}"
+        );
+        let rows = pairs(&items(&root, job, ".csv"), "backupJobId", "jobStatus");
+        assert_eq!(rows.len(), 1, "report {day}: {rows:?}");
+        seen.extend(rows);
+    }
+    assert_eq!(seen, backups);
+    assert!(seen.iter().all(|(_, s)| s == "COMPLETED"), "{seen:?}");
+}

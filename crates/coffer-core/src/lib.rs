@@ -7,7 +7,8 @@
 //! - [`model`]: records, keys, states and the pure rules; transaction-level reads and writes.
 //! - [`dataplane`]: carrying jobs out against the vault repositories; queued removals.
 //! - [`control`]: the API operations, one module per area.
-//! - [`background`]: the workers (job runner, scheduler with the lifecycle sweep).
+//! - [`background`]: the workers (job runner, scheduler with the lifecycle sweep, report
+//!   plans).
 //!
 //! This file is the wiring on top: [`Coffer`] holds the handles and implements the generated
 //! [`BackupService`] trait by handing each operation to its control module with only the
@@ -62,7 +63,8 @@ struct Inner {
     plane: Executor,
     runner: Arc<Runner>,
     scheduler: Arc<Scheduler>,
-    /// The started workers, in the order they stop: scheduler, lifecycle sweep, runner.
+    /// The started workers, in the order they stop: scheduler, lifecycle sweep, report plans,
+    /// runner.
     workers: std::sync::Mutex<Vec<WorkerHandle>>,
 }
 
@@ -103,7 +105,8 @@ impl Coffer {
         }
     }
 
-    /// Starts the scheduler, the lifecycle sweep and the job runner (needs a tokio runtime).
+    /// Starts the scheduler, the lifecycle sweep, the report plans' daily runs and the job
+    /// runner (needs a tokio runtime).
     pub fn start_workers(&self) {
         if !self.inner.plane.has_storage() {
             return;

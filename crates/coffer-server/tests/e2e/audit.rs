@@ -730,47 +730,48 @@ fn statuses(items: &[BTreeMap<String, String>]) -> BTreeMap<(String, String), St
         .collect()
 }
 
+/// Creates backup plan `daily` (05:00 every day into `primary`, points kept
+/// `delete_after_days`) selecting `fs-docs`; returns its id.
+async fn daily_plan(c: &Client, delete_after_days: Option<i64>) -> String {
+    let rule = BackupRuleInput::builder()
+        .rule_name("daily")
+        .target_backup_vault_name("primary")
+        .schedule_expression("cron(0 5 ? * * *)")
+        .set_lifecycle(delete_after_days.map(|d| Lifecycle::builder().delete_after_days(d).build()))
+        .build()
+        .unwrap();
+    let plan = BackupPlanInput::builder()
+        .backup_plan_name("daily")
+        .rules(rule)
+        .build()
+        .unwrap();
+    let created = c
+        .create_backup_plan()
+        .backup_plan(plan)
+        .send()
+        .await
+        .unwrap();
+    let plan_id = created.backup_plan_id().unwrap().to_string();
+    let selection = BackupSelection::builder()
+        .selection_name("docs")
+        .iam_role_arn(ROLE)
+        .resources(DOCS)
+        .build()
+        .unwrap();
+    c.create_backup_selection()
+        .backup_plan_id(&plan_id)
+        .backup_selection(selection)
+        .send()
+        .await
+        .unwrap();
+    plan_id
+}
+
 #[tokio::test]
 async fn a_framework_sees_a_resource_turn_non_compliant() {
     let dir = temp_dir();
     let (server, c, root) = start(dir.path()).await;
-    let plan_id = c
-        .create_backup_plan()
-        .backup_plan(
-            BackupPlanInput::builder()
-                .backup_plan_name("daily")
-                .rules(
-                    BackupRuleInput::builder()
-                        .rule_name("daily")
-                        .target_backup_vault_name("primary")
-                        .schedule_expression("cron(0 5 ? * * *)")
-                        .lifecycle(Lifecycle::builder().delete_after_days(40).build())
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .backup_plan_arn()
-        .unwrap()
-        .to_string();
-    let plan_id = plan_id.rsplit(':').next().unwrap().to_string();
-    c.create_backup_selection()
-        .backup_plan_id(&plan_id)
-        .backup_selection(
-            BackupSelection::builder()
-                .selection_name("docs")
-                .iam_role_arn(ROLE)
-                .resources(DOCS)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let plan_id = daily_plan(&c, Some(40)).await;
     let (_, state, rp) = backup(&c, "primary", DOCS).await;
     assert_eq!(state, BackupJobState::Completed);
     let rp = rp.unwrap();
@@ -1196,41 +1197,7 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
 async fn daily_reports_follow_the_moved_clock_day_by_day() {
     let dir = temp_dir();
     let (server, c, root) = start(dir.path()).await;
-    let plan_id = c
-        .create_backup_plan()
-        .backup_plan(
-            BackupPlanInput::builder()
-                .backup_plan_name("daily")
-                .rules(
-                    BackupRuleInput::builder()
-                        .rule_name("daily")
-                        .target_backup_vault_name("primary")
-                        .schedule_expression("cron(0 5 ? * * *)")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .backup_plan_id()
-        .unwrap()
-        .to_string();
-    c.create_backup_selection()
-        .backup_plan_id(&plan_id)
-        .backup_selection(
-            BackupSelection::builder()
-                .selection_name("docs")
-                .iam_role_arn(ROLE)
-                .resources(DOCS)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    daily_plan(&c, None).await;
     create_plan(
         &c,
         "nightly",

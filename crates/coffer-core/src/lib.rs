@@ -7,7 +7,8 @@
 //! - [`model`]: records, keys, states and the pure rules; transaction-level reads and writes.
 //! - [`dataplane`]: carrying jobs out against the vault repositories; queued removals.
 //! - [`control`]: the API operations, one module per area.
-//! - [`background`]: the workers (job runner, scheduler with the lifecycle sweep).
+//! - [`background`]: the workers (job runner, scheduler with the lifecycle sweep, report
+//!   plans).
 //!
 //! This file is the wiring on top: [`Coffer`] holds the handles and implements the generated
 //! [`BackupService`] trait by handing each operation to its control module with only the
@@ -28,14 +29,15 @@ use coffer_api::{ApiError, BackupService, RequestContext};
 use coffer_store::StoreHandle;
 
 use background::lifecycle::LifecycleWorker;
+use background::reports::ReportWorker;
 use background::runner::{Runner, RunnerWorker};
 use background::scheduler::Scheduler;
 use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    airgap, legal_holds, plans, protected, recovery_points, selections, settings, tags, templates,
-    tiering, vault_lock, vault_notifications, vault_policy, vaults,
+    airgap, frameworks, legal_holds, plans, protected, recovery_points, reports, selections,
+    settings, tags, templates, tiering, vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;
@@ -49,6 +51,7 @@ pub use model::deletions::RemovalStatus;
 pub use model::error::Error;
 pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
 pub use model::inventory::{self, Inventory, ResourceEntry};
+pub use model::reports::{ReportBucketEntry, ReportBuckets};
 pub use model::telemetry::{self, Telemetry};
 
 /// The Coffer service: domain state behind the AWS Backup API.
@@ -61,7 +64,8 @@ struct Inner {
     plane: Executor,
     runner: Arc<Runner>,
     scheduler: Arc<Scheduler>,
-    /// The started workers, in the order they stop: scheduler, lifecycle sweep, runner.
+    /// The started workers, in the order they stop: scheduler, lifecycle sweep, report plans,
+    /// runner.
     workers: std::sync::Mutex<Vec<WorkerHandle>>,
 }
 
@@ -102,18 +106,23 @@ impl Coffer {
         }
     }
 
-    /// Starts the scheduler, the lifecycle sweep and the job runner (needs a tokio runtime).
+    /// Starts the scheduler, the lifecycle sweep, the report plans' daily runs and the job
+    /// runner (needs a tokio runtime).
     pub fn start_workers(&self) {
         if !self.inner.plane.has_storage() {
             return;
         }
         let (plane, scheduler) = (&self.inner.plane, &self.inner.scheduler);
-        let workers: [Arc<dyn Worker>; 3] = [
+        let workers: [Arc<dyn Worker>; 4] = [
             Arc::new(SchedulerWorker {
                 scheduler: scheduler.clone(),
                 plane: plane.clone(),
             }),
             Arc::new(LifecycleWorker {
+                pass: scheduler.pass_lock(),
+                plane: plane.clone(),
+            }),
+            Arc::new(ReportWorker {
                 pass: scheduler.pass_lock(),
                 plane: plane.clone(),
             }),
@@ -171,6 +180,12 @@ impl Coffer {
 
     pub fn inventory(&self) -> &Inventory {
         self.inner.plane.inventory()
+    }
+
+    /// Where report plans' S3 buckets are on this machine (`[[report_buckets]]`); replace it
+    /// when the configuration is read.
+    pub fn report_buckets(&self) -> &ReportBuckets {
+        self.inner.plane.report_buckets()
     }
 
     /// The notification outbox, for the delivery worker.
@@ -312,6 +327,112 @@ impl BackupService for Coffer {
         input: ListTagsInput,
     ) -> Result<ListTagsOutput, ApiError> {
         Ok(tags::list_tags(self.meta(), ctx, input).await?)
+    }
+
+    // Audit: frameworks and report plans
+
+    async fn create_framework(
+        &self,
+        ctx: &RequestContext,
+        input: CreateFrameworkInput,
+    ) -> Result<CreateFrameworkOutput, ApiError> {
+        Ok(frameworks::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn describe_framework(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeFrameworkInput,
+    ) -> Result<DescribeFrameworkOutput, ApiError> {
+        Ok(frameworks::describe(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_frameworks(
+        &self,
+        ctx: &RequestContext,
+        input: ListFrameworksInput,
+    ) -> Result<ListFrameworksOutput, ApiError> {
+        Ok(frameworks::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn update_framework(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateFrameworkInput,
+    ) -> Result<UpdateFrameworkOutput, ApiError> {
+        Ok(frameworks::update(self.meta(), ctx, input).await?)
+    }
+
+    async fn delete_framework(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteFrameworkInput,
+    ) -> Result<(), ApiError> {
+        Ok(frameworks::delete(self.meta(), ctx, input).await?)
+    }
+
+    async fn create_report_plan(
+        &self,
+        ctx: &RequestContext,
+        input: CreateReportPlanInput,
+    ) -> Result<CreateReportPlanOutput, ApiError> {
+        Ok(reports::create(self.plane(), ctx, input).await?)
+    }
+
+    async fn describe_report_plan(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeReportPlanInput,
+    ) -> Result<DescribeReportPlanOutput, ApiError> {
+        Ok(reports::describe(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_report_plans(
+        &self,
+        ctx: &RequestContext,
+        input: ListReportPlansInput,
+    ) -> Result<ListReportPlansOutput, ApiError> {
+        Ok(reports::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn update_report_plan(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateReportPlanInput,
+    ) -> Result<UpdateReportPlanOutput, ApiError> {
+        Ok(reports::update(self.plane(), ctx, input).await?)
+    }
+
+    async fn delete_report_plan(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteReportPlanInput,
+    ) -> Result<(), ApiError> {
+        Ok(reports::delete(self.meta(), ctx, input).await?)
+    }
+
+    async fn start_report_job(
+        &self,
+        ctx: &RequestContext,
+        input: StartReportJobInput,
+    ) -> Result<StartReportJobOutput, ApiError> {
+        Ok(reports::start_job(self.plane(), ctx, input).await?)
+    }
+
+    async fn describe_report_job(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeReportJobInput,
+    ) -> Result<DescribeReportJobOutput, ApiError> {
+        Ok(reports::describe_job(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_report_jobs(
+        &self,
+        ctx: &RequestContext,
+        input: ListReportJobsInput,
+    ) -> Result<ListReportJobsOutput, ApiError> {
+        Ok(reports::list_jobs(self.meta(), ctx, input).await?)
     }
 
     async fn start_backup_job(

@@ -35,7 +35,7 @@ pub enum LogFormat {
 /// a file key is not hidden by a default the user never typed.
 #[derive(Debug, Args, Default)]
 #[command(
-    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]] and [[notification_targets]]; resources and notification targets are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
+    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]] and [[report_buckets]]; resources, notification targets and report buckets are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
 )]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port) [default: 127.0.0.1:9191] [file key: listen]
@@ -133,6 +133,9 @@ pub struct FileConfig {
     /// Where the notifications of each SNS topic go (see docs/notifications.md).
     #[serde(default)]
     pub notification_targets: Vec<crate::notify::NotificationTarget>,
+    /// The local directory of each S3 bucket report plans deliver to (see docs/audit.md).
+    #[serde(default)]
+    pub report_buckets: Vec<coffer_core::ReportBucketEntry>,
 }
 
 impl FileConfig {
@@ -181,6 +184,25 @@ impl FileConfig {
                 ));
             }
         }
+        let mut buckets = std::collections::HashSet::new();
+        for b in &self.report_buckets {
+            if b.bucket.is_empty() {
+                errors.push("a [[report_buckets]] entry has an empty bucket name".to_string());
+            }
+            if !b.directory.is_absolute() {
+                errors.push(format!(
+                    "report bucket '{}': directory must be an absolute path, got '{}'",
+                    b.bucket,
+                    b.directory.display()
+                ));
+            }
+            if !buckets.insert(b.bucket.as_str()) {
+                errors.push(format!(
+                    "report bucket '{}' is listed twice in [[report_buckets]]",
+                    b.bucket
+                ));
+            }
+        }
         if self.max_concurrent_jobs == Some(0) {
             errors.push("max_concurrent_jobs must be at least 1".to_string());
         }
@@ -219,6 +241,7 @@ pub struct Config {
     pub file: FileConfig,
     pub resources: Vec<coffer_core::ResourceEntry>,
     pub notification_targets: Vec<crate::notify::NotificationTarget>,
+    pub report_buckets: Vec<coffer_core::ReportBucketEntry>,
 }
 
 impl Config {
@@ -304,6 +327,7 @@ impl Config {
             config_file: args.config.clone(),
             resources: file.resources.clone(),
             notification_targets: file.notification_targets.clone(),
+            report_buckets: file.report_buckets.clone(),
             file,
         })
     }
@@ -364,4 +388,49 @@ pub fn node_id(data_dir: &Path) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
     write_private(&path, id.as_bytes())?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_buckets_are_checked() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[[report_buckets]]
+bucket = "audit"
+directory = "/srv/reports"
+
+[[report_buckets]]
+bucket = "audit"
+directory = "relative/dir"
+
+[[report_buckets]]
+bucket = ""
+directory = "/x"
+"#,
+        )
+        .unwrap();
+        let errors = file.errors();
+        assert!(
+            errors.iter().any(|e| e.contains("listed twice")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("absolute path")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("empty bucket name")),
+            "{errors:?}"
+        );
+        let good: FileConfig =
+            toml::from_str("[[report_buckets]]\nbucket = \"a\"\ndirectory = \"/srv/a\"\n").unwrap();
+        assert!(good.errors().is_empty());
+        assert!(
+            toml::from_str::<FileConfig>("[[report_buckets]]\nbucket = \"a\"\ndir = \"/a\"\n")
+                .is_err()
+        );
+    }
 }

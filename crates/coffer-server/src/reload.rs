@@ -3,15 +3,15 @@
 //! Why: operators add resources and notification targets to a running server and expect them
 //! to take effect without a restart, and they need the log to say what a re-read changed (or
 //! that a setting they edited only takes effect at the next start). What is applied at once:
-//! the resource inventory (`[[resources]]`) and the notification targets
-//! (`[[notification_targets]]`). Everything else in the file is read at start only. A file that
+//! the resource inventory (`[[resources]]`), the notification targets
+//! (`[[notification_targets]]`) and the report buckets (`[[report_buckets]]`). Everything else in the file is read at start only. A file that
 //! does not parse or has errors changes nothing, and the log says why.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_core::Inventory;
+use coffer_core::{Inventory, ReportBuckets};
 
 use crate::config::FileConfig;
 use crate::notify::Delivery;
@@ -44,6 +44,13 @@ pub fn changes(old: &FileConfig, new: &FileConfig) -> Changes {
         &new.resources,
         |r| r.arn.clone(),
         "resource",
+        &mut c.resources,
+    );
+    diff_by_key(
+        &old.report_buckets,
+        &new.report_buckets,
+        |b| b.bucket.clone(),
+        "report bucket",
         &mut c.resources,
     );
     diff_by_key(
@@ -98,6 +105,7 @@ pub async fn watch(
     file: PathBuf,
     mut current: FileConfig,
     inventory: Inventory,
+    report_buckets: ReportBuckets,
     delivery: Arc<Delivery>,
 ) {
     let modified = |f: &Path| std::fs::metadata(f).and_then(|m| m.modified()).ok();
@@ -153,6 +161,7 @@ pub async fn watch(
         if !c.targets.is_empty() {
             delivery.replace_targets(&new.notification_targets);
         }
+        report_buckets.replace(&new.report_buckets);
         current = new;
     }
 }

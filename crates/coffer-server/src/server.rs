@@ -172,6 +172,7 @@ pub async fn run(config: Config) -> Result<()> {
             max_concurrent_jobs: config.max_concurrent_jobs,
         },
     );
+    coffer.report_buckets().replace(&config.report_buckets);
     coffer.start_workers();
     let (delivery, delivery_worker) =
         crate::notify::Delivery::start(coffer.outbox(), &config.notification_targets)?;
@@ -180,6 +181,7 @@ pub async fn run(config: Config) -> Result<()> {
             file,
             config.file.clone(),
             inventory,
+            coffer.report_buckets().clone(),
             delivery,
         ));
     }

@@ -2,12 +2,14 @@
 //!
 //! Each is a [`worker::Worker`] (one shape: start, tick, stop): the job runner claims queued
 //! jobs and hands them to the data plane, the scheduler fires plan rules at their scheduled
-//! times, the lifecycle sweep moves and deletes recovery points as their lifecycles say;
+//! times, the lifecycle sweep moves and deletes recovery points as their lifecycles say, and
+//! `reports` runs report plans every 24 hours;
 //! `time_travel` runs the time a development clock move skips, step by step. Each gets an
 //! [`Executor`](crate::dataplane::Executor) and their own state; they import the model and
 //! data-plane layers, never the API handlers (control) or the service wiring above them.
 
 pub(crate) mod lifecycle;
+pub(crate) mod reports;
 pub mod runner;
 pub mod scheduler;
 pub mod time_travel;

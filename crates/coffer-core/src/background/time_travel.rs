@@ -8,15 +8,16 @@
 //!
 //! 1. at each step's time it carries out what is due then: the rules' firings, the ends of
 //!    the completion windows of running jobs, the runner's passes (waiting jobs past their
-//!    StartBy become EXPIRED, the others are claimed and run), and the lifecycle sweep;
+//!    StartBy become EXPIRED, the others are claimed and run), the lifecycle sweep and the
+//!    report plans due;
 //! 2. it waits until every job it started has ended or is waiting for something outside it
 //!    (the test pause point): the clock stands still meanwhile, so **a job takes no simulated
 //!    time**: its StartDate and CompletionDate are the step's time, and it never outlives its
 //!    completion window unless it would never end by itself (a waiting job is stopped when
 //!    the clock reaches its window's end);
 //! 3. it steps the clock to the next event: the earliest next firing of any rule, lifecycle
-//!    transition, StartBy of a waiting job or completion window end of a running one, or the
-//!    target, whichever comes first.
+//!    transition, StartBy of a waiting job, completion window end of a running one or report
+//!    plan's daily run, or the target, whichever comes first.
 //!
 //! Only the next event is ever computed, so a year of hourly rules runs step by step in
 //! bounded memory; progress goes to the log every few seconds. Notification delivery retries
@@ -25,8 +26,9 @@
 //! simulated times of what they report. Real downtime (a process that was not running) is not
 //! time travel: the scheduler worker's catch-up records missed windows EXPIRED as before.
 //!
-//! Timed work that Coffer does not have yet (restore testing plans, report plans) joins by
-//! adding its next due time in [`next_event`] and its work in [`run_step`].
+//! Report plans' daily runs are events too (`background::reports`). Timed work that Coffer
+//! does not have yet (restore testing plans) joins by adding its next due time in
+//! [`next_event`] and its work in [`run_step`].
 
 use std::collections::BTreeMap;
 
@@ -35,6 +37,7 @@ use coffer_api::ApiError;
 use serde::Serialize;
 
 use crate::background::lifecycle;
+use crate::background::reports;
 use crate::background::runner::{Runner, RunnerHeld};
 use crate::background::scheduler::{self, CatchUp, Scheduler};
 use crate::dataplane::Executor;
@@ -212,6 +215,8 @@ async fn run_step(
     step.window_stops = plane.running().stop_past_window(at);
     run_jobs(plane, runner, held, &mut step, in_flight).await?;
     let swept = lifecycle::sweep_lifecycle(plane, at).await?;
+    // Reports are made after the step's jobs and sweep, so a report at `at` shows them.
+    reports::run_due(plane, at).await?;
     step.moved_to_cold = swept.moved_to_cold;
     step.deleted = swept.deleted;
     out.moved_to_cold += swept.moved_to_cold;
@@ -295,12 +300,14 @@ async fn next_event(
         .await?
         .filter(|t| *t > at || (again && *t == at));
     let waiting = plane.store().write(move |tx| next_start_by(tx, at)).await?;
-    // Restore testing and report plans add their next due times here when Coffer has them.
+    let report = reports::next_due(plane).await?.filter(|t| *t > at);
+    // Restore testing plans add their next due times here when Coffer has them.
     let candidates = [
         firing,
         lifecycle_next,
         waiting,
         plane.running().next_window_end(at),
+        report,
     ];
     Ok(candidates.into_iter().flatten().filter(|t| *t >= at).min())
 }

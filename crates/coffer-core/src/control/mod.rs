@@ -9,11 +9,13 @@
 //! workers (background) or the service wiring above it.
 
 pub(crate) mod airgap;
+pub(crate) mod frameworks;
 pub(crate) mod jobs;
 pub(crate) mod legal_holds;
 pub(crate) mod plans;
 pub(crate) mod protected;
 pub(crate) mod recovery_points;
+pub(crate) mod reports;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;

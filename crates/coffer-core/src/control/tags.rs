@@ -1,4 +1,5 @@
-//! Tags of taggable resources (vaults, plans, recovery points), stored apart from the
+//! Tags of taggable resources (vaults, plans, recovery points, legal holds, frameworks,
+//! report plans), stored apart from the
 //! resources themselves in table `tags`, keyed by the resource's ARN. Keeping them in one place
 //! lets TagResource / UntagResource / ListTags work the same way for every resource type, and
 //! lets each resource module set the tags given at creation in the same transaction.
@@ -10,7 +11,8 @@ use coffer_store::Txn;
 use crate::model::error::Result;
 use crate::model::tags::*;
 use crate::model::{
-    Meta, arn, events, legal_holds, paging, plans, recovery_points, tiering, vaults,
+    Meta, arn, events, frameworks, legal_holds, paging, plans, recovery_points, reports, tiering,
+    vaults,
 };
 
 /// Checks that `arn` names an existing taggable resource of the caller's account and region.
@@ -34,7 +36,7 @@ fn check_resource(
     };
     if a.service != "backup" {
         return Err(ApiError::invalid_parameter(format!(
-            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points, legal holds and tiering configurations."
+            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points, legal holds, tiering configurations, frameworks and report plans."
         ))
         .into());
     }
@@ -57,6 +59,17 @@ fn check_resource(
         "tiering-configuration" => {
             tiering::load(tx, &tiering::key(&ctx.account_id, &ctx.region, id))?.is_some()
         }
+        // NAME-UUID: names hold no '-', so the name is what precedes the first one.
+        "framework" => {
+            let name = id.split('-').next().unwrap_or_default();
+            frameworks::find(tx, &ctx.account_id, &ctx.region, name)?
+                .is_some_and(|f| f.arn == resource_arn)
+        }
+        "report-plan" => {
+            let name = id.split('-').next().unwrap_or_default();
+            reports::find(tx, &ctx.account_id, &ctx.region, name)?
+                .is_some_and(|p| p.arn == resource_arn)
+        }
         "recovery-point" => {
             match recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn) {
                 Ok(_) => true,
@@ -66,7 +79,7 @@ fn check_resource(
         }
         _ => {
             return Err(ApiError::invalid_parameter(format!(
-                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points, legal holds and tiering configurations."
+                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points, legal holds, tiering configurations, frameworks and report plans."
             ))
             .into());
         }

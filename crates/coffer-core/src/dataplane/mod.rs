@@ -3,14 +3,16 @@
 //! A backup, copy or restore job claimed by the runner is executed here against the vault's
 //! repository (`coffer-engine`), and its outcome recorded through the model layer in one
 //! transaction; queued removals of deleted recovery points and vaults are carried out here
-//! too. Code of this layer gets an [`Executor`]: the metadata ([`Meta`]), the inventory, the
-//! vault storage and the registry of running jobs. It imports only the model layer; the API
+//! too, and report jobs write their files here. Code of this layer gets an [`Executor`]: the
+//! metadata ([`Meta`]), the inventory, the report buckets, the vault storage and the registry
+//! of running jobs. It imports only the model layer; the API
 //! handlers (control) and the workers (background) sit above it.
 
 pub(crate) mod backup;
 pub(crate) mod copy;
 pub(crate) mod deletions;
 pub(crate) mod jobs;
+pub(crate) mod reports;
 pub(crate) mod restore;
 pub mod storage;
 
@@ -21,6 +23,7 @@ use coffer_api::ApiError;
 
 use crate::model::Meta;
 use crate::model::inventory::Inventory;
+use crate::model::reports::ReportBuckets;
 use jobs::Running;
 use storage::VaultStorage;
 
@@ -30,6 +33,8 @@ use storage::VaultStorage;
 pub struct Executor {
     meta: Meta,
     inventory: Inventory,
+    /// Where report plans' S3 buckets are on this machine.
+    report_buckets: ReportBuckets,
     storage: Option<Arc<VaultStorage>>,
     running: Arc<Running>,
 }
@@ -47,6 +52,7 @@ impl Executor {
         Executor {
             meta,
             inventory,
+            report_buckets: ReportBuckets::default(),
             storage: storage.map(Arc::new),
             running: Arc::default(),
         }
@@ -58,6 +64,10 @@ impl Executor {
 
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
+    }
+
+    pub fn report_buckets(&self) -> &ReportBuckets {
+        &self.report_buckets
     }
 
     /// The jobs running in this process, and the runner's wake-up signal.

@@ -19,6 +19,16 @@ pub fn legal_hold(region: &str, account: &str, id: &str) -> String {
     format!("arn:aws:backup:{region}:{account}:legal-hold:{id}")
 }
 
+/// A framework's ARN: its name and a fresh id (`NAME-UUID`), as AWS makes them.
+pub fn framework(region: &str, account: &str, name: &str, id: &str) -> String {
+    format!("arn:aws:backup:{region}:{account}:framework:{name}-{id}")
+}
+
+/// A report plan's ARN: its name and a fresh id (`NAME-UUID`), as AWS makes them.
+pub fn report_plan(region: &str, account: &str, name: &str, id: &str) -> String {
+    format!("arn:aws:backup:{region}:{account}:report-plan:{name}-{id}")
+}
+
 /// The key Coffer reports as a vault's encryption key when the caller names none: the
 /// analogue of AWS Backup's managed key. Data is encrypted with Coffer's own key hierarchy.
 pub fn default_encryption_key(region: &str, account: &str) -> String {

@@ -8,6 +8,7 @@ mod jobs;
 mod metrics;
 
 mod airgap;
+mod audit;
 mod auth;
 mod console;
 mod coverage;

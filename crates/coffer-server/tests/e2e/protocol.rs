@@ -8,9 +8,14 @@ use crate::harness::*;
 async fn unimplemented_operations_say_so_with_501() {
     let dir = temp_dir();
     let server = Server::with_credential(dir.path()).await;
-    let err = server.client().list_frameworks().send().await.unwrap_err();
+    let err = server
+        .client()
+        .list_tiering_configurations()
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("NotImplementedException"));
-    assert!(err.message().unwrap().contains("ListFrameworks"));
+    assert!(err.message().unwrap().contains("ListTieringConfigurations"));
     let raw = err.raw_response().unwrap();
     assert_eq!(raw.status().as_u16(), 501);
     assert!(raw.headers().get("x-amzn-requestid").is_some());

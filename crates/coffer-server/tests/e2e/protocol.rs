@@ -10,12 +10,12 @@ async fn unimplemented_operations_say_so_with_501() {
     let server = Server::with_credential(dir.path()).await;
     let err = server
         .client()
-        .list_tiering_configurations()
+        .list_scan_jobs()
         .send()
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("NotImplementedException"));
-    assert!(err.message().unwrap().contains("ListTieringConfigurations"));
+    assert!(err.message().unwrap().contains("ListScanJobs"));
     let raw = err.raw_response().unwrap();
     assert_eq!(raw.status().as_u16(), 501);
     assert!(raw.headers().get("x-amzn-requestid").is_some());

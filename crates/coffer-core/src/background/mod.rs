@@ -8,6 +8,7 @@
 //! data-plane layers, never the API handlers (control) or the service wiring above them.
 
 pub(crate) mod lifecycle;
+pub(crate) mod restore_testing;
 pub mod runner;
 pub mod scheduler;
 pub mod time_travel;

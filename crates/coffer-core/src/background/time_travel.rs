@@ -14,8 +14,8 @@
 //!    time**: its StartDate and CompletionDate are the step's time, and it never outlives its
 //!    completion window unless it would never end by itself (a waiting job is stopped when
 //!    the clock reaches its window's end);
-//! 3. it steps the clock to the next event: the earliest next firing of any rule, lifecycle
-//!    transition, StartBy of a waiting job or completion window end of a running one, or the
+//! 3. it steps the clock to the next event: the earliest next firing of any rule or restore
+//!    testing plan, restore test scratch deletion, lifecycle transition, StartBy of a waiting job or completion window end of a running one, or the
 //!    target, whichever comes first.
 //!
 //! Only the next event is ever computed, so a year of hourly rules runs step by step in
@@ -25,8 +25,9 @@
 //! simulated times of what they report. Real downtime (a process that was not running) is not
 //! time travel: the scheduler worker's catch-up records missed windows EXPIRED as before.
 //!
-//! Timed work that Coffer does not have yet (restore testing plans, report plans) joins by
-//! adding its next due time in [`next_event`] and its work in [`run_step`].
+//! Restore testing plans' runs and their scratch deletions are events too
+//! (`background::restore_testing`). Timed work that Coffer does not have yet (report plans)
+//! joins by adding its next due time in [`next_event`] and its work in [`run_step`].
 
 use std::collections::BTreeMap;
 
@@ -35,6 +36,7 @@ use coffer_api::ApiError;
 use serde::Serialize;
 
 use crate::background::lifecycle;
+use crate::background::restore_testing;
 use crate::background::runner::{Runner, RunnerHeld};
 use crate::background::scheduler::{self, CatchUp, Scheduler};
 use crate::dataplane::Executor;
@@ -95,6 +97,10 @@ pub struct Travelled {
     pub moved_to_cold: usize,
     /// Recovery points deleted at the end of their lifecycle.
     pub deleted: usize,
+    /// Scheduled runs of restore testing plans carried out.
+    pub restore_test_runs: usize,
+    /// Restore tests whose scratch data was deleted.
+    pub restore_tests_deleted: usize,
 }
 
 impl Travelled {
@@ -158,6 +164,8 @@ pub(crate) async fn travel(
         still_running: 0,
         moved_to_cold: 0,
         deleted: 0,
+        restore_test_runs: 0,
+        restore_tests_deleted: 0,
     };
     let fail = TravelError::Failed;
     let mut in_flight = Vec::new();
@@ -210,7 +218,12 @@ async fn run_step(
         out.count(JobKind::Backup, "EXPIRED");
     }
     step.window_stops = plane.running().stop_past_window(at);
+    let tests = restore_testing::run_due(plane, at).await?;
     run_jobs(plane, runner, held, &mut step, in_flight).await?;
+    // The restore tests that just ended without a validation window are deleted at once.
+    let after = restore_testing::run_due(plane, at).await?;
+    out.restore_test_runs += tests.runs + after.runs;
+    out.restore_tests_deleted += tests.deleted + after.deleted;
     let swept = lifecycle::sweep_lifecycle(plane, at).await?;
     step.moved_to_cold = swept.moved_to_cold;
     step.deleted = swept.deleted;
@@ -295,9 +308,11 @@ async fn next_event(
         .await?
         .filter(|t| *t > at || (again && *t == at));
     let waiting = plane.store().write(move |tx| next_start_by(tx, at)).await?;
-    // Restore testing and report plans add their next due times here when Coffer has them.
+    // Report plans add their next due times here when Coffer has them.
+    let restore_tests = restore_testing::next_due(plane, at).await?;
     let candidates = [
         firing,
+        restore_tests,
         lifecycle_next,
         waiting,
         plane.running().next_window_end(at),

@@ -13,6 +13,8 @@ pub(crate) mod legal_holds;
 pub(crate) mod plans;
 pub(crate) mod protected;
 pub(crate) mod recovery_points;
+pub(crate) mod restore_testing;
+pub(crate) mod restore_testing_selections;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;

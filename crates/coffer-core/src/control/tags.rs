@@ -9,7 +9,9 @@ use coffer_store::Txn;
 
 use crate::model::error::Result;
 use crate::model::tags::*;
-use crate::model::{Meta, arn, events, legal_holds, paging, plans, recovery_points, vaults};
+use crate::model::{
+    Meta, arn, events, legal_holds, paging, plans, recovery_points, restore_testing, vaults,
+};
 
 /// Checks that `arn` names an existing taggable resource of the caller's account and region.
 /// Each resource type that can be tagged is recognised here by its ARN's resource part.
@@ -32,7 +34,7 @@ fn check_resource(
     };
     if a.service != "backup" {
         return Err(ApiError::invalid_parameter(format!(
-            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points and legal holds."
+            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points, legal holds and restore testing plans."
         ))
         .into());
     }
@@ -52,6 +54,9 @@ fn check_resource(
                 && plans::is_active(tx, &ctx.account_id, &ctx.region, id)?
         }
         "legal-hold" => legal_holds::find(tx, &ctx.account_id, &ctx.region, id, now)?.is_some(),
+        "restore-testing-plan" => {
+            restore_testing::plan_by_arn(tx, &ctx.account_id, &ctx.region, resource_arn)?.is_some()
+        }
         "recovery-point" => {
             match recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn) {
                 Ok(_) => true,
@@ -61,7 +66,7 @@ fn check_resource(
         }
         _ => {
             return Err(ApiError::invalid_parameter(format!(
-                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points and legal holds."
+                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points, legal holds and restore testing plans."
             ))
             .into());
         }

@@ -12,6 +12,7 @@ pub(crate) mod copy;
 pub(crate) mod deletions;
 pub(crate) mod jobs;
 pub(crate) mod restore;
+pub(crate) mod restore_testing;
 pub mod storage;
 
 use std::ops::Deref;

@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use coffer_api::types::{
-    BackupVaultEvent, CopyAction, Lifecycle, RecoveryPointCreator, RestoreValidationStatus,
+    BackupVaultEvent, CopyAction, Lifecycle, RecoveryPointCreator, RestoreDeletionStatus,
+    RestoreValidationStatus,
 };
 use coffer_api::{ApiError, RequestContext};
 use coffer_store::{StoreError, Txn};
@@ -108,6 +109,14 @@ pub(crate) struct JobRecord {
     pub validation_status: Option<RestoreValidationStatus>,
     #[serde(default)]
     pub validation_status_message: Option<String>,
+    /// Restore started by a restore testing plan: the plan (the job's CreatedBy).
+    #[serde(default)]
+    pub restore_testing_plan_arn: Option<String>,
+    /// Restore test: whether its scratch data has been deleted (see `model::restore_testing`).
+    #[serde(default)]
+    pub deletion_status: Option<RestoreDeletionStatus>,
+    #[serde(default)]
+    pub deletion_status_message: Option<String>,
     #[serde(default)]
     pub attempts: u32,
     #[serde(default)]
@@ -185,6 +194,9 @@ impl JobRecord {
             created_resource_arn: None,
             validation_status: None,
             validation_status_message: None,
+            restore_testing_plan_arn: None,
+            deletion_status: None,
+            deletion_status_message: None,
             attempts: 0,
             lease_owner: None,
             lease_until: None,

@@ -23,6 +23,7 @@ pub(crate) mod plans;
 pub(crate) mod queue;
 pub(crate) mod recovery_points;
 pub(crate) mod restore;
+pub(crate) mod restore_testing;
 pub(crate) mod retention;
 pub(crate) mod selections;
 pub(crate) mod settings;

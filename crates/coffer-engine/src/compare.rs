@@ -16,7 +16,7 @@ use std::{
 
 use rustic_core::{IndexedFull, LsOptions, Repository, repofile::Node, repofile::SnapshotFile};
 
-use crate::{Error, Result, progress::ProgressSink};
+use crate::{Error, Result, progress::ProgressSink, restore::unreadable_root};
 
 /// At most this many problems are listed (the count of files checked goes on).
 const MAX_PROBLEMS: usize = 20;
@@ -63,7 +63,7 @@ pub(crate) fn compare_snapshot<S: IndexedFull>(
         .ok_or_else(|| Error::VaultDamaged("recovery point records no source path".into()))?;
     let node = repo
         .node_from_snapshot_and_path(snap, &root)
-        .map_err(|e| Error::from_rustic("read recovery point", &e))?;
+        .map_err(|e| unreadable_root(&root, &e))?;
     let mut report = CompareReport::default();
     if node.is_dir() {
         let ls = repo

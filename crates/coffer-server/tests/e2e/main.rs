@@ -16,6 +16,7 @@ mod legal_holds;
 mod notifications;
 mod ops;
 mod plans;
+mod restore_testing;
 mod protocol;
 mod scheduler;
 mod selections;

@@ -389,8 +389,14 @@ fn compare_restored_finds_every_difference() {
         .unwrap();
     let all = report.problems.join("\n");
     assert_eq!(report.problems.len(), 3, "{all}");
-    assert!(all.contains("dir/a.bin: content differs from the recovery point at byte 150000"), "{all}");
-    assert!(all.contains("dir/sub/b.bin: size 1000 bytes, the recovery point records 700000"), "{all}");
+    assert!(
+        all.contains("dir/a.bin: content differs from the recovery point at byte 150000"),
+        "{all}"
+    );
+    assert!(
+        all.contains("dir/sub/b.bin: size 1000 bytes, the recovery point records 700000"),
+        "{all}"
+    );
     assert!(all.contains("small.txt: missing from the restore"), "{all}");
 
     for pack in packs(&fx.path("vault")) {
@@ -399,7 +405,10 @@ fn compare_restored_finds_every_difference() {
     let err = vault
         .compare_restored(&out.snapshot, &target, CancelToken::new())
         .unwrap_err();
-    assert!(matches!(err, Error::VaultDamaged(_) | Error::Storage(_)), "{err}");
+    assert!(
+        matches!(err, Error::VaultDamaged(_) | Error::Storage(_)),
+        "{err}"
+    );
 }
 
 #[test]

@@ -3,12 +3,13 @@
 //!
 //! [`run_due`] claims every due scheduled run of every plan (one transaction per run, with
 //! `insert_new` on the run's key so a second node or pass does nothing) and creates its
-//! restore jobs (`model::restore_testing::start_run`); the runner runs them like any restore,
-//! and the data plane validates them. Then the scratch sweep (`dataplane::restore_testing`)
-//! deletes what is due. The scheduler worker calls [`run_due`] on every tick, catch-up and
-//! time travel at every step; [`next_due`] is the time travel's next event for them.
+//! restore jobs (`model::restore_testing::start_run`); a run whose start window ended while
+//! Coffer was not running is skipped. The runner runs the jobs like any restore, and the data
+//! plane validates them. Then the scratch sweep (`dataplane::restore_testing`) deletes what
+//! is due. The scheduler worker calls [`run_due`] on every tick, catch-up and time travel at
+//! every step; [`next_due`] is the time travel's next event for them.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::dataplane::Executor;
 use crate::dataplane::restore_testing::sweep;
@@ -59,6 +60,7 @@ async fn due_runs(
 async fn run_one(
     plane: &Executor,
     (account, region, name, at): (String, String, String, DateTime<Utc>),
+    now: DateTime<Utc>,
 ) -> Result<Option<usize>> {
     let inventory = plane.inventory().clone();
     let scratch = plane.storage()?.scratch_dir();
@@ -75,6 +77,16 @@ async fn run_one(
                 &plan.schedule_expression,
                 plan.schedule_expression_timezone.as_deref(),
             )?;
+            let window = Duration::hours(plan.start_window_hours.into());
+            if at + window <= now {
+                // Coffer was not running during this run's start window (time travel never
+                // skips one): like AWS, the missed runs are skipped, up to the first whose
+                // window is still open.
+                tracing::warn!(plan = %plan.name, missed = %at, "a restore testing plan's run was missed while Coffer was not running; skipped");
+                plan.next_run = sched.next_after(now - window);
+                put_plan(tx, &plan)?;
+                return Ok(None);
+            }
             plan.next_run = sched.next_after(at);
             if !tx.insert_new(RUNS, &run_key(&plan, at), b"{}")? {
                 put_plan(tx, &plan)?;
@@ -102,7 +114,7 @@ pub(crate) async fn run_due(plane: &Executor, now: DateTime<Utc>) -> Result<Done
         return Ok(done);
     }
     for d in due_runs(plane, now).await? {
-        if let Some(n) = run_one(plane, d).await? {
+        if let Some(n) = run_one(plane, d, now).await? {
             done.runs += 1;
             done.jobs += n;
         }

@@ -492,3 +492,110 @@ pub(crate) fn deletion_due(test: &TestRecord, job: &JobRecord) -> Option<DateTim
         Some(ended)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::inventory::SourceKind;
+
+    #[test]
+    fn names_follow_aws_rules() {
+        assert!(check_name("N", "nightly_check_2").is_ok());
+        for bad in ["", "has-dash", "with space", &"x".repeat(51), "é"] {
+            let e = check_name("RestoreTestingPlanName", bad).unwrap_err();
+            assert!(
+                e.0.message().contains("letters, digits and underscores"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn selection_defaults_are_filled_and_bounds_checked() {
+        let s = recovery_point_selection(RestoreTestingRecoveryPointSelection {
+            algorithm: Some(RestoreTestingRecoveryPointSelectionAlgorithm::LatestWithinWindow),
+            include_vaults: Some(vec!["*".into()]),
+            recovery_point_types: Some(vec![RestoreTestingRecoveryPointType::Snapshot]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.selection_window_days, Some(DEFAULT_SELECTION_WINDOW_DAYS));
+        assert_eq!(s.exclude_vaults, Some(vec![]));
+        let too_long = RestoreTestingRecoveryPointSelection {
+            selection_window_days: Some(366),
+            ..s.clone()
+        };
+        assert!(recovery_point_selection(too_long).is_err());
+        let no_vaults = RestoreTestingRecoveryPointSelection {
+            include_vaults: Some(vec![]),
+            ..s
+        };
+        assert!(recovery_point_selection(no_vaults).is_err());
+        assert_eq!(start_window(None).unwrap(), 24);
+        assert!(start_window(Some(0)).is_err());
+        assert!(start_window(Some(169)).is_err());
+        assert_eq!(validation_window(None).unwrap(), 0);
+        assert!(validation_window(Some(-1)).is_err());
+    }
+
+    fn resource(arn: &str, tags: &[(&str, &str)]) -> Resource {
+        Resource {
+            arn: arn.into(),
+            account: "1".into(),
+            region: "r".into(),
+            resource_type: "EFS".into(),
+            kind: SourceKind::Directory,
+            name: "n".into(),
+            source: PathBuf::from("/srv"),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn selections_pick_by_arn_or_by_tags() {
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: v.into(),
+        };
+        let mut sel = SelectionRecord {
+            plan_name: "p".into(),
+            name: "s".into(),
+            account: "1".into(),
+            region: "r".into(),
+            creator_request_id: None,
+            creation_time: Utc::now(),
+            last_update_time: None,
+            iam_role_arn: "role".into(),
+            protected_resource_type: "EFS".into(),
+            protected_resource_arns: vec!["*".into()],
+            protected_resource_conditions: None,
+            restore_metadata_overrides: BTreeMap::new(),
+            validation_window_hours: 0,
+        };
+        let a = resource("arn:a", &[("team", "docs"), ("env", "prod")]);
+        let b = resource("arn:b", &[("team", "docs"), ("env", "test")]);
+        assert!(selects(&sel, &a) && selects(&sel, &b));
+        sel.protected_resource_arns = vec!["arn:b".into()];
+        assert!(!selects(&sel, &a) && selects(&sel, &b));
+        sel.protected_resource_arns = vec![];
+        sel.protected_resource_conditions = Some(ProtectedResourceConditions {
+            string_equals: Some(vec![kv("team", "docs")]),
+            string_not_equals: Some(vec![kv("env", "test")]),
+        });
+        assert!(selects(&sel, &a) && !selects(&sel, &b));
+        sel.protected_resource_type = "EBS".into();
+        assert!(!selects(&sel, &a));
+    }
+
+    #[test]
+    fn vault_patterns() {
+        let v = "arn:aws:backup:r:1:backup-vault:main";
+        assert!(vault_matches("*", v));
+        assert!(vault_matches("arn:aws:backup:r:1:backup-vault:ma*", v));
+        assert!(vault_matches(v, v));
+        assert!(!vault_matches("arn:aws:backup:r:1:backup-vault:other", v));
+    }
+}

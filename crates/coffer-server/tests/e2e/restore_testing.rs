@@ -27,7 +27,9 @@ const DOCS_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-sy
 fn write_docs(docs: &Path) {
     std::fs::create_dir_all(docs.join("sub")).unwrap();
     std::fs::write(docs.join("a.txt"), b"hello restore testing\n").unwrap();
-    let big: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(docs.join("sub").join("big.bin"), big).unwrap();
 }
 
@@ -189,7 +191,11 @@ async fn plans_and_selections_read_back_as_sent() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Some("InvalidParameterValueException"));
-    assert!(bad.message().unwrap().contains("letters, digits and underscores"));
+    assert!(
+        bad.message()
+            .unwrap()
+            .contains("letters, digits and underscores")
+    );
 
     let got = c
         .get_restore_testing_plan()
@@ -205,10 +211,16 @@ async fn plans_and_selections_read_back_as_sent() {
     let s = p.recovery_point_selection().unwrap();
     assert_eq!(s.include_vaults(), ["*"]);
     assert_eq!(s.exclude_vaults(), Vec::<String>::new().as_slice());
-    assert!(s.exclude_vaults.is_some(), "ExcludeVaults is returned, empty");
+    assert!(
+        s.exclude_vaults.is_some(),
+        "ExcludeVaults is returned, empty"
+    );
     assert_eq!(s.selection_window_days(), 7);
     let tags = c.list_tags().resource_arn(&arn).send().await.unwrap();
-    assert_eq!(tags.tags().unwrap().get("owner").map(String::as_str), Some("ops"));
+    assert_eq!(
+        tags.tags().unwrap().get("owner").map(String::as_str),
+        Some("ops")
+    );
 
     c.update_restore_testing_plan()
         .restore_testing_plan_name("weekly_check")
@@ -242,7 +254,13 @@ async fn plans_and_selections_read_back_as_sent() {
                 .iam_role_arn(ROLE)
                 .protected_resource_conditions(
                     ProtectedResourceConditions::builder()
-                        .string_equals(KeyValue::builder().key("team").value("docs").build().unwrap())
+                        .string_equals(
+                            KeyValue::builder()
+                                .key("team")
+                                .value("docs")
+                                .build()
+                                .unwrap(),
+                        )
                         .build(),
                 )
                 .build()
@@ -262,8 +280,16 @@ async fn plans_and_selections_read_back_as_sent() {
         .unwrap();
     assert_eq!(sel.protected_resource_type(), "EFS");
     assert_eq!(sel.iam_role_arn(), ROLE);
-    assert!(sel.protected_resource_arns.as_ref().is_some_and(Vec::is_empty));
-    assert!(sel.restore_metadata_overrides.as_ref().is_some_and(|m| m.is_empty()));
+    assert!(
+        sel.protected_resource_arns
+            .as_ref()
+            .is_some_and(Vec::is_empty)
+    );
+    assert!(
+        sel.restore_metadata_overrides
+            .as_ref()
+            .is_some_and(|m| m.is_empty())
+    );
     assert_eq!(sel.validation_window_hours(), 0);
     let cond = sel.protected_resource_conditions().unwrap();
     assert_eq!(cond.string_equals()[0].key(), "team");
@@ -283,7 +309,10 @@ async fn plans_and_selections_read_back_as_sent() {
         .send()
         .await
         .unwrap_err();
-    assert!(reserved.message().unwrap().contains("targetPath"), "{reserved:?}");
+    assert!(
+        reserved.message().unwrap().contains("targetPath"),
+        "{reserved:?}"
+    );
 
     // A plan with a selection is not deleted.
     let refused = c
@@ -350,21 +379,34 @@ async fn a_plan_run_over_days_restores_validates_and_cleans_up() {
 
     // Day one, 07:30: the test ran at 07:00 and validated; its data waits for the window.
     let moved = server
-        .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0 + 7 * HOUR + 1800)))
+        .move_clock(&format!(
+            "{{\"set\": \"{}\"}}",
+            rfc3339(t0 + 7 * HOUR + 1800)
+        ))
         .await;
     assert_eq!(moved["restore_test_runs"], 1, "{moved}");
     let jobs = test_jobs(&c, &plan_arn).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     let first = &jobs[0];
     let id = first.restore_job_id().unwrap();
-    assert_eq!(first.status(), Some(&RestoreJobStatus::Completed), "{first:?}");
+    assert_eq!(
+        first.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{first:?}"
+    );
     assert_eq!(first.creation_date().unwrap().secs(), t0 + 7 * HOUR);
-    assert_eq!(first.recovery_point_creation_date().unwrap().secs(), t0 + 5 * HOUR);
+    assert_eq!(
+        first.recovery_point_creation_date().unwrap().secs(),
+        t0 + 5 * HOUR
+    );
     assert_eq!(
         first.created_by().unwrap().restore_testing_plan_arn(),
         Some(plan_arn.as_str())
     );
-    assert_eq!(first.validation_status(), Some(&RestoreValidationStatus::Successful));
+    assert_eq!(
+        first.validation_status(),
+        Some(&RestoreValidationStatus::Successful)
+    );
     let msg = first.validation_status_message().unwrap();
     assert!(msg.contains("compared the 2 restored files"), "{msg}");
     assert_eq!(first.deletion_status(), None);
@@ -381,7 +423,12 @@ async fn a_plan_run_over_days_restores_validates_and_cleans_up() {
         .send()
         .await
         .unwrap();
-    let d = c.describe_restore_job().restore_job_id(id).send().await.unwrap();
+    let d = c
+        .describe_restore_job()
+        .restore_job_id(id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         d.validation_status_message(),
         Some("checked by the application team")
@@ -393,8 +440,16 @@ async fn a_plan_run_over_days_restores_validates_and_cleans_up() {
         .await;
     assert_eq!(moved["restore_tests_deleted"], 1, "{moved}");
     assert!(!restored.exists(), "{} is still there", restored.display());
-    let d = c.describe_restore_job().restore_job_id(id).send().await.unwrap();
-    assert_eq!(d.deletion_status(), Some(&RestoreDeletionStatus::Successful));
+    let d = c
+        .describe_restore_job()
+        .restore_job_id(id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.deletion_status(),
+        Some(&RestoreDeletionStatus::Successful)
+    );
     assert!(d.deletion_status_message().unwrap().contains("deleted"));
     let late = c
         .put_restore_validation_result()
@@ -407,7 +462,10 @@ async fn a_plan_run_over_days_restores_validates_and_cleans_up() {
 
     // Three more days in one move: one test a day, each of that day's point.
     server
-        .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0 + 3 * DAY + 10 * HOUR)))
+        .move_clock(&format!(
+            "{{\"set\": \"{}\"}}",
+            rfc3339(t0 + 3 * DAY + 10 * HOUR)
+        ))
         .await;
     let jobs = test_jobs(&c, &plan_arn).await;
     assert_eq!(jobs.len(), 4, "{jobs:?}");
@@ -419,8 +477,14 @@ async fn a_plan_run_over_days_restores_validates_and_cleans_up() {
             j.recovery_point_creation_date().unwrap().secs(),
             t0 + day * DAY + 5 * HOUR
         );
-        assert_eq!(j.validation_status(), Some(&RestoreValidationStatus::Successful));
-        assert_eq!(j.deletion_status(), Some(&RestoreDeletionStatus::Successful));
+        assert_eq!(
+            j.validation_status(),
+            Some(&RestoreValidationStatus::Successful)
+        );
+        assert_eq!(
+            j.deletion_status(),
+            Some(&RestoreDeletionStatus::Successful)
+        );
         assert!(!scratch(dir.path(), j.restore_job_id().unwrap()).exists());
     }
     let p = c
@@ -449,7 +513,10 @@ fn damage_packs(data: &Path) -> usize {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.parent().and_then(|q| q.parent()).and_then(Path::file_name)
+            } else if p
+                .parent()
+                .and_then(|q| q.parent())
+                .and_then(Path::file_name)
                 == Some(std::ffi::OsStr::new("data"))
             {
                 let mut bytes = std::fs::read(&p).unwrap();
@@ -495,7 +562,10 @@ async fn a_damaged_pack_fails_the_restore_test() {
 
     // The test's start window (two hours) leaves room for the runner's retries.
     server
-        .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0 + 9 * HOUR + 1800)))
+        .move_clock(&format!(
+            "{{\"set\": \"{}\"}}",
+            rfc3339(t0 + 9 * HOUR + 1800)
+        ))
         .await;
     let jobs = test_jobs(&c, &plan_arn).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
@@ -504,7 +574,14 @@ async fn a_damaged_pack_fails_the_restore_test() {
     let msg = j.status_message().unwrap_or_default();
     assert!(msg.contains("vault damaged"), "{msg}");
     assert!(msg.contains("cannot be read"), "{msg}");
-    assert_ne!(j.validation_status(), Some(&RestoreValidationStatus::Successful));
-    assert_eq!(j.deletion_status(), Some(&RestoreDeletionStatus::Successful), "{j:?}");
+    assert_ne!(
+        j.validation_status(),
+        Some(&RestoreValidationStatus::Successful)
+    );
+    assert_eq!(
+        j.deletion_status(),
+        Some(&RestoreDeletionStatus::Successful),
+        "{j:?}"
+    );
     assert!(!scratch(dir.path(), j.restore_job_id().unwrap()).exists());
 }

@@ -301,10 +301,17 @@ fn job_message(job: &JobRecord) -> String {
         _ => job.recovery_point_arn.clone(),
     }
     .unwrap_or_default();
-    let tail = format!(
+    let mut tail = format!(
         "Resource ARN : {}. {id_label} : {}",
         job.resource_arn, job.id
     );
+    if let Some(plan) = &job.restore_testing_plan_arn {
+        // A restore test says which plan started it and, once it has one, its verdict.
+        tail.push_str(&format!(". Restore testing plan ARN : {plan}"));
+        if let Some(v) = &job.validation_status {
+            tail.push_str(&format!(". Validation status : {}", v.as_str()));
+        }
+    }
     let status = job
         .status_message
         .as_deref()
@@ -678,6 +685,28 @@ pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restore_test_event_names_its_plan_and_verdict() {
+        let mut job = JobRecord::new(
+            JobKind::Restore,
+            "1",
+            "r",
+            Utc::now(),
+            "arn:res".into(),
+            "EFS".into(),
+        );
+        job.state = JobState::Completed;
+        let plain = job_message(&job);
+        assert!(!plain.contains("Restore testing plan"), "{plain}");
+        job.restore_testing_plan_arn = Some("arn:plan".into());
+        job.validation_status = Some(RestoreValidationStatus::Successful);
+        let m = job_message(&job);
+        assert!(
+            m.ends_with("Restore testing plan ARN : arn:plan. Validation status : SUCCESSFUL"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn job_transitions_map_to_events() {

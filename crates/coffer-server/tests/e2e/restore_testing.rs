@@ -585,3 +585,53 @@ async fn a_damaged_pack_fails_the_restore_test() {
     );
     assert!(!scratch(dir.path(), j.restore_job_id().unwrap()).exists());
 }
+
+/// A recovery point whose snapshot is gone from the vault makes the restore test fail saying
+/// the recovery point is not found.
+#[tokio::test]
+async fn a_missing_snapshot_fails_the_restore_test() {
+    let dir = temp_dir();
+    let (server, c, t0) = server(dir.path()).await;
+    daily_backups(&c).await;
+    let plan_arn = testing_plan(&c, "missing_check").await;
+    c.create_restore_testing_selection()
+        .restore_testing_plan_name("missing_check")
+        .restore_testing_selection(
+            RestoreTestingSelectionForCreate::builder()
+                .restore_testing_selection_name("docs")
+                .protected_resource_type("EFS")
+                .iam_role_arn(ROLE)
+                .protected_resource_arns(DOCS_ARN)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    server
+        .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0 + 6 * HOUR)))
+        .await;
+    let mut removed = 0;
+    for vault in std::fs::read_dir(dir.path().join("data/vaults")).unwrap() {
+        let snapshots = vault.unwrap().path().join("snapshots");
+        for s in std::fs::read_dir(&snapshots).into_iter().flatten() {
+            std::fs::remove_file(s.unwrap().path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1, "one snapshot");
+    server
+        .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0 + 8 * HOUR)))
+        .await;
+    let jobs = test_jobs(&c, &plan_arn).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let j = &jobs[0];
+    assert_eq!(j.status(), Some(&RestoreJobStatus::Failed), "{j:?}");
+    let msg = j.status_message().unwrap_or_default();
+    assert!(msg.contains("recovery point not found"), "{msg}");
+    assert_eq!(
+        j.deletion_status(),
+        Some(&RestoreDeletionStatus::Successful),
+        "{j:?}"
+    );
+}

@@ -36,8 +36,9 @@ use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    airgap, frameworks, legal_holds, plans, protected, recovery_points, reports, selections,
-    settings, tags, templates, tiering, vault_lock, vault_notifications, vault_policy, vaults,
+    airgap, frameworks, legal_holds, plans, protected, recovery_points, reports, restore_testing,
+    restore_testing_selections, selections, settings, tags, templates, tiering, vault_lock,
+    vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;
@@ -537,6 +538,100 @@ impl BackupService for Coffer {
         input: PutRestoreValidationResultInput,
     ) -> Result<(), ApiError> {
         Ok(restore::put_restore_validation_result(self.meta(), ctx, input).await?)
+    }
+
+    // Restore testing
+
+    async fn create_restore_testing_plan(
+        &self,
+        ctx: &RequestContext,
+        input: CreateRestoreTestingPlanInput,
+    ) -> Result<CreateRestoreTestingPlanOutput, ApiError> {
+        let out = restore_testing::create_plan(self.meta(), ctx, input).await?;
+        self.inner.scheduler.wake();
+        Ok(out)
+    }
+
+    async fn get_restore_testing_plan(
+        &self,
+        ctx: &RequestContext,
+        input: GetRestoreTestingPlanInput,
+    ) -> Result<GetRestoreTestingPlanOutput, ApiError> {
+        Ok(restore_testing::get_plan(self.meta(), ctx, input).await?)
+    }
+
+    async fn update_restore_testing_plan(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateRestoreTestingPlanInput,
+    ) -> Result<UpdateRestoreTestingPlanOutput, ApiError> {
+        let out = restore_testing::update_plan(self.meta(), ctx, input).await?;
+        self.inner.scheduler.wake();
+        Ok(out)
+    }
+
+    async fn list_restore_testing_plans(
+        &self,
+        ctx: &RequestContext,
+        input: ListRestoreTestingPlansInput,
+    ) -> Result<ListRestoreTestingPlansOutput, ApiError> {
+        Ok(restore_testing::list_plans(self.meta(), ctx, input).await?)
+    }
+
+    async fn delete_restore_testing_plan(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteRestoreTestingPlanInput,
+    ) -> Result<(), ApiError> {
+        Ok(restore_testing::delete_plan(self.meta(), ctx, input).await?)
+    }
+
+    async fn create_restore_testing_selection(
+        &self,
+        ctx: &RequestContext,
+        input: CreateRestoreTestingSelectionInput,
+    ) -> Result<CreateRestoreTestingSelectionOutput, ApiError> {
+        Ok(restore_testing_selections::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn get_restore_testing_selection(
+        &self,
+        ctx: &RequestContext,
+        input: GetRestoreTestingSelectionInput,
+    ) -> Result<GetRestoreTestingSelectionOutput, ApiError> {
+        Ok(restore_testing_selections::get(self.meta(), ctx, input).await?)
+    }
+
+    async fn update_restore_testing_selection(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateRestoreTestingSelectionInput,
+    ) -> Result<UpdateRestoreTestingSelectionOutput, ApiError> {
+        Ok(restore_testing_selections::update(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_restore_testing_selections(
+        &self,
+        ctx: &RequestContext,
+        input: ListRestoreTestingSelectionsInput,
+    ) -> Result<ListRestoreTestingSelectionsOutput, ApiError> {
+        Ok(restore_testing_selections::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn delete_restore_testing_selection(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteRestoreTestingSelectionInput,
+    ) -> Result<(), ApiError> {
+        Ok(restore_testing_selections::delete(self.meta(), ctx, input).await?)
+    }
+
+    async fn get_restore_testing_inferred_metadata(
+        &self,
+        ctx: &RequestContext,
+        input: GetRestoreTestingInferredMetadataInput,
+    ) -> Result<GetRestoreTestingInferredMetadataOutput, ApiError> {
+        Ok(restore_testing::inferred_metadata(self.meta(), ctx, input).await?)
     }
 
     async fn get_recovery_point_restore_metadata(

@@ -11,6 +11,7 @@
 //! Async callers use the `*_async` entry points on [`VaultRepo`], which run the blocking work in
 //! `tokio::task::spawn_blocking`, or call the blocking methods from their own blocking pool.
 
+mod compare;
 mod error;
 mod keys;
 mod logging;
@@ -20,6 +21,7 @@ mod source;
 mod storage;
 mod vault;
 
+pub use compare::CompareReport;
 pub use error::{Error, Result};
 
 /// The `rustic_core` types a [`Source`] implementation needs to describe entries.

@@ -102,6 +102,15 @@ pub fn release_restore_claim(target: &Path, id: &str) -> Result<()> {
     fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))
 }
 
+/// The error for a recovery point whose root (always in its snapshot) cannot be looked up:
+/// its tree data is damaged or missing from the vault.
+pub(crate) fn unreadable_root(root: &str, e: &RusticError) -> Error {
+    Error::VaultDamaged(format!(
+        "the file tree of {root} in the recovery point cannot be read ({})",
+        Error::from_rustic("read tree", e)
+    ))
+}
+
 fn is_plain_relative(p: &Path) -> bool {
     p.components().all(|c| matches!(c, Component::Normal(_)))
 }
@@ -401,11 +410,12 @@ fn restore_into<S: IndexedFull + Sync>(
             .node_from_snapshot_and_path(snap, &snap_path)
             .map_err(|e| {
                 tracing::debug!("looking up {snap_path}: {}", e.display_log());
-                Error::PathNotInRecoveryPoint(if sel_str.is_empty() {
-                    root.clone()
+                if sel_str.is_empty() {
+                    // The snapshot's own root is always in it: its tree cannot be read.
+                    unreadable_root(&root, &e)
                 } else {
-                    sel_str.to_string()
-                })
+                    Error::PathNotInRecoveryPoint(sel_str.to_string())
+                }
             })?;
 
         // Directory the nodes are restored into; for a single file its parent.

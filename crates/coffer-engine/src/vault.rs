@@ -28,7 +28,9 @@ use rustic_core::{
 };
 
 use crate::{
-    Error, ExportedVaultKey, MasterKey, Result, SealedVaultKey, SourceSpec, VaultLocation,
+    CompareReport, Error, ExportedVaultKey, MasterKey, Result, SealedVaultKey, SourceSpec,
+    VaultLocation,
+    compare::compare_snapshot,
     keys::{VaultSecrets, random_password},
     progress::{CancelToken, Phase, Progress, ProgressFn, ProgressSink, SinkBars},
     restore::{RestoreOptions, restore_snapshot},
@@ -728,6 +730,45 @@ impl VaultRepo {
             Ok(report)
         })();
         Self::finish(&sink, r)
+    }
+
+    /// Compare what a restore of the whole recovery point wrote into `target` with the
+    /// recovery point as the vault holds it (see [`CompareReport`]).
+    ///
+    /// # Errors
+    /// [`Error::RecoveryPointNotFound`], [`Error::Cancelled`], damaged vault data or storage
+    /// errors that stop the comparison; differences found are in the report.
+    pub fn compare_restored(
+        &self,
+        snapshot: &SnapshotRef,
+        target: &Path,
+        cancel: CancelToken,
+    ) -> Result<CompareReport> {
+        let sink = ProgressSink::new(callback(|_| {}), cancel);
+        let r = (|| {
+            let _guard = self.shared();
+            let repo = self
+                .open_repo(&sink)?
+                .to_indexed()
+                .map_err(rustic_err("read vault index"))?;
+            let snap = Self::load_snapshot(&repo, snapshot)?;
+            compare_snapshot(&repo, &snap, target, &sink)
+        })();
+        Self::finish(&sink, r)
+    }
+
+    /// [`VaultRepo::compare_restored`] on tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`VaultRepo::compare_restored`].
+    pub async fn compare_restored_async(
+        &self,
+        snapshot: SnapshotRef,
+        target: PathBuf,
+        cancel: CancelToken,
+    ) -> Result<CompareReport> {
+        let me = self.clone();
+        Self::spawn(move || me.compare_restored(&snapshot, &target, cancel)).await
     }
 
     /// Run blocking engine work on tokio's blocking pool.

@@ -360,6 +360,57 @@ fn restore_is_byte_and_metadata_exact() {
     assert!(verify(&vault, true).is_ok());
 }
 
+/// A restore compares equal to its recovery point; a flipped byte, a truncated file and a
+/// missing file are each reported by path, and a damaged vault stops the comparison.
+#[test]
+fn compare_restored_finds_every_difference() {
+    let fx = Fixture::new();
+    let src = fx.path("src");
+    make_tree(&src, 7);
+    let (vault, _) = fx.vault("vault");
+    let out = backup(&vault, &src, "rp-1", None);
+    let target = fx.path("restored");
+    restore(&vault, &out.snapshot, &target, &RestoreOptions::default()).unwrap();
+    let report = vault
+        .compare_restored(&out.snapshot, &target, CancelToken::new())
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(report.files >= 8, "{report:?}");
+    assert!(report.bytes > 3_000_000, "{report:?}");
+
+    let mut a = fs::read(target.join("dir/a.bin")).unwrap();
+    a[150_000] ^= 1;
+    fs::write(target.join("dir/a.bin"), &a).unwrap();
+    let b = fs::read(target.join("dir/sub/b.bin")).unwrap();
+    fs::write(target.join("dir/sub/b.bin"), &b[..1000]).unwrap();
+    fs::remove_file(target.join("small.txt")).unwrap();
+    let report = vault
+        .compare_restored(&out.snapshot, &target, CancelToken::new())
+        .unwrap();
+    let all = report.problems.join("\n");
+    assert_eq!(report.problems.len(), 3, "{all}");
+    assert!(
+        all.contains("dir/a.bin: content differs from the recovery point at byte 150000"),
+        "{all}"
+    );
+    assert!(
+        all.contains("dir/sub/b.bin: size 1000 bytes, the recovery point records 700000"),
+        "{all}"
+    );
+    assert!(all.contains("small.txt: missing from the restore"), "{all}");
+
+    for pack in packs(&fx.path("vault")) {
+        fs::remove_file(pack).unwrap();
+    }
+    let err = vault
+        .compare_restored(&out.snapshot, &target, CancelToken::new())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::VaultDamaged(_) | Error::Storage(_)),
+        "{err}"
+    );
+}
+
 #[test]
 fn overwrite_never_writes_through_symlinks_in_the_target() {
     let fx = Fixture::new();

@@ -10,6 +10,7 @@
 
 pub(crate) mod lifecycle;
 pub(crate) mod reports;
+pub(crate) mod restore_testing;
 pub mod runner;
 pub mod scheduler;
 pub mod time_travel;

@@ -13,6 +13,9 @@
 //!   (account, region, plan, rule, scheduled time) in table `sched_firing`, in the same
 //!   transaction that creates its jobs; `sched_rule` keeps each rule's next firing so a restart
 //!   neither refires old times nor forgets missed ones.
+//! - **Restore testing.** Restore testing plans run at their scheduled times and restore
+//!   tests' scratch data is deleted when due (`background::restore_testing`), on the same
+//!   ticks.
 //! - **Lifecycle.** Recovery points move to COLD at MoveToColdStorageAfterDays and are deleted at
 //!   DeleteAfterDays, never before their vault lock's MinRetentionDays.
 //!
@@ -34,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
 
 use crate::background::lifecycle;
+use crate::background::restore_testing;
 use crate::background::runner::Runner;
 use crate::background::worker::Worker;
 use crate::dataplane::Executor;
@@ -128,6 +132,7 @@ impl Scheduler {
         let now = plane.clock().now();
         let mut done = CatchUp::default();
         fire_due(plane, now, &mut done).await?;
+        restore_testing::run_due(plane, now).await?;
         let swept = lifecycle::sweep_lifecycle(plane, now).await?;
         done.moved_to_cold += swept.moved_to_cold;
         done.deleted += swept.deleted;
@@ -154,6 +159,10 @@ impl Worker for SchedulerWorker {
         let now = self.plane.clock().now();
         fire_due(&self.plane, now, &mut CatchUp::default())
             .await
+            .map_err(|e| e.0.message().to_string())?;
+        restore_testing::run_due(&self.plane, now)
+            .await
+            .map(|_| ())
             .map_err(|e| e.0.message().to_string())
     }
 

@@ -15,9 +15,10 @@
 //!    time**: its StartDate and CompletionDate are the step's time, and it never outlives its
 //!    completion window unless it would never end by itself (a waiting job is stopped when
 //!    the clock reaches its window's end);
-//! 3. it steps the clock to the next event: the earliest next firing of any rule, lifecycle
-//!    transition, StartBy of a waiting job, completion window end of a running one or report
-//!    plan's daily run, or the target, whichever comes first.
+//! 3. it steps the clock to the next event: the earliest next firing of any rule or restore
+//!    testing plan, restore test scratch deletion, lifecycle transition, StartBy of a waiting
+//!    job, completion window end of a running one or report plan's daily run, or the target,
+//!    whichever comes first.
 //!
 //! Only the next event is ever computed, so a year of hourly rules runs step by step in
 //! bounded memory; progress goes to the log every few seconds. Notification delivery retries
@@ -26,9 +27,9 @@
 //! simulated times of what they report. Real downtime (a process that was not running) is not
 //! time travel: the scheduler worker's catch-up records missed windows EXPIRED as before.
 //!
-//! Report plans' daily runs are events too (`background::reports`). Timed work that Coffer
-//! does not have yet (restore testing plans) joins by adding its next due time in
-//! [`next_event`] and its work in [`run_step`].
+//! Report plans' daily runs (`background::reports`), restore testing plans' runs and their
+//! scratch deletions (`background::restore_testing`) are events too. Timed work joins by
+//! adding its next due time in [`next_event`] and its work in [`run_step`].
 
 use std::collections::BTreeMap;
 
@@ -38,6 +39,7 @@ use serde::Serialize;
 
 use crate::background::lifecycle;
 use crate::background::reports;
+use crate::background::restore_testing;
 use crate::background::runner::{Runner, RunnerHeld};
 use crate::background::scheduler::{self, CatchUp, Scheduler};
 use crate::dataplane::Executor;
@@ -98,6 +100,10 @@ pub struct Travelled {
     pub moved_to_cold: usize,
     /// Recovery points deleted at the end of their lifecycle.
     pub deleted: usize,
+    /// Scheduled runs of restore testing plans carried out.
+    pub restore_test_runs: usize,
+    /// Restore tests whose scratch data was deleted.
+    pub restore_tests_deleted: usize,
 }
 
 impl Travelled {
@@ -161,6 +167,8 @@ pub(crate) async fn travel(
         still_running: 0,
         moved_to_cold: 0,
         deleted: 0,
+        restore_test_runs: 0,
+        restore_tests_deleted: 0,
     };
     let fail = TravelError::Failed;
     let mut in_flight = Vec::new();
@@ -213,7 +221,12 @@ async fn run_step(
         out.count(JobKind::Backup, "EXPIRED");
     }
     step.window_stops = plane.running().stop_past_window(at);
+    let tests = restore_testing::run_due(plane, at).await?;
     run_jobs(plane, runner, held, &mut step, in_flight).await?;
+    // The restore tests that just ended without a validation window are deleted at once.
+    let after = restore_testing::run_due(plane, at).await?;
+    out.restore_test_runs += tests.runs + after.runs;
+    out.restore_tests_deleted += tests.deleted + after.deleted;
     let swept = lifecycle::sweep_lifecycle(plane, at).await?;
     // Reports are made after the step's jobs and sweep, so a report at `at` shows them.
     reports::run_due(plane, at).await?;
@@ -301,9 +314,10 @@ async fn next_event(
         .filter(|t| *t > at || (again && *t == at));
     let waiting = plane.store().write(move |tx| next_start_by(tx, at)).await?;
     let report = reports::next_due(plane).await?.filter(|t| *t > at);
-    // Restore testing plans add their next due times here when Coffer has them.
+    let restore_tests = restore_testing::next_due(plane, at).await?;
     let candidates = [
         firing,
+        restore_tests,
         lifecycle_next,
         waiting,
         plane.running().next_window_end(at),

@@ -16,6 +16,8 @@ pub(crate) mod plans;
 pub(crate) mod protected;
 pub(crate) mod recovery_points;
 pub(crate) mod reports;
+pub(crate) mod restore_testing;
+pub(crate) mod restore_testing_selections;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;

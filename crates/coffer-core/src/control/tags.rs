@@ -11,8 +11,8 @@ use coffer_store::Txn;
 use crate::model::error::Result;
 use crate::model::tags::*;
 use crate::model::{
-    Meta, arn, events, frameworks, legal_holds, paging, plans, recovery_points, reports, tiering,
-    vaults,
+    Meta, arn, events, frameworks, legal_holds, paging, plans, recovery_points, reports,
+    restore_testing, tiering, vaults,
 };
 
 /// Checks that `arn` names an existing taggable resource of the caller's account and region.
@@ -36,7 +36,7 @@ fn check_resource(
     };
     if a.service != "backup" {
         return Err(ApiError::invalid_parameter(format!(
-            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points, legal holds, tiering configurations, frameworks and report plans."
+            "ResourceArn '{resource_arn}' does not name an AWS Backup resource: tags apply to backup vaults, plans, recovery points, legal holds, tiering configurations, frameworks, report plans and restore testing plans."
         ))
         .into());
     }
@@ -70,6 +70,9 @@ fn check_resource(
             reports::find(tx, &ctx.account_id, &ctx.region, name)?
                 .is_some_and(|p| p.arn == resource_arn)
         }
+        "restore-testing-plan" => {
+            restore_testing::plan_by_arn(tx, &ctx.account_id, &ctx.region, resource_arn)?.is_some()
+        }
         "recovery-point" => {
             match recovery_points::find(tx, &ctx.account_id, &ctx.region, resource_arn) {
                 Ok(_) => true,
@@ -79,7 +82,7 @@ fn check_resource(
         }
         _ => {
             return Err(ApiError::invalid_parameter(format!(
-                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points, legal holds, tiering configurations, frameworks and report plans."
+                "ResourceArn '{resource_arn}' names a '{kind}', which cannot be tagged in Coffer; tags apply to backup vaults, plans, recovery points, legal holds, tiering configurations, frameworks, report plans and restore testing plans."
             ))
             .into());
         }

@@ -14,6 +14,7 @@ pub(crate) mod deletions;
 pub(crate) mod jobs;
 pub(crate) mod reports;
 pub(crate) mod restore;
+pub(crate) mod restore_testing;
 pub mod storage;
 
 use std::ops::Deref;

@@ -1,9 +1,14 @@
 //! Running a restore job: the recovery point's snapshot is restored into the target the
-//! restore metadata names (see `model::restore`), never outside it.
+//! restore metadata names (see `model::restore`), never outside it. A restore test's job
+//! (started by a restore testing plan) is then compared with the recovery point
+//! (`dataplane::restore_testing`) before it is recorded COMPLETED.
 
 use coffer_engine::RestoreOptions;
 
+use coffer_api::types::RestoreValidationStatus;
+
 use crate::dataplane::jobs::{JobControl, engine_stopped, failed};
+use crate::dataplane::restore_testing::validate;
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
@@ -49,14 +54,28 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         engine_stopped(plane, job, control, &e, JobState::Aborted).await;
         return Ok(());
     }
+    // A restore test's restore is compared with the recovery point before the job ends.
+    let validation = match job.restore_testing_plan_arn {
+        Some(_) => Some(validate(&repo, &rp, &plan.target, control.cancel.clone()).await),
+        None => None,
+    };
+    let created = plan.in_place.then(|| job.resource_arn.clone());
+    record_completed(plane, job, rp.key(), created, validation).await?;
+    release_claim(&plan.target, &job.id);
+    Ok(())
+}
+
+/// Records the job COMPLETED (with its validation, for a restore test) and the point's last
+/// restore time, in one transaction.
+async fn record_completed(
+    plane: &Executor,
+    job: &JobRecord,
+    rp_key: String,
+    created: Option<String>,
+    validation: Option<(RestoreValidationStatus, String)>,
+) -> Result<()> {
     let now = plane.clock().now();
     let key = job.key();
-    let rp_key = rp.key();
-    let created = if plan.in_place {
-        Some(job.resource_arn.clone())
-    } else {
-        None
-    };
     plane
         .store()
         .write(move |tx| -> Result<()> {
@@ -82,11 +101,13 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
             j.message_category = Some("SUCCESS".into());
             j.lease_owner = None;
             j.lease_until = None;
+            if let Some((status, message)) = validation {
+                j.validation_status = Some(status);
+                j.validation_status_message = Some(message);
+            }
             save_job(tx, &j)
         })
-        .await?;
-    release_claim(&plan.target, &job.id);
-    Ok(())
+        .await
 }
 
 /// The restore is recorded as done: remove the claim the engine left in its target.

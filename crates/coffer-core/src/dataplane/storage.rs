@@ -43,6 +43,12 @@ impl VaultStorage {
     pub fn master_key(&self) -> &MasterKey {
         &self.master
     }
+
+    /// Where restore tests restore to: `restore-tests/` beside the vaults in the data
+    /// directory, one directory per restore job (see docs/restore-testing.md).
+    pub(crate) fn scratch_dir(&self) -> PathBuf {
+        self.root.with_file_name("restore-tests")
+    }
 }
 
 /// A vault storage failure: internal, with the engine's error kept as the cause (a job's

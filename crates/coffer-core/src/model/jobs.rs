@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use coffer_api::types::{
-    BackupVaultEvent, CopyAction, Lifecycle, RecoveryPointCreator, RestoreValidationStatus,
+    BackupVaultEvent, CopyAction, Lifecycle, RecoveryPointCreator, RestoreDeletionStatus,
+    RestoreValidationStatus,
 };
 use coffer_api::{ApiError, RequestContext};
 use coffer_store::{StoreError, Txn};
@@ -111,6 +112,14 @@ pub(crate) struct JobRecord {
     pub validation_status: Option<RestoreValidationStatus>,
     #[serde(default)]
     pub validation_status_message: Option<String>,
+    /// Restore started by a restore testing plan: the plan (the job's CreatedBy).
+    #[serde(default)]
+    pub restore_testing_plan_arn: Option<String>,
+    /// Restore test: whether its scratch data has been deleted (see `model::restore_testing`).
+    #[serde(default)]
+    pub deletion_status: Option<RestoreDeletionStatus>,
+    #[serde(default)]
+    pub deletion_status_message: Option<String>,
     #[serde(default)]
     pub attempts: u32,
     #[serde(default)]
@@ -189,6 +198,9 @@ impl JobRecord {
             created_resource_arn: None,
             validation_status: None,
             validation_status_message: None,
+            restore_testing_plan_arn: None,
+            deletion_status: None,
+            deletion_status_message: None,
             attempts: 0,
             lease_owner: None,
             lease_until: None,
@@ -332,10 +344,17 @@ fn job_message(job: &JobRecord) -> String {
         _ => job.recovery_point_arn.clone(),
     }
     .unwrap_or_default();
-    let tail = format!(
+    let mut tail = format!(
         "Resource ARN : {}. {id_label} : {}",
         job.resource_arn, job.id
     );
+    if let Some(plan) = &job.restore_testing_plan_arn {
+        // A restore test says which plan started it and, once it has one, its verdict.
+        tail.push_str(&format!(". Restore testing plan ARN : {plan}"));
+        if let Some(v) = &job.validation_status {
+            tail.push_str(&format!(". Validation status : {}", v.as_str()));
+        }
+    }
     let status = job
         .status_message
         .as_deref()
@@ -724,6 +743,28 @@ pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restore_test_event_names_its_plan_and_verdict() {
+        let mut job = JobRecord::new(
+            JobKind::Restore,
+            "1",
+            "r",
+            Utc::now(),
+            "arn:res".into(),
+            "EFS".into(),
+        );
+        job.state = JobState::Completed;
+        let plain = job_message(&job);
+        assert!(!plain.contains("Restore testing plan"), "{plain}");
+        job.restore_testing_plan_arn = Some("arn:plan".into());
+        job.validation_status = Some(RestoreValidationStatus::Successful);
+        let m = job_message(&job);
+        assert!(
+            m.ends_with("Restore testing plan ARN : arn:plan. Validation status : SUCCESSFUL"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn job_transitions_map_to_events() {

@@ -19,6 +19,7 @@ mod notifications;
 mod ops;
 mod plans;
 mod protocol;
+mod restore_testing;
 mod scheduler;
 mod selections;
 mod settings;

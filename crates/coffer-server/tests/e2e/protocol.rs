@@ -8,12 +8,7 @@ use crate::harness::*;
 async fn unimplemented_operations_say_so_with_501() {
     let dir = temp_dir();
     let server = Server::with_credential(dir.path()).await;
-    let err = server
-        .client()
-        .list_scan_jobs()
-        .send()
-        .await
-        .unwrap_err();
+    let err = server.client().list_scan_jobs().send().await.unwrap_err();
     assert_eq!(err.code(), Some("NotImplementedException"));
     assert!(err.message().unwrap().contains("ListScanJobs"));
     let raw = err.raw_response().unwrap();

@@ -35,7 +35,9 @@ pub(crate) struct JobFilter<'a> {
     pub message_category: Option<&'a str>,
     pub dest_vault_arn: Option<&'a str>,
     pub recovery_point_arn: Option<&'a str>,
-    /// A filter Coffer has no jobs for (parent jobs, restore testing plans) was given.
+    /// ByRestoreTestingPlanArn: restore jobs a restore testing plan started.
+    pub restore_testing_plan_arn: Option<&'a str>,
+    /// A filter Coffer has no jobs for (parent jobs) was given.
     pub matches_nothing: bool,
     pub created: Bounds<'a>,
     pub completed: Bounds<'a>,
@@ -62,6 +64,10 @@ impl JobFilter<'_> {
                 .is_none_or(|c| c == "AGGREGATE_ALL" || j.message_category.as_deref() == Some(c))
             && equal_opt(self.dest_vault_arn, j.dest_vault_arn.as_ref())
             && equal_opt(self.recovery_point_arn, j.recovery_point_arn.as_ref())
+            && equal_opt(
+                self.restore_testing_plan_arn,
+                j.restore_testing_plan_arn.as_ref(),
+            )
             && within(
                 Some(j.creation_date),
                 self.created.after,

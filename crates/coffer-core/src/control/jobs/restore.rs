@@ -111,8 +111,16 @@ fn describe_output(j: &JobRecord) -> DescribeRestoreJobOutput {
         backup_size_in_bytes: Some(j.backup_size),
         backup_vault_arn: Some(j.vault_arn.clone()),
         completion_date: j.completion_date.map(Timestamp),
+        created_by: j
+            .restore_testing_plan_arn
+            .as_ref()
+            .map(|arn| RestoreJobCreator {
+                restore_testing_plan_arn: Some(arn.clone()),
+            }),
         created_resource_arn: j.created_resource_arn.clone(),
         creation_date: Some(Timestamp(j.creation_date)),
+        deletion_status: j.deletion_status.clone(),
+        deletion_status_message: j.deletion_status_message.clone(),
         iam_role_arn: j.iam_role_arn.clone(),
         is_parent: Some(false),
         percent_done: Some(format!("{:.1}", j.percent_done)),
@@ -136,8 +144,11 @@ fn list_member(j: &JobRecord) -> RestoreJobsListMember {
         backup_size_in_bytes: d.backup_size_in_bytes,
         backup_vault_arn: d.backup_vault_arn,
         completion_date: d.completion_date,
+        created_by: d.created_by,
         created_resource_arn: d.created_resource_arn,
         creation_date: d.creation_date,
+        deletion_status: d.deletion_status,
+        deletion_status_message: d.deletion_status_message,
         iam_role_arn: d.iam_role_arn,
         is_parent: d.is_parent,
         percent_done: d.percent_done,
@@ -184,8 +195,8 @@ pub(crate) async fn list_restore_jobs(
         account: input.by_account_id.as_deref(),
         state: input.by_status.as_ref().map(JobState::from_wire),
         resource_type: input.by_resource_type.as_deref(),
-        matches_nothing: input.by_parent_job_id.is_some()
-            || input.by_restore_testing_plan_arn.is_some(),
+        matches_nothing: input.by_parent_job_id.is_some(),
+        restore_testing_plan_arn: input.by_restore_testing_plan_arn.as_deref(),
         created: Bounds {
             after: input.by_created_after.as_ref(),
             before: input.by_created_before.as_ref(),
@@ -257,6 +268,9 @@ pub(crate) async fn put_restore_validation_result(
             };
             if j.state != JobState::Completed {
                 return Err(ApiError::invalid_request(format!("Restore job {id} is {}; a validation result is accepted once it has completed.", j.state)).into());
+            }
+            if j.restore_testing_plan_arn.is_some() && j.deletion_status.is_some() {
+                return Err(ApiError::invalid_request(format!("Restore job {id} is a restore test whose validation window has closed (its restored data is deleted); a validation result is accepted only while the window is open.")).into());
             }
             j.validation_status = Some(input.validation_status);
             j.validation_status_message = input.validation_status_message;

@@ -173,6 +173,13 @@ pub async fn run(config: Config) -> Result<()> {
         },
     );
     coffer.report_buckets().replace(&config.report_buckets);
+    if config.dev {
+        // Report plans work without configuration in development mode: an unconfigured
+        // bucket is a directory of the (temporary) data directory.
+        coffer
+            .report_buckets()
+            .set_fallback(data_dir.join("report-buckets"));
+    }
     coffer.start_workers();
     let (delivery, delivery_worker) =
         crate::notify::Delivery::start(coffer.outbox(), &config.notification_targets)?;

@@ -21,18 +21,14 @@ fn not_found(name: &str) -> ApiError {
     ))
 }
 
-/// Checks a report setting against the caller's scope: a known template; compliance reports
-/// name existing frameworks of this account and region; reports cover the caller's account.
+/// Checks a report setting against the caller's scope: a known template; the frameworks a
+/// compliance report names exist in this account and region; reports cover the caller's
+/// account.
 fn check_setting(tx: &mut dyn Txn, ctx: &RequestContext, s: &ReportSetting) -> Result<()> {
     let template = Template::parse(&s.report_template)?;
     let arns = s.framework_arns.as_deref().unwrap_or_default();
-    if template.is_compliance() && arns.is_empty() {
-        return Err(ApiError::invalid_parameter(format!(
-            "ReportSetting.FrameworkArns: a {} names at least one framework.",
-            s.report_template
-        ))
-        .into());
-    }
+    // A compliance report without FrameworkArns covers every framework of the account and
+    // region at the time it is made (the model does not require them).
     if template.is_compliance() {
         let prefix = format!("{}:{}:", ctx.account_id, ctx.region);
         let known: Vec<String> = scan_all(tx, frameworks::TABLE, &prefix)?
@@ -63,15 +59,17 @@ fn check_setting(tx: &mut dyn Txn, ctx: &RequestContext, s: &ReportSetting) -> R
     Ok(())
 }
 
-/// The setting as answered: NumberOfFrameworks counted, lists present even when empty.
+/// The setting as answered: as it was sent, with NumberOfFrameworks counted when
+/// FrameworkArns were given. Lists that were not sent stay absent (clients such as moto's
+/// suite compare the setting with what they sent; Terraform's provider reads an absent list
+/// as empty, so neither sees drift).
 fn shown_setting(s: &ReportSetting) -> ReportSetting {
-    let arns = s.framework_arns.clone().unwrap_or_default();
     ReportSetting {
-        accounts: Some(s.accounts.clone().unwrap_or_default()),
-        number_of_frameworks: Some(arns.len() as i32),
-        framework_arns: Some(arns),
-        organization_units: Some(s.organization_units.clone().unwrap_or_default()),
-        regions: Some(s.regions.clone().unwrap_or_default()),
+        accounts: s.accounts.clone(),
+        number_of_frameworks: s.framework_arns.as_ref().map(|a| a.len() as i32),
+        framework_arns: s.framework_arns.clone(),
+        organization_units: s.organization_units.clone(),
+        regions: s.regions.clone(),
         report_template: s.report_template.clone(),
     }
 }

@@ -43,7 +43,8 @@ fn jobs_in_scope(
     Ok(jobs)
 }
 
-/// The frameworks a compliance report names, or why the report cannot be made.
+/// The frameworks a compliance report names (all of them when it names none), or why the
+/// report cannot be made.
 fn frameworks_of(
     tx: &mut dyn Txn,
     plan: &ReportPlanRecord,
@@ -53,8 +54,13 @@ fn frameworks_of(
     for (_, v) in scan_all(tx, frameworks::TABLE, &prefix)? {
         all.push(serde_json::from_slice::<FrameworkRecord>(&v)?);
     }
+    let named = plan.setting.framework_arns.as_deref().unwrap_or_default();
+    if named.is_empty() {
+        // No FrameworkArns: every framework of the account and region.
+        return Ok(Ok(all));
+    }
     let mut out = Vec::new();
-    for arn in plan.setting.framework_arns.iter().flatten() {
+    for arn in named {
         match all.iter().find(|f| &f.arn == arn) {
             Some(f) => out.push(f.clone()),
             None => {
@@ -166,7 +172,12 @@ fn render(
     report: &Report,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
-    for format in plan.channel.formats.iter().flatten() {
+    let default = vec!["CSV".to_string()];
+    let formats = match plan.channel.formats.as_ref() {
+        Some(f) if !f.is_empty() => f,
+        _ => &default,
+    };
+    for format in formats {
         let (ext, data) = match format.as_str() {
             "JSON" => ("json", report.json()?),
             _ => ("csv", report.csv()),

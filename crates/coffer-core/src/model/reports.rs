@@ -235,7 +235,27 @@ pub(crate) fn earliest_due(tx: &mut dyn Txn) -> Result<Option<(DateTime<Utc>, St
 /// The configured mapping of S3 bucket names to local directories (`[[report_buckets]]`),
 /// replaceable while Coffer runs. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct ReportBuckets(Arc<RwLock<BTreeMap<String, PathBuf>>>);
+pub struct ReportBuckets(Arc<RwLock<Buckets>>);
+
+#[derive(Debug, Default)]
+struct Buckets {
+    configured: BTreeMap<String, PathBuf>,
+    /// Development mode: a bucket that is not configured is the directory of its name here.
+    fallback: Option<PathBuf>,
+}
+
+/// Whether `name` follows S3's bucket naming rules (3 to 63 of lowercase letters, digits,
+/// '.' and '-', starting and ending with a letter or digit, no '..'): only such a name may
+/// become a directory under the fallback root.
+fn is_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+}
 
 /// One entry of the `[[report_buckets]]` list in the configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -254,16 +274,26 @@ impl ReportBuckets {
             .iter()
             .map(|e| (e.bucket.clone(), e.directory.clone()))
             .collect();
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = map;
+        self.0.write().unwrap_or_else(|e| e.into_inner()).configured = map;
     }
 
-    /// The directory of `bucket`, if it is configured.
+    /// Development mode: a bucket that is not configured is `root/BUCKET` (when its name
+    /// follows S3's naming rules), so report plans work without configuration, as suites
+    /// written against other emulators expect.
+    pub fn set_fallback(&self, root: PathBuf) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).fallback = Some(root);
+    }
+
+    /// The directory of `bucket`: the configured one, or in development mode the fallback.
     pub fn directory(&self, bucket: &str) -> Option<PathBuf> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(bucket)
-            .cloned()
+        let b = self.0.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = b.configured.get(bucket) {
+            return Some(d.clone());
+        }
+        b.fallback
+            .as_ref()
+            .filter(|_| is_bucket_name(bucket))
+            .map(|root| root.join(bucket))
     }
 }
 
@@ -274,8 +304,9 @@ pub(crate) fn unconfigured(bucket: &str) -> String {
     )
 }
 
-/// Checks a delivery channel and fills in its default format. The key prefix becomes a
-/// path under the bucket's directory, so it may not climb out of it.
+/// Checks a delivery channel (the bucket is known, the formats are CSV and/or JSON, listed
+/// once each). The key prefix becomes a path under the bucket's directory, so it may not
+/// climb out of it.
 pub(crate) fn check_channel(c: &mut ReportDeliveryChannel, buckets: &ReportBuckets) -> Result<()> {
     if buckets.directory(&c.s3_bucket_name).is_none() {
         return Err(ApiError::invalid_parameter(format!(
@@ -292,10 +323,10 @@ pub(crate) fn check_channel(c: &mut ReportDeliveryChannel, buckets: &ReportBucke
         ))
         .into());
     }
-    let formats = c.formats.get_or_insert_with(|| vec!["CSV".into()]);
-    if formats.is_empty() {
-        formats.push("CSV".into());
-    }
+    // Kept as sent (Describe answers what was given); no format means CSV when written.
+    let Some(formats) = c.formats.as_mut() else {
+        return Ok(());
+    };
     for f in formats.iter() {
         if f != "CSV" && f != "JSON" {
             return Err(ApiError::invalid_parameter(format!(
@@ -729,6 +760,28 @@ mod tests {
     }
 
     #[test]
+    fn development_mode_maps_unconfigured_buckets_under_its_root() {
+        let buckets = ReportBuckets::default();
+        buckets.replace(&[ReportBucketEntry {
+            bucket: "mapped".into(),
+            directory: "/srv/mapped".into(),
+        }]);
+        assert_eq!(buckets.directory("other-bucket"), None);
+        buckets.set_fallback("/data/report-buckets".into());
+        assert_eq!(buckets.directory("mapped"), Some("/srv/mapped".into()));
+        assert_eq!(
+            buckets.directory("my.bucket-1"),
+            Some("/data/report-buckets/my.bucket-1".into())
+        );
+        // Only S3 bucket names become directories: nothing climbs out of the root.
+        for bad in [
+            "..", "a/../b", "../etc", "UPPER", "ab", "-ab", "a..b", "a/b",
+        ] {
+            assert_eq!(buckets.directory(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn delivery_channels_are_checked() {
         let buckets = ReportBuckets::default();
         buckets.replace(&[ReportBucketEntry {
@@ -742,9 +795,10 @@ mod tests {
                 formats: formats.map(|f| f.into_iter().map(String::from).collect()),
             }
         };
+        // No format is kept as sent (CSV when written).
         let mut c = channel("b", None, None);
         check_channel(&mut c, &buckets).unwrap();
-        assert_eq!(c.formats, Some(vec!["CSV".to_string()]));
+        assert_eq!(c.formats, None);
         let mut c = channel("b", Some("x/"), Some(vec!["JSON", "CSV", "JSON"]));
         check_channel(&mut c, &buckets).unwrap();
         assert_eq!(c.formats, Some(vec!["JSON".to_string(), "CSV".to_string()]));

@@ -11,7 +11,7 @@ use crate::model::jobs::{page, within};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::states::StorageClass;
-use crate::model::{Meta, events, retention, vaults};
+use crate::model::{Meta, events, retention, vault_policy, vaults};
 
 pub(crate) async fn describe(
     meta: &Meta,
@@ -125,6 +125,13 @@ pub(crate) async fn delete(
         .write(move |tx| -> Result<()> {
             let vkey = vaults::key(&a, &r, &input.backup_vault_name);
             let mut vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
+            vault_policy::check_not_denied(
+                tx,
+                &vkey,
+                "backup:DeleteRecoveryPoint",
+                &[&input.recovery_point_arn, &vault.arn],
+                &a,
+            )?;
             let rp = find_in_vault(
                 tx,
                 &a,
@@ -157,7 +164,9 @@ pub(crate) async fn update_lifecycle(
     let rp = meta
         .store()
         .write(move |tx| -> Result<RecoveryPointRecord> {
-            let vault = vaults::load(tx, &vaults::key(&a, &r, &input.backup_vault_name), &input.backup_vault_name)?;
+            let vkey = vaults::key(&a, &r, &input.backup_vault_name);
+            let vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
+            vault_policy::check_not_denied(tx, &vkey, "backup:UpdateRecoveryPointLifecycle", &[&input.recovery_point_arn, &vault.arn], &a)?;
             // A locked (or air-gapped) vault keeps its points within its bounds.
             if let Some(why) = retention::admission_blocker(&vault, input.lifecycle.as_ref()) {
                 return Err(ApiError::invalid_request(why).into());

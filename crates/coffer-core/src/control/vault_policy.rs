@@ -29,7 +29,24 @@ pub(crate) async fn put(
         policy,
         updated: meta.clock().now(),
     };
-    POLICY.put(meta, ctx, input.backup_vault_name, record).await
+    let account = ctx.account_id.clone();
+    POLICY
+        .put_guarded(
+            meta,
+            ctx,
+            input.backup_vault_name,
+            record,
+            move |tx, k, v| {
+                check_not_denied(
+                    tx,
+                    k,
+                    "backup:PutBackupVaultAccessPolicy",
+                    &[&v.arn],
+                    &account,
+                )
+            },
+        )
+        .await
 }
 
 pub(crate) async fn describe(
@@ -53,7 +70,18 @@ pub(crate) async fn delete(
     ctx: &RequestContext,
     input: DeleteBackupVaultAccessPolicyInput,
 ) -> Result<()> {
-    POLICY.delete(meta, ctx, input.backup_vault_name).await
+    let account = ctx.account_id.clone();
+    POLICY
+        .delete_guarded(meta, ctx, input.backup_vault_name, move |tx, k, v| {
+            check_not_denied(
+                tx,
+                k,
+                "backup:DeleteBackupVaultAccessPolicy",
+                &[&v.arn],
+                &account,
+            )
+        })
+        .await
 }
 
 // ------------------------------------------------------------------------------------------

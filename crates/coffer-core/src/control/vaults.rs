@@ -165,12 +165,20 @@ pub(crate) async fn delete(
 ) -> Result<()> {
     let k = key(&ctx.account_id, &ctx.region, &input.backup_vault_name);
     let name = input.backup_vault_name.clone();
+    let account = ctx.account_id.clone();
     meta.store()
         .write(move |tx| -> Result<()> {
             let Some(v) = tx.get(TABLE, &k)? else {
                 return Err(not_found(&name).into());
             };
             let v: VaultRecord = serde_json::from_slice(&v)?;
+            vault_policy::check_not_denied(
+                tx,
+                &k,
+                "backup:DeleteBackupVault",
+                &[&v.arn],
+                &account,
+            )?;
             if v.recovery_points > 0 {
                 return Err(ApiError::invalid_request(
                     "Backup vault cannot be deleted because it contains recovery points.",

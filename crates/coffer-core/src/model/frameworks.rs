@@ -5,10 +5,9 @@
 //! IdempotencyToken maps to the framework it created in `framework_token`. The controls a
 //! framework may hold are AWS Backup Audit Manager's, with their input parameters
 //! ([`CONTROLS`]): an unknown control or parameter is refused with a message naming it.
-//! Coffer evaluates all but one of them; a framework naming the other
-//! (BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED) is refused with a message saying Coffer
-//! does not evaluate it yet, rather than reporting a compliance it never checked. Evaluation is done when a compliance report is built, from one read of
-//! the state, so a report says what was true when it was made.
+//! Coffer evaluates every one of them against its real state. Evaluation is done when a
+//! compliance report is built, from one read of the state, so a report says what was true
+//! when it was made.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +24,7 @@ use crate::model::paging::scan_all;
 use crate::model::plans::{self, PlanRecord, PlanVersionRecord};
 use crate::model::recovery_points::{self, RecoveryPointRecord};
 use crate::model::vaults::{self, VaultRecord};
-use crate::model::{selections, tags};
+use crate::model::{selections, tags, vault_policy};
 
 pub(crate) const TABLE: &str = "framework";
 /// IdempotencyToken -> framework name: key `ACCOUNT:REGION:TOKEN`.
@@ -152,7 +151,7 @@ pub(crate) const CONTROLS: &[ControlSpec] = &[
     ControlSpec {
         name: "BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED",
         params: &[("principalArnList", ParamKind::Text)],
-        evaluated: false,
+        evaluated: true,
     },
     ControlSpec {
         name: "BACKUP_RESOURCES_PROTECTED_BY_CROSS_REGION",
@@ -323,6 +322,10 @@ pub(crate) struct State {
     pub elsewhere: Vec<RecoveryPointRecord>,
     /// The restore jobs of the account and region.
     pub restores: Vec<JobRecord>,
+    /// Vault name -> its access policy document, for the vaults that have one.
+    pub policies: BTreeMap<String, String>,
+    /// The account the state is of (Coffer's callers are its root identity).
+    pub account: String,
 }
 
 /// The store prefixes of the other regions and accounts `controls` name.
@@ -374,8 +377,12 @@ pub(crate) fn read_state(
         points.push(serde_json::from_slice::<RecoveryPointRecord>(&v)?);
     }
     let mut vault_map = BTreeMap::new();
-    for (_, v) in scan_all(tx, vaults::TABLE, &scope)? {
+    let mut policies = BTreeMap::new();
+    for (k, v) in scan_all(tx, vaults::TABLE, &scope)? {
         let vault: VaultRecord = serde_json::from_slice(&v)?;
+        if let Some(policy) = vault_policy::get(tx, &k)? {
+            policies.insert(vault.name.clone(), policy);
+        }
         vault_map.insert(vault.name.clone(), vault);
     }
     let mut plan_list = Vec::new();
@@ -402,6 +409,8 @@ pub(crate) fn read_state(
         protected_by,
         elsewhere,
         restores,
+        policies,
+        account: account.to_string(),
     })
 }
 
@@ -624,6 +633,47 @@ fn vault_lock(s: &State, c: &FrameworkControl) -> Vec<Evaluation> {
         .collect()
 }
 
+/// Per backup vault: compliant when its access policy explicitly denies
+/// `backup:DeleteRecoveryPoint` to the account's callers, which Coffer then enforces on
+/// DeleteRecoveryPoint (the same [`vault_policy::explicit_deny`] decides both). The control's
+/// `principalArnList` (the roles still allowed) changes nothing: Coffer's callers are their
+/// account's root identity, which such an exception never names.
+fn manual_deletion_disabled(s: &State) -> Vec<Evaluation> {
+    s.vaults
+        .values()
+        .map(|v| {
+            let rp_pattern = format!(
+                "{}:recovery-point:*",
+                v.arn.split(":backup-vault:").next().unwrap_or_default()
+            );
+            let denied = s.policies.get(&v.name).is_some_and(|p| {
+                vault_policy::explicit_deny(
+                    p,
+                    "backup:DeleteRecoveryPoint",
+                    &[&rp_pattern, &v.arn],
+                    &s.account,
+                )
+                .is_some()
+            });
+            let reason = match (denied, s.policies.contains_key(&v.name)) {
+                (true, _) => "the vault's access policy denies backup:DeleteRecoveryPoint".into(),
+                (false, true) => {
+                    "the vault's access policy does not deny backup:DeleteRecoveryPoint".into()
+                }
+                (false, false) => {
+                    "the vault has no access policy denying backup:DeleteRecoveryPoint".into()
+                }
+            };
+            Evaluation {
+                resource_arn: v.arn.clone(),
+                resource_type: "BackupVault".into(),
+                status: Compliance::of(denied),
+                reason,
+            }
+        })
+        .collect()
+}
+
 /// The longest a rule's schedule may leave between runs, from the control's parameters.
 fn required_interval(c: &FrameworkControl) -> Duration {
     let value = int_param(c, "requiredFrequencyValue", 1);
@@ -779,6 +829,7 @@ pub(crate) fn evaluate(state: &State, c: &FrameworkControl) -> Vec<Evaluation> {
             protected_elsewhere(state, c, "crossAccountList")
         }
         "RESTORE_TIME_FOR_RESOURCES_MEET_TARGET" => restore_time(state, c),
+        "BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED" => manual_deletion_disabled(state),
         // Refused when the framework was created (check_controls).
         _ => Vec::new(),
     }

@@ -1,6 +1,8 @@
-//! A vault's access policy as stored (table `vault_policy`, keyed like the vault), and the one
-//! question Coffer evaluates on it: whether another account may copy into the vault
-//! ([`copy_allowed`]).
+//! A vault's access policy as stored (table `vault_policy`, keyed like the vault), and the two
+//! questions Coffer evaluates on it: whether another account may copy into the vault
+//! ([`copy_allowed`]), and whether an explicit Deny refuses a call on the vault or its
+//! recovery points ([`explicit_deny`]: DeleteRecoveryPoint, UpdateRecoveryPointLifecycle,
+//! DeleteBackupVault, and changes to the policy itself).
 
 use chrono::{DateTime, Utc};
 use coffer_store::{StoreError, Txn};
@@ -38,19 +40,12 @@ pub(crate) fn remove(tx: &mut dyn Txn, vault_key: &str) -> Result<(), StoreError
 }
 
 /// Whether `policy` lets account `account` copy recovery points into the vault `vault_arn`:
-/// some Allow statement applies and no Deny statement does.
-///
-/// A statement applies when its principal matches the account (`"*"`, `{"AWS": "*"}`, the
-/// account id, or any IAM ARN of that account such as `arn:aws:iam::ACCOUNT:root` or a role;
-/// NotPrincipal inverts), its Action / NotAction matches `backup:CopyIntoBackupVault` (IAM
-/// wildcards, case-insensitive: `*`, `backup:*`, `backup:Copy*`), and its Resource /
-/// NotResource matches the vault's ARN (wildcards, case-sensitive). Coffer cannot evaluate
-/// conditions (it has no organizations or request context keys), so it errs on the safe side:
-/// an Allow with a Condition grants nothing, a Deny with a Condition applies, and a Deny
-/// without a principal applies to everyone. A document that does not parse allows nothing.
-#[allow(dead_code)] // used by the copy jobs (next issue)
+/// some Allow statement applies and no Deny statement does (see [`applies`]). Coffer cannot
+/// evaluate conditions (it has no organizations or request context keys), so it errs on the
+/// safe side: an Allow with a Condition grants nothing, a Deny with a Condition applies. A
+/// document that does not parse allows nothing.
 pub(crate) fn copy_allowed(policy: &str, vault_arn: &str, account: &str) -> bool {
-    let Ok(Value::Object(top)) = serde_json::from_str::<Value>(policy) else {
+    let Some(top) = parsed(policy) else {
         return false;
     };
     let Ok(statements) = statements(&top) else {
@@ -58,38 +53,108 @@ pub(crate) fn copy_allowed(policy: &str, vault_arn: &str, account: &str) -> bool
     };
     let mut allowed = false;
     for st in statements {
-        let deny = match st.get("Effect").and_then(Value::as_str) {
-            Some("Allow") => false,
-            Some("Deny") => true,
-            _ => continue,
-        };
-        let conditional = st.contains_key("Condition");
-        let principal = match (st.get("Principal"), st.get("NotPrincipal")) {
-            (Some(p), _) => principal_matches(p, account),
-            (None, Some(p)) => !principal_matches(p, account),
-            (None, None) => deny,
-        };
-        let action = match (st.get("Action"), st.get("NotAction")) {
-            (Some(a), _) => any_matches(a, COPY_INTO_ACTION, false),
-            (None, Some(a)) => !any_matches(a, COPY_INTO_ACTION, false),
-            (None, None) => false,
-        };
-        let resource = match (st.get("Resource"), st.get("NotResource")) {
-            (Some(r), _) => any_matches(r, vault_arn, true),
-            (None, Some(r)) => !any_matches(r, vault_arn, true),
-            (None, None) => false,
-        };
-        if !(principal && action && resource) {
-            continue;
-        }
-        if deny {
-            return false;
-        }
-        if !conditional {
-            allowed = true;
+        match effect(st) {
+            Some(true) if applies(st, COPY_INTO_ACTION, &[vault_arn], account) => return false,
+            Some(false)
+                if !st.contains_key("Condition")
+                    && applies(st, COPY_INTO_ACTION, &[vault_arn], account) =>
+            {
+                allowed = true
+            }
+            _ => {}
         }
     }
     allowed
+}
+
+/// The refusal of `action` on `resources` (the first is named) by an explicit Deny in the
+/// vault's access policy, for a caller of `account`: AccessDeniedException, as AWS answers
+/// when a resource-based policy denies a call. A Deny applies whatever its Condition says
+/// (Coffer's callers are their account's root identity, which the usual exceptions for
+/// chosen roles do not cover); a policy that does not parse denies nothing.
+pub(crate) fn explicit_deny(
+    policy: &str,
+    action: &str,
+    resources: &[&str],
+    account: &str,
+) -> Option<coffer_api::ApiError> {
+    let top = parsed(policy)?;
+    let statements = statements(&top).ok()?;
+    let denied = statements
+        .into_iter()
+        .any(|st| effect(st) == Some(true) && applies(st, action, resources, account));
+    denied.then(|| {
+        coffer_api::ApiError::new(
+            403,
+            "AccessDeniedException",
+            format!(
+                "User: arn:aws:iam::{account}:root is not authorized to perform: {action} on resource: {} with an explicit deny in a resource-based policy (the backup vault's access policy).",
+                resources.first().copied().unwrap_or("*")
+            ),
+        )
+    })
+}
+
+/// Refuses `action` when the access policy of the vault stored under `vault_key` denies it
+/// (see [`explicit_deny`]).
+pub(crate) fn check_not_denied(
+    tx: &mut dyn Txn,
+    vault_key: &str,
+    action: &str,
+    resources: &[&str],
+    account: &str,
+) -> Result<()> {
+    match get(tx, vault_key)? {
+        Some(policy) => match explicit_deny(&policy, action, resources, account) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
+fn parsed(policy: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str::<Value>(policy) {
+        Ok(Value::Object(top)) => Some(top),
+        _ => None,
+    }
+}
+
+/// `Some(true)` for a Deny statement, `Some(false)` for an Allow.
+fn effect(st: &Map<String, Value>) -> Option<bool> {
+    match st.get("Effect").and_then(Value::as_str) {
+        Some("Allow") => Some(false),
+        Some("Deny") => Some(true),
+        _ => None,
+    }
+}
+
+/// Whether a statement covers `action` on any of `resources` for a caller of `account`: its
+/// principal matches the account (`"*"`, `{"AWS": "*"}`, the account id, or any IAM ARN of
+/// that account such as `arn:aws:iam::ACCOUNT:root` or a role; NotPrincipal inverts; a Deny
+/// without a principal applies to everyone), its Action / NotAction matches `action` (IAM
+/// wildcards, case-insensitive: `*`, `backup:*`, `backup:Delete*`), and its Resource /
+/// NotResource matches one of `resources` (wildcards, case-sensitive).
+fn applies(st: &Map<String, Value>, action: &str, resources: &[&str], account: &str) -> bool {
+    let deny = effect(st) == Some(true);
+    let principal = match (st.get("Principal"), st.get("NotPrincipal")) {
+        (Some(p), _) => principal_matches(p, account),
+        (None, Some(p)) => !principal_matches(p, account),
+        (None, None) => deny,
+    };
+    let action = match (st.get("Action"), st.get("NotAction")) {
+        (Some(a), _) => any_matches(a, action, false),
+        (None, Some(a)) => !any_matches(a, action, false),
+        (None, None) => false,
+    };
+    let resource = resources
+        .iter()
+        .any(|r| match (st.get("Resource"), st.get("NotResource")) {
+            (Some(x), _) => any_matches(x, r, true),
+            (None, Some(x)) => !any_matches(x, r, true),
+            (None, None) => false,
+        });
+    principal && action && resource
 }
 
 pub(crate) fn principal_matches(p: &Value, account: &str) -> bool {
@@ -166,5 +231,92 @@ pub(crate) fn statements(top: &Map<String, Value>) -> Result<Vec<&Map<String, Va
             .collect(),
         Some(_) => Err("The policy's Statement must be an object or a list of objects.".into()),
         None => Err("The policy has no Statement.".into()),
+    }
+}
+
+#[cfg(test)]
+mod deny_tests {
+    use super::*;
+
+    const VAULT: &str = "arn:aws:backup:us-east-1:111122223333:backup-vault:v";
+    const RP: &str = "arn:aws:backup:us-east-1:111122223333:recovery-point:abc";
+
+    fn policy(statement: serde_json::Value) -> String {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
+    }
+
+    #[test]
+    fn an_explicit_deny_refuses_only_what_it_names() {
+        let p = policy(serde_json::json!({
+            "Effect": "Deny", "Principal": "*",
+            "Action": "backup:Delete*", "Resource": "*"
+        }));
+        let e = explicit_deny(
+            &p,
+            "backup:DeleteRecoveryPoint",
+            &[RP, VAULT],
+            "111122223333",
+        )
+        .unwrap();
+        assert_eq!((e.status(), e.code()), (403, "AccessDeniedException"));
+        assert!(e.message().contains(RP), "{}", e.message());
+        assert!(
+            explicit_deny(
+                &p,
+                "backup:UpdateRecoveryPointLifecycle",
+                &[RP],
+                "111122223333"
+            )
+            .is_none()
+        );
+        // Another account's principals, another vault's resource, an Allow: no refusal.
+        let other = policy(serde_json::json!({
+            "Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+            "Action": "backup:*", "Resource": "*"
+        }));
+        assert!(
+            explicit_deny(&other, "backup:DeleteRecoveryPoint", &[RP], "111122223333").is_none()
+        );
+        let elsewhere = policy(serde_json::json!({
+            "Effect": "Deny", "Principal": "*", "Action": "*",
+            "Resource": "arn:aws:backup:us-east-1:111122223333:backup-vault:other"
+        }));
+        assert!(
+            explicit_deny(
+                &elsewhere,
+                "backup:DeleteBackupVault",
+                &[VAULT],
+                "111122223333"
+            )
+            .is_none()
+        );
+        let allow = policy(serde_json::json!({
+            "Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"
+        }));
+        assert!(
+            explicit_deny(&allow, "backup:DeleteRecoveryPoint", &[RP], "111122223333").is_none()
+        );
+        // NotAction: everything but reading is denied.
+        let not_action = policy(serde_json::json!({
+            "Effect": "Deny", "Principal": "*", "NotAction": "backup:Describe*", "Resource": "*"
+        }));
+        assert!(
+            explicit_deny(
+                &not_action,
+                "backup:DeleteBackupVault",
+                &[VAULT],
+                "111122223333"
+            )
+            .is_some()
+        );
+        assert!(
+            explicit_deny(
+                &not_action,
+                "backup:DescribeBackupVault",
+                &[VAULT],
+                "111122223333"
+            )
+            .is_none()
+        );
     }
 }

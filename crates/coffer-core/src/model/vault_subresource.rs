@@ -54,10 +54,25 @@ impl VaultSubResource {
         vault_name: String,
         record: T,
     ) -> Result<()> {
+        self.put_guarded(meta, ctx, vault_name, record, |_, _, _| Ok(()))
+            .await
+    }
+
+    /// [`VaultSubResource::put`], first asking `guard` (in the same transaction, with the
+    /// vault's key and record) whether the change is allowed.
+    pub(crate) async fn put_guarded<T: Serialize + Send + 'static>(
+        &'static self,
+        meta: &Meta,
+        ctx: &RequestContext,
+        vault_name: String,
+        record: T,
+        guard: impl FnOnce(&mut dyn Txn, &str, &VaultRecord) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
         let k = vaults::key(&ctx.account_id, &ctx.region, &vault_name);
         meta.store()
             .write(move |tx| -> Result<()> {
-                vaults::read(tx, &k, &vault_name)?;
+                let vault = vaults::read(tx, &k, &vault_name)?;
+                guard(tx, &k, &vault)?;
                 tx.put(self.table, &k, &serde_json::to_vec(&record)?)?;
                 Ok(())
             })
@@ -100,10 +115,24 @@ impl VaultSubResource {
         ctx: &RequestContext,
         vault_name: String,
     ) -> Result<()> {
+        self.delete_guarded(meta, ctx, vault_name, |_, _, _| Ok(()))
+            .await
+    }
+
+    /// [`VaultSubResource::delete`], first asking `guard` as [`VaultSubResource::put_guarded`]
+    /// does.
+    pub(crate) async fn delete_guarded(
+        &'static self,
+        meta: &Meta,
+        ctx: &RequestContext,
+        vault_name: String,
+        guard: impl FnOnce(&mut dyn Txn, &str, &VaultRecord) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
         let k = vaults::key(&ctx.account_id, &ctx.region, &vault_name);
         meta.store()
             .write(move |tx| -> Result<()> {
-                vaults::read(tx, &k, &vault_name)?;
+                let vault = vaults::read(tx, &k, &vault_name)?;
+                guard(tx, &k, &vault)?;
                 self.remove(tx, &k)?;
                 Ok(())
             })

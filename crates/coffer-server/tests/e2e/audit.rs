@@ -839,15 +839,7 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
     .await;
 
     // Refusals name what is wrong.
-    let cases: [(&str, Vec<FrameworkControl>, &str); 6] = [
-        (
-            "not_evaluated",
-            vec![control(
-                "BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED",
-                &[],
-            )],
-            "not evaluated",
-        ),
+    let cases: [(&str, Vec<FrameworkControl>, &str); 5] = [
         (
             "bad_regions",
             vec![control(
@@ -1257,4 +1249,126 @@ async fn daily_reports_follow_the_moved_clock_day_by_day() {
     }
     assert_eq!(seen, backups);
     assert!(seen.iter().all(|(_, s)| s == "COMPLETED"), "{seen:?}");
+}
+
+/// A vault access policy that denies deleting recovery points is enforced (DeleteRecoveryPoint,
+/// and removing the policy itself, answer AccessDeniedException and change nothing), and
+/// BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED sees the vault turn compliant while the
+/// vault without such a policy stays non-compliant.
+#[tokio::test]
+async fn a_vault_policy_that_denies_deletion_is_enforced_and_audited() {
+    let dir = temp_dir();
+    let (_server, c, root) = start(dir.path()).await;
+    let (_, state, rp) = backup(&c, "primary", DOCS).await;
+    assert_eq!(state, BackupJobState::Completed);
+    let rp = rp.unwrap();
+    let fw_arn = c
+        .create_framework()
+        .framework_name("no_manual_deletion")
+        .framework_controls(control(
+            "BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED",
+            &[("principalArnList", "arn:aws:iam::111122223333:role/admin")],
+        ))
+        .send()
+        .await
+        .unwrap()
+        .framework_arn()
+        .unwrap()
+        .to_string();
+    create_plan(
+        &c,
+        "deletion",
+        channel("audit-reports", "deletion", &["JSON"]),
+        setting("RESOURCE_COMPLIANCE_REPORT", &[&fw_arn]),
+    )
+    .await;
+    let vault_arn = |v: &str| format!("arn:aws:backup:us-east-1:{ACCOUNT}:backup-vault:{v}");
+    let control_of = |items: &[BTreeMap<String, String>], v: &str| {
+        statuses(items)
+            .get(&(
+                "BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED".to_string(),
+                vault_arn(v),
+            ))
+            .cloned()
+    };
+    let job = report(&c, "deletion").await;
+    let before = items(&root, &job, "json");
+    assert_eq!(
+        control_of(&before, "primary").as_deref(),
+        Some("NON_COMPLIANT")
+    );
+
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "no-manual-deletion",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": ["backup:DeleteRecoveryPoint", "backup:DeleteBackupVaultAccessPolicy"],
+            "Resource": "*",
+            "Condition": {"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/admin"}}
+        }]
+    });
+    c.put_backup_vault_access_policy()
+        .backup_vault_name("primary")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .delete_recovery_point()
+        .backup_vault_name("primary")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
+    let (code, message) = (
+        err.code().unwrap_or_default().to_string(),
+        err.message().unwrap_or_default().to_string(),
+    );
+    assert_eq!(code, "AccessDeniedException", "{message}");
+    assert!(
+        message.contains("backup:DeleteRecoveryPoint") && message.contains("explicit deny"),
+        "{message}"
+    );
+    let still = c
+        .describe_recovery_point()
+        .backup_vault_name("primary")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.recovery_point_arn(), Some(rp.as_str()));
+    let (code, _) = code_of(
+        c.delete_backup_vault_access_policy()
+            .backup_vault_name("primary")
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(code, "AccessDeniedException");
+    assert!(
+        c.get_backup_vault_access_policy()
+            .backup_vault_name("primary")
+            .send()
+            .await
+            .is_ok()
+    );
+    // What the policy does not deny still works.
+    c.update_recovery_point_lifecycle()
+        .backup_vault_name("primary")
+        .recovery_point_arn(&rp)
+        .lifecycle(Lifecycle::builder().delete_after_days(60).build())
+        .send()
+        .await
+        .unwrap();
+
+    let job = report(&c, "deletion").await;
+    let after = items(&root, &job, "json");
+    assert_eq!(control_of(&after, "primary").as_deref(), Some("COMPLIANT"));
+    assert_eq!(
+        control_of(&after, "secondary").as_deref(),
+        Some("NON_COMPLIANT")
+    );
 }

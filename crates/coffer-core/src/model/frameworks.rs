@@ -144,6 +144,14 @@ pub(crate) const CONTROLS: &[ControlSpec] = &[
         evaluated: true,
     },
     ControlSpec {
+        name: "RESOURCES_IN_LOGICALLY_AIR_GAPPED_VAULT",
+        params: &[
+            ("recoveryPointAgeUnit", ParamKind::OneOf(&["hours", "days"])),
+            ("recoveryPointAgeValue", ParamKind::Int(1, 2184)),
+        ],
+        evaluated: true,
+    },
+    ControlSpec {
         name: "BACKUP_RESOURCES_PROTECTED_BY_BACKUP_VAULT_LOCK",
         params: &[("minRetentionDays", DAYS), ("maxRetentionDays", DAYS)],
         evaluated: true,
@@ -567,7 +575,9 @@ fn encrypted(s: &State, c: &FrameworkControl) -> Vec<Evaluation> {
         .collect()
 }
 
-fn last_recovery_point(s: &State, c: &FrameworkControl) -> Vec<Evaluation> {
+/// The oldest a recovery point may be, from `recoveryPointAgeValue` (1) and
+/// `recoveryPointAgeUnit` (`days`): the age, the value and the unit.
+fn max_age(c: &FrameworkControl) -> (Duration, i64, String) {
     let value = int_param(c, "recoveryPointAgeValue", 1);
     let unit = param(c, "recoveryPointAgeUnit")
         .unwrap_or("days")
@@ -577,6 +587,52 @@ fn last_recovery_point(s: &State, c: &FrameworkControl) -> Vec<Evaluation> {
     } else {
         Duration::days(value)
     };
+    (age, value, unit)
+}
+
+/// Each resource in scope: compliant when one of its recovery points in a logically
+/// air-gapped vault (a copy keeps its source's creation date) was created within the age.
+fn in_air_gapped_vault(s: &State, c: &FrameworkControl) -> Vec<Evaluation> {
+    let (age, value, unit) = max_age(c);
+    let since = s.now - age;
+    s.scoped_resources(c)
+        .map(|r| {
+            let newest = s
+                .points_of(&r.arn)
+                .into_iter()
+                .filter(|p| s.vaults.get(&p.vault_name).is_some_and(|v| v.air_gapped))
+                .max_by_key(|p| p.creation_date);
+            match newest {
+                Some(p) if p.creation_date >= since => resource_eval(
+                    r,
+                    true,
+                    format!(
+                        "recovery point {} in logically air-gapped vault {}, created {}",
+                        p.id,
+                        p.vault_name,
+                        p.creation_date.to_rfc3339()
+                    ),
+                ),
+                Some(p) => resource_eval(
+                    r,
+                    false,
+                    format!(
+                        "newest recovery point in a logically air-gapped vault created {}, more than {value} {unit} ago",
+                        p.creation_date.to_rfc3339()
+                    ),
+                ),
+                None => resource_eval(
+                    r,
+                    false,
+                    "no recovery point in a logically air-gapped vault".into(),
+                ),
+            }
+        })
+        .collect()
+}
+
+fn last_recovery_point(s: &State, c: &FrameworkControl) -> Vec<Evaluation> {
+    let (age, value, unit) = max_age(c);
     let since = s.now - age;
     s.scoped_resources(c)
         .map(|r| match s.points_of(&r.arn).first() {
@@ -830,6 +886,7 @@ pub(crate) fn evaluate(state: &State, c: &FrameworkControl) -> Vec<Evaluation> {
         }
         "RESTORE_TIME_FOR_RESOURCES_MEET_TARGET" => restore_time(state, c),
         "BACKUP_RECOVERY_POINT_MANUAL_DELETION_DISABLED" => manual_deletion_disabled(state),
+        "RESOURCES_IN_LOGICALLY_AIR_GAPPED_VAULT" => in_air_gapped_vault(state, c),
         // Refused when the framework was created (check_controls).
         _ => Vec::new(),
     }

@@ -1372,3 +1372,100 @@ async fn a_vault_policy_that_denies_deletion_is_enforced_and_audited() {
         Some("NON_COMPLIANT")
     );
 }
+
+/// RESOURCES_IN_LOGICALLY_AIR_GAPPED_VAULT: a resource backed up only into an ordinary vault is
+/// non-compliant; once a copy of its point reaches a logically air-gapped vault it is
+/// compliant; a day-old requirement is not met two days later.
+#[tokio::test]
+async fn the_air_gapped_control_follows_real_copies() {
+    let dir = temp_dir();
+    let (server, c, root) = start(dir.path()).await;
+    let gap_arn = c
+        .create_logically_air_gapped_backup_vault()
+        .backup_vault_name("gap")
+        .min_retention_days(7)
+        .max_retention_days(100)
+        .send()
+        .await
+        .unwrap()
+        .backup_vault_arn()
+        .unwrap()
+        .to_string();
+    let (_, state, rp) = backup(&c, "primary", DOCS).await;
+    assert_eq!(state, BackupJobState::Completed);
+    let fw_arn = c
+        .create_framework()
+        .framework_name("air_gapped")
+        .framework_controls(control(
+            "RESOURCES_IN_LOGICALLY_AIR_GAPPED_VAULT",
+            &[
+                ("recoveryPointAgeUnit", "days"),
+                ("recoveryPointAgeValue", "1"),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap()
+        .framework_arn()
+        .unwrap()
+        .to_string();
+    create_plan(
+        &c,
+        "gapped",
+        channel("audit-reports", "gapped", &["JSON"]),
+        setting("RESOURCE_COMPLIANCE_REPORT", &[&fw_arn]),
+    )
+    .await;
+    let status = |items: &[BTreeMap<String, String>]| {
+        statuses(items)
+            .get(&(
+                "RESOURCES_IN_LOGICALLY_AIR_GAPPED_VAULT".to_string(),
+                DOCS.to_string(),
+            ))
+            .cloned()
+    };
+    let job = report(&c, "gapped").await;
+    assert_eq!(
+        status(&items(&root, &job, "json")).as_deref(),
+        Some("NON_COMPLIANT")
+    );
+
+    let copy_id = c
+        .start_copy_job()
+        .recovery_point_arn(rp.unwrap())
+        .source_backup_vault_name("primary")
+        .destination_backup_vault_arn(&gap_arn)
+        .iam_role_arn(ROLE)
+        .lifecycle(Lifecycle::builder().delete_after_days(30).build())
+        .send()
+        .await
+        .unwrap()
+        .copy_job_id()
+        .unwrap()
+        .to_string();
+    wait_until("the copy into the air-gapped vault", 120, || async {
+        let j = c
+            .describe_copy_job()
+            .copy_job_id(&copy_id)
+            .send()
+            .await
+            .unwrap();
+        let state = j.copy_job().unwrap().state().cloned();
+        assert_ne!(state, Some(CopyJobState::Failed), "{j:?}");
+        (state == Some(CopyJobState::Completed)).then_some(())
+    })
+    .await;
+    let job = report(&c, "gapped").await;
+    assert_eq!(
+        status(&items(&root, &job, "json")).as_deref(),
+        Some("COMPLIANT")
+    );
+
+    // Two days later the copy is older than the one day the control asks for.
+    server.move_clock("{\"advance_seconds\": 172800}").await;
+    let job = report(&c, "gapped").await;
+    assert_eq!(
+        status(&items(&root, &job, "json")).as_deref(),
+        Some("NON_COMPLIANT")
+    );
+}

@@ -139,6 +139,35 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How many times a delivery is tried before the job ends FAILED, and the wait before the
+/// second try (doubling after it): a full disk or a directory being remounted may pass.
+const DELIVERY_ATTEMPTS: u32 = 3;
+const DELIVERY_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// [`deliver`], tried again after a short wait while attempts are left; the last failure's
+/// message says how many attempts were made.
+async fn deliver_retried(
+    root: PathBuf,
+    bucket: String,
+    files: Vec<(String, Vec<u8>)>,
+) -> std::result::Result<Vec<String>, String> {
+    let (mut wait, mut attempt) = (DELIVERY_RETRY_WAIT, 1);
+    loop {
+        match deliver(root.clone(), bucket.clone(), files.clone()).await {
+            Ok(keys) => return Ok(keys),
+            Err(why) if attempt >= DELIVERY_ATTEMPTS => {
+                return Err(format!("{why} ({DELIVERY_ATTEMPTS} attempts)"));
+            }
+            Err(why) => {
+                tracing::info!(%bucket, attempt, %why, "report delivery failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// Writes the files of one report: `(object key, bytes)` under the bucket's directory.
 /// Returns the keys written, or what went wrong.
 async fn deliver(
@@ -201,7 +230,9 @@ pub(crate) async fn run(
         Err(why) => Err(why),
         Ok(report) => match plane.report_buckets().directory(&bucket) {
             None => Err(unconfigured(&bucket)),
-            Some(root) => deliver(root, bucket.clone(), render(plan, &id, at, &report)?).await,
+            Some(root) => {
+                deliver_retried(root, bucket.clone(), render(plan, &id, at, &report)?).await
+            }
         },
     };
     let done = plane.clock().now().max(at);

@@ -591,7 +591,7 @@ async fn report_plans_refuse_bad_input_and_failed_deliveries_say_why() {
     assert_eq!(job.status(), Some("FAILED"));
     let why = job.status_message().unwrap_or_default();
     assert!(
-        why.contains("broken") && why.contains("[[report_buckets]]"),
+        why.contains("broken") && why.contains("[[report_buckets]]") && why.contains("3 attempts"),
         "{why}"
     );
     assert!(job.report_destination().unwrap().s3_keys().is_empty());

@@ -723,6 +723,17 @@ fn control(name: &str, params: &[(&str, &str)]) -> FrameworkControl {
         .unwrap()
 }
 
+/// Waits until copy job `id` is COMPLETED (failing the test if it fails).
+async fn copy_completes(c: &Client, id: &str) {
+    wait_until("the copy job to end", 120, || async {
+        let j = c.describe_copy_job().copy_job_id(id).send().await.unwrap();
+        let state = j.copy_job().unwrap().state().cloned();
+        assert_ne!(state, Some(CopyJobState::Failed), "{j:?}");
+        (state == Some(CopyJobState::Completed)).then_some(())
+    })
+    .await;
+}
+
 /// `(control, resource)` -> compliance status, from a resource compliance report's items.
 fn statuses(items: &[BTreeMap<String, String>]) -> BTreeMap<(String, String), String> {
     items
@@ -804,18 +815,7 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
         .copy_job_id()
         .unwrap()
         .to_string();
-    wait_until("the copy job to end", 120, || async {
-        let j = c
-            .describe_copy_job()
-            .copy_job_id(&copy_id)
-            .send()
-            .await
-            .unwrap();
-        let state = j.copy_job().unwrap().state().cloned();
-        assert_ne!(state, Some(CopyJobState::Failed), "{j:?}");
-        (state == Some(CopyJobState::Completed)).then_some(())
-    })
-    .await;
+    copy_completes(&c, &copy_id).await;
     let restore_id = c
         .start_restore_job()
         .recovery_point_arn(&rp)
@@ -1443,18 +1443,7 @@ async fn the_air_gapped_control_follows_real_copies() {
         .copy_job_id()
         .unwrap()
         .to_string();
-    wait_until("the copy into the air-gapped vault", 120, || async {
-        let j = c
-            .describe_copy_job()
-            .copy_job_id(&copy_id)
-            .send()
-            .await
-            .unwrap();
-        let state = j.copy_job().unwrap().state().cloned();
-        assert_ne!(state, Some(CopyJobState::Failed), "{j:?}");
-        (state == Some(CopyJobState::Completed)).then_some(())
-    })
-    .await;
+    copy_completes(&c, &copy_id).await;
     let job = report(&c, "gapped").await;
     assert_eq!(
         status(&items(&root, &job, "json")).as_deref(),

@@ -30,15 +30,12 @@ fn building() -> &'static Mutex<HashSet<String>> {
 
 /// Starts a build of every PENDING index not being built, and removes DELETING ones.
 pub(crate) async fn process_indexes(plane: &Executor) -> Result<()> {
-    let (pending, deleting) = plane
+    let (pending, deleting): (Vec<_>, Vec<_>) = plane
         .store()
-        .read(|tx| {
-            Ok::<_, crate::model::error::Error>((
-                indexes::in_status(tx, Status::Pending)?,
-                indexes::in_status(tx, Status::Deleting)?,
-            ))
-        })
-        .await?;
+        .read(indexes::work)
+        .await?
+        .into_iter()
+        .partition(|r| r.status == Status::Pending);
     for rec in deleting {
         remove(plane, &rec).await?;
     }
@@ -84,7 +81,7 @@ async fn remove(plane: &Executor, rec: &IndexRecord) -> Result<()> {
             if let Some(v) = tx.get(indexes::TABLE, &key)? {
                 let r: IndexRecord = serde_json::from_slice(&v)?;
                 if r.status == Status::Deleting {
-                    tx.delete(indexes::TABLE, &key)?;
+                    indexes::forget(tx, &key)?;
                 }
             }
             Ok(())

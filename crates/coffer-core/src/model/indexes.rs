@@ -20,6 +20,9 @@ use crate::model::error::Result;
 
 pub(crate) const TABLE: &str = "rp_index_record";
 pub(crate) const CATALOG: &str = "rp_catalog";
+/// The keys of the indexes the runner has work on (PENDING or DELETING), so that a pass reads
+/// only those, however many ACTIVE indexes there are.
+const WORK: &str = "rp_index_work";
 
 /// The resource types whose recovery points can be indexed: AWS's (EBS, S3) and Coffer's
 /// directory trees (EFS).
@@ -128,8 +131,23 @@ pub(crate) fn get(
     }
 }
 
+/// Stores `rec`, keeping the runner's work list (`rp_index_work`) in step with its status.
 pub(crate) fn save(tx: &mut dyn Txn, rec: &IndexRecord) -> Result<()> {
-    tx.put(TABLE, &rec.key(), &serde_json::to_vec(rec)?)?;
+    let key = rec.key();
+    tx.put(TABLE, &key, &serde_json::to_vec(rec)?)?;
+    match rec.status {
+        Status::Pending | Status::Deleting => tx.put(WORK, &key, b"")?,
+        Status::Active | Status::Failed => {
+            tx.delete(WORK, &key)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the record `key` names (a DELETING index whose rows are gone).
+pub(crate) fn forget(tx: &mut dyn Txn, key: &str) -> Result<()> {
+    tx.delete(TABLE, key)?;
+    tx.delete(WORK, key)?;
     Ok(())
 }
 
@@ -159,13 +177,13 @@ pub(crate) fn mark_deleting(
     Ok(Some(rec))
 }
 
-/// Every index record in `status` (all scopes): the runner's work list.
-pub(crate) fn in_status(tx: &mut dyn Txn, status: Status) -> Result<Vec<IndexRecord>> {
+/// The indexes the runner has work on (PENDING or DELETING, all scopes), read through the
+/// work list.
+pub(crate) fn work(tx: &mut dyn Txn) -> Result<Vec<IndexRecord>> {
     let mut out = Vec::new();
-    for (_, v) in crate::model::paging::scan_all(tx, TABLE, "")? {
-        let rec: IndexRecord = serde_json::from_slice(&v)?;
-        if rec.status == status {
-            out.push(rec);
+    for (key, _) in crate::model::paging::scan_all(tx, WORK, "")? {
+        if let Some(v) = tx.get(TABLE, &key)? {
+            out.push(serde_json::from_slice(&v)?);
         }
     }
     Ok(out)
@@ -312,6 +330,21 @@ mod tests {
             })
             .await
             .unwrap();
+        // The work list holds the DELETING index and the other PENDING one; once the other is
+        // ACTIVE and this one forgotten, it is empty.
+        let keys = |w: Vec<IndexRecord>| w.iter().map(IndexRecord::key).collect::<Vec<_>>();
+        let w = store.read(work).await.unwrap();
+        assert_eq!(keys(w), [key(a, r, "rp1"), key(a, r, "rp10")]);
+        store
+            .write(move |tx| -> Result<()> {
+                let mut other = get(tx, a, r, "rp10")?.unwrap();
+                other.status = Status::Active;
+                save(tx, &other)?;
+                forget(tx, &key(a, r, "rp1"))
+            })
+            .await
+            .unwrap();
+        assert!(store.read(work).await.unwrap().is_empty());
         let left = store
             .read(move |tx| scan_catalog(tx, a, r, "rp10", None, 10))
             .await

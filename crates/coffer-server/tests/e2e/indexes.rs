@@ -491,3 +491,92 @@ async fn plan_rules_index_their_points_and_the_list_filters_and_pages() {
     seen.dedup();
     assert_eq!(seen.len(), 4);
 }
+
+/// Every directory named `name` under `root`.
+fn dirs_named(root: &Path, name: &str, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == name) {
+                out.push(p.clone());
+            }
+            dirs_named(&p, name, out);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_index_of_a_point_the_vault_cannot_read_fails_with_the_reason_and_can_be_retried() {
+    let dir = temp_dir();
+    write_config(dir.path(), true);
+    let server = start(dir.path()).await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("broken")
+        .send()
+        .await
+        .unwrap();
+    let rp = backup(&c, "broken", EFS_ARN, false).await;
+    // The snapshot file disappears from the vault's repository.
+    let mut snaps = Vec::new();
+    dirs_named(&dir.path().join("data"), "snapshots", &mut snaps);
+    assert!(
+        !snaps.is_empty(),
+        "the vault repository has a snapshots directory"
+    );
+    let mut removed = 0;
+    for d in snaps {
+        for e in std::fs::read_dir(d).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1);
+    let enable = || {
+        c.update_recovery_point_index_settings()
+            .backup_vault_name("broken")
+            .recovery_point_arn(&rp)
+            .index(Index::Enabled)
+            .send()
+    };
+    assert_eq!(
+        enable().await.unwrap().index_status(),
+        Some(&IndexStatus::Pending)
+    );
+    let wait_failed = || {
+        wait_until("the index to be FAILED", 60, || {
+            let c = c.clone();
+            let rp = rp.clone();
+            async move {
+                let d = c
+                    .get_recovery_point_index_details()
+                    .backup_vault_name("broken")
+                    .recovery_point_arn(rp)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_ne!(d.index_status(), Some(&IndexStatus::Active));
+                (d.index_status() == Some(&IndexStatus::Failed)).then_some(d)
+            }
+        })
+    };
+    let d = wait_failed().await;
+    let m = d.index_status_message().unwrap_or_default();
+    assert!(m.contains("could not be read"), "{m}");
+    assert_eq!(d.total_items_indexed(), None);
+    let desc = c
+        .describe_recovery_point()
+        .backup_vault_name("broken")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(desc.index_status(), Some(&IndexStatus::Failed));
+    assert_eq!(desc.index_status_message(), Some(m));
+    // ENABLED on a FAILED index tries again.
+    assert_eq!(
+        enable().await.unwrap().index_status(),
+        Some(&IndexStatus::Pending)
+    );
+    wait_failed().await;
+}

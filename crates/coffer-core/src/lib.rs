@@ -36,9 +36,9 @@ use background::scheduler::SchedulerWorker;
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
-    airgap, frameworks, legal_holds, plans, protected, recovery_points, reports, restore_testing,
-    restore_testing_selections, selections, settings, tags, templates, tiering, vault_lock,
-    vault_notifications, vault_policy, vaults,
+    airgap, frameworks, indexes, legal_holds, plans, protected, recovery_points, reports,
+    restore_testing, restore_testing_selections, selections, settings, tags, templates, tiering,
+    vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;
@@ -173,6 +173,27 @@ impl Coffer {
 
     fn meta(&self) -> &Meta {
         self.inner.plane.meta()
+    }
+
+    /// One page of a recovery point's catalogue (see `model::indexes::scan_catalog`): at most
+    /// `limit` files in path order after `after`. What a search reads, page by page.
+    pub async fn catalog_page(
+        &self,
+        account: &str,
+        region: &str,
+        recovery_point_id: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<coffer_engine::CatalogEntry>, Error> {
+        let (a, r, id) = (
+            account.to_string(),
+            region.to_string(),
+            recovery_point_id.to_string(),
+        );
+        self.meta()
+            .store()
+            .read(move |tx| model::indexes::scan_catalog(tx, &a, &r, &id, after.as_deref(), limit))
+            .await
     }
 
     pub(crate) fn plane(&self) -> &Executor {
@@ -672,6 +693,31 @@ impl BackupService for Coffer {
         input: DeleteRecoveryPointInput,
     ) -> Result<(), ApiError> {
         Ok(recovery_points::delete(self.plane(), ctx, input).await?)
+    }
+
+    // Recovery point indexes
+    async fn get_recovery_point_index_details(
+        &self,
+        ctx: &RequestContext,
+        input: GetRecoveryPointIndexDetailsInput,
+    ) -> Result<GetRecoveryPointIndexDetailsOutput, ApiError> {
+        Ok(indexes::get_details(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_indexed_recovery_points(
+        &self,
+        ctx: &RequestContext,
+        input: ListIndexedRecoveryPointsInput,
+    ) -> Result<ListIndexedRecoveryPointsOutput, ApiError> {
+        Ok(indexes::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn update_recovery_point_index_settings(
+        &self,
+        ctx: &RequestContext,
+        input: UpdateRecoveryPointIndexSettingsInput,
+    ) -> Result<UpdateRecoveryPointIndexSettingsOutput, ApiError> {
+        Ok(indexes::update_settings(self.plane(), ctx, input).await?)
     }
 
     async fn create_legal_hold(

@@ -55,6 +55,22 @@ pub(crate) fn compare_snapshot<S: IndexedFull>(
     target: &Path,
     sink: &ProgressSink,
 ) -> Result<CompareReport> {
+    let mut report = CompareReport::default();
+    walk_files(repo, snap, sink, |rel, n| {
+        compare_file(repo, &target.join(rel), rel, n, &mut report)
+    })?;
+    Ok(report)
+}
+
+/// Calls `visit` with every regular file of `snap`, by its path relative to the recovery
+/// point's root (for a recovery point of one file, its name), in the tree's order (sorted by
+/// path within each directory). Restore comparison and the catalogue both walk here.
+pub(crate) fn walk_files<S: IndexedFull>(
+    repo: &Repository<S>,
+    snap: &SnapshotFile,
+    sink: &ProgressSink,
+    mut visit: impl FnMut(&Path, &Node) -> Result<()>,
+) -> Result<()> {
     let root = snap
         .paths
         .iter()
@@ -64,7 +80,6 @@ pub(crate) fn compare_snapshot<S: IndexedFull>(
     let node = repo
         .node_from_snapshot_and_path(snap, &root)
         .map_err(|e| unreadable_root(&root, &e))?;
-    let mut report = CompareReport::default();
     if node.is_dir() {
         let ls = repo
             .ls(&node, &LsOptions::default())
@@ -73,7 +88,7 @@ pub(crate) fn compare_snapshot<S: IndexedFull>(
             sink.check_cancel()?;
             let (path, n) = item.map_err(|e| Error::from_rustic("list recovery point", &e))?;
             if n.is_file() {
-                compare_file(repo, &target.join(&path), &path, &n, &mut report)?;
+                visit(&path, &n)?;
             }
         }
     } else if node.is_file() {
@@ -81,10 +96,9 @@ pub(crate) fn compare_snapshot<S: IndexedFull>(
             .file_name()
             .map(OsStr::to_os_string)
             .ok_or_else(|| Error::InvalidInput("cannot name the restored file".into()))?;
-        let rel = PathBuf::from(name);
-        compare_file(repo, &target.join(&rel), &rel, &node, &mut report)?;
+        visit(&PathBuf::from(name), &node)?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Reads the restored file alongside the content the vault writes, and notes the first

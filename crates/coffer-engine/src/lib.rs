@@ -11,6 +11,7 @@
 //! Async callers use the `*_async` entry points on [`VaultRepo`], which run the blocking work in
 //! `tokio::task::spawn_blocking`, or call the blocking methods from their own blocking pool.
 
+mod catalog;
 mod compare;
 mod error;
 mod keys;
@@ -21,6 +22,7 @@ mod source;
 mod storage;
 mod vault;
 
+pub use catalog::CatalogEntry;
 pub use compare::CompareReport;
 pub use error::{Error, Result};
 

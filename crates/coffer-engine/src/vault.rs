@@ -30,6 +30,7 @@ use rustic_core::{
 use crate::{
     CompareReport, Error, ExportedVaultKey, MasterKey, Result, SealedVaultKey, SourceSpec,
     VaultLocation,
+    catalog::{CatalogEntry, catalog_snapshot},
     compare::compare_snapshot,
     keys::{VaultSecrets, random_password},
     progress::{CancelToken, Phase, Progress, ProgressFn, ProgressSink, SinkBars},
@@ -755,6 +756,43 @@ impl VaultRepo {
             compare_snapshot(&repo, &snap, target, &sink)
         })();
         Self::finish(&sink, r)
+    }
+
+    /// The catalogue of a recovery point: every regular file of its snapshot, in path order
+    /// (see [`CatalogEntry`]).
+    ///
+    /// # Errors
+    /// [`Error::RecoveryPointNotFound`], [`Error::Cancelled`], damaged vault data or storage
+    /// errors.
+    pub fn catalog(
+        &self,
+        snapshot: &SnapshotRef,
+        cancel: CancelToken,
+    ) -> Result<Vec<CatalogEntry>> {
+        let sink = ProgressSink::new(callback(|_| {}), cancel);
+        let r = (|| {
+            let _guard = self.shared();
+            let repo = self
+                .open_repo(&sink)?
+                .to_indexed()
+                .map_err(rustic_err("read vault index"))?;
+            let snap = Self::load_snapshot(&repo, snapshot)?;
+            catalog_snapshot(&repo, &snap, &sink)
+        })();
+        Self::finish(&sink, r)
+    }
+
+    /// [`VaultRepo::catalog`] on tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`VaultRepo::catalog`].
+    pub async fn catalog_async(
+        &self,
+        snapshot: SnapshotRef,
+        cancel: CancelToken,
+    ) -> Result<Vec<CatalogEntry>> {
+        let me = self.clone();
+        Self::spawn(move || me.catalog(&snapshot, cancel)).await
     }
 
     /// [`VaultRepo::compare_restored`] on tokio's blocking pool.

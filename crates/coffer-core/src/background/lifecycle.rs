@@ -171,7 +171,7 @@ async fn apply_step(
                     if retention::removal_blocker(tx, &vault, &rp, now)?.is_some() {
                         return Ok(None);
                     }
-                    recovery_points::remove(tx, &mut vault, &rp)?;
+                    recovery_points::remove(tx, &mut vault, &rp, now)?;
                     events::recovery_point_modified(tx, &rp, now, "deleted")?;
                     Ok(Some(LifecycleStep::Delete))
                 }

@@ -88,6 +88,9 @@ impl Runner {
         if let Err(e) = dataplane::storage::process_removals(plane).await {
             tracing::warn!(error = %coffer_api::error_chain(&e.0), "removing deleted vaults' data failed; retrying");
         }
+        if let Err(e) = dataplane::indexes::process_indexes(plane).await {
+            tracing::warn!(error = %coffer_api::error_chain(&e.0), "building or removing recovery point indexes failed; retrying");
+        }
         let free = self.slots.saturating_sub(plane.running().count());
         let turn = ClaimTurn {
             now: plane.clock().now(),
@@ -440,6 +443,7 @@ mod tests {
             recovery_point_tags: Default::default(),
             created_by: None,
             copy_actions: Vec::new(),
+            index_resource_types: Vec::new(),
             expired_message: None,
         }
     }

@@ -385,6 +385,12 @@ fn job_template(
             backup_rule_timezone: Some(d.timezone.clone()),
         }),
         copy_actions: plan_rules::rule_copy_actions(rule),
+        index_resource_types: rule
+            .index_actions
+            .iter()
+            .flatten()
+            .flat_map(|a| a.resource_types.iter().flatten().cloned())
+            .collect(),
         expired_message,
     }
 }

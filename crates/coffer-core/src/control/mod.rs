@@ -10,6 +10,7 @@
 
 pub(crate) mod airgap;
 pub(crate) mod frameworks;
+pub(crate) mod indexes;
 pub(crate) mod jobs;
 pub(crate) mod legal_holds;
 pub(crate) mod plans;

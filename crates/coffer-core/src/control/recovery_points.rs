@@ -11,7 +11,7 @@ use crate::model::jobs::{page, within};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::states::StorageClass;
-use crate::model::{Meta, events, retention, vault_policy, vaults};
+use crate::model::{Meta, events, indexes, retention, vault_policy, vaults};
 
 pub(crate) async fn describe(
     meta: &Meta,
@@ -20,19 +20,26 @@ pub(crate) async fn describe(
 ) -> Result<DescribeRecoveryPointOutput> {
     let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
     vaults::get(meta, &a, &r, &input.backup_vault_name).await?;
-    let rp = meta
+    let (rp, index) = meta
         .store()
-        .read(move |tx| {
-            find_in_vault(
+        .read(move |tx| -> Result<_> {
+            let rp = find_in_vault(
                 tx,
                 &a,
                 &r,
                 &input.backup_vault_name,
                 &input.recovery_point_arn,
-            )
+            )?;
+            let index = indexes::get(tx, &a, &r, &rp.id)?;
+            Ok((rp, index))
         })
         .await?;
-    Ok(rp.describe())
+    let mut out = rp.describe();
+    if let Some(i) = index {
+        out.index_status = Some(i.status.wire());
+        out.index_status_message = i.message;
+    }
+    Ok(out)
 }
 
 pub(crate) async fn list_by_vault(
@@ -84,9 +91,27 @@ pub(crate) async fn list_by_vault(
         input.next_token.as_deref(),
         input.max_results,
     )?;
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
+    let statuses = meta
+        .store()
+        .read(move |tx| -> Result<Vec<_>> {
+            ids.iter()
+                .map(|id| Ok(indexes::get(tx, &a, &r, id)?.map(|i| i.status.wire())))
+                .collect()
+        })
+        .await?;
+    let points = page
+        .iter()
+        .zip(statuses)
+        .map(|(p, s)| RecoveryPointByBackupVault {
+            index_status: s,
+            ..p.by_vault()
+        })
+        .collect();
     Ok(ListRecoveryPointsByBackupVaultOutput {
         next_token: next,
-        recovery_points: Some(page.iter().map(RecoveryPointRecord::by_vault).collect()),
+        recovery_points: Some(points),
     })
 }
 
@@ -142,7 +167,7 @@ pub(crate) async fn delete(
             if let Some(why) = retention::removal_blocker(tx, &vault, &rp, now)? {
                 return Err(ApiError::invalid_request(why).into());
             }
-            remove(tx, &mut vault, &rp)?;
+            remove(tx, &mut vault, &rp, now)?;
             events::recovery_point_modified(tx, &rp, now, "deleted")?;
             Ok(())
         })

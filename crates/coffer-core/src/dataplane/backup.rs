@@ -14,7 +14,7 @@ use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
-use crate::model::{recovery_points, retention, vaults};
+use crate::model::{indexes, recovery_points, retention, vaults};
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
 use coffer_engine::{BackupOutcome, SnapshotRef, SourceSpec};
@@ -74,6 +74,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     };
     let now = plane.clock().now();
     let rp = recovery_point(job, &vault, &resource, &outcome, now);
+    let indexed = job.index;
     if let Err(e) = complete(plane, job, rp, &outcome, now).await {
         // The snapshot exists but is not recorded: remove it so the vault holds only what the
         // metadata knows about, and fail the job with the reason.
@@ -81,6 +82,9 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
             .delete_async(SnapshotRef(outcome.snapshot.0.clone()))
             .await;
         failed(plane, job, &e).await;
+    } else if indexed {
+        // The index is built by the runner's next pass, after the backup's transaction.
+        plane.running().wake();
     }
     Ok(())
 }
@@ -217,6 +221,9 @@ async fn complete(
                 return Err(ApiError::invalid_request(message).into());
             }
             recovery_points::insert(tx, &rp, &rp_tags)?;
+            if j.index {
+                indexes::insert_pending(tx, rp.new_index(None, now))?;
+            }
             start_copy_actions(tx, &j, &rp, now)?;
             j.state = JobState::Completed;
             j.percent_done = 100.0;
@@ -335,6 +342,7 @@ mod tests {
             recovery_point_tags: Default::default(),
             created_by: None,
             copy_actions: Vec::new(),
+            index_resource_types: Vec::new(),
             expired_message: None,
         };
         let saved = vault.clone();

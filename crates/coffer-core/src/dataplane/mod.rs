@@ -11,6 +11,7 @@
 pub(crate) mod backup;
 pub(crate) mod copy;
 pub(crate) mod deletions;
+pub(crate) mod indexes;
 pub(crate) mod jobs;
 pub(crate) mod reports;
 pub(crate) mod restore;

@@ -103,6 +103,9 @@ pub(crate) struct JobRecord {
     /// Backup made by a plan: its rule's copy actions, started when it completes.
     #[serde(default)]
     pub copy_actions: Vec<CopyAction>,
+    /// Backup: the recovery point is indexed (StartBackupJob's Index, a rule's IndexActions).
+    #[serde(default)]
+    pub index: bool,
     /// Restore: the metadata given to StartRestoreJob.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -194,6 +197,7 @@ impl JobRecord {
             created_by: None,
             created_by_backup_job_id: None,
             copy_actions: Vec::new(),
+            index: false,
             metadata: BTreeMap::new(),
             created_resource_arn: None,
             validation_status: None,
@@ -691,6 +695,9 @@ pub(crate) struct BackupJobSpec {
     pub created_by: Option<RecoveryPointCreator>,
     /// The rule's copy actions, carried out when the job completes.
     pub copy_actions: Vec<CopyAction>,
+    /// The resource types whose recovery points this job indexes (a rule's IndexActions;
+    /// StartBackupJob with Index ENABLED names its resource's type).
+    pub index_resource_types: Vec<String>,
     /// When set, the job is recorded already EXPIRED with this message (a firing whose start
     /// window ended before it could be started).
     pub expired_message: Option<String>,
@@ -722,6 +729,7 @@ pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result
         recovery_point_tags: spec.recovery_point_tags,
         created_by: spec.created_by,
         copy_actions: spec.copy_actions,
+        index: spec.index_resource_types.contains(&spec.resource_type),
         ..JobRecord::new(
             JobKind::Backup,
             &spec.account,

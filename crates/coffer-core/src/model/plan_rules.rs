@@ -39,8 +39,7 @@ const ADVANCED_SETTINGS: &[(&str, &[&str])] = &[
 ];
 const ADVANCED_SETTING_VALUES: &[&str] = &["enabled", "disabled"];
 
-/// Resource types that can be indexed (IndexActions).
-const INDEXABLE_RESOURCE_TYPES: &[&str] = &["EBS", "S3"];
+use crate::model::indexes::INDEXABLE_RESOURCE_TYPES;
 
 fn invalid(message: String) -> ApiError {
     ApiError::invalid_parameter(message)

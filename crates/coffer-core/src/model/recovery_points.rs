@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 use crate::model::states::{RecoveryPointStatus, StorageClass};
-use crate::model::{Meta, arn, deletions, tags, vaults};
+use crate::model::{Meta, arn, deletions, indexes, tags, vaults};
 
 pub(crate) const TABLE: &str = "recovery_point";
 pub(crate) const INDEX: &str = "rp_index";
@@ -146,6 +146,32 @@ impl RecoveryPointRecord {
             status: d.status,
             vault_type: d.vault_type,
             ..Default::default()
+        }
+    }
+
+    /// A new PENDING index of this point (IamRoleArn the given one, else the backup's).
+    pub(crate) fn new_index(
+        &self,
+        iam_role_arn: Option<String>,
+        now: DateTime<Utc>,
+    ) -> indexes::IndexRecord {
+        indexes::IndexRecord {
+            account: self.account.clone(),
+            region: self.region.clone(),
+            rp_id: self.id.clone(),
+            rp_arn: self.arn.clone(),
+            vault_name: self.vault_name.clone(),
+            vault_arn: self.vault_arn.clone(),
+            resource_arn: self.resource_arn.clone(),
+            resource_type: self.resource_type.clone(),
+            backup_creation_date: self.creation_date,
+            iam_role_arn: iam_role_arn.or_else(|| self.iam_role_arn.clone()),
+            status: indexes::Status::Pending,
+            message: None,
+            creation_date: now,
+            completion_date: None,
+            deletion_date: None,
+            total_items: None,
         }
     }
 
@@ -287,17 +313,20 @@ pub(crate) fn locked_until(
         .map(|min| rp.creation_date + Duration::days(min))
 }
 
-/// Removes `rp` from `vault` (record, index, tags, the vault's count) and queues its
+/// Removes `rp` from `vault` (record, id index, tags, the vault's count; its file index is
+/// marked DELETING for the runner to remove) and queues its
 /// snapshot's removal from the repository, in the caller's transaction. DeleteRecoveryPoint
 /// and the lifecycle sweep both delete here; the caller checks the vault lock first.
 pub(crate) fn remove(
     tx: &mut dyn Txn,
     vault: &mut vaults::VaultRecord,
     rp: &RecoveryPointRecord,
+    now: DateTime<Utc>,
 ) -> Result<()> {
     tx.delete(TABLE, &rp.key())?;
     tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;
     tags::remove_all(tx, &rp.arn)?;
+    indexes::mark_deleting(tx, &rp.account, &rp.region, &rp.id, now)?;
     vault.recovery_points = (vault.recovery_points - 1).max(0);
     vaults::save(tx, vault)?;
     let d = deletions::Deletion {

@@ -88,6 +88,9 @@ pub(crate) async fn start_backup_job(
         .into());
     }
     let (start_window, complete_window) = check_options(&input, &resource.resource_type)?;
+    if input.index == Some(Index::Enabled) {
+        crate::model::indexes::check_indexable(&resource.resource_type)?;
+    }
     let now = plane.clock().now();
     let spec = BackupJobSpec {
         account: ctx.account_id.clone(),
@@ -106,6 +109,10 @@ pub(crate) async fn start_backup_job(
         recovery_point_tags: input.recovery_point_tags.clone().unwrap_or_default(),
         created_by: None,
         copy_actions: Vec::new(),
+        index_resource_types: match input.index {
+            Some(Index::Enabled) => vec![resource.resource_type.clone()],
+            _ => Vec::new(),
+        },
         expired_message: None,
     };
     let stored = plane

@@ -84,6 +84,19 @@ impl Browser {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(v) => v,
+            Err((status, v)) => panic!("WebDriver {method} {path}: {status} {v}"),
+        }
+    }
+
+    /// A WebDriver call; an error answer comes back as its status and body.
+    async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (reqwest::StatusCode, Value)> {
         let url = format!("{}{path}", self.base);
         let req = match method {
             "GET" => self.http.get(&url),
@@ -97,11 +110,11 @@ impl Browser {
         let resp = req.send().await.expect("WebDriver request");
         let status = resp.status();
         let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path}: {status} {v}"
-        );
-        v["value"].clone()
+        if status.is_success() {
+            Ok(v["value"].clone())
+        } else {
+            Err((status, v))
+        }
     }
 
     async fn goto(&self, url: &str) {
@@ -135,13 +148,39 @@ impl Browser {
             .await;
     }
 
+    /// The text of the element `css` selects. A page that refreshes itself (a running job's
+    /// page) can replace the element between finding it and reading it, or be mid-load: then
+    /// it is found again, for at most 5 s.
     async fn text(&self, css: &str) -> String {
-        let el = self.find(css).await;
-        self.call("GET", &format!("/element/{el}/text"), None)
-            .await
-            .as_str()
-            .unwrap()
-            .to_string()
+        let mut last = String::new();
+        for _ in 0..50 {
+            let found = self
+                .try_call(
+                    "POST",
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            let el = match found {
+                Ok(v) => v[ELEMENT].as_str().unwrap().to_string(),
+                Err((status, v)) => {
+                    last = format!("{status} {v}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            match self
+                .try_call("GET", &format!("/element/{el}/text"), None)
+                .await
+            {
+                Ok(v) => return v.as_str().unwrap().to_string(),
+                Err((status, v)) => {
+                    last = format!("{status} {v}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        panic!("the text of {css} could not be read: {last}");
     }
 
     async fn url(&self) -> String {

@@ -288,27 +288,7 @@ async fn report_jobs_write_the_jobs_that_ran_as_csv_and_json() {
     })
     .await;
     let target = dir.path().join("restored");
-    let restore_id = c
-        .start_restore_job()
-        .recovery_point_arn(&rp)
-        .iam_role_arn(ROLE)
-        .metadata("targetPath", target.to_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .restore_job_id()
-        .unwrap()
-        .to_string();
-    wait_until("the restore job to end", 120, || async {
-        let j = c
-            .describe_restore_job()
-            .restore_job_id(&restore_id)
-            .send()
-            .await
-            .unwrap();
-        (j.status() == Some(&RestoreJobStatus::Completed)).then_some(())
-    })
-    .await;
+    let restore_id = restore_completes(&c, &rp, target.to_str().unwrap()).await;
 
     create_plan(
         &c,
@@ -723,6 +703,32 @@ fn control(name: &str, params: &[(&str, &str)]) -> FrameworkControl {
         .unwrap()
 }
 
+/// Restores `rp` into `target`, waits until the restore job is COMPLETED and returns its id.
+async fn restore_completes(c: &Client, rp: &str, target: &str) -> String {
+    let restore_id = c
+        .start_restore_job()
+        .recovery_point_arn(rp)
+        .iam_role_arn(ROLE)
+        .metadata("targetPath", target)
+        .send()
+        .await
+        .unwrap()
+        .restore_job_id()
+        .unwrap()
+        .to_string();
+    wait_until("the restore job to end", 120, || async {
+        let j = c
+            .describe_restore_job()
+            .restore_job_id(&restore_id)
+            .send()
+            .await
+            .unwrap();
+        (j.status() == Some(&RestoreJobStatus::Completed)).then_some(())
+    })
+    .await;
+    restore_id
+}
+
 /// Waits until copy job `id` is COMPLETED (failing the test if it fails).
 async fn copy_completes(c: &Client, id: &str) {
     wait_until("the copy job to end", 120, || async {
@@ -816,27 +822,7 @@ async fn a_framework_sees_a_resource_turn_non_compliant() {
         .unwrap()
         .to_string();
     copy_completes(&c, &copy_id).await;
-    let restore_id = c
-        .start_restore_job()
-        .recovery_point_arn(&rp)
-        .iam_role_arn(ROLE)
-        .metadata("targetPath", dir.path().join("restored").to_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .restore_job_id()
-        .unwrap()
-        .to_string();
-    wait_until("the restore job to end", 120, || async {
-        let j = c
-            .describe_restore_job()
-            .restore_job_id(&restore_id)
-            .send()
-            .await
-            .unwrap();
-        (j.status() == Some(&RestoreJobStatus::Completed)).then_some(())
-    })
-    .await;
+    restore_completes(&c, &rp, dir.path().join("restored").to_str().unwrap()).await;
 
     // Refusals name what is wrong.
     let cases: [(&str, Vec<FrameworkControl>, &str); 5] = [

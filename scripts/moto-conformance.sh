@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MOTO_VERSION=5.2.5
 if ! python3 -c "import moto, pytest, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-  python3 -m pip install -q "moto==$MOTO_VERSION" pytest
+  # A Debian system Python marks itself externally managed; the packages go in all the same.
+  python3 -m pip install -q "moto==$MOTO_VERSION" pytest ||
+    python3 -m pip install -q --break-system-packages "moto==$MOTO_VERSION" pytest
 fi
 bin=${COFFER_BIN:-target/debug/coffer}
 [ -x "$bin" ] || cargo build -q -p coffer-server

@@ -166,6 +166,30 @@ async fn copy(c: &Client, from: &str, rp: &str, to: &str, days: i64) -> CopyJob 
     .await
 }
 
+/// Waits until restore job `id` ends and checks it COMPLETED.
+async fn restore_completes(c: &Client, id: &str, what: &str) {
+    let done = wait_until(what, 120, || async {
+        let j = c
+            .describe_restore_job()
+            .restore_job_id(id)
+            .send()
+            .await
+            .unwrap();
+        let ended = !matches!(
+            j.status(),
+            Some(RestoreJobStatus::Pending | RestoreJobStatus::Running)
+        );
+        ended.then_some(j)
+    })
+    .await;
+    assert_eq!(
+        done.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        done.status_message()
+    );
+}
+
 async fn points_in(c: &Client, vault: &str) -> Vec<String> {
     c.list_recovery_points_by_backup_vault()
         .backup_vault_name(vault)
@@ -535,26 +559,7 @@ async fn air_gapped_vaults_take_copies_only_keep_them_and_restore_them() {
         .await
         .unwrap();
     let id = r.restore_job_id().unwrap().to_string();
-    let done = wait_until("the restore from the air-gapped vault", 120, || async {
-        let j = c
-            .describe_restore_job()
-            .restore_job_id(&id)
-            .send()
-            .await
-            .unwrap();
-        let ended = !matches!(
-            j.status(),
-            Some(RestoreJobStatus::Pending | RestoreJobStatus::Running)
-        );
-        ended.then_some(j)
-    })
-    .await;
-    assert_eq!(
-        done.status(),
-        Some(&RestoreJobStatus::Completed),
-        "{:?}",
-        done.status_message()
-    );
+    restore_completes(&c, &id, "the restore from the air-gapped vault").await;
     let restored = files(&target);
     assert_eq!(restored.len(), 3);
     assert_eq!(restored, files(&src));
@@ -1097,25 +1102,6 @@ async fn a_rule_targeting_an_air_gapped_vault_copies_each_backup_into_it() {
         .unwrap()
         .restore_job_id
         .unwrap();
-    let done = wait_until("the restore", 120, || async {
-        let j = c
-            .describe_restore_job()
-            .restore_job_id(&id)
-            .send()
-            .await
-            .unwrap();
-        let ended = !matches!(
-            j.status(),
-            Some(RestoreJobStatus::Pending | RestoreJobStatus::Running)
-        );
-        ended.then_some(j)
-    })
-    .await;
-    assert_eq!(
-        done.status(),
-        Some(&RestoreJobStatus::Completed),
-        "{:?}",
-        done.status_message()
-    );
+    restore_completes(&c, &id, "the restore").await;
     assert_eq!(files(&target), files(&src));
 }

@@ -141,21 +141,41 @@ pub(crate) async fn list(
         });
     }
     let wanted = input.by_vault_type.clone();
-    let (next_token, max) = (input.next_token.clone(), input.max_results);
-    let (list, next_token) = meta
-        .store()
-        .read(move |tx| {
-            paging::scan_page(tx, TABLE, &prefix, next_token.as_deref(), max, |_, v| {
-                let v: VaultRecord = serde_json::from_slice(v)?;
-                let keep = wanted.as_ref().is_none_or(|t| *t == v.vault_type());
-                Ok(keep.then(|| v.list_member()))
-            })
-        })
-        .await?;
-    Ok(ListBackupVaultsOutput {
-        backup_vault_list: Some(list),
-        next_token,
-    })
+    let mut after = match &input.next_token {
+        Some(t) => Some(paging::decode(t, &prefix)?),
+        None => None,
+    };
+    let limit = paging::page_size(input.max_results);
+    // Read through the store's cache (the hot path: no transaction, no thread hop), a batch
+    // at a time, until the page is full or the vaults run out; ByVaultType filters as it goes.
+    let mut list = Vec::new();
+    let mut last_listed: Option<String> = None;
+    loop {
+        let rows = meta
+            .store()
+            .scan_cached(TABLE, &prefix, after.as_deref(), limit + 1)
+            .await?;
+        for (k, v) in rows.iter() {
+            let v: VaultRecord = serde_json::from_slice(v)?;
+            if wanted.as_ref().is_none_or(|t| *t == v.vault_type()) {
+                if list.len() == limit {
+                    return Ok(ListBackupVaultsOutput {
+                        backup_vault_list: Some(list),
+                        next_token: last_listed.as_deref().map(paging::encode),
+                    });
+                }
+                list.push(v.list_member());
+                last_listed = Some(k.clone());
+            }
+            after = Some(k.clone());
+        }
+        if rows.len() <= limit {
+            return Ok(ListBackupVaultsOutput {
+                backup_vault_list: Some(list),
+                next_token: None,
+            });
+        }
+    }
 }
 
 pub(crate) async fn delete(

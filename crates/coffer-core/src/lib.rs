@@ -28,6 +28,7 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, BackupService, RequestContext};
 use coffer_store::StoreHandle;
 
+use background::history::HistoryWorker;
 use background::lifecycle::LifecycleWorker;
 use background::reports::ReportWorker;
 use background::runner::{Runner, RunnerWorker};
@@ -66,7 +67,7 @@ struct Inner {
     runner: Arc<Runner>,
     scheduler: Arc<Scheduler>,
     /// The started workers, in the order they stop: scheduler, lifecycle sweep, report plans,
-    /// runner.
+    /// history pruner, runner.
     workers: std::sync::Mutex<Vec<WorkerHandle>>,
 }
 
@@ -80,6 +81,9 @@ pub struct DataPlane {
     pub node_id: String,
     /// How many jobs run at once; the rest wait in CREATED.
     pub max_concurrent_jobs: usize,
+    /// How many days finished jobs, idempotency tokens, firings and dead letters are kept
+    /// ([`model::history::DEFAULT_RETENTION_DAYS`] unless configured).
+    pub history_retention_days: u32,
 }
 
 impl Coffer {
@@ -99,7 +103,8 @@ impl Coffer {
     pub fn with_data_plane(store: StoreHandle, clock: Clock, data: DataPlane) -> Self {
         Coffer {
             inner: Arc::new(Inner {
-                plane: Executor::new(Meta::new(store, clock), data.inventory, Some(data.storage)),
+                plane: Executor::new(Meta::new(store, clock), data.inventory, Some(data.storage))
+                    .with_history_retention(data.history_retention_days),
                 runner: Arc::new(Runner::new(&data.node_id, data.max_concurrent_jobs)),
                 scheduler: Arc::default(),
                 workers: std::sync::Mutex::default(),
@@ -107,14 +112,14 @@ impl Coffer {
         }
     }
 
-    /// Starts the scheduler, the lifecycle sweep, the report plans' daily runs and the job
-    /// runner (needs a tokio runtime).
+    /// Starts the scheduler, the lifecycle sweep, the report plans' daily runs, the history
+    /// pruner and the job runner (needs a tokio runtime).
     pub fn start_workers(&self) {
         if !self.inner.plane.has_storage() {
             return;
         }
         let (plane, scheduler) = (&self.inner.plane, &self.inner.scheduler);
-        let workers: [Arc<dyn Worker>; 4] = [
+        let workers: [Arc<dyn Worker>; 5] = [
             Arc::new(SchedulerWorker {
                 scheduler: scheduler.clone(),
                 plane: plane.clone(),
@@ -125,6 +130,9 @@ impl Coffer {
             }),
             Arc::new(ReportWorker {
                 pass: scheduler.pass_lock(),
+                plane: plane.clone(),
+            }),
+            Arc::new(HistoryWorker {
                 plane: plane.clone(),
             }),
             Arc::new(RunnerWorker {

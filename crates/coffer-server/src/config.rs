@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// How many backup, copy and restore jobs run at once [default: 2] [file key: max_concurrent_jobs]
     #[arg(long, env = "COFFER_MAX_CONCURRENT_JOBS")]
     pub max_concurrent_jobs: Option<usize>,
+    /// Days finished jobs, idempotency tokens, plan firings and notification dead letters are
+    /// kept before they are pruned [default: 30] [file key: history_retention_days]
+    #[arg(long, env = "COFFER_HISTORY_RETENTION_DAYS", value_name = "DAYS")]
+    pub history_retention_days: Option<u32>,
     /// Seconds to drain on SIGTERM / SIGINT (running jobs handed back, outbox flushed)
     /// before exiting [default: 30].
     #[arg(long, env = "COFFER_SHUTDOWN_TIMEOUT", value_name = "SECONDS")]
@@ -124,6 +128,7 @@ pub struct FileConfig {
     pub regions: Vec<String>,
     pub log_format: Option<LogFormat>,
     pub max_concurrent_jobs: Option<usize>,
+    pub history_retention_days: Option<u32>,
     pub metrics_token: Option<String>,
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
@@ -206,6 +211,9 @@ impl FileConfig {
         if self.max_concurrent_jobs == Some(0) {
             errors.push("max_concurrent_jobs must be at least 1".to_string());
         }
+        if self.history_retention_days == Some(0) {
+            errors.push("history_retention_days must be at least 1".to_string());
+        }
         errors
     }
 }
@@ -232,6 +240,8 @@ pub struct Config {
     pub regions: Vec<String>,
     pub log_format: LogFormat,
     pub max_concurrent_jobs: usize,
+    /// Days finished history is kept.
+    pub history_retention_days: u32,
     /// How long shutdown may take.
     pub shutdown_timeout: std::time::Duration,
     pub metrics_token: Option<String>,
@@ -318,6 +328,11 @@ impl Config {
                 .max_concurrent_jobs
                 .or(file.max_concurrent_jobs)
                 .unwrap_or(2)
+                .max(1),
+            history_retention_days: args
+                .history_retention_days
+                .or(file.history_retention_days)
+                .unwrap_or(coffer_core::model::history::DEFAULT_RETENTION_DAYS)
                 .max(1),
             shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout.unwrap_or(30)),
             metrics_token: args

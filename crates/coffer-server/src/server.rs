@@ -170,6 +170,7 @@ pub async fn run(config: Config) -> Result<()> {
             inventory: inventory.clone(),
             node_id: crate::config::node_id(&data_dir)?,
             max_concurrent_jobs: config.max_concurrent_jobs,
+            history_retention_days: config.history_retention_days,
         },
     );
     coffer.report_buckets().replace(&config.report_buckets);

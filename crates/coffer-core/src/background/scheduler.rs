@@ -42,6 +42,7 @@ use crate::background::runner::Runner;
 use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
+use crate::model::history::{self, FIRINGS};
 use crate::model::inventory::Inventory;
 use crate::model::jobs::BackupJobSpec;
 use crate::model::plan_rules::{DEFAULT_COMPLETION_WINDOW_MINUTES, DEFAULT_START_WINDOW_MINUTES};
@@ -50,8 +51,6 @@ use async_trait::async_trait;
 
 /// Each rule's next firing: key `ACCOUNT:REGION:PLANID:RULEID`.
 const RULE_STATE: &str = "sched_rule";
-/// Claimed firings: key `ACCOUNT:REGION:PLANID:RULEID:SCHEDULED-TIME`.
-const FIRINGS: &str = "sched_firing";
 /// At most this many firings of one rule per pass (the next pass carries on).
 const MAX_FIRINGS_PER_RULE_PER_PASS: usize = 10_000;
 
@@ -429,6 +428,7 @@ fn fire(
     if !tx.insert_new(FIRINGS, &fk, b"{}")? {
         return Ok(None);
     }
+    history::record(tx, d.at, &[(FIRINGS.to_string(), fk.clone())])?;
     let mut record = FiringRecord {
         scheduled: d.at,
         fired_at: now,
@@ -509,6 +509,7 @@ mod tests {
                 inventory,
                 node_id: name.into(),
                 max_concurrent_jobs: 1,
+                history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
             },
         )
     }

@@ -37,6 +37,7 @@ use chrono::{DateTime, Duration, Utc};
 use coffer_api::ApiError;
 use serde::Serialize;
 
+use crate::background::history;
 use crate::background::lifecycle;
 use crate::background::reports;
 use crate::background::restore_testing;
@@ -194,6 +195,8 @@ pub(crate) async fn travel(
         clock.set(at).map_err(TravelError::Refused)?;
     }
     out.still_running = in_flight.len();
+    // History that the skipped days made old is pruned as the worker would have.
+    history::prune_history(plane).await.map_err(|e| fail(e.0))?;
     tracing::info!(from = %from, now = %target, steps = out.steps, firings = out.firings, jobs = ?out.jobs, moved_to_cold = out.moved_to_cold, deleted = out.deleted, "clock moved: the skipped time ran");
     Ok(out)
 }
@@ -387,6 +390,7 @@ mod tests {
                 inventory,
                 node_id: "n".into(),
                 max_concurrent_jobs: 1,
+                history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
             },
         )
     }

@@ -39,6 +39,8 @@ pub struct Executor {
     report_buckets: ReportBuckets,
     storage: Option<Arc<VaultStorage>>,
     running: Arc<Running>,
+    /// How many days finished jobs, firings and dead letters are kept (`model::history`).
+    history_retention_days: u32,
 }
 
 impl Deref for Executor {
@@ -57,7 +59,18 @@ impl Executor {
             report_buckets: ReportBuckets::default(),
             storage: storage.map(Arc::new),
             running: Arc::default(),
+            history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
         }
+    }
+
+    /// Keeps finished history `days` days (see `model::history`).
+    pub(crate) fn with_history_retention(mut self, days: u32) -> Self {
+        self.history_retention_days = days;
+        self
+    }
+
+    pub(crate) fn history_retention_days(&self) -> u32 {
+        self.history_retention_days
     }
 
     pub fn meta(&self) -> &Meta {

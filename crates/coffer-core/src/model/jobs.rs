@@ -18,7 +18,7 @@ pub(crate) use crate::model::queue::job_key;
 use crate::model::recovery_points::RecoveryPointRecord;
 pub(crate) use crate::model::states::{JobKind, JobState};
 use crate::model::vaults::VaultRecord;
-use crate::model::{Meta, arn, queue, settings, telemetry, vault_policy, vaults};
+use crate::model::{Meta, arn, history, queue, settings, telemetry, vault_policy, vaults};
 
 use std::collections::BTreeMap;
 
@@ -242,6 +242,9 @@ pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
     job_changed(tx, before, job)?;
     if job.is_terminal() {
         tx.delete(QUEUE, &job.queue_key())?;
+        if !before.is_some_and(JobState::is_terminal) {
+            enter_history(tx, job)?;
+        }
     }
     if before != Some(job.state) {
         log_transition(job);
@@ -429,12 +432,41 @@ pub(crate) fn enqueue(tx: &mut dyn Txn, job: &JobRecord) -> Result<JobRecord> {
         if let Some(j) = by_token(tx, job.kind, &job.account, &job.region, token)? {
             return Ok(j);
         }
-        let tkey = format!("{}:{}:{}:{token}", job.kind.tag(), job.account, job.region);
+        let tkey = token_key(job.kind, &job.account, &job.region, token);
         tx.put(TOKENS, &tkey, job.id.as_bytes())?;
     }
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
     tx.put(QUEUE, &job.queue_key(), b"")?;
     Ok(job.clone())
+}
+
+/// Enters a job that has just finished into the history (`model::history`): the job and,
+/// if it had one, its idempotency token go together when the retention is up.
+fn enter_history(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
+    let mut items = vec![(job.kind.table().to_string(), job.key())];
+    if let Some(token) = &job.idempotency_token {
+        items.push((
+            TOKENS.to_string(),
+            token_key(job.kind, &job.account, &job.region, token),
+        ));
+    }
+    let finished = job.completion_date.unwrap_or(job.creation_date);
+    history::record(tx, finished, &items)
+}
+
+/// Enters a stored job written before the history table existed, if it has finished (the
+/// history's backfill).
+pub(crate) fn enter_finished(tx: &mut dyn Txn, value: &[u8]) -> Result<()> {
+    let job: JobRecord = serde_json::from_slice(value)?;
+    if job.is_terminal() {
+        enter_history(tx, &job)?;
+    }
+    Ok(())
+}
+
+/// The key of an idempotency token in table `job_token`.
+pub(crate) fn token_key(kind: JobKind, account: &str, region: &str, token: &str) -> String {
+    format!("{}:{account}:{region}:{token}", kind.tag())
 }
 
 /// The job a Start call with this idempotency token already made, if any.
@@ -445,7 +477,7 @@ pub(crate) fn by_token(
     region: &str,
     token: &str,
 ) -> Result<Option<JobRecord>> {
-    let tkey = format!("{}:{account}:{region}:{token}", kind.tag());
+    let tkey = token_key(kind, account, region, token);
     let Some(existing) = tx.get(TOKENS, &tkey)? else {
         return Ok(None);
     };

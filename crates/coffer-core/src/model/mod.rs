@@ -14,6 +14,7 @@ pub mod deletions;
 pub(crate) mod error;
 pub mod events;
 pub(crate) mod frameworks;
+pub mod history;
 pub(crate) mod indexes;
 pub mod inventory;
 pub(crate) mod jobs;

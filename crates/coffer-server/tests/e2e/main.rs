@@ -14,6 +14,7 @@ mod console;
 mod coverage;
 mod crash_restore;
 mod hardening;
+mod history;
 mod indexes;
 mod legal_holds;
 mod notifications;

@@ -10,7 +10,7 @@ use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::inventory::{Resource, SourceKind};
 use crate::model::jobs::{CopyJobSpec, check_destination, create_copy_job};
-use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
@@ -201,18 +201,15 @@ async fn complete(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let (message, category) = completion_message(outcome);
-    let key = job.key();
+    let run = job.run();
     let rp_tags = job.recovery_point_tags.clone();
     let bytes_added = outcome.bytes_added as i64;
     plane
         .store()
         .write(move |tx| -> Result<()> {
-            let Some(mut j) = load_job(tx, JobKind::Backup, &key)? else {
+            let Some(mut j) = load_held(tx, &run)? else {
                 return Ok(());
             };
-            if j.is_terminal() {
-                return Ok(());
-            }
             // The vault's lock may have changed while the job ran: the point enters only if
             // the lock the vault has now admits it.
             let vault_key = vaults::key(&rp.account, &rp.region, &rp.vault_name);

@@ -11,7 +11,7 @@ use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::parse_vault_arn;
-use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::{recovery_points, retention, tags, vaults};
@@ -106,16 +106,13 @@ async fn complete(
     new_rp: RecoveryPointRecord,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let key = job.key();
+    let run = job.run();
     plane
         .store()
         .write(move |tx| -> Result<()> {
-            let Some(mut j) = load_job(tx, JobKind::Copy, &key)? else {
+            let Some(mut j) = load_held(tx, &run)? else {
                 return Ok(());
             };
-            if j.is_terminal() {
-                return Ok(());
-            }
             // The destination's lock may have changed while the copy ran.
             let dest_key = vaults::key(&new_rp.account, &new_rp.region, &new_rp.vault_name);
             let dest = vaults::load(tx, &dest_key, &new_rp.vault_name)?;

@@ -11,7 +11,7 @@ use crate::dataplane::jobs::{JobControl, engine_stopped, failed};
 use crate::dataplane::restore_testing::validate;
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::restore::*;
 use crate::model::states::JobState;
 use crate::model::{recovery_points, vaults};
@@ -75,10 +75,13 @@ async fn record_completed(
     validation: Option<(RestoreValidationStatus, String)>,
 ) -> Result<()> {
     let now = plane.clock().now();
-    let key = job.key();
+    let run = job.run();
     plane
         .store()
         .write(move |tx| -> Result<()> {
+            let Some(mut j) = load_held(tx, &run)? else {
+                return Ok(());
+            };
             if let Some(v) = tx.get(recovery_points::TABLE, &rp_key)? {
                 let mut point: recovery_points::RecoveryPointRecord = serde_json::from_slice(&v)?;
                 point.last_restore_time = Some(now);
@@ -87,12 +90,6 @@ async fn record_completed(
                     &rp_key,
                     &serde_json::to_vec(&point)?,
                 )?;
-            }
-            let Some(mut j) = load_job(tx, JobKind::Restore, &key)? else {
-                return Ok(());
-            };
-            if j.is_terminal() {
-                return Ok(());
             }
             j.state = JobState::Completed;
             j.percent_done = 100.0;

@@ -33,7 +33,7 @@ use background::lifecycle::LifecycleWorker;
 use background::reports::ReportWorker;
 use background::runner::{Runner, RunnerWorker};
 use background::scheduler::Scheduler;
-use background::scheduler::SchedulerWorker;
+use background::scheduler::{PassSkip, SchedulerWorker};
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
@@ -123,10 +123,12 @@ impl Coffer {
             Arc::new(SchedulerWorker {
                 scheduler: scheduler.clone(),
                 plane: plane.clone(),
+                skip: PassSkip::default(),
             }),
             Arc::new(LifecycleWorker {
                 pass: scheduler.pass_lock(),
                 plane: plane.clone(),
+                skip: PassSkip::default(),
             }),
             Arc::new(ReportWorker {
                 pass: scheduler.pass_lock(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
+use crate::background::scheduler::PassSkip;
 use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
@@ -28,9 +29,14 @@ pub(crate) struct Swept {
 
 /// The sweep as a [`Worker`]: one sweep per tick, one at a time with the scheduler's passes
 /// (`pass` is the scheduler's pass lock).
+///
+/// A sweep reads every recovery point, so the worker skips ticks until the earliest
+/// transition the last sweep saw is due, or `RESCAN` went by (for points added or changed
+/// since, by this node or another).
 pub(crate) struct LifecycleWorker {
     pub pass: Arc<tokio::sync::Mutex<()>>,
     pub plane: Executor,
+    pub skip: PassSkip,
 }
 
 #[async_trait]
@@ -42,10 +48,14 @@ impl Worker for LifecycleWorker {
     async fn tick(&self) -> std::result::Result<(), String> {
         let _one_at_a_time = self.pass.lock().await;
         let now = self.plane.clock().now();
-        sweep_lifecycle(&self.plane, now)
+        if self.skip.skip(now) {
+            return Ok(());
+        }
+        let swept = sweep_lifecycle(&self.plane, now)
             .await
-            .map(|_| ())
-            .map_err(|e| coffer_api::error_chain(&e.0))
+            .map_err(|e| coffer_api::error_chain(&e.0))?;
+        self.skip.passed(swept.next);
+        Ok(())
     }
 }
 

@@ -227,7 +227,10 @@ impl Coffer {
     }
 
     /// The approval sessions of the teams `access_key_id` is a member of.
-    pub async fn approval_sessions(&self, access_key_id: &str) -> Result<Vec<SessionView>, ApiError> {
+    pub async fn approval_sessions(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Vec<SessionView>, ApiError> {
         Ok(restore_access::sessions(self.plane(), access_key_id).await?)
     }
 

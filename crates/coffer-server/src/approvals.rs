@@ -58,7 +58,9 @@ fn signer(admin: &Admin, parts: &http::request::Parts, body: &[u8]) -> Result<St
         &admin.policy,
         Utc::now(),
     )?;
-    caller.access_key_id.ok_or_else(ApiError::missing_authentication)
+    caller
+        .access_key_id
+        .ok_or_else(ApiError::missing_authentication)
 }
 
 /// `/_coffer/approvals...`.
@@ -73,8 +75,7 @@ pub async fn handle(
         Err(e) => return coffer_api::http::error_response(&e),
     };
     match (&parts.method, path) {
-        (&Method::GET, "/_coffer/approvals") => match admin.coffer.approval_sessions(&akid).await
-        {
+        (&Method::GET, "/_coffer/approvals") => match admin.coffer.approval_sessions(&akid).await {
             Ok(sessions) => reply(StatusCode::OK, json!({ "sessions": sessions })),
             Err(e) => coffer_api::http::error_response(&e),
         },
@@ -140,7 +141,12 @@ pub struct Connection {
 }
 
 /// Sends one signed request to `path`; answers the JSON body or fails with the server's error.
-async fn call(conn: &Connection, method: &str, path: &str, body: &[u8]) -> Result<serde_json::Value> {
+async fn call(
+    conn: &Connection,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<serde_json::Value> {
     let base = conn.endpoint.trim_end_matches('/');
     let url = reqwest::Url::parse(&format!("{base}{path}"))
         .with_context(|| format!("'{}' is not a URL", conn.endpoint))?;
@@ -203,7 +209,10 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
             }
             let sessions = v["sessions"].as_array().cloned().unwrap_or_default();
             if sessions.is_empty() {
-                println!("No approval sessions for the teams of {}.", conn.access_key_id);
+                println!(
+                    "No approval sessions for the teams of {}.",
+                    conn.access_key_id
+                );
             }
             for s in sessions {
                 println!(

@@ -42,13 +42,14 @@ pub(crate) async fn describe(
     Ok(out)
 }
 
-pub(crate) async fn list_by_vault(
+/// The vault whose points ListRecoveryPointsByBackupVault lists: a restore access vault lists
+/// its source's points; another account's shared vault is named by BackupVaultAccountId
+/// (`model::restore_access`).
+async fn readable_vault(
     meta: &Meta,
     ctx: &RequestContext,
-    input: ListRecoveryPointsByBackupVaultInput,
-) -> Result<ListRecoveryPointsByBackupVaultOutput> {
-    // A restore access vault lists its source's points; another account's shared vault is
-    // named by BackupVaultAccountId (model::restore_access).
+    input: &ListRecoveryPointsByBackupVaultInput,
+) -> Result<vaults::VaultRecord> {
     let (a, r, name, owner) = (
         ctx.account_id.clone(),
         ctx.region.clone(),
@@ -56,10 +57,17 @@ pub(crate) async fn list_by_vault(
         input.backup_vault_account_id.clone(),
     );
     let now = meta.clock().now();
-    let source = meta
-        .store()
+    meta.store()
         .read(move |tx| restore_access::readable_vault(tx, &a, &r, &name, owner.as_deref(), now))
-        .await?;
+        .await
+}
+
+pub(crate) async fn list_by_vault(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListRecoveryPointsByBackupVaultInput,
+) -> Result<ListRecoveryPointsByBackupVaultOutput> {
+    let source = readable_vault(meta, ctx, &input).await?;
     let prefix = format!("{}:{}:{}:", source.account, source.region, source.name);
     let rows = meta
         .store()

@@ -40,7 +40,10 @@ fn publish(
     };
     let (account, vault) = arn::parse(&s.subject_vault_arn)
         .map(|a| {
-            let name = a.resource.strip_prefix("backup-vault:").unwrap_or(a.resource);
+            let name = a
+                .resource
+                .strip_prefix("backup-vault:")
+                .unwrap_or(a.resource);
             (a.account.to_string(), name.to_string())
         })
         .unwrap_or_default();
@@ -108,9 +111,7 @@ pub(crate) async fn create(
     let ctx2 = ctx.clone();
     let (v, session) = plane
         .store()
-        .write(move |tx| {
-            create_in(tx, &teams, &ctx2, source, &name, input, initial_tags, now)
-        })
+        .write(move |tx| create_in(tx, &teams, &ctx2, source, &name, input, initial_tags, now))
         .await?;
     if let Some(s) = &session {
         tracing::info!(vault = %v.arn, source = %s.subject_vault_arn, session = %s.arn, team = %s.team_arn, requester = %s.requester_account, approvals_required = s.required, "restore access requested; awaiting approval");
@@ -161,9 +162,11 @@ fn create_in(
         if retry {
             return Ok((existing, None));
         }
-        return Err(ApiError::already_exists("Backup vault with the same name already exists")
-            .with_member("Arn", existing.arn.clone())
-            .into());
+        return Err(
+            ApiError::already_exists("Backup vault with the same name already exists")
+                .with_member("Arn", existing.arn.clone())
+                .into(),
+        );
     }
     let key = (
         source.encryption_key_type.clone(),
@@ -306,7 +309,14 @@ pub(crate) async fn revoke(
                     v.arn, source.arn
                 );
                 let team = teams.get(&s.team_arn);
-                publish(tx, team.as_ref(), &s, "RESTORE_ACCESS_REVOKED", message, now)?;
+                publish(
+                    tx,
+                    team.as_ref(),
+                    &s,
+                    "RESTORE_ACCESS_REVOKED",
+                    message,
+                    now,
+                )?;
             }
             Ok(v)
         })
@@ -448,8 +458,12 @@ pub(crate) async fn associate(
         })
         .await?;
     match session {
-        Some(s) => tracing::info!(vault = %s.subject_vault_arn, session = %s.arn, team = %team_given, "approval team change requested; awaiting the current team's approval"),
-        None => tracing::info!(vault = %vault_name, team = %team_given, account = %ctx.account_id, "approval team associated"),
+        Some(s) => {
+            tracing::info!(vault = %s.subject_vault_arn, session = %s.arn, team = %team_given, "approval team change requested; awaiting the current team's approval")
+        }
+        None => {
+            tracing::info!(vault = %vault_name, team = %team_given, account = %ctx.account_id, "approval team associated")
+        }
     }
     Ok(())
 }
@@ -513,7 +527,14 @@ fn settle_expiry(
         s.subject_vault_arn
     );
     let team = teams.get(&s.team_arn);
-    publish(tx, team.as_ref(), s, "APPROVAL_SESSION_FAILED", message, now)?;
+    publish(
+        tx,
+        team.as_ref(),
+        s,
+        "APPROVAL_SESSION_FAILED",
+        message,
+        now,
+    )?;
     Ok(true)
 }
 
@@ -557,7 +578,14 @@ pub async fn approve(
                     s.request.operation(),
                     s.subject_vault_arn
                 );
-                publish(tx, Some(&team), &s, "APPROVAL_SESSION_APPROVED", message, now)?;
+                publish(
+                    tx,
+                    Some(&team),
+                    &s,
+                    "APPROVAL_SESSION_APPROVED",
+                    message,
+                    now,
+                )?;
             }
             Ok((s.view(), Some(vote), false))
         })
@@ -571,9 +599,15 @@ pub async fn approve(
         .into());
     }
     match vote {
-        Some(Vote::Decided) => tracing::info!(session = %view.session_arn, operation = %view.operation, vault = %view.backup_vault_arn, member = %access_key_id, "approval session approved; request applied"),
-        Some(Vote::Counted) => tracing::info!(session = %view.session_arn, member = %access_key_id, approvals = view.approved_by.len(), required = view.approvals_required, "approval recorded"),
-        _ => tracing::info!(session = %view.session_arn, member = %access_key_id, "approval repeated; counted once"),
+        Some(Vote::Decided) => {
+            tracing::info!(session = %view.session_arn, operation = %view.operation, vault = %view.backup_vault_arn, member = %access_key_id, "approval session approved; request applied")
+        }
+        Some(Vote::Counted) => {
+            tracing::info!(session = %view.session_arn, member = %access_key_id, approvals = view.approved_by.len(), required = view.approvals_required, "approval recorded")
+        }
+        _ => {
+            tracing::info!(session = %view.session_arn, member = %access_key_id, "approval repeated; counted once")
+        }
     }
     Ok(view)
 }

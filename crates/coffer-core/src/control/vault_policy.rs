@@ -12,9 +12,9 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext};
 use serde_json::{Map, Value};
 
-use crate::model::{Meta, restore_access};
 use crate::model::error::Result;
 use crate::model::vault_policy::*;
+use crate::model::{Meta, restore_access};
 
 pub(crate) async fn put(
     meta: &Meta,

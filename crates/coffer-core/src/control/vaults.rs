@@ -6,9 +6,7 @@ use coffer_api::{ApiError, RequestContext, Timestamp};
 use crate::model::error::Result;
 use crate::model::vaults::VaultRecord;
 use crate::model::vaults::*;
-use crate::model::{
-    Meta, arn, paging, restore_access, tags, vault_notifications, vault_policy,
-};
+use crate::model::{Meta, arn, paging, restore_access, tags, vault_notifications, vault_policy};
 
 /// The encryption key a new vault names: the given KMS key ARN, or the account's default.
 pub(crate) fn encryption_key(
@@ -190,7 +188,12 @@ async fn list_shared(
         .store()
         .read(move |tx| restore_access::shared_with(tx, &a, &r))
         .await?;
-    shared.retain(|v| input.by_vault_type.as_ref().is_none_or(|t| *t == v.vault_type()));
+    shared.retain(|v| {
+        input
+            .by_vault_type
+            .as_ref()
+            .is_none_or(|t| *t == v.vault_type())
+    });
     shared.sort_by(|x, y| x.arn.cmp(&y.arn));
     let (page, next_token) = paging::page(
         shared,

@@ -89,10 +89,7 @@ pub struct ApprovalTeams(Arc<RwLock<BTreeMap<String, ApprovalTeamEntry>>>);
 impl ApprovalTeams {
     /// Replaces the teams (entries with a problem are left out by the caller's check).
     pub fn replace(&self, entries: &[ApprovalTeamEntry]) {
-        let map = entries
-            .iter()
-            .map(|e| (e.arn.clone(), e.clone()))
-            .collect();
+        let map = entries.iter().map(|e| (e.arn.clone(), e.clone())).collect();
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = map;
     }
 
@@ -194,10 +191,7 @@ impl SessionRecord {
         now: DateTime<Utc>,
     ) -> Result<SessionRecord> {
         let tid = team_id(&team.arn).ok_or_else(|| {
-            ApiError::invalid_parameter(format!(
-                "'{}' is not an approval team ARN.",
-                team.arn
-            ))
+            ApiError::invalid_parameter(format!("'{}' is not an approval team ARN.", team.arn))
         })?;
         let t = arn::parse(&team.arn).expect("checked by team_id");
         let id = uuid::Uuid::new_v4().to_string();
@@ -420,7 +414,10 @@ mod tests {
     fn distinct_members_decide_and_others_are_refused() {
         let t = team(2);
         let mut s = session(&t);
-        assert!(s.arn.starts_with("arn:aws:mpa:us-east-1:111122223333:session/t1/"));
+        assert!(
+            s.arn
+                .starts_with("arn:aws:mpa:us-east-1:111122223333:session/t1/")
+        );
         let now = Utc::now();
         assert_eq!(approve(&mut s, &t, "A", now).unwrap(), Vote::Counted);
         assert_eq!(approve(&mut s, &t, "A", now).unwrap(), Vote::Repeated);

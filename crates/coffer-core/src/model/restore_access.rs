@@ -160,9 +160,8 @@ pub(crate) fn readable_vault(
                 let k = vaults::key(owner, region, name);
                 let policy = vault_policy::get(tx, &k)?;
                 let ok = v.air_gapped
-                    && policy.is_some_and(|p| {
-                        vault_policy::allowed(&p, LIST_ACTION, &[&v.arn], caller)
-                    });
+                    && policy
+                        .is_some_and(|p| vault_policy::allowed(&p, LIST_ACTION, &[&v.arn], caller));
                 ok.then_some(v)
             }
             None => None,
@@ -297,7 +296,11 @@ pub(crate) fn settle(
     let approved = s.status == MpaSessionStatus::Approved;
     match &s.request {
         Request::RestoreAccess { .. } => {
-            let Some(l) = v.mpa.restore_access.as_mut().filter(|l| l.session_arn == s.arn)
+            let Some(l) = v
+                .mpa
+                .restore_access
+                .as_mut()
+                .filter(|l| l.session_arn == s.arn)
             else {
                 return Ok(None);
             };

@@ -58,7 +58,11 @@ pub(crate) fn admission_blocker(
         return Some(format!(
             "The restore access backup vault '{}' is read-only: it gives access to the recovery points of {} and takes none of its own. Back up or copy into another vault.",
             vault.name,
-            vault.mpa.restore_access.as_ref().map_or("", |l| l.source_arn.as_str())
+            vault
+                .mpa
+                .restore_access
+                .as_ref()
+                .map_or("", |l| l.source_arn.as_str())
         ));
     }
     let lock = vault.lock.as_ref()?;

@@ -84,7 +84,10 @@ pub(crate) fn named_accounts(policy: &str) -> Vec<String> {
     let Ok(statements) = statements(&top) else {
         return out;
     };
-    for st in statements.into_iter().filter(|st| effect(st) == Some(false)) {
+    for st in statements
+        .into_iter()
+        .filter(|st| effect(st) == Some(false))
+    {
         let names = match st.get("Principal").and_then(|p| p.get("AWS")) {
             Some(Value::String(s)) => vec![s.as_str()],
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),

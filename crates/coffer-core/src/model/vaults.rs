@@ -175,13 +175,17 @@ impl VaultRecord {
     /// its expiry shows as failed).
     pub(crate) fn describe_at(&self, now: DateTime<Utc>) -> DescribeBackupVaultOutput {
         let ra = self.mpa.restore_access.as_ref();
-        let update = self.mpa.latest_update.as_ref().map(|u| LatestMpaApprovalTeamUpdate {
-            expiry_date: u.expires.map(Timestamp),
-            initiation_date: Some(Timestamp(u.initiated)),
-            mpa_session_arn: u.session_arn.clone(),
-            status: Some(u.status_at(now)),
-            status_message: u.message.clone(),
-        });
+        let update = self
+            .mpa
+            .latest_update
+            .as_ref()
+            .map(|u| LatestMpaApprovalTeamUpdate {
+                expiry_date: u.expires.map(Timestamp),
+                initiation_date: Some(Timestamp(u.initiated)),
+                mpa_session_arn: u.session_arn.clone(),
+                status: Some(u.status_at(now)),
+                status_message: u.message.clone(),
+            });
         DescribeBackupVaultOutput {
             vault_state: Some(ra.map_or(VaultState::Available, |r| r.state_at(now))),
             source_backup_vault_arn: ra.map(|r| r.source_arn.clone()),

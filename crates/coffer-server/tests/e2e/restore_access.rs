@@ -3,7 +3,8 @@
 //! account's CreateRestoreAccessBackupVault waits (CREATING) until two distinct members approve
 //! through `coffer approvals approve` (a repeated approval counts once, a non-member is
 //! refused), then restores the vault's bytes through it, never deletes; revoking ends it.
-//! Disassociating the team needs the team's approval too. Sharing an air-gapped vault through
+//! A request nobody approves fails at its expiry. Disassociating the team needs the team's
+//! approval too. Sharing an air-gapped vault through
 //! its access policy lists it in the other account's ListBackupVaults ByShared=true and lets
 //! that account restore (never delete) its recovery points.
 
@@ -30,11 +31,23 @@ const B_SECRET: &str = "coffer-test-secret-key-bbbbbbbbbbbbbbbb";
 const B_ACCOUNT: &str = "444455556666";
 /// The approval team's members (their own account) and a key that is not a member.
 const MEMBERS: [(&str, &str); 3] = [
-    ("AKIDCOFFERAPPROVER01", "approver-secret-0000000000000000000001"),
-    ("AKIDCOFFERAPPROVER02", "approver-secret-0000000000000000000002"),
-    ("AKIDCOFFERAPPROVER03", "approver-secret-0000000000000000000003"),
+    (
+        "AKIDCOFFERAPPROVER01",
+        "approver-secret-0000000000000000000001",
+    ),
+    (
+        "AKIDCOFFERAPPROVER02",
+        "approver-secret-0000000000000000000002",
+    ),
+    (
+        "AKIDCOFFERAPPROVER03",
+        "approver-secret-0000000000000000000003",
+    ),
 ];
-const OUTSIDER: (&str, &str) = ("AKIDCOFFEROUTSIDER01", "outsider-secret-00000000000000000000001");
+const OUTSIDER: (&str, &str) = (
+    "AKIDCOFFEROUTSIDER01",
+    "outsider-secret-00000000000000000000001",
+);
 
 fn vault_arn(account: &str, name: &str) -> String {
     format!("arn:aws:backup:us-east-1:{account}:backup-vault:{name}")
@@ -294,8 +307,14 @@ async fn restore_access_waits_for_two_members_then_restores_bytes_until_revoked(
             "arn:aws:backup:eu-west-1:111122223333:backup-vault:gap",
             "InvalidParameterValueException",
         ),
-        (vault_arn(ACCOUNT, "nope").as_str(), "ResourceNotFoundException"),
-        (vault_arn(ACCOUNT, "primary").as_str(), "InvalidRequestException"),
+        (
+            vault_arn(ACCOUNT, "nope").as_str(),
+            "ResourceNotFoundException",
+        ),
+        (
+            vault_arn(ACCOUNT, "primary").as_str(),
+            "InvalidRequestException",
+        ),
         (gap.as_str(), "InvalidRequestException"),
     ] {
         let err = create(source, "ra-b").send().await.unwrap_err();
@@ -303,7 +322,9 @@ async fn restore_access_waits_for_two_members_then_restores_bytes_until_revoked(
     }
     let err = create(&gap, "ra-b").send().await.unwrap_err();
     assert!(
-        err.message().unwrap_or_default().contains("AssociateBackupVaultMpaApprovalTeam"),
+        err.message()
+            .unwrap_or_default()
+            .contains("AssociateBackupVaultMpaApprovalTeam"),
         "{:?}",
         err.message()
     );
@@ -312,10 +333,13 @@ async fn restore_access_waits_for_two_members_then_restores_bytes_until_revoked(
             .backup_vault_name(vault)
             .mpa_approval_team_arn(team)
     };
-    let err = associate("gap", "arn:aws:mpa:us-east-1:111122223333:approval-team/other")
-        .send()
-        .await
-        .unwrap_err();
+    let err = associate(
+        "gap",
+        "arn:aws:mpa:us-east-1:111122223333:approval-team/other",
+    )
+    .send()
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Some("InvalidParameterValueException"));
     let err = associate("primary", TEAM).send().await.unwrap_err();
     assert_eq!(err.code(), Some("InvalidRequestException"));
@@ -343,7 +367,10 @@ async fn restore_access_waits_for_two_members_then_restores_bytes_until_revoked(
         .await
         .unwrap();
     assert_eq!(created.vault_state(), Some(&VaultState::Creating));
-    let ra_arn = created.restore_access_backup_vault_arn().unwrap().to_string();
+    let ra_arn = created
+        .restore_access_backup_vault_arn()
+        .unwrap()
+        .to_string();
     assert_eq!(ra_arn, vault_arn(B_ACCOUNT, "ra-b"));
     let described = |name: &'static str| {
         let b = b.clone();
@@ -384,7 +411,10 @@ async fn restore_access_waits_for_two_members_then_restores_bytes_until_revoked(
         .unwrap();
     let ras = listed.restore_access_backup_vaults();
     assert_eq!(ras.len(), 1);
-    assert_eq!(ras[0].restore_access_backup_vault_arn(), Some(ra_arn.as_str()));
+    assert_eq!(
+        ras[0].restore_access_backup_vault_arn(),
+        Some(ra_arn.as_str())
+    );
     assert_eq!(ras[0].vault_state(), Some(&VaultState::Creating));
 
     // The approvers see the request; the endpoint refuses an unsigned call.
@@ -504,6 +534,54 @@ async fn restore_access_waits_for_two_members_then_restores_bytes_until_revoked(
         .unwrap();
     assert!(listed.restore_access_backup_vaults().is_empty());
 
+    let err = a
+        .revoke_restore_access_backup_vault()
+        .backup_vault_name("gap")
+        .restore_access_backup_vault_arn("ra-b")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidParameterValueException"));
+    let err = a
+        .list_restore_access_backup_vaults()
+        .backup_vault_name("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+
+    // A request nobody approves fails at its expiry (24 hours of Coffer's clock).
+    let late = create(&gap, "ra-late").send().await.unwrap();
+    let late_session = described("ra-late")
+        .await
+        .mpa_session_arn()
+        .unwrap()
+        .to_string();
+    server.move_clock(r#"{"advance_seconds": 90000}"#).await;
+    assert_eq!(
+        described("ra-late").await.vault_state(),
+        Some(&VaultState::Failed)
+    );
+    let (ok, text) = approve(&server, MEMBERS[0], &late_session).await;
+    assert!(!ok && text.contains("expired"), "{text}");
+    let listed = a
+        .list_restore_access_backup_vaults()
+        .backup_vault_name("gap")
+        .send()
+        .await
+        .unwrap();
+    let ras = listed.restore_access_backup_vaults();
+    assert_eq!(ras.len(), 1);
+    assert_eq!(
+        ras[0].restore_access_backup_vault_arn(),
+        late.restore_access_backup_vault_arn()
+    );
+    assert_eq!(ras[0].vault_state(), Some(&VaultState::Failed));
+    assert_eq!(
+        restore_refused(&b, &rp, &dir.path().join("late")).await,
+        "AccessDeniedException"
+    );
+
     // Removing the team needs the team's approval; meanwhile no other change is taken.
     a.disassociate_backup_vault_mpa_approval_team()
         .backup_vault_name("gap")
@@ -555,6 +633,7 @@ async fn restore_access_waits_for_two_members_then_restores_bytes_until_revoked(
         "APPROVAL_REQUESTED",
         "APPROVAL_RECEIVED",
         "APPROVAL_SESSION_APPROVED",
+        "APPROVAL_SESSION_FAILED",
         "RESTORE_ACCESS_REVOKED",
     ];
     wait_until("the approval notifications", 60, || async {
@@ -633,14 +712,12 @@ async fn an_air_gapped_vault_shared_by_policy_is_listed_and_restored_never_delet
             .unwrap();
     }
     assert_eq!(shared_vaults().await, vec![vault_arn(ACCOUNT, "gap")]);
-    let shared = b
-        .list_backup_vaults()
-        .by_shared(true)
-        .send()
-        .await
-        .unwrap();
+    let shared = b.list_backup_vaults().by_shared(true).send().await.unwrap();
     let v = &shared.backup_vault_list()[0];
-    assert_eq!(v.vault_type(), Some(&VaultType::LogicallyAirGappedBackupVault));
+    assert_eq!(
+        v.vault_type(),
+        Some(&VaultType::LogicallyAirGappedBackupVault)
+    );
     assert_eq!(v.number_of_recovery_points(), 1);
     let listed = list_gap().await.unwrap();
     let arns: Vec<_> = listed
@@ -676,7 +753,10 @@ async fn an_air_gapped_vault_shared_by_policy_is_listed_and_restored_never_delet
         .await
         .unwrap();
     assert!(shared_vaults().await.is_empty());
-    assert_eq!(list_gap().await.unwrap_err().code(), Some("AccessDeniedException"));
+    assert_eq!(
+        list_gap().await.unwrap_err().code(),
+        Some("AccessDeniedException")
+    );
     assert_eq!(
         restore_refused(&b, &rp, &dir.path().join("after")).await,
         "AccessDeniedException"

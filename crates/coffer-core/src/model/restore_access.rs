@@ -210,14 +210,11 @@ pub(crate) fn source_of(
         }
     }
     let k = vaults::key(&l.source_account, &l.source_region, &l.source_name);
-    match tx.get(vaults::TABLE, &k)? {
-        Some(v) => {
-            let v: VaultRecord = serde_json::from_slice(&v)?;
-            if v.uid == l.source_uid {
-                return Ok(v);
-            }
+    if let Some(v) = tx.get(vaults::TABLE, &k)? {
+        let v: VaultRecord = serde_json::from_slice(&v)?;
+        if v.uid == l.source_uid {
+            return Ok(v);
         }
-        None => {}
     }
     Err(ApiError::invalid_request(format!(
         "The source vault {} of restore access backup vault '{}' no longer exists.",

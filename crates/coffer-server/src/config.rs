@@ -411,6 +411,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn approval_teams_are_checked() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[[approval_teams]]
+arn = "arn:aws:mpa:us-east-1:111122223333:approval-team/ok"
+members = ["A", "B"]
+approvals_required = 2
+
+[[approval_teams]]
+arn = "arn:aws:mpa:us-east-1:111122223333:approval-team/ok"
+members = ["A"]
+approvals_required = 3
+"#,
+        )
+        .unwrap();
+        let errors = file.errors();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("approvals_required between 1 and its 1 member"));
+        assert!(errors[1].contains("listed twice in [[approval_teams]]"));
+        assert!(
+            toml::from_str::<FileConfig>(
+                "[[approval_teams]]\narn = \"x\"\nmembers = []\napprovals_required = 1\nquorum = 2\n"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn report_buckets_are_checked() {
         let file: FileConfig = toml::from_str(
             r#"

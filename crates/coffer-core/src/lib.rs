@@ -38,8 +38,8 @@ use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
     airgap, frameworks, indexes, legal_holds, plans, protected, recovery_points, reports,
-    restore_testing, restore_testing_selections, selections, settings, tags, templates, tiering,
-    vault_lock, vault_notifications, vault_policy, vaults,
+    restore_access, restore_testing, restore_testing_selections, selections, settings, tags,
+    templates, tiering, vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;
@@ -47,6 +47,7 @@ use model::Meta;
 pub use background::scheduler::CatchUp;
 pub use background::time_travel::{Destination, TravelError, Travelled};
 pub use dataplane::storage::{VaultStorage, export_vault_key};
+pub use model::approvals::{ApprovalTeamEntry, ApprovalTeams, SessionView};
 pub use model::arn;
 pub use model::clock::{self, Clock};
 pub use model::deletions::RemovalStatus;
@@ -220,6 +221,29 @@ impl Coffer {
         self.inner.plane.report_buckets()
     }
 
+    /// The approval teams (`[[approval_teams]]`); replace them when the configuration is read.
+    pub fn approval_teams(&self) -> &ApprovalTeams {
+        self.inner.plane.approval_teams()
+    }
+
+    /// Approves the approval session `session_arn` as the member signing with
+    /// `access_key_id` (see `control::restore_access::approve`).
+    pub async fn approve_session(
+        &self,
+        access_key_id: &str,
+        session_arn: &str,
+    ) -> Result<SessionView, ApiError> {
+        Ok(restore_access::approve(self.plane(), access_key_id, session_arn).await?)
+    }
+
+    /// The approval sessions of the teams `access_key_id` is a member of.
+    pub async fn approval_sessions(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Vec<SessionView>, ApiError> {
+        Ok(restore_access::sessions(self.plane(), access_key_id).await?)
+    }
+
     /// The notification outbox, for the delivery worker.
     pub fn outbox(&self) -> Outbox {
         Outbox::new(self.store().clone())
@@ -294,6 +318,48 @@ impl BackupService for Coffer {
         input: CreateLogicallyAirGappedBackupVaultInput,
     ) -> Result<CreateLogicallyAirGappedBackupVaultOutput, ApiError> {
         Ok(airgap::create(self.meta(), ctx, input).await?)
+    }
+
+    // Restore access vaults and approval teams
+
+    async fn create_restore_access_backup_vault(
+        &self,
+        ctx: &RequestContext,
+        input: CreateRestoreAccessBackupVaultInput,
+    ) -> Result<CreateRestoreAccessBackupVaultOutput, ApiError> {
+        Ok(restore_access::create(self.plane(), ctx, input).await?)
+    }
+
+    async fn list_restore_access_backup_vaults(
+        &self,
+        ctx: &RequestContext,
+        input: ListRestoreAccessBackupVaultsInput,
+    ) -> Result<ListRestoreAccessBackupVaultsOutput, ApiError> {
+        Ok(restore_access::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn revoke_restore_access_backup_vault(
+        &self,
+        ctx: &RequestContext,
+        input: RevokeRestoreAccessBackupVaultInput,
+    ) -> Result<(), ApiError> {
+        Ok(restore_access::revoke(self.plane(), ctx, input).await?)
+    }
+
+    async fn associate_backup_vault_mpa_approval_team(
+        &self,
+        ctx: &RequestContext,
+        input: AssociateBackupVaultMpaApprovalTeamInput,
+    ) -> Result<(), ApiError> {
+        Ok(restore_access::associate(self.plane(), ctx, input).await?)
+    }
+
+    async fn disassociate_backup_vault_mpa_approval_team(
+        &self,
+        ctx: &RequestContext,
+        input: DisassociateBackupVaultMpaApprovalTeamInput,
+    ) -> Result<(), ApiError> {
+        Ok(restore_access::disassociate(self.plane(), ctx, input).await?)
     }
 
     async fn create_tiering_configuration(

@@ -35,7 +35,7 @@ pub enum LogFormat {
 /// a file key is not hidden by a default the user never typed.
 #[derive(Debug, Args, Default)]
 #[command(
-    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]] and [[report_buckets]]; resources, notification targets and report buckets are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
+    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]], [[report_buckets]] and [[approval_teams]]; resources, notification targets, report buckets and approval teams are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
 )]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port) [default: 127.0.0.1:9191] [file key: listen]
@@ -141,6 +141,10 @@ pub struct FileConfig {
     /// The local directory of each S3 bucket report plans deliver to (see docs/audit.md).
     #[serde(default)]
     pub report_buckets: Vec<coffer_core::ReportBucketEntry>,
+    /// The approval teams vaults can be associated with (see docs/vaults.md, "Restore access
+    /// and approval teams").
+    #[serde(default)]
+    pub approval_teams: Vec<coffer_core::ApprovalTeamEntry>,
 }
 
 impl FileConfig {
@@ -205,6 +209,18 @@ impl FileConfig {
                 errors.push(format!(
                     "report bucket '{}' is listed twice in [[report_buckets]]",
                     b.bucket
+                ));
+            }
+        }
+        let mut teams = std::collections::HashSet::new();
+        for t in &self.approval_teams {
+            if let Some(p) = t.problem() {
+                errors.push(p);
+            }
+            if !teams.insert(t.arn.as_str()) {
+                errors.push(format!(
+                    "approval team '{}' is listed twice in [[approval_teams]]",
+                    t.arn
                 ));
             }
         }
@@ -408,6 +424,34 @@ pub fn node_id(data_dir: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approval_teams_are_checked() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[[approval_teams]]
+arn = "arn:aws:mpa:us-east-1:111122223333:approval-team/ok"
+members = ["A", "B"]
+approvals_required = 2
+
+[[approval_teams]]
+arn = "arn:aws:mpa:us-east-1:111122223333:approval-team/ok"
+members = ["A"]
+approvals_required = 3
+"#,
+        )
+        .unwrap();
+        let errors = file.errors();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("approvals_required between 1 and its 1 member"));
+        assert!(errors[1].contains("listed twice in [[approval_teams]]"));
+        assert!(
+            toml::from_str::<FileConfig>(
+                "[[approval_teams]]\narn = \"x\"\nmembers = []\napprovals_required = 1\nquorum = 2\n"
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn report_buckets_are_checked() {

@@ -174,6 +174,7 @@ pub async fn run(config: Config) -> Result<()> {
         },
     );
     coffer.report_buckets().replace(&config.report_buckets);
+    coffer.approval_teams().replace(&config.file.approval_teams);
     if config.dev {
         // Report plans work without configuration in development mode: an unconfigured
         // bucket is a directory of the (temporary) data directory.
@@ -190,6 +191,7 @@ pub async fn run(config: Config) -> Result<()> {
             config.file.clone(),
             inventory,
             coffer.report_buckets().clone(),
+            coffer.approval_teams().clone(),
             delivery,
         ));
     }

@@ -621,6 +621,7 @@ mod tests {
             repo: None,
             lock: None,
             air_gapped: false,
+            mpa: Default::default(),
         };
         let saved = vault.clone();
         store

@@ -17,6 +17,7 @@ pub(crate) mod plans;
 pub(crate) mod protected;
 pub(crate) mod recovery_points;
 pub(crate) mod reports;
+pub(crate) mod restore_access;
 pub(crate) mod restore_testing;
 pub(crate) mod restore_testing_selections;
 pub(crate) mod selections;

@@ -317,6 +317,7 @@ mod tests {
             repo: None,
             lock: None,
             air_gapped: false,
+            mpa: Default::default(),
         };
         let resource_arn = format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs");
         let spec = BackupJobSpec {

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use coffer_api::ApiError;
 
 use crate::model::Meta;
+use crate::model::approvals::ApprovalTeams;
 use crate::model::inventory::Inventory;
 use crate::model::reports::ReportBuckets;
 use jobs::Running;
@@ -37,6 +38,8 @@ pub struct Executor {
     inventory: Inventory,
     /// Where report plans' S3 buckets are on this machine.
     report_buckets: ReportBuckets,
+    /// The approval teams of the configuration (`[[approval_teams]]`).
+    approval_teams: ApprovalTeams,
     storage: Option<Arc<VaultStorage>>,
     running: Arc<Running>,
     /// How many days finished jobs, firings and dead letters are kept (`model::history`).
@@ -57,6 +60,7 @@ impl Executor {
             meta,
             inventory,
             report_buckets: ReportBuckets::default(),
+            approval_teams: ApprovalTeams::default(),
             storage: storage.map(Arc::new),
             running: Arc::default(),
             history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
@@ -83,6 +87,10 @@ impl Executor {
 
     pub fn report_buckets(&self) -> &ReportBuckets {
         &self.report_buckets
+    }
+
+    pub fn approval_teams(&self) -> &ApprovalTeams {
+        &self.approval_teams
     }
 
     /// The jobs running in this process, and the runner's wake-up signal.

@@ -14,7 +14,7 @@ use crate::model::error::Result;
 use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::restore::*;
 use crate::model::states::JobState;
-use crate::model::{recovery_points, vaults};
+use crate::model::{recovery_points, restore_access, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
@@ -28,9 +28,11 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         job.region.clone(),
         job.recovery_point_arn.clone().unwrap_or_default(),
     );
+    let now = plane.clock().now();
+    // Access to another account's point is checked again: it may have been revoked since.
     let rp = plane
         .store()
-        .read(move |tx| recovery_points::find(tx, &a, &r, &rp_arn))
+        .read(move |tx| restore_access::find_restorable(tx, &a, &r, &rp_arn, now))
         .await?;
     let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;

@@ -98,6 +98,29 @@ pub(crate) fn emit(
     if !sub.wants(event) {
         return Ok(());
     }
+    enqueue(
+        tx,
+        &sub.sns_topic_arn,
+        account,
+        region,
+        vault_name,
+        event,
+        notice,
+    )
+}
+
+/// Writes `event` about vault `vault_name` to the outbox for `topic_arn`, whatever the vault
+/// subscribed to: for the events no vault subscription names, such as the steps of an
+/// approval session, which go to the approval team's topic (see `model::restore_access`).
+pub(crate) fn enqueue(
+    tx: &mut dyn Txn,
+    topic_arn: &str,
+    account: &str,
+    region: &str,
+    vault_name: &str,
+    event: &BackupVaultEvent,
+    notice: &Notice,
+) -> Result<(), StoreError> {
     let id = uuid::Uuid::new_v4().to_string();
     let wall = Utc::now();
     let attributes = BTreeMap::from([
@@ -114,7 +137,7 @@ pub(crate) fn emit(
     ]);
     let m = OutboxMessage {
         id: id.clone(),
-        topic_arn: sub.sns_topic_arn,
+        topic_arn: topic_arn.to_string(),
         account: account.to_string(),
         region: region.to_string(),
         vault_name: vault_name.to_string(),

@@ -8,6 +8,7 @@
 //! of this layer gets a store transaction, or [`Meta`] (the store and the clock) when it needs
 //! its own transaction. Layers above may import this one; this one imports none of them.
 
+pub mod approvals;
 pub mod arn;
 pub mod clock;
 pub mod deletions;
@@ -27,6 +28,7 @@ pub(crate) mod queue;
 pub(crate) mod recovery_points;
 pub mod reports;
 pub(crate) mod restore;
+pub(crate) mod restore_access;
 pub(crate) mod restore_testing;
 pub(crate) mod retention;
 pub(crate) mod selections;

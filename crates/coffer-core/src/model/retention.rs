@@ -54,6 +54,17 @@ pub(crate) fn admission_blocker(
     vault: &vaults::VaultRecord,
     lifecycle: Option<&Lifecycle>,
 ) -> Option<String> {
+    if vault.mpa.restore_access.is_some() {
+        return Some(format!(
+            "The restore access backup vault '{}' is read-only: it gives access to the recovery points of {} and takes none of its own. Back up or copy into another vault.",
+            vault.name,
+            vault
+                .mpa
+                .restore_access
+                .as_ref()
+                .map_or("", |l| l.source_arn.as_str())
+        ));
+    }
     let lock = vault.lock.as_ref()?;
     let days = lifecycle.and_then(|l| l.delete_after_days);
     let why = lock.check_retention(days).err()?;
@@ -84,6 +95,7 @@ mod tests {
             repo: None,
             lock,
             air_gapped: false,
+            mpa: Default::default(),
         }
     }
 

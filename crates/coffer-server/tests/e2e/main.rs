@@ -21,6 +21,7 @@ mod notifications;
 mod ops;
 mod plans;
 mod protocol;
+mod restore_access;
 mod restore_testing;
 mod scheduler;
 mod selections;

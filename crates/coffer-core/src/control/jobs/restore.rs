@@ -30,7 +30,7 @@ use crate::model::jobs::{
 };
 use crate::model::restore::*;
 use crate::model::states::{FromWire, JobState};
-use crate::model::{Meta, recovery_points, vaults};
+use crate::model::{Meta, recovery_points, restore_access, vaults};
 
 pub(crate) async fn start_restore_job(
     plane: &Executor,
@@ -42,9 +42,12 @@ pub(crate) async fn start_restore_job(
         ctx.region.clone(),
         input.recovery_point_arn.clone(),
     );
+    let now = plane.clock().now();
+    // Another account's point is restored only through an approved restore access vault or
+    // a policy sharing its air-gapped vault (model::restore_access).
     let rp = plane
         .store()
-        .read(move |tx| recovery_points::find(tx, &a, &r, &rp_arn))
+        .read(move |tx| restore_access::find_restorable(tx, &a, &r, &rp_arn, now))
         .await?;
     if let Some(t) = &input.resource_type
         && t != &rp.resource_type

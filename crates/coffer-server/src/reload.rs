@@ -4,14 +4,15 @@
 //! to take effect without a restart, and they need the log to say what a re-read changed (or
 //! that a setting they edited only takes effect at the next start). What is applied at once:
 //! the resource inventory (`[[resources]]`), the notification targets
-//! (`[[notification_targets]]`) and the report buckets (`[[report_buckets]]`). Everything else in the file is read at start only. A file that
+//! (`[[notification_targets]]`), the report buckets (`[[report_buckets]]`) and the malware scan
+//! rule files (`scan_rules`). Everything else in the file is read at start only. A file that
 //! does not parse or has errors changes nothing, and the log says why.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_core::{Inventory, ReportBuckets};
+use coffer_core::{Inventory, ReportBuckets, ScanRuleSet};
 
 use crate::config::FileConfig;
 use crate::notify::Delivery;
@@ -106,6 +107,7 @@ pub async fn watch(
     mut current: FileConfig,
     inventory: Inventory,
     report_buckets: ReportBuckets,
+    scan_rules: ScanRuleSet,
     delivery: Arc<Delivery>,
 ) {
     let modified = |f: &Path| std::fs::metadata(f).and_then(|m| m.modified()).ok();
@@ -162,6 +164,13 @@ pub async fn watch(
             delivery.replace_targets(&new.notification_targets);
         }
         report_buckets.replace(&new.report_buckets);
+        // Re-read even when the list is unchanged: a rule file's content may have changed.
+        match scan_rules.load(&new.scan_rules) {
+            Ok(files) => tracing::info!(files = files.len(), "scan rules loaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "scan rules not reloaded; keeping the previous ones")
+            }
+        }
         current = new;
     }
 }

@@ -173,6 +173,11 @@ pub async fn run(config: Config) -> Result<()> {
         },
     );
     coffer.report_buckets().replace(&config.report_buckets);
+    let rule_files = coffer
+        .scan_rules()
+        .load(&config.file.scan_rules)
+        .map_err(|e| anyhow::anyhow!("{e} (scan_rules in the configuration file)"))?;
+    tracing::info!(files = rule_files.len(), "scan rules loaded");
     if config.dev {
         // Report plans work without configuration in development mode: an unconfigured
         // bucket is a directory of the (temporary) data directory.
@@ -189,6 +194,7 @@ pub async fn run(config: Config) -> Result<()> {
             config.file.clone(),
             inventory,
             coffer.report_buckets().clone(),
+            coffer.scan_rules().clone(),
             delivery,
         ));
     }

@@ -3,7 +3,7 @@
 //! A backup, copy or restore job claimed by the runner is executed here against the vault's
 //! repository (`coffer-engine`), and its outcome recorded through the model layer in one
 //! transaction; queued removals of deleted recovery points and vaults are carried out here
-//! too, and report jobs write their files here. Code of this layer gets an [`Executor`]: the
+//! too, report jobs write their files here, and malware scan jobs run here. Code of this layer gets an [`Executor`]: the
 //! metadata ([`Meta`]), the inventory, the report buckets, the vault storage and the registry
 //! of running jobs. It imports only the model layer; the API
 //! handlers (control) and the workers (background) sit above it.
@@ -16,6 +16,7 @@ pub(crate) mod jobs;
 pub(crate) mod reports;
 pub(crate) mod restore;
 pub(crate) mod restore_testing;
+pub mod scans;
 pub mod storage;
 
 use std::ops::Deref;
@@ -39,6 +40,8 @@ pub struct Executor {
     report_buckets: ReportBuckets,
     storage: Option<Arc<VaultStorage>>,
     running: Arc<Running>,
+    /// The rules malware scans evaluate (`scan_rules` in the configuration).
+    scan_rules: scans::ScanRuleSet,
 }
 
 impl Deref for Executor {
@@ -57,6 +60,7 @@ impl Executor {
             report_buckets: ReportBuckets::default(),
             storage: storage.map(Arc::new),
             running: Arc::default(),
+            scan_rules: scans::ScanRuleSet::default(),
         }
     }
 
@@ -70,6 +74,10 @@ impl Executor {
 
     pub fn report_buckets(&self) -> &ReportBuckets {
         &self.report_buckets
+    }
+
+    pub fn scan_rules(&self) -> &scans::ScanRuleSet {
+        &self.scan_rules
     }
 
     /// The jobs running in this process, and the runner's wake-up signal.

@@ -21,6 +21,7 @@ mod ops;
 mod plans;
 mod protocol;
 mod restore_testing;
+mod scans;
 mod scheduler;
 mod selections;
 mod settings;

@@ -233,6 +233,8 @@ pub(crate) fn scan_snapshot<S: IndexedFull>(
 /// Takes a file's content as the vault writes it out and evaluates the rules window by window.
 struct Windowed<'a> {
     rules: &'a ScanRules,
+    window: usize,
+    overlap: usize,
     sink: &'a ProgressSink,
     buf: Vec<u8>,
     /// Bytes at the start of `buf` already evaluated (the overlap kept from the last window).
@@ -245,8 +247,14 @@ struct Windowed<'a> {
 
 impl<'a> Windowed<'a> {
     fn new(rules: &'a ScanRules, sink: &'a ProgressSink) -> Self {
+        Self::sized(rules, sink, WINDOW, OVERLAP)
+    }
+
+    fn sized(rules: &'a ScanRules, sink: &'a ProgressSink, window: usize, overlap: usize) -> Self {
         Windowed {
             rules,
+            window,
+            overlap,
             sink,
             buf: Vec::new(),
             seen: 0,
@@ -282,13 +290,13 @@ impl Write for Windowed<'_> {
         }
         let mut rest = data;
         while !rest.is_empty() {
-            let take = rest.len().min(WINDOW - self.buf.len());
+            let take = rest.len().min(self.window - self.buf.len());
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if self.buf.len() == WINDOW {
+            if self.buf.len() == self.window {
                 self.evaluate();
-                self.buf.drain(..WINDOW - OVERLAP);
-                self.seen = OVERLAP;
+                self.buf.drain(..self.window - self.overlap);
+                self.seen = self.overlap;
             }
         }
         self.read += data.len() as u64;
@@ -351,15 +359,22 @@ mod tests {
     fn windows_find_a_pattern_across_a_boundary() {
         let rules = ScanRules::builtin();
         let sink = ProgressSink::silent();
-        let mut w = Windowed::new(&rules, &sink);
-        let mut data = vec![b'a'; WINDOW - 10];
-        data.extend(eicar());
-        data.extend(vec![b'b'; 100]);
-        for chunk in data.chunks(1 << 20) {
-            w.write_all(chunk).unwrap();
+        // The same arithmetic as 64 MiB windows, on 4 KiB windows overlapping by 256 bytes.
+        let (window, overlap) = (4096, 256);
+        for at in [0, window - 10, 2 * window - overlap - 30, 3 * window] {
+            let mut w = Windowed::sized(&rules, &sink, window, overlap);
+            let mut data = vec![b'a'; at];
+            data.extend(eicar());
+            data.extend(vec![b'b'; 100]);
+            for chunk in data.chunks(1000) {
+                w.write_all(chunk).unwrap();
+            }
+            let (matched, read) = w.finish().unwrap();
+            assert_eq!(read, data.len() as u64);
+            assert!(matched.contains(EICAR_RULE), "EICAR at byte {at}");
         }
-        let (matched, read) = w.finish().unwrap();
-        assert_eq!(read, data.len() as u64);
-        assert!(matched.contains(EICAR_RULE));
+        let mut w = Windowed::sized(&rules, &sink, window, overlap);
+        w.write_all(&vec![b'c'; 3 * window]).unwrap();
+        assert!(w.finish().unwrap().0.is_empty());
     }
 }

@@ -217,6 +217,44 @@ fn windows(period: &AggregationPeriod, now: DateTime<Utc>) -> Vec<(DateTime<Utc>
 /// (window start, state, resource type, result status).
 type SummaryKey = (DateTime<Utc>, String, String, String);
 
+/// Counts `jobs` into summary rows: by window, state, resource type and result status, as
+/// the filters of `input` fold or select them.
+fn group(
+    jobs: &[ScanJobRecord],
+    wins: &[(DateTime<Utc>, DateTime<Utc>)],
+    input: &ListScanJobSummariesInput,
+) -> BTreeMap<SummaryKey, (DateTime<Utc>, i32)> {
+    let state_filter = input.state.as_ref().map(ScanJobStatus::as_str);
+    let result_filter = input
+        .scan_result_status
+        .as_ref()
+        .map(ScanResultStatus::as_str);
+    let mut groups: BTreeMap<SummaryKey, (DateTime<Utc>, i32)> = BTreeMap::new();
+    for j in jobs {
+        let Some(&(start, end)) = wins
+            .iter()
+            .find(|(s, e)| j.creation_date >= *s && j.creation_date < *e)
+        else {
+            continue;
+        };
+        let result = j.result.as_ref().map_or("", ScanResultStatus::as_str);
+        let (Some(state), Some(rtype)) = (
+            dimension(state_filter, j.state.summary().as_str()),
+            dimension(input.resource_type.as_deref(), &j.resource_type),
+        ) else {
+            continue;
+        };
+        if result_filter.is_some_and(|f| f != result) {
+            continue;
+        }
+        let entry = groups
+            .entry((start, state, rtype, result.to_string()))
+            .or_insert((end, 0));
+        entry.1 += 1;
+    }
+    groups
+}
+
 pub(crate) async fn summaries(
     meta: &Meta,
     ctx: &RequestContext,
@@ -239,35 +277,7 @@ pub(crate) async fn summaries(
     } else {
         meta.store().read(move |tx| scans::all(tx, &a, &r)).await?
     };
-    let state_filter = input.state.as_ref().map(ScanJobStatus::as_str);
-    let result_filter = input
-        .scan_result_status
-        .as_ref()
-        .map(ScanResultStatus::as_str);
-    let mut groups: BTreeMap<SummaryKey, (DateTime<Utc>, i32)> = BTreeMap::new();
-    let wins = windows(&period, meta.clock().now());
-    for j in &jobs {
-        let Some(&(start, end)) = wins
-            .iter()
-            .find(|(s, e)| j.creation_date >= *s && j.creation_date < *e)
-        else {
-            continue;
-        };
-        let result = j.result.as_ref().map_or("", ScanResultStatus::as_str);
-        let (Some(state), Some(rtype)) = (
-            dimension(state_filter, j.state.summary().as_str()),
-            dimension(input.resource_type.as_deref(), &j.resource_type),
-        ) else {
-            continue;
-        };
-        if result_filter.is_some_and(|f| f != result) {
-            continue;
-        }
-        let entry = groups
-            .entry((start, state, rtype, result.to_string()))
-            .or_insert((end, 0));
-        entry.1 += 1;
-    }
+    let groups = group(&jobs, &windows(&period, meta.clock().now()), &input);
     let rows: Vec<(SummaryKey, (DateTime<Utc>, i32))> = groups.into_iter().collect();
     let (page, next) = paging::page(
         rows,

@@ -381,6 +381,91 @@ fn log_end(j: &ScanJobRecord) {
 mod tests {
     use super::*;
 
+    fn job(id: &str, state: State, owner: Option<&str>, attempts: u32, secs: i64) -> ScanJobRecord {
+        let at = DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap();
+        ScanJobRecord {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            id: id.into(),
+            vault_name: "v".into(),
+            vault_arn: "arn:aws:backup:us-east-1:111122223333:backup-vault:v".into(),
+            rp_arn: "arn:aws:backup:us-east-1:111122223333:recovery-point:rp".into(),
+            resource_arn: "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs".into(),
+            resource_name: "fs".into(),
+            resource_type: "EFS".into(),
+            iam_role_arn: "r".into(),
+            scanner_role_arn: "s".into(),
+            mode: coffer_api::types::ScanMode::FullScan,
+            base_rp_arn: None,
+            created_by: None,
+            creation_date: at,
+            completion_date: None,
+            state,
+            status_message: None,
+            result: None,
+            report: None,
+            scan_id: None,
+            attempts,
+            lease_owner: owner.map(str::to_string),
+            lease_until: owner.map(|_| Utc::now() + Duration::seconds(60)),
+        }
+    }
+
+    /// A job leased by an earlier incarnation of this node runs again (attempts counted, given
+    /// up after the last); another node's live lease is left alone; free slots go oldest first.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn claims_settle_interrupted_jobs_and_respect_live_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            coffer_store::StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let now = Utc::now();
+        let claimed = store
+            .write(move |tx| -> Result<Vec<ScanJobRecord>> {
+                for j in [
+                    job("A", State::Running, Some("n1/old"), 1, 1),
+                    job("B", State::Running, Some("n2/x"), 1, 2),
+                    job("C", State::Running, Some("n1/old"), MAX_ATTEMPTS, 3),
+                    job("D", State::Created, None, 0, 4),
+                ] {
+                    scans::save(tx, &j)?;
+                }
+                claim(tx, "n1/new", "n1/", &HashSet::new(), 1, now, Utc::now())
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].id, "A");
+        assert_eq!(claimed[0].attempts, 2);
+        assert_eq!(claimed[0].lease_owner.as_deref(), Some("n1/new"));
+        assert!(
+            claimed[0]
+                .status_message
+                .as_deref()
+                .unwrap()
+                .contains("interrupted during attempt 1")
+        );
+        let get = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |tx| scans::get(tx, &scans::key("111122223333", "us-east-1", id)))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        assert_eq!(get("B").await.lease_owner.as_deref(), Some("n2/x"));
+        assert_eq!(get("B").await.state, State::Running);
+        let c = get("C").await;
+        assert_eq!(c.state, State::Failed);
+        assert!(c.status_message.unwrap().contains("interrupted 3 times"));
+        assert_eq!(get("D").await.state, State::Created);
+        let work = store.read(scans::work).await.unwrap();
+        let mut ids: Vec<_> = work.into_iter().map(|j| j.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["A", "B", "D"], "the ended job left the work list");
+    }
+
     #[test]
     fn wildcards_match_file_names() {
         assert!(wildcard("*.yar", "a.yar"));

@@ -3,7 +3,7 @@
 //! other; an incremental scan based on the clean point reads only the changed files (the job's
 //! counts say so); an operator's rule file finds its own string; a plan rule's ScanActions scan
 //! the backups the rule makes; ListScanJobs filters, ListScanJobSummaries counts; every refusal
-//! answers its AWS error code.
+//! answers its AWS error code; a rule file added is used after SIGHUP.
 
 use std::path::Path;
 
@@ -372,6 +372,27 @@ async fn scans_find_eicar_and_custom_rules_and_incremental_scans_read_only_chang
         c.list_scan_jobs().send().await.unwrap().scan_jobs().len(),
         4
     );
+
+    // A rule file added, then SIGHUP: the rules are compiled again and the next scans use it.
+    std::fs::write(
+        dir.path().join("rules/second.yar"),
+        "rule Second_Rule { strings: $s = \"alpha\" condition: $s }\n",
+    )
+    .unwrap();
+    server.hup();
+    let m = wait_until("a scan with the reloaded rules", 30, || {
+        let (c, clean) = (c.clone(), clean.clone());
+        async move {
+            let d = completed(&c, &start_scan(&c, &clean, None).await.unwrap()).await;
+            let m = d.status_message().unwrap().to_string();
+            m.contains("Second_Rule").then_some(m)
+        }
+    })
+    .await;
+    assert!(
+        m.contains("Threats found in 1 files: a.txt (Second_Rule)."),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -503,5 +524,55 @@ async fn a_rule_with_scan_actions_scans_the_backups_it_makes() {
     assert_eq!(
         c.list_scan_jobs().send().await.unwrap().scan_jobs().len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn scan_jobs_survive_a_kill_and_run_after_the_restart() {
+    let dir = temp_dir();
+    let src = setup(dir.path());
+    std::fs::write(src.join("docs/eicar.com"), eicar()).unwrap();
+    let cfg = dir.path().join("coffer.toml");
+    let data = dir.path().join("data");
+    let args = [
+        "--dev",
+        "--account-id",
+        ACCOUNT,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    let server = Server::start(&args).await;
+    let c = server.client_as(ACCOUNT, "anything", "us-east-1");
+    c.create_backup_vault()
+        .backup_vault_name("main")
+        .send()
+        .await
+        .unwrap();
+    let rp = backup(&c, EFS_ARN).await;
+    // More jobs than run at once, killed (SIGKILL) straight after: whatever state each was
+    // in, the restarted Coffer carries every one to its end.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(start_scan(&c, &rp, None).await.unwrap());
+    }
+    server.kill().await;
+    let server = Server::start(&args).await;
+    let c = server.client_as(ACCOUNT, "anything", "us-east-1");
+    for id in &ids {
+        let d = completed(&c, id).await;
+        assert_eq!(result(&d), Some(&ScanResultStatus::ThreatsFound));
+        assert!(
+            d.status_message()
+                .unwrap()
+                .contains("docs/eicar.com (EICAR_Test_File)"),
+            "{:?}",
+            d.status_message()
+        );
+    }
+    assert_eq!(
+        c.list_scan_jobs().send().await.unwrap().scan_jobs().len(),
+        4
     );
 }

@@ -7,7 +7,8 @@
 //! hold) evaluated with the current [`ScanRuleSet`] (`coffer_engine::VaultRepo::scan`). A job
 //! whose lease belongs to an earlier run of Coffer was cut off by a crash or a restart: it
 //! waits again and runs from the start, at most `model::scans::MAX_ATTEMPTS` runs in all. On
-//! shutdown a running scan stops and goes back to CREATED (not counted as an attempt).
+//! shutdown a running scan is asked to stop and goes back to CREATED (not counted as an
+//! attempt); one still running when the process exits is found by its lease at the next start.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

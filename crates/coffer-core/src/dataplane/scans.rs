@@ -164,7 +164,7 @@ fn claim(
     wall: DateTime<Utc>,
 ) -> Result<Vec<ScanJobRecord>> {
     let mut jobs = scans::work(tx)?;
-    jobs.sort_by(|a, b| a.creation_date.cmp(&b.creation_date));
+    jobs.sort_by_key(|j| j.creation_date);
     let mut claimed = Vec::new();
     for mut job in jobs {
         if job.state == State::Running {

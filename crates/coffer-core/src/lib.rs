@@ -38,7 +38,7 @@ use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
     airgap, frameworks, indexes, legal_holds, plans, protected, recovery_points, reports,
-    restore_access, restore_testing, restore_testing_selections, selections, settings, tags,
+    restore_access, restore_testing, restore_testing_selections, scans, selections, settings, tags,
     templates, tiering, vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
@@ -46,6 +46,7 @@ use model::Meta;
 
 pub use background::scheduler::CatchUp;
 pub use background::time_travel::{Destination, TravelError, Travelled};
+pub use dataplane::scans::ScanRuleSet;
 pub use dataplane::storage::{VaultStorage, export_vault_key};
 pub use model::approvals::{ApprovalTeamEntry, ApprovalTeams, SessionView};
 pub use model::arn;
@@ -205,6 +206,12 @@ impl Coffer {
             .store()
             .read(move |tx| model::indexes::scan_catalog(tx, &a, &r, &id, after.as_deref(), limit))
             .await
+    }
+
+    /// The rules malware scans evaluate (`scan_rules` in the configuration); load new ones
+    /// into it when the configuration is re-read (docs/scans.md).
+    pub fn scan_rules(&self) -> &ScanRuleSet {
+        self.inner.plane.scan_rules()
     }
 
     pub(crate) fn plane(&self) -> &Executor {
@@ -769,6 +776,47 @@ impl BackupService for Coffer {
         input: DeleteRecoveryPointInput,
     ) -> Result<(), ApiError> {
         Ok(recovery_points::delete(self.plane(), ctx, input).await?)
+    }
+
+    // Scan jobs
+    async fn start_scan_job(
+        &self,
+        ctx: &RequestContext,
+        input: StartScanJobInput,
+    ) -> Result<StartScanJobOutput, ApiError> {
+        Ok(scans::start(self.plane(), ctx, input).await?)
+    }
+
+    async fn describe_scan_job(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeScanJobInput,
+    ) -> Result<DescribeScanJobOutput, ApiError> {
+        Ok(scans::describe(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_scan_jobs(
+        &self,
+        ctx: &RequestContext,
+        input: ListScanJobsInput,
+    ) -> Result<ListScanJobsOutput, ApiError> {
+        Ok(scans::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_scan_job_summaries(
+        &self,
+        ctx: &RequestContext,
+        input: ListScanJobSummariesInput,
+    ) -> Result<ListScanJobSummariesOutput, ApiError> {
+        Ok(scans::summaries(self.meta(), ctx, input).await?)
+    }
+
+    async fn get_pitr_malware_scan_results(
+        &self,
+        ctx: &RequestContext,
+        input: GetPITRMalwareScanResultsInput,
+    ) -> Result<GetPITRMalwareScanResultsOutput, ApiError> {
+        Ok(scans::pitr_results(self.meta(), ctx, input).await?)
     }
 
     // Recovery point indexes

@@ -35,6 +35,7 @@ use crate::{
     keys::{VaultSecrets, random_password},
     progress::{CancelToken, Phase, Progress, ProgressFn, ProgressSink, SinkBars},
     restore::{RestoreOptions, restore_snapshot},
+    scan::{ScanReport, ScanRules, scan_snapshot},
     source::{Warnings, WatchedSource},
     storage::{VaultStorage, sweep_tmp},
 };
@@ -793,6 +794,48 @@ impl VaultRepo {
     ) -> Result<Vec<CatalogEntry>> {
         let me = self.clone();
         Self::spawn(move || me.catalog(&snapshot, cancel)).await
+    }
+
+    /// Scans a recovery point's files with `rules` (see [`ScanReport`]); with `base`, a
+    /// recovery point of the same resource, only files whose content `base` does not hold.
+    ///
+    /// # Errors
+    /// [`Error::RecoveryPointNotFound`], [`Error::Cancelled`], damaged vault data or storage
+    /// errors.
+    pub fn scan(
+        &self,
+        snapshot: &SnapshotRef,
+        base: Option<&SnapshotRef>,
+        rules: &ScanRules,
+        cancel: CancelToken,
+    ) -> Result<ScanReport> {
+        let sink = ProgressSink::new(callback(|_| {}), cancel);
+        let r = (|| {
+            let _guard = self.shared();
+            let repo = self
+                .open_repo(&sink)?
+                .to_indexed()
+                .map_err(rustic_err("read vault index"))?;
+            let snap = Self::load_snapshot(&repo, snapshot)?;
+            let base = base.map(|b| Self::load_snapshot(&repo, b)).transpose()?;
+            scan_snapshot(&repo, &snap, base.as_ref(), rules, &sink)
+        })();
+        Self::finish(&sink, r)
+    }
+
+    /// [`VaultRepo::scan`] on tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`VaultRepo::scan`].
+    pub async fn scan_async(
+        &self,
+        snapshot: SnapshotRef,
+        base: Option<SnapshotRef>,
+        rules: ScanRules,
+        cancel: CancelToken,
+    ) -> Result<ScanReport> {
+        let me = self.clone();
+        Self::spawn(move || me.scan(&snapshot, base.as_ref(), &rules, cancel)).await
     }
 
     /// [`VaultRepo::compare_restored`] on tokio's blocking pool.

@@ -96,6 +96,9 @@ pub fn config_check(file: &Path) -> Result<bool> {
             Entry::LeftOut(why) => errors.push(why),
         }
     }
+    if let Err(e) = coffer_core::ScanRuleSet::default().load(&config.scan_rules) {
+        errors.push(format!("scan_rules: {e}"));
+    }
     for e in &errors {
         println!("error: {e}");
     }

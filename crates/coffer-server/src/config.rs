@@ -35,7 +35,7 @@ pub enum LogFormat {
 /// a file key is not hidden by a default the user never typed.
 #[derive(Debug, Args, Default)]
 #[command(
-    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]], [[report_buckets]] and [[approval_teams]]; resources, notification targets, report buckets and approval teams are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
+    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]], [[report_buckets]], [[approval_teams]] and scan_rules; resources, notification targets, report buckets, approval teams and scan_rules (YARA rule files) are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
 )]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port) [default: 127.0.0.1:9191] [file key: listen]
@@ -145,6 +145,10 @@ pub struct FileConfig {
     /// and approval teams").
     #[serde(default)]
     pub approval_teams: Vec<coffer_core::ApprovalTeamEntry>,
+    /// YARA rule files malware scans evaluate besides the built-in EICAR rule; a file name
+    /// may hold `*` and `?` (see docs/scans.md).
+    #[serde(default)]
+    pub scan_rules: Vec<String>,
 }
 
 impl FileConfig {

@@ -175,6 +175,11 @@ pub async fn run(config: Config) -> Result<()> {
     );
     coffer.report_buckets().replace(&config.report_buckets);
     coffer.approval_teams().replace(&config.file.approval_teams);
+    let rule_files = coffer
+        .scan_rules()
+        .load(&config.file.scan_rules)
+        .map_err(|e| anyhow::anyhow!("{e} (scan_rules in the configuration file)"))?;
+    tracing::info!(files = rule_files.len(), "scan rules loaded");
     if config.dev {
         // Report plans work without configuration in development mode: an unconfigured
         // bucket is a directory of the (temporary) data directory.
@@ -192,6 +197,7 @@ pub async fn run(config: Config) -> Result<()> {
             inventory,
             coffer.report_buckets().clone(),
             coffer.approval_teams().clone(),
+            coffer.scan_rules().clone(),
             delivery,
         ));
     }

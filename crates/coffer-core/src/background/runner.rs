@@ -91,6 +91,13 @@ impl Runner {
         if let Err(e) = dataplane::indexes::process_indexes(plane).await {
             tracing::warn!(error = %coffer_api::error_chain(&e.0), "building or removing recovery point indexes failed; retrying");
         }
+        let claimer = dataplane::scans::Claimer {
+            owner: &self.owner(),
+            node_prefix: &format!("{}/", self.node),
+        };
+        if let Err(e) = dataplane::scans::process_scans(plane, &claimer).await {
+            tracing::warn!(error = %coffer_api::error_chain(&e.0), "claiming or settling scan jobs failed; retrying");
+        }
         let free = self.slots.saturating_sub(plane.running().count());
         let turn = ClaimTurn {
             now: plane.clock().now(),

@@ -20,6 +20,7 @@ pub(crate) mod reports;
 pub(crate) mod restore_access;
 pub(crate) mod restore_testing;
 pub(crate) mod restore_testing_selections;
+pub(crate) mod scans;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;

@@ -14,7 +14,7 @@ use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
-use crate::model::{indexes, recovery_points, retention, vaults};
+use crate::model::{indexes, recovery_points, retention, scans, vaults};
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
 use coffer_engine::{BackupOutcome, SnapshotRef, SourceSpec};
@@ -222,6 +222,7 @@ async fn complete(
                 indexes::insert_pending(tx, rp.new_index(None, now))?;
             }
             start_copy_actions(tx, &j, &rp, now)?;
+            scans::after_backup(tx, &j, &rp, now)?;
             j.state = JobState::Completed;
             j.percent_done = 100.0;
             j.backup_size = rp.backup_size;

@@ -3,7 +3,7 @@
 //! A backup, copy or restore job claimed by the runner is executed here against the vault's
 //! repository (`coffer-engine`), and its outcome recorded through the model layer in one
 //! transaction; queued removals of deleted recovery points and vaults are carried out here
-//! too, and report jobs write their files here. Code of this layer gets an [`Executor`]: the
+//! too, report jobs write their files here, and malware scan jobs run here. Code of this layer gets an [`Executor`]: the
 //! metadata ([`Meta`]), the inventory, the report buckets, the vault storage and the registry
 //! of running jobs. It imports only the model layer; the API
 //! handlers (control) and the workers (background) sit above it.
@@ -16,6 +16,7 @@ pub(crate) mod jobs;
 pub(crate) mod reports;
 pub(crate) mod restore;
 pub(crate) mod restore_testing;
+pub mod scans;
 pub mod storage;
 
 use std::ops::Deref;
@@ -44,6 +45,8 @@ pub struct Executor {
     running: Arc<Running>,
     /// How many days finished jobs, firings and dead letters are kept (`model::history`).
     history_retention_days: u32,
+    /// The rules malware scans evaluate (`scan_rules` in the configuration).
+    scan_rules: scans::ScanRuleSet,
 }
 
 impl Deref for Executor {
@@ -64,6 +67,7 @@ impl Executor {
             storage: storage.map(Arc::new),
             running: Arc::default(),
             history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
+            scan_rules: scans::ScanRuleSet::default(),
         }
     }
 
@@ -91,6 +95,10 @@ impl Executor {
 
     pub fn approval_teams(&self) -> &ApprovalTeams {
         &self.approval_teams
+    }
+
+    pub fn scan_rules(&self) -> &scans::ScanRuleSet {
+        &self.scan_rules
     }
 
     /// The jobs running in this process, and the runner's wake-up signal.

@@ -23,6 +23,7 @@ mod plans;
 mod protocol;
 mod restore_access;
 mod restore_testing;
+mod scans;
 mod scheduler;
 mod selections;
 mod settings;

@@ -12,6 +12,7 @@ mod logging;
 mod metrics;
 mod notify;
 mod reload;
+mod s3_endpoint;
 mod server;
 mod wire;
 

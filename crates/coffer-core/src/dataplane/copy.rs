@@ -37,6 +37,14 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let (dest_account, dest_region, dest_name) =
         parse_vault_arn(job.dest_vault_arn.as_deref().unwrap_or_default())?;
     let dest = vaults::get(plane, &dest_account, &dest_region, &dest_name).await?;
+    if rp.composite.is_parent {
+        let message = format!(
+            "Recovery point {} is a composite recovery point, which holds no data of its own; copy its nested recovery points instead.",
+            rp.arn
+        );
+        finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
+        return Ok(());
+    }
     if let Some(message) = retention::admission_blocker(&dest, job.lifecycle.as_ref()) {
         tracing::info!(job = %job.id, vault = %dest.name, %message, "the destination vault refused the copy");
         finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
@@ -86,6 +94,8 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         status: RecoveryPointStatus::Completed,
         storage_class: StorageClass::Warm,
         last_restore_time: None,
+        // A copy stands on its own, outside any composite.
+        composite: Default::default(),
         // What was backed up, and when, stays the source's.
         ..rp.clone()
     };

@@ -57,6 +57,8 @@ pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
 pub use model::inventory::{self, Inventory, ResourceEntry};
 pub use model::reports::{ReportBucketEntry, ReportBuckets};
 pub use model::telemetry::{self, Telemetry};
+// Access points and composite recovery points
+pub use control::access_points::ServedAccessPoint;
 
 /// The Coffer service: domain state behind the AWS Backup API.
 #[derive(Clone)]
@@ -212,6 +214,16 @@ impl Coffer {
     /// into it when the configuration is re-read (docs/scans.md).
     pub fn scan_rules(&self) -> &ScanRuleSet {
         self.inner.plane.scan_rules()
+    }
+
+    // Access points and composite recovery points
+    /// The backup access point whose alias is `alias`, ready for the S3 endpoint to read
+    /// (`None` when no access point has that alias).
+    pub async fn served_access_point(
+        &self,
+        alias: &str,
+    ) -> Result<Option<ServedAccessPoint>, ApiError> {
+        Ok(control::access_points::served(self.plane(), alias).await?)
     }
 
     pub(crate) fn plane(&self) -> &Executor {
@@ -1182,5 +1194,62 @@ impl BackupService for Coffer {
         input: DisassociateRecoveryPointInput,
     ) -> Result<(), ApiError> {
         Ok(recovery_points::disassociate(self.meta(), ctx, input).await?)
+    }
+
+    // Access points and composite recovery points
+    async fn create_backup_access_point(
+        &self,
+        ctx: &RequestContext,
+        input: CreateBackupAccessPointRequest,
+    ) -> Result<CreateBackupAccessPointResponse, ApiError> {
+        Ok(control::access_points::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn describe_backup_access_point(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeBackupAccessPointInput,
+    ) -> Result<DescribeBackupAccessPointResponse, ApiError> {
+        Ok(control::access_points::describe(self.meta(), ctx, input).await?)
+    }
+
+    async fn delete_backup_access_point(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupAccessPointInput,
+    ) -> Result<(), ApiError> {
+        Ok(control::access_points::delete(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_backup_access_points(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupAccessPointsRequest,
+    ) -> Result<ListBackupAccessPointsResponse, ApiError> {
+        Ok(control::access_points::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_backup_access_points_by_recovery_point(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupAccessPointsByRecoveryPointRequest,
+    ) -> Result<ListBackupAccessPointsByRecoveryPointResponse, ApiError> {
+        Ok(control::access_points::list_by_recovery_point(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_backup_access_points_by_resource(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupAccessPointsByResourceRequest,
+    ) -> Result<ListBackupAccessPointsByResourceResponse, ApiError> {
+        Ok(control::access_points::list_by_resource(self.meta(), ctx, input).await?)
+    }
+
+    async fn disassociate_recovery_point_from_parent(
+        &self,
+        ctx: &RequestContext,
+        input: DisassociateRecoveryPointFromParentInput,
+    ) -> Result<(), ApiError> {
+        Ok(recovery_points::disassociate_from_parent(self.meta(), ctx, input).await?)
     }
 }

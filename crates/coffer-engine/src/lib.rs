@@ -17,6 +17,7 @@ mod error;
 mod keys;
 mod logging;
 mod progress;
+mod read;
 mod restore;
 mod scan;
 mod source;
@@ -34,6 +35,7 @@ pub mod rustic {
 pub use keys::{ExportedVaultKey, MasterKey, SealedVaultKey};
 pub use logging::bridge_log_to_tracing;
 pub use progress::{CancelToken, Phase, Progress};
+pub use read::{OpenedFile, SnapshotReader};
 pub use restore::{RestoreOptions, release_restore_claim};
 pub use scan::{EICAR_RULE, ScanFinding, ScanReport, ScanRules};
 pub use source::{DirectorySource, Source, SourceEntry, SourceSpec, StreamSource};

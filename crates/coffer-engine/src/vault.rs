@@ -365,7 +365,7 @@ impl VaultRepo {
             })
     }
 
-    fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+    pub(crate) fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.lock
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

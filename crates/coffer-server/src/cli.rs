@@ -154,6 +154,13 @@ fn check_entry(e: &ResourceEntry, before: &[ResourceEntry]) -> Entry {
 /// Whether Coffer can read a resource's source now: it exists, is of the kind the resource
 /// type needs, and opens. The answer describes the source or says what is wrong.
 pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
+    if r.kind == SourceKind::Composite {
+        return Ok(format!(
+            "composite of {} member(s): {}",
+            r.members.len(),
+            r.members.join(", ")
+        ));
+    }
     let path = &r.source;
     let meta = std::fs::metadata(path).map_err(|e| format!("source {}: {e}", path.display()))?;
     match r.kind {
@@ -186,6 +193,7 @@ pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
                 Ok(format!("file, {} bytes", meta.len()))
             }
         }
+        SourceKind::Composite => Err("a composite resource has no source of its own".into()),
     }
 }
 

@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod notify;
 mod reload;
+mod s3_endpoint;
 mod server;
 mod wire;
 

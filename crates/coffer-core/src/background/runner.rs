@@ -140,6 +140,9 @@ impl Runner {
                 control.clone(),
             ));
             match job.kind {
+                JobKind::Backup if dataplane::composite::groups(&plane, &job) => {
+                    dataplane::composite::run(&plane, job, &control).await
+                }
                 JobKind::Backup => dataplane::backup::run(&plane, job, &control).await,
                 JobKind::Copy => dataplane::copy::run(&plane, job, &control).await,
                 JobKind::Restore => dataplane::restore::run(&plane, job, &control).await,
@@ -602,6 +605,7 @@ mod tests {
         let inventory = Inventory::default();
         let spec = backup_spec(A, Utc::now());
         let problems = inventory.replace(&[ResourceEntry {
+            members: Vec::new(),
             arn: spec.resource_arn.clone(),
             source,
             name: None,

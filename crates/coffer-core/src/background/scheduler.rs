@@ -561,6 +561,7 @@ mod tests {
         let inventory = Inventory::default();
         std::fs::create_dir_all(dir.join("src")).unwrap();
         inventory.replace(&[ResourceEntry {
+            members: Vec::new(),
             arn: format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-1"),
             source: dir.join("src"),
             name: None,
@@ -745,6 +746,7 @@ mod tests {
             storage_class: StorageClass::Warm,
             last_restore_time: None,
             source_path: None,
+            composite: Default::default(),
         }
     }
 

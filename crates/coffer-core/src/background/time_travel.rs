@@ -376,6 +376,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("src")).unwrap();
         std::fs::write(dir.join("src/a.txt"), b"hello").unwrap();
         inventory.replace(&[ResourceEntry {
+            members: Vec::new(),
             arn: format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-1"),
             source: dir.join("src"),
             name: None,
@@ -425,6 +426,7 @@ mod tests {
             storage_class: StorageClass::Warm,
             last_restore_time: None,
             source_path: None,
+            composite: Default::default(),
         }
     }
 

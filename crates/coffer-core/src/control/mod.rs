@@ -8,6 +8,7 @@
 //! the runner's signals). This layer imports the model and data-plane layers, never the
 //! workers (background) or the service wiring above it.
 
+pub(crate) mod access_points;
 pub(crate) mod airgap;
 pub(crate) mod frameworks;
 pub(crate) mod indexes;

@@ -11,7 +11,9 @@ use crate::model::jobs::{page, within};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::states::StorageClass;
-use crate::model::{Meta, events, indexes, restore_access, retention, vault_policy, vaults};
+use crate::model::{
+    Meta, composite, events, indexes, restore_access, retention, vault_policy, vaults,
+};
 
 pub(crate) async fn describe(
     meta: &Meta,
@@ -95,7 +97,10 @@ pub(crate) async fn list_by_vault(
                 input.by_created_after.as_ref(),
                 input.by_created_before.as_ref(),
             )
-            || input.by_parent_recovery_point_arn.is_some()
+            || input
+                .by_parent_recovery_point_arn
+                .as_ref()
+                .is_some_and(|p| rp.composite.parent_arn.as_ref() != Some(p))
         {
             continue;
         }
@@ -191,11 +196,13 @@ pub(crate) async fn delete(
                 &input.backup_vault_name,
                 &input.recovery_point_arn,
             )?;
-            if let Some(why) = retention::removal_blocker(tx, &vault, &rp, now)? {
+            if let Some(why) = composite::nested_refusal(&rp) {
                 return Err(ApiError::invalid_request(why).into());
             }
-            remove(tx, &mut vault, &rp, now)?;
-            events::recovery_point_modified(tx, &rp, now, "deleted")?;
+            // A composite parent goes with its nested points, or not at all.
+            if let Err(why) = composite::delete(tx, &mut vault, &rp, now)? {
+                return Err(ApiError::invalid_request(why).into());
+            }
             Ok(())
         })
         .await?;
@@ -284,4 +291,32 @@ pub(crate) async fn disassociate(
         rp.arn
     ))
     .into())
+}
+
+/// DisassociateRecoveryPointFromParent: the nested point stands on its own from now on, with
+/// its own lifecycle (see `model::composite`).
+pub(crate) async fn disassociate_from_parent(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: DisassociateRecoveryPointFromParentInput,
+) -> Result<()> {
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let now = meta.clock().now();
+    let rp = meta
+        .store()
+        .write(move |tx| {
+            let vkey = vaults::key(&a, &r, &input.backup_vault_name);
+            vaults::load(tx, &vkey, &input.backup_vault_name)?;
+            composite::disassociate(
+                tx,
+                &a,
+                &r,
+                &input.backup_vault_name,
+                &input.recovery_point_arn,
+                now,
+            )
+        })
+        .await?;
+    tracing::info!(recovery_point = %rp.arn, "a nested recovery point was disassociated from its parent");
+    Ok(())
 }

@@ -252,6 +252,7 @@ mod tests {
 
     fn resource(arn: &str, tags: &[(&str, &str)]) -> Resource {
         Resource {
+            members: Vec::new(),
             arn: arn.into(),
             account: "111122223333".into(),
             region: "us-east-1".into(),

@@ -54,9 +54,13 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     .await?
     .filter(|p| p.vault_uid == vault.uid)
     .map(|p| p.snapshot);
-    let source = match resource.kind {
-        SourceKind::Directory => SourceSpec::Directory(resource.source.clone()),
-        SourceKind::Stream => SourceSpec::Stream(resource.source.clone()),
+    let Some(source) = source_of(&resource) else {
+        let message = format!(
+            "Resource {} is now a composite resource; start its backup again.",
+            job.resource_arn
+        );
+        finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
+        return Ok(());
     };
     let rp_id = job.recovery_point_id.clone().unwrap_or_default();
     let tags = vec![format!("resource:{}", job.resource_arn)];
@@ -75,7 +79,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let now = plane.clock().now();
     let rp = recovery_point(job, &vault, &resource, &outcome, now);
     let indexed = job.index;
-    if let Err(e) = complete(plane, job, rp, &outcome, now).await {
+    if let Err(e) = complete(plane, job, rp, Vec::new(), &outcome, now).await {
         // The snapshot exists but is not recorded: remove it so the vault holds only what the
         // metadata knows about, and fail the job with the reason.
         let _ = repo
@@ -89,9 +93,21 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     Ok(())
 }
 
+/// How the engine reads `resource` (`None` for a composite, which has no data of its own).
+pub(crate) fn source_of(resource: &Resource) -> Option<SourceSpec> {
+    match resource.kind {
+        SourceKind::Directory => Some(SourceSpec::Directory(resource.source.clone())),
+        SourceKind::Stream => Some(SourceSpec::Stream(resource.source.clone())),
+        SourceKind::Composite => None,
+    }
+}
+
 /// The job's resource and vault, or `None` after ending the job FAILED when either is gone.
 /// A store failure is an error, never "not found".
-async fn locate(plane: &Executor, job: &JobRecord) -> Result<Option<(Resource, VaultRecord)>> {
+pub(crate) async fn locate(
+    plane: &Executor,
+    job: &JobRecord,
+) -> Result<Option<(Resource, VaultRecord)>> {
     let Some(resource) = plane.inventory().get(&job.resource_arn) else {
         let message = format!(
             "Resource {} is no longer in Coffer's inventory.",
@@ -124,7 +140,7 @@ async fn locate(plane: &Executor, job: &JobRecord) -> Result<Option<(Resource, V
 
 /// Why `vault` does not take this job's recovery point: an air-gapped vault takes copies
 /// only; a lock (or an air-gapped vault's retention bounds) refuses a retention outside them.
-fn refusal(vault: &VaultRecord, job: &JobRecord) -> Option<String> {
+pub(crate) fn refusal(vault: &VaultRecord, job: &JobRecord) -> Option<String> {
     if vault.air_gapped {
         return Some(format!(
             "Backup vault '{}' is a logically air-gapped backup vault: recovery points reach it only by copy (StartCopyJob, a rule's copy action or TargetLogicallyAirGappedBackupVaultArn). Back up into a backup vault and copy from there.",
@@ -135,7 +151,7 @@ fn refusal(vault: &VaultRecord, job: &JobRecord) -> Option<String> {
 }
 
 /// The recovery point a completed backup makes.
-fn recovery_point(
+pub(crate) fn recovery_point(
     job: &JobRecord,
     vault: &VaultRecord,
     resource: &Resource,
@@ -167,6 +183,7 @@ fn recovery_point(
         storage_class: StorageClass::Warm,
         last_restore_time: None,
         source_path: Some(resource.source.display().to_string()),
+        composite: Default::default(),
     }
 }
 
@@ -191,12 +208,13 @@ fn completion_message(outcome: &BackupOutcome) -> (Option<String>, &'static str)
     )
 }
 
-/// Records the recovery point and completes the job in one transaction, with the copy jobs
-/// of the job's rule.
-async fn complete(
+/// Records the recovery point (and a composite's nested points, `children`) and completes
+/// the job in one transaction, with the copy jobs of the job's rule.
+pub(crate) async fn complete(
     plane: &Executor,
     job: &JobRecord,
     rp: RecoveryPointRecord,
+    children: Vec<RecoveryPointRecord>,
     outcome: &BackupOutcome,
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -218,11 +236,17 @@ async fn complete(
                 return Err(ApiError::invalid_request(message).into());
             }
             recovery_points::insert(tx, &rp, &rp_tags)?;
-            if j.index {
+            for child in &children {
+                recovery_points::insert(tx, child, &rp_tags)?;
+            }
+            if j.index && !rp.composite.is_parent {
                 indexes::insert_pending(tx, rp.new_index(None, now))?;
             }
-            start_copy_actions(tx, &j, &rp, now)?;
-            scans::after_backup(tx, &j, &rp, now)?;
+            // A composite's parent holds no snapshot to copy or scan.
+            if !rp.composite.is_parent {
+                start_copy_actions(tx, &j, &rp, now)?;
+                scans::after_backup(tx, &j, &rp, now)?;
+            }
             j.state = JobState::Completed;
             j.percent_done = 100.0;
             j.backup_size = rp.backup_size;
@@ -378,6 +402,7 @@ mod tests {
             .unwrap();
 
         let resource = Resource {
+            members: Vec::new(),
             arn: resource_arn,
             account: ACCOUNT.into(),
             region: REGION.into(),
@@ -399,7 +424,7 @@ mod tests {
             warnings: Vec::new(),
         };
         let rp = recovery_point(&job, &vault, &resource, &outcome, now);
-        let err = complete(&plane, &job, rp.clone(), &outcome, now)
+        let err = complete(&plane, &job, rp.clone(), Vec::new(), &outcome, now)
             .await
             .unwrap_err();
         assert!(

@@ -16,6 +16,16 @@ use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::{recovery_points, retention, tags, vaults};
 
+/// A composite parent holds no data of its own: there is nothing to copy.
+fn composite_refusal(rp: &RecoveryPointRecord) -> Option<String> {
+    rp.composite.is_parent.then(|| {
+        format!(
+            "Recovery point {} is a composite recovery point, which holds no data of its own; copy its nested recovery points instead.",
+            rp.arn
+        )
+    })
+}
+
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
         failed(plane, &job, &e).await;
@@ -37,8 +47,10 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let (dest_account, dest_region, dest_name) =
         parse_vault_arn(job.dest_vault_arn.as_deref().unwrap_or_default())?;
     let dest = vaults::get(plane, &dest_account, &dest_region, &dest_name).await?;
-    if let Some(message) = retention::admission_blocker(&dest, job.lifecycle.as_ref()) {
-        tracing::info!(job = %job.id, vault = %dest.name, %message, "the destination vault refused the copy");
+    let refused = composite_refusal(&rp)
+        .or_else(|| retention::admission_blocker(&dest, job.lifecycle.as_ref()));
+    if let Some(message) = refused {
+        tracing::info!(job = %job.id, vault = %dest.name, %message, "the copy was refused");
         finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
         return Ok(());
     }
@@ -86,6 +98,8 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         status: RecoveryPointStatus::Completed,
         storage_class: StorageClass::Warm,
         last_restore_time: None,
+        // A copy stands on its own, outside any composite.
+        composite: Default::default(),
         // What was backed up, and when, stays the source's.
         ..rp.clone()
     };

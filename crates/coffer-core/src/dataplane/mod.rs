@@ -9,6 +9,7 @@
 //! handlers (control) and the workers (background) sit above it.
 
 pub(crate) mod backup;
+pub(crate) mod composite;
 pub(crate) mod copy;
 pub(crate) mod deletions;
 pub(crate) mod indexes;

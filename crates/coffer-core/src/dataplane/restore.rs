@@ -7,14 +7,15 @@ use coffer_engine::RestoreOptions;
 
 use coffer_api::types::RestoreValidationStatus;
 
-use crate::dataplane::jobs::{JobControl, engine_stopped, failed};
+use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish};
 use crate::dataplane::restore_testing::validate;
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::{JobRecord, load_held, save_job};
+use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::restore::*;
 use crate::model::states::JobState;
-use crate::model::{recovery_points, restore_access, vaults};
+use crate::model::{composite, recovery_points, restore_access, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
@@ -37,6 +38,9 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;
     let repo = storage::repo_for(plane, &vault, None).await?;
+    if rp.composite.is_parent {
+        return restore_composite(plane, job, control, &repo, &rp, &plan).await;
+    }
     // Named by the job, so a run after a crash finishes this job's partial files in a target
     // that was empty when it began, instead of refusing it as not empty.
     let options = RestoreOptions {
@@ -64,6 +68,71 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let created = plan.in_place.then(|| job.resource_arn.clone());
     record_completed(plane, job, rp.key(), created, validation).await?;
     release_claim(&plan.target, &job.id);
+    Ok(())
+}
+
+/// The subdirectory of a composite restore's target that nested point `child` goes to: its
+/// member's name when that is one plain path component, else its id.
+fn member_dir(child: &RecoveryPointRecord) -> String {
+    match child.composite.member_id.as_deref() {
+        Some(m) if !m.is_empty() && m != "." && m != ".." && !m.contains(['/', '\\']) => {
+            m.to_string()
+        }
+        _ => child.id.clone(),
+    }
+}
+
+/// Restores a composite parent: every nested point it still has goes into its own
+/// subdirectory of the target (`TARGET/MEMBER`), one after the other, then the job is
+/// recorded COMPLETED.
+async fn restore_composite(
+    plane: &Executor,
+    job: &JobRecord,
+    control: &JobControl,
+    repo: &coffer_engine::VaultRepo,
+    rp: &RecoveryPointRecord,
+    plan: &RestorePlan,
+) -> Result<()> {
+    let parent = rp.clone();
+    let children = plane
+        .store()
+        .read(move |tx| composite::children(tx, &parent))
+        .await?;
+    if children.is_empty() {
+        let message = format!(
+            "Composite recovery point {} has no nested recovery points left to restore.",
+            rp.arn
+        );
+        finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
+        return Ok(());
+    }
+    let mut targets = Vec::new();
+    for child in &children {
+        let target = plan.target.join(member_dir(child));
+        let resume_id = format!("{}-{}", job.id, child.id);
+        let options = RestoreOptions {
+            resume_id: Some(resume_id.clone()),
+            ..plan.options.clone()
+        };
+        let outcome = repo
+            .restore_async(
+                child.snapshot.clone(),
+                target.clone(),
+                options,
+                control.observer(),
+                control.cancel.clone(),
+            )
+            .await;
+        if let Err(e) = outcome {
+            engine_stopped(plane, job, control, &e, JobState::Aborted).await;
+            return Ok(());
+        }
+        targets.push((target, resume_id));
+    }
+    record_completed(plane, job, rp.key(), None, None).await?;
+    for (target, id) in targets {
+        release_claim(&target, &id);
+    }
     Ok(())
 }
 

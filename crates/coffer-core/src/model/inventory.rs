@@ -22,19 +22,28 @@ pub enum SourceKind {
     Directory,
     /// One file or block device as a single stream.
     Stream,
+    /// A group of other resources (`members`), backed up as a composite recovery point.
+    Composite,
 }
 
 /// The resource types Coffer can back up, with the AWS name and how their data is read.
-pub const SUPPORTED_TYPES: &[(&str, SourceKind)] =
-    &[("EBS", SourceKind::Stream), ("EFS", SourceKind::Directory)];
+pub const SUPPORTED_TYPES: &[(&str, SourceKind)] = &[
+    ("EBS", SourceKind::Stream),
+    ("EFS", SourceKind::Directory),
+    ("CloudFormation", SourceKind::Composite),
+];
 
 /// One entry of the `[[resources]]` list in the configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceEntry {
     pub arn: String,
-    /// A directory, a file or a block device.
+    /// A directory, a file or a block device (none for a composite resource).
+    #[serde(default)]
     pub source: PathBuf,
+    /// The resources a composite resource (a CloudFormation stack) groups, by ARN.
+    #[serde(default)]
+    pub members: Vec<String>,
     #[serde(default)]
     pub name: Option<String>,
     /// The AWS resource type (EFS, EBS); derived from the ARN when absent.
@@ -55,12 +64,15 @@ pub struct Resource {
     pub name: String,
     pub source: PathBuf,
     pub tags: BTreeMap<String, String>,
+    /// A composite resource's members (ARNs of other resources of the inventory).
+    pub members: Vec<String>,
 }
 
 /// What an operator can declare, for messages about an entry Coffer cannot back up.
 pub const SUPPORTED_KINDS: &str = "Coffer backs up EFS file systems \
 (arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID, a directory tree) and EBS volumes \
-(arn:aws:ec2:REGION:ACCOUNT:volume/ID, a file or block device)";
+(arn:aws:ec2:REGION:ACCOUNT:volume/ID, a file or block device), and CloudFormation stacks \
+(arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID, with members = [ARN, ...]) as composites";
 
 /// Why a resource ARN that is not in the inventory cannot be backed up, and what to do: an
 /// ARN of a kind Coffer cannot back up says which kinds it can; another is to be declared.
@@ -82,6 +94,7 @@ pub fn type_of_arn(arn: &str) -> Option<&'static str> {
     match (a.service, a.resource.split('/').next().unwrap_or("")) {
         ("elasticfilesystem", "file-system") => Some("EFS"),
         ("ec2", "volume") => Some("EBS"),
+        ("cloudformation", "stack") => Some("CloudFormation"),
         _ => None,
     }
 }
@@ -118,6 +131,29 @@ impl Resource {
                     e.arn
                 )
             })?;
+        match (kind, e.members.is_empty(), e.source.as_os_str().is_empty()) {
+            (SourceKind::Composite, true, _) => {
+                return Err(format!(
+                    "{} is a composite resource: list the resources it groups with members = [ARN, ...]",
+                    e.arn
+                ));
+            }
+            (SourceKind::Composite, false, false) => {
+                return Err(format!(
+                    "{} is a composite resource: its members hold the data, so it takes no source",
+                    e.arn
+                ));
+            }
+            (SourceKind::Composite, false, true) => {}
+            (_, false, _) => {
+                return Err(format!(
+                    "{} is not a composite resource: only a CloudFormation stack takes members",
+                    e.arn
+                ));
+            }
+            (_, true, true) => return Err(format!("{} needs a source", e.arn)),
+            (_, true, false) => {}
+        }
         let default_name = a
             .resource
             .rsplit(['/', ':'])
@@ -133,6 +169,7 @@ impl Resource {
             name: e.name.clone().unwrap_or(default_name),
             source: e.source.clone(),
             tags: e.tags.clone(),
+            members: e.members.clone(),
         })
     }
 }
@@ -152,7 +189,7 @@ impl Inventory {
         for e in entries {
             match Resource::from_entry(e) {
                 Ok(r) => {
-                    if !r.source.exists() {
+                    if r.kind != SourceKind::Composite && !r.source.exists() {
                         problems.push(format!(
                             "source {} of {} does not exist (yet)",
                             r.source.display(),
@@ -202,6 +239,7 @@ mod tests {
 
     fn entry(arn: &str) -> ResourceEntry {
         ResourceEntry {
+            members: Vec::new(),
             arn: arn.into(),
             source: "/nonexistent".into(),
             name: None,

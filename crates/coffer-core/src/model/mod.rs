@@ -8,9 +8,11 @@
 //! of this layer gets a store transaction, or [`Meta`] (the store and the clock) when it needs
 //! its own transaction. Layers above may import this one; this one imports none of them.
 
+pub(crate) mod access_points;
 pub mod approvals;
 pub mod arn;
 pub mod clock;
+pub(crate) mod composite;
 pub mod deletions;
 pub(crate) mod error;
 pub mod events;

@@ -540,6 +540,7 @@ mod tests {
 
     fn resource(arn: &str, tags: &[(&str, &str)]) -> Resource {
         Resource {
+            members: Vec::new(),
             arn: arn.into(),
             account: "1".into(),
             region: "r".into(),

@@ -165,7 +165,7 @@ fn parsed(policy: &str) -> Option<Map<String, Value>> {
 }
 
 /// `Some(true)` for a Deny statement, `Some(false)` for an Allow.
-fn effect(st: &Map<String, Value>) -> Option<bool> {
+pub(crate) fn effect(st: &Map<String, Value>) -> Option<bool> {
     match st.get("Effect").and_then(Value::as_str) {
         Some("Allow") => Some(false),
         Some("Deny") => Some(true),
@@ -179,7 +179,12 @@ fn effect(st: &Map<String, Value>) -> Option<bool> {
 /// without a principal applies to everyone), its Action / NotAction matches `action` (IAM
 /// wildcards, case-insensitive: `*`, `backup:*`, `backup:Delete*`), and its Resource /
 /// NotResource matches one of `resources` (wildcards, case-sensitive).
-fn applies(st: &Map<String, Value>, action: &str, resources: &[&str], account: &str) -> bool {
+pub(crate) fn applies(
+    st: &Map<String, Value>,
+    action: &str,
+    resources: &[&str],
+    account: &str,
+) -> bool {
     let deny = effect(st) == Some(true);
     let principal = match (st.get("Principal"), st.get("NotPrincipal")) {
         (Some(p), _) => principal_matches(p, account),

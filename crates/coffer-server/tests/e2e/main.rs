@@ -7,9 +7,11 @@ mod signer;
 mod jobs;
 mod metrics;
 
+mod access_points;
 mod airgap;
 mod audit;
 mod auth;
+mod composite;
 mod console;
 mod coverage;
 mod crash_restore;

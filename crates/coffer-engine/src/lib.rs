@@ -19,6 +19,7 @@ mod logging;
 mod progress;
 mod restore;
 mod source;
+pub mod sources;
 mod storage;
 mod vault;
 

@@ -151,6 +151,16 @@ fn check_entry(e: &ResourceEntry, before: &[ResourceEntry]) -> Entry {
 /// Whether Coffer can read a resource's source now: it exists, is of the kind the resource
 /// type needs, and opens. The answer describes the source or says what is wrong.
 pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
+    if let Some(db) = &r.database {
+        let conn = db.connection(&r.arn).map_err(|e| e.status_message())?;
+        let size = conn
+            .query("SELECT pg_database_size(current_database())")
+            .map_err(|e| e.status_message())?;
+        return Ok(format!(
+            "PostgreSQL database {}, {size} bytes on disk",
+            conn.url()
+        ));
+    }
     let path = &r.source;
     let meta = std::fs::metadata(path).map_err(|e| format!("source {}: {e}", path.display()))?;
     match r.kind {
@@ -167,6 +177,7 @@ pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
                 .count();
             Ok(format!("directory, {entries} entries at the top"))
         }
+        SourceKind::Postgres => Err(format!("{} has no database url", r.arn)),
         SourceKind::Stream => {
             if meta.is_dir() {
                 return Err(format!(

@@ -57,6 +57,13 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let source = match resource.kind {
         SourceKind::Directory => SourceSpec::Directory(resource.source.clone()),
         SourceKind::Stream => SourceSpec::Stream(resource.source.clone()),
+        SourceKind::Postgres => match crate::dataplane::postgres::source(&resource) {
+            Ok(s) => s,
+            Err(e) => {
+                engine_stopped(plane, job, control, &e, JobState::Aborted).await;
+                return Ok(());
+            }
+        },
     };
     let rp_id = job.recovery_point_id.clone().unwrap_or_default();
     let tags = vec![format!("resource:{}", job.resource_arn)];
@@ -166,7 +173,9 @@ fn recovery_point(
         status: RecoveryPointStatus::Completed,
         storage_class: StorageClass::Warm,
         last_restore_time: None,
-        source_path: Some(resource.source.display().to_string()),
+        // A database has no path to restore in place.
+        source_path: (resource.kind != SourceKind::Postgres)
+            .then(|| resource.source.display().to_string()),
     }
 }
 
@@ -387,6 +396,7 @@ mod tests {
             name: "fs".into(),
             source: dir.path().to_path_buf(),
             tags: Default::default(),
+            database: None,
         };
         let outcome = BackupOutcome {
             snapshot: SnapshotRef("snap".into()),

@@ -1,5 +1,6 @@
 //! Running a restore job: the recovery point's snapshot is restored into the target the
-//! restore metadata names (see `model::restore`), never outside it. A restore test's job
+//! restore metadata names (see `model::restore`), never outside it; an RDS recovery point is
+//! restored into a new database instead (`dataplane::postgres`). A restore test's job
 //! (started by a restore testing plan) is then compared with the recovery point
 //! (`dataplane::restore_testing`) before it is recorded COMPLETED.
 
@@ -33,6 +34,9 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         .read(move |tx| recovery_points::find(tx, &a, &r, &rp_arn))
         .await?;
     let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
+    if rp.resource_type == "RDS" {
+        return crate::dataplane::postgres::restore(plane, job, &rp, &vault, control).await;
+    }
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;
     let repo = storage::repo_for(plane, &vault, None).await?;
     // Named by the job, so a run after a crash finishes this job's partial files in a target
@@ -67,7 +71,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
 
 /// Records the job COMPLETED (with its validation, for a restore test) and the point's last
 /// restore time, in one transaction.
-async fn record_completed(
+pub(crate) async fn record_completed(
     plane: &Executor,
     job: &JobRecord,
     rp_key: String,

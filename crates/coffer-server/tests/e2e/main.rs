@@ -19,6 +19,7 @@ mod legal_holds;
 mod notifications;
 mod ops;
 mod plans;
+mod postgres_source;
 mod protocol;
 mod restore_testing;
 mod scheduler;

@@ -9,7 +9,6 @@
 //! given to the tools in `PGPASSWORD`.
 
 use std::{
-    ffi::OsString,
     io::{self, BufWriter, Read},
     path::PathBuf,
     process::{Child, ChildStdout, Command, Stdio},
@@ -282,7 +281,7 @@ fn find_tool(tool: &str) -> Result<PathBuf> {
             )))
         };
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(OsString::new);
+    let path = std::env::var_os("PATH").unwrap_or_default();
     if let Some(p) = std::env::split_paths(&path)
         .map(|d| d.join(tool))
         .find(|p| p.is_file())

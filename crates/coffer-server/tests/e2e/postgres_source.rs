@@ -245,6 +245,15 @@ async fn a_database_is_dumped_and_restored_into_a_new_database_with_the_same_row
         .unwrap();
     assert_eq!(point.backup_size_in_bytes(), Some(size));
     assert_eq!(point.resource_type(), Some("RDS"));
+    let asks = c
+        .get_recovery_point_restore_metadata()
+        .backup_vault_name("main")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&String> = asks.restore_metadata().unwrap().keys().collect();
+    assert_eq!(keys, ["DBName", "Engine"]);
 
     // Changed after the backup: the restore must bring back the rows as they were.
     psql(

@@ -307,10 +307,16 @@ pub(crate) async fn get_recovery_point_restore_metadata(
         })
         .await?;
     let mut metadata = BTreeMap::new();
-    metadata.insert("targetPath".to_string(), String::new());
-    metadata.insert("inPlace".to_string(), "false".to_string());
-    metadata.insert("overwrite".to_string(), "false".to_string());
-    metadata.insert("ItemsToRestore".to_string(), "[]".to_string());
+    if rp.resource_type == "RDS" {
+        // A database is restored into a new database that DBName names.
+        metadata.insert("DBName".to_string(), String::new());
+        metadata.insert("Engine".to_string(), "postgres".to_string());
+    } else {
+        metadata.insert("targetPath".to_string(), String::new());
+        metadata.insert("inPlace".to_string(), "false".to_string());
+        metadata.insert("overwrite".to_string(), "false".to_string());
+        metadata.insert("ItemsToRestore".to_string(), "[]".to_string());
+    }
     if let Some(p) = &rp.source_path {
         metadata.insert("sourcePath".to_string(), p.clone());
     }

@@ -9,7 +9,6 @@ use coffer_engine::sources::postgres::{self as pg, PgConn, PostgresDump};
 use coffer_engine::{Error as EngineError, SourceSpec};
 
 use crate::dataplane::jobs::{JobControl, engine_stopped, finish};
-use crate::dataplane::restore::record_completed;
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::inventory::Resource;
@@ -43,14 +42,15 @@ fn database_arn(job: &JobRecord, name: &str) -> String {
 /// Restores an RDS recovery point: creates the database the metadata names on the resource's
 /// server (marked with the job's id, so a run after a crash replaces its own half-restored
 /// database but never someone else's), streams the dump into it with `pg_restore`, and drops
-/// it again when the restore fails.
+/// it again when the restore fails. Returns the created database's ARN for the caller to
+/// record the job COMPLETED with, or `None` when the job has already been ended here.
 pub(crate) async fn restore(
     plane: &Executor,
     job: &JobRecord,
     rp: &RecoveryPointRecord,
     vault: &VaultRecord,
     control: &JobControl,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let name = database_name(&job.metadata)?;
     let Some(resource) = plane.inventory().get(&rp.resource_arn) else {
         let message = format!(
@@ -65,19 +65,19 @@ pub(crate) async fn restore(
             "RESOURCE_NOT_FOUND",
         )
         .await;
-        return Ok(());
+        return Ok(None);
     };
     let server = match connection(&resource) {
         Ok(c) => c,
         Err(e) => {
             engine_stopped(plane, job, control, &e, JobState::Aborted).await;
-            return Ok(());
+            return Ok(None);
         }
     };
     let marker = format!("coffer-restore:{}", job.id);
     if let Err(e) = prepare(&server, &name, &marker, &resource.arn).await {
         engine_stopped(plane, job, control, &e, JobState::Aborted).await;
-        return Ok(());
+        return Ok(None);
     }
     let repo = storage::repo_for(plane, vault, None).await?;
     let restored = pg::restore_database_async(
@@ -94,10 +94,9 @@ pub(crate) async fn restore(
             tracing::warn!(job = %job.id, error = %drop_err, "cannot drop the database of a failed restore");
         }
         engine_stopped(plane, job, control, &e, JobState::Aborted).await;
-        return Ok(());
+        return Ok(None);
     }
-    let created = Some(database_arn(job, &name));
-    record_completed(plane, job, rp.key(), created, None).await
+    Ok(Some(database_arn(job, &name)))
 }
 
 /// Creates the restore's database; one this job created in an earlier run is dropped first.

@@ -35,7 +35,11 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         .await?;
     let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
     if rp.resource_type == "RDS" {
-        return crate::dataplane::postgres::restore(plane, job, &rp, &vault, control).await;
+        let created = crate::dataplane::postgres::restore(plane, job, &rp, &vault, control).await?;
+        if let Some(created) = created {
+            record_completed(plane, job, rp.key(), Some(created), None).await?;
+        }
+        return Ok(());
     }
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;
     let repo = storage::repo_for(plane, &vault, None).await?;
@@ -71,7 +75,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
 
 /// Records the job COMPLETED (with its validation, for a restore test) and the point's last
 /// restore time, in one transaction.
-pub(crate) async fn record_completed(
+async fn record_completed(
     plane: &Executor,
     job: &JobRecord,
     rp_key: String,

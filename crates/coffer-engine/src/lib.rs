@@ -21,6 +21,7 @@ mod read;
 mod restore;
 mod scan;
 mod source;
+pub mod sources;
 mod storage;
 mod vault;
 

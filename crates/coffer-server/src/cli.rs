@@ -161,6 +161,16 @@ pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
             r.members.join(", ")
         ));
     }
+    if let Some(db) = &r.database {
+        let conn = db.connection(&r.arn).map_err(|e| e.status_message())?;
+        let size = conn
+            .query("SELECT pg_database_size(current_database())")
+            .map_err(|e| e.status_message())?;
+        return Ok(format!(
+            "PostgreSQL database {}, {size} bytes on disk",
+            conn.url()
+        ));
+    }
     let path = &r.source;
     let meta = std::fs::metadata(path).map_err(|e| format!("source {}: {e}", path.display()))?;
     match r.kind {
@@ -177,6 +187,7 @@ pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
                 .count();
             Ok(format!("directory, {entries} entries at the top"))
         }
+        SourceKind::Postgres => Err(format!("{} has no database url", r.arn)),
         SourceKind::Stream => {
             if meta.is_dir() {
                 return Err(format!(

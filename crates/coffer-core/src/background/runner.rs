@@ -611,6 +611,8 @@ mod tests {
             name: None,
             resource_type: None,
             tags: Default::default(),
+            url: None,
+            password_env: None,
         }]);
         assert!(problems.is_empty(), "{problems:?}");
         let plane = Executor::new(

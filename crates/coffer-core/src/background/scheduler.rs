@@ -567,6 +567,8 @@ mod tests {
             name: None,
             resource_type: None,
             tags: [("backup".to_string(), "daily".to_string())].into(),
+            url: None,
+            password_env: None,
         }]);
         Coffer::with_data_plane(
             store.clone(),

@@ -382,6 +382,8 @@ mod tests {
             name: None,
             resource_type: None,
             tags: Default::default(),
+            url: None,
+            password_env: None,
         }]);
         Coffer::with_data_plane(
             store.clone(),

@@ -54,13 +54,20 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     .await?
     .filter(|p| p.vault_uid == vault.uid)
     .map(|p| p.snapshot);
-    let Some(source) = source_of(&resource) else {
-        let message = format!(
-            "Resource {} is now a composite resource; start its backup again.",
-            job.resource_arn
-        );
-        finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
-        return Ok(());
+    let source = match source_of(&resource) {
+        Ok(Some(source)) => source,
+        Ok(None) => {
+            let message = format!(
+                "Resource {} is now a composite resource; start its backup again.",
+                job.resource_arn
+            );
+            finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
+            return Ok(());
+        }
+        Err(e) => {
+            engine_stopped(plane, job, control, &e, JobState::Aborted).await;
+            return Ok(());
+        }
     };
     let rp_id = job.recovery_point_id.clone().unwrap_or_default();
     let tags = vec![format!("resource:{}", job.resource_arn)];
@@ -94,12 +101,13 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
 }
 
 /// How the engine reads `resource` (`None` for a composite, which has no data of its own).
-pub(crate) fn source_of(resource: &Resource) -> Option<SourceSpec> {
-    match resource.kind {
+pub(crate) fn source_of(resource: &Resource) -> coffer_engine::Result<Option<SourceSpec>> {
+    Ok(match resource.kind {
         SourceKind::Directory => Some(SourceSpec::Directory(resource.source.clone())),
         SourceKind::Stream => Some(SourceSpec::Stream(resource.source.clone())),
+        SourceKind::Postgres => Some(crate::dataplane::postgres::source(resource)?),
         SourceKind::Composite => None,
-    }
+    })
 }
 
 /// The job's resource and vault, or `None` after ending the job FAILED when either is gone.
@@ -182,7 +190,9 @@ pub(crate) fn recovery_point(
         status: RecoveryPointStatus::Completed,
         storage_class: StorageClass::Warm,
         last_restore_time: None,
-        source_path: Some(resource.source.display().to_string()),
+        // A database has no path to restore in place.
+        source_path: (resource.kind != SourceKind::Postgres)
+            .then(|| resource.source.display().to_string()),
         composite: Default::default(),
     }
 }
@@ -411,6 +421,7 @@ mod tests {
             name: "fs".into(),
             source: dir.path().to_path_buf(),
             tags: Default::default(),
+            database: None,
         };
         let outcome = BackupOutcome {
             snapshot: SnapshotRef("snap".into()),

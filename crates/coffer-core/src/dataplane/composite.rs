@@ -123,11 +123,15 @@ async fn back_up_member(
     .await?
     .filter(|p| p.vault_uid == vault.uid)
     .map(|p| p.snapshot);
-    let Some(source) = source_of(member) else {
-        return Ok(Err(coffer_engine::Error::InvalidInput(format!(
-            "member {} is itself a composite",
-            member.arn
-        ))));
+    let source = match source_of(member) {
+        Ok(Some(source)) => source,
+        Ok(None) => {
+            return Ok(Err(coffer_engine::Error::InvalidInput(format!(
+                "member {} is itself a composite",
+                member.arn
+            ))));
+        }
+        Err(e) => return Ok(Err(e)),
     };
     let id = uuid::Uuid::new_v4().to_string();
     let tags = vec![

@@ -1,5 +1,6 @@
 //! Running a restore job: the recovery point's snapshot is restored into the target the
-//! restore metadata names (see `model::restore`), never outside it. A restore test's job
+//! restore metadata names (see `model::restore`), never outside it; an RDS recovery point is
+//! restored into a new database instead (`dataplane::postgres`). A restore test's job
 //! (started by a restore testing plan) is then compared with the recovery point
 //! (`dataplane::restore_testing`) before it is recorded COMPLETED.
 
@@ -36,6 +37,13 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         .read(move |tx| restore_access::find_restorable(tx, &a, &r, &rp_arn, now))
         .await?;
     let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
+    if rp.resource_type == "RDS" {
+        let created = crate::dataplane::postgres::restore(plane, job, &rp, &vault, control).await?;
+        if let Some(created) = created {
+            record_completed(plane, job, rp.key(), Some(created), None).await?;
+        }
+        return Ok(());
+    }
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;
     let repo = storage::repo_for(plane, &vault, None).await?;
     if rp.composite.is_parent {

@@ -4,7 +4,8 @@
 //! resource ARN, in AWS's format where the meaning matches, to a source on this machine:
 //! `arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID` is a directory tree (type EFS),
 //! `arn:aws:ec2:REGION:ACCOUNT:volume/ID` a disk image or block device read as one stream
-//! (type EBS). The account and region of the ARN scope the resource like any other. The
+//! (type EBS), `arn:aws:rds:REGION:ACCOUNT:db:NAME` a PostgreSQL database reached by URL (type
+//! RDS). The account and region of the ARN scope the resource like any other. The
 //! inventory can be replaced while Coffer runs (the server re-reads it on SIGHUP or when the
 //! file changes); jobs look resources up at the moment they need them.
 
@@ -24,6 +25,9 @@ pub enum SourceKind {
     Stream,
     /// A group of other resources (`members`), backed up as a composite recovery point.
     Composite,
+    // RDS (PostgreSQL)
+    /// A PostgreSQL database, dumped with `pg_dump` (`ResourceEntry::url`).
+    Postgres,
 }
 
 /// The resource types Coffer can back up, with the AWS name and how their data is read.
@@ -31,6 +35,7 @@ pub const SUPPORTED_TYPES: &[(&str, SourceKind)] = &[
     ("EBS", SourceKind::Stream),
     ("EFS", SourceKind::Directory),
     ("CloudFormation", SourceKind::Composite),
+    ("RDS", SourceKind::Postgres),
 ];
 
 /// One entry of the `[[resources]]` list in the configuration file.
@@ -38,7 +43,7 @@ pub const SUPPORTED_TYPES: &[(&str, SourceKind)] = &[
 #[serde(deny_unknown_fields)]
 pub struct ResourceEntry {
     pub arn: String,
-    /// A directory, a file or a block device (none for a composite resource).
+    /// A directory, a file or a block device (none for a composite resource or RDS).
     #[serde(default)]
     pub source: PathBuf,
     /// The resources a composite resource (a CloudFormation stack) groups, by ARN.
@@ -51,6 +56,73 @@ pub struct ResourceEntry {
     pub resource_type: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    // RDS (PostgreSQL)
+    /// The database's `postgres://USER@HOST:PORT/DATABASE` URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The environment variable that holds the database password (read when a job runs).
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+// RDS (PostgreSQL)
+/// How Coffer reaches a PostgreSQL database. Its `Debug` never shows a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseSource {
+    pub url: String,
+    pub password_env: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = coffer_engine::sources::postgres::PgConn::parse(&self.url, None)
+            .map_or_else(|_| "<invalid url>".to_string(), |c| c.url());
+        write!(f, "{url} (password from {:?})", self.password_env)
+    }
+}
+
+impl DatabaseSource {
+    /// How to reach the database now: its URL, with the password read from the environment
+    /// variable `password_env` names (the configuration never holds it). `arn` names the
+    /// resource in messages.
+    ///
+    /// # Errors
+    /// A missing variable or a bad URL, saying what to set.
+    pub fn connection(
+        &self,
+        arn: &str,
+    ) -> coffer_engine::Result<coffer_engine::sources::postgres::PgConn> {
+        let password = match &self.password_env {
+            None => None,
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                coffer_engine::Error::Database(format!(
+                    "the environment variable {var} (password_env of {arn}) is not set in Coffer's environment; set it to the database password and restart Coffer"
+                ))
+            })?),
+        };
+        coffer_engine::sources::postgres::PgConn::parse(&self.url, password)
+    }
+
+    fn from_entry(e: &ResourceEntry) -> Result<Self, String> {
+        let url = e.url.clone().ok_or_else(|| {
+            format!(
+                "{} is an RDS resource: give url = \"postgres://USER@HOST:PORT/DATABASE\" and, for the password, password_env = \"VARIABLE\"",
+                e.arn
+            )
+        })?;
+        coffer_engine::sources::postgres::PgConn::parse(&url, None)
+            .map_err(|err| format!("url of {}: {err}", e.arn))?;
+        if !e.source.as_os_str().is_empty() {
+            return Err(format!(
+                "{} is an RDS resource: it is reached by url, not source; remove source",
+                e.arn
+            ));
+        }
+        Ok(Self {
+            url,
+            password_env: e.password_env.clone(),
+        })
+    }
 }
 
 /// A resource Coffer knows about.
@@ -66,13 +138,17 @@ pub struct Resource {
     pub tags: BTreeMap<String, String>,
     /// A composite resource's members (ARNs of other resources of the inventory).
     pub members: Vec<String>,
+    // RDS (PostgreSQL)
+    /// How to reach the database (RDS resources only).
+    pub database: Option<DatabaseSource>,
 }
 
 /// What an operator can declare, for messages about an entry Coffer cannot back up.
 pub const SUPPORTED_KINDS: &str = "Coffer backs up EFS file systems \
-(arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID, a directory tree) and EBS volumes \
-(arn:aws:ec2:REGION:ACCOUNT:volume/ID, a file or block device), and CloudFormation stacks \
-(arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID, with members = [ARN, ...]) as composites";
+(arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID, a directory tree), EBS volumes \
+(arn:aws:ec2:REGION:ACCOUNT:volume/ID, a file or block device), RDS databases \
+(arn:aws:rds:REGION:ACCOUNT:db:NAME, a PostgreSQL database given by url), and CloudFormation \
+stacks (arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID, with members = [ARN, ...]) as composites";
 
 /// Why a resource ARN that is not in the inventory cannot be backed up, and what to do: an
 /// ARN of a kind Coffer cannot back up says which kinds it can; another is to be declared.
@@ -91,10 +167,11 @@ pub fn not_in_inventory(arn: &str) -> String {
 /// The type AWS gives a resource ARN, when Coffer can back it up.
 pub fn type_of_arn(arn: &str) -> Option<&'static str> {
     let a = arn::parse(arn)?;
-    match (a.service, a.resource.split('/').next().unwrap_or("")) {
+    match (a.service, a.resource.split(['/', ':']).next().unwrap_or("")) {
         ("elasticfilesystem", "file-system") => Some("EFS"),
         ("ec2", "volume") => Some("EBS"),
         ("cloudformation", "stack") => Some("CloudFormation"),
+        ("rds", "db") => Some("RDS"),
         _ => None,
     }
 }
@@ -115,7 +192,7 @@ impl Resource {
                 .ok_or_else(|| {
                     format!(
                         "{} is not a kind of resource Coffer can back up. {SUPPORTED_KINDS}; \
-                         to declare another ARN form as one of them, set type = \"EFS\" or \"EBS\"",
+                         to declare another ARN form as one of them, set type = \"EFS\", \"EBS\" or \"RDS\"",
                         e.arn
                     )
                 })?
@@ -160,6 +237,22 @@ impl Resource {
             .next()
             .unwrap_or(a.resource)
             .to_string();
+        let database = match kind {
+            SourceKind::Postgres => Some(DatabaseSource::from_entry(e)?),
+            _ if e.url.is_some() || e.password_env.is_some() => {
+                return Err(format!(
+                    "{}: url and password_env are for RDS resources; give source instead",
+                    e.arn
+                ));
+            }
+            _ if e.source.as_os_str().is_empty() => {
+                return Err(format!(
+                    "{} needs a source (a directory, a file or a block device)",
+                    e.arn
+                ));
+            }
+            _ => None,
+        };
         Ok(Resource {
             arn: e.arn.clone(),
             account: a.account.to_string(),
@@ -170,6 +263,7 @@ impl Resource {
             source: e.source.clone(),
             tags: e.tags.clone(),
             members: e.members.clone(),
+            database,
         })
     }
 }
@@ -189,7 +283,9 @@ impl Inventory {
         for e in entries {
             match Resource::from_entry(e) {
                 Ok(r) => {
-                    if r.kind != SourceKind::Composite && !r.source.exists() {
+                    if !matches!(r.kind, SourceKind::Composite | SourceKind::Postgres)
+                        && !r.source.exists()
+                    {
                         problems.push(format!(
                             "source {} of {} does not exist (yet)",
                             r.source.display(),
@@ -245,6 +341,8 @@ mod tests {
             name: None,
             resource_type: None,
             tags: BTreeMap::new(),
+            url: None,
+            password_env: None,
         }
     }
 
@@ -265,12 +363,57 @@ mod tests {
             ("EBS", SourceKind::Stream)
         );
         let refused =
-            Resource::from_entry(&entry("arn:aws:rds:us-east-1:111122223333:db:main")).unwrap_err();
+            Resource::from_entry(&entry("arn:aws:dynamodb:us-east-1:111122223333:table/t"))
+                .unwrap_err();
         assert!(
             refused.contains("EFS file systems") && refused.contains("EBS volumes"),
             "{refused}"
         );
         assert!(Resource::from_entry(&entry("arn:aws:ec2:us-east-1:abc:volume/v")).is_err());
+    }
+
+    #[test]
+    fn rds_resources_are_databases_reached_by_url() {
+        let arn = "arn:aws:rds:us-east-1:111122223333:db:shop";
+        let no_url = Resource::from_entry(&ResourceEntry {
+            source: PathBuf::new(),
+            ..entry(arn)
+        })
+        .unwrap_err();
+        assert!(no_url.contains("give url"), "{no_url}");
+        let r = Resource::from_entry(&ResourceEntry {
+            source: PathBuf::new(),
+            url: Some("postgres://app:hunter2@127.0.0.1:5432/shop".into()),
+            password_env: Some("SHOP_PG_PASSWORD".into()),
+            ..entry(arn)
+        })
+        .unwrap();
+        assert_eq!(
+            (r.resource_type.as_str(), r.kind, r.name.as_str()),
+            ("RDS", SourceKind::Postgres, "shop")
+        );
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let with_source = Resource::from_entry(&ResourceEntry {
+            url: Some("postgres://app@127.0.0.1/shop".into()),
+            ..entry(arn)
+        })
+        .unwrap_err();
+        assert!(with_source.contains("remove source"), "{with_source}");
+        let efs_with_url = Resource::from_entry(&ResourceEntry {
+            url: Some("postgres://app@127.0.0.1/shop".into()),
+            ..entry("arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-1")
+        })
+        .unwrap_err();
+        assert!(efs_with_url.contains("for RDS resources"), "{efs_with_url}");
+        // No source to check on disk: the inventory reports nothing.
+        let inv = Inventory::default();
+        let problems = inv.replace(&[ResourceEntry {
+            source: PathBuf::new(),
+            url: Some("postgres://app@127.0.0.1/shop".into()),
+            ..entry(arn)
+        }]);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

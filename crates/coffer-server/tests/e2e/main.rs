@@ -22,6 +22,7 @@ mod legal_holds;
 mod notifications;
 mod ops;
 mod plans;
+mod postgres_source;
 mod protocol;
 mod restore_access;
 mod restore_testing;

@@ -15,6 +15,10 @@
 //! - `ItemsToRestore`: a JSON array of paths inside the recovery point, relative to the backed-up
 //!   source (`["docs/a.txt", "photos"]`; a leading `/` is allowed), for item-level restore.
 //!
+//! For an RDS recovery point (a PostgreSQL database) the restore creates a new database on the
+//! resource's server instead, named by `DBName` (or, without it, `DBInstanceIdentifier`); see
+//! `model::restore::database_name`.
+//!
 //! Other keys (such as those AWS's restore metadata carries) are kept and ignored.
 
 use std::collections::BTreeMap;
@@ -58,9 +62,13 @@ pub(crate) async fn start_restore_job(
         ))
         .into());
     }
-    let target = plan(&input.metadata, rp.source_path.as_deref())?;
-    if !already_started(plane, ctx, input.idempotency_token.as_deref()).await? {
-        refuse_occupied_target(&target)?;
+    if rp.resource_type == "RDS" {
+        database_name(&input.metadata)?;
+    } else {
+        let target = plan(&input.metadata, rp.source_path.as_deref())?;
+        if !already_started(plane, ctx, input.idempotency_token.as_deref()).await? {
+            refuse_occupied_target(&target)?;
+        }
     }
     let now = plane.clock().now();
     let job = JobRecord {
@@ -302,10 +310,16 @@ pub(crate) async fn get_recovery_point_restore_metadata(
         })
         .await?;
     let mut metadata = BTreeMap::new();
-    metadata.insert("targetPath".to_string(), String::new());
-    metadata.insert("inPlace".to_string(), "false".to_string());
-    metadata.insert("overwrite".to_string(), "false".to_string());
-    metadata.insert("ItemsToRestore".to_string(), "[]".to_string());
+    if rp.resource_type == "RDS" {
+        // A database is restored into a new database that DBName names.
+        metadata.insert("DBName".to_string(), String::new());
+        metadata.insert("Engine".to_string(), "postgres".to_string());
+    } else {
+        metadata.insert("targetPath".to_string(), String::new());
+        metadata.insert("inPlace".to_string(), "false".to_string());
+        metadata.insert("overwrite".to_string(), "false".to_string());
+        metadata.insert("ItemsToRestore".to_string(), "[]".to_string());
+    }
     if let Some(p) = &rp.source_path {
         metadata.insert("sourcePath".to_string(), p.clone());
     }

@@ -333,8 +333,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         let spec = route.operation.spec();
         *routed = Some(spec.name);
         let input = operation_input(spec.has_input, spec.bindings, &route.labels, &query, body)?;
-        let out =
-            search::dispatch(&*endpoint.service, &ctx, route.operation, input).await?;
+        let out = search::dispatch(&*endpoint.service, &ctx, route.operation, input).await?;
         Ok((spec.success_status, out))
     }
 }

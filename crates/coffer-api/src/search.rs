@@ -49,10 +49,17 @@ mod tests {
     #[test]
     fn domain_errors_take_the_search_spelling() {
         let e = search_error(ApiError::invalid_parameter("bad"));
-        assert_eq!((e.status(), e.code(), e.message()), (400, "ValidationException", "bad"));
+        assert_eq!(
+            (e.status(), e.code(), e.message()),
+            (400, "ValidationException", "bad")
+        );
         let e = search_error(ApiError::not_found("gone").with_member("resourceId", "x"));
         assert_eq!((e.status(), e.code()), (404, "ResourceNotFoundException"));
-        assert!(String::from_utf8(e.body()).unwrap().contains("\"resourceId\":\"x\""));
+        assert!(
+            String::from_utf8(e.body())
+                .unwrap()
+                .contains("\"resourceId\":\"x\"")
+        );
         let e = search_error(ApiError::conflict("busy"));
         assert_eq!((e.status(), e.code()), (409, "ConflictException"));
         let e = search_error(ApiError::internal("disk"));
@@ -71,8 +78,7 @@ mod tests {
             untag
                 .bindings
                 .iter()
-                .any(|b| b.wire == "tagKeys"
-                    && b.kind == crate::operation::ScalarKind::StringList)
+                .any(|b| b.wire == "tagKeys" && b.kind == crate::operation::ScalarKind::StringList)
         );
     }
 }

@@ -19,6 +19,7 @@ pub(crate) mod recovery_points;
 pub(crate) mod reports;
 pub(crate) mod restore_testing;
 pub(crate) mod restore_testing_selections;
+pub(crate) mod search;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;

@@ -16,6 +16,7 @@ pub(crate) mod jobs;
 pub(crate) mod reports;
 pub(crate) mod restore;
 pub(crate) mod restore_testing;
+pub(crate) mod search;
 pub mod storage;
 
 use std::ops::Deref;

@@ -28,6 +28,7 @@ pub mod reports;
 pub(crate) mod restore;
 pub(crate) mod restore_testing;
 pub(crate) mod retention;
+pub(crate) mod search;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub mod states;

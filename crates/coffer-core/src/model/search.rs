@@ -451,29 +451,27 @@ pub(crate) fn points_in_scope(
     Ok(out)
 }
 
-/// Whether a file matches a search's item filters: any one filter (they are alternatives);
-/// inside a filter every kind of condition given (paths, sizes, times), each kind by any one
-/// of its conditions. No filters match every file.
+/// Whether a file matches a search's item filters: inside a filter, each kind of condition
+/// given (paths, sizes, times) by any one of its conditions (AWS: "all items that match any of
+/// the included values"), and every kind given; and every filter of the list (AWS's documents
+/// leave the list's combination open; requiring all is what lets two filters bound a range,
+/// `Sizes >= 10` and `Sizes <= 500`). No filters match every file.
 pub(crate) fn matches(filters: &ItemFilters, file: &CatalogEntry) -> bool {
     let list = filters.ebs_item_filters.as_deref().unwrap_or_default();
-    list.is_empty() || list.iter().any(|f| filter_matches(f, file))
+    list.iter().all(|f| filter_matches(f, file))
+}
+
+/// True when `conditions` is empty or any one of them holds.
+fn any_of<C>(conditions: Option<&Vec<C>>, holds: impl Fn(&C) -> bool) -> bool {
+    conditions.is_none_or(|c| c.is_empty() || c.iter().any(holds))
 }
 
 fn filter_matches(f: &EBSItemFilter, file: &CatalogEntry) -> bool {
     let path = format!("/{}", file.path);
-    let any = |n: Option<usize>, one: &dyn Fn(usize) -> bool| match n {
-        None | Some(0) => true,
-        Some(n) => (0..n).any(one),
-    };
-    let paths = f.file_paths.as_deref().unwrap_or_default();
-    let sizes = f.sizes.as_deref().unwrap_or_default();
-    let times = f.last_modification_times.as_deref().unwrap_or_default();
-    any(Some(paths.len()), &|i| string_matches(&paths[i], &path))
-        && any(Some(sizes.len()), &|i| {
-            long_matches(&sizes[i], file.size as i64)
-        })
-        && any(Some(times.len()), &|i| {
-            file.modified_ms.is_some_and(|m| time_matches(&times[i], m))
+    any_of(f.file_paths.as_ref(), |c| string_matches(c, &path))
+        && any_of(f.sizes.as_ref(), |c| long_matches(c, file.size as i64))
+        && any_of(f.last_modification_times.as_ref(), |c| {
+            file.modified_ms.is_some_and(|m| time_matches(c, m))
         })
 }
 
@@ -628,9 +626,26 @@ mod tests {
         let filters = f(vec![txt.clone(), bin.clone()], vec![ge(100)]);
         assert!(matches(&filters, &big));
         assert!(!matches(&filters, &small));
-        let filters = f(vec![txt], vec![ge(1), le(20)]);
-        assert!(matches(&filters, &small));
-        assert!(!matches(&filters, &big));
+        let filters = f(vec![txt.clone()], vec![ge(20), le(10)]);
+        assert!(matches(&filters, &small), "conditions of one kind: any");
+        assert!(matches(&filters, &file("a/b.txt", 50, 0)));
+        // Two filters: both must hold, so they bound a range.
+        let range = ItemFilters {
+            ebs_item_filters: Some(vec![
+                EBSItemFilter {
+                    sizes: Some(vec![ge(10)]),
+                    ..Default::default()
+                },
+                EBSItemFilter {
+                    sizes: Some(vec![le(4999)]),
+                    ..Default::default()
+                },
+            ]),
+            s3_item_filters: None,
+        };
+        assert!(matches(&range, &small));
+        assert!(!matches(&range, &big));
+        assert!(!matches(&range, &file("tiny", 9, 0)));
         assert!(matches(&ItemFilters::default(), &big));
         let t = Utc.timestamp_millis_opt(1_000).unwrap();
         let newer = ItemFilters {

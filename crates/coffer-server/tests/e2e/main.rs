@@ -22,6 +22,7 @@ mod plans;
 mod protocol;
 mod restore_testing;
 mod scheduler;
+mod search;
 mod selections;
 mod settings;
 mod sigv4_suite;

@@ -658,7 +658,8 @@ mod tests {
             .unwrap();
         let id = started.search_job_identifier.unwrap();
         let key = search::key(A, R, &id);
-        assert!(!step(&plane, &key).await.unwrap());
+        let mut cursor = None;
+        assert!(!step(&plane, &key, &mut cursor).await.unwrap());
         let got = get_search_job(
             &plane,
             &ctx(),
@@ -688,7 +689,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(step(&plane, &key).await.unwrap());
+        assert!(step(&plane, &key, &mut cursor).await.unwrap());
         let got = get_search_job(
             &plane,
             &ctx(),

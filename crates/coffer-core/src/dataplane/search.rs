@@ -17,6 +17,8 @@ use std::sync::{Mutex, OnceLock};
 
 use std::io::Write;
 
+use coffer_engine::CatalogEntry;
+
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::indexes;
@@ -66,41 +68,36 @@ pub(crate) async fn process_search(plane: &Executor) -> Result<()> {
 
 /// Runs a search job step by step until it has ended.
 pub(crate) async fn run_job(plane: &Executor, key: &str) -> Result<()> {
-    while !step(plane, key).await? {
+    let mut cursor = None;
+    while !step(plane, key, &mut cursor).await? {
         tokio::task::yield_now().await;
     }
     Ok(())
 }
 
+/// Where this process has read a job to, ahead of what is saved: steps that match nothing
+/// only move this cursor, and it is saved with the next match, at the latest after
+/// [`SAVE_EVERY`] (a restart reads those rows again, finding nothing in them again).
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
+    point: usize,
+    after: Option<String>,
+    unsaved_scanned: i64,
+    saved: (usize, Option<String>),
+    saved_at: std::time::Instant,
+}
+
+/// How long a job's progress may go unsaved while its steps find nothing.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// One step of a search job; returns whether the job has ended.
-pub(crate) async fn step(plane: &Executor, key: &str) -> Result<bool> {
-    let k = key.to_string();
-    let (job, page) = plane
-        .store()
-        .read(move |tx| -> Result<_> {
-            let Some(job) = search::get_job_by_key(tx, &k)? else {
-                return Ok((None, Vec::new()));
-            };
-            if job.status != JobStatus::Running || job.point >= job.points.len() {
-                return Ok((Some(job), Vec::new()));
-            }
-            let p = &job.points[job.point];
-            let page = indexes::scan_catalog(
-                tx,
-                &job.account,
-                &job.region,
-                &p.rp_id,
-                job.after.as_deref(),
-                STEP,
-            )?;
-            Ok((Some(job), page))
-        })
-        .await?;
+pub(crate) async fn step(plane: &Executor, key: &str, cursor: &mut Option<Cursor>) -> Result<bool> {
+    let (job, page, from) = read_page(plane, key, cursor.clone()).await?;
     let Some(job) = job else { return Ok(true) };
     if !job.status.is_active() {
         return Ok(true);
     }
-    let rows: Vec<ResultRow> = match job.points.get(job.point) {
+    let rows: Vec<ResultRow> = match job.points.get(from.0) {
         Some(p) => page
             .iter()
             .filter(|e| search::matches(&job.filters, e))
@@ -115,40 +112,129 @@ pub(crate) async fn step(plane: &Executor, key: &str) -> Result<bool> {
             .collect(),
         None => Vec::new(),
     };
-    let scanned = page.len();
-    let last = page.last().map(|e| e.path.clone());
+    let next = if from.0 >= job.points.len() {
+        from.clone()
+    } else if page.len() < STEP {
+        (from.0 + 1, None)
+    } else {
+        (from.0, page.last().map(|e| e.path.clone()))
+    };
+    let saved = (job.point, job.after.clone());
+    let ours = cursor.as_ref().filter(|c| c.saved == saved);
+    let scanned = ours.map_or(0, |c| c.unsaved_scanned) + page.len() as i64;
+    let quiet = rows.is_empty()
+        && job.status == JobStatus::Running
+        && next.0 < job.points.len()
+        && ours.is_some_and(|c| c.saved_at.elapsed() < SAVE_EVERY);
+    if quiet {
+        let c = cursor.as_mut().expect("checked above");
+        (c.point, c.after, c.unsaved_scanned) = (next.0, next.1, scanned);
+        return Ok(false);
+    }
+    let step = Step {
+        saved,
+        from: from.0,
+        next: next.clone(),
+        rows,
+        scanned,
+    };
+    match save_step(plane, key, step).await? {
+        None => {
+            *cursor = None;
+            Ok(false)
+        }
+        Some(ended) => {
+            *cursor = Some(Cursor {
+                point: next.0,
+                after: next.1.clone(),
+                unsaved_scanned: 0,
+                saved: next,
+                saved_at: std::time::Instant::now(),
+            });
+            Ok(ended)
+        }
+    }
+}
+
+/// Reads the job and the next page of catalogue rows from `cursor` (this process's, while the
+/// saved cursor is where it left it; the saved one otherwise).
+async fn read_page(
+    plane: &Executor,
+    key: &str,
+    ahead: Option<Cursor>,
+) -> Result<(
+    Option<SearchJob>,
+    Vec<CatalogEntry>,
+    (usize, Option<String>),
+)> {
+    let k = key.to_string();
+    plane
+        .store()
+        .read(move |tx| -> Result<_> {
+            let Some(job) = search::get_job_by_key(tx, &k)? else {
+                return Ok((None, Vec::new(), (0, None)));
+            };
+            let from = match ahead {
+                Some(c) if c.saved == (job.point, job.after.clone()) => (c.point, c.after),
+                _ => (job.point, job.after.clone()),
+            };
+            if job.status != JobStatus::Running || from.0 >= job.points.len() {
+                return Ok((Some(job), Vec::new(), from));
+            }
+            let p = &job.points[from.0];
+            let page = indexes::scan_catalog(
+                tx,
+                &job.account,
+                &job.region,
+                &p.rp_id,
+                from.1.as_deref(),
+                STEP,
+            )?;
+            Ok((Some(job), page, from))
+        })
+        .await
+}
+
+/// What one step saves.
+struct Step {
+    /// The cursor the step started from, as saved.
+    saved: (usize, Option<String>),
+    /// The point read, and the cursor after the step.
+    from: usize,
+    next: (usize, Option<String>),
+    rows: Vec<ResultRow>,
+    scanned: i64,
+}
+
+/// Saves a step: the matches, the cursor and counts; or ends the job (STOPPED when asked to
+/// stop, COMPLETED past its last point). `None` when another runner moved the saved cursor.
+async fn save_step(plane: &Executor, key: &str, step: Step) -> Result<Option<bool>> {
     let now = plane.clock().now();
     let k = key.to_string();
     plane
         .store()
-        .write(move |tx| -> Result<bool> {
+        .write(move |tx| -> Result<Option<bool>> {
             let Some(mut cur) = search::get_job_by_key(tx, &k)? else {
-                return Ok(true);
+                return Ok(Some(true));
             };
             if !cur.status.is_active() {
-                return Ok(true);
+                return Ok(Some(true));
             }
             if cur.status == JobStatus::Stopping {
-                return finish(tx, cur, JobStatus::Stopped, now);
+                return finish(tx, cur, JobStatus::Stopped, now).map(Some);
             }
-            if cur.point != job.point || cur.after != job.after {
-                // Another runner moved the cursor meanwhile: read again from there.
-                return Ok(false);
+            if (cur.point, cur.after.clone()) != step.saved {
+                return Ok(None);
             }
-            if cur.point >= cur.points.len() {
-                return finish(tx, cur, JobStatus::Completed, now);
+            if step.from >= cur.points.len() {
+                return finish(tx, cur, JobStatus::Completed, now).map(Some);
             }
-            search::put_results(tx, &cur, cur.items_matched, &rows)?;
-            cur.items_matched += rows.len() as i64;
-            cur.items_scanned += scanned as i64;
-            if scanned < STEP {
-                cur.point += 1;
-                cur.after = None;
-            } else {
-                cur.after = last;
-            }
+            search::put_results(tx, &cur, cur.items_matched, &step.rows)?;
+            cur.items_matched += step.rows.len() as i64;
+            cur.items_scanned += step.scanned;
+            (cur.point, cur.after) = step.next;
             search::save_job(tx, &cur)?;
-            Ok(false)
+            Ok(Some(false))
         })
         .await
 }

@@ -69,6 +69,28 @@ mod tests {
         assert_eq!(e.status(), 501);
     }
 
+    /// The generated table is what the vendored model says (codegen read this copy): every
+    /// operation with its method, URI and status, and the signing name dispatch relies on.
+    #[test]
+    fn the_table_is_the_vendored_model() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../model/backupsearch/service-2.json"
+        ))
+        .expect("vendored Backup Search model");
+        let model: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(model["metadata"]["signingName"], SIGNING_NAME);
+        assert_eq!(model["metadata"]["protocol"], "rest-json");
+        let ops = model["operations"].as_object().unwrap();
+        assert_eq!(ops.len(), OPERATIONS.len());
+        for spec in OPERATIONS {
+            let op = &ops[spec.name]["http"];
+            assert_eq!(op["method"], spec.method, "{}", spec.name);
+            assert_eq!(op["requestUri"], spec.uri, "{}", spec.name);
+            assert_eq!(op["responseCode"].as_u64().unwrap_or(200), u64::from(spec.success_status));
+        }
+    }
+
     #[test]
     fn the_table_has_the_twelve_operations() {
         assert_eq!(OPERATIONS.len(), 12);

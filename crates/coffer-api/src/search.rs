@@ -87,7 +87,10 @@ mod tests {
             let op = &ops[spec.name]["http"];
             assert_eq!(op["method"], spec.method, "{}", spec.name);
             assert_eq!(op["requestUri"], spec.uri, "{}", spec.name);
-            assert_eq!(op["responseCode"].as_u64().unwrap_or(200), u64::from(spec.success_status));
+            assert_eq!(
+                op["responseCode"].as_u64().unwrap_or(200),
+                u64::from(spec.success_status)
+            );
         }
     }
 

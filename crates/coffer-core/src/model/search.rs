@@ -401,14 +401,14 @@ pub(crate) fn in_scope(tx: &mut dyn Txn, scope: &SearchScope, rec: &IndexRecord)
     {
         return Ok(false);
     }
-    if let Some(t) = &scope.backup_resource_creation_time {
-        if t.created_after
+    if let Some(t) = &scope.backup_resource_creation_time
+        && (t
+            .created_after
             .is_some_and(|a| rec.backup_creation_date < a.0)
             || t.created_before
-                .is_some_and(|b| rec.backup_creation_date > b.0)
-        {
-            return Ok(false);
-        }
+                .is_some_and(|b| rec.backup_creation_date > b.0))
+    {
+        return Ok(false);
     }
     if let Some(want) = scope
         .backup_resource_tags

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Generate Coffer's protocol layer from the vendored AWS Backup service model.
+"""Generate Coffer's protocol layer from the vendored service models.
 
-Reads model/backup/service-2.json and writes crates/coffer-api/src/generated/:
+Two services share one endpoint (told apart by the SigV4 signing name), each generated from its
+own model with the same code: AWS Backup from model/backup/service-2.json into
+crates/coffer-api/src/generated/, and AWS Backup Search from model/backupsearch/service-2.json
+into crates/coffer-api/src/generated/search/ (its own module, so that shapes both models name,
+such as ResourceType or TagResourceRequest, never clash). For each service it writes:
   types.rs       one Rust struct per modelled structure (wire names, serde), and one Rust enum per
                  enum shape: a unit variant per model value (UpperCamelCase; `as_str()` gives the
                  wire spelling), `Unknown(String)` for any other value so that output from a newer
@@ -11,7 +15,10 @@ Reads model/backup/service-2.json and writes crates/coffer-api/src/generated/:
   validate.rs    input validation from the model's constraints (length, range, pattern, enum: an
                  `Unknown` value is refused with "Member must satisfy enum value set: [...]")
   operations.rs  the operation table (method, URI template, bindings, status code), the
-                 `BackupService` trait with one async method per operation, and `dispatch`
+                 service trait (`BackupService`, `BackupSearchService`) with one async method
+                 per operation, and `dispatch`; a query-string member whose shape is a list of
+                 strings (Backup Search's UntagResource `tagKeys`) is bound as a repeated
+                 parameter
 
 The generated files are committed so that a reader can browse them; CI runs this script and
 fails if the result differs from what is committed (see .ci/run). Never edit generated files:
@@ -26,9 +33,30 @@ import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
-MODEL = os.path.join(ROOT, "model", "backup", "service-2.json")
-VERSION = os.path.join(ROOT, "model", "backup", "VERSION")
-OUT = os.path.join(ROOT, "crates", "coffer-api", "src", "generated")
+GENERATED = os.path.join(ROOT, "crates", "coffer-api", "src", "generated")
+
+
+class Service:
+    """What differs between the generated services: where the model is, where the code goes,
+    and the names the generated code uses for the service."""
+
+    def __init__(self, model_dir, out, title, trait, module, generic_spec):
+        self.model = os.path.join(ROOT, "model", model_dir, "service-2.json")
+        self.version = os.path.join(ROOT, "model", model_dir, "VERSION")
+        self.model_rel = "model/%s/service-2.json" % model_dir
+        self.out = out
+        self.title = title
+        self.trait = trait
+        self.module = module
+        # The Backup table keeps the plain `OperationSpec` (its default type parameter).
+        self.generic_spec = generic_spec
+
+
+BACKUP = Service("backup", GENERATED, "AWS Backup", "BackupService", "crate::generated", False)
+SEARCH = Service("backupsearch", os.path.join(GENERATED, "search"), "AWS Backup Search",
+                 "BackupSearchService", "crate::generated::search", True)
+# Backup Search first: the Backup mod.rs names its module, and rustfmt follows it.
+SERVICES = [SEARCH, BACKUP]
 
 RUST_KEYWORDS = {
     "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for",
@@ -37,7 +65,7 @@ RUST_KEYWORDS = {
     "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final", "macro",
     "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 }
-# Model deviations: constraints the model states that AWS itself does not honour, replaced by a
+# Model deviations (of the Backup model): constraints the model states that AWS itself does not honour, replaced by a
 # named pattern. ResourceType's pattern allows no space, yet AWS's own resource types include
 # "Storage Gateway" and "SAP HANA on Amazon EC2" (DescribeRegionSettings returns them;
 # UpdateRegionSettings and the ByResourceType filters must accept them).
@@ -89,7 +117,8 @@ def raw_str(s):
 
 
 class Gen:
-    def __init__(self, model):
+    def __init__(self, model, service):
+        self.svc = service
         self.m = model
         self.shapes = model["shapes"]
         self.ops = model["operations"]
@@ -144,7 +173,7 @@ class Gen:
     def gen_types(self):
         w = []
         w.append(self.header())
-        w.append("//! Request, response and nested types of the AWS Backup API, one per modelled")
+        w.append("//! Request, response and nested types of the %s API, one per modelled" % self.svc.title)
         w.append("//! structure, with the model's member names on the wire.\n")
         w.append("#![allow(clippy::all, missing_docs)]\n")
         w.append("use std::collections::BTreeMap;\n")
@@ -250,7 +279,7 @@ class Gen:
             if "min" in sh or "max" in sh:
                 out.append("%scheck_length(%s, %s.chars().count(), %s, %s)?;" % (
                     pad, path_expr, expr, self.opt(sh.get("min")), self.opt(sh.get("max"))))
-            if shape_name in PATTERN_DEVIATIONS:
+            if self.svc is BACKUP and shape_name in PATTERN_DEVIATIONS:
                 ident, pattern = PATTERN_DEVIATIONS[shape_name]
                 self.pattern_ref(sh["pattern"])  # keeps the numbering of the other patterns
                 self.named_patterns[ident] = pattern
@@ -360,7 +389,7 @@ class Gen:
         w.append("#![allow(clippy::all, unused_variables, unused_parens)]\n")
         w.append("use std::sync::LazyLock;\n")
         w.append("use crate::error::ApiError;")
-        w.append("use crate::generated::types::*;")
+        w.append("use %s::types::*;" % self.svc.module)
         w.append("use crate::validate::{")
         w.append("    Pattern, Validate, check_count, check_enum, check_length, check_pattern, check_range,")
         w.append("    member_path,")
@@ -380,12 +409,12 @@ class Gen:
         w.append("#![allow(clippy::all, unused_variables, unused_parens)]\n")
         w.append("use async_trait::async_trait;\n")
         w.append("use crate::error::ApiError;")
-        w.append("use crate::generated::types::*;")
+        w.append("use %s::types::*;" % self.svc.module)
         w.append("use crate::operation::{Binding, Location, OperationSpec, ScalarKind};")
         w.append("use crate::request::RequestContext;")
         w.append("use crate::validate::{Validate, decode_input, encode_output};\n")
         names = sorted(self.ops)
-        w.append("/// Every operation of the AWS Backup API.")
+        w.append("/// Every operation of the %s API." % self.svc.title)
         w.append("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]")
         w.append("pub enum Operation {")
         for n in names:
@@ -399,12 +428,12 @@ class Gen:
         w.append("        self.spec().name")
         w.append("    }\n")
         w.append("    /// The operation's HTTP binding.")
-        w.append("    pub fn spec(self) -> &'static OperationSpec {")
+        w.append("    pub fn spec(self) -> &'static %s {" % self.spec_type())
         w.append("        &OPERATIONS[self as usize]")
         w.append("    }")
         w.append("}\n")
         w.append("/// The HTTP binding of every operation, indexed by `Operation as usize`.")
-        w.append("pub static OPERATIONS: &[OperationSpec] = &[")
+        w.append("pub static OPERATIONS: &[%s] = &[" % self.spec_type())
         for n in names:
             op = self.ops[n]
             http = op["http"]
@@ -413,8 +442,14 @@ class Gen:
                 for member, f, mm, req in self.fields(op["input"]["shape"]):
                     loc = mm.get("location")
                     if loc in ("uri", "querystring"):
-                        kind = {"string": "String", "integer": "Integer", "long": "Long",
-                                "boolean": "Boolean", "timestamp": "Timestamp"}[self.shapes[mm["shape"]]["type"]]
+                        target = self.shapes[mm["shape"]]
+                        if target["type"] == "list":
+                            if self.shapes[target["member"]["shape"]]["type"] != "string":
+                                raise SystemExit("unsupported bound list %s" % mm["shape"])
+                            kind = "StringList"
+                        else:
+                            kind = {"string": "String", "integer": "Integer", "long": "Long",
+                                    "boolean": "Boolean", "timestamp": "Timestamp"}[target["type"]]
                         bindings.append("Binding { member: %s, wire: %s, location: Location::%s, kind: ScalarKind::%s }" % (
                             rust_str(member), rust_str(mm.get("locationName", member)),
                             "Uri" if loc == "uri" else "Query", kind))
@@ -429,12 +464,12 @@ class Gen:
             w.append("    },")
         w.append("];\n")
         # Service trait.
-        w.append("/// The AWS Backup API as one async trait: one method per operation.")
+        w.append("/// The %s API as one async trait: one method per operation." % self.svc.title)
         w.append("///")
         w.append("/// Every method has a default body answering that the operation is not implemented, so")
         w.append("/// an implementation overrides exactly the operations it really provides.")
         w.append("#[async_trait]")
-        w.append("pub trait BackupService: Send + Sync + 'static {")
+        w.append("pub trait %s: Send + Sync + 'static {" % self.svc.trait)
         for n in names:
             op = self.ops[n]
             args = "&self, ctx: &RequestContext"
@@ -448,7 +483,7 @@ class Gen:
         # Dispatch.
         w.append("/// Decodes the operation's input from its JSON form (body members plus bound URI and")
         w.append("/// query members), validates it, calls the service and encodes the output body.")
-        w.append("pub async fn dispatch<S: BackupService + ?Sized>(")
+        w.append("pub async fn dispatch<S: %s + ?Sized>(" % self.svc.trait)
         w.append("    service: &S,")
         w.append("    ctx: &RequestContext,")
         w.append("    operation: Operation,")
@@ -475,7 +510,7 @@ class Gen:
         w.append("/// Calls the operation with an empty (default) input, skipping decoding and validation.")
         w.append("/// Used to read off which operations an implementation provides (see coffer-core's")
         w.append("/// coverage); run it only against a throwaway instance.")
-        w.append("pub async fn call_with_default_input<S: BackupService + ?Sized>(")
+        w.append("pub async fn call_with_default_input<S: %s + ?Sized>(" % self.svc.trait)
         w.append("    service: &S,")
         w.append("    ctx: &RequestContext,")
         w.append("    operation: Operation,")
@@ -491,29 +526,42 @@ class Gen:
         w.append("}")
         return "\n".join(w)
 
+    def spec_type(self):
+        return "OperationSpec<Operation>" if self.svc.generic_spec else "OperationSpec"
+
     def header(self):
-        version = open(VERSION).read().strip()
-        return ("// @generated by scripts/codegen.py from model/backup/service-2.json (%s). Do not edit.\n" % version)
+        version = open(self.svc.version).read().strip()
+        return ("// @generated by scripts/codegen.py from %s (%s). Do not edit.\n" % (self.svc.model_rel, version))
 
 
-def main():
-    model = json.load(open(MODEL))
-    g = Gen(model)
-    os.makedirs(OUT, exist_ok=True)
+def generate(svc):
+    model = json.load(open(svc.model))
+    g = Gen(model, svc)
+    os.makedirs(svc.out, exist_ok=True)
+    if svc is BACKUP:
+        mod = ("//! Code generated from the service model; see scripts/codegen.py.\n\n"
+               "pub mod operations;\npub mod search;\npub mod types;\nmod validate;\n")
+    else:
+        mod = ("//! Code generated from the %s service model; see scripts/codegen.py.\n\n"
+               "pub mod operations;\npub mod types;\nmod validate;\n" % svc.title)
     files = {
         "types.rs": g.gen_types(),
         "validate.rs": g.gen_validate(),
         "operations.rs": g.gen_operations(),
-        "mod.rs": g.header() + "//! Code generated from the service model; see scripts/codegen.py.\n\n"
-                  "pub mod operations;\npub mod types;\nmod validate;\n",
+        "mod.rs": g.header() + mod,
     }
     for name, text in files.items():
-        path = os.path.join(OUT, name)
+        path = os.path.join(svc.out, name)
         with open(path, "w") as f:
             f.write(text.rstrip("\n") + "\n")
         subprocess.run(["rustfmt", "--edition", "2024", path], check=True)
     print("generated %d operations, %d structures into %s" % (
-        len(model["operations"]), len(g.structures()), os.path.relpath(OUT, ROOT)))
+        len(model["operations"]), len(g.structures()), os.path.relpath(svc.out, ROOT)))
+
+
+def main():
+    for svc in SERVICES:
+        generate(svc)
 
 
 if __name__ == "__main__":

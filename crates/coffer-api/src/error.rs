@@ -136,6 +136,14 @@ impl ApiError {
         e
     }
 
+    /// The same error under another status and exception name (message, members and cause
+    /// kept): how a service answers a shared domain error in its own spelling.
+    pub fn respelled(mut self, status: u16, code: &'static str) -> Self {
+        self.status = status;
+        self.code = Cow::Borrowed(code);
+        self
+    }
+
     /// The internal failure behind this error, when it is one.
     pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
         self.cause.as_deref()

@@ -2,8 +2,10 @@
 //!
 //! [`ApiHandler::handle`] reads the body, authenticates the caller, routes to an operation,
 //! assembles the operation's input from the body and the bound URI labels and query
-//! parameters, dispatches it to the [`BackupService`] and encodes the answer. It is independent
-//! of any web framework: the server feeds it `http::Request`s from hyper.
+//! parameters, dispatches it to the [`BackupService`] and encodes the answer. A request signed
+//! for `backup-search` goes the same way to the [`BackupSearchService`] given with
+//! [`ApiHandler::with_search`] (see [`crate::search`]). It is independent of any web framework:
+//! the server feeds it `http::Request`s from hyper.
 
 use std::sync::Arc;
 
@@ -15,9 +17,10 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::generated::operations::{BackupService, dispatch};
-use crate::operation::{Location, ScalarKind};
+use crate::operation::{Binding, Location, ScalarKind};
 use crate::request::RequestContext;
 use crate::router::Router;
+use crate::search::{self, BackupSearchService};
 use crate::sigv4::{self, AuthMode, ScopePolicy, SignedParts, SigningKeyCache};
 use crate::sts;
 use crate::timestamp::Timestamp;
@@ -41,7 +44,15 @@ pub struct ApiHandler<S: ?Sized> {
     keys: SigningKeyCache,
     policy: ScopePolicy,
     sts_policy: ScopePolicy,
+    search: Option<SearchEndpoint>,
+    search_policy: ScopePolicy,
     failures: FailedSignIns,
+}
+
+/// The AWS Backup Search side of the endpoint: its service and its routing table.
+struct SearchEndpoint {
+    service: Arc<dyn BackupSearchService>,
+    router: Router<search::Operation>,
 }
 
 impl<S: BackupService + ?Sized> ApiHandler<S> {
@@ -53,15 +64,27 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
             keys: SigningKeyCache::default(),
             policy: ScopePolicy::new("backup", default_region),
             sts_policy: ScopePolicy::new(sts::SIGNING_NAME, default_region),
+            search: None,
+            search_policy: ScopePolicy::new(search::SIGNING_NAME, default_region),
             failures: FailedSignIns::default(),
         }
+    }
+
+    /// Answers AWS Backup Search requests (signed for `backup-search`) with `service`.
+    pub fn with_search(mut self, service: Arc<dyn BackupSearchService>) -> Self {
+        self.search = Some(SearchEndpoint {
+            service,
+            router: Router::for_table(search::OPERATIONS),
+        });
+        self
     }
 
     /// Accepts these regions in credential scopes besides AWS's own (see [`ScopePolicy`]).
     pub fn with_regions(mut self, regions: impl IntoIterator<Item = String>) -> Self {
         let regions: Vec<String> = regions.into_iter().collect();
         self.policy = self.policy.with_regions(regions.clone());
-        self.sts_policy = self.sts_policy.with_regions(regions);
+        self.sts_policy = self.sts_policy.with_regions(regions.clone());
+        self.search_policy = self.search_policy.with_regions(regions);
         self
     }
 
@@ -103,7 +126,13 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
                     if self.is_sts(&parts, &body) {
                         return self.answer_sts(&parts, &body, &request_id);
                     }
-                    self.respond(&parts, &body, &request_id, &mut routed).await
+                    match &self.search {
+                        Some(endpoint) if self.is_search(&parts, &body, endpoint) => self
+                            .respond_search(endpoint, &parts, &body, &request_id, &mut routed)
+                            .await
+                            .map_err(search::search_error),
+                        _ => self.respond(&parts, &body, &request_id, &mut routed).await,
+                    }
                 }
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                     Err(ApiError::payload_too_large(MAX_BODY_BYTES))
@@ -162,6 +191,32 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         }
     }
 
+    /// Whether a request is AWS Backup Search's: its credential scope names `backup-search`,
+    /// or (unsigned, authentication off) its path is one only Backup Search routes.
+    fn is_search(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        endpoint: &SearchEndpoint,
+    ) -> bool {
+        let signed = SignedParts {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body,
+        };
+        match sigv4::scope_service(&signed) {
+            Some(service) => service == search::SIGNING_NAME,
+            None => {
+                let method = parts.method.as_str();
+                let path = parts.uri.path();
+                self.router.route(method, path, &[]).is_err()
+                    && endpoint.router.route(method, path, &[]).is_ok()
+            }
+        }
+    }
+
     /// Answers an STS call (see [`sts`]): authenticated like every call, answered in XML.
     fn answer_sts(
         &self,
@@ -210,6 +265,36 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         r
     }
 
+    /// Authenticates a request against one service's scope policy.
+    fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        policy: &ScopePolicy,
+        request_id: &str,
+    ) -> Result<RequestContext, ApiError> {
+        let caller = sigv4::authenticate(
+            &self.auth,
+            &self.keys,
+            &SignedParts {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                raw_query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body,
+            },
+            policy,
+            chrono::Utc::now(),
+        )
+        .inspect_err(|e| self.failures.record(e, parts, request_id))?;
+        Ok(RequestContext {
+            account_id: caller.account_id,
+            region: caller.region,
+            access_key_id: caller.access_key_id,
+            request_id: request_id.to_string(),
+        })
+    }
+
     async fn respond(
         &self,
         parts: &http::request::Parts,
@@ -217,72 +302,97 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         request_id: &str,
         routed: &mut Option<&'static str>,
     ) -> Result<(u16, Vec<u8>), ApiError> {
-        let raw_path = parts.uri.path();
-        let raw_query = parts.uri.query().unwrap_or("");
-        let caller = sigv4::authenticate(
-            &self.auth,
-            &self.keys,
-            &SignedParts {
-                method: parts.method.as_str(),
-                raw_path,
-                raw_query,
-                headers: &parts.headers,
-                body,
-            },
-            &self.policy,
-            chrono::Utc::now(),
-        )
-        .inspect_err(|e| self.failures.record(e, parts, request_id))?;
-        let query = sigv4::canonical::decode_query_form(raw_query);
+        let ctx = self.authenticate(parts, body, &self.policy, request_id)?;
+        let query = sigv4::canonical::decode_query_form(parts.uri.query().unwrap_or(""));
         let keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
-        let route = self.router.route(parts.method.as_str(), raw_path, &keys)?;
+        let route = self
+            .router
+            .route(parts.method.as_str(), parts.uri.path(), &keys)?;
         let spec = route.operation.spec();
         *routed = Some(spec.name);
-
-        let mut input = if spec.has_input && !body.iter().all(u8::is_ascii_whitespace) {
-            match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(map)) => map,
-                Ok(_) => {
-                    return Err(ApiError::serialization(
-                        "The request body must be a JSON object.",
-                    ));
-                }
-                Err(e) => {
-                    return Err(ApiError::serialization(format!(
-                        "The request body is not valid JSON: {e}"
-                    )));
-                }
-            }
-        } else {
-            Map::new()
-        };
-        for binding in spec.bindings {
-            let text = match binding.location {
-                Location::Uri => route
-                    .labels
-                    .iter()
-                    .find(|(name, _)| *name == binding.wire)
-                    .map(|(_, v)| v.as_str()),
-                Location::Query => query
-                    .iter()
-                    .find(|(k, _)| k == binding.wire)
-                    .map(|(_, v)| v.as_str()),
-            };
-            let Some(text) = text else { continue };
-            input.insert(
-                binding.member.to_string(),
-                scalar(binding.member, binding.kind, text)?,
-            );
-        }
-        let ctx = RequestContext {
-            account_id: caller.account_id,
-            region: caller.region,
-            access_key_id: caller.access_key_id,
-            request_id: request_id.to_string(),
-        };
-        let out = dispatch(&*self.service, &ctx, route.operation, Value::Object(input)).await?;
+        let input = operation_input(spec.has_input, spec.bindings, &route.labels, &query, body)?;
+        let out = dispatch(&*self.service, &ctx, route.operation, input).await?;
         Ok((spec.success_status, out))
     }
+
+    /// [`Self::respond`] for AWS Backup Search: its scope, its table, its service.
+    async fn respond_search(
+        &self,
+        endpoint: &SearchEndpoint,
+        parts: &http::request::Parts,
+        body: &[u8],
+        request_id: &str,
+        routed: &mut Option<&'static str>,
+    ) -> Result<(u16, Vec<u8>), ApiError> {
+        let ctx = self.authenticate(parts, body, &self.search_policy, request_id)?;
+        let query = sigv4::canonical::decode_query_form(parts.uri.query().unwrap_or(""));
+        let keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
+        let route = endpoint
+            .router
+            .route(parts.method.as_str(), parts.uri.path(), &keys)?;
+        let spec = route.operation.spec();
+        *routed = Some(spec.name);
+        let input = operation_input(spec.has_input, spec.bindings, &route.labels, &query, body)?;
+        let out = search::dispatch(&*endpoint.service, &ctx, route.operation, input).await?;
+        Ok((spec.success_status, out))
+    }
+}
+
+/// An operation's input in its JSON form: the body's members, plus the members bound to URI
+/// labels and query parameters (a list member from every repetition of its parameter).
+fn operation_input(
+    has_input: bool,
+    bindings: &[Binding],
+    labels: &[(&'static str, String)],
+    query: &[(String, String)],
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let mut input = if has_input && !body.iter().all(u8::is_ascii_whitespace) {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(ApiError::serialization(
+                    "The request body must be a JSON object.",
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::serialization(format!(
+                    "The request body is not valid JSON: {e}"
+                )));
+            }
+        }
+    } else {
+        Map::new()
+    };
+    for binding in bindings {
+        if binding.kind == ScalarKind::StringList {
+            let values: Vec<Value> = query
+                .iter()
+                .filter(|(k, _)| k == binding.wire)
+                .map(|(_, v)| Value::String(v.clone()))
+                .collect();
+            if !values.is_empty() {
+                input.insert(binding.member.to_string(), Value::Array(values));
+            }
+            continue;
+        }
+        let text = match binding.location {
+            Location::Uri => labels
+                .iter()
+                .find(|(name, _)| *name == binding.wire)
+                .map(|(_, v)| v.as_str()),
+            Location::Query => query
+                .iter()
+                .find(|(k, _)| k == binding.wire)
+                .map(|(_, v)| v.as_str()),
+        };
+        let Some(text) = text else { continue };
+        input.insert(
+            binding.member.to_string(),
+            scalar(binding.member, binding.kind, text)?,
+        );
+    }
+    Ok(Value::Object(input))
 }
 
 /// Failed sign-ins are logged at DEBUG with the request id and the reason, at most
@@ -351,7 +461,7 @@ fn scalar(member: &str, kind: ScalarKind, text: &str) -> Result<Value, ApiError>
         ))
     };
     Ok(match kind {
-        ScalarKind::String => Value::String(text.to_string()),
+        ScalarKind::String | ScalarKind::StringList => Value::String(text.to_string()),
         ScalarKind::Integer => Value::from(text.parse::<i32>().map_err(|_| bad("an integer"))?),
         ScalarKind::Long => Value::from(text.parse::<i64>().map_err(|_| bad("an integer"))?),
         ScalarKind::Boolean => match text {
@@ -439,6 +549,34 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// An operation a service does not implement answers 501 NotImplementedException naming
+    /// it, with a request id: never a fake success. (Coffer itself implements every operation,
+    /// so this is checked on a service that implements one.)
+    #[tokio::test]
+    async fn an_operation_not_built_answers_501_naming_it() {
+        let handler = ApiHandler::new(
+            Arc::new(Failing),
+            AuthMode::None {
+                default_account: "111122223333".into(),
+            },
+            "us-east-1",
+        );
+        let req = Request::get("/backup-vaults/vault1")
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = handler.handle(req).await;
+        assert_eq!(response.status(), 501);
+        assert!(response.headers().contains_key("x-amzn-requestid"));
+        assert_eq!(
+            response.headers()["x-amzn-errortype"].to_str().unwrap(),
+            "NotImplementedException"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("DescribeBackupVault"), "{body}");
     }
 
     /// An internal failure: the client gets ServiceUnavailableException and nothing of the

@@ -1,4 +1,5 @@
-//! The shape of one entry of the generated operation table.
+//! The shape of one entry of a generated operation table (AWS Backup's, or AWS Backup
+//! Search's: the table is generic over the service's operation enum).
 
 pub use crate::generated::operations::Operation;
 
@@ -19,6 +20,8 @@ pub enum ScalarKind {
     Long,
     Boolean,
     Timestamp,
+    /// A list of strings, sent as the parameter repeated (`?tagKeys=a&tagKeys=b`).
+    StringList,
 }
 
 /// One input member bound to the URI or the query string.
@@ -32,10 +35,11 @@ pub struct Binding {
     pub kind: ScalarKind,
 }
 
-/// The HTTP binding of an operation, as the model states it.
+/// The HTTP binding of an operation, as the model states it. `O` is the service's operation
+/// enum (AWS Backup's by default).
 #[derive(Debug)]
-pub struct OperationSpec {
-    pub operation: Operation,
+pub struct OperationSpec<O: 'static = Operation> {
+    pub operation: O,
     pub name: &'static str,
     pub method: &'static str,
     /// The URI template, e.g. `/backup-vaults/{backupVaultName}`; may end in `?literal`.

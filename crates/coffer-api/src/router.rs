@@ -1,5 +1,8 @@
 //! Maps a request's method and raw path to an operation of the model.
 //!
+//! One router per service: [`Router::new`] routes AWS Backup's operations,
+//! [`Router::for_table`] any generated table (AWS Backup Search's).
+//!
 //! Templates come from the generated operation table. One trailing slash is ignored (boto3 sends
 //! `/backup/plans/`, the Rust and Go SDKs `/backup/plans`); every other segment counts, empty
 //! ones included, so `DELETE /backup-vaults//access-policy` is DeleteBackupVaultAccessPolicy
@@ -16,6 +19,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::error::ApiError;
 use crate::generated::operations::{OPERATIONS, Operation};
+use crate::operation::{Binding, OperationSpec};
 
 #[derive(Debug, Clone)]
 enum Segment {
@@ -25,8 +29,9 @@ enum Segment {
 }
 
 #[derive(Debug)]
-struct Template {
-    operation: Operation,
+struct Template<O: 'static> {
+    operation: O,
+    bindings: &'static [Binding],
     segments: Vec<Segment>,
     required_query: Vec<&'static str>,
     literal_count: usize,
@@ -34,15 +39,15 @@ struct Template {
 
 /// A matched route: the operation and its decoded URI labels (wire name, value).
 #[derive(Debug, PartialEq, Eq)]
-pub struct Route {
-    pub operation: Operation,
+pub struct Route<O = Operation> {
+    pub operation: O,
     pub labels: Vec<(&'static str, String)>,
 }
 
 /// The routing table of all operations, grouped by method.
 #[derive(Debug)]
-pub struct Router {
-    by_method: HashMap<&'static str, Vec<Template>>,
+pub struct Router<O: 'static = Operation> {
+    by_method: HashMap<&'static str, Vec<Template<O>>>,
 }
 
 impl Default for Router {
@@ -52,9 +57,17 @@ impl Default for Router {
 }
 
 impl Router {
+    /// The router of AWS Backup's operations.
     pub fn new() -> Self {
-        let mut by_method: HashMap<&'static str, Vec<Template>> = HashMap::new();
-        for spec in OPERATIONS {
+        Self::for_table(OPERATIONS)
+    }
+}
+
+impl<O: Copy + 'static> Router<O> {
+    /// The router of one service's generated operation table.
+    pub fn for_table(table: &'static [OperationSpec<O>]) -> Self {
+        let mut by_method: HashMap<&'static str, Vec<Template<O>>> = HashMap::new();
+        for spec in table {
             let (path, query) = match spec.uri.split_once('?') {
                 Some((p, q)) => (p, q),
                 None => (spec.uri, ""),
@@ -83,6 +96,7 @@ impl Router {
                 .collect();
             by_method.entry(spec.method).or_default().push(Template {
                 operation: spec.operation,
+                bindings: spec.bindings,
                 segments,
                 required_query,
                 literal_count,
@@ -105,7 +119,7 @@ impl Router {
         method: &str,
         raw_path: &str,
         query_keys: &[&str],
-    ) -> Result<Route, ApiError> {
+    ) -> Result<Route<O>, ApiError> {
         let parts = split_path(raw_path);
         let templates = self
             .by_method
@@ -138,7 +152,7 @@ impl Router {
                 }
             }
             for (name, value) in &labels {
-                check_label(t.operation, name, value)?;
+                check_label(t.bindings, name, value)?;
             }
             return Ok(Route {
                 operation: t.operation,
@@ -163,10 +177,8 @@ fn split_path(path: &str) -> Vec<&str> {
 
 /// A URI label must hold a value: empty is a missing member, and `.` / `..` are path steps the
 /// signers remove before signing, so they can never be the value the caller signed.
-fn check_label(operation: Operation, wire: &str, value: &str) -> Result<(), ApiError> {
-    let member = operation
-        .spec()
-        .bindings
+fn check_label(bindings: &[Binding], wire: &str, value: &str) -> Result<(), ApiError> {
+    let member = bindings
         .iter()
         .find(|b| b.wire == wire)
         .map_or(wire, |b| b.member);

@@ -20,6 +20,7 @@ pub mod control;
 pub mod coverage;
 pub mod dataplane;
 pub mod model;
+mod search_service;
 
 use std::sync::Arc;
 

@@ -129,7 +129,8 @@ fn scalar_text(rng: &mut TestRng, kind: coffer_api::operation::ScalarKind, clean
         return nasty_text(rng);
     }
     match kind {
-        ScalarKind::String => match rng.random_range(0..4) {
+        // A repeated list parameter (only AWS Backup Search has one): one value of it.
+        ScalarKind::String | ScalarKind::StringList => match rng.random_range(0..4) {
             0 | 3 if clean => format!("vault-{}", rng.random_range(0..4)),
             0 => format!("vault-{}", rng.random_range(0..4)),
             1 => format!(

@@ -224,6 +224,7 @@ pub async fn run(config: Config) -> Result<()> {
             auth.clone(),
             &config.default_region,
         )
+        .with_search(Arc::new(coffer.clone()))
         .with_regions(config.regions.clone()),
         console: crate::console::Console::new(
             coffer.clone(),
@@ -384,7 +385,8 @@ fn print_banner(
     let _ = std::io::stdout().flush();
 }
 
-/// `coffer coverage`: probes every operation on a throwaway instance.
+/// `coffer coverage`: probes every operation of both services (AWS Backup, then AWS Backup
+/// Search) on a throwaway instance.
 pub async fn print_coverage() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = StoreHandle::open(
@@ -396,6 +398,11 @@ pub async fn print_coverage() -> Result<()> {
     let coffer = Coffer::new(store, Clock::system());
     let rows = coffer_core::coverage::probe(&coffer).await;
     print!("{}", coffer_core::coverage::markdown(&rows));
+    let rows = coffer_core::coverage::probe_search(&coffer).await;
+    print!(
+        "\nAWS Backup Search (signing name `backup-search`, same endpoint): {}",
+        coffer_core::coverage::markdown_search(&rows)
+    );
     Ok(())
 }
 

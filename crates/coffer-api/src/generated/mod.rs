@@ -2,5 +2,6 @@
 //! Code generated from the service model; see scripts/codegen.py.
 
 pub mod operations;
+pub mod search;
 pub mod types;
 mod validate;

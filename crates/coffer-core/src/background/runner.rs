@@ -98,6 +98,9 @@ impl Runner {
         if let Err(e) = dataplane::scans::process_scans(plane, &claimer).await {
             tracing::warn!(error = %coffer_api::error_chain(&e.0), "claiming or settling scan jobs failed; retrying");
         }
+        if let Err(e) = dataplane::search::process_search(plane).await {
+            tracing::warn!(error = %coffer_api::error_chain(&e.0), "carrying on search jobs and exports failed; retrying");
+        }
         let free = self.slots.saturating_sub(plane.running().count());
         let turn = ClaimTurn {
             now: plane.clock().now(),

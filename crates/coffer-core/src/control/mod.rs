@@ -22,6 +22,7 @@ pub(crate) mod restore_access;
 pub(crate) mod restore_testing;
 pub(crate) mod restore_testing_selections;
 pub(crate) mod scans;
+pub(crate) mod search;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;

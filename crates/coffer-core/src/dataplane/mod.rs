@@ -19,6 +19,7 @@ pub(crate) mod reports;
 pub(crate) mod restore;
 pub(crate) mod restore_testing;
 pub mod scans;
+pub(crate) mod search;
 pub mod storage;
 
 use std::ops::Deref;

@@ -34,6 +34,7 @@ pub(crate) mod restore_access;
 pub(crate) mod restore_testing;
 pub(crate) mod retention;
 pub(crate) mod scans;
+pub(crate) mod search;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub mod states;

@@ -28,6 +28,7 @@ mod restore_access;
 mod restore_testing;
 mod scans;
 mod scheduler;
+mod search;
 mod selections;
 mod settings;
 mod sigv4_suite;

@@ -1,0 +1,697 @@
+//! AWS Backup Search end to end, driven by the official `aws-sdk-backupsearch` client against
+//! a real `coffer` (the same endpoint and credential as AWS Backup, told apart by the signing
+//! name): a file found in three indexed recovery points and restored item-level byte for byte;
+//! wildcard, size and time filters; stopping; exports to a report bucket read back as CSV and
+//! JSON; tags on search jobs; and each refusal with the code the SDK parses.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_backup::types::{BackupJobState, Index, IndexStatus, RestoreJobStatus};
+use aws_sdk_backupsearch::config::retry::RetryConfig;
+use aws_sdk_backupsearch::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_backupsearch::types::{
+    BackupCreationTimeFilter, EbsItemFilter, ExportJobStatus, ExportSpecification, ItemFilters,
+    LongCondition, LongConditionOperator, ResourceType, S3ExportSpecification, S3ItemFilter,
+    SearchJobState, SearchScope, StringCondition, StringConditionOperator, TimeCondition,
+    TimeConditionOperator,
+};
+
+use crate::harness::*;
+
+const FS_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-search";
+const ROLE: &str = "arn:aws:iam::111122223333:role/backup";
+const VAULT: &str = "search-vault";
+
+type Search = aws_sdk_backupsearch::Client;
+type Backup = aws_sdk_backup::Client;
+
+fn search_client(server: &Server) -> Search {
+    let conf = aws_sdk_backupsearch::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&server.endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(AKID, SECRET, None, None, "coffer-tests"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Search::from_conf(conf)
+}
+
+/// A server whose inventory holds the tree `dir/src` as an EFS resource, with the report
+/// bucket `search-exports` at `dir/exports`.
+async fn start(dir: &Path) -> Server {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let cfg = dir.join("coffer.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[credentials]]\naccess_key_id = \"{AKID}\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"{ACCOUNT}\"\n\n\
+             [[resources]]\narn = \"{FS_ARN}\"\nsource = \"{}\"\n\n\
+             [[report_buckets]]\nbucket = \"search-exports\"\ndirectory = \"{}\"\n",
+            dir.join("src").display(),
+            dir.join("exports").display()
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    Server::start(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+    .await
+}
+
+fn write(root: &Path, rel: &str, content: &[u8], modified_secs: u64) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, content).unwrap();
+    let f = std::fs::File::options().write(true).open(&p).unwrap();
+    f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(modified_secs))
+        .unwrap();
+}
+
+/// Backs the tree up with Index ENABLED and waits for the index to be ACTIVE; the point.
+async fn indexed_backup(c: &Backup) -> String {
+    let job = c
+        .start_backup_job()
+        .backup_vault_name(VAULT)
+        .resource_arn(FS_ARN)
+        .iam_role_arn(ROLE)
+        .index(Index::Enabled)
+        .send()
+        .await
+        .unwrap();
+    let id = job.backup_job_id().unwrap().to_string();
+    wait_until("the backup job to complete", 60, || {
+        let (c, id) = (c.clone(), id.clone());
+        async move {
+            let d = c
+                .describe_backup_job()
+                .backup_job_id(id)
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(
+                d.state(),
+                Some(&BackupJobState::Failed),
+                "{:?}",
+                d.status_message()
+            );
+            (d.state() == Some(&BackupJobState::Completed)).then_some(())
+        }
+    })
+    .await;
+    let rp = job.recovery_point_arn().unwrap().to_string();
+    wait_until("the index to be ACTIVE", 60, || {
+        let (c, rp) = (c.clone(), rp.clone());
+        async move {
+            let d = c
+                .get_recovery_point_index_details()
+                .backup_vault_name(VAULT)
+                .recovery_point_arn(rp)
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(d.index_status(), Some(&IndexStatus::Failed));
+            (d.index_status() == Some(&IndexStatus::Active)).then_some(())
+        }
+    })
+    .await;
+    rp
+}
+
+fn ebs_scope() -> SearchScope {
+    SearchScope::builder()
+        .backup_resource_types(ResourceType::Ebs)
+        .build()
+        .unwrap()
+}
+
+fn path_is(op: StringConditionOperator, v: &str) -> StringCondition {
+    StringCondition::builder()
+        .operator(op)
+        .value(v)
+        .build()
+        .unwrap()
+}
+
+/// Starts a search and waits until it has ended; its id.
+async fn search(s: &Search, scope: SearchScope, filter: Option<EbsItemFilter>) -> String {
+    let mut filters = ItemFilters::builder();
+    if let Some(f) = filter {
+        filters = filters.ebs_item_filters(f);
+    }
+    let id = s
+        .start_search_job()
+        .search_scope(scope)
+        .item_filters(filters.build())
+        .send()
+        .await
+        .unwrap()
+        .search_job_identifier()
+        .unwrap()
+        .to_string();
+    wait_until("the search job to end", 60, || {
+        let (s, id) = (s.clone(), id.clone());
+        async move {
+            let j = s
+                .get_search_job()
+                .search_job_identifier(id)
+                .send()
+                .await
+                .unwrap();
+            (j.status() != &SearchJobState::Running).then_some(())
+        }
+    })
+    .await;
+    id
+}
+
+/// Every result of a search job, paging with a small page: (path, size, recovery point).
+async fn results(s: &Search, id: &str) -> Vec<(String, i64, String)> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s
+            .list_search_job_results()
+            .search_job_identifier(id)
+            .max_results(2)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        for r in page.results() {
+            let e = r.as_ebs_result_item().expect("an EBS result item");
+            out.push((
+                e.file_path().unwrap().to_string(),
+                e.file_size().unwrap(),
+                e.backup_resource_arn().unwrap().to_string(),
+            ));
+        }
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            break;
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_file_is_found_in_three_recovery_points_and_restored_alone_byte_for_byte() {
+    let dir = temp_dir();
+    let server = start(dir.path()).await;
+    let (c, s) = (server.client(), search_client(&server));
+    c.create_backup_vault()
+        .backup_vault_name(VAULT)
+        .send()
+        .await
+        .unwrap();
+    let src = dir.path().join("src");
+    write(&src, "notes/other.md", b"not this one", 1_000);
+    let mut points = Vec::new();
+    let versions: [&[u8]; 3] = [b"version one\n", b"version two, longer\n", b"v3\n"];
+    for v in versions {
+        write(&src, "docs/report.txt", v, 2_000);
+        points.push(indexed_backup(&c).await);
+    }
+
+    let id = search(
+        &s,
+        ebs_scope(),
+        Some(
+            EbsItemFilter::builder()
+                .file_paths(path_is(
+                    StringConditionOperator::EqualsTo,
+                    "/docs/report.txt",
+                ))
+                .build(),
+        ),
+    )
+    .await;
+    let job = s
+        .get_search_job()
+        .search_job_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(job.status(), &SearchJobState::Completed);
+    let progress = job.current_search_progress().unwrap();
+    assert_eq!(progress.recovery_points_scanned_count(), Some(3));
+    assert_eq!(progress.items_scanned_count(), Some(6));
+    assert_eq!(progress.items_matched_count(), Some(3));
+    let found = results(&s, &id).await;
+    let mut want: Vec<(String, i64, String)> = versions
+        .iter()
+        .zip(&points)
+        .map(|(v, rp)| ("/docs/report.txt".to_string(), v.len() as i64, rp.clone()))
+        .collect();
+    want.sort();
+    assert_eq!(found, want);
+    let backups = s
+        .list_search_job_backups()
+        .search_job_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    let mut scanned: Vec<String> = backups
+        .results()
+        .iter()
+        .map(|b| b.backup_resource_arn().unwrap().to_string())
+        .collect();
+    scanned.sort();
+    let mut all = points.clone();
+    all.sort();
+    assert_eq!(scanned, all);
+
+    // Restore just that file from the second point, by the path the search returned.
+    let (path, _, rp) = found
+        .iter()
+        .find(|(_, _, rp)| *rp == points[1])
+        .unwrap()
+        .clone();
+    let target = dir.path().join("restored");
+    let r = c
+        .start_restore_job()
+        .recovery_point_arn(&rp)
+        .iam_role_arn(ROLE)
+        .metadata("targetPath", target.to_str().unwrap())
+        .metadata("ItemsToRestore", serde_json::json!([path]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let rid = r.restore_job_id().unwrap().to_string();
+    let done = wait_until("the restore to end", 60, || {
+        let (c, rid) = (c.clone(), rid.clone());
+        async move {
+            let j = c
+                .describe_restore_job()
+                .restore_job_id(rid)
+                .send()
+                .await
+                .unwrap();
+            (!matches!(
+                j.status(),
+                Some(RestoreJobStatus::Pending | RestoreJobStatus::Running)
+            ))
+            .then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(
+        done.status(),
+        Some(&RestoreJobStatus::Completed),
+        "{:?}",
+        done.status_message()
+    );
+    assert_eq!(
+        std::fs::read(target.join("docs/report.txt")).unwrap(),
+        versions[1]
+    );
+    assert!(
+        !target.join("notes").exists(),
+        "only the chosen file is restored"
+    );
+}
+
+#[tokio::test]
+async fn filters_stop_export_tags_and_refusals() {
+    let dir = temp_dir();
+    let server = start(dir.path()).await;
+    let (c, s) = (server.client(), search_client(&server));
+    c.create_backup_vault()
+        .backup_vault_name(VAULT)
+        .send()
+        .await
+        .unwrap();
+    let src = dir.path().join("src");
+    write(&src, "a/one.txt", &[1; 10], 1_000_000);
+    write(&src, "a/two.txt", &[2; 500], 2_000_000);
+    write(&src, "a/deep/three.txt", &[3; 5_000], 3_000_000);
+    write(&src, "b/four.log", &[4; 50], 4_000_000);
+    write(&src, "b/five, \"quoted\".txt", &[5; 7], 5_000_000);
+    let rp = indexed_backup(&c).await;
+    let paths =
+        |r: Vec<(String, i64, String)>| r.into_iter().map(|(p, _, _)| p).collect::<Vec<_>>();
+
+    // Wildcard path: `*` crosses directories.
+    let id = search(
+        &s,
+        ebs_scope(),
+        Some(
+            EbsItemFilter::builder()
+                .file_paths(path_is(StringConditionOperator::EqualsTo, "/a/*.txt"))
+                .build(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        paths(results(&s, &id).await),
+        ["/a/deep/three.txt", "/a/one.txt", "/a/two.txt"]
+    );
+    // Size range: two filters, both required (10 <= size <= 500).
+    let size = |op, v| {
+        EbsItemFilter::builder()
+            .sizes(
+                LongCondition::builder()
+                    .operator(op)
+                    .value(v)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    let id = s
+        .start_search_job()
+        .search_scope(ebs_scope())
+        .item_filters(
+            ItemFilters::builder()
+                .ebs_item_filters(size(LongConditionOperator::GreaterThanEqualTo, 10))
+                .ebs_item_filters(size(LongConditionOperator::LessThanEqualTo, 500))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .search_job_identifier()
+        .unwrap()
+        .to_string();
+    wait_until("the size search to end", 60, || {
+        let (s, id) = (s.clone(), id.clone());
+        async move {
+            let j = s
+                .get_search_job()
+                .search_job_identifier(id)
+                .send()
+                .await
+                .unwrap();
+            (j.status() != &SearchJobState::Running).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        paths(results(&s, &id).await),
+        ["/a/one.txt", "/a/two.txt", "/b/four.log"]
+    );
+    let at_most = EbsItemFilter::builder()
+        .sizes(
+            LongCondition::builder()
+                .operator(LongConditionOperator::LessThanEqualTo)
+                .value(500)
+                .build()
+                .unwrap(),
+        )
+        .file_paths(path_is(StringConditionOperator::EndsWith, ".txt"))
+        .build();
+    let id = search(&s, ebs_scope(), Some(at_most)).await;
+    assert_eq!(
+        paths(results(&s, &id).await),
+        ["/a/one.txt", "/a/two.txt", "/b/five, \"quoted\".txt"]
+    );
+    // Modification time range (from 2,000,000 s to 4,000,000 s after the epoch).
+    let time = |op, secs| {
+        TimeCondition::builder()
+            .operator(op)
+            .value(aws_sdk_backupsearch::primitives::DateTime::from_secs(secs))
+            .build()
+            .unwrap()
+    };
+    let window = EbsItemFilter::builder()
+        .last_modification_times(time(TimeConditionOperator::GreaterThanEqualTo, 2_000_000))
+        .file_paths(path_is(StringConditionOperator::BeginsWith, "/a/"))
+        .build();
+    let id = search(&s, ebs_scope(), Some(window)).await;
+    assert_eq!(
+        paths(results(&s, &id).await),
+        ["/a/deep/three.txt", "/a/two.txt"]
+    );
+    // A creation-time scope that excludes the point finds nothing to read.
+    let old = SearchScope::builder()
+        .backup_resource_types(ResourceType::Ebs)
+        .backup_resource_creation_time(
+            BackupCreationTimeFilter::builder()
+                .created_before(aws_sdk_backupsearch::primitives::DateTime::from_secs(1_000))
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let id = search(&s, old, None).await;
+    let j = s
+        .get_search_job()
+        .search_job_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        j.search_scope_summary()
+            .unwrap()
+            .total_recovery_points_to_scan_count(),
+        Some(0)
+    );
+    assert!(results(&s, &id).await.is_empty());
+    // ... and one naming the point by ARN finds all five files.
+    let by_arn = SearchScope::builder()
+        .backup_resource_types(ResourceType::Ebs)
+        .backup_resource_arns(&rp)
+        .build()
+        .unwrap();
+    let all_id = search(&s, by_arn, None).await;
+    assert_eq!(results(&s, &all_id).await.len(), 5);
+
+    // A search that has ended cannot be stopped.
+    let e = s
+        .stop_search_job()
+        .search_job_identifier(&all_id)
+        .send()
+        .await
+        .unwrap_err();
+    let e = e.into_service_error();
+    assert!(e.is_conflict_exception(), "{e:?}");
+
+    // Export to the configured bucket; read the CSV and the JSON back.
+    let export = s
+        .start_search_result_export_job()
+        .search_job_identifier(&all_id)
+        .export_specification(ExportSpecification::S3ExportSpecification(
+            S3ExportSpecification::builder()
+                .destination_bucket("search-exports")
+                .destination_prefix("runs/first")
+                .build()
+                .unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let eid = export.export_job_identifier().to_string();
+    let ended = wait_until("the export to end", 60, || {
+        let (s, eid) = (s.clone(), eid.clone());
+        async move {
+            let j = s
+                .get_search_result_export_job()
+                .export_job_identifier(eid)
+                .send()
+                .await
+                .unwrap();
+            (j.status() != Some(&ExportJobStatus::Running)).then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(
+        ended.status(),
+        Some(&ExportJobStatus::Completed),
+        "{:?}",
+        ended.status_message()
+    );
+    let out = dir.path().join("exports/runs/first").join(&eid);
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "FilePath,FileSize,LastModifiedTime,BackupResourceArn,SourceResourceArn,BackupVaultName"
+        )
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.contains(
+            &format!("/a/two.txt,500,1970-01-24T03:33:20.000Z,{rp},{FS_ARN},{VAULT}").as_str()
+        ),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("\"/b/five, \"\"quoted\"\".txt\",7,")),
+        "{csv}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let items = json.as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    let deep = items
+        .iter()
+        .find(|i| i["FilePath"] == "/a/deep/three.txt")
+        .unwrap();
+    assert_eq!(deep["FileSize"], 5000);
+    assert_eq!(deep["BackupResourceArn"], rp.as_str());
+    let listed = s
+        .list_search_result_export_jobs()
+        .search_job_identifier(&all_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.export_jobs().len(), 1);
+    assert_eq!(listed.export_jobs()[0].export_job_identifier(), eid);
+
+    // Tags on a search job: set at start, added, listed, removed (tagKeys in the query).
+    let tagged = s
+        .start_search_job()
+        .search_scope(ebs_scope())
+        .tags("team", Some("storage".into()))
+        .send()
+        .await
+        .unwrap();
+    let arn = tagged.search_job_arn().unwrap().to_string();
+    s.tag_resource()
+        .resource_arn(&arn)
+        .tags("env", Some("test".into()))
+        .tags("owner", Some("ops".into()))
+        .send()
+        .await
+        .unwrap();
+    let t = s
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let tags = t.tags().unwrap();
+    assert_eq!(tags.len(), 3);
+    assert_eq!(tags["env"].as_deref(), Some("test"));
+    s.untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("env")
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let t = s
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.tags().unwrap().keys().collect::<Vec<_>>(), ["owner"]);
+    let listed = s
+        .list_search_jobs()
+        .by_status(SearchJobState::Completed)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .search_jobs()
+            .iter()
+            .any(|j| j.search_job_arn() == Some(arn.as_str()))
+    );
+
+    // Refusals, each with its code.
+    let e = s
+        .get_search_job()
+        .search_job_identifier("no-such-job")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(e.into_service_error().is_resource_not_found_exception());
+    let e = s
+        .list_tags_for_resource()
+        .resource_arn("arn:aws:backup:us-east-1:111122223333:search-job/nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(e.into_service_error().is_resource_not_found_exception());
+    let e = s
+        .start_search_job()
+        .search_scope(ebs_scope())
+        .item_filters(
+            ItemFilters::builder()
+                .s3_item_filters(
+                    S3ItemFilter::builder()
+                        .object_keys(path_is(StringConditionOperator::Contains, "x"))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+    assert!(
+        e.to_string().contains("EBSItemFilters") || format!("{e:?}").contains("EBSItemFilters")
+    );
+    let e = s
+        .start_search_job()
+        .search_scope(ebs_scope())
+        .item_filters(
+            ItemFilters::builder()
+                .ebs_item_filters(
+                    EbsItemFilter::builder()
+                        .creation_times(time(TimeConditionOperator::EqualsTo, 1))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+    let e = s
+        .list_search_job_results()
+        .search_job_identifier(&all_id)
+        .max_results(0)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+    let e = s
+        .start_search_result_export_job()
+        .search_job_identifier(&all_id)
+        .export_specification(ExportSpecification::S3ExportSpecification(
+            S3ExportSpecification::builder()
+                .destination_bucket("nobody-configured-this")
+                .build()
+                .unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+    let e = s
+        .start_search_result_export_job()
+        .search_job_identifier("no-such-job")
+        .export_specification(ExportSpecification::S3ExportSpecification(
+            S3ExportSpecification::builder()
+                .destination_bucket("search-exports")
+                .build()
+                .unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let e = s
+        .get_search_result_export_job()
+        .export_job_identifier("no-such-export")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+}

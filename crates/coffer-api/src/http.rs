@@ -556,6 +556,13 @@ mod tests {
     /// so this is checked on a service that implements one.)
     #[tokio::test]
     async fn an_operation_not_built_answers_501_naming_it() {
+        // A subscriber of its own, as the logging test has: tracing caches whether a span is
+        // wanted per call site, and a test without one running beside it would turn the
+        // request span off for both.
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
         let handler = ApiHandler::new(
             Arc::new(Failing),
             AuthMode::None {

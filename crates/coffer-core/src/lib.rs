@@ -34,8 +34,8 @@ use background::lifecycle::LifecycleWorker;
 use background::reports::ReportWorker;
 use background::runner::{Runner, RunnerWorker};
 use background::scheduler::Scheduler;
-use background::scheduler::{PassSkip, SchedulerWorker};
-use background::worker::{self, Worker, WorkerHandle};
+use background::scheduler::SchedulerWorker;
+use background::worker::{self, PassSkip, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
     airgap, frameworks, indexes, legal_holds, plans, protected, recovery_points, reports,

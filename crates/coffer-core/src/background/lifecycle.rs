@@ -8,8 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use crate::background::scheduler::PassSkip;
-use crate::background::worker::Worker;
+use crate::background::worker::{PassSkip, Worker};
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::paging::scan_all;

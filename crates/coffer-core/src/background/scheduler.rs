@@ -28,7 +28,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use coffer_api::ApiError;
@@ -41,7 +40,7 @@ use tokio::sync::{Mutex, Notify};
 use crate::background::lifecycle;
 use crate::background::restore_testing;
 use crate::background::runner::Runner;
-use crate::background::worker::Worker;
+use crate::background::worker::{PassSkip, Worker};
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::history::{self, FIRINGS};
@@ -151,39 +150,12 @@ impl Scheduler {
 ///
 /// A pass reads every active plan, so the worker does not make one every second: it skips
 /// ticks until the earliest firing the last pass saw is due, a plan or selection of this node
-/// changed, or [`RESCAN`] went by (for plans changed by another node sharing the store, and
+/// changed, or [`RESCAN`](crate::background::worker::RESCAN) went by (for plans changed by another node sharing the store, and
 /// restore testing runs, which are found by the same pass).
 pub(crate) struct SchedulerWorker {
     pub scheduler: Arc<Scheduler>,
     pub plane: Executor,
     pub skip: PassSkip,
-}
-
-/// The longest a worker goes without a full pass while nothing it knows of is due.
-pub(crate) const RESCAN: StdDuration = StdDuration::from_secs(15);
-
-/// When a worker's next full pass is due: at the earliest event its last pass saw, or
-/// [`RESCAN`] after that pass, whichever is first.
-#[derive(Default)]
-pub(crate) struct PassSkip {
-    last: std::sync::Mutex<Option<(std::time::Instant, Option<DateTime<Utc>>)>>,
-}
-
-impl PassSkip {
-    /// Whether a pass at `now` (Coffer's clock) may be skipped.
-    pub(crate) fn skip(&self, now: DateTime<Utc>) -> bool {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        match *last {
-            Some((at, next)) => at.elapsed() < RESCAN && next.is_none_or(|n| now < n),
-            None => false,
-        }
-    }
-
-    /// Records a full pass that saw `next` as its earliest coming event.
-    pub(crate) fn passed(&self, next: Option<DateTime<Utc>>) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::time::Instant::now(), next));
-    }
 }
 
 #[async_trait]

@@ -41,6 +41,33 @@ pub trait Worker: Send + Sync + 'static {
     }
 }
 
+/// The longest a worker goes without a full pass while nothing it knows of is due.
+pub(crate) const RESCAN: Duration = Duration::from_secs(15);
+
+/// When a worker's next full pass is due: at the earliest event its last pass saw, or
+/// [`RESCAN`] after that pass, whichever is first.
+#[derive(Default)]
+pub(crate) struct PassSkip {
+    last: std::sync::Mutex<Option<(std::time::Instant, Option<chrono::DateTime<chrono::Utc>>)>>,
+}
+
+impl PassSkip {
+    /// Whether a pass at `now` (Coffer's clock) may be skipped.
+    pub(crate) fn skip(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some((at, next)) => at.elapsed() < RESCAN && next.is_none_or(|n| now < n),
+            None => false,
+        }
+    }
+
+    /// Records a full pass that saw `next` as its earliest coming event.
+    pub(crate) fn passed(&self, next: Option<chrono::DateTime<chrono::Utc>>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), next));
+    }
+}
+
 /// A started worker: stop it to end its loop.
 pub struct WorkerHandle {
     name: &'static str,

@@ -176,6 +176,34 @@ pub fn type_of_arn(arn: &str) -> Option<&'static str> {
     }
 }
 
+/// Only a composite resource takes `members`, and it takes no source.
+fn check_members(e: &ResourceEntry, kind: SourceKind) -> Result<(), String> {
+    match (kind, e.members.is_empty(), e.source.as_os_str().is_empty()) {
+        (SourceKind::Composite, true, _) => {
+            return Err(format!(
+                "{} is a composite resource: list the resources it groups with members = [ARN, ...]",
+                e.arn
+            ));
+        }
+        (SourceKind::Composite, false, false) => {
+            return Err(format!(
+                "{} is a composite resource: its members hold the data, so it takes no source",
+                e.arn
+            ));
+        }
+        (SourceKind::Composite, false, true) => {}
+        (_, false, _) => {
+            return Err(format!(
+                "{} is not a composite resource: only a CloudFormation stack takes members",
+                e.arn
+            ));
+        }
+        // Whether the others need a source is checked below (an RDS database takes a url).
+        (_, true, _) => {}
+    }
+    Ok(())
+}
+
 impl Resource {
     /// Checks an inventory entry; the message says what to fix.
     pub fn from_entry(e: &ResourceEntry) -> Result<Resource, String> {
@@ -208,29 +236,7 @@ impl Resource {
                     e.arn
                 )
             })?;
-        match (kind, e.members.is_empty(), e.source.as_os_str().is_empty()) {
-            (SourceKind::Composite, true, _) => {
-                return Err(format!(
-                    "{} is a composite resource: list the resources it groups with members = [ARN, ...]",
-                    e.arn
-                ));
-            }
-            (SourceKind::Composite, false, false) => {
-                return Err(format!(
-                    "{} is a composite resource: its members hold the data, so it takes no source",
-                    e.arn
-                ));
-            }
-            (SourceKind::Composite, false, true) => {}
-            (_, false, _) => {
-                return Err(format!(
-                    "{} is not a composite resource: only a CloudFormation stack takes members",
-                    e.arn
-                ));
-            }
-            (_, true, true) => return Err(format!("{} needs a source", e.arn)),
-            (_, true, false) => {}
-        }
+        check_members(e, kind)?;
         let default_name = a
             .resource
             .rsplit(['/', ':'])
@@ -239,6 +245,7 @@ impl Resource {
             .to_string();
         let database = match kind {
             SourceKind::Postgres => Some(DatabaseSource::from_entry(e)?),
+            SourceKind::Composite => None,
             _ if e.url.is_some() || e.password_env.is_some() => {
                 return Err(format!(
                     "{}: url and password_env are for RDS resources; give source instead",

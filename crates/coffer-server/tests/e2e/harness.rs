@@ -358,3 +358,109 @@ pub fn rfc3339(secs: i64) -> String {
         .fmt(aws_sdk_backup::primitives::DateTimeFormat::DateTime)
         .unwrap()
 }
+
+/// Polls `fetch` every 100 ms until `running` says the job ended; panics after `secs`.
+pub async fn wait_until_ended<T, F, Fut>(
+    what: &str,
+    secs: u64,
+    fetch: F,
+    running: impl Fn(&T) -> bool,
+) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    for _ in 0..secs * 10 {
+        let j = fetch().await;
+        if !running(&j) {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not end within {secs} s");
+}
+
+/// Waits (at most 180 s) until backup job `id` has ended; returns its description.
+pub async fn wait_backup(
+    c: &aws_sdk_backup::Client,
+    id: &str,
+) -> aws_sdk_backup::operation::describe_backup_job::DescribeBackupJobOutput {
+    wait_until_ended(
+        &format!("backup job {id}"),
+        180,
+        || async {
+            c.describe_backup_job()
+                .backup_job_id(id)
+                .send()
+                .await
+                .unwrap()
+        },
+        |j| {
+            matches!(
+                j.state(),
+                Some(
+                    aws_sdk_backup::types::BackupJobState::Created
+                        | aws_sdk_backup::types::BackupJobState::Running
+                        | aws_sdk_backup::types::BackupJobState::Pending
+                        | aws_sdk_backup::types::BackupJobState::Aborting
+                )
+            )
+        },
+    )
+    .await
+}
+
+/// Waits (at most 180 s) until restore job `id` has ended; returns its description.
+pub async fn wait_restore(
+    c: &aws_sdk_backup::Client,
+    id: &str,
+) -> aws_sdk_backup::operation::describe_restore_job::DescribeRestoreJobOutput {
+    wait_until_ended(
+        &format!("restore job {id}"),
+        180,
+        || async {
+            c.describe_restore_job()
+                .restore_job_id(id)
+                .send()
+                .await
+                .unwrap()
+        },
+        |j| {
+            matches!(
+                j.status(),
+                Some(
+                    aws_sdk_backup::types::RestoreJobStatus::Pending
+                        | aws_sdk_backup::types::RestoreJobStatus::Running
+                )
+            )
+        },
+    )
+    .await
+}
+
+/// Waits (at most 180 s) until copy job `id` has ended; returns it.
+pub async fn wait_copy(c: &aws_sdk_backup::Client, id: &str) -> aws_sdk_backup::types::CopyJob {
+    wait_until_ended(
+        &format!("copy job {id}"),
+        180,
+        || async {
+            c.describe_copy_job()
+                .copy_job_id(id)
+                .send()
+                .await
+                .unwrap()
+                .copy_job
+                .unwrap()
+        },
+        |j| {
+            matches!(
+                j.state(),
+                Some(
+                    aws_sdk_backup::types::CopyJobState::Created
+                        | aws_sdk_backup::types::CopyJobState::Running
+                )
+            )
+        },
+    )
+    .await
+}

@@ -584,6 +584,21 @@ async fn filters_stop_export_tags_and_refusals() {
         .await
         .unwrap();
     assert_eq!(t.tags().unwrap().keys().collect::<Vec<_>>(), ["owner"]);
+    // The job runs in the background: wait for it to end before filtering by COMPLETED.
+    let tagged_id = tagged.search_job_identifier().unwrap().to_string();
+    wait_until("the tagged search job to complete", 60, || {
+        let (s, id) = (s.clone(), tagged_id.clone());
+        async move {
+            let j = s
+                .get_search_job()
+                .search_job_identifier(id)
+                .send()
+                .await
+                .unwrap();
+            (j.status() == &SearchJobState::Completed).then_some(())
+        }
+    })
+    .await;
     let listed = s
         .list_search_jobs()
         .by_status(SearchJobState::Completed)

@@ -19,6 +19,7 @@ mod logging;
 mod progress;
 mod restore;
 mod source;
+mod sources;
 mod storage;
 mod vault;
 
@@ -35,6 +36,9 @@ pub use logging::bridge_log_to_tracing;
 pub use progress::{CancelToken, Phase, Progress};
 pub use restore::{RestoreOptions, release_restore_claim};
 pub use source::{DirectorySource, Source, SourceEntry, SourceSpec, StreamSource};
+pub use sources::bucket::{BucketSource, BucketTarget, bucket_snapshot_path};
+pub use sources::s3::{Listing, ObjectMeta, ObjectSummary, S3Client, S3Endpoint};
+pub use sources::sqlite::SqliteSource;
 pub use storage::VaultLocation;
 pub use vault::{
     BackupOutcome, DeleteOutcome, RECOVERY_POINT_TAG_PREFIX, RecoveryPointInfo, RestoreOutcome,

@@ -600,6 +600,9 @@ mod tests {
             name: None,
             resource_type: None,
             tags: Default::default(),
+            account: None,
+            region: None,
+            s3: None,
         }]);
         assert!(problems.is_empty(), "{problems:?}");
         let plane = Executor::new(

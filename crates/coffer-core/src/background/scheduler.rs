@@ -500,6 +500,9 @@ mod tests {
             name: None,
             resource_type: None,
             tags: [("backup".to_string(), "daily".to_string())].into(),
+            account: None,
+            region: None,
+            s3: None,
         }]);
         Coffer::with_data_plane(
             store.clone(),

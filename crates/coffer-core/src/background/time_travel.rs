@@ -378,6 +378,9 @@ mod tests {
             name: None,
             resource_type: None,
             tags: Default::default(),
+            account: None,
+            region: None,
+            s3: None,
         }]);
         Coffer::with_data_plane(
             store.clone(),

@@ -17,7 +17,8 @@ use crate::model::vaults::VaultRecord;
 use crate::model::{indexes, recovery_points, retention, vaults};
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
-use coffer_engine::{BackupOutcome, SnapshotRef, SourceSpec};
+use crate::model::restore_bucket::bucket_of_arn;
+use coffer_engine::{BackupOutcome, S3Endpoint, SnapshotRef, SourceSpec};
 use coffer_store::Txn;
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
@@ -54,10 +55,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     .await?
     .filter(|p| p.vault_uid == vault.uid)
     .map(|p| p.snapshot);
-    let source = match resource.kind {
-        SourceKind::Directory => SourceSpec::Directory(resource.source.clone()),
-        SourceKind::Stream => SourceSpec::Stream(resource.source.clone()),
-    };
+    let source = source_spec(&resource);
     let rp_id = job.recovery_point_id.clone().unwrap_or_default();
     let tags = vec![format!("resource:{}", job.resource_arn)];
     let (observer, cancel) = (control.observer(), control.cancel.clone());
@@ -87,6 +85,24 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         plane.running().wake();
     }
     Ok(())
+}
+
+/// How the resource's data is read.
+fn source_spec(resource: &Resource) -> SourceSpec {
+    match resource.kind {
+        SourceKind::Directory => SourceSpec::Directory(resource.source.clone()),
+        SourceKind::Stream => SourceSpec::Stream(resource.source.clone()),
+        SourceKind::Bucket => SourceSpec::Bucket {
+            endpoint: resource.s3.clone().unwrap_or_else(|| S3Endpoint {
+                endpoint: String::new(),
+                region: String::new(),
+                access_key_id: String::new(),
+                secret_access_key: String::new(),
+            }),
+            bucket: bucket_of_arn(&resource.arn).to_string(),
+        },
+        SourceKind::Sqlite => SourceSpec::Sqlite(resource.source.clone()),
+    }
 }
 
 /// The job's resource and vault, or `None` after ending the job FAILED when either is gone.
@@ -191,6 +207,26 @@ fn completion_message(outcome: &BackupOutcome) -> (Option<String>, &'static str)
     )
 }
 
+/// For a bucket or a SQLite database, what the backup read, put before any issues: objects
+/// (new, changed, unchanged: taken from the parent without being read) and bytes.
+fn with_counts(message: Option<String>, resource_type: &str, o: &BackupOutcome) -> Option<String> {
+    let counts = match resource_type {
+        "S3" => format!(
+            "Backed up {} objects ({} new, {} changed, {} unchanged), {} bytes, {} bytes uploaded.",
+            o.files, o.files_new, o.files_changed, o.files_unmodified, o.total_bytes, o.bytes_added
+        ),
+        "SQLite" => format!(
+            "Backed up a consistent copy of the database, {} bytes, {} bytes uploaded.",
+            o.total_bytes, o.bytes_added
+        ),
+        _ => return message,
+    };
+    Some(match message {
+        Some(m) => format!("{counts} {m}"),
+        None => counts,
+    })
+}
+
 /// Records the recovery point and completes the job in one transaction, with the copy jobs
 /// of the job's rule.
 async fn complete(
@@ -201,6 +237,7 @@ async fn complete(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let (message, category) = completion_message(outcome);
+    let message = with_counts(message, &job.resource_type, outcome);
     let key = job.key();
     let rp_tags = job.recovery_point_tags.clone();
     let bytes_added = outcome.bytes_added as i64;
@@ -387,6 +424,7 @@ mod tests {
             name: "fs".into(),
             source: dir.path().to_path_buf(),
             tags: Default::default(),
+            s3: None,
         };
         let outcome = BackupOutcome {
             snapshot: SnapshotRef("snap".into()),

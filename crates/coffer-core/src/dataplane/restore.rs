@@ -3,16 +3,19 @@
 //! (started by a restore testing plan) is then compared with the recovery point
 //! (`dataplane::restore_testing`) before it is recorded COMPLETED.
 
-use coffer_engine::RestoreOptions;
+use coffer_engine::{BucketTarget, RestoreOptions};
 
 use coffer_api::types::RestoreValidationStatus;
 
-use crate::dataplane::jobs::{JobControl, engine_stopped, failed};
+use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish};
 use crate::dataplane::restore_testing::validate;
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::restore::*;
+use crate::model::restore_bucket::{BUCKET_TYPE, bucket_of_arn, bucket_plan};
+use crate::model::vaults::VaultRecord;
 use crate::model::states::JobState;
 use crate::model::{recovery_points, vaults};
 
@@ -33,6 +36,9 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         .read(move |tx| recovery_points::find(tx, &a, &r, &rp_arn))
         .await?;
     let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
+    if rp.resource_type == BUCKET_TYPE {
+        return run_bucket(plane, job, control, &rp, &vault).await;
+    }
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;
     let repo = storage::repo_for(plane, &vault, None).await?;
     // Named by the job, so a run after a crash finishes this job's partial files in a target
@@ -63,6 +69,49 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     record_completed(plane, job, rp.key(), created, validation).await?;
     release_claim(&plan.target, &job.id);
     Ok(())
+}
+
+/// Restores a bucket's recovery point into the bucket the metadata names, with the endpoint
+/// and credentials of the bucket resource in the inventory.
+async fn run_bucket(
+    plane: &Executor,
+    job: &JobRecord,
+    control: &JobControl,
+    rp: &RecoveryPointRecord,
+    vault: &VaultRecord,
+) -> Result<()> {
+    let source = bucket_of_arn(&rp.resource_arn);
+    let plan = bucket_plan(&job.metadata, source)?;
+    let Some(endpoint) = plane.inventory().get(&rp.resource_arn).and_then(|r| r.s3) else {
+        let message = format!(
+            "Bucket {} is no longer in Coffer's inventory: declare it again under [[resources]] with its [resources.s3] table, which gives the endpoint and credentials the restore writes with.",
+            rp.resource_arn
+        );
+        finish(plane, job, JobState::Failed, Some(message), "RESOURCE_NOT_FOUND").await;
+        return Ok(());
+    };
+    let repo = storage::repo_for(plane, vault, None).await?;
+    let target = BucketTarget {
+        endpoint,
+        bucket: plan.bucket.clone(),
+        prefix: plan.prefix,
+        create: plan.new_bucket,
+        keys: plan.keys,
+    };
+    let outcome = repo
+        .restore_to_bucket_async(
+            rp.snapshot.clone(),
+            target,
+            control.observer(),
+            control.cancel.clone(),
+        )
+        .await;
+    if let Err(e) = outcome {
+        engine_stopped(plane, job, control, &e, JobState::Aborted).await;
+        return Ok(());
+    }
+    let created = Some(format!("arn:aws:s3:::{}", plan.bucket));
+    record_completed(plane, job, rp.key(), created, None).await
 }
 
 /// Records the job COMPLETED (with its validation, for a restore test) and the point's last

@@ -551,6 +551,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            s3: None,
         }
     }
 

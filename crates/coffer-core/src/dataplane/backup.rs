@@ -12,12 +12,12 @@ use crate::model::inventory::{Resource, SourceKind};
 use crate::model::jobs::{CopyJobSpec, check_destination, create_copy_job};
 use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::restore_bucket::bucket_of_arn;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
 use crate::model::{indexes, recovery_points, retention, vaults};
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
-use crate::model::restore_bucket::bucket_of_arn;
 use coffer_engine::{BackupOutcome, S3Endpoint, SnapshotRef, SourceSpec};
 use coffer_store::Txn;
 

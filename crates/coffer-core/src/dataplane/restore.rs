@@ -15,8 +15,8 @@ use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::restore::*;
 use crate::model::restore_bucket::{BUCKET_TYPE, bucket_of_arn, bucket_plan};
-use crate::model::vaults::VaultRecord;
 use crate::model::states::JobState;
+use crate::model::vaults::VaultRecord;
 use crate::model::{recovery_points, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
@@ -87,7 +87,14 @@ async fn run_bucket(
             "Bucket {} is no longer in Coffer's inventory: declare it again under [[resources]] with its [resources.s3] table, which gives the endpoint and credentials the restore writes with.",
             rp.resource_arn
         );
-        finish(plane, job, JobState::Failed, Some(message), "RESOURCE_NOT_FOUND").await;
+        finish(
+            plane,
+            job,
+            JobState::Failed,
+            Some(message),
+            "RESOURCE_NOT_FOUND",
+        )
+        .await;
         return Ok(());
     };
     let repo = storage::repo_for(plane, vault, None).await?;

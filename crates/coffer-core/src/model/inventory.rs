@@ -139,7 +139,12 @@ fn scope(
         .account
         .clone()
         .or_else(|| defaults.map(|d| d.0.to_string()))
-        .ok_or_else(|| format!("{}: set account = \"ACCOUNT\" (12 digits) for the bucket", e.arn))?;
+        .ok_or_else(|| {
+            format!(
+                "{}: set account = \"ACCOUNT\" (12 digits) for the bucket",
+                e.arn
+            )
+        })?;
     let region = e
         .region
         .clone()
@@ -416,7 +421,12 @@ mod tests {
         });
         let r = Resource::from_entry_in(&e, Some(("111122223333", "eu-west-1"))).unwrap();
         assert_eq!(
-            (r.resource_type.as_str(), r.kind, r.account.as_str(), r.region.as_str()),
+            (
+                r.resource_type.as_str(),
+                r.kind,
+                r.account.as_str(),
+                r.region.as_str()
+            ),
             ("S3", SourceKind::Bucket, "111122223333", "eu-west-1")
         );
         assert_eq!(r.source, PathBuf::from("s3://photos"));
@@ -424,16 +434,29 @@ mod tests {
         e.account = Some("444455556666".into());
         e.region = Some("us-west-2".into());
         let r = Resource::from_entry(&e).unwrap();
-        assert_eq!((r.account.as_str(), r.region.as_str()), ("444455556666", "us-west-2"));
+        assert_eq!(
+            (r.account.as_str(), r.region.as_str()),
+            ("444455556666", "us-west-2")
+        );
         let mut bad = e.clone();
         bad.arn = "arn:aws:s3:::Not_A_Bucket".into();
-        assert!(Resource::from_entry(&bad).unwrap_err().contains("bucket name"));
+        assert!(
+            Resource::from_entry(&bad)
+                .unwrap_err()
+                .contains("bucket name")
+        );
 
         let db = entry("arn:aws:sqlite:us-east-1:111122223333:database/app");
         let r = Resource::from_entry(&db).unwrap();
-        assert_eq!((r.resource_type.as_str(), r.kind), ("SQLite", SourceKind::Sqlite));
+        assert_eq!(
+            (r.resource_type.as_str(), r.kind),
+            ("SQLite", SourceKind::Sqlite)
+        );
         let mut declared = entry("arn:aws:ec2:us-east-1:111122223333:volume/app-db");
         declared.resource_type = Some("SQLite".into());
-        assert_eq!(Resource::from_entry(&declared).unwrap().kind, SourceKind::Sqlite);
+        assert_eq!(
+            Resource::from_entry(&declared).unwrap().kind,
+            SourceKind::Sqlite
+        );
     }
 }

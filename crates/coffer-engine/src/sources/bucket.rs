@@ -97,12 +97,18 @@ impl Walk {
                 let name = o.key[prefix.len()..].to_string();
                 if name.is_empty() {
                     if o.size > 0 {
-                        skipped.push(format!("s3://{}/{}: a folder marker with content", self.bucket, o.key));
+                        skipped.push(format!(
+                            "s3://{}/{}: a folder marker with content",
+                            self.bucket, o.key
+                        ));
                     }
                     continue;
                 }
                 if name == "." || name == ".." {
-                    skipped.push(format!("s3://{}/{}: `{name}` cannot be a file name", self.bucket, o.key));
+                    skipped.push(format!(
+                        "s3://{}/{}: `{name}` cannot be a file name",
+                        self.bucket, o.key
+                    ));
                     continue;
                 }
                 items.push((name, Item::Object(o)));
@@ -110,7 +116,10 @@ impl Walk {
             for p in prefixes {
                 let name = p[prefix.len()..].trim_end_matches('/').to_string();
                 if name.is_empty() || name == "." || name == ".." {
-                    skipped.push(format!("s3://{}/{p}...: keys with an empty, `.` or `..` part are not backed up", self.bucket));
+                    skipped.push(format!(
+                        "s3://{}/{p}...: keys with an empty, `.` or `..` part are not backed up",
+                        self.bucket
+                    ));
                     continue;
                 }
                 items.push((name, Item::Prefix(p)));

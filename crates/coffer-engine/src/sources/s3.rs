@@ -216,21 +216,42 @@ impl S3Client {
 
     /// The error for a refused request about `bucket` (and `key`), saying what to fix.
     fn refused(&self, r: &Refused, bucket: &str, key: Option<&str>) -> Error {
-        let what = key.map_or_else(|| format!("bucket {bucket}"), |k| format!("s3://{bucket}/{k}"));
+        let what = key.map_or_else(
+            || format!("bucket {bucket}"),
+            |k| format!("s3://{bucket}/{k}"),
+        );
         match (r.status, r.code.as_str()) {
             (_, "NoSuchBucket") | (404, "") if key.is_none() => Error::SourceNotFound(
-                format!("bucket {bucket} at {} (create it, or correct the bucket in the resource ARN)", self.ep.endpoint).into(),
+                format!(
+                    "bucket {bucket} at {} (create it, or correct the bucket in the resource ARN)",
+                    self.ep.endpoint
+                )
+                .into(),
             ),
             (_, "NoSuchBucket") => Error::SourceNotFound(
-                format!("bucket {bucket} at {} (create it, or correct the bucket in the resource ARN)", self.ep.endpoint).into(),
+                format!(
+                    "bucket {bucket} at {} (create it, or correct the bucket in the resource ARN)",
+                    self.ep.endpoint
+                )
+                .into(),
             ),
-            (_, "NoSuchKey") | (404, _) => Error::SourceNotFound(format!("{what} (the object is gone)").into()),
+            (_, "NoSuchKey") | (404, _) => {
+                Error::SourceNotFound(format!("{what} (the object is gone)").into())
+            }
             (_, "InvalidAccessKeyId" | "SignatureDoesNotMatch") | (401 | 403, _) => {
                 Error::PermissionDenied(format!(
                     "{} refused the credentials for {what} ({}{}); correct access_key_id and secret_access_key in the resource's [resources.s3] table, or grant them access",
                     self.ep.endpoint,
-                    if r.code.is_empty() { format!("HTTP {}", r.status) } else { r.code.clone() },
-                    if r.message.is_empty() { String::new() } else { format!(": {}", r.message) },
+                    if r.code.is_empty() {
+                        format!("HTTP {}", r.status)
+                    } else {
+                        r.code.clone()
+                    },
+                    if r.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", r.message)
+                    },
                 ))
             }
             _ => Error::Io {
@@ -289,12 +310,7 @@ impl S3Client {
     /// prefixes (ending in `/`) below it, and the token of the next page.
     /// # Errors
     /// The request fails or is refused; the error says what to fix.
-    pub fn list_level(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        token: Option<&str>,
-    ) -> Result<Listing> {
+    pub fn list_level(&self, bucket: &str, prefix: &str, token: Option<&str>) -> Result<Listing> {
         let mut q = vec![("list-type", "2"), ("prefix", prefix), ("delimiter", "/")];
         if let Some(t) = token {
             q.push(("continuation-token", t));
@@ -304,9 +320,7 @@ impl S3Client {
             Ok(r) => r,
             Err(r) => return Err(self.refused(&r, bucket, None)),
         };
-        let text = resp
-            .text()
-            .map_err(|e| self.unreachable(&e))?;
+        let text = resp.text().map_err(|e| self.unreachable(&e))?;
         parse_list(&text)
     }
 
@@ -547,7 +561,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            c.url("b", Some("dir/a b+c.txt"), &[("prefix", "x/y"), ("list-type", "2")]),
+            c.url(
+                "b",
+                Some("dir/a b+c.txt"),
+                &[("prefix", "x/y"), ("list-type", "2")]
+            ),
             "http://127.0.0.1:1/b/dir/a%20b%2Bc.txt?list-type=2&prefix=x%2Fy"
         );
         let shown = format!("{:?}", c.ep);

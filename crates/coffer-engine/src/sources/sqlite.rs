@@ -16,7 +16,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use rusqlite::{Connection, OpenFlags, backup::Backup};
+use rusqlite::{
+    Connection, OpenFlags,
+    backup::{Backup, StepResult},
+};
 use rustic_core::repofile::{Metadata, Node, NodeType};
 
 use crate::{
@@ -90,9 +93,29 @@ impl SqliteSource {
             let backup =
                 Backup::new(&src, &mut dst).map_err(|e| self.sqlite_err("cannot back up", &e))?;
             // -1: every page in one step, under one read transaction: one moment's database.
-            backup
-                .run_to_completion(-1, Duration::from_millis(50), None)
-                .map_err(|e| self.sqlite_err("backup failed", &e))?;
+            // Busy or locked (a writer holds the lock in rollback-journal mode): try again.
+            let mut done = false;
+            for _ in 0..1200 {
+                match backup
+                    .step(-1)
+                    .map_err(|e| self.sqlite_err("backup failed", &e))?
+                {
+                    StepResult::Done => {
+                        done = true;
+                        break;
+                    }
+                    StepResult::More | StepResult::Busy | StepResult::Locked => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+            if !done {
+                return Err(Error::InvalidInput(format!(
+                    "SQLite database {}: stayed locked for a minute; try again when its writers pause",
+                    self.path.display()
+                )));
+            }
         }
         dst.close()
             .map_err(|(_, e)| self.sqlite_err("cannot close the temporary copy", &e))?;
@@ -156,9 +179,13 @@ impl Source for SqliteSource {
                 .metadata()
                 .map_err(|e| Error::io("temporary copy", tmp.path(), e))?
                 .len();
-            let name = self.path.file_name().map(std::ffi::OsStr::to_os_string).ok_or_else(
-                || Error::InvalidInput(format!("no file name: {}", self.path.display())),
-            )?;
+            let name = self
+                .path
+                .file_name()
+                .map(std::ffi::OsStr::to_os_string)
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!("no file name: {}", self.path.display()))
+                })?;
             let mode = fs::metadata(&self.path)
                 .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
                 .unwrap_or(0o644);

@@ -28,24 +28,27 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, BackupService, RequestContext};
 use coffer_store::StoreHandle;
 
+use background::history::HistoryWorker;
 use background::lifecycle::LifecycleWorker;
 use background::reports::ReportWorker;
 use background::runner::{Runner, RunnerWorker};
 use background::scheduler::Scheduler;
-use background::scheduler::SchedulerWorker;
+use background::scheduler::{PassSkip, SchedulerWorker};
 use background::worker::{self, Worker, WorkerHandle};
 use control::jobs::{backup, copy, restore, summaries};
 use control::{
     airgap, frameworks, indexes, legal_holds, plans, protected, recovery_points, reports,
-    restore_testing, restore_testing_selections, selections, settings, tags, templates, tiering,
-    vault_lock, vault_notifications, vault_policy, vaults,
+    restore_access, restore_testing, restore_testing_selections, scans, selections, settings, tags,
+    templates, tiering, vault_lock, vault_notifications, vault_policy, vaults,
 };
 use dataplane::Executor;
 use model::Meta;
 
 pub use background::scheduler::CatchUp;
 pub use background::time_travel::{Destination, TravelError, Travelled};
+pub use dataplane::scans::ScanRuleSet;
 pub use dataplane::storage::{VaultStorage, export_vault_key};
+pub use model::approvals::{ApprovalTeamEntry, ApprovalTeams, SessionView};
 pub use model::arn;
 pub use model::clock::{self, Clock};
 pub use model::deletions::RemovalStatus;
@@ -54,6 +57,8 @@ pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
 pub use model::inventory::{self, Inventory, ResourceEntry};
 pub use model::reports::{ReportBucketEntry, ReportBuckets};
 pub use model::telemetry::{self, Telemetry};
+// Access points and composite recovery points
+pub use control::access_points::ServedAccessPoint;
 
 /// The Coffer service: domain state behind the AWS Backup API.
 #[derive(Clone)]
@@ -66,7 +71,7 @@ struct Inner {
     runner: Arc<Runner>,
     scheduler: Arc<Scheduler>,
     /// The started workers, in the order they stop: scheduler, lifecycle sweep, report plans,
-    /// runner.
+    /// history pruner, runner.
     workers: std::sync::Mutex<Vec<WorkerHandle>>,
 }
 
@@ -80,6 +85,9 @@ pub struct DataPlane {
     pub node_id: String,
     /// How many jobs run at once; the rest wait in CREATED.
     pub max_concurrent_jobs: usize,
+    /// How many days finished jobs, idempotency tokens, firings and dead letters are kept
+    /// ([`model::history::DEFAULT_RETENTION_DAYS`] unless configured).
+    pub history_retention_days: u32,
 }
 
 impl Coffer {
@@ -99,7 +107,8 @@ impl Coffer {
     pub fn with_data_plane(store: StoreHandle, clock: Clock, data: DataPlane) -> Self {
         Coffer {
             inner: Arc::new(Inner {
-                plane: Executor::new(Meta::new(store, clock), data.inventory, Some(data.storage)),
+                plane: Executor::new(Meta::new(store, clock), data.inventory, Some(data.storage))
+                    .with_history_retention(data.history_retention_days),
                 runner: Arc::new(Runner::new(&data.node_id, data.max_concurrent_jobs)),
                 scheduler: Arc::default(),
                 workers: std::sync::Mutex::default(),
@@ -107,24 +116,29 @@ impl Coffer {
         }
     }
 
-    /// Starts the scheduler, the lifecycle sweep, the report plans' daily runs and the job
-    /// runner (needs a tokio runtime).
+    /// Starts the scheduler, the lifecycle sweep, the report plans' daily runs, the history
+    /// pruner and the job runner (needs a tokio runtime).
     pub fn start_workers(&self) {
         if !self.inner.plane.has_storage() {
             return;
         }
         let (plane, scheduler) = (&self.inner.plane, &self.inner.scheduler);
-        let workers: [Arc<dyn Worker>; 4] = [
+        let workers: [Arc<dyn Worker>; 5] = [
             Arc::new(SchedulerWorker {
                 scheduler: scheduler.clone(),
                 plane: plane.clone(),
+                skip: PassSkip::default(),
             }),
             Arc::new(LifecycleWorker {
                 pass: scheduler.pass_lock(),
                 plane: plane.clone(),
+                skip: PassSkip::default(),
             }),
             Arc::new(ReportWorker {
                 pass: scheduler.pass_lock(),
+                plane: plane.clone(),
+            }),
+            Arc::new(HistoryWorker {
                 plane: plane.clone(),
             }),
             Arc::new(RunnerWorker {
@@ -196,6 +210,22 @@ impl Coffer {
             .await
     }
 
+    /// The rules malware scans evaluate (`scan_rules` in the configuration); load new ones
+    /// into it when the configuration is re-read (docs/scans.md).
+    pub fn scan_rules(&self) -> &ScanRuleSet {
+        self.inner.plane.scan_rules()
+    }
+
+    // Access points and composite recovery points
+    /// The backup access point whose alias is `alias`, ready for the S3 endpoint to read
+    /// (`None` when no access point has that alias).
+    pub async fn served_access_point(
+        &self,
+        alias: &str,
+    ) -> Result<Option<ServedAccessPoint>, ApiError> {
+        Ok(control::access_points::served(self.plane(), alias).await?)
+    }
+
     pub(crate) fn plane(&self) -> &Executor {
         &self.inner.plane
     }
@@ -208,6 +238,29 @@ impl Coffer {
     /// when the configuration is read.
     pub fn report_buckets(&self) -> &ReportBuckets {
         self.inner.plane.report_buckets()
+    }
+
+    /// The approval teams (`[[approval_teams]]`); replace them when the configuration is read.
+    pub fn approval_teams(&self) -> &ApprovalTeams {
+        self.inner.plane.approval_teams()
+    }
+
+    /// Approves the approval session `session_arn` as the member signing with
+    /// `access_key_id` (see `control::restore_access::approve`).
+    pub async fn approve_session(
+        &self,
+        access_key_id: &str,
+        session_arn: &str,
+    ) -> Result<SessionView, ApiError> {
+        Ok(restore_access::approve(self.plane(), access_key_id, session_arn).await?)
+    }
+
+    /// The approval sessions of the teams `access_key_id` is a member of.
+    pub async fn approval_sessions(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Vec<SessionView>, ApiError> {
+        Ok(restore_access::sessions(self.plane(), access_key_id).await?)
     }
 
     /// The notification outbox, for the delivery worker.
@@ -284,6 +337,48 @@ impl BackupService for Coffer {
         input: CreateLogicallyAirGappedBackupVaultInput,
     ) -> Result<CreateLogicallyAirGappedBackupVaultOutput, ApiError> {
         Ok(airgap::create(self.meta(), ctx, input).await?)
+    }
+
+    // Restore access vaults and approval teams
+
+    async fn create_restore_access_backup_vault(
+        &self,
+        ctx: &RequestContext,
+        input: CreateRestoreAccessBackupVaultInput,
+    ) -> Result<CreateRestoreAccessBackupVaultOutput, ApiError> {
+        Ok(restore_access::create(self.plane(), ctx, input).await?)
+    }
+
+    async fn list_restore_access_backup_vaults(
+        &self,
+        ctx: &RequestContext,
+        input: ListRestoreAccessBackupVaultsInput,
+    ) -> Result<ListRestoreAccessBackupVaultsOutput, ApiError> {
+        Ok(restore_access::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn revoke_restore_access_backup_vault(
+        &self,
+        ctx: &RequestContext,
+        input: RevokeRestoreAccessBackupVaultInput,
+    ) -> Result<(), ApiError> {
+        Ok(restore_access::revoke(self.plane(), ctx, input).await?)
+    }
+
+    async fn associate_backup_vault_mpa_approval_team(
+        &self,
+        ctx: &RequestContext,
+        input: AssociateBackupVaultMpaApprovalTeamInput,
+    ) -> Result<(), ApiError> {
+        Ok(restore_access::associate(self.plane(), ctx, input).await?)
+    }
+
+    async fn disassociate_backup_vault_mpa_approval_team(
+        &self,
+        ctx: &RequestContext,
+        input: DisassociateBackupVaultMpaApprovalTeamInput,
+    ) -> Result<(), ApiError> {
+        Ok(restore_access::disassociate(self.plane(), ctx, input).await?)
     }
 
     async fn create_tiering_configuration(
@@ -695,6 +790,47 @@ impl BackupService for Coffer {
         Ok(recovery_points::delete(self.plane(), ctx, input).await?)
     }
 
+    // Scan jobs
+    async fn start_scan_job(
+        &self,
+        ctx: &RequestContext,
+        input: StartScanJobInput,
+    ) -> Result<StartScanJobOutput, ApiError> {
+        Ok(scans::start(self.plane(), ctx, input).await?)
+    }
+
+    async fn describe_scan_job(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeScanJobInput,
+    ) -> Result<DescribeScanJobOutput, ApiError> {
+        Ok(scans::describe(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_scan_jobs(
+        &self,
+        ctx: &RequestContext,
+        input: ListScanJobsInput,
+    ) -> Result<ListScanJobsOutput, ApiError> {
+        Ok(scans::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_scan_job_summaries(
+        &self,
+        ctx: &RequestContext,
+        input: ListScanJobSummariesInput,
+    ) -> Result<ListScanJobSummariesOutput, ApiError> {
+        Ok(scans::summaries(self.meta(), ctx, input).await?)
+    }
+
+    async fn get_pitr_malware_scan_results(
+        &self,
+        ctx: &RequestContext,
+        input: GetPITRMalwareScanResultsInput,
+    ) -> Result<GetPITRMalwareScanResultsOutput, ApiError> {
+        Ok(scans::pitr_results(self.meta(), ctx, input).await?)
+    }
+
     // Recovery point indexes
     async fn get_recovery_point_index_details(
         &self,
@@ -1058,5 +1194,62 @@ impl BackupService for Coffer {
         input: DisassociateRecoveryPointInput,
     ) -> Result<(), ApiError> {
         Ok(recovery_points::disassociate(self.meta(), ctx, input).await?)
+    }
+
+    // Access points and composite recovery points
+    async fn create_backup_access_point(
+        &self,
+        ctx: &RequestContext,
+        input: CreateBackupAccessPointRequest,
+    ) -> Result<CreateBackupAccessPointResponse, ApiError> {
+        Ok(control::access_points::create(self.meta(), ctx, input).await?)
+    }
+
+    async fn describe_backup_access_point(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeBackupAccessPointInput,
+    ) -> Result<DescribeBackupAccessPointResponse, ApiError> {
+        Ok(control::access_points::describe(self.meta(), ctx, input).await?)
+    }
+
+    async fn delete_backup_access_point(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteBackupAccessPointInput,
+    ) -> Result<(), ApiError> {
+        Ok(control::access_points::delete(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_backup_access_points(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupAccessPointsRequest,
+    ) -> Result<ListBackupAccessPointsResponse, ApiError> {
+        Ok(control::access_points::list(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_backup_access_points_by_recovery_point(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupAccessPointsByRecoveryPointRequest,
+    ) -> Result<ListBackupAccessPointsByRecoveryPointResponse, ApiError> {
+        Ok(control::access_points::list_by_recovery_point(self.meta(), ctx, input).await?)
+    }
+
+    async fn list_backup_access_points_by_resource(
+        &self,
+        ctx: &RequestContext,
+        input: ListBackupAccessPointsByResourceRequest,
+    ) -> Result<ListBackupAccessPointsByResourceResponse, ApiError> {
+        Ok(control::access_points::list_by_resource(self.meta(), ctx, input).await?)
+    }
+
+    async fn disassociate_recovery_point_from_parent(
+        &self,
+        ctx: &RequestContext,
+        input: DisassociateRecoveryPointFromParentInput,
+    ) -> Result<(), ApiError> {
+        Ok(recovery_points::disassociate_from_parent(self.meta(), ctx, input).await?)
     }
 }

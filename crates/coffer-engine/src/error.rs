@@ -63,6 +63,11 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A database source or restore target (PostgreSQL) cannot be used: the server does not
+    /// answer, refuses the login, a client tool is missing or failed. The message names what
+    /// to fix and never holds a password.
+    #[error("{0}")]
+    Database(String),
     /// Any other failure inside the repository library.
     #[error("{0}")]
     Engine(String),

@@ -3,7 +3,7 @@
 //! A vault is a restic-format repository, written and read with `rustic_core`, so that an
 //! operator who holds a vault's exported key can open it with the plain `restic` or `rustic`
 //! tools. This crate creates and opens vaults, backs sources up into them as recovery points,
-//! restores, copies, deletes and verifies those recovery points, and knows nothing of HTTP or of
+//! restores, copies, deletes, verifies and scans those recovery points for malware, and knows nothing of HTTP or of
 //! the metadata store: the jobs layer persists what this crate hands back (the sealed vault key,
 //! snapshot ids) and calls in again with it.
 //!
@@ -17,9 +17,11 @@ mod error;
 mod keys;
 mod logging;
 mod progress;
+mod read;
 mod restore;
+mod scan;
 mod source;
-mod sources;
+pub mod sources;
 mod storage;
 mod vault;
 
@@ -34,7 +36,9 @@ pub mod rustic {
 pub use keys::{ExportedVaultKey, MasterKey, SealedVaultKey};
 pub use logging::bridge_log_to_tracing;
 pub use progress::{CancelToken, Phase, Progress};
+pub use read::{OpenedFile, SnapshotReader};
 pub use restore::{RestoreOptions, release_restore_claim};
+pub use scan::{EICAR_RULE, ScanFinding, ScanReport, ScanRules};
 pub use source::{DirectorySource, Source, SourceEntry, SourceSpec, StreamSource};
 pub use sources::bucket::{BucketSource, BucketTarget, bucket_snapshot_path};
 pub use sources::s3::{Listing, ObjectMeta, ObjectSummary, S3Client, S3Endpoint};

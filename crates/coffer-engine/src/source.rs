@@ -1,5 +1,5 @@
 //! What gets backed up. Every kind of source (directory tree, single file or block device,
-//! and later database dumps or buckets) implements [`Source`], which yields entries in the order
+//! database dumps (`sources::postgres`), later buckets) implements [`Source`], which yields entries in the order
 //! a restic tree needs. [`WatchedSource`] adapts any `Source` to `rustic_core`'s `ReadSource`
 //! and adds what a server needs on top: counting files for progress, noticing files that
 //! vanish or change while they are read (reported as warnings, never fatal), and stopping when
@@ -67,6 +67,13 @@ pub trait Source: Send + Sync {
     /// (block devices).
     fn trust_metadata(&self) -> bool {
         true
+    }
+
+    /// Why reading the source failed, when it knows better than the read error the repository
+    /// library reports (a database dump tool that exited with an error). Asked once, after a
+    /// backup that failed.
+    fn failure(&self) -> Option<Error> {
+        None
     }
 }
 

@@ -35,6 +35,7 @@ use crate::{
     keys::{VaultSecrets, random_password},
     progress::{CancelToken, Phase, Progress, ProgressFn, ProgressSink, SinkBars},
     restore::{RestoreOptions, restore_snapshot},
+    scan::{ScanReport, ScanRules, scan_snapshot},
     source::{Warnings, WatchedSource},
     storage::{VaultStorage, sweep_tmp},
 };
@@ -184,7 +185,7 @@ fn backends(location: &VaultLocation, sink: &Arc<ProgressSink>) -> Result<Reposi
     Ok(RepositoryBackends::new(be, None))
 }
 
-fn callback(progress: impl Fn(&Progress) + Send + Sync + 'static) -> ProgressFn {
+pub(crate) fn callback(progress: impl Fn(&Progress) + Send + Sync + 'static) -> ProgressFn {
     Arc::new(progress)
 }
 
@@ -364,13 +365,13 @@ impl VaultRepo {
             })
     }
 
-    fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+    pub(crate) fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.lock
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn finish<T>(sink: &ProgressSink, r: Result<T>) -> Result<T> {
+    pub(crate) fn finish<T>(sink: &ProgressSink, r: Result<T>) -> Result<T> {
         match r {
             Err(_) if sink.cancel.is_cancelled() => Err(Error::Cancelled),
             Ok(v) => {
@@ -510,9 +511,10 @@ impl VaultRepo {
             sink: sink.clone(),
             warnings: warnings.clone(),
         };
-        let snap = repo
-            .archive(&opts, &watched, snap, &[src.snapshot_path()])
-            .map_err(rustic_err("backup"))?;
+        let snap = match repo.archive(&opts, &watched, snap, &[src.snapshot_path()]) {
+            Ok(snap) => snap,
+            Err(e) => return Err(src.failure().unwrap_or_else(|| rustic_err("backup")(e))),
+        };
         let summary = snap.summary.clone().unwrap_or_default();
         Ok(BackupOutcome {
             snapshot: SnapshotRef(snap.id.to_hex().to_string()),
@@ -595,6 +597,46 @@ impl VaultRepo {
     ) -> Result<RestoreOutcome> {
         let me = self.clone();
         Self::spawn(move || me.restore_to_bucket(&snapshot, &target, progress, cancel)).await
+    }
+
+    /// Writes the content of a recovery point that holds one stream (a database dump, a disk
+    /// image) to `w`, reporting its bytes as progress; returns the bytes written. The caller
+    /// wraps this in [`Self::finish`] through its own public entry point.
+    pub(crate) fn dump_stream(
+        &self,
+        snapshot: &SnapshotRef,
+        w: &mut dyn std::io::Write,
+        sink: &Arc<ProgressSink>,
+    ) -> Result<u64> {
+        let _guard = self.shared();
+        sink.phase(Phase::Preparing, "reading index");
+        let repo = self
+            .open_repo(sink)?
+            .to_indexed()
+            .map_err(rustic_err("read vault index"))?;
+        let snap = Self::load_snapshot(&repo, snapshot)?;
+        let total = snap.summary.as_ref().map(|x| x.total_bytes_processed);
+        sink.update(true, |p| {
+            p.phase = Phase::Transferring;
+            "reading recovery point".clone_into(&mut p.activity);
+            p.bytes_total = total;
+        });
+        let mut node = None;
+        crate::compare::walk_files(&repo, &snap, sink, |_, n| {
+            node.get_or_insert_with(|| n.clone());
+            Ok(())
+        })?;
+        let node = node.ok_or_else(|| {
+            Error::InvalidInput(format!("recovery point {snapshot} holds no stream to read"))
+        })?;
+        let mut counting = CountingWriter {
+            inner: w,
+            sink,
+            written: 0,
+        };
+        repo.dump(&node, &mut counting)
+            .map_err(rustic_err("read recovery point"))?;
+        Ok(counting.written)
     }
 
     /// Copy a recovery point into `dest` (another vault, other keys) as recovery point
@@ -837,6 +879,48 @@ impl VaultRepo {
         Self::spawn(move || me.catalog(&snapshot, cancel)).await
     }
 
+    /// Scans a recovery point's files with `rules` (see [`ScanReport`]); with `base`, a
+    /// recovery point of the same resource, only files whose content `base` does not hold.
+    ///
+    /// # Errors
+    /// [`Error::RecoveryPointNotFound`], [`Error::Cancelled`], damaged vault data or storage
+    /// errors.
+    pub fn scan(
+        &self,
+        snapshot: &SnapshotRef,
+        base: Option<&SnapshotRef>,
+        rules: &ScanRules,
+        cancel: CancelToken,
+    ) -> Result<ScanReport> {
+        let sink = ProgressSink::new(callback(|_| {}), cancel);
+        let r = (|| {
+            let _guard = self.shared();
+            let repo = self
+                .open_repo(&sink)?
+                .to_indexed()
+                .map_err(rustic_err("read vault index"))?;
+            let snap = Self::load_snapshot(&repo, snapshot)?;
+            let base = base.map(|b| Self::load_snapshot(&repo, b)).transpose()?;
+            scan_snapshot(&repo, &snap, base.as_ref(), rules, &sink)
+        })();
+        Self::finish(&sink, r)
+    }
+
+    /// [`VaultRepo::scan`] on tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`VaultRepo::scan`].
+    pub async fn scan_async(
+        &self,
+        snapshot: SnapshotRef,
+        base: Option<SnapshotRef>,
+        rules: ScanRules,
+        cancel: CancelToken,
+    ) -> Result<ScanReport> {
+        let me = self.clone();
+        Self::spawn(move || me.scan(&snapshot, base.as_ref(), &rules, cancel)).await
+    }
+
     /// [`VaultRepo::compare_restored`] on tokio's blocking pool.
     ///
     /// # Errors
@@ -948,5 +1032,28 @@ impl VaultRepo {
     pub async fn list_snapshots_async(&self) -> Result<Vec<RecoveryPointInfo>> {
         let me = self.clone();
         Self::spawn(move || me.list_snapshots()).await
+    }
+}
+
+/// Passes a dump on, counting its bytes as progress and stopping when cancelled.
+struct CountingWriter<'a> {
+    inner: &'a mut dyn std::io::Write,
+    sink: &'a ProgressSink,
+    written: u64,
+}
+
+impl std::io::Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.sink.cancel.is_cancelled() {
+            return Err(std::io::Error::other("operation cancelled"));
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        self.sink.update(false, |p| p.bytes_done += n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

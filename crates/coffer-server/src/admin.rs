@@ -22,6 +22,9 @@
 //!   their last attempt (`deletion_failed`, see docs/jobs.md); signed like the dead-letter
 //!   endpoints, and scoped to the caller's account the same way.
 //!
+//! - `GET /_coffer/approvals` and `POST /_coffer/approvals/approve`: approval sessions and
+//!   approvals by the members of approval teams, SigV4-signed (see `approvals.rs`).
+//!
 //! Outside development mode the development endpoints answer 403.
 
 use bytes::Bytes;
@@ -51,6 +54,9 @@ impl Admin {
         let path = parts.uri.path().trim_end_matches('/');
         if path.starts_with("/_coffer/notifications/dead-letters") {
             return self.dead_letters(parts, path, body).await;
+        }
+        if path == "/_coffer/approvals" || path.starts_with("/_coffer/approvals/") {
+            return crate::approvals::handle(self, parts, path, body).await;
         }
         if path == "/_coffer/deletions" && parts.method == Method::GET {
             return self.deletions(parts, body).await;

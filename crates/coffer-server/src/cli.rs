@@ -96,6 +96,9 @@ pub fn config_check(file: &Path) -> Result<bool> {
             Entry::LeftOut(why) => errors.push(why),
         }
     }
+    if let Err(e) = coffer_core::ScanRuleSet::default().load(&config.scan_rules) {
+        errors.push(format!("scan_rules: {e}"));
+    }
     for e in &errors {
         println!("error: {e}");
     }
@@ -151,6 +154,23 @@ fn check_entry(e: &ResourceEntry, before: &[ResourceEntry]) -> Entry {
 /// Whether Coffer can read a resource's source now: it exists, is of the kind the resource
 /// type needs, and opens. The answer describes the source or says what is wrong.
 pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
+    if r.kind == SourceKind::Composite {
+        return Ok(format!(
+            "composite of {} member(s): {}",
+            r.members.len(),
+            r.members.join(", ")
+        ));
+    }
+    if let Some(db) = &r.database {
+        let conn = db.connection(&r.arn).map_err(|e| e.status_message())?;
+        let size = conn
+            .query("SELECT pg_database_size(current_database())")
+            .map_err(|e| e.status_message())?;
+        return Ok(format!(
+            "PostgreSQL database {}, {size} bytes on disk",
+            conn.url()
+        ));
+    }
     let path = &r.source;
     if r.kind == SourceKind::Bucket {
         return Ok(format!(
@@ -173,6 +193,7 @@ pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
                 .count();
             Ok(format!("directory, {entries} entries at the top"))
         }
+        SourceKind::Postgres => Err(format!("{} has no database url", r.arn)),
         SourceKind::Stream => {
             if meta.is_dir() {
                 return Err(format!(
@@ -196,6 +217,7 @@ pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
                 .map(|t| format!("SQLite database, {} bytes", t.map_or(0, |t| t.0)))
         }
         SourceKind::Bucket => Err("a bucket has no source path".to_string()),
+        SourceKind::Composite => Err("a composite resource has no source of its own".into()),
     }
 }
 

@@ -35,7 +35,7 @@ pub enum LogFormat {
 /// a file key is not hidden by a default the user never typed.
 #[derive(Debug, Args, Default)]
 #[command(
-    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]] and [[report_buckets]]; resources, notification targets and report buckets are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
+    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]], [[report_buckets]], [[approval_teams]] and scan_rules; resources, notification targets, report buckets, approval teams and scan_rules (YARA rule files) are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
 )]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port) [default: 127.0.0.1:9191] [file key: listen]
@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// How many backup, copy and restore jobs run at once [default: 2] [file key: max_concurrent_jobs]
     #[arg(long, env = "COFFER_MAX_CONCURRENT_JOBS")]
     pub max_concurrent_jobs: Option<usize>,
+    /// Days finished jobs, idempotency tokens, plan firings and notification dead letters are
+    /// kept before they are pruned [default: 30] [file key: history_retention_days]
+    #[arg(long, env = "COFFER_HISTORY_RETENTION_DAYS", value_name = "DAYS")]
+    pub history_retention_days: Option<u32>,
     /// Seconds to drain on SIGTERM / SIGINT (running jobs handed back, outbox flushed)
     /// before exiting [default: 30].
     #[arg(long, env = "COFFER_SHUTDOWN_TIMEOUT", value_name = "SECONDS")]
@@ -124,6 +128,7 @@ pub struct FileConfig {
     pub regions: Vec<String>,
     pub log_format: Option<LogFormat>,
     pub max_concurrent_jobs: Option<usize>,
+    pub history_retention_days: Option<u32>,
     pub metrics_token: Option<String>,
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
@@ -136,6 +141,14 @@ pub struct FileConfig {
     /// The local directory of each S3 bucket report plans deliver to (see docs/audit.md).
     #[serde(default)]
     pub report_buckets: Vec<coffer_core::ReportBucketEntry>,
+    /// The approval teams vaults can be associated with (see docs/vaults.md, "Restore access
+    /// and approval teams").
+    #[serde(default)]
+    pub approval_teams: Vec<coffer_core::ApprovalTeamEntry>,
+    /// YARA rule files malware scans evaluate besides the built-in EICAR rule; a file name
+    /// may hold `*` and `?` (see docs/scans.md).
+    #[serde(default)]
+    pub scan_rules: Vec<String>,
 }
 
 impl FileConfig {
@@ -203,8 +216,23 @@ impl FileConfig {
                 ));
             }
         }
+        let mut teams = std::collections::HashSet::new();
+        for t in &self.approval_teams {
+            if let Some(p) = t.problem() {
+                errors.push(p);
+            }
+            if !teams.insert(t.arn.as_str()) {
+                errors.push(format!(
+                    "approval team '{}' is listed twice in [[approval_teams]]",
+                    t.arn
+                ));
+            }
+        }
         if self.max_concurrent_jobs == Some(0) {
             errors.push("max_concurrent_jobs must be at least 1".to_string());
+        }
+        if self.history_retention_days == Some(0) {
+            errors.push("history_retention_days must be at least 1".to_string());
         }
         errors
     }
@@ -232,6 +260,8 @@ pub struct Config {
     pub regions: Vec<String>,
     pub log_format: LogFormat,
     pub max_concurrent_jobs: usize,
+    /// Days finished history is kept.
+    pub history_retention_days: u32,
     /// How long shutdown may take.
     pub shutdown_timeout: std::time::Duration,
     pub metrics_token: Option<String>,
@@ -319,6 +349,11 @@ impl Config {
                 .or(file.max_concurrent_jobs)
                 .unwrap_or(2)
                 .max(1),
+            history_retention_days: args
+                .history_retention_days
+                .or(file.history_retention_days)
+                .unwrap_or(coffer_core::model::history::DEFAULT_RETENTION_DAYS)
+                .max(1),
             shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout.unwrap_or(30)),
             metrics_token: args
                 .metrics_token
@@ -393,6 +428,34 @@ pub fn node_id(data_dir: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approval_teams_are_checked() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[[approval_teams]]
+arn = "arn:aws:mpa:us-east-1:111122223333:approval-team/ok"
+members = ["A", "B"]
+approvals_required = 2
+
+[[approval_teams]]
+arn = "arn:aws:mpa:us-east-1:111122223333:approval-team/ok"
+members = ["A"]
+approvals_required = 3
+"#,
+        )
+        .unwrap();
+        let errors = file.errors();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("approvals_required between 1 and its 1 member"));
+        assert!(errors[1].contains("listed twice in [[approval_teams]]"));
+        assert!(
+            toml::from_str::<FileConfig>(
+                "[[approval_teams]]\narn = \"x\"\nmembers = []\napprovals_required = 1\nquorum = 2\n"
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn report_buckets_are_checked() {

@@ -5,6 +5,7 @@
 //! crates (see docs/architecture.md).
 
 mod admin;
+mod approvals;
 mod cli;
 mod config;
 mod console;
@@ -12,6 +13,7 @@ mod logging;
 mod metrics;
 mod notify;
 mod reload;
+mod s3_endpoint;
 mod server;
 mod wire;
 
@@ -47,6 +49,9 @@ enum Command {
     /// Notification delivery: list the dead letters, replay them.
     #[command(subcommand)]
     Notifications(cli::NotificationsCommand),
+    /// Approval teams: list the sessions awaiting a member's approval, approve one.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
 }
 
 #[derive(Subcommand)]
@@ -91,6 +96,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Inventory(args) => exit_if_not(cli::inventory(&args.config)?),
             Command::Notifications(cmd) => cli::notifications(cmd).await,
+            Command::Approvals(cmd) => approvals::run(cmd).await,
         }
     });
     match result {

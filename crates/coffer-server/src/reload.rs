@@ -4,14 +4,16 @@
 //! to take effect without a restart, and they need the log to say what a re-read changed (or
 //! that a setting they edited only takes effect at the next start). What is applied at once:
 //! the resource inventory (`[[resources]]`), the notification targets
-//! (`[[notification_targets]]`) and the report buckets (`[[report_buckets]]`). Everything else in the file is read at start only. A file that
+//! (`[[notification_targets]]`), the report buckets (`[[report_buckets]]`), the approval
+//! teams (`[[approval_teams]]`) and the malware scan rule files (`scan_rules`). Everything else
+//! in the file is read at start only. A file that
 //! does not parse or has errors changes nothing, and the log says why.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_core::{Inventory, ReportBuckets};
+use coffer_core::{ApprovalTeams, Inventory, ReportBuckets, ScanRuleSet};
 
 use crate::config::FileConfig;
 use crate::notify::Delivery;
@@ -51,6 +53,13 @@ pub fn changes(old: &FileConfig, new: &FileConfig) -> Changes {
         &new.report_buckets,
         |b| b.bucket.clone(),
         "report bucket",
+        &mut c.resources,
+    );
+    diff_by_key(
+        &old.approval_teams,
+        &new.approval_teams,
+        |t| t.arn.clone(),
+        "approval team",
         &mut c.resources,
     );
     diff_by_key(
@@ -106,6 +115,8 @@ pub async fn watch(
     mut current: FileConfig,
     inventory: Inventory,
     report_buckets: ReportBuckets,
+    approval_teams: ApprovalTeams,
+    scan_rules: ScanRuleSet,
     delivery: Arc<Delivery>,
 ) {
     let modified = |f: &Path| std::fs::metadata(f).and_then(|m| m.modified()).ok();
@@ -162,6 +173,14 @@ pub async fn watch(
             delivery.replace_targets(&new.notification_targets);
         }
         report_buckets.replace(&new.report_buckets);
+        approval_teams.replace(&new.approval_teams);
+        // Re-read even when the list is unchanged: a rule file's content may have changed.
+        match scan_rules.load(&new.scan_rules) {
+            Ok(files) => tracing::info!(files = files.len(), "scan rules loaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "scan rules not reloaded; keeping the previous ones")
+            }
+        }
         current = new;
     }
 }

@@ -29,9 +29,25 @@ struct App {
     sign_ins: crate::logging::FailedSignIns,
     metrics: crate::metrics::Metrics,
     console: crate::console::Console,
+    s3: crate::s3_endpoint::S3Endpoint,
 }
 
+/// A response of the API, the console and the admin endpoints, or the S3 endpoint's (whose
+/// object bodies stream).
+type AnyBody = http_body_util::Either<Full<Bytes>, s3s::Body>;
+
 impl App {
+    /// Sends a request whose credential scope names `s3` to the access points' S3 endpoint,
+    /// everything else to [`App::handle`].
+    async fn serve(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<AnyBody> {
+        if crate::s3_endpoint::is_s3(&req) {
+            return self.s3.handle(req).await.map(http_body_util::Either::Right);
+        }
+        self.handle(req, peer)
+            .await
+            .map(http_body_util::Either::Left)
+    }
+
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
             return self.metrics.handle(&self.admin.coffer, req.headers()).await;
@@ -171,9 +187,16 @@ pub async fn run(config: Config) -> Result<()> {
             inventory: inventory.clone(),
             node_id: crate::config::node_id(&data_dir)?,
             max_concurrent_jobs: config.max_concurrent_jobs,
+            history_retention_days: config.history_retention_days,
         },
     );
     coffer.report_buckets().replace(&config.report_buckets);
+    coffer.approval_teams().replace(&config.file.approval_teams);
+    let rule_files = coffer
+        .scan_rules()
+        .load(&config.file.scan_rules)
+        .map_err(|e| anyhow::anyhow!("{e} (scan_rules in the configuration file)"))?;
+    tracing::info!(files = rule_files.len(), "scan rules loaded");
     if config.dev {
         // Report plans work without configuration in development mode: an unconfigured
         // bucket is a directory of the (temporary) data directory.
@@ -190,9 +213,12 @@ pub async fn run(config: Config) -> Result<()> {
             config.file.clone(),
             inventory,
             coffer.report_buckets().clone(),
+            coffer.approval_teams().clone(),
+            coffer.scan_rules().clone(),
             delivery,
         ));
     }
+    let auth_for_s3 = auth.clone();
     let app = Arc::new(App {
         api: ApiHandler::new(
             Arc::new(coffer.clone()),
@@ -216,6 +242,7 @@ pub async fn run(config: Config) -> Result<()> {
         },
         sign_ins: Default::default(),
         metrics,
+        s3: crate::s3_endpoint::S3Endpoint::new(coffer.clone(), &auth_for_s3),
     });
 
     let listener = TcpListener::bind(config.listen)
@@ -243,7 +270,7 @@ pub async fn run(config: Config) -> Result<()> {
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+                        async move { Ok::<_, Infallible>(app.serve(req, peer).await) }
                     });
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
+use crate::background::scheduler::PassSkip;
 use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::paging::scan_all;
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::StorageClass;
-use crate::model::{events, recovery_points, retention, telemetry, vaults};
+use crate::model::{composite, events, recovery_points, retention, telemetry, vaults};
 
 /// What one sweep did, and when the next transition is due.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,9 +29,14 @@ pub(crate) struct Swept {
 
 /// The sweep as a [`Worker`]: one sweep per tick, one at a time with the scheduler's passes
 /// (`pass` is the scheduler's pass lock).
+///
+/// A sweep reads every recovery point, so the worker skips ticks until the earliest
+/// transition the last sweep saw is due, or `RESCAN` went by (for points added or changed
+/// since, by this node or another).
 pub(crate) struct LifecycleWorker {
     pub pass: Arc<tokio::sync::Mutex<()>>,
     pub plane: Executor,
+    pub skip: PassSkip,
 }
 
 #[async_trait]
@@ -42,10 +48,14 @@ impl Worker for LifecycleWorker {
     async fn tick(&self) -> std::result::Result<(), String> {
         let _one_at_a_time = self.pass.lock().await;
         let now = self.plane.clock().now();
-        sweep_lifecycle(&self.plane, now)
+        if self.skip.skip(now) {
+            return Ok(());
+        }
+        let swept = sweep_lifecycle(&self.plane, now)
             .await
-            .map(|_| ())
-            .map_err(|e| coffer_api::error_chain(&e.0))
+            .map_err(|e| coffer_api::error_chain(&e.0))?;
+        self.skip.passed(swept.next);
+        Ok(())
     }
 }
 
@@ -115,6 +125,10 @@ pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Res
     let mut any_deleted = false;
     for (key, v) in rows {
         let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+        // A nested point follows its composite parent's lifecycle.
+        if rp.composite.parent_arn.is_some() {
+            continue;
+        }
         let held = vaults_by_key
             .get(&vaults::key(&rp.account, &rp.region, &rp.vault_name))
             .and_then(|v| recovery_points::locked_until(v, &rp));
@@ -162,23 +176,39 @@ async fn apply_step(
             let Some(v) = tx.get(recovery_points::TABLE, &key)? else {
                 return Ok(None);
             };
-            let mut rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+            let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+            if rp.composite.parent_arn.is_some() {
+                return Ok(None);
+            }
             match lifecycle_step(&rp, now) {
                 Some(LifecycleStep::Delete) => {
                     let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
                     let mut vault = vaults::load(tx, &vkey, &rp.vault_name)?;
-                    // Held by the vault lock or a legal hold: a later sweep deletes it.
-                    if retention::removal_blocker(tx, &vault, &rp, now)?.is_some() {
-                        return Ok(None);
+                    // Held by the vault lock, a legal hold or an access point (its own or a
+                    // nested point's, for a composite): a later sweep deletes it.
+                    match composite::delete(tx, &mut vault, &rp, now)? {
+                        Ok(_) => Ok(Some(LifecycleStep::Delete)),
+                        Err(_) => Ok(None),
                     }
-                    recovery_points::remove(tx, &mut vault, &rp, now)?;
-                    events::recovery_point_modified(tx, &rp, now, "deleted")?;
-                    Ok(Some(LifecycleStep::Delete))
                 }
                 Some(LifecycleStep::MoveToCold) => {
-                    rp.storage_class = StorageClass::Cold;
-                    tx.put(recovery_points::TABLE, &key, &serde_json::to_vec(&rp)?)?;
-                    events::recovery_point_modified(tx, &rp, now, "moved to cold storage")?;
+                    let mut moving = if rp.composite.is_parent {
+                        composite::children(tx, &rp)?
+                    } else {
+                        Vec::new()
+                    };
+                    moving.push(rp);
+                    // A backup access point pauses the lifecycle: a later sweep moves it.
+                    for p in &moving {
+                        if retention::lifecycle_paused(tx, p)?.is_some() {
+                            return Ok(None);
+                        }
+                    }
+                    for mut p in moving {
+                        p.storage_class = StorageClass::Cold;
+                        tx.put(recovery_points::TABLE, &p.key(), &serde_json::to_vec(&p)?)?;
+                        events::recovery_point_modified(tx, &p, now, "moved to cold storage")?;
+                    }
                     Ok(Some(LifecycleStep::MoveToCold))
                 }
                 None => Ok(None),

@@ -91,6 +91,13 @@ impl Runner {
         if let Err(e) = dataplane::indexes::process_indexes(plane).await {
             tracing::warn!(error = %coffer_api::error_chain(&e.0), "building or removing recovery point indexes failed; retrying");
         }
+        let claimer = dataplane::scans::Claimer {
+            owner: &self.owner(),
+            node_prefix: &format!("{}/", self.node),
+        };
+        if let Err(e) = dataplane::scans::process_scans(plane, &claimer).await {
+            tracing::warn!(error = %coffer_api::error_chain(&e.0), "claiming or settling scan jobs failed; retrying");
+        }
         let free = self.slots.saturating_sub(plane.running().count());
         let turn = ClaimTurn {
             now: plane.clock().now(),
@@ -133,6 +140,9 @@ impl Runner {
                 control.clone(),
             ));
             match job.kind {
+                JobKind::Backup if dataplane::composite::groups(&plane, &job) => {
+                    dataplane::composite::run(&plane, job, &control).await
+                }
                 JobKind::Backup => dataplane::backup::run(&plane, job, &control).await,
                 JobKind::Copy => dataplane::copy::run(&plane, job, &control).await,
                 JobKind::Restore => dataplane::restore::run(&plane, job, &control).await,
@@ -595,6 +605,7 @@ mod tests {
         let inventory = Inventory::default();
         let spec = backup_spec(A, Utc::now());
         let problems = inventory.replace(&[ResourceEntry {
+            members: Vec::new(),
             arn: spec.resource_arn.clone(),
             source,
             name: None,
@@ -603,6 +614,8 @@ mod tests {
             account: None,
             region: None,
             s3: None,
+            url: None,
+            password_env: None,
         }]);
         assert!(problems.is_empty(), "{problems:?}");
         let plane = Executor::new(
@@ -624,6 +637,7 @@ mod tests {
             repo: None,
             lock: None,
             air_gapped: false,
+            mpa: Default::default(),
         };
         let saved = vault.clone();
         store

@@ -27,6 +27,8 @@
 //! holds the same lock and uses [`fire_due`] and [`next_firing`] at each step).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use coffer_api::ApiError;
@@ -42,6 +44,7 @@ use crate::background::runner::Runner;
 use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
+use crate::model::history::{self, FIRINGS};
 use crate::model::inventory::Inventory;
 use crate::model::jobs::BackupJobSpec;
 use crate::model::plan_rules::{DEFAULT_COMPLETION_WINDOW_MINUTES, DEFAULT_START_WINDOW_MINUTES};
@@ -50,8 +53,6 @@ use async_trait::async_trait;
 
 /// Each rule's next firing: key `ACCOUNT:REGION:PLANID:RULEID`.
 const RULE_STATE: &str = "sched_rule";
-/// Claimed firings: key `ACCOUNT:REGION:PLANID:RULEID:SCHEDULED-TIME`.
-const FIRINGS: &str = "sched_firing";
 /// At most this many firings of one rule per pass (the next pass carries on).
 const MAX_FIRINGS_PER_RULE_PER_PASS: usize = 10_000;
 
@@ -93,6 +94,8 @@ pub struct CatchUp {
 pub struct Scheduler {
     notify: Notify,
     pass: Arc<Mutex<()>>,
+    /// A plan or selection changed since the worker's last pass.
+    changed: AtomicBool,
 }
 
 impl Default for Scheduler {
@@ -100,6 +103,7 @@ impl Default for Scheduler {
         Scheduler {
             notify: Notify::new(),
             pass: Arc::new(Mutex::new(())),
+            changed: AtomicBool::new(true),
         }
     }
 }
@@ -107,6 +111,7 @@ impl Default for Scheduler {
 impl Scheduler {
     /// Makes the loop look at the plans now (a plan or selection changed).
     pub fn wake(&self) {
+        self.changed.store(true, Ordering::SeqCst);
         self.notify.notify_one();
     }
 
@@ -143,9 +148,42 @@ impl Scheduler {
 
 /// The scheduler as a [`Worker`]: each tick fires the rules that are due (woken at once when
 /// a plan or selection changes); the runner, woken, claims the jobs.
+///
+/// A pass reads every active plan, so the worker does not make one every second: it skips
+/// ticks until the earliest firing the last pass saw is due, a plan or selection of this node
+/// changed, or [`RESCAN`] went by (for plans changed by another node sharing the store, and
+/// restore testing runs, which are found by the same pass).
 pub(crate) struct SchedulerWorker {
     pub scheduler: Arc<Scheduler>,
     pub plane: Executor,
+    pub skip: PassSkip,
+}
+
+/// The longest a worker goes without a full pass while nothing it knows of is due.
+pub(crate) const RESCAN: StdDuration = StdDuration::from_secs(15);
+
+/// When a worker's next full pass is due: at the earliest event its last pass saw, or
+/// [`RESCAN`] after that pass, whichever is first.
+#[derive(Default)]
+pub(crate) struct PassSkip {
+    last: std::sync::Mutex<Option<(std::time::Instant, Option<DateTime<Utc>>)>>,
+}
+
+impl PassSkip {
+    /// Whether a pass at `now` (Coffer's clock) may be skipped.
+    pub(crate) fn skip(&self, now: DateTime<Utc>) -> bool {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some((at, next)) => at.elapsed() < RESCAN && next.is_none_or(|n| now < n),
+            None => false,
+        }
+    }
+
+    /// Records a full pass that saw `next` as its earliest coming event.
+    pub(crate) fn passed(&self, next: Option<DateTime<Utc>>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), next));
+    }
 }
 
 #[async_trait]
@@ -157,13 +195,18 @@ impl Worker for SchedulerWorker {
     async fn tick(&self) -> std::result::Result<(), String> {
         let _one_at_a_time = self.scheduler.lock_pass().await;
         let now = self.plane.clock().now();
-        fire_due(&self.plane, now, &mut CatchUp::default())
+        let changed = self.scheduler.changed.swap(false, Ordering::SeqCst);
+        if !changed && self.skip.skip(now) {
+            return Ok(());
+        }
+        let next = fire_due(&self.plane, now, &mut CatchUp::default())
             .await
             .map_err(|e| e.0.message().to_string())?;
         restore_testing::run_due(&self.plane, now)
             .await
-            .map(|_| ())
-            .map_err(|e| e.0.message().to_string())
+            .map_err(|e| e.0.message().to_string())?;
+        self.skip.passed(next);
+        Ok(())
     }
 
     async fn woken(&self) {
@@ -266,9 +309,11 @@ fn rule_cursors(tx: &mut dyn Txn) -> Result<Vec<RuleCursor>> {
     Ok(out)
 }
 
-/// Every firing due up to `now`, oldest first.
-fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<Vec<Due>> {
+/// Every firing due up to `now`, oldest first, and the earliest firing after those (when the
+/// next pass has something to do).
+fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<(Vec<Due>, Option<DateTime<Utc>>)> {
     let mut due = Vec::new();
+    let mut after: Option<DateTime<Utc>> = None;
     for r in rule_cursors(tx)? {
         let mut next = r.next;
         let mut n = 0;
@@ -288,9 +333,12 @@ fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<Vec<Due>> {
             next = r.schedule.next_after(at);
             n += 1;
         }
+        if let Some(n) = next {
+            after = Some(after.map_or(n, |a| a.min(n)));
+        }
     }
     due.sort_by(|a, b| (a.at, &a.plan_id, &a.rule_id).cmp(&(b.at, &b.plan_id, &b.rule_id)));
-    Ok(due)
+    Ok((due, after))
 }
 
 /// The earliest next firing of any rule of any active plan (time travel steps to it).
@@ -304,12 +352,13 @@ pub(crate) async fn next_firing(plane: &Executor) -> Result<Option<DateTime<Utc>
 }
 
 /// Carries out every firing due up to `now`, oldest first, adding what they did to `done`.
+/// Returns the earliest firing after them, of the rules it saw.
 pub(crate) async fn fire_due(
     plane: &Executor,
     now: DateTime<Utc>,
     done: &mut CatchUp,
-) -> Result<()> {
-    let due = plane.store().write(move |tx| due_firings(tx, now)).await?;
+) -> Result<Option<DateTime<Utc>>> {
+    let (due, after) = plane.store().write(move |tx| due_firings(tx, now)).await?;
     for d in due {
         let inventory = plane.inventory().clone();
         let (plan, rule, at) = (d.plan_id.clone(), d.rule_id.clone(), d.at);
@@ -330,7 +379,7 @@ pub(crate) async fn fire_due(
     if done.backup_jobs > 0 {
         plane.running().wake();
     }
-    Ok(())
+    Ok(after)
 }
 
 /// What every backup job of one firing of `rule` shares: its vault, its windows counted from
@@ -429,6 +478,7 @@ fn fire(
     if !tx.insert_new(FIRINGS, &fk, b"{}")? {
         return Ok(None);
     }
+    history::record(tx, d.at, &[(FIRINGS.to_string(), fk.clone())])?;
     let mut record = FiringRecord {
         scheduled: d.at,
         fired_at: now,
@@ -479,6 +529,22 @@ fn fire(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_skips_passes_until_the_next_event_it_saw() {
+        let skip = PassSkip::default();
+        let now = Utc::now();
+        assert!(!skip.skip(now), "the first tick always passes");
+        skip.passed(Some(now + Duration::seconds(10)));
+        assert!(skip.skip(now));
+        assert!(skip.skip(now + Duration::seconds(9)));
+        assert!(!skip.skip(now + Duration::seconds(10)), "due at the event");
+        skip.passed(None);
+        assert!(
+            skip.skip(now + Duration::days(365)),
+            "nothing coming: wait for the rescan"
+        );
+    }
     use crate::model::jobs::{JobKind, all_jobs};
     use crate::model::recovery_points::{self, RecoveryPointRecord};
     use crate::model::states::{RecoveryPointStatus, StorageClass};
@@ -495,6 +561,7 @@ mod tests {
         let inventory = Inventory::default();
         std::fs::create_dir_all(dir.join("src")).unwrap();
         inventory.replace(&[ResourceEntry {
+            members: Vec::new(),
             arn: format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-1"),
             source: dir.join("src"),
             name: None,
@@ -503,6 +570,8 @@ mod tests {
             account: None,
             region: None,
             s3: None,
+            url: None,
+            password_env: None,
         }]);
         Coffer::with_data_plane(
             store.clone(),
@@ -512,6 +581,7 @@ mod tests {
                 inventory,
                 node_id: name.into(),
                 max_concurrent_jobs: 1,
+                history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
             },
         )
     }
@@ -681,6 +751,7 @@ mod tests {
             storage_class: StorageClass::Warm,
             last_restore_time: None,
             source_path: None,
+            composite: Default::default(),
         }
     }
 

@@ -37,6 +37,7 @@ use chrono::{DateTime, Duration, Utc};
 use coffer_api::ApiError;
 use serde::Serialize;
 
+use crate::background::history;
 use crate::background::lifecycle;
 use crate::background::reports;
 use crate::background::restore_testing;
@@ -194,6 +195,8 @@ pub(crate) async fn travel(
         clock.set(at).map_err(TravelError::Refused)?;
     }
     out.still_running = in_flight.len();
+    // History that the skipped days made old is pruned as the worker would have.
+    history::prune_history(plane).await.map_err(|e| fail(e.0))?;
     tracing::info!(from = %from, now = %target, steps = out.steps, firings = out.firings, jobs = ?out.jobs, moved_to_cold = out.moved_to_cold, deleted = out.deleted, "clock moved: the skipped time ran");
     Ok(out)
 }
@@ -373,6 +376,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("src")).unwrap();
         std::fs::write(dir.join("src/a.txt"), b"hello").unwrap();
         inventory.replace(&[ResourceEntry {
+            members: Vec::new(),
             arn: format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-1"),
             source: dir.join("src"),
             name: None,
@@ -381,6 +385,8 @@ mod tests {
             account: None,
             region: None,
             s3: None,
+            url: None,
+            password_env: None,
         }]);
         Coffer::with_data_plane(
             store.clone(),
@@ -390,6 +396,7 @@ mod tests {
                 inventory,
                 node_id: "n".into(),
                 max_concurrent_jobs: 1,
+                history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
             },
         )
     }
@@ -424,6 +431,7 @@ mod tests {
             storage_class: StorageClass::Warm,
             last_restore_time: None,
             source_path: None,
+            composite: Default::default(),
         }
     }
 

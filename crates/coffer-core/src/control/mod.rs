@@ -8,6 +8,7 @@
 //! the runner's signals). This layer imports the model and data-plane layers, never the
 //! workers (background) or the service wiring above it.
 
+pub(crate) mod access_points;
 pub(crate) mod airgap;
 pub(crate) mod frameworks;
 pub(crate) mod indexes;
@@ -17,8 +18,10 @@ pub(crate) mod plans;
 pub(crate) mod protected;
 pub(crate) mod recovery_points;
 pub(crate) mod reports;
+pub(crate) mod restore_access;
 pub(crate) mod restore_testing;
 pub(crate) mod restore_testing_selections;
+pub(crate) mod scans;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub(crate) mod tags;

@@ -11,7 +11,9 @@ use crate::model::jobs::{page, within};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::states::StorageClass;
-use crate::model::{Meta, events, indexes, retention, vault_policy, vaults};
+use crate::model::{
+    Meta, composite, events, indexes, restore_access, retention, vault_policy, vaults,
+};
 
 pub(crate) async fn describe(
     meta: &Meta,
@@ -42,16 +44,33 @@ pub(crate) async fn describe(
     Ok(out)
 }
 
+/// The vault whose points ListRecoveryPointsByBackupVault lists: a restore access vault lists
+/// its source's points; another account's shared vault is named by BackupVaultAccountId
+/// (`model::restore_access`).
+async fn readable_vault(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: &ListRecoveryPointsByBackupVaultInput,
+) -> Result<vaults::VaultRecord> {
+    let (a, r, name, owner) = (
+        ctx.account_id.clone(),
+        ctx.region.clone(),
+        input.backup_vault_name.clone(),
+        input.backup_vault_account_id.clone(),
+    );
+    let now = meta.clock().now();
+    meta.store()
+        .read(move |tx| restore_access::readable_vault(tx, &a, &r, &name, owner.as_deref(), now))
+        .await
+}
+
 pub(crate) async fn list_by_vault(
     meta: &Meta,
     ctx: &RequestContext,
     input: ListRecoveryPointsByBackupVaultInput,
 ) -> Result<ListRecoveryPointsByBackupVaultOutput> {
-    vaults::get(meta, &ctx.account_id, &ctx.region, &input.backup_vault_name).await?;
-    let prefix = format!(
-        "{}:{}:{}:",
-        ctx.account_id, ctx.region, input.backup_vault_name
-    );
+    let source = readable_vault(meta, ctx, &input).await?;
+    let prefix = format!("{}:{}:{}:", source.account, source.region, source.name);
     let rows = meta
         .store()
         .read(move |tx| tx.scan(TABLE, &prefix, None, usize::MAX))
@@ -78,7 +97,10 @@ pub(crate) async fn list_by_vault(
                 input.by_created_after.as_ref(),
                 input.by_created_before.as_ref(),
             )
-            || input.by_parent_recovery_point_arn.is_some()
+            || input
+                .by_parent_recovery_point_arn
+                .as_ref()
+                .is_some_and(|p| rp.composite.parent_arn.as_ref() != Some(p))
         {
             continue;
         }
@@ -91,7 +113,7 @@ pub(crate) async fn list_by_vault(
         input.next_token.as_deref(),
         input.max_results,
     )?;
-    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let (a, r) = (source.account.clone(), source.region.clone());
     let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
     let statuses = meta
         .store()
@@ -148,8 +170,18 @@ pub(crate) async fn delete(
     plane
         .store()
         .write(move |tx| -> Result<()> {
+            refuse_shared_delete(&a, &input.recovery_point_arn)?;
             let vkey = vaults::key(&a, &r, &input.backup_vault_name);
             let mut vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
+            if vault.mpa.restore_access.is_some() {
+                return Err(restore_access::access_denied(
+                    &a,
+                    "backup:DeleteRecoveryPoint",
+                    &input.recovery_point_arn,
+                    "A restore access backup vault is read-only: its recovery points can be restored, never deleted.",
+                )
+                .into());
+            }
             vault_policy::check_not_denied(
                 tx,
                 &vkey,
@@ -164,16 +196,35 @@ pub(crate) async fn delete(
                 &input.backup_vault_name,
                 &input.recovery_point_arn,
             )?;
-            if let Some(why) = retention::removal_blocker(tx, &vault, &rp, now)? {
+            if let Some(why) = composite::nested_refusal(&rp) {
                 return Err(ApiError::invalid_request(why).into());
             }
-            remove(tx, &mut vault, &rp, now)?;
-            events::recovery_point_modified(tx, &rp, now, "deleted")?;
+            // A composite parent goes with its nested points, or not at all.
+            if let Err(why) = composite::delete(tx, &mut vault, &rp, now)? {
+                return Err(ApiError::invalid_request(why).into());
+            }
             Ok(())
         })
         .await?;
     plane.running().wake();
     Ok(())
+}
+
+/// Refuses deleting another account's recovery point: what is shared with this account
+/// (through a restore access vault or a vault's access policy) is restored, never deleted.
+fn refuse_shared_delete(caller: &str, rp_arn: &str) -> Result<()> {
+    match crate::model::arn::parse(rp_arn) {
+        Some(a) if a.service == "backup" && a.account != caller => {
+            Err(restore_access::access_denied(
+                caller,
+                "backup:DeleteRecoveryPoint",
+                rp_arn,
+                "Recovery points shared with this account can be restored, never deleted.",
+            )
+            .into())
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(crate) async fn update_lifecycle(
@@ -240,4 +291,32 @@ pub(crate) async fn disassociate(
         rp.arn
     ))
     .into())
+}
+
+/// DisassociateRecoveryPointFromParent: the nested point stands on its own from now on, with
+/// its own lifecycle (see `model::composite`).
+pub(crate) async fn disassociate_from_parent(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: DisassociateRecoveryPointFromParentInput,
+) -> Result<()> {
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let now = meta.clock().now();
+    let rp = meta
+        .store()
+        .write(move |tx| {
+            let vkey = vaults::key(&a, &r, &input.backup_vault_name);
+            vaults::load(tx, &vkey, &input.backup_vault_name)?;
+            composite::disassociate(
+                tx,
+                &a,
+                &r,
+                &input.backup_vault_name,
+                &input.recovery_point_arn,
+                now,
+            )
+        })
+        .await?;
+    tracing::info!(recovery_point = %rp.arn, "a nested recovery point was disassociated from its parent");
+    Ok(())
 }

@@ -252,6 +252,7 @@ mod tests {
 
     fn resource(arn: &str, tags: &[(&str, &str)]) -> Resource {
         Resource {
+            members: Vec::new(),
             arn: arn.into(),
             account: "111122223333".into(),
             region: "us-east-1".into(),
@@ -264,6 +265,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             s3: None,
+            database: None,
         }
     }
 

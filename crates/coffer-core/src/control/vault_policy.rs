@@ -12,9 +12,9 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext};
 use serde_json::{Map, Value};
 
-use crate::model::Meta;
 use crate::model::error::Result;
 use crate::model::vault_policy::*;
+use crate::model::{Meta, restore_access};
 
 pub(crate) async fn put(
     meta: &Meta,
@@ -25,6 +25,7 @@ pub(crate) async fn put(
         return Err(ApiError::missing_parameter("Policy is required.").into());
     };
     validate(&policy).map_err(ApiError::invalid_parameter)?;
+    let shared = policy.clone();
     let record = PolicyRecord {
         policy,
         updated: meta.clock().now(),
@@ -43,7 +44,8 @@ pub(crate) async fn put(
                     "backup:PutBackupVaultAccessPolicy",
                     &[&v.arn],
                     &account,
-                )
+                )?;
+                restore_access::reindex_shares(tx, v, Some(&shared))
             },
         )
         .await
@@ -79,7 +81,8 @@ pub(crate) async fn delete(
                 "backup:DeleteBackupVaultAccessPolicy",
                 &[&v.arn],
                 &account,
-            )
+            )?;
+            restore_access::reindex_shares(tx, v, None)
         })
         .await
 }

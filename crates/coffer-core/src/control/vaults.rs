@@ -6,7 +6,7 @@ use coffer_api::{ApiError, RequestContext, Timestamp};
 use crate::model::error::Result;
 use crate::model::vaults::VaultRecord;
 use crate::model::vaults::*;
-use crate::model::{Meta, arn, paging, tags, vault_notifications, vault_policy};
+use crate::model::{Meta, arn, paging, restore_access, tags, vault_notifications, vault_policy};
 
 /// The encryption key a new vault names: the given KMS key ARN, or the account's default.
 pub(crate) fn encryption_key(
@@ -52,6 +52,7 @@ pub(crate) fn new_record(
         repo: None,
         lock: None,
         air_gapped: false,
+        mpa: Default::default(),
     }
 }
 
@@ -71,7 +72,7 @@ pub(crate) async fn store_new(
                 let existing: VaultRecord = serde_json::from_slice(&existing)?;
                 if existing.creator_request_id.is_some()
                     && existing.creator_request_id == record.creator_request_id
-                    && existing.air_gapped == record.air_gapped
+                    && existing.vault_type() == record.vault_type()
                 {
                     return Ok(existing);
                 }
@@ -124,7 +125,7 @@ pub(crate) async fn describe(
         return Err(not_found(&input.backup_vault_name).into());
     }
     let v = get(meta, &ctx.account_id, &ctx.region, &input.backup_vault_name).await?;
-    Ok(v.describe())
+    Ok(v.describe_at(meta.clock().now()))
 }
 
 pub(crate) async fn list(
@@ -134,11 +135,7 @@ pub(crate) async fn list(
 ) -> Result<ListBackupVaultsOutput> {
     let prefix = scope(&ctx.account_id, &ctx.region);
     if input.by_shared == Some(true) {
-        // No vault of another account is shared with this one.
-        return Ok(ListBackupVaultsOutput {
-            backup_vault_list: Some(Vec::new()),
-            next_token: None,
-        });
+        return list_shared(meta, ctx, input).await;
     }
     let wanted = input.by_vault_type.clone();
     let mut after = match &input.next_token {
@@ -146,6 +143,7 @@ pub(crate) async fn list(
         None => None,
     };
     let limit = paging::page_size(input.max_results);
+    let now = meta.clock().now();
     // Read through the store's cache (the hot path: no transaction, no thread hop), a batch
     // at a time, until the page is full or the vaults run out; ByVaultType filters as it goes.
     let mut list = Vec::new();
@@ -164,7 +162,7 @@ pub(crate) async fn list(
                         next_token: last_listed.as_deref().map(paging::encode),
                     });
                 }
-                list.push(v.list_member());
+                list.push(v.list_member_at(now));
                 last_listed = Some(k.clone());
             }
             after = Some(k.clone());
@@ -176,6 +174,38 @@ pub(crate) async fn list(
             });
         }
     }
+}
+
+/// ListBackupVaults ByShared=true: the air-gapped vaults of other accounts whose access policy
+/// shares them with the caller (see `model::restore_access`).
+async fn list_shared(
+    meta: &Meta,
+    ctx: &RequestContext,
+    input: ListBackupVaultsInput,
+) -> Result<ListBackupVaultsOutput> {
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let mut shared = meta
+        .store()
+        .read(move |tx| restore_access::shared_with(tx, &a, &r))
+        .await?;
+    shared.retain(|v| {
+        input
+            .by_vault_type
+            .as_ref()
+            .is_none_or(|t| *t == v.vault_type())
+    });
+    shared.sort_by(|x, y| x.arn.cmp(&y.arn));
+    let (page, next_token) = paging::page(
+        shared,
+        |v| v.arn.clone(),
+        input.next_token.as_deref(),
+        input.max_results,
+    )?;
+    let now = meta.clock().now();
+    Ok(ListBackupVaultsOutput {
+        backup_vault_list: Some(page.iter().map(|v| v.list_member_at(now)).collect()),
+        next_token,
+    })
 }
 
 pub(crate) async fn delete(
@@ -206,6 +236,8 @@ pub(crate) async fn delete(
                 .into());
             }
             tx.delete(TABLE, &k)?;
+            restore_access::unlink(tx, &v)?;
+            restore_access::reindex_shares(tx, &v, None)?;
             tags::remove_all(tx, &v.arn)?;
             vault_policy::remove(tx, &k)?;
             vault_notifications::remove(tx, &k)?;

@@ -10,15 +10,15 @@ use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::inventory::{Resource, SourceKind};
 use crate::model::jobs::{CopyJobSpec, check_destination, create_copy_job};
-use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::restore_bucket::bucket_of_arn;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
-use crate::model::{indexes, recovery_points, retention, vaults};
+use crate::model::{indexes, recovery_points, retention, scans, vaults};
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
-use coffer_engine::{BackupOutcome, S3Endpoint, SnapshotRef, SourceSpec};
+use coffer_engine::{BackupOutcome, SnapshotRef, SourceSpec};
 use coffer_store::Txn;
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
@@ -55,7 +55,21 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     .await?
     .filter(|p| p.vault_uid == vault.uid)
     .map(|p| p.snapshot);
-    let source = source_spec(&resource);
+    let source = match source_of(&resource) {
+        Ok(Some(source)) => source,
+        Ok(None) => {
+            let message = format!(
+                "Resource {} is now a composite resource; start its backup again.",
+                job.resource_arn
+            );
+            finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
+            return Ok(());
+        }
+        Err(e) => {
+            engine_stopped(plane, job, control, &e, JobState::Aborted).await;
+            return Ok(());
+        }
+    };
     let rp_id = job.recovery_point_id.clone().unwrap_or_default();
     let tags = vec![format!("resource:{}", job.resource_arn)];
     let (observer, cancel) = (control.observer(), control.cancel.clone());
@@ -73,7 +87,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let now = plane.clock().now();
     let rp = recovery_point(job, &vault, &resource, &outcome, now);
     let indexed = job.index;
-    if let Err(e) = complete(plane, job, rp, &outcome, now).await {
+    if let Err(e) = complete(plane, job, rp, Vec::new(), &outcome, now).await {
         // The snapshot exists but is not recorded: remove it so the vault holds only what the
         // metadata knows about, and fail the job with the reason.
         let _ = repo
@@ -87,27 +101,32 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     Ok(())
 }
 
-/// How the resource's data is read.
-fn source_spec(resource: &Resource) -> SourceSpec {
-    match resource.kind {
-        SourceKind::Directory => SourceSpec::Directory(resource.source.clone()),
-        SourceKind::Stream => SourceSpec::Stream(resource.source.clone()),
-        SourceKind::Bucket => SourceSpec::Bucket {
-            endpoint: resource.s3.clone().unwrap_or_else(|| S3Endpoint {
-                endpoint: String::new(),
-                region: String::new(),
-                access_key_id: String::new(),
-                secret_access_key: String::new(),
-            }),
+/// How the engine reads `resource` (`None` for a composite, which has no data of its own).
+pub(crate) fn source_of(resource: &Resource) -> coffer_engine::Result<Option<SourceSpec>> {
+    Ok(match resource.kind {
+        SourceKind::Directory => Some(SourceSpec::Directory(resource.source.clone())),
+        SourceKind::Stream => Some(SourceSpec::Stream(resource.source.clone())),
+        SourceKind::Postgres => Some(crate::dataplane::postgres::source(resource)?),
+        SourceKind::Composite => None,
+        SourceKind::Bucket => Some(SourceSpec::Bucket {
+            endpoint: resource.s3.clone().ok_or_else(|| {
+                coffer_engine::Error::InvalidInput(format!(
+                    "{} is an S3 bucket without a [resources.s3] table; add one with endpoint, access_key_id and secret_access_key",
+                    resource.arn
+                ))
+            })?,
             bucket: bucket_of_arn(&resource.arn).to_string(),
-        },
-        SourceKind::Sqlite => SourceSpec::Sqlite(resource.source.clone()),
-    }
+        }),
+        SourceKind::Sqlite => Some(SourceSpec::Sqlite(resource.source.clone())),
+    })
 }
 
 /// The job's resource and vault, or `None` after ending the job FAILED when either is gone.
 /// A store failure is an error, never "not found".
-async fn locate(plane: &Executor, job: &JobRecord) -> Result<Option<(Resource, VaultRecord)>> {
+pub(crate) async fn locate(
+    plane: &Executor,
+    job: &JobRecord,
+) -> Result<Option<(Resource, VaultRecord)>> {
     let Some(resource) = plane.inventory().get(&job.resource_arn) else {
         let message = format!(
             "Resource {} is no longer in Coffer's inventory.",
@@ -140,7 +159,7 @@ async fn locate(plane: &Executor, job: &JobRecord) -> Result<Option<(Resource, V
 
 /// Why `vault` does not take this job's recovery point: an air-gapped vault takes copies
 /// only; a lock (or an air-gapped vault's retention bounds) refuses a retention outside them.
-fn refusal(vault: &VaultRecord, job: &JobRecord) -> Option<String> {
+pub(crate) fn refusal(vault: &VaultRecord, job: &JobRecord) -> Option<String> {
     if vault.air_gapped {
         return Some(format!(
             "Backup vault '{}' is a logically air-gapped backup vault: recovery points reach it only by copy (StartCopyJob, a rule's copy action or TargetLogicallyAirGappedBackupVaultArn). Back up into a backup vault and copy from there.",
@@ -151,7 +170,7 @@ fn refusal(vault: &VaultRecord, job: &JobRecord) -> Option<String> {
 }
 
 /// The recovery point a completed backup makes.
-fn recovery_point(
+pub(crate) fn recovery_point(
     job: &JobRecord,
     vault: &VaultRecord,
     resource: &Resource,
@@ -182,7 +201,10 @@ fn recovery_point(
         status: RecoveryPointStatus::Completed,
         storage_class: StorageClass::Warm,
         last_restore_time: None,
-        source_path: Some(resource.source.display().to_string()),
+        // A database has no path to restore in place.
+        source_path: (resource.kind != SourceKind::Postgres)
+            .then(|| resource.source.display().to_string()),
+        composite: Default::default(),
     }
 }
 
@@ -227,29 +249,27 @@ fn with_counts(message: Option<String>, resource_type: &str, o: &BackupOutcome) 
     })
 }
 
-/// Records the recovery point and completes the job in one transaction, with the copy jobs
-/// of the job's rule.
-async fn complete(
+/// Records the recovery point (and a composite's nested points, `children`) and completes
+/// the job in one transaction, with the copy jobs of the job's rule.
+pub(crate) async fn complete(
     plane: &Executor,
     job: &JobRecord,
     rp: RecoveryPointRecord,
+    children: Vec<RecoveryPointRecord>,
     outcome: &BackupOutcome,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let (message, category) = completion_message(outcome);
     let message = with_counts(message, &job.resource_type, outcome);
-    let key = job.key();
+    let run = job.run();
     let rp_tags = job.recovery_point_tags.clone();
     let bytes_added = outcome.bytes_added as i64;
     plane
         .store()
         .write(move |tx| -> Result<()> {
-            let Some(mut j) = load_job(tx, JobKind::Backup, &key)? else {
+            let Some(mut j) = load_held(tx, &run)? else {
                 return Ok(());
             };
-            if j.is_terminal() {
-                return Ok(());
-            }
             // The vault's lock may have changed while the job ran: the point enters only if
             // the lock the vault has now admits it.
             let vault_key = vaults::key(&rp.account, &rp.region, &rp.vault_name);
@@ -258,10 +278,17 @@ async fn complete(
                 return Err(ApiError::invalid_request(message).into());
             }
             recovery_points::insert(tx, &rp, &rp_tags)?;
-            if j.index {
+            for child in &children {
+                recovery_points::insert(tx, child, &rp_tags)?;
+            }
+            if j.index && !rp.composite.is_parent {
                 indexes::insert_pending(tx, rp.new_index(None, now))?;
             }
-            start_copy_actions(tx, &j, &rp, now)?;
+            // A composite's parent holds no snapshot to copy or scan.
+            if !rp.composite.is_parent {
+                start_copy_actions(tx, &j, &rp, now)?;
+                scans::after_backup(tx, &j, &rp, now)?;
+            }
             j.state = JobState::Completed;
             j.percent_done = 100.0;
             j.backup_size = rp.backup_size;
@@ -357,6 +384,7 @@ mod tests {
             repo: None,
             lock: None,
             air_gapped: false,
+            mpa: Default::default(),
         };
         let resource_arn = format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs");
         let spec = BackupJobSpec {
@@ -416,6 +444,7 @@ mod tests {
             .unwrap();
 
         let resource = Resource {
+            members: Vec::new(),
             arn: resource_arn,
             account: ACCOUNT.into(),
             region: REGION.into(),
@@ -425,6 +454,7 @@ mod tests {
             source: dir.path().to_path_buf(),
             tags: Default::default(),
             s3: None,
+            database: None,
         };
         let outcome = BackupOutcome {
             snapshot: SnapshotRef("snap".into()),
@@ -438,7 +468,7 @@ mod tests {
             warnings: Vec::new(),
         };
         let rp = recovery_point(&job, &vault, &resource, &outcome, now);
-        let err = complete(&plane, &job, rp.clone(), &outcome, now)
+        let err = complete(&plane, &job, rp.clone(), Vec::new(), &outcome, now)
             .await
             .unwrap_err();
         assert!(

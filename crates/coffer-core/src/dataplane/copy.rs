@@ -11,10 +11,20 @@ use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish};
 use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::jobs::parse_vault_arn;
-use crate::model::jobs::{JobKind, JobRecord, load_job, save_job};
+use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::{recovery_points, retention, tags, vaults};
+
+/// A composite parent holds no data of its own: there is nothing to copy.
+fn composite_refusal(rp: &RecoveryPointRecord) -> Option<String> {
+    rp.composite.is_parent.then(|| {
+        format!(
+            "Recovery point {} is a composite recovery point, which holds no data of its own; copy its nested recovery points instead.",
+            rp.arn
+        )
+    })
+}
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
     if let Err(e) = run_inner(plane, &job, control).await {
@@ -37,8 +47,10 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let (dest_account, dest_region, dest_name) =
         parse_vault_arn(job.dest_vault_arn.as_deref().unwrap_or_default())?;
     let dest = vaults::get(plane, &dest_account, &dest_region, &dest_name).await?;
-    if let Some(message) = retention::admission_blocker(&dest, job.lifecycle.as_ref()) {
-        tracing::info!(job = %job.id, vault = %dest.name, %message, "the destination vault refused the copy");
+    let refused = composite_refusal(&rp)
+        .or_else(|| retention::admission_blocker(&dest, job.lifecycle.as_ref()));
+    if let Some(message) = refused {
+        tracing::info!(job = %job.id, vault = %dest.name, %message, "the copy was refused");
         finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
         return Ok(());
     }
@@ -86,6 +98,8 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         status: RecoveryPointStatus::Completed,
         storage_class: StorageClass::Warm,
         last_restore_time: None,
+        // A copy stands on its own, outside any composite.
+        composite: Default::default(),
         // What was backed up, and when, stays the source's.
         ..rp.clone()
     };
@@ -106,16 +120,13 @@ async fn complete(
     new_rp: RecoveryPointRecord,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let key = job.key();
+    let run = job.run();
     plane
         .store()
         .write(move |tx| -> Result<()> {
-            let Some(mut j) = load_job(tx, JobKind::Copy, &key)? else {
+            let Some(mut j) = load_held(tx, &run)? else {
                 return Ok(());
             };
-            if j.is_terminal() {
-                return Ok(());
-            }
             // The destination's lock may have changed while the copy ran.
             let dest_key = vaults::key(&new_rp.account, &new_rp.region, &new_rp.vault_name);
             let dest = vaults::load(tx, &dest_key, &new_rp.vault_name)?;

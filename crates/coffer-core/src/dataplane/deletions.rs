@@ -114,6 +114,7 @@ mod tests {
             repo: None,
             lock: None,
             air_gapped: false,
+            mpa: Default::default(),
         };
         let saved = record.clone();
         plane

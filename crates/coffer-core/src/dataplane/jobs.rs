@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use crate::model::Meta;
 use crate::model::clock::backoff;
 use crate::model::error::{Error, Result};
-use crate::model::jobs::{JobRecord, MAX_ATTEMPTS, load_job, save_job};
+use crate::model::jobs::{JobRecord, MAX_ATTEMPTS, load_held, save_job};
 use crate::model::states::JobState;
 
 /// Ends a job with `state` and `message`, unless it already ended.
@@ -30,16 +30,12 @@ pub(crate) async fn finish(
     category: &str,
 ) {
     let now = meta.clock().now();
-    let key = job.key();
-    let kind = job.kind;
+    let run = job.run();
     let category = category.to_string();
     let r = meta
         .store()
         .write(move |tx| -> Result<()> {
-            if let Some(mut j) = load_job(tx, kind, &key)? {
-                if j.is_terminal() {
-                    return Ok(());
-                }
+            if let Some(mut j) = load_held(tx, &run)? {
                 j.state = state;
                 j.status_message = message;
                 j.message_category = Some(category);
@@ -91,7 +87,7 @@ async fn end_failed_run(meta: &Meta, job: &JobRecord, message: String, transient
     let may_retry =
         transient && job.attempts < MAX_ATTEMPTS && job.start_by.is_none_or(|s| next <= s);
     if may_retry {
-        let (key, kind) = (job.key(), job.kind);
+        let (run, kind) = (job.run(), job.kind);
         let status = format!(
             "Attempt {} of {MAX_ATTEMPTS} failed: {}. Coffer tries again at {}.",
             job.attempts,
@@ -101,7 +97,7 @@ async fn end_failed_run(meta: &Meta, job: &JobRecord, message: String, transient
         let r = meta
             .store()
             .write(move |tx| -> Result<bool> {
-                let Some(mut j) = load_job(tx, kind, &key)? else {
+                let Some(mut j) = load_held(tx, &run)? else {
                     return Ok(false);
                 };
                 if j.state != JobState::Running {
@@ -192,11 +188,11 @@ pub(crate) async fn engine_stopped(
 /// Puts a job that was stopped by shutdown back in the queue (the attempt does not count
 /// against its interruptions); a job being stopped by StopBackupJob ends ABORTED instead.
 pub(crate) async fn hand_back(meta: &Meta, job: &JobRecord) {
-    let (key, kind, now) = (job.key(), job.kind, meta.clock().now());
+    let (run, kind, now) = (job.run(), job.kind, meta.clock().now());
     let r = meta
         .store()
         .write(move |tx| -> Result<()> {
-            let Some(mut j) = load_job(tx, kind, &key)? else {
+            let Some(mut j) = load_held(tx, &run)? else {
                 return Ok(());
             };
             j.lease_owner = None;

@@ -3,19 +3,22 @@
 //! A backup, copy or restore job claimed by the runner is executed here against the vault's
 //! repository (`coffer-engine`), and its outcome recorded through the model layer in one
 //! transaction; queued removals of deleted recovery points and vaults are carried out here
-//! too, and report jobs write their files here. Code of this layer gets an [`Executor`]: the
+//! too, report jobs write their files here, and malware scan jobs run here. Code of this layer gets an [`Executor`]: the
 //! metadata ([`Meta`]), the inventory, the report buckets, the vault storage and the registry
 //! of running jobs. It imports only the model layer; the API
 //! handlers (control) and the workers (background) sit above it.
 
 pub(crate) mod backup;
+pub(crate) mod composite;
 pub(crate) mod copy;
 pub(crate) mod deletions;
 pub(crate) mod indexes;
 pub(crate) mod jobs;
+pub(crate) mod postgres;
 pub(crate) mod reports;
 pub(crate) mod restore;
 pub(crate) mod restore_testing;
+pub mod scans;
 pub mod storage;
 
 use std::ops::Deref;
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use coffer_api::ApiError;
 
 use crate::model::Meta;
+use crate::model::approvals::ApprovalTeams;
 use crate::model::inventory::Inventory;
 use crate::model::reports::ReportBuckets;
 use jobs::Running;
@@ -37,8 +41,14 @@ pub struct Executor {
     inventory: Inventory,
     /// Where report plans' S3 buckets are on this machine.
     report_buckets: ReportBuckets,
+    /// The approval teams of the configuration (`[[approval_teams]]`).
+    approval_teams: ApprovalTeams,
     storage: Option<Arc<VaultStorage>>,
     running: Arc<Running>,
+    /// How many days finished jobs, firings and dead letters are kept (`model::history`).
+    history_retention_days: u32,
+    /// The rules malware scans evaluate (`scan_rules` in the configuration).
+    scan_rules: scans::ScanRuleSet,
 }
 
 impl Deref for Executor {
@@ -55,9 +65,22 @@ impl Executor {
             meta,
             inventory,
             report_buckets: ReportBuckets::default(),
+            approval_teams: ApprovalTeams::default(),
             storage: storage.map(Arc::new),
             running: Arc::default(),
+            history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
+            scan_rules: scans::ScanRuleSet::default(),
         }
+    }
+
+    /// Keeps finished history `days` days (see `model::history`).
+    pub(crate) fn with_history_retention(mut self, days: u32) -> Self {
+        self.history_retention_days = days;
+        self
+    }
+
+    pub(crate) fn history_retention_days(&self) -> u32 {
+        self.history_retention_days
     }
 
     pub fn meta(&self) -> &Meta {
@@ -70,6 +93,14 @@ impl Executor {
 
     pub fn report_buckets(&self) -> &ReportBuckets {
         &self.report_buckets
+    }
+
+    pub fn approval_teams(&self) -> &ApprovalTeams {
+        &self.approval_teams
+    }
+
+    pub fn scan_rules(&self) -> &scans::ScanRuleSet {
+        &self.scan_rules
     }
 
     /// The jobs running in this process, and the runner's wake-up signal.

@@ -98,6 +98,29 @@ pub(crate) fn emit(
     if !sub.wants(event) {
         return Ok(());
     }
+    enqueue(
+        tx,
+        &sub.sns_topic_arn,
+        account,
+        region,
+        vault_name,
+        event,
+        notice,
+    )
+}
+
+/// Writes `event` about vault `vault_name` to the outbox for `topic_arn`, whatever the vault
+/// subscribed to: for the events no vault subscription names, such as the steps of an
+/// approval session, which go to the approval team's topic (see `model::restore_access`).
+pub(crate) fn enqueue(
+    tx: &mut dyn Txn,
+    topic_arn: &str,
+    account: &str,
+    region: &str,
+    vault_name: &str,
+    event: &BackupVaultEvent,
+    notice: &Notice,
+) -> Result<(), StoreError> {
     let id = uuid::Uuid::new_v4().to_string();
     let wall = Utc::now();
     let attributes = BTreeMap::from([
@@ -114,7 +137,7 @@ pub(crate) fn emit(
     ]);
     let m = OutboxMessage {
         id: id.clone(),
-        topic_arn: sub.sns_topic_arn,
+        topic_arn: topic_arn.to_string(),
         account: account.to_string(),
         region: region.to_string(),
         vault_name: vault_name.to_string(),
@@ -131,6 +154,27 @@ pub(crate) fn emit(
     };
     let key = format!("{:020}:{id}", next_micros(wall.timestamp_micros()));
     tx.put(OUTBOX, &key, &serde_json::to_vec(&m).map_err(store_err)?)
+}
+
+/// Deletes at most `limit` dead letters queued at or before `cutoff` (wall clock), oldest
+/// first; returns how many. Their keys start with the time they were queued, so nothing
+/// newer is read.
+pub(crate) fn prune_dead(
+    tx: &mut dyn Txn,
+    cutoff: DateTime<Utc>,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    // ';' sorts right after ':', so every key of the cutoff's own microsecond is within.
+    let bound = format!("{:020};", cutoff.timestamp_micros().max(0));
+    let mut n = 0;
+    for (key, _) in tx.scan(DEAD, "", None, limit)? {
+        if key.as_str() > bound.as_str() {
+            break;
+        }
+        tx.delete(DEAD, &key)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Outbox key times: the wall clock in microseconds, but strictly increasing within this process
@@ -509,5 +553,31 @@ mod outbox_tests {
                 failed: 0
             }
         );
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_pruned_oldest_first_up_to_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let t0 = Utc::now();
+        let stamp = move |d: i64| (t0 + chrono::Duration::days(d)).timestamp_micros();
+        store
+            .write(move |tx| -> Result<(), StoreError> {
+                for (d, id) in [(0, "a"), (5, "b"), (10, "c")] {
+                    tx.put(DEAD, &format!("{:020}:{id}", stamp(d)), b"{}")?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let cutoff = t0 + chrono::Duration::days(5);
+        let n = store
+            .write(move |tx| prune_dead(tx, cutoff, 10))
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "the letters of day 0 and day 5 (at the cutoff) go");
+        let left = store.read(|tx| tx.scan(DEAD, "", None, 10)).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0].0.ends_with(":c"));
     }
 }

@@ -5,9 +5,12 @@
 //! `arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID` is a directory tree (type EFS),
 //! `arn:aws:ec2:REGION:ACCOUNT:volume/ID` a disk image or block device read as one stream
 //! (type EBS), `arn:aws:s3:::BUCKET` the objects of an S3-compatible bucket (type S3; the
-//! account and region come from the entry, defaulting to the server's), and a database file
+//! account and region come from the entry, defaulting to the server's), a database file
 //! declared with type `SQLite` (`arn:aws:sqlite:REGION:ACCOUNT:database/NAME` by default) a
-//! SQLite database copied online. The account and region of the ARN scope the resource like any other. The
+//! SQLite database copied online, `arn:aws:rds:REGION:ACCOUNT:db:NAME` a PostgreSQL database
+//! reached by URL (type RDS), and `arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID` a
+//! composite of other resources (type CloudFormation, with `members`). The account and region
+//! of the ARN scope the resource like any other. The
 //! inventory can be replaced while Coffer runs (the server re-reads it on SIGHUP or when the
 //! file changes); jobs look resources up at the moment they need them.
 
@@ -26,6 +29,11 @@ pub enum SourceKind {
     Directory,
     /// One file or block device as a single stream.
     Stream,
+    /// A group of other resources (`members`), backed up as a composite recovery point.
+    Composite,
+    // RDS (PostgreSQL)
+    /// A PostgreSQL database, dumped with `pg_dump` (`ResourceEntry::url`).
+    Postgres,
     // S3 buckets and SQLite files
     /// The objects of an S3-compatible bucket.
     Bucket,
@@ -37,6 +45,8 @@ pub enum SourceKind {
 pub const SUPPORTED_TYPES: &[(&str, SourceKind)] = &[
     ("EBS", SourceKind::Stream),
     ("EFS", SourceKind::Directory),
+    ("CloudFormation", SourceKind::Composite),
+    ("RDS", SourceKind::Postgres),
     // S3 buckets and SQLite files
     ("S3", SourceKind::Bucket),
     ("SQLite", SourceKind::Sqlite),
@@ -47,9 +57,13 @@ pub const SUPPORTED_TYPES: &[(&str, SourceKind)] = &[
 #[serde(deny_unknown_fields)]
 pub struct ResourceEntry {
     pub arn: String,
-    /// A directory, a file or a block device (a SQLite database file; none for a bucket).
+    /// A directory, a file or a block device (a SQLite database file; none for a bucket, a
+    /// composite resource or RDS).
     #[serde(default)]
     pub source: PathBuf,
+    /// The resources a composite resource (a CloudFormation stack) groups, by ARN.
+    #[serde(default)]
+    pub members: Vec<String>,
     #[serde(default)]
     pub name: Option<String>,
     /// The AWS resource type (EFS, EBS); derived from the ARN when absent.
@@ -67,6 +81,73 @@ pub struct ResourceEntry {
     /// Where a bucket lives and the credentials to read and write it (type S3).
     #[serde(default)]
     pub s3: Option<S3Endpoint>,
+    // RDS (PostgreSQL)
+    /// The database's `postgres://USER@HOST:PORT/DATABASE` URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The environment variable that holds the database password (read when a job runs).
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+// RDS (PostgreSQL)
+/// How Coffer reaches a PostgreSQL database. Its `Debug` never shows a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseSource {
+    pub url: String,
+    pub password_env: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = coffer_engine::sources::postgres::PgConn::parse(&self.url, None)
+            .map_or_else(|_| "<invalid url>".to_string(), |c| c.url());
+        write!(f, "{url} (password from {:?})", self.password_env)
+    }
+}
+
+impl DatabaseSource {
+    /// How to reach the database now: its URL, with the password read from the environment
+    /// variable `password_env` names (the configuration never holds it). `arn` names the
+    /// resource in messages.
+    ///
+    /// # Errors
+    /// A missing variable or a bad URL, saying what to set.
+    pub fn connection(
+        &self,
+        arn: &str,
+    ) -> coffer_engine::Result<coffer_engine::sources::postgres::PgConn> {
+        let password = match &self.password_env {
+            None => None,
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                coffer_engine::Error::Database(format!(
+                    "the environment variable {var} (password_env of {arn}) is not set in Coffer's environment; set it to the database password and restart Coffer"
+                ))
+            })?),
+        };
+        coffer_engine::sources::postgres::PgConn::parse(&self.url, password)
+    }
+
+    fn from_entry(e: &ResourceEntry) -> Result<Self, String> {
+        let url = e.url.clone().ok_or_else(|| {
+            format!(
+                "{} is an RDS resource: give url = \"postgres://USER@HOST:PORT/DATABASE\" and, for the password, password_env = \"VARIABLE\"",
+                e.arn
+            )
+        })?;
+        coffer_engine::sources::postgres::PgConn::parse(&url, None)
+            .map_err(|err| format!("url of {}: {err}", e.arn))?;
+        if !e.source.as_os_str().is_empty() {
+            return Err(format!(
+                "{} is an RDS resource: it is reached by url, not source; remove source",
+                e.arn
+            ));
+        }
+        Ok(Self {
+            url,
+            password_env: e.password_env.clone(),
+        })
+    }
 }
 
 /// A resource Coffer knows about.
@@ -80,16 +161,24 @@ pub struct Resource {
     pub name: String,
     pub source: PathBuf,
     pub tags: BTreeMap<String, String>,
+    /// A composite resource's members (ARNs of other resources of the inventory).
+    pub members: Vec<String>,
+    // RDS (PostgreSQL)
+    /// How to reach the database (RDS resources only).
+    pub database: Option<DatabaseSource>,
+    // S3 buckets and SQLite files
     /// The bucket's server and credentials (type S3 only).
     pub s3: Option<S3Endpoint>,
 }
 
 /// What an operator can declare, for messages about an entry Coffer cannot back up.
 pub const SUPPORTED_KINDS: &str = "Coffer backs up EFS file systems \
-(arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID, a directory tree) and EBS volumes \
-(arn:aws:ec2:REGION:ACCOUNT:volume/ID, a file or block device), S3 buckets \
-(arn:aws:s3:::BUCKET, with a [resources.s3] table) and SQLite database files \
-(type = \"SQLite\", e.g. arn:aws:sqlite:REGION:ACCOUNT:database/NAME)";
+(arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID, a directory tree), EBS volumes \
+(arn:aws:ec2:REGION:ACCOUNT:volume/ID, a file or block device), RDS databases \
+(arn:aws:rds:REGION:ACCOUNT:db:NAME, a PostgreSQL database given by url), S3 buckets \
+(arn:aws:s3:::BUCKET, with a [resources.s3] table), SQLite database files \
+(type = \"SQLite\", e.g. arn:aws:sqlite:REGION:ACCOUNT:database/NAME), and CloudFormation \
+stacks (arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID, with members = [ARN, ...]) as composites";
 
 /// Why a resource ARN that is not in the inventory cannot be backed up, and what to do: an
 /// ARN of a kind Coffer cannot back up says which kinds it can; another is to be declared.
@@ -108,9 +197,11 @@ pub fn not_in_inventory(arn: &str) -> String {
 /// The type AWS gives a resource ARN, when Coffer can back it up.
 pub fn type_of_arn(arn: &str) -> Option<&'static str> {
     let a = arn::parse(arn)?;
-    match (a.service, a.resource.split('/').next().unwrap_or("")) {
+    match (a.service, a.resource.split(['/', ':']).next().unwrap_or("")) {
         ("elasticfilesystem", "file-system") => Some("EFS"),
         ("ec2", "volume") => Some("EBS"),
+        ("cloudformation", "stack") => Some("CloudFormation"),
+        ("rds", "db") => Some("RDS"),
         // S3 buckets and SQLite files
         ("s3", b) if !b.is_empty() && !b.contains('/') => Some("S3"),
         ("sqlite", "database") => Some("SQLite"),
@@ -187,7 +278,7 @@ impl Resource {
                 .ok_or_else(|| {
                     format!(
                         "{} is not a kind of resource Coffer can back up. {SUPPORTED_KINDS}; \
-                         to declare another ARN form as one of them, set type = \"EFS\", \"EBS\" or \"SQLite\"",
+                         to declare another ARN form as one of them, set type = \"EFS\", \"EBS\", \"RDS\" or \"SQLite\"",
                         e.arn
                     )
                 })?
@@ -203,13 +294,14 @@ impl Resource {
                     e.arn
                 )
             })?;
+        check_members(e, kind)?;
         let default_name = a
             .resource
             .rsplit(['/', ':'])
             .next()
             .unwrap_or(a.resource)
             .to_string();
-        let source = check_source(e, kind, a.resource)?;
+        let (source, database) = check_source(e, kind, a.resource)?;
         Ok(Resource {
             arn: e.arn.clone(),
             account,
@@ -219,27 +311,74 @@ impl Resource {
             name: e.name.clone().unwrap_or(default_name),
             source,
             tags: e.tags.clone(),
+            members: e.members.clone(),
+            database,
             s3: e.s3.clone(),
         })
     }
 }
 
-/// The source of an entry as its kind needs it: a bucket has a valid name and a
-/// `[resources.s3]` table (its source reads `s3://BUCKET`); any other kind has a source path
-/// and no `[resources.s3]` table.
-fn check_source(e: &ResourceEntry, kind: SourceKind, resource: &str) -> Result<PathBuf, String> {
-    if kind != SourceKind::Bucket {
-        if e.s3.is_some() {
-            return Err(format!(
-                "{}: a [resources.s3] table belongs to S3 buckets only; remove it",
-                e.arn
-            ));
-        }
-        if e.source.as_os_str().is_empty() {
-            return Err(format!("{}: set source = \"/path\" on this machine", e.arn));
-        }
-        return Ok(e.source.clone());
+/// A composite resource (a CloudFormation stack) lists its members and has no source; no other
+/// kind takes members.
+fn check_members(e: &ResourceEntry, kind: SourceKind) -> Result<(), String> {
+    match (kind, e.members.is_empty(), e.source.as_os_str().is_empty()) {
+        (SourceKind::Composite, true, _) => Err(format!(
+            "{} is a composite resource: list the resources it groups with members = [ARN, ...]",
+            e.arn
+        )),
+        (SourceKind::Composite, false, false) => Err(format!(
+            "{} is a composite resource: its members hold the data, so it takes no source",
+            e.arn
+        )),
+        (SourceKind::Composite, false, true) | (_, true, _) => Ok(()),
+        (_, false, _) => Err(format!(
+            "{} is not a composite resource: only a CloudFormation stack takes members",
+            e.arn
+        )),
     }
+}
+
+/// The source of an entry as its kind needs it, and for RDS how to reach the database: a bucket
+/// has a valid name and a `[resources.s3]` table (its source reads `s3://BUCKET`); a database
+/// has a `url` and no source; a composite resource has neither (its members hold the data);
+/// any other kind has a source path. `[resources.s3]` belongs to buckets only, `url` and
+/// `password_env` to databases only.
+fn check_source(
+    e: &ResourceEntry,
+    kind: SourceKind,
+    resource: &str,
+) -> Result<(PathBuf, Option<DatabaseSource>), String> {
+    if kind != SourceKind::Bucket && e.s3.is_some() {
+        return Err(format!(
+            "{}: a [resources.s3] table belongs to S3 buckets only; remove it",
+            e.arn
+        ));
+    }
+    if kind != SourceKind::Postgres && (e.url.is_some() || e.password_env.is_some()) {
+        return Err(format!(
+            "{}: url and password_env are for RDS resources; remove them",
+            e.arn
+        ));
+    }
+    match kind {
+        SourceKind::Bucket => Ok((check_bucket(e, resource)?, None)),
+        SourceKind::Postgres => Ok((PathBuf::new(), Some(DatabaseSource::from_entry(e)?))),
+        SourceKind::Composite => Ok((PathBuf::new(), None)),
+        SourceKind::Directory | SourceKind::Stream | SourceKind::Sqlite => {
+            if e.source.as_os_str().is_empty() {
+                return Err(format!(
+                    "{} needs a source: set source = \"/path\" (a directory, a file or a block device) on this machine",
+                    e.arn
+                ));
+            }
+            Ok((e.source.clone(), None))
+        }
+    }
+}
+
+/// A bucket entry: a valid bucket name, a `[resources.s3]` table and no source path; its
+/// source reads `s3://BUCKET`.
+fn check_bucket(e: &ResourceEntry, resource: &str) -> Result<PathBuf, String> {
     if !valid_bucket(resource) {
         return Err(format!(
             "{}: '{resource}' is not a bucket name (3-63 lowercase letters, digits, '.' and '-')",
@@ -291,7 +430,11 @@ impl Inventory {
         for e in entries {
             match Resource::from_entry_in(e, defaults) {
                 Ok(r) => {
-                    if r.kind != SourceKind::Bucket && !r.source.exists() {
+                    if !matches!(
+                        r.kind,
+                        SourceKind::Composite | SourceKind::Postgres | SourceKind::Bucket
+                    ) && !r.source.exists()
+                    {
                         problems.push(format!(
                             "source {} of {} does not exist (yet)",
                             r.source.display(),
@@ -341,6 +484,7 @@ mod tests {
 
     fn entry(arn: &str) -> ResourceEntry {
         ResourceEntry {
+            members: Vec::new(),
             arn: arn.into(),
             source: "/nonexistent".into(),
             name: None,
@@ -349,6 +493,8 @@ mod tests {
             account: None,
             region: None,
             s3: None,
+            url: None,
+            password_env: None,
         }
     }
 
@@ -369,7 +515,8 @@ mod tests {
             ("EBS", SourceKind::Stream)
         );
         let refused =
-            Resource::from_entry(&entry("arn:aws:rds:us-east-1:111122223333:db:main")).unwrap_err();
+            Resource::from_entry(&entry("arn:aws:dynamodb:us-east-1:111122223333:table/t"))
+                .unwrap_err();
         assert!(
             refused.contains("EFS file systems") && refused.contains("EBS volumes"),
             "{refused}"
@@ -378,20 +525,73 @@ mod tests {
     }
 
     #[test]
+    fn rds_resources_are_databases_reached_by_url() {
+        let arn = "arn:aws:rds:us-east-1:111122223333:db:shop";
+        let no_url = Resource::from_entry(&ResourceEntry {
+            source: PathBuf::new(),
+            ..entry(arn)
+        })
+        .unwrap_err();
+        assert!(no_url.contains("give url"), "{no_url}");
+        let r = Resource::from_entry(&ResourceEntry {
+            source: PathBuf::new(),
+            url: Some("postgres://app:hunter2@127.0.0.1:5432/shop".into()),
+            password_env: Some("SHOP_PG_PASSWORD".into()),
+            ..entry(arn)
+        })
+        .unwrap();
+        assert_eq!(
+            (r.resource_type.as_str(), r.kind, r.name.as_str()),
+            ("RDS", SourceKind::Postgres, "shop")
+        );
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let with_source = Resource::from_entry(&ResourceEntry {
+            url: Some("postgres://app@127.0.0.1/shop".into()),
+            ..entry(arn)
+        })
+        .unwrap_err();
+        assert!(with_source.contains("remove source"), "{with_source}");
+        let efs_with_url = Resource::from_entry(&ResourceEntry {
+            url: Some("postgres://app@127.0.0.1/shop".into()),
+            ..entry("arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-1")
+        })
+        .unwrap_err();
+        assert!(efs_with_url.contains("for RDS resources"), "{efs_with_url}");
+        // No source to check on disk: the inventory reports nothing.
+        let inv = Inventory::default();
+        let problems = inv.replace(&[ResourceEntry {
+            source: PathBuf::new(),
+            url: Some("postgres://app@127.0.0.1/shop".into()),
+            ..entry(arn)
+        }]);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
     fn unknown_arns_say_what_can_be_backed_up() {
         let efs =
             not_in_inventory("arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-x");
         assert!(efs.contains("declare it under [[resources]]"), "{efs}");
         assert!(!efs.contains("EBS volumes"), "{efs}");
-        let rds = not_in_inventory("arn:aws:rds:us-east-1:111122223333:db:main");
+        let table = not_in_inventory("arn:aws:dynamodb:us-east-1:111122223333:table/orders");
         assert!(
-            rds.contains("not a kind of resource Coffer can back up")
-                && rds.contains("EFS file systems")
-                && rds.contains("S3 buckets"),
-            "{rds}"
+            table.contains("not a kind of resource Coffer can back up")
+                && table.contains("EFS file systems")
+                && table.contains("RDS databases")
+                && table.contains("S3 buckets")
+                && table.contains("SQLite database files")
+                && table.contains("CloudFormation"),
+            "{table}"
         );
-        let s3 = not_in_inventory("arn:aws:s3:::bucket");
-        assert!(s3.contains("declare it under [[resources]]"), "{s3}");
+        for known in [
+            "arn:aws:s3:::bucket",
+            "arn:aws:rds:us-east-1:111122223333:db:main",
+            "arn:aws:sqlite:us-east-1:111122223333:database/app",
+        ] {
+            let m = not_in_inventory(known);
+            assert!(m.contains("declare it under [[resources]]"), "{m}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub(crate) use crate::model::queue::job_key;
 use crate::model::recovery_points::RecoveryPointRecord;
 pub(crate) use crate::model::states::{JobKind, JobState};
 use crate::model::vaults::VaultRecord;
-use crate::model::{Meta, arn, queue, settings, telemetry, vault_policy, vaults};
+use crate::model::{Meta, arn, history, queue, settings, telemetry, vault_policy, vaults};
 
 use std::collections::BTreeMap;
 
@@ -242,6 +242,9 @@ pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
     job_changed(tx, before, job)?;
     if job.is_terminal() {
         tx.delete(QUEUE, &job.queue_key())?;
+        if !before.is_some_and(JobState::is_terminal) {
+            enter_history(tx, job)?;
+        }
     }
     if before != Some(job.state) {
         log_transition(job);
@@ -429,12 +432,85 @@ pub(crate) fn enqueue(tx: &mut dyn Txn, job: &JobRecord) -> Result<JobRecord> {
         if let Some(j) = by_token(tx, job.kind, &job.account, &job.region, token)? {
             return Ok(j);
         }
-        let tkey = format!("{}:{}:{}:{token}", job.kind.tag(), job.account, job.region);
+        let tkey = token_key(job.kind, &job.account, &job.region, token);
         tx.put(TOKENS, &tkey, job.id.as_bytes())?;
     }
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
     tx.put(QUEUE, &job.queue_key(), b"")?;
     Ok(job.clone())
+}
+
+/// One run of a job on a node: who claimed it and on which attempt. Every transaction that
+/// ends or hands back the run checks it with [`load_held`], so a node whose lease ran out (it
+/// was paused or cut off, and another node took the job over) cannot end the job under the
+/// node that runs it now.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    kind: JobKind,
+    key: String,
+    id: String,
+    owner: Option<String>,
+    attempts: u32,
+}
+
+impl JobRecord {
+    /// This record's run, as the runner claimed it.
+    pub(crate) fn run(&self) -> Run {
+        Run {
+            kind: self.kind,
+            key: self.key(),
+            id: self.id.clone(),
+            owner: self.lease_owner.clone(),
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// The job as stored, if `run` still holds it: not ended, and (for a claimed run) claimed by
+/// the same owner on the same attempt. A run that lost its job is told `None`, and its
+/// result is dropped with a warning: the node that holds the job now ends it.
+pub(crate) fn load_held(tx: &mut dyn Txn, run: &Run) -> Result<Option<JobRecord>> {
+    let Some(j) = load_job(tx, run.kind, &run.key)? else {
+        return Ok(None);
+    };
+    if j.is_terminal() {
+        return Ok(None);
+    }
+    let held = run.owner.is_none() || (j.lease_owner == run.owner && j.attempts == run.attempts);
+    if !held {
+        tracing::warn!(job = %run.id, attempt = run.attempts, now_held_by = j.lease_owner.as_deref().unwrap_or("nobody"), "this node's lease on the job ran out and the job moved on; its result is dropped");
+        return Ok(None);
+    }
+    Ok(Some(j))
+}
+
+/// Enters a job that has just finished into the history (`model::history`): the job and,
+/// if it had one, its idempotency token go together when the retention is up.
+fn enter_history(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
+    let mut items = vec![(job.kind.table().to_string(), job.key())];
+    if let Some(token) = &job.idempotency_token {
+        items.push((
+            TOKENS.to_string(),
+            token_key(job.kind, &job.account, &job.region, token),
+        ));
+    }
+    let finished = job.completion_date.unwrap_or(job.creation_date);
+    history::record(tx, finished, &items)
+}
+
+/// Enters a stored job written before the history table existed, if it has finished (the
+/// history's backfill).
+pub(crate) fn enter_finished(tx: &mut dyn Txn, value: &[u8]) -> Result<()> {
+    let job: JobRecord = serde_json::from_slice(value)?;
+    if job.is_terminal() {
+        enter_history(tx, &job)?;
+    }
+    Ok(())
+}
+
+/// The key of an idempotency token in table `job_token`.
+pub(crate) fn token_key(kind: JobKind, account: &str, region: &str, token: &str) -> String {
+    format!("{}:{account}:{region}:{token}", kind.tag())
 }
 
 /// The job a Start call with this idempotency token already made, if any.
@@ -445,7 +521,7 @@ pub(crate) fn by_token(
     region: &str,
     token: &str,
 ) -> Result<Option<JobRecord>> {
-    let tkey = format!("{}:{account}:{region}:{token}", kind.tag());
+    let tkey = token_key(kind, account, region, token);
     let Some(existing) = tx.get(TOKENS, &tkey)? else {
         return Ok(None);
     };
@@ -751,6 +827,76 @@ pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_run_that_lost_its_lease_cannot_end_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            coffer_store::StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let mut job = JobRecord::new(
+            JobKind::Backup,
+            "111122223333",
+            "r",
+            Utc::now(),
+            "arn:res".into(),
+            "EFS".into(),
+        );
+        job.state = JobState::Running;
+        job.attempts = 1;
+        job.lease_owner = Some("node-a/1".into());
+        let run_a = job.run();
+        let unclaimed = JobRecord {
+            lease_owner: None,
+            ..job.clone()
+        }
+        .run();
+        let mut taken = job.clone();
+        taken.attempts = 2;
+        taken.lease_owner = Some("node-b/1".into());
+        store
+            .write(move |tx| -> Result<()> {
+                tx.put(
+                    JobKind::Backup.table(),
+                    &job.key(),
+                    &serde_json::to_vec(&job)?,
+                )?;
+                assert!(
+                    load_held(tx, &run_a)?.is_some(),
+                    "the claiming run holds it"
+                );
+                // The lease ran out and node b claimed the job for its second attempt.
+                tx.put(
+                    JobKind::Backup.table(),
+                    &taken.key(),
+                    &serde_json::to_vec(&taken)?,
+                )?;
+                assert!(load_held(tx, &run_a)?.is_none(), "node a's run lost it");
+                assert!(
+                    load_held(tx, &taken.run())?.is_some(),
+                    "node b's run holds it"
+                );
+                // The same node on an earlier attempt does not hold it either.
+                let mut old = taken.clone();
+                old.attempts = 1;
+                assert!(load_held(tx, &old.run())?.is_none());
+                // An unclaimed run (no lease) sees any job that has not ended.
+                assert!(load_held(tx, &unclaimed)?.is_some());
+                let mut ended = taken.clone();
+                ended.state = JobState::Completed;
+                tx.put(
+                    JobKind::Backup.table(),
+                    &ended.key(),
+                    &serde_json::to_vec(&ended)?,
+                )?;
+                assert!(
+                    load_held(tx, &taken.run())?.is_none(),
+                    "an ended job is held by nobody"
+                );
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn a_restore_test_event_names_its_plan_and_verdict() {

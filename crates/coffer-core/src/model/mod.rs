@@ -8,12 +8,16 @@
 //! of this layer gets a store transaction, or [`Meta`] (the store and the clock) when it needs
 //! its own transaction. Layers above may import this one; this one imports none of them.
 
+pub(crate) mod access_points;
+pub mod approvals;
 pub mod arn;
 pub mod clock;
+pub(crate) mod composite;
 pub mod deletions;
 pub(crate) mod error;
 pub mod events;
 pub(crate) mod frameworks;
+pub mod history;
 pub(crate) mod indexes;
 pub mod inventory;
 pub(crate) mod jobs;
@@ -27,8 +31,10 @@ pub(crate) mod recovery_points;
 pub mod reports;
 pub(crate) mod restore;
 pub(crate) mod restore_bucket;
+pub(crate) mod restore_access;
 pub(crate) mod restore_testing;
 pub(crate) mod retention;
+pub(crate) mod scans;
 pub(crate) mod selections;
 pub(crate) mod settings;
 pub mod states;

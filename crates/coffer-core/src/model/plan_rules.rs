@@ -95,6 +95,16 @@ pub(crate) fn normalise(
     if let Some(settings) = &input.advanced_backup_settings {
         check_advanced_settings(settings)?;
     }
+    let scan_actions: Vec<_> = (input.rules.iter())
+        .map(|r| {
+            (
+                r.rule_name.clone(),
+                r.scan_actions.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    crate::model::scans::check_plan(input.scan_settings.as_deref(), &scan_actions)
+        .map_err(|m| invalid(format!("Invalid BackupPlan: {m}")))?;
     let rules = input
         .rules
         .into_iter()

@@ -50,6 +50,23 @@ pub(crate) struct RecoveryPointRecord {
     /// The source path the snapshot holds (restore metadata needs it).
     #[serde(default)]
     pub source_path: Option<String>,
+    /// Its place in a composite recovery point, if any (`model::composite`).
+    #[serde(default)]
+    pub composite: Membership,
+}
+
+/// Where a recovery point stands in a composite (nothing, for an ordinary point).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Membership {
+    /// A parent (composite) point: it groups children and holds no snapshot.
+    #[serde(default)]
+    pub is_parent: bool,
+    /// The parent of a nested point, while it belongs to one.
+    #[serde(default)]
+    pub parent_arn: Option<String>,
+    /// Which member of the composite resource a nested point holds (the member's name).
+    #[serde(default)]
+    pub member_id: Option<String>,
 }
 
 pub(crate) fn key(account: &str, region: &str, vault: &str, id: &str) -> String {
@@ -105,7 +122,9 @@ impl RecoveryPointRecord {
             iam_role_arn: self.iam_role_arn.clone(),
             initiation_date: self.initiation_date.map(Timestamp),
             is_encrypted: Some(true),
-            is_parent: Some(false),
+            is_parent: Some(self.composite.is_parent),
+            parent_recovery_point_arn: self.composite.parent_arn.clone(),
+            composite_member_identifier: self.composite.member_id.clone(),
             last_restore_time: self.last_restore_time.map(Timestamp),
             lifecycle: self.lifecycle.clone(),
             recovery_point_arn: Some(self.arn.clone()),
@@ -136,6 +155,8 @@ impl RecoveryPointRecord {
             initiation_date: d.initiation_date,
             is_encrypted: d.is_encrypted,
             is_parent: d.is_parent,
+            parent_recovery_point_arn: d.parent_recovery_point_arn,
+            composite_member_identifier: d.composite_member_identifier,
             last_restore_time: d.last_restore_time,
             lifecycle: d.lifecycle,
             recovery_point_arn: d.recovery_point_arn,
@@ -182,7 +203,8 @@ impl RecoveryPointRecord {
             creation_date: Some(Timestamp(self.creation_date)),
             encryption_key_arn: Some(self.encryption_key_arn.clone()),
             encryption_key_type: Some(EncryptionKeyType::AwsOwnedKmsKey),
-            is_parent: Some(false),
+            is_parent: Some(self.composite.is_parent),
+            parent_recovery_point_arn: self.composite.parent_arn.clone(),
             recovery_point_arn: Some(self.arn.clone()),
             resource_name: self.resource_name.clone(),
             status: Some(self.status.into()),
@@ -329,6 +351,10 @@ pub(crate) fn remove(
     indexes::mark_deleting(tx, &rp.account, &rp.region, &rp.id, now)?;
     vault.recovery_points = (vault.recovery_points - 1).max(0);
     vaults::save(tx, vault)?;
+    if rp.composite.is_parent {
+        // A composite parent holds no snapshot: its children hold the data.
+        return Ok(());
+    }
     let d = deletions::Deletion {
         account: rp.account.clone(),
         region: rp.region.clone(),

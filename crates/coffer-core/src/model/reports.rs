@@ -64,7 +64,7 @@ impl Template {
             "RESOURCE_COMPLIANCE_REPORT" => Template::ResourceCompliance,
             "SCAN_JOB_REPORT" => {
                 return Err(ApiError::invalid_parameter(
-                    "ReportSetting.ReportTemplate SCAN_JOB_REPORT: Coffer runs no malware scan jobs, so it builds no scan job reports. Use one of BACKUP_JOB_REPORT, COPY_JOB_REPORT, RESTORE_JOB_REPORT, CONTROL_COMPLIANCE_REPORT, RESOURCE_COMPLIANCE_REPORT.",
+                    "ReportSetting.ReportTemplate SCAN_JOB_REPORT: Coffer does not build scan job reports yet (its scan jobs are read with ListScanJobs and ListScanJobSummaries). Use one of BACKUP_JOB_REPORT, COPY_JOB_REPORT, RESTORE_JOB_REPORT, CONTROL_COMPLIANCE_REPORT, RESOURCE_COMPLIANCE_REPORT.",
                 )
                 .into());
             }

@@ -98,6 +98,48 @@ pub(crate) fn plan(
     })
 }
 
+// RDS (PostgreSQL)
+/// The new database an RDS restore creates: `DBName`, or `DBInstanceIdentifier` when there is
+/// no `DBName` (RDS's own restore keys). `Engine`, when given, must be `postgres`. Restores to
+/// a point in time (`RestoreTime`, `UseLatestRestorableTime`) need a continuous recovery point,
+/// which Coffer does not make yet.
+pub(crate) fn database_name(metadata: &BTreeMap<String, String>) -> Result<String> {
+    if let Some(engine) = metadata.get("Engine").filter(|e| !e.is_empty())
+        && !engine.eq_ignore_ascii_case("postgres")
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "Restore metadata Engine '{engine}' cannot be restored by Coffer: its RDS resources are PostgreSQL databases (Engine \"postgres\")."
+        ))
+        .into());
+    }
+    for key in ["RestoreTime", "UseLatestRestorableTime"] {
+        if metadata
+            .get(key)
+            .is_some_and(|v| !v.is_empty() && v != "false")
+        {
+            return Err(ApiError::invalid_parameter(format!(
+                "Restore metadata {key} asks for a point-in-time restore, which needs a continuous recovery point; this one is a snapshot. Remove {key}."
+            ))
+            .into());
+        }
+    }
+    let name = ["DBName", "DBInstanceIdentifier"]
+        .iter()
+        .find_map(|k| metadata.get(*k).filter(|v| !v.is_empty()))
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "Restore metadata must name the new database to create: DBName (or DBInstanceIdentifier).",
+            )
+        })?;
+    if !coffer_engine::sources::postgres::valid_database_name(name) {
+        return Err(ApiError::invalid_parameter(format!(
+            "DBName '{name}' cannot name a database: use a letter or _ then letters, digits, _ or -, at most 63 characters."
+        ))
+        .into());
+    }
+    Ok(name.clone())
+}
+
 /// Refuses, when the job is started, a new-location restore into a target that already holds
 /// something (a non-empty directory, or a file where the directory should be), unless the
 /// metadata says `overwrite`: the run would fail on it anyway, and the caller learns now, with

@@ -540,6 +540,7 @@ mod tests {
 
     fn resource(arn: &str, tags: &[(&str, &str)]) -> Resource {
         Resource {
+            members: Vec::new(),
             arn: arn.into(),
             account: "1".into(),
             region: "r".into(),
@@ -552,6 +553,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             s3: None,
+            database: None,
         }
     }
 

@@ -6,14 +6,16 @@
 //! and legal holds are enforced the same way everywhere. Every job that writes a recovery
 //! point into a vault (backup, copy) asks [`admission_blocker`] when it starts and again in
 //! the transaction that records the point, so a retention outside the vault lock's bounds
-//! (or an air-gapped vault's, which are a lock from its creation) fails the job.
+//! (or an air-gapped vault's, which are a lock from its creation) fails the job. A recovery
+//! point with a backup access point is held too: its deletion is refused naming the access
+//! point, and the lifecycle sweep waits (it asks [`lifecycle_paused`] before a cold move).
 
 use chrono::{DateTime, Utc};
 use coffer_api::types::Lifecycle;
 
 use crate::model::error::Result;
 use crate::model::recovery_points::{self, RecoveryPointRecord};
-use crate::model::{legal_holds, vaults};
+use crate::model::{access_points, legal_holds, vaults};
 use coffer_store::Txn;
 
 /// Why `rp` cannot be removed at `now`, as a message for the caller; `None` when it can.
@@ -23,6 +25,9 @@ pub(crate) fn removal_blocker(
     rp: &RecoveryPointRecord,
     now: DateTime<Utc>,
 ) -> Result<Option<String>> {
+    if let Some(why) = lifecycle_paused(tx, rp)? {
+        return Ok(Some(why));
+    }
     let holds = legal_holds::holds_on(tx, rp)?;
     if !holds.is_empty() {
         return Ok(Some(format!(
@@ -47,6 +52,32 @@ pub(crate) fn removal_blocker(
     Ok(None)
 }
 
+/// Why `rp`'s lifecycle is paused (no cold move, no deletion): it has a backup access point,
+/// as a message naming it; `None` when it has none.
+pub(crate) fn lifecycle_paused(
+    tx: &mut dyn Txn,
+    rp: &RecoveryPointRecord,
+) -> Result<Option<String>> {
+    let names = access_points::on_recovery_point(tx, &rp.account, &rp.region, &rp.id)?;
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let arns: Vec<String> = names
+        .iter()
+        .map(|n| {
+            format!(
+                "arn:aws:backup:{}:{}:accesspoint/{n}",
+                rp.region, rp.account
+            )
+        })
+        .collect();
+    Ok(Some(format!(
+        "Recovery point {} has an active backup access point ({}); delete it first (DeleteBackupAccessPoint).",
+        rp.arn,
+        arns.join(", ")
+    )))
+}
+
 /// Why a recovery point kept as `lifecycle` says (`DeleteAfterDays`; none: kept forever)
 /// cannot enter (or stay so in) `vault`, as the message a failed backup or copy job or a
 /// refused UpdateRecoveryPointLifecycle shows; `None` when it can.
@@ -54,6 +85,17 @@ pub(crate) fn admission_blocker(
     vault: &vaults::VaultRecord,
     lifecycle: Option<&Lifecycle>,
 ) -> Option<String> {
+    if vault.mpa.restore_access.is_some() {
+        return Some(format!(
+            "The restore access backup vault '{}' is read-only: it gives access to the recovery points of {} and takes none of its own. Back up or copy into another vault.",
+            vault.name,
+            vault
+                .mpa
+                .restore_access
+                .as_ref()
+                .map_or("", |l| l.source_arn.as_str())
+        ));
+    }
     let lock = vault.lock.as_ref()?;
     let days = lifecycle.and_then(|l| l.delete_after_days);
     let why = lock.check_retention(days).err()?;
@@ -84,6 +126,7 @@ mod tests {
             repo: None,
             lock,
             air_gapped: false,
+            mpa: Default::default(),
         }
     }
 

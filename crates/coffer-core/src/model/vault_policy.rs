@@ -45,6 +45,14 @@ pub(crate) fn remove(tx: &mut dyn Txn, vault_key: &str) -> Result<(), StoreError
 /// safe side: an Allow with a Condition grants nothing, a Deny with a Condition applies. A
 /// document that does not parse allows nothing.
 pub(crate) fn copy_allowed(policy: &str, vault_arn: &str, account: &str) -> bool {
+    allowed(policy, COPY_INTO_ACTION, &[vault_arn], account)
+}
+
+/// Whether `policy` grants account `account` the `action` on one of `resources`: some Allow
+/// statement without a Condition applies and no Deny statement does (see [`applies`]). What
+/// [`copy_allowed`] asks, and what sharing an air-gapped vault with another account asks
+/// (listing its recovery points, restoring them; see `model::restore_access`).
+pub(crate) fn allowed(policy: &str, action: &str, resources: &[&str], account: &str) -> bool {
     let Some(top) = parsed(policy) else {
         return false;
     };
@@ -54,10 +62,9 @@ pub(crate) fn copy_allowed(policy: &str, vault_arn: &str, account: &str) -> bool
     let mut allowed = false;
     for st in statements {
         match effect(st) {
-            Some(true) if applies(st, COPY_INTO_ACTION, &[vault_arn], account) => return false,
+            Some(true) if applies(st, action, resources, account) => return false,
             Some(false)
-                if !st.contains_key("Condition")
-                    && applies(st, COPY_INTO_ACTION, &[vault_arn], account) =>
+                if !st.contains_key("Condition") && applies(st, action, resources, account) =>
             {
                 allowed = true
             }
@@ -65,6 +72,43 @@ pub(crate) fn copy_allowed(policy: &str, vault_arn: &str, account: &str) -> bool
         }
     }
     allowed
+}
+
+/// The accounts an Allow statement of `policy` names by id or IAM ARN (never `*`): the
+/// candidates a vault can be shared with, each then checked with [`allowed`].
+pub(crate) fn named_accounts(policy: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(top) = parsed(policy) else {
+        return out;
+    };
+    let Ok(statements) = statements(&top) else {
+        return out;
+    };
+    for st in statements
+        .into_iter()
+        .filter(|st| effect(st) == Some(false))
+    {
+        let names = match st.get("Principal").and_then(|p| p.get("AWS")) {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for n in names {
+            let account = if n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()) {
+                Some(n)
+            } else {
+                arn::parse(n)
+                    .filter(|a| a.service == "iam" && !a.account.is_empty())
+                    .map(|a| a.account)
+            };
+            if let Some(a) = account
+                && !out.iter().any(|o| o == a)
+            {
+                out.push(a.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// The refusal of `action` on `resources` (the first is named) by an explicit Deny in the
@@ -121,7 +165,7 @@ fn parsed(policy: &str) -> Option<Map<String, Value>> {
 }
 
 /// `Some(true)` for a Deny statement, `Some(false)` for an Allow.
-fn effect(st: &Map<String, Value>) -> Option<bool> {
+pub(crate) fn effect(st: &Map<String, Value>) -> Option<bool> {
     match st.get("Effect").and_then(Value::as_str) {
         Some("Allow") => Some(false),
         Some("Deny") => Some(true),
@@ -135,7 +179,12 @@ fn effect(st: &Map<String, Value>) -> Option<bool> {
 /// without a principal applies to everyone), its Action / NotAction matches `action` (IAM
 /// wildcards, case-insensitive: `*`, `backup:*`, `backup:Delete*`), and its Resource /
 /// NotResource matches one of `resources` (wildcards, case-sensitive).
-fn applies(st: &Map<String, Value>, action: &str, resources: &[&str], account: &str) -> bool {
+pub(crate) fn applies(
+    st: &Map<String, Value>,
+    action: &str,
+    resources: &[&str],
+    account: &str,
+) -> bool {
     let deny = effect(st) == Some(true);
     let principal = match (st.get("Principal"), st.get("NotPrincipal")) {
         (Some(p), _) => principal_matches(p, account),

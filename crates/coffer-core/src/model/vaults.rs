@@ -41,6 +41,75 @@ pub(crate) struct VaultRecord {
     /// arrive only by copy, and its retention bounds can never be changed.
     #[serde(default)]
     pub air_gapped: bool,
+    /// Approval teams and restore access (see `model::restore_access`): the team associated
+    /// with an air-gapped vault, its latest change, and for a restore access backup vault the
+    /// vault it gives access to.
+    #[serde(default)]
+    pub mpa: VaultMpa,
+}
+
+/// What multi-party approval adds to a vault record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct VaultMpa {
+    /// The approval team associated with this (air-gapped) vault.
+    #[serde(default)]
+    pub team_arn: Option<String>,
+    /// The latest association or disassociation of a team, approved or awaiting approval.
+    #[serde(default)]
+    pub latest_update: Option<TeamUpdate>,
+    /// Set on a restore access backup vault: the air-gapped vault it reads.
+    #[serde(default)]
+    pub restore_access: Option<RestoreAccessLink>,
+}
+
+/// A change of a vault's approval team (LatestMpaApprovalTeamUpdate).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TeamUpdate {
+    pub session_arn: Option<String>,
+    pub status: MpaSessionStatus,
+    pub initiated: DateTime<Utc>,
+    pub expires: Option<DateTime<Utc>>,
+    pub message: Option<String>,
+}
+
+/// A restore access backup vault's source and the approval that opens it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RestoreAccessLink {
+    pub source_arn: String,
+    pub source_account: String,
+    pub source_region: String,
+    pub source_name: String,
+    /// The source vault's uid when the access was requested: a source deleted and made again
+    /// under the same name is another vault, and this access does not reach it.
+    pub source_uid: String,
+    pub session_arn: String,
+    /// CREATING while the request awaits approval, AVAILABLE once approved, FAILED when the
+    /// request expired unapproved.
+    pub state: VaultState,
+    pub approval_date: Option<DateTime<Utc>>,
+    /// When the request expires if it is not approved by then.
+    pub expires: DateTime<Utc>,
+}
+
+impl RestoreAccessLink {
+    /// The state at `now`: a request still awaiting approval after its expiry has failed.
+    pub(crate) fn state_at(&self, now: DateTime<Utc>) -> VaultState {
+        if self.state == VaultState::Creating && now >= self.expires {
+            VaultState::Failed
+        } else {
+            self.state.clone()
+        }
+    }
+}
+
+impl TeamUpdate {
+    /// The status at `now`: an update still awaiting approval after its expiry has failed.
+    pub(crate) fn status_at(&self, now: DateTime<Utc>) -> MpaSessionStatus {
+        match (&self.status, self.expires) {
+            (MpaSessionStatus::Pending, Some(e)) if now >= e => MpaSessionStatus::Failed,
+            (s, _) => s.clone(),
+        }
+    }
 }
 
 /// The store key of a vault: account and region first, so a scan by prefix lists one scope.
@@ -82,7 +151,9 @@ impl VaultRecord {
 
     /// The vault's type as the API reports it.
     pub(crate) fn vault_type(&self) -> VaultType {
-        if self.air_gapped {
+        if self.mpa.restore_access.is_some() {
+            VaultType::RestoreAccessBackupVault
+        } else if self.air_gapped {
             VaultType::LogicallyAirGappedBackupVault
         } else {
             VaultType::BackupVault
@@ -91,10 +162,37 @@ impl VaultRecord {
 
     /// What kind of vault this is, for messages.
     pub(crate) fn kind_noun(&self) -> &'static str {
-        if self.air_gapped {
+        if self.mpa.restore_access.is_some() {
+            "restore access backup vault"
+        } else if self.air_gapped {
             "logically air-gapped backup vault"
         } else {
             "backup vault"
+        }
+    }
+
+    /// The vault as DescribeBackupVault shows it at `now` (a request awaiting approval past
+    /// its expiry shows as failed).
+    pub(crate) fn describe_at(&self, now: DateTime<Utc>) -> DescribeBackupVaultOutput {
+        let ra = self.mpa.restore_access.as_ref();
+        let update = self
+            .mpa
+            .latest_update
+            .as_ref()
+            .map(|u| LatestMpaApprovalTeamUpdate {
+                expiry_date: u.expires.map(Timestamp),
+                initiation_date: Some(Timestamp(u.initiated)),
+                mpa_session_arn: u.session_arn.clone(),
+                status: Some(u.status_at(now)),
+                status_message: u.message.clone(),
+            });
+        DescribeBackupVaultOutput {
+            vault_state: Some(ra.map_or(VaultState::Available, |r| r.state_at(now))),
+            source_backup_vault_arn: ra.map(|r| r.source_arn.clone()),
+            mpa_session_arn: ra.map(|r| r.session_arn.clone()),
+            mpa_approval_team_arn: self.mpa.team_arn.clone(),
+            latest_mpa_approval_team_update: update,
+            ..self.describe()
         }
     }
 
@@ -117,8 +215,9 @@ impl VaultRecord {
         }
     }
 
-    pub(crate) fn list_member(&self) -> BackupVaultListMember {
-        let d = self.describe();
+    /// The vault as ListBackupVaults shows it at `now`.
+    pub(crate) fn list_member_at(&self, now: DateTime<Utc>) -> BackupVaultListMember {
+        let d = self.describe_at(now);
         BackupVaultListMember {
             backup_vault_arn: d.backup_vault_arn,
             backup_vault_name: d.backup_vault_name,

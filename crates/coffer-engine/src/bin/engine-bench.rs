@@ -6,6 +6,7 @@
 //! engine-bench init    STATE VAULT
 //! engine-bench backup  STATE VAULT SOURCE RECOVERY_POINT_ID   # parent: the latest snapshot
 //! engine-bench restore STATE VAULT TARGET                     # restores the latest snapshot
+//! engine-bench backup-postgres STATE VAULT URL RECOVERY_POINT_ID  # pg_dump of the database
 //! ```
 //! STATE is a directory holding the master key and the vault's sealed key.
 
@@ -15,6 +16,7 @@ use std::{
     time::Instant,
 };
 
+use coffer_engine::sources::postgres::{PgConn, PostgresDump};
 use coffer_engine::{
     CancelToken, MasterKey, Progress, RestoreOptions, SealedVaultKey, SourceSpec, VaultLocation,
     VaultRepo,
@@ -65,6 +67,17 @@ fn run(args: &[String]) -> coffer_engine::Result<String> {
                 o.bytes_stored,
                 o.files_unmodified,
                 o.warnings.len()
+            )
+        }
+        Some("backup-postgres") => {
+            let v = open(&state, &vault)?;
+            let conn = PgConn::parse(args.get(4).map_or("", String::as_str), None)?;
+            let rp = args.get(5).cloned().unwrap_or_else(|| "bench".into());
+            let source = SourceSpec::Custom(std::sync::Arc::new(PostgresDump::new(conn)));
+            let o = v.backup(&source, &rp, None, &[], quiet, CancelToken::new())?;
+            format!(
+                "total_bytes={} bytes_added={} bytes_stored={}",
+                o.total_bytes, o.bytes_added, o.bytes_stored
             )
         }
         Some("restore") => {

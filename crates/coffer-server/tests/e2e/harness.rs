@@ -110,7 +110,7 @@ impl Server {
         Server::start_full(args, env, None).await
     }
 
-    async fn start_full(args: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Server {
+    pub async fn start_full(args: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
         cmd.envs(env.iter().copied());
         cmd.arg("serve")

@@ -108,7 +108,7 @@ arn = "arn:aws:s3:::my-bucket"
 source = "/srv/bucket"
 
 [[resources]]
-arn = "arn:aws:rds:us-east-1:111122223333:db:main"
+arn = "arn:aws:dynamodb:us-east-1:111122223333:table/main"
 source = "/srv/db"
 
 [[notification_targets]]
@@ -119,7 +119,7 @@ topic_arn = "arn:aws:sns:us-east-1:111122223333:t"
     assert!(!ok, "{out}");
     assert!(out.contains("must be 12 digits, got '1111'"), "{out}");
     assert!(
-        out.contains("arn:aws:rds:us-east-1:111122223333:db:main is not a kind of resource Coffer can back up")
+        out.contains("arn:aws:dynamodb:us-east-1:111122223333:table/main is not a kind of resource Coffer can back up")
             && out.contains("EFS file systems (arn:aws:elasticfilesystem:REGION:ACCOUNT:file-system/ID")
             && out.contains("EBS volumes (arn:aws:ec2:REGION:ACCOUNT:volume/ID"),
         "an unsupported ARN says which kinds are supported: {out}"

@@ -8,9 +8,19 @@ use crate::harness::*;
 async fn unimplemented_operations_say_so_with_501() {
     let dir = temp_dir();
     let server = Server::with_credential(dir.path()).await;
-    let err = server.client().list_scan_jobs().send().await.unwrap_err();
+    let err = server
+        .client()
+        .list_restore_access_backup_vaults()
+        .backup_vault_name("vault1")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("NotImplementedException"));
-    assert!(err.message().unwrap().contains("ListScanJobs"));
+    assert!(
+        err.message()
+            .unwrap()
+            .contains("ListRestoreAccessBackupVaults")
+    );
     let raw = err.raw_response().unwrap();
     assert_eq!(raw.status().as_u16(), 501);
     assert!(raw.headers().get("x-amzn-requestid").is_some());

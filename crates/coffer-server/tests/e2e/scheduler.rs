@@ -151,7 +151,15 @@ async fn a_plan_runs_for_forty_days_on_its_own() {
             (W_ARN, &w, w_tags),
         ],
     );
-    let server = Server::start(&["--dev", "--config", cfg.to_str().unwrap()]).await;
+    // All forty days of jobs are counted at the end: keep them past the 30-day default.
+    let server = Server::start(&[
+        "--dev",
+        "--history-retention-days",
+        "60",
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+    .await;
     let c = client(&server);
 
     // Start at a midnight (UTC): day i's runs are at T0 + i days + 05:00, and the clock moves

@@ -15,6 +15,10 @@
 //! - `ItemsToRestore`: a JSON array of paths inside the recovery point, relative to the backed-up
 //!   source (`["docs/a.txt", "photos"]`; a leading `/` is allowed), for item-level restore.
 //!
+//! For an RDS recovery point (a PostgreSQL database) the restore creates a new database on the
+//! resource's server instead, named by `DBName` (or, without it, `DBInstanceIdentifier`); see
+//! `model::restore::database_name`.
+//!
 //! Other keys (such as those AWS's restore metadata carries) are kept and ignored.
 
 use std::collections::BTreeMap;
@@ -33,7 +37,7 @@ use crate::model::restore_bucket::{
     BUCKET_TYPE, bucket_of_arn, bucket_plan, bucket_restore_metadata,
 };
 use crate::model::states::{FromWire, JobState};
-use crate::model::{Meta, recovery_points, vaults};
+use crate::model::{Meta, recovery_points, restore_access, vaults};
 
 pub(crate) async fn start_restore_job(
     plane: &Executor,
@@ -45,9 +49,12 @@ pub(crate) async fn start_restore_job(
         ctx.region.clone(),
         input.recovery_point_arn.clone(),
     );
+    let now = plane.clock().now();
+    // Another account's point is restored only through an approved restore access vault or
+    // a policy sharing its air-gapped vault (model::restore_access).
     let rp = plane
         .store()
-        .read(move |tx| recovery_points::find(tx, &a, &r, &rp_arn))
+        .read(move |tx| restore_access::find_restorable(tx, &a, &r, &rp_arn, now))
         .await?;
     if let Some(t) = &input.resource_type
         && t != &rp.resource_type
@@ -60,6 +67,8 @@ pub(crate) async fn start_restore_job(
     }
     if rp.resource_type == BUCKET_TYPE {
         bucket_plan(&input.metadata, bucket_of_arn(&rp.resource_arn))?;
+    } else if rp.resource_type == "RDS" {
+        database_name(&input.metadata)?;
     } else {
         let target = plan(&input.metadata, rp.source_path.as_deref())?;
         if !already_started(plane, ctx, input.idempotency_token.as_deref()).await? {
@@ -314,10 +323,16 @@ pub(crate) async fn get_recovery_point_restore_metadata(
         });
     }
     let mut metadata = BTreeMap::new();
-    metadata.insert("targetPath".to_string(), String::new());
-    metadata.insert("inPlace".to_string(), "false".to_string());
-    metadata.insert("overwrite".to_string(), "false".to_string());
-    metadata.insert("ItemsToRestore".to_string(), "[]".to_string());
+    if rp.resource_type == "RDS" {
+        // A database is restored into a new database that DBName names.
+        metadata.insert("DBName".to_string(), String::new());
+        metadata.insert("Engine".to_string(), "postgres".to_string());
+    } else {
+        metadata.insert("targetPath".to_string(), String::new());
+        metadata.insert("inPlace".to_string(), "false".to_string());
+        metadata.insert("overwrite".to_string(), "false".to_string());
+        metadata.insert("ItemsToRestore".to_string(), "[]".to_string());
+    }
     if let Some(p) = &rp.source_path {
         metadata.insert("sourcePath".to_string(), p.clone());
     }

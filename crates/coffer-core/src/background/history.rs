@@ -1,0 +1,122 @@
+//! The history pruner: deletes finished jobs, their idempotency tokens, plan firings and
+//! notification dead letters once they are older than the configured retention
+//! (`model::history`), in bounded batches, one transaction each, so a large backlog never
+//! holds the store's writer for long. It runs as its own worker every minute, and once at the
+//! end of a development-clock time travel.
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+
+use crate::background::worker::Worker;
+use crate::dataplane::Executor;
+use crate::model::error::Result;
+use crate::model::history::{self, BATCH, FIRINGS, Pruned};
+use crate::model::{events, jobs};
+use coffer_store::Txn;
+
+/// The pruner as a [`Worker`].
+pub(crate) struct HistoryWorker {
+    pub plane: Executor,
+}
+
+#[async_trait]
+impl Worker for HistoryWorker {
+    fn name(&self) -> &'static str {
+        "history pruner"
+    }
+
+    fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
+
+    async fn tick(&self) -> std::result::Result<(), String> {
+        prune_history(&self.plane)
+            .await
+            .map(|_| ())
+            .map_err(|e| coffer_api::error_chain(&e.0))
+    }
+}
+
+/// The tables whose records written before the history table are entered once.
+const BACKFILLED: [&str; 4] = ["backup_job", "copy_job", "restore_job", FIRINGS];
+
+/// Enters one record of [`BACKFILLED`] that was written before the history table.
+fn enter_existing(tx: &mut dyn Txn, table: &str, key: &str, value: &[u8]) -> Result<()> {
+    if table == FIRINGS {
+        history::enter_firing(tx, key, value)
+    } else {
+        jobs::enter_finished(tx, value)
+    }
+}
+
+/// What a whole pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PrunePass {
+    pub history: Pruned,
+    pub dead_letters: usize,
+}
+
+/// Enters any records older than the history table (once per store), then deletes
+/// everything finished longer ago than the retention: jobs, tokens and firings by Coffer's
+/// clock, dead letters by the wall clock they were queued on.
+pub(crate) async fn prune_history(plane: &Executor) -> Result<PrunePass> {
+    let store = plane.store();
+    while !store
+        .write(move |tx| history::backfill(tx, &BACKFILLED, BATCH, &enter_existing))
+        .await?
+    {
+        tokio::task::yield_now().await;
+    }
+    let days = Duration::days(i64::from(plane.history_retention_days()));
+    let mut pass = PrunePass::default();
+    let cutoff = plane.clock().now() - days;
+    loop {
+        let batch = store
+            .write(move |tx| history::prune(tx, cutoff, BATCH))
+            .await?;
+        pass.history.entries += batch.entries;
+        pass.history.records += batch.records;
+        if batch.entries < BATCH {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let wall_cutoff = Utc::now() - days;
+    loop {
+        let n = store
+            .write(move |tx| -> Result<usize> { Ok(events::prune_dead(tx, wall_cutoff, BATCH)?) })
+            .await?;
+        pass.dead_letters += n;
+        if n < BATCH {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    if pass != PrunePass::default() {
+        tracing::info!(
+            history_entries = pass.history.entries,
+            records = pass.history.records,
+            dead_letters = pass.dead_letters,
+            retention_days = days.num_days(),
+            "pruned finished history"
+        );
+    }
+    Ok(pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::jobs::JobKind;
+
+    #[test]
+    fn the_backfill_reads_every_job_table() {
+        for kind in [JobKind::Backup, JobKind::Copy, JobKind::Restore] {
+            assert!(
+                BACKFILLED.contains(&kind.table()),
+                "{} missing",
+                kind.table()
+            );
+        }
+    }
+}

@@ -40,6 +40,9 @@ pub use read::{OpenedFile, SnapshotReader};
 pub use restore::{RestoreOptions, release_restore_claim};
 pub use scan::{EICAR_RULE, ScanFinding, ScanReport, ScanRules};
 pub use source::{DirectorySource, Source, SourceEntry, SourceSpec, StreamSource};
+pub use sources::bucket::{BucketSource, BucketTarget, bucket_snapshot_path};
+pub use sources::s3::{Listing, ObjectMeta, ObjectSummary, S3Client, S3Endpoint};
+pub use sources::sqlite::SqliteSource;
 pub use storage::VaultLocation;
 pub use vault::{
     BackupOutcome, DeleteOutcome, RECOVERY_POINT_TAG_PREFIX, RecoveryPointInfo, RestoreOutcome,

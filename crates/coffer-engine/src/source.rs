@@ -85,6 +85,15 @@ pub enum SourceSpec {
     Directory(PathBuf),
     /// A single file or block device read as one stream (a disk image, raw or qcow2).
     Stream(PathBuf),
+    /// The objects of an S3-compatible bucket.
+    Bucket {
+        /// The server and credentials.
+        endpoint: crate::S3Endpoint,
+        /// The bucket.
+        bucket: String,
+    },
+    /// A SQLite database file, copied online with SQLite's backup API.
+    Sqlite(PathBuf),
     /// Any other implementation of [`Source`].
     Custom(Arc<dyn Source>),
 }
@@ -94,6 +103,8 @@ impl std::fmt::Debug for SourceSpec {
         match self {
             Self::Directory(p) => write!(f, "Directory({})", p.display()),
             Self::Stream(p) => write!(f, "Stream({})", p.display()),
+            Self::Bucket { bucket, .. } => write!(f, "Bucket({bucket})"),
+            Self::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
             Self::Custom(s) => write!(f, "Custom({})", s.snapshot_path().display()),
         }
     }
@@ -104,6 +115,10 @@ impl SourceSpec {
         Ok(match self {
             Self::Directory(p) => Arc::new(DirectorySource::new(absolute(p)?)),
             Self::Stream(p) => Arc::new(StreamSource::new(absolute(p)?)),
+            Self::Bucket { endpoint, bucket } => {
+                Arc::new(crate::BucketSource::new(endpoint, bucket)?)
+            }
+            Self::Sqlite(p) => Arc::new(crate::SqliteSource::new(absolute(p)?)),
             Self::Custom(s) => s.clone(),
         })
     }

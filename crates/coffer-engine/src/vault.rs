@@ -557,6 +557,48 @@ impl VaultRepo {
         Self::finish(&sink, r)
     }
 
+    /// Restore a bucket's recovery point (all of it, or `target.keys`) into a bucket: see
+    /// [`BucketTarget`].
+    ///
+    /// # Errors
+    /// [`Error::PathNotInRecoveryPoint`], [`Error::InvalidInput`] (bucket missing or already
+    /// there), [`Error::PermissionDenied`], [`Error::Cancelled`], storage errors.
+    pub fn restore_to_bucket(
+        &self,
+        snapshot: &SnapshotRef,
+        target: &crate::BucketTarget,
+        progress: impl Fn(&Progress) + Send + Sync + 'static,
+        cancel: CancelToken,
+    ) -> Result<RestoreOutcome> {
+        let sink = ProgressSink::new(callback(progress), cancel);
+        let r = (|| {
+            let _guard = self.shared();
+            sink.phase(Phase::Preparing, "reading index");
+            let repo = self
+                .open_repo(&sink)?
+                .to_indexed()
+                .map_err(rustic_err("read vault index"))?;
+            let snap = Self::load_snapshot(&repo, snapshot)?;
+            crate::sources::bucket::restore_to_bucket(&repo, &snap, target, &sink)
+        })();
+        Self::finish(&sink, r)
+    }
+
+    /// [`VaultRepo::restore_to_bucket`] on tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`VaultRepo::restore_to_bucket`].
+    pub async fn restore_to_bucket_async(
+        &self,
+        snapshot: SnapshotRef,
+        target: crate::BucketTarget,
+        progress: impl Fn(&Progress) + Send + Sync + 'static,
+        cancel: CancelToken,
+    ) -> Result<RestoreOutcome> {
+        let me = self.clone();
+        Self::spawn(move || me.restore_to_bucket(&snapshot, &target, progress, cancel)).await
+    }
+
     /// Writes the content of a recovery point that holds one stream (a database dump, a disk
     /// image) to `w`, reporting its bytes as progress; returns the bytes written. The caller
     /// wraps this in [`Self::finish`] through its own public entry point.

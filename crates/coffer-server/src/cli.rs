@@ -172,6 +172,12 @@ pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
         ));
     }
     let path = &r.source;
+    if r.kind == SourceKind::Bucket {
+        return Ok(format!(
+            "bucket at {} (reached when a job runs)",
+            r.s3.as_ref().map_or("?", |s| s.endpoint.as_str())
+        ));
+    }
     let meta = std::fs::metadata(path).map_err(|e| format!("source {}: {e}", path.display()))?;
     match r.kind {
         SourceKind::Directory => {
@@ -204,6 +210,13 @@ pub fn reachable(r: &Resource) -> std::result::Result<String, String> {
                 Ok(format!("file, {} bytes", meta.len()))
             }
         }
+        SourceKind::Sqlite => {
+            let source = coffer_engine::SqliteSource::new(path.clone());
+            coffer_engine::Source::totals(&source)
+                .map_err(|e| e.status_message())
+                .map(|t| format!("SQLite database, {} bytes", t.map_or(0, |t| t.0)))
+        }
+        SourceKind::Bucket => Err("a bucket has no source path".to_string()),
         SourceKind::Composite => Err("a composite resource has no source of its own".into()),
     }
 }

@@ -171,6 +171,7 @@ pub async fn run(config: Config) -> Result<()> {
     };
     // tracing-subscriber already forwards the `log` records of rustic_core into tracing.
     let inventory = Inventory::default();
+    inventory.set_default_scope(&config.default_account, &config.default_region);
     for problem in inventory.replace(&config.resources) {
         tracing::warn!(%problem, "resource inventory");
     }

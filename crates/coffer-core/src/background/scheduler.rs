@@ -539,6 +539,9 @@ mod tests {
             name: None,
             resource_type: None,
             tags: [("backup".to_string(), "daily".to_string())].into(),
+            account: None,
+            region: None,
+            s3: None,
             url: None,
             password_env: None,
         }]);

@@ -382,6 +382,9 @@ mod tests {
             name: None,
             resource_type: None,
             tags: Default::default(),
+            account: None,
+            region: None,
+            s3: None,
             url: None,
             password_env: None,
         }]);

@@ -205,10 +205,8 @@ mod lookup_tests {
         };
         assert_eq!(read("S3", "111122223333").await.unwrap(), (false, false));
         assert_eq!(read("EBS", "111122223333").await.unwrap(), (true, false));
-        assert_eq!(
-            read("Floppy", "111122223333").await.unwrap(),
-            (false, false)
-        );
+        // A type AWS does not list (Coffer's own, such as SQLite) needs no opt-in.
+        assert_eq!(read("SQLite", "111122223333").await.unwrap(), (true, false));
         update_region(
             &meta,
             &ctx,

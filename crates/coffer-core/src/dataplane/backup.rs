@@ -12,6 +12,7 @@ use crate::model::inventory::{Resource, SourceKind};
 use crate::model::jobs::{CopyJobSpec, check_destination, create_copy_job};
 use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::restore_bucket::bucket_of_arn;
 use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
 use crate::model::{indexes, recovery_points, retention, scans, vaults};
@@ -107,6 +108,16 @@ pub(crate) fn source_of(resource: &Resource) -> coffer_engine::Result<Option<Sou
         SourceKind::Stream => Some(SourceSpec::Stream(resource.source.clone())),
         SourceKind::Postgres => Some(crate::dataplane::postgres::source(resource)?),
         SourceKind::Composite => None,
+        SourceKind::Bucket => Some(SourceSpec::Bucket {
+            endpoint: resource.s3.clone().ok_or_else(|| {
+                coffer_engine::Error::InvalidInput(format!(
+                    "{} is an S3 bucket without a [resources.s3] table; add one with endpoint, access_key_id and secret_access_key",
+                    resource.arn
+                ))
+            })?,
+            bucket: bucket_of_arn(&resource.arn).to_string(),
+        }),
+        SourceKind::Sqlite => Some(SourceSpec::Sqlite(resource.source.clone())),
     })
 }
 
@@ -218,6 +229,26 @@ fn completion_message(outcome: &BackupOutcome) -> (Option<String>, &'static str)
     )
 }
 
+/// For a bucket or a SQLite database, what the backup read, put before any issues: objects
+/// (new, changed, unchanged: taken from the parent without being read) and bytes.
+fn with_counts(message: Option<String>, resource_type: &str, o: &BackupOutcome) -> Option<String> {
+    let counts = match resource_type {
+        "S3" => format!(
+            "Backed up {} objects ({} new, {} changed, {} unchanged), {} bytes, {} bytes uploaded.",
+            o.files, o.files_new, o.files_changed, o.files_unmodified, o.total_bytes, o.bytes_added
+        ),
+        "SQLite" => format!(
+            "Backed up a consistent copy of the database, {} bytes, {} bytes uploaded.",
+            o.total_bytes, o.bytes_added
+        ),
+        _ => return message,
+    };
+    Some(match message {
+        Some(m) => format!("{counts} {m}"),
+        None => counts,
+    })
+}
+
 /// Records the recovery point (and a composite's nested points, `children`) and completes
 /// the job in one transaction, with the copy jobs of the job's rule.
 pub(crate) async fn complete(
@@ -229,6 +260,7 @@ pub(crate) async fn complete(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let (message, category) = completion_message(outcome);
+    let message = with_counts(message, &job.resource_type, outcome);
     let run = job.run();
     let rp_tags = job.recovery_point_tags.clone();
     let bytes_added = outcome.bytes_added as i64;
@@ -421,6 +453,7 @@ mod tests {
             name: "fs".into(),
             source: dir.path().to_path_buf(),
             tags: Default::default(),
+            s3: None,
             database: None,
         };
         let outcome = BackupOutcome {

@@ -1,10 +1,11 @@
 //! Running a restore job: the recovery point's snapshot is restored into the target the
-//! restore metadata names (see `model::restore`), never outside it; an RDS recovery point is
-//! restored into a new database instead (`dataplane::postgres`). A restore test's job
+//! restore metadata names (see `model::restore`), never outside it; a bucket's recovery point is
+//! restored into a bucket (`model::restore_bucket`), an RDS recovery point into a new database
+//! (`dataplane::postgres`). A restore test's job
 //! (started by a restore testing plan) is then compared with the recovery point
 //! (`dataplane::restore_testing`) before it is recorded COMPLETED.
 
-use coffer_engine::RestoreOptions;
+use coffer_engine::{BucketTarget, RestoreOptions};
 
 use coffer_api::types::RestoreValidationStatus;
 
@@ -15,7 +16,9 @@ use crate::model::error::Result;
 use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::restore::*;
+use crate::model::restore_bucket::{BUCKET_TYPE, bucket_of_arn, bucket_plan};
 use crate::model::states::JobState;
+use crate::model::vaults::VaultRecord;
 use crate::model::{composite, recovery_points, restore_access, vaults};
 
 pub(crate) async fn run(plane: &Executor, job: JobRecord, control: &JobControl) {
@@ -37,6 +40,9 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         .read(move |tx| restore_access::find_restorable(tx, &a, &r, &rp_arn, now))
         .await?;
     let vault = vaults::get(plane, &rp.account, &rp.region, &rp.vault_name).await?;
+    if rp.resource_type == BUCKET_TYPE {
+        return run_bucket(plane, job, control, &rp, &vault).await;
+    }
     if rp.resource_type == "RDS" {
         let created = crate::dataplane::postgres::restore(plane, job, &rp, &vault, control).await?;
         if let Some(created) = created {
@@ -77,6 +83,56 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     record_completed(plane, job, rp.key(), created, validation).await?;
     release_claim(&plan.target, &job.id);
     Ok(())
+}
+
+/// Restores a bucket's recovery point into the bucket the metadata names, with the endpoint
+/// and credentials of the bucket resource in the inventory.
+async fn run_bucket(
+    plane: &Executor,
+    job: &JobRecord,
+    control: &JobControl,
+    rp: &RecoveryPointRecord,
+    vault: &VaultRecord,
+) -> Result<()> {
+    let source = bucket_of_arn(&rp.resource_arn);
+    let plan = bucket_plan(&job.metadata, source)?;
+    let Some(endpoint) = plane.inventory().get(&rp.resource_arn).and_then(|r| r.s3) else {
+        let message = format!(
+            "Bucket {} is no longer in Coffer's inventory: declare it again under [[resources]] with its [resources.s3] table, which gives the endpoint and credentials the restore writes with.",
+            rp.resource_arn
+        );
+        finish(
+            plane,
+            job,
+            JobState::Failed,
+            Some(message),
+            "RESOURCE_NOT_FOUND",
+        )
+        .await;
+        return Ok(());
+    };
+    let repo = storage::repo_for(plane, vault, None).await?;
+    let target = BucketTarget {
+        endpoint,
+        bucket: plan.bucket.clone(),
+        prefix: plan.prefix,
+        create: plan.new_bucket,
+        keys: plan.keys,
+    };
+    let outcome = repo
+        .restore_to_bucket_async(
+            rp.snapshot.clone(),
+            target,
+            control.observer(),
+            control.cancel.clone(),
+        )
+        .await;
+    if let Err(e) = outcome {
+        engine_stopped(plane, job, control, &e, JobState::Aborted).await;
+        return Ok(());
+    }
+    let created = Some(format!("arn:aws:s3:::{}", plan.bucket));
+    record_completed(plane, job, rp.key(), created, None).await
 }
 
 /// The subdirectory of a composite restore's target that nested point `child` goes to: its

@@ -31,6 +31,7 @@ pub(crate) mod recovery_points;
 pub mod reports;
 pub(crate) mod restore;
 pub(crate) mod restore_access;
+pub(crate) mod restore_bucket;
 pub(crate) mod restore_testing;
 pub(crate) mod retention;
 pub(crate) mod scans;

@@ -552,6 +552,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            s3: None,
             database: None,
         }
     }

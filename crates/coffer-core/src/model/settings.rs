@@ -122,10 +122,11 @@ pub(crate) fn resource_type_opted_in(
     resource_type: &str,
 ) -> Result<bool, StoreError> {
     let r: RegionRecord = load(tx, &region_key(account, region))?;
+    // A type AWS does not list (Coffer's own, such as SQLite) has no opt-in: always in.
     Ok(with_defaults(OPT_IN_DEFAULTS, &r.opt_in)
         .get(resource_type)
         .copied()
-        .unwrap_or(false))
+        .unwrap_or(true))
 }
 
 /// Whether the account turned on cross-account backup (isCrossAccountBackupEnabled).

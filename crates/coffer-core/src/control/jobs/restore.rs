@@ -33,6 +33,9 @@ use crate::model::jobs::{
     JobKind, JobRecord, by_token, enqueue, get_job, job_key, load_job, save_job,
 };
 use crate::model::restore::*;
+use crate::model::restore_bucket::{
+    BUCKET_TYPE, bucket_of_arn, bucket_plan, bucket_restore_metadata,
+};
 use crate::model::states::{FromWire, JobState};
 use crate::model::{Meta, recovery_points, restore_access, vaults};
 
@@ -62,7 +65,9 @@ pub(crate) async fn start_restore_job(
         ))
         .into());
     }
-    if rp.resource_type == "RDS" {
+    if rp.resource_type == BUCKET_TYPE {
+        bucket_plan(&input.metadata, bucket_of_arn(&rp.resource_arn))?;
+    } else if rp.resource_type == "RDS" {
         database_name(&input.metadata)?;
     } else {
         let target = plan(&input.metadata, rp.source_path.as_deref())?;
@@ -309,6 +314,14 @@ pub(crate) async fn get_recovery_point_restore_metadata(
             )
         })
         .await?;
+    if rp.resource_type == BUCKET_TYPE {
+        return Ok(GetRecoveryPointRestoreMetadataOutput {
+            backup_vault_arn: Some(rp.vault_arn.clone()),
+            recovery_point_arn: Some(rp.arn.clone()),
+            resource_type: Some(rp.resource_type.clone()),
+            restore_metadata: Some(bucket_restore_metadata(bucket_of_arn(&rp.resource_arn))),
+        });
+    }
     let mut metadata = BTreeMap::new();
     if rp.resource_type == "RDS" {
         // A database is restored into a new database that DBName names.

@@ -541,6 +541,28 @@ mod tests {
 
     #[derive(Clone, Default)]
     struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+    /// The log of this test process: one global subscriber writing into a buffer, installed by
+    /// the first test that needs it. Global, not per test: tracing caches per call site whether
+    /// anyone listens, and a test running beside another on a thread with no subscriber (the
+    /// search error test calls `ApiError::internal`) could otherwise turn the ERROR line or the
+    /// request span off for the test that looks for them. Tests find their own lines by
+    /// request id.
+    fn process_logs() -> LogBuffer {
+        static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = LogBuffer::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other test sets a global subscriber");
+            logs
+        })
+        .clone()
+    }
     impl std::io::Write for LogBuffer {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
@@ -556,13 +578,8 @@ mod tests {
     /// so this is checked on a service that implements one.)
     #[tokio::test]
     async fn an_operation_not_built_answers_501_naming_it() {
-        // A subscriber of its own, as the logging test has: tracing caches whether a span is
-        // wanted per call site, and a test without one running beside it would turn the
-        // request span off for both.
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(std::io::sink)
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        // The process-wide subscriber keeps the request span on (see `process_logs`).
+        let _ = process_logs();
         let handler = ApiHandler::new(
             Arc::new(Failing),
             AuthMode::None {
@@ -591,13 +608,7 @@ mod tests {
     /// cause chain.
     #[tokio::test]
     async fn an_internal_error_is_logged_with_its_chain_and_the_request_id() {
-        let logs = LogBuffer::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let logs = process_logs();
 
         let handler = ApiHandler::new(
             Arc::new(Failing),
@@ -627,7 +638,11 @@ mod tests {
         let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
         let line = logs
             .lines()
-            .find(|l| l.contains("ERROR") && l.contains("internal error"))
+            .find(|l| {
+                l.contains("ERROR")
+                    && l.contains("internal error")
+                    && l.contains(&format!("request_id={request_id}"))
+            })
             .unwrap_or_else(|| panic!("no ERROR line for the internal error in:\n{logs}"));
         assert!(line.contains(&format!("request_id={request_id}")), "{line}");
         assert!(

@@ -564,7 +564,7 @@ async fn job_requests_are_validated() {
     let err = c
         .start_backup_job()
         .backup_vault_name("vv")
-        .resource_arn("arn:aws:s3:::photos")
+        .resource_arn("arn:aws:dynamodb:us-east-1:111122223333:table/photos")
         .iam_role_arn(ROLE)
         .send()
         .await

@@ -30,10 +30,14 @@ pub fn markdown(rows: &[(Operation, bool)]) -> String {
 
 fn table(rows: &[(&str, bool)]) -> String {
     let done = rows.iter().filter(|(_, i)| *i).count();
-    let mut s = format!(
-        "{done} of {} operations implemented; the others answer HTTP 501 `NotImplementedException`.\n\n",
-        rows.len()
-    );
+    let mut s = if done == rows.len() {
+        format!("All {done} operations implemented.\n\n")
+    } else {
+        format!(
+            "{done} of {} operations implemented; the others answer HTTP 501 `NotImplementedException`.\n\n",
+            rows.len()
+        )
+    };
     s.push_str("| Operation | Status |\n|---|---|\n");
     for (name, implemented) in rows {
         s.push_str(&format!(

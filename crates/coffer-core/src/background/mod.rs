@@ -13,6 +13,7 @@ pub(crate) mod history;
 pub(crate) mod lifecycle;
 pub(crate) mod reports;
 pub(crate) mod restore_testing;
+pub(crate) mod tiering;
 pub mod runner;
 pub mod scheduler;
 pub mod time_travel;

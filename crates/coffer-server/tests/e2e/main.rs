@@ -37,6 +37,7 @@ mod sqlite_source;
 mod store;
 mod sts;
 mod tags;
+mod tiers;
 mod templates;
 mod time_travel;
 mod vault_extras;

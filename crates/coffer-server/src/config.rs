@@ -525,7 +525,9 @@ approvals_required = 3
             "{errors:?}"
         );
         assert!(
-            errors.iter().any(|e| e.contains("must be separate directories")),
+            errors
+                .iter()
+                .any(|e| e.contains("must be separate directories")),
             "{errors:?}"
         );
         assert!(toml::from_str::<FileConfig>("[tiers]\nwarm = \"/x\"\n").is_err());

@@ -177,7 +177,8 @@ async fn carry_out(
         .is_ok_and(|s| s.tier_dir(Tier::Cold).is_some());
     let step = match lifecycle_step(rp, now) {
         // The data moves: a failure is logged and tried again by the next sweep.
-        Some(LifecycleStep::MoveToCold) if cold_tier => match tiers::move_to_cold(plane, key).await {
+        Some(LifecycleStep::MoveToCold) if cold_tier => match tiers::move_to_cold(plane, key).await
+        {
             Ok(true) => Some(LifecycleStep::MoveToCold),
             Ok(false) => None,
             Err(e) => {

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::dataplane::tiers::{self, Moved};
 use crate::dataplane::Executor;
+use crate::dataplane::tiers::{self, Moved};
 use crate::model::error::Result;
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::Tier;
@@ -32,15 +32,17 @@ pub(crate) async fn sweep_low_cost(
         .collect();
     let dues = plane
         .store()
-        .read(move |tx| -> Result<Vec<(RecoveryPointRecord, DateTime<Utc>)>> {
-            let mut out = Vec::new();
-            for rp in candidates {
-                if let Some(due) = tier_moves::low_cost_due(tx, &rp)? {
-                    out.push((rp, due));
+        .read(
+            move |tx| -> Result<Vec<(RecoveryPointRecord, DateTime<Utc>)>> {
+                let mut out = Vec::new();
+                for rp in candidates {
+                    if let Some(due) = tier_moves::low_cost_due(tx, &rp)? {
+                        out.push((rp, due));
+                    }
                 }
-            }
-            Ok(out)
-        })
+                Ok(out)
+            },
+        )
         .await?;
     let (mut moved, mut next) = (0, None::<DateTime<Utc>>);
     for (rp, due) in dues {

@@ -271,8 +271,7 @@ async fn scan(plane: &Executor, job: &ScanJobRecord, cancel: CancelToken) -> Res
     let repo = tiers::repo_holding(plane, &vault, &rp).await?;
     // An incremental scan compares with its base in the same repository; a base kept in
     // another tier makes it a full scan.
-    let base_snapshot: Option<SnapshotRef> =
-        base.filter(|b| b.tier == rp.tier).map(|b| b.snapshot);
+    let base_snapshot: Option<SnapshotRef> = base.filter(|b| b.tier == rp.tier).map(|b| b.snapshot);
     let rules = plane.scan_rules().current();
     match repo
         .scan_async(rp.snapshot.clone(), base_snapshot, rules, cancel)

@@ -49,11 +49,12 @@ pub(crate) async fn recorded_tier_repo(
         return Ok(None);
     };
     let master = storage.master_key().clone();
-    let repo =
-        tokio::task::spawn_blocking(move || VaultRepo::open(rec.location, &rec.sealed_key, &master))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(storage::engine_failure)?;
+    let repo = tokio::task::spawn_blocking(move || {
+        VaultRepo::open(rec.location, &rec.sealed_key, &master)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(storage::engine_failure)?;
     storage.keep_open(&key, &repo);
     Ok(Some(repo))
 }
@@ -107,7 +108,9 @@ async fn tier_repo(plane: &Executor, vault: &VaultRecord, tier: Tier) -> Result<
             // The vault may have been deleted meanwhile: then nothing records the repository.
             let v = vaults::load(tx, &vkey, &name)?;
             if v.uid != uid {
-                return Err(ApiError::not_found(format!("Backup vault '{name}' was deleted.")).into());
+                return Err(
+                    ApiError::not_found(format!("Backup vault '{name}' was deleted.")).into(),
+                );
             }
             let k = tier_moves::repo_key(&uid, tier);
             tx.put(tier_moves::REPOS, &k, &serde_json::to_vec(&record)?)?;
@@ -127,15 +130,17 @@ pub(crate) async fn repo_holding(
     let Some(tier) = rp.tier else {
         return storage::repo_for(plane, vault, None).await;
     };
-    recorded_tier_repo(plane, vault, tier).await?.ok_or_else(|| {
-        ApiError::internal(format!(
+    recorded_tier_repo(plane, vault, tier)
+        .await?
+        .ok_or_else(|| {
+            ApiError::internal(format!(
             "recovery point {} is recorded in the {} tier, which has no repository for vault {}",
             rp.arn,
             tier.as_str(),
             vault.name
         ))
         .into()
-    })
+        })
 }
 
 /// What came of asking for a move.
@@ -183,9 +188,13 @@ async fn carry_out(plane: &Executor, m: TierMove) -> Result<Moved> {
     };
     let source = match m.from {
         None => storage::repo_for(plane, &vault, None).await?,
-        Some(t) => recorded_tier_repo(plane, &vault, t)
-            .await?
-            .ok_or_else(|| ApiError::internal(format!("the {} tier lost vault {}'s repository", t.as_str(), vault.name)))?,
+        Some(t) => recorded_tier_repo(plane, &vault, t).await?.ok_or_else(|| {
+            ApiError::internal(format!(
+                "the {} tier lost vault {}'s repository",
+                t.as_str(),
+                vault.name
+            ))
+        })?,
     };
     let dest = tier_repo(plane, &vault, m.to).await?;
     let (src, dst, moving) = (source.clone(), dest.clone(), m.clone());
@@ -277,7 +286,9 @@ enum Recorded {
     Yes,
     /// The point changed (deleted, moved, its access point opened) while its data was
     /// copied: the move is dropped, and its copy deleted unless the point records it.
-    Abandoned { delete_copy: bool },
+    Abandoned {
+        delete_copy: bool,
+    },
 }
 
 /// Points the record at the tier's copy, flips StorageClass for a cold move, queues the old
@@ -304,7 +315,9 @@ async fn record(plane: &Executor, m: &TierMove, copy: &SnapshotRef) -> Result<Re
                     tier_moves::end(tx, &m.rp_key)?;
                 }
                 let recorded_there = rp.is_some_and(|p| p.tier == Some(m.to) && p.snapshot == copy);
-                return Ok(Recorded::Abandoned { delete_copy: !recorded_there });
+                return Ok(Recorded::Abandoned {
+                    delete_copy: !recorded_there,
+                });
             };
             rp.tier = Some(m.to);
             rp.snapshot = copy.clone();
@@ -351,16 +364,20 @@ async fn undo(plane: &Executor, m: &TierMove, rp: Option<&RecoveryPointRecord>) 
     {
         let (id, keep) = (
             m.rp_id.clone(),
-            rp.filter(|p| p.tier == Some(m.to)).map(|p| p.snapshot.clone()),
+            rp.filter(|p| p.tier == Some(m.to))
+                .map(|p| p.snapshot.clone()),
         );
-        let found = tokio::task::spawn_blocking(move || dest.find_recovery_point(&id).map(|s| (dest, s)))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(storage::engine_failure)?;
+        let found =
+            tokio::task::spawn_blocking(move || dest.find_recovery_point(&id).map(|s| (dest, s)))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(storage::engine_failure)?;
         if let (dest, Some(s)) = found
             && Some(&s) != keep.as_ref()
         {
-            dest.delete_async(s).await.map_err(storage::engine_failure)?;
+            dest.delete_async(s)
+                .await
+                .map_err(storage::engine_failure)?;
         }
     }
     let k = m.rp_key.clone();
@@ -434,7 +451,9 @@ pub(crate) async fn move_to_cold(plane: &Executor, key: String) -> Result<bool> 
     };
     let mut all_cold = true;
     for p in points.iter().filter(|p| !p.composite.is_parent) {
-        if p.tier != Some(Tier::Cold) && move_point(plane, &p.key(), Tier::Cold).await? == Moved::Skipped {
+        if p.tier != Some(Tier::Cold)
+            && move_point(plane, &p.key(), Tier::Cold).await? == Moved::Skipped
+        {
             all_cold = false;
         }
     }
@@ -471,7 +490,10 @@ async fn flip_parent(plane: &Executor, key: String) -> Result<()> {
 /// production.
 async fn pause_at(point: &str) {
     if std::env::var(PAUSE_ENV).ok().as_deref() == Some(point) {
-        tracing::warn!(point, "a tier move is paused by {PAUSE_ENV} and never resumes in this process");
+        tracing::warn!(
+            point,
+            "a tier move is paused by {PAUSE_ENV} and never resumes in this process"
+        );
         std::future::pending::<()>().await;
     }
 }

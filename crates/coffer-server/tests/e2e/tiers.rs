@@ -175,17 +175,17 @@ async fn a_cold_move_moves_the_data_and_restores_and_copies_read_it_there() {
     let dir = temp_dir();
     let l = layout(dir.path(), "");
     let (server, c) = start(&l, &[]).await;
-    vault(&c, "v").await;
+    vault(&c, "tiered").await;
     vault(&c, "dest").await;
-    let rp = backup_cold_after_a_day(&c, "v").await;
-    assert_eq!(storage_class(&c, "v", &rp).await, StorageClass::Warm);
+    let rp = backup_cold_after_a_day(&c, "tiered").await;
+    assert_eq!(storage_class(&c, "tiered", &rp).await, StorageClass::Warm);
     assert_eq!((snapshots(&l.warm()), snapshots(&l.cold)), (1, 0));
 
     let answer = server
         .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
         .await;
     assert_eq!(answer["moved_to_cold"], 1, "{answer}");
-    assert_eq!(storage_class(&c, "v", &rp).await, StorageClass::Cold);
+    assert_eq!(storage_class(&c, "tiered", &rp).await, StorageClass::Cold);
     wait_only_in_cold(&l).await;
 
     // A restore reads the point from the cold tier.
@@ -195,7 +195,7 @@ async fn a_cold_move_moves_the_data_and_restores_and_copies_read_it_there() {
     let copy = c
         .start_copy_job()
         .recovery_point_arn(&rp)
-        .source_backup_vault_name("v")
+        .source_backup_vault_name("tiered")
         .destination_backup_vault_arn(format!(
             "arn:aws:backup:us-east-1:{ACCOUNT}:backup-vault:dest"
         ))
@@ -204,15 +204,24 @@ async fn a_cold_move_moves_the_data_and_restores_and_copies_read_it_there() {
         .await
         .unwrap();
     let j = wait_copy(&c, copy.copy_job_id().unwrap()).await;
-    assert_eq!(j.state(), Some(&CopyJobState::Completed), "{:?}", j.status_message());
+    assert_eq!(
+        j.state(),
+        Some(&CopyJobState::Completed),
+        "{:?}",
+        j.status_message()
+    );
     let copied = j.destination_recovery_point_arn().unwrap().to_string();
     assert_eq!(storage_class(&c, "dest", &copied).await, StorageClass::Warm);
     restore_equals(&c, &copied, &dir.path().join("from-copy"), &l.src).await;
-    assert_eq!(snapshots(&l.cold), 1, "the copy left the cold point in place");
+    assert_eq!(
+        snapshots(&l.cold),
+        1,
+        "the copy left the cold point in place"
+    );
 
     // Deleting the cold point removes its data from the cold tier.
     c.delete_recovery_point()
-        .backup_vault_name("v")
+        .backup_vault_name("tiered")
         .recovery_point_arn(&rp)
         .send()
         .await
@@ -228,40 +237,45 @@ async fn killed_at(step: &str) {
     let dir = temp_dir();
     let l = layout(dir.path(), "");
     let (server, c) = start(&l, &[("COFFER_TEST_PAUSE_AT", step)]).await;
-    vault(&c, "v").await;
-    let rp = backup_cold_after_a_day(&c, "v").await;
+    vault(&c, "tiered").await;
+    let rp = backup_cold_after_a_day(&c, "tiered").await;
     let reached = async {
         wait_until(&format!("the tier move to reach {step}"), 120, || async {
             let there = match step {
                 "tier-copied" => snapshots(&l.cold) == 1,
-                _ => storage_class(&c, "v", &rp).await == StorageClass::Cold,
+                _ => storage_class(&c, "tiered", &rp).await == StorageClass::Cold,
             };
             there.then_some(())
         })
         .await
     };
     // The clock move runs the sweep, which stops at the step for good.
+    let two_days = format!("{{\"advance_seconds\": {}}}", 2 * DAY);
     tokio::select! {
-        answer = server.move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY)) => {
+        answer = server.move_clock(&two_days) => {
             panic!("the clock move ended although the tier move was paused: {answer}")
         }
         () = reached => {}
     }
     if step == "tier-copied" {
-        assert_eq!(snapshots(&l.warm()), 1, "nothing warm is removed before the record");
+        assert_eq!(
+            snapshots(&l.warm()),
+            1,
+            "nothing warm is removed before the record"
+        );
     }
     assert_eq!(snapshots(&l.cold), 1);
     server.kill().await;
 
     let (server, c) = start(&l, &[]).await;
     wait_until("the interrupted move to be finished", 120, || async {
-        (storage_class(&c, "v", &rp).await == StorageClass::Cold).then_some(())
+        (storage_class(&c, "tiered", &rp).await == StorageClass::Cold).then_some(())
     })
     .await;
     wait_only_in_cold(&l).await;
     let listed = c
         .list_recovery_points_by_backup_vault()
-        .backup_vault_name("v")
+        .backup_vault_name("tiered")
         .send()
         .await
         .unwrap();
@@ -297,30 +311,41 @@ async fn a_tiering_configuration_moves_s3_points_to_the_low_cost_tier() {
         content_type: Some("text/plain".into()),
         ..Default::default()
     };
-    for (k, body) in [("a.txt", b"first object".to_vec()), ("dir/b.bin", vec![7u8; 300_000])] {
+    for (k, body) in [
+        ("a.txt", b"first object".to_vec()),
+        ("dir/b.bin", vec![7u8; 300_000]),
+    ] {
         bucket_source::put(&ep, &bucket, k, body, meta.clone()).await;
     }
     let dir = temp_dir();
-    let l = layout(dir.path(), &bucket_source::bucket_entry(&ep, &bucket, "team = \"t\""));
+    let l = layout(
+        dir.path(),
+        &bucket_source::bucket_entry(&ep, &bucket, "team = \"t\""),
+    );
     let (server, c) = start(&l, &[]).await;
-    vault(&c, "v").await;
+    vault(&c, "tiered").await;
     let bucket_arn = format!("arn:aws:s3:::{bucket}");
     let out = c
         .start_backup_job()
-        .backup_vault_name("v")
+        .backup_vault_name("tiered")
         .resource_arn(&bucket_arn)
         .iam_role_arn(ROLE)
         .send()
         .await
         .unwrap();
     let j = wait_backup(&c, out.backup_job_id().unwrap()).await;
-    assert_eq!(j.state(), Some(&BackupJobState::Completed), "{:?}", j.status_message());
+    assert_eq!(
+        j.state(),
+        Some(&BackupJobState::Completed),
+        "{:?}",
+        j.status_message()
+    );
     let rp = j.recovery_point_arn().unwrap().to_string();
     c.create_tiering_configuration()
         .tiering_configuration(
             TieringConfigurationInputForCreate::builder()
                 .tiering_configuration_name("after_60_days")
-                .backup_vault_name("v")
+                .backup_vault_name("tiered")
                 .resource_selection(
                     ResourceSelection::builder()
                         .resource_type("S3")
@@ -349,7 +374,7 @@ async fn a_tiering_configuration_moves_s3_points_to_the_low_cost_tier() {
     })
     .await;
     // The low-cost tier is a warm tier in AWS's terms.
-    assert_eq!(storage_class(&c, "v", &rp).await, StorageClass::Warm);
+    assert_eq!(storage_class(&c, "tiered", &rp).await, StorageClass::Warm);
     let restored = bucket_source::unique_bucket("tiers-back");
     let (status, message, _) = bucket_source::restore(
         &c,

@@ -48,7 +48,7 @@ use model::Meta;
 pub use background::scheduler::CatchUp;
 pub use background::time_travel::{Destination, TravelError, Travelled};
 pub use dataplane::scans::ScanRuleSet;
-pub use dataplane::storage::{VaultStorage, export_vault_key};
+pub use dataplane::storage::{TierDirs, VaultStorage, export_vault_key};
 pub use model::approvals::{ApprovalTeamEntry, ApprovalTeams, SessionView};
 pub use model::arn;
 pub use model::clock::{self, Clock};

@@ -149,6 +149,54 @@ pub struct FileConfig {
     /// may hold `*` and `?` (see docs/scans.md).
     #[serde(default)]
     pub scan_rules: Vec<String>,
+    /// Where the cold and the low-cost storage tiers keep recovery points' data (see
+    /// docs/tiering.md); without it data stays in the vaults' own repositories.
+    #[serde(default)]
+    pub tiers: TierSettings,
+}
+
+/// The `[tiers]` table: a directory for each storage tier a server offers.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSettings {
+    /// Where MoveToColdStorageAfterDays moves data (a slower disk, say).
+    pub cold: Option<PathBuf>,
+    /// Where tiering configurations move S3 recovery points' data.
+    pub low_cost: Option<PathBuf>,
+}
+
+impl TierSettings {
+    /// What is wrong with the table, each problem saying what to fix.
+    fn errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (name, dir) in [("cold", &self.cold), ("low_cost", &self.low_cost)] {
+            if let Some(d) = dir
+                && !d.is_absolute()
+            {
+                errors.push(format!(
+                    "[tiers] {name} must be an absolute directory path, got '{}'",
+                    d.display()
+                ));
+            }
+        }
+        if let (Some(c), Some(l)) = (&self.cold, &self.low_cost)
+            && (c.starts_with(l) || l.starts_with(c))
+        {
+            errors.push(format!(
+                "[tiers] cold ('{}') and low_cost ('{}') must be separate directories, neither inside the other",
+                c.display(),
+                l.display()
+            ));
+        }
+        errors
+    }
+
+    pub fn dirs(&self) -> coffer_core::TierDirs {
+        coffer_core::TierDirs {
+            cold: self.cold.clone(),
+            low_cost: self.low_cost.clone(),
+        }
+    }
 }
 
 impl FileConfig {
@@ -228,6 +276,7 @@ impl FileConfig {
                 ));
             }
         }
+        errors.extend(self.tiers.errors());
         if self.max_concurrent_jobs == Some(0) {
             errors.push("max_concurrent_jobs must be at least 1".to_string());
         }
@@ -455,6 +504,33 @@ approvals_required = 3
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn tier_directories_are_checked() {
+        let ok: FileConfig =
+            toml::from_str("[tiers]\ncold = \"/srv/cold\"\nlow_cost = \"/srv/low\"\n").unwrap();
+        assert!(ok.errors().is_empty(), "{:?}", ok.errors());
+        assert_eq!(
+            ok.tiers.dirs().cold.as_deref(),
+            Some(Path::new("/srv/cold"))
+        );
+        let bad: FileConfig =
+            toml::from_str("[tiers]\ncold = \"rel\"\nlow_cost = \"rel/inner\"\n").unwrap();
+        let errors = bad.errors();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("[tiers] cold must be an absolute directory path, got 'rel'")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("must be separate directories")),
+            "{errors:?}"
+        );
+        assert!(toml::from_str::<FileConfig>("[tiers]\nwarm = \"/x\"\n").is_err());
     }
 
     #[test]

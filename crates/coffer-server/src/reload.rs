@@ -85,6 +85,7 @@ pub fn changes(old: &FileConfig, new: &FileConfig) -> Changes {
     );
     restart(old.credentials != new.credentials, "credentials");
     restart(old.metrics_token != new.metrics_token, "metrics_token");
+    restart(old.tiers != new.tiers, "tiers");
     c
 }
 

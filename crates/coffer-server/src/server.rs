@@ -177,8 +177,9 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let metrics = crate::metrics::Metrics::new(config.metrics_token.clone());
     coffer_core::telemetry::install(metrics.telemetry());
-    let storage =
-        VaultStorage::open(&data_dir).map_err(|e| anyhow::anyhow!("opening vault storage: {e}"))?;
+    let storage = VaultStorage::open(&data_dir)
+        .map_err(|e| anyhow::anyhow!("opening vault storage: {e}"))?
+        .with_tiers(config.file.tiers.dirs());
     let coffer = Coffer::with_data_plane(
         store.clone(),
         clock,

@@ -8,18 +8,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
+use crate::background::tiering;
 use crate::background::worker::{PassSkip, Worker};
-use crate::dataplane::Executor;
+use crate::dataplane::{Executor, tiers};
 use crate::model::error::Result;
 use crate::model::paging::scan_all;
 use crate::model::recovery_points::RecoveryPointRecord;
-use crate::model::states::StorageClass;
+use crate::model::states::{StorageClass, Tier};
 use crate::model::{composite, events, recovery_points, retention, telemetry, vaults};
 
 /// What one sweep did, and when the next transition is due.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Swept {
     pub moved_to_cold: usize,
+    /// Points a tiering configuration moved to the low-cost tier.
+    pub moved_to_low_cost: usize,
     pub deleted: usize,
     /// The earliest time after the sweep's `now` at which a recovery point it saw moves to
     /// cold storage or is deleted (or its vault lock lets it be deleted).
@@ -105,9 +108,16 @@ fn next_transition(
 
 /// Moves recovery points to cold storage and deletes them as their lifecycle says. A point
 /// held by its vault lock's MinRetentionDays stays until the lock allows (a later sweep
-/// deletes it then).
+/// deletes it then). With a cold tier configured a cold move moves the data
+/// (`dataplane::tiers`); with a low-cost tier, tiering configurations move S3 points there
+/// (`background::tiering`). Tier moves a crash cut off are finished first.
 pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Result<Swept> {
     let mut done = Swept::default();
+    if plane.has_storage()
+        && let Err(e) = tiers::resume_moves(plane).await
+    {
+        tracing::warn!(error = %coffer_api::error_chain(&e.0), "finishing an interrupted tier move failed; the next sweep tries again");
+    }
     let (rows, vault_rows) = plane
         .store()
         .read(|tx| {
@@ -121,7 +131,7 @@ pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Res
     for (k, v) in vault_rows {
         vaults_by_key.insert(k, serde_json::from_slice::<vaults::VaultRecord>(&v)?);
     }
-    let mut any_deleted = false;
+    let mut points = Vec::with_capacity(rows.len());
     for (key, v) in rows {
         let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
         // A nested point follows its composite parent's lifecycle.
@@ -134,31 +144,64 @@ pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Res
         if let Some(t) = next_transition(&rp, now, held) {
             done.next = Some(done.next.map_or(t, |n| n.min(t)));
         }
-        match lifecycle_step(&rp, now) {
-            None => continue,
-            // Held by the vault lock: nothing to write until the lock allows it.
-            Some(LifecycleStep::Delete) if held.is_some_and(|u| now < u) => continue,
-            Some(_) => {}
-        }
-        match apply_step(plane, key, now).await? {
-            Some(LifecycleStep::Delete) => {
-                telemetry::lifecycle_action("delete");
-                tracing::info!(recovery_point = %rp.arn, vault = %rp.vault_name, resource = %rp.resource_arn, "lifecycle deleted a recovery point");
-                done.deleted += 1;
-                any_deleted = true;
-            }
-            Some(LifecycleStep::MoveToCold) => {
-                telemetry::lifecycle_action("move_to_cold");
-                tracing::info!(recovery_point = %rp.arn, vault = %rp.vault_name, resource = %rp.resource_arn, "lifecycle moved a recovery point to cold storage");
-                done.moved_to_cold += 1;
-            }
+        let step = lifecycle_step(&rp, now);
+        match step {
             None => {}
+            // Held by the vault lock: nothing to write until the lock allows it.
+            Some(LifecycleStep::Delete) if held.is_some_and(|u| now < u) => {}
+            Some(_) => carry_out(plane, &mut done, &rp, key.clone(), now).await?,
         }
+        points.push((key, rp));
     }
-    if any_deleted {
+    let (moved, next) = tiering::sweep_low_cost(plane, &points, now).await?;
+    done.moved_to_low_cost = moved;
+    if let Some(t) = next {
+        done.next = Some(done.next.map_or(t, |n| n.min(t)));
+    }
+    if done.deleted > 0 {
         plane.running().wake();
     }
     Ok(done)
+}
+
+/// Carries out the step the lifecycle asks of `rp` now, counting it in `done`.
+async fn carry_out(
+    plane: &Executor,
+    done: &mut Swept,
+    rp: &RecoveryPointRecord,
+    key: String,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let cold_tier = plane
+        .storage()
+        .is_ok_and(|s| s.tier_dir(Tier::Cold).is_some());
+    let step = match lifecycle_step(rp, now) {
+        // The data moves: a failure is logged and tried again by the next sweep.
+        Some(LifecycleStep::MoveToCold) if cold_tier => match tiers::move_to_cold(plane, key).await
+        {
+            Ok(true) => Some(LifecycleStep::MoveToCold),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(recovery_point = %rp.arn, error = %coffer_api::error_chain(&e.0), "moving a recovery point to the cold tier failed; the next sweep tries again");
+                None
+            }
+        },
+        _ => apply_step(plane, key, now).await?,
+    };
+    match step {
+        Some(LifecycleStep::Delete) => {
+            telemetry::lifecycle_action("delete");
+            tracing::info!(recovery_point = %rp.arn, vault = %rp.vault_name, resource = %rp.resource_arn, "lifecycle deleted a recovery point");
+            done.deleted += 1;
+        }
+        Some(LifecycleStep::MoveToCold) => {
+            telemetry::lifecycle_action("move_to_cold");
+            tracing::info!(recovery_point = %rp.arn, vault = %rp.vault_name, resource = %rp.resource_arn, "lifecycle moved a recovery point to cold storage");
+            done.moved_to_cold += 1;
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// Carries out what the lifecycle asks of the recovery point at `key` now, in one

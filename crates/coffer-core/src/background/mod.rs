@@ -15,5 +15,6 @@ pub(crate) mod reports;
 pub(crate) mod restore_testing;
 pub mod runner;
 pub mod scheduler;
+pub(crate) mod tiering;
 pub mod time_travel;
 pub mod worker;

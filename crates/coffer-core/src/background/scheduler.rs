@@ -724,6 +724,7 @@ mod tests {
             last_restore_time: None,
             source_path: None,
             composite: Default::default(),
+            tier: None,
         }
     }
 

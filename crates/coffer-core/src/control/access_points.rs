@@ -6,7 +6,7 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext};
 use coffer_engine::{SnapshotRef, VaultRepo};
 
-use crate::dataplane::{Executor, storage};
+use crate::dataplane::{Executor, tiers};
 use crate::model::access_points::{self, AccessPointRecord};
 use crate::model::error::Result;
 use crate::model::paging::page;
@@ -228,7 +228,7 @@ pub(crate) async fn served(plane: &Executor, alias: &str) -> Result<Option<Serve
         return Ok(None);
     };
     let vault = vaults::get(plane, &ap.account, &ap.region, &ap.vault_name).await?;
-    let repo = storage::repo_for(plane, &vault, None).await?;
+    let repo = tiers::repo_holding(plane, &vault, &rp).await?;
     Ok(Some(ServedAccessPoint {
         account: ap.account.clone(),
         region: ap.region.clone(),

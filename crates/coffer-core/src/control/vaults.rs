@@ -244,6 +244,7 @@ pub(crate) async fn delete(
             if let Some(repo) = &v.repo {
                 queue_removal(tx, &v.uid, repo)?;
             }
+            crate::model::tier_moves::queue_tier_removals(tx, &v.uid)?;
             Ok(())
         })
         .await

@@ -53,7 +53,8 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         &job.resource_arn,
     )
     .await?
-    .filter(|p| p.vault_uid == vault.uid)
+    // A point moved to a storage tier is in another repository: no parent then.
+    .filter(|p| p.vault_uid == vault.uid && p.tier.is_none())
     .map(|p| p.snapshot);
     let source = match source_of(&resource) {
         Ok(Some(source)) => source,
@@ -205,6 +206,7 @@ pub(crate) fn recovery_point(
         source_path: (resource.kind != SourceKind::Postgres)
             .then(|| resource.source.display().to_string()),
         composite: Default::default(),
+        tier: None,
     }
 }
 

@@ -121,7 +121,7 @@ async fn back_up_member(
         &member.arn,
     )
     .await?
-    .filter(|p| p.vault_uid == vault.uid)
+    .filter(|p| p.vault_uid == vault.uid && p.tier.is_none())
     .map(|p| p.snapshot);
     let source = match source_of(member) {
         Ok(Some(source)) => source,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
 
 use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish};
-use crate::dataplane::{Executor, storage};
+use crate::dataplane::{Executor, storage, tiers};
 use crate::model::error::Result;
 use crate::model::jobs::parse_vault_arn;
 use crate::model::jobs::{JobRecord, load_held, save_job};
@@ -54,7 +54,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         finish(plane, job, JobState::Failed, Some(message), "FAILED").await;
         return Ok(());
     }
-    let source_repo = storage::repo_for(plane, &source_vault, None).await?;
+    let source_repo = tiers::repo_holding(plane, &source_vault, &rp).await?;
     let dest_repo = storage::repo_for(plane, &dest, Some(&source_repo)).await?;
     let dest_arn = job.dest_recovery_point_arn.clone().unwrap_or_default();
     let dest_id = dest_arn.rsplit(':').next().unwrap_or_default().to_string();
@@ -98,8 +98,9 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         status: RecoveryPointStatus::Completed,
         storage_class: StorageClass::Warm,
         last_restore_time: None,
-        // A copy stands on its own, outside any composite.
+        // A copy stands on its own, outside any composite, in its vault's own repository.
         composite: Default::default(),
+        tier: None,
         // What was backed up, and when, stays the source's.
         ..rp.clone()
     };

@@ -7,7 +7,7 @@
 
 use coffer_api::error_chain;
 
-use crate::dataplane::{Executor, storage};
+use crate::dataplane::{Executor, storage, tiers};
 use crate::model::deletions::{self, AfterFailure, Deletion};
 use crate::model::error::{Error, Result};
 use crate::model::vaults;
@@ -72,10 +72,18 @@ async fn carry_out(plane: &Executor, d: &Deletion) -> Result<()> {
     let vault = vaults::find(plane, &d.account, &d.region, &d.vault_name)
         .await?
         .filter(|v| v.uid == d.vault_uid);
-    let Some(vault) = vault.filter(|v| v.repo.is_some()) else {
+    let Some(vault) = vault else {
         return Ok(());
     };
-    let repo = storage::repo_for(plane, &vault, None).await?;
+    // The repository of the tier that holds the snapshot (none recorded: nothing to remove).
+    let repo = match d.tier {
+        None if vault.repo.is_none() => return Ok(()),
+        None => storage::repo_for(plane, &vault, None).await?,
+        Some(tier) => match tiers::recorded_tier_repo(plane, &vault, tier).await? {
+            Some(r) => r,
+            None => return Ok(()),
+        },
+    };
     match repo.delete_async(d.snapshot.clone()).await {
         Ok(_) | Err(coffer_engine::Error::RecoveryPointNotFound(_)) => Ok(()),
         // Logged by `record_failure`, with the attempt and what happens next.
@@ -135,6 +143,7 @@ mod tests {
             vault_uid: vault.uid.clone(),
             snapshot: SnapshotRef(snapshot.into()),
             rp_key: format!("{ACCOUNT}:{REGION}:{}:{id}", vault.name),
+            tier: None,
             attempts: 0,
             last_error: None,
             next_attempt: None,

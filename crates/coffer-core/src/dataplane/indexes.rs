@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 
 use coffer_engine::CancelToken;
 
-use crate::dataplane::{Executor, storage};
+use crate::dataplane::{Executor, tiers};
 use crate::model::error::Result;
 use crate::model::indexes::{self, IndexRecord, Status};
 use crate::model::{recovery_points, vaults};
@@ -106,7 +106,7 @@ async fn build(plane: &Executor, rec: &IndexRecord) -> Result<()> {
     let Some(vault) = vaults::find(plane, &rec.account, &rec.region, &rp.vault_name).await? else {
         return Ok(());
     };
-    let repo = storage::repo_for(plane, &vault, None).await?;
+    let repo = tiers::repo_holding(plane, &vault, &rp).await?;
     let entries = match repo
         .catalog_async(rp.snapshot.clone(), CancelToken::new())
         .await

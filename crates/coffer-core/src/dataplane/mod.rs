@@ -21,6 +21,7 @@ pub(crate) mod restore_testing;
 pub mod scans;
 pub(crate) mod search;
 pub mod storage;
+pub(crate) mod tiers;
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use coffer_engine::sources::postgres::{self as pg, PgConn, PostgresDump};
 use coffer_engine::{Error as EngineError, SourceSpec};
 
 use crate::dataplane::jobs::{JobControl, engine_stopped, finish};
-use crate::dataplane::{Executor, storage};
+use crate::dataplane::{Executor, tiers};
 use crate::model::error::Result;
 use crate::model::inventory::Resource;
 use crate::model::jobs::JobRecord;
@@ -79,7 +79,7 @@ pub(crate) async fn restore(
         engine_stopped(plane, job, control, &e, JobState::Aborted).await;
         return Ok(None);
     }
-    let repo = storage::repo_for(plane, vault, None).await?;
+    let repo = tiers::repo_holding(plane, vault, rp).await?;
     let restored = pg::restore_database_async(
         repo,
         rp.snapshot.clone(),

@@ -11,7 +11,7 @@ use coffer_api::types::RestoreValidationStatus;
 
 use crate::dataplane::jobs::{JobControl, engine_stopped, failed, finish};
 use crate::dataplane::restore_testing::validate;
-use crate::dataplane::{Executor, storage};
+use crate::dataplane::{Executor, tiers};
 use crate::model::error::Result;
 use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::RecoveryPointRecord;
@@ -51,10 +51,10 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         return Ok(());
     }
     let plan = plan(&job.metadata, rp.source_path.as_deref())?;
-    let repo = storage::repo_for(plane, &vault, None).await?;
     if rp.composite.is_parent {
-        return restore_composite(plane, job, control, &repo, &rp, &plan).await;
+        return restore_composite(plane, job, control, &vault, &rp, &plan).await;
     }
+    let repo = tiers::repo_holding(plane, &vault, &rp).await?;
     // Named by the job, so a run after a crash finishes this job's partial files in a target
     // that was empty when it began, instead of refusing it as not empty.
     let options = RestoreOptions {
@@ -111,7 +111,7 @@ async fn run_bucket(
         .await;
         return Ok(());
     };
-    let repo = storage::repo_for(plane, vault, None).await?;
+    let repo = tiers::repo_holding(plane, vault, rp).await?;
     let target = BucketTarget {
         endpoint,
         bucket: plan.bucket.clone(),
@@ -153,7 +153,7 @@ async fn restore_composite(
     plane: &Executor,
     job: &JobRecord,
     control: &JobControl,
-    repo: &coffer_engine::VaultRepo,
+    vault: &VaultRecord,
     rp: &RecoveryPointRecord,
     plan: &RestorePlan,
 ) -> Result<()> {
@@ -178,6 +178,8 @@ async fn restore_composite(
             resume_id: Some(resume_id.clone()),
             ..plan.options.clone()
         };
+        // Each nested point is read from wherever its data is.
+        let repo = tiers::repo_holding(plane, vault, child).await?;
         let outcome = repo
             .restore_async(
                 child.snapshot.clone(),

@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use coffer_engine::{CancelToken, ScanRules, SnapshotRef};
 use coffer_store::Txn;
 
-use crate::dataplane::{Executor, storage};
+use crate::dataplane::{Executor, tiers};
 use crate::model::error::Result;
 use crate::model::scans::{self, MAX_ATTEMPTS, ScanJobRecord, State};
 use crate::model::{recovery_points, vaults};
@@ -268,8 +268,10 @@ async fn scan(plane: &Executor, job: &ScanJobRecord, cancel: CancelToken) -> Res
             rp.vault_name
         )));
     };
-    let repo = storage::repo_for(plane, &vault, None).await?;
-    let base_snapshot: Option<SnapshotRef> = base.map(|b| b.snapshot);
+    let repo = tiers::repo_holding(plane, &vault, &rp).await?;
+    // An incremental scan compares with its base in the same repository; a base kept in
+    // another tier makes it a full scan.
+    let base_snapshot: Option<SnapshotRef> = base.filter(|b| b.tier == rp.tier).map(|b| b.snapshot);
     let rules = plane.scan_rules().current();
     match repo
         .scan_async(rp.snapshot.clone(), base_snapshot, rules, cancel)

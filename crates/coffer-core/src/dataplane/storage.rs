@@ -15,6 +15,7 @@ use coffer_engine::{MasterKey, VaultLocation, VaultRepo};
 
 use crate::dataplane::Executor;
 use crate::model::error::Result;
+use crate::model::states::Tier;
 use crate::model::vaults;
 use crate::model::vaults::VaultRecord;
 use crate::model::vaults::{REMOVALS, RepoRecord};
@@ -25,6 +26,16 @@ pub struct VaultStorage {
     master: MasterKey,
     open: Mutex<HashMap<String, VaultRepo>>,
     creating: tokio::sync::Mutex<()>,
+    /// The directories of the configured storage tiers (`dataplane::tiers`).
+    tiers: TierDirs,
+}
+
+/// Where the storage tiers keep their repositories: a directory each, or none (the tier is
+/// not configured; see docs/tiering.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierDirs {
+    pub cold: Option<PathBuf>,
+    pub low_cost: Option<PathBuf>,
 }
 
 impl VaultStorage {
@@ -37,7 +48,48 @@ impl VaultStorage {
             master,
             open: Mutex::default(),
             creating: tokio::sync::Mutex::new(()),
+            tiers: TierDirs::default(),
         })
+    }
+
+    /// Keeps the repositories of the storage tiers in `tiers`' directories.
+    pub fn with_tiers(mut self, tiers: TierDirs) -> Self {
+        self.tiers = tiers;
+        self
+    }
+
+    /// The directory of `tier`, when configured.
+    pub(crate) fn tier_dir(&self, tier: Tier) -> Option<&std::path::Path> {
+        match tier {
+            Tier::Cold => self.tiers.cold.as_deref(),
+            Tier::LowCost => self.tiers.low_cost.as_deref(),
+        }
+    }
+
+    /// An open repository kept under `key` (a vault uid, or a tier repository's key).
+    pub(crate) fn cached(&self, key: &str) -> Option<VaultRepo> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(key).cloned()
+    }
+
+    pub(crate) fn keep_open(&self, key: &str, repo: &VaultRepo) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.insert(key.to_string(), repo.clone());
+    }
+
+    /// Held while a repository is created and recorded.
+    pub(crate) fn creating(&self) -> &tokio::sync::Mutex<()> {
+        &self.creating
+    }
+
+    /// Is `path` inside a directory Coffer keeps repositories in (removable when its vault
+    /// is deleted)?
+    fn holds(&self, path: &std::path::Path) -> bool {
+        path.starts_with(&self.root)
+            || [&self.tiers.cold, &self.tiers.low_cost]
+                .into_iter()
+                .flatten()
+                .any(|d| path.starts_with(d))
     }
 
     pub fn master_key(&self) -> &MasterKey {
@@ -53,7 +105,7 @@ impl VaultStorage {
 
 /// A vault storage failure: internal, with the engine's error kept as the cause (a job's
 /// message and its retry decision read it).
-fn engine_failure(e: coffer_engine::Error) -> ApiError {
+pub(crate) fn engine_failure(e: coffer_engine::Error) -> ApiError {
     ApiError::internal(e)
 }
 
@@ -62,7 +114,7 @@ fn engine_failure(e: coffer_engine::Error) -> ApiError {
 /// creating the repository and recording it leaves behind. Nothing refers to it (a job writes
 /// into a repository only once it is recorded), so it is moved aside, never reused or deleted,
 /// and a new repository is created in its place.
-fn set_aside_leftover(dir: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn set_aside_leftover(dir: &std::path::Path) -> std::io::Result<()> {
     if !dir.exists() {
         return Ok(());
     }
@@ -193,7 +245,7 @@ pub(crate) async fn process_removals(plane: &Executor) -> Result<usize> {
             .unwrap_or_else(|e| e.into_inner())
             .remove(uid);
         if let VaultLocation::Local { path } = &location
-            && path.starts_with(&storage.root)
+            && storage.holds(path)
             && let Err(e) = std::fs::remove_dir_all(path)
             && e.kind() != std::io::ErrorKind::NotFound
         {

@@ -51,6 +51,9 @@ pub(crate) struct Deletion {
     /// The deleted recovery point's key (`ACCOUNT:REGION:VAULT:ID`).
     #[serde(default)]
     pub rp_key: String,
+    /// The storage tier whose repository holds the snapshot; `None`: the vault's own.
+    #[serde(default)]
+    pub tier: Option<crate::model::states::Tier>,
     /// Failed attempts so far.
     #[serde(default)]
     pub attempts: u32,

@@ -41,6 +41,7 @@ pub(crate) mod settings;
 pub mod states;
 pub(crate) mod tags;
 pub mod telemetry;
+pub mod tier_moves;
 pub(crate) mod tiering;
 pub(crate) mod vault_lock;
 pub(crate) mod vault_notifications;

@@ -53,6 +53,10 @@ pub(crate) struct RecoveryPointRecord {
     /// Its place in a composite recovery point, if any (`model::composite`).
     #[serde(default)]
     pub composite: Membership,
+    /// The storage tier that holds its data; `None`: the vault's own repository
+    /// (`model::tier_moves`).
+    #[serde(default)]
+    pub tier: Option<crate::model::states::Tier>,
 }
 
 /// Where a recovery point stands in a composite (nothing, for an ordinary point).
@@ -362,6 +366,7 @@ pub(crate) fn remove(
         vault_uid: vault.uid.clone(),
         snapshot: rp.snapshot.clone(),
         rp_key: rp.key(),
+        tier: rp.tier,
         attempts: 0,
         last_error: None,
         next_attempt: None,

@@ -194,6 +194,25 @@ impl StorageClass {
     }
 }
 
+/// A storage tier other than a vault's own repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Where MoveToColdStorageAfterDays sends a point (StorageClass COLD).
+    Cold,
+    /// Where tiering configurations send S3 points (StorageClass stays WARM, as in AWS).
+    LowCost,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Cold => "cold",
+            Tier::LowCost => "low_cost",
+        }
+    }
+}
+
 /// A core state read from a value of a generated enum (a List* filter, an API output), if the
 /// core type has that state; an `Unknown` value that [`From`] made (a copy job's `ABORTED`) reads
 /// back as the state it shows.

@@ -19,7 +19,7 @@ const ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/
 const ROLE: &str = "arn:aws:iam::111122223333:role/service-role/AWSBackupDefaultServiceRole";
 
 /// Size, mode, mtime and content hash of every entry under `root`.
-fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
+pub(crate) fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

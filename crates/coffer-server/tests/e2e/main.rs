@@ -38,6 +38,7 @@ mod store;
 mod sts;
 mod tags;
 mod templates;
+mod tiers;
 mod time_travel;
 mod vault_extras;
 mod vaults;

@@ -2,7 +2,7 @@
 //! job is the data plane's (`dataplane::copy`).
 
 use coffer_api::types::*;
-use coffer_api::{ApiError, RequestContext, Timestamp};
+use coffer_api::{RequestContext, Timestamp};
 
 use super::{Bounds, JobFilter, list_jobs};
 use crate::dataplane::Executor;
@@ -11,7 +11,7 @@ use crate::model::jobs::{
     CopyJobSpec, JobKind, JobRecord, check_destination, create_copy_job, get_job,
 };
 use crate::model::lifecycle;
-use crate::model::states::{FromWire, JobState, StorageClass};
+use crate::model::states::{FromWire, JobState};
 use crate::model::{Meta, recovery_points, vaults};
 
 pub(crate) async fn start_copy_job(
@@ -36,13 +36,8 @@ pub(crate) async fn start_copy_job(
         .store()
         .read(move |tx| recovery_points::find_in_vault(tx, &a, &r, &vname, &rp_arn))
         .await?;
-    if rp.storage_class == StorageClass::Cold {
-        return Err(ApiError::invalid_request(format!(
-            "Recovery point {} is in cold storage and cannot be copied.",
-            rp.arn
-        ))
-        .into());
-    }
+    // Unlike AWS, Coffer copies a cold recovery point: the copy reads it from the cold tier
+    // (docs/tiering.md).
     if let Some(l) = &input.lifecycle {
         lifecycle::check_given(l)?;
     }

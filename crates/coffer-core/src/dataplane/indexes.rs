@@ -213,8 +213,9 @@ async fn build(plane: &Executor, rec: &IndexRecord) -> Result<()> {
         return Ok(());
     };
     let repo = storage::repo_for(plane, &vault, None).await?;
-    let base = base_for(plane, &rp).await?;
+    // Timed from here: loading the base's catalogue is part of an incremental build.
     let started = std::time::Instant::now();
+    let base = base_for(plane, &rp).await?;
     let incremental = base.is_some();
     let built = match repo
         .catalog_from_async(rp.snapshot.clone(), base, CancelToken::new())
@@ -229,22 +230,27 @@ async fn build(plane: &Executor, rec: &IndexRecord) -> Result<()> {
             return fail(plane, rec, message).await;
         }
     };
-    tracing::info!(
-        index = %rec.key(),
-        files = built.entries.len(),
-        incremental,
-        trees_read = built.trees_read,
-        files_reused = built.files_reused,
-        read_ms = started.elapsed().as_millis() as u64,
-        "recovery point catalogue read"
-    );
-    if write_catalogue(plane, &rec.key(), &built.entries).await? {
-        let dir = Directory::of(&built.entries);
-        let (key, now) = (rec.key(), plane.clock().now());
-        plane
-            .store()
-            .write(move |tx| indexes::activate(tx, &key, &dir, now))
-            .await?;
+    let read_ms = started.elapsed().as_millis() as u64;
+    if !write_catalogue(plane, &rec.key(), &built.entries).await? {
+        return Ok(());
+    }
+    let dir = Directory::of(&built.entries);
+    let (key, now) = (rec.key(), plane.clock().now());
+    let active = plane
+        .store()
+        .write(move |tx| indexes::activate(tx, &key, &dir, now))
+        .await?;
+    if active {
+        tracing::info!(
+            index = %rec.key(),
+            files = built.entries.len(),
+            incremental,
+            trees_read = built.trees_read,
+            files_reused = built.files_reused,
+            read_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "recovery point index built"
+        );
     }
     Ok(())
 }

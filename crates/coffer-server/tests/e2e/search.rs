@@ -40,6 +40,11 @@ fn search_client(server: &Server) -> Search {
 /// A server whose inventory holds the tree `dir/src` as an EFS resource, with the report
 /// bucket `search-exports` at `dir/exports`.
 async fn start(dir: &Path) -> Server {
+    start_logging(dir, None).await
+}
+
+/// [`start`], logging to `log` when given.
+async fn start_logging(dir: &Path, log: Option<&Path>) -> Server {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     let cfg = dir.join("coffer.toml");
     std::fs::write(
@@ -54,12 +59,15 @@ async fn start(dir: &Path) -> Server {
     )
     .unwrap();
     let data = dir.join("data");
-    Server::start(&[
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ])
+    Server::start_logging(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        log,
+    )
     .await
 }
 
@@ -803,21 +811,8 @@ async fn an_index_built_from_the_previous_one_equals_a_full_build() {
             write(&src, &rel, rel.as_bytes(), 1_600_000_000 + d * 1000 + f);
         }
     }
-    let server = start(dir.path()).await;
     let log = dir.path().join("coffer.log");
-    let data = dir.path().join("data");
-    let cfg = dir.path().join("coffer.toml");
-    server.terminate(Duration::from_secs(30)).await;
-    let server = Server::start_logging(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        Some(&log),
-    )
-    .await;
+    let server = start_logging(dir.path(), Some(&log)).await;
     let (c, s) = (server.client(), search_client(&server));
     c.create_backup_vault()
         .backup_vault_name(VAULT)

@@ -93,6 +93,14 @@ def seed(work, binary, files):
     rp_id = rp.rsplit(":", 1)[1]
     db = sqlite3.connect(os.path.join(work, "data", "metadata.db"))
     prefix = f"{ACCOUNT}:{REGION}:{rp_id}:"
+    # Make the index look like one an earlier version wrote: no compact catalogue, JSON rows
+    # (seed.txt's row too).
+    db.execute("DELETE FROM records WHERE tbl IN ('rp_catalog_dir', 'rp_catalog_part') AND key LIKE ?",
+               (f"{ACCOUNT}:{REGION}:{rp_id}%",))
+    db.execute("INSERT OR REPLACE INTO records (tbl, key, value) VALUES (?, ?, ?)",
+               ("rp_catalog", f"{prefix}seed.txt",
+                json.dumps({"path": "seed.txt", "size": 5, "modified_ms": 1_700_000_000_000,
+                            "content_hash": "0" * 64}).encode()))
     t = time.time()
     rows = ((
         "rp_catalog",
@@ -138,12 +146,16 @@ def one_search(search, filters, stop):
     wait("the first page", lambda: search.list_search_job_results(SearchJobIdentifier=jid, MaxResults=100)["Results"])
     first = time.perf_counter() - t0
     if stop:
-        search.stop_search_job(SearchJobIdentifier=jid)
+        try:
+            search.stop_search_job(SearchJobIdentifier=jid)
+        except search.exceptions.ConflictException:
+            pass  # it had already read everything: COMPLETED
+
     wait("the end", lambda: search.get_search_job(SearchJobIdentifier=jid)["Status"] not in ("RUNNING", "STOPPING"))
     total = time.perf_counter() - t0
     j = search.get_search_job(SearchJobIdentifier=jid)
-    assert j["Status"] == ("STOPPED" if stop else "COMPLETED"), j
-    return first, total, j["CurrentSearchProgress"]
+    assert j["Status"] in (("STOPPED", "COMPLETED") if stop else ("COMPLETED",)), j
+    return first, total, j["CurrentSearchProgress"], j["Status"]
 
 
 def main():
@@ -172,13 +184,14 @@ def main():
                 "needle (last file's name), CONTAINS": ({"EBSItemFilters": [{"FilePaths": [{"Operator": "CONTAINS", "Value": needle.rsplit("/", 1)[1]}]}]}, False),
             }
             for name, (filters, stop) in cases.items():
-                firsts, totals = [], []
+                firsts, totals, ends = [], [], []
                 for _ in range(args.runs):
-                    first, total, progress = one_search(search, filters, stop)
+                    first, total, progress, status = one_search(search, filters, stop)
                     firsts.append(first)
                     totals.append(total)
+                    ends.append(status)
                 print(f"{name}: first page median {statistics.median(firsts):.3f} s "
-                      f"(runs {', '.join(f'{x:.3f}' for x in firsts)}); ended ({'stopped' if stop else 'completed'}) median {statistics.median(totals):.3f} s; "
+                      f"(runs {', '.join(f'{x:.3f}' for x in firsts)}); ended ({'/'.join(ends)}) median {statistics.median(totals):.3f} s; "
                       f"scanned {progress['ItemsScannedCount']}, matched {progress['ItemsMatchedCount']}")
         finally:
             proc.terminate()

@@ -25,7 +25,7 @@ pub mod sources;
 mod storage;
 mod vault;
 
-pub use catalog::CatalogEntry;
+pub use catalog::{Catalog, CatalogBase, CatalogEntry};
 pub use compare::CompareReport;
 pub use error::{Error, Result};
 

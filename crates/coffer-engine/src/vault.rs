@@ -30,7 +30,7 @@ use rustic_core::{
 use crate::{
     CompareReport, Error, ExportedVaultKey, MasterKey, Result, SealedVaultKey, SourceSpec,
     VaultLocation,
-    catalog::{CatalogEntry, catalog_snapshot},
+    catalog::{Catalog, CatalogBase, CatalogEntry, catalog_snapshot, catalog_with_base},
     compare::compare_snapshot,
     keys::{VaultSecrets, random_password},
     progress::{CancelToken, Phase, Progress, ProgressFn, ProgressSink, SinkBars},
@@ -877,6 +877,51 @@ impl VaultRepo {
     ) -> Result<Vec<CatalogEntry>> {
         let me = self.clone();
         Self::spawn(move || me.catalog(&snapshot, cancel)).await
+    }
+
+    /// The catalogue of a recovery point built from `base`, the catalogue of an earlier
+    /// recovery point of this vault: directories whose tree is unchanged since the base are
+    /// taken from it without being read (see [`Catalog`]). Without a base, every directory is
+    /// read. The entries equal [`VaultRepo::catalog`]'s.
+    ///
+    /// # Errors
+    /// As [`VaultRepo::catalog`]; also when the base's snapshot cannot be read.
+    pub fn catalog_from(
+        &self,
+        snapshot: &SnapshotRef,
+        base: Option<&CatalogBase>,
+        cancel: CancelToken,
+    ) -> Result<Catalog> {
+        let sink = ProgressSink::new(callback(|_| {}), cancel);
+        let r = (|| {
+            let _guard = self.shared();
+            let repo = self
+                .open_repo(&sink)?
+                .to_indexed()
+                .map_err(rustic_err("read vault index"))?;
+            let snap = Self::load_snapshot(&repo, snapshot)?;
+            let base_snap = match base {
+                Some(b) => Some((Self::load_snapshot(&repo, &b.snapshot)?, &b.entries[..])),
+                None => None,
+            };
+            let base = base_snap.as_ref().map(|(s, rows)| (s, *rows));
+            catalog_with_base(&repo, &snap, base, &sink)
+        })();
+        Self::finish(&sink, r)
+    }
+
+    /// [`VaultRepo::catalog_from`] on tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`VaultRepo::catalog_from`].
+    pub async fn catalog_from_async(
+        &self,
+        snapshot: SnapshotRef,
+        base: Option<CatalogBase>,
+        cancel: CancelToken,
+    ) -> Result<Catalog> {
+        let me = self.clone();
+        Self::spawn(move || me.catalog_from(&snapshot, base.as_ref(), cancel)).await
     }
 
     /// Scans a recovery point's files with `rules` (see [`ScanReport`]); with `base`, a

@@ -1528,3 +1528,62 @@ fn s3_vault_round_trip_when_an_endpoint_is_configured() {
     };
     assert_eq!(contents(&src), contents(&restored));
 }
+
+/// A catalogue built from the previous recovery point's catalogue equals the full one, and
+/// reads only the directories on the way to what changed.
+#[test]
+fn an_incremental_catalogue_equals_the_full_one_and_reads_only_changed_trees() {
+    let fx = Fixture::new();
+    let src = fx.path("src");
+    for d in 0..20 {
+        for s in 0..3 {
+            for f in 0..5 {
+                let p = src.join(format!("d{d:02}/s{s}/f{f}.txt"));
+                write(&p, format!("{d}-{s}-{f}").as_bytes());
+            }
+        }
+    }
+    write(&src.join("top.txt"), b"top");
+    let (vault, _) = fx.vault("vault");
+    let day1 = backup(&vault, &src, "day-1", None);
+    let full1 = vault.catalog(&day1.snapshot, CancelToken::new()).unwrap();
+    assert_eq!(full1.len(), 301);
+
+    // One file changed deep down, one added in another directory, one removed.
+    write(&src.join("d07/s1/f3.txt"), b"changed content");
+    write(&src.join("d12/s0/new.txt"), b"new");
+    fs::remove_file(src.join("d15/s2/f0.txt")).unwrap();
+    let day2 = backup(&vault, &src, "day-2", Some(&day1.snapshot));
+
+    let full2 = vault.catalog(&day2.snapshot, CancelToken::new()).unwrap();
+    let scratch = vault
+        .catalog_from(&day2.snapshot, None, CancelToken::new())
+        .unwrap();
+    assert_eq!(scratch.entries, full2);
+    assert_eq!(scratch.files_reused, 0);
+    // The root, 20 directories and 60 subdirectories.
+    assert_eq!(scratch.trees_read, 81);
+
+    let base = coffer_engine::CatalogBase {
+        snapshot: day1.snapshot.clone(),
+        entries: full1,
+    };
+    let inc = vault
+        .catalog_from(&day2.snapshot, Some(&base), CancelToken::new())
+        .unwrap();
+    assert_eq!(inc.entries, full2, "the incremental catalogue differs");
+    assert_eq!(inc.entries.len(), 301);
+    let changed = inc
+        .entries
+        .iter()
+        .find(|e| e.path == "d07/s1/f3.txt")
+        .unwrap();
+    assert_eq!(changed.size, 15);
+    // Read: the root and the three changed directories with their changed subdirectory, in
+    // both snapshots (4 trees each, 8 in all); the other 17 directories are reused whole,
+    // and so are the unchanged subdirectories of the changed ones.
+    assert_eq!(inc.trees_read, 2 * (1 + 3 + 3), "{inc:?}");
+    // Read from the trees: top.txt and the files of the three changed subdirectories
+    // (5 + 6 + 4); every other row comes from day 1's catalogue.
+    assert_eq!(inc.files_reused, 301 - 16, "{inc:?}");
+}

@@ -631,6 +631,45 @@ mod tests {
         }
     }
 
+    /// A catalogue an earlier version wrote (JSON rows) is converted to the compact form: the
+    /// same files in the same order, the rows gone, and nothing left to convert afterwards.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_earlier_versions_catalogue_is_converted_to_the_compact_form() {
+        let (_dir, plane) = plane();
+        let many: Vec<(String, u64)> = (0..STEP * 2 + 10)
+            .map(|i| (format!("d/{i:06}.txt"), i as u64))
+            .collect();
+        indexed(&plane, "rp1", many.clone()).await;
+        let before = plane
+            .store()
+            .read(|tx| indexes::scan_catalog(tx, A, R, "rp1", None, usize::MAX))
+            .await
+            .unwrap();
+        assert_eq!(before.len(), many.len());
+        let converted = crate::dataplane::indexes::convert_legacy(&plane)
+            .await
+            .unwrap();
+        assert_eq!(converted, 1);
+        let (after, dir, rows) = plane
+            .store()
+            .read(|tx| -> Result<_> {
+                Ok((
+                    indexes::scan_catalog(tx, A, R, "rp1", None, usize::MAX)?,
+                    crate::model::catalog::get_directory(tx, A, R, "rp1")?,
+                    indexes::scan_legacy(tx, A, R, "rp1", None, 10)?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(after, before);
+        assert_eq!(dir.unwrap().parts.len(), 3);
+        assert!(rows.is_empty(), "the JSON rows are deleted");
+        let again = crate::dataplane::indexes::convert_legacy(&plane)
+            .await
+            .unwrap();
+        assert_eq!(again, 0);
+    }
+
     /// A running job found matches after its first step, stops at its next step once
     /// StopSearchJob has marked it (keeping what it found), and cannot be stopped twice; a
     /// second job runs to the end over both recovery points and pages its results.

@@ -2,8 +2,10 @@
 //!
 //! Each runner pass reads the search work list (`model::search::work`) and starts, in its own
 //! task, every search job or export this process is not already carrying on. A search job
-//! advances in steps: one read of up to [`STEP`] catalogue rows after the job's cursor, the
-//! filters applied in memory, then one write transaction that stores the matches, moves the
+//! advances in steps: one read of the catalogue after the job's cursor (the rest of one
+//! compact part, a few thousand files, skipping the parts whose path range the filters rule
+//! out; or up to [`STEP`] JSON rows of a catalogue an earlier version wrote), the filters
+//! applied in memory, then one write transaction that stores the matches, moves the
 //! cursor and the counts, or, when StopSearchJob has marked the job STOPPING, ends it STOPPED
 //! instead. Results are therefore readable after the first step (a fraction of a second),
 //! however many files there are, and a job interrupted by a restart resumes at its cursor.
@@ -17,8 +19,6 @@ use std::sync::{Mutex, OnceLock};
 
 use std::io::Write;
 
-use coffer_engine::CatalogEntry;
-
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::indexes;
@@ -26,7 +26,7 @@ use crate::model::search::{
     self, ExportJob, ExportStatus, JobStatus, RESULTS, ResultRow, SearchJob, Work,
 };
 
-/// Catalogue rows read per step of a search job.
+/// JSON catalogue rows (of earlier versions) read per step of a search job.
 pub(crate) const STEP: usize = 5000;
 /// Result rows read per page of an export.
 const EXPORT_PAGE: usize = 1000;
@@ -92,15 +92,18 @@ const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One step of a search job; returns whether the job has ended.
 pub(crate) async fn step(plane: &Executor, key: &str, cursor: &mut Option<Cursor>) -> Result<bool> {
-    let (job, page, from) = read_page(plane, key, cursor.clone()).await?;
+    let (job, chunk, from) = read_page(plane, key, cursor.clone()).await?;
     let Some(job) = job else { return Ok(true) };
     if !job.status.is_active() {
         return Ok(true);
     }
+    let matcher = search::Matcher::new(&job.filters);
+    let mut buf = String::new();
     let rows: Vec<ResultRow> = match job.points.get(from.0) {
-        Some(p) => page
+        Some(p) => chunk
+            .entries
             .iter()
-            .filter(|e| search::matches(&job.filters, e))
+            .filter(|e| matcher.matches(e, &mut buf))
             .map(|e| ResultRow {
                 rp_arn: p.rp_arn.clone(),
                 vault_name: p.vault_name.clone(),
@@ -114,14 +117,15 @@ pub(crate) async fn step(plane: &Executor, key: &str, cursor: &mut Option<Cursor
     };
     let next = if from.0 >= job.points.len() {
         from.clone()
-    } else if page.len() < STEP {
+    } else if chunk.done {
         (from.0 + 1, None)
     } else {
-        (from.0, page.last().map(|e| e.path.clone()))
+        (from.0, chunk.next.clone())
     };
     let saved = (job.point, job.after.clone());
     let ours = cursor.as_ref().filter(|c| c.saved == saved);
-    let scanned = ours.map_or(0, |c| c.unsaved_scanned) + page.len() as i64;
+    let scanned =
+        ours.map_or(0, |c| c.unsaved_scanned) + (chunk.entries.len() as u64 + chunk.passed) as i64;
     let quiet = rows.is_empty()
         && job.status == JobStatus::Running
         && next.0 < job.points.len()
@@ -156,41 +160,34 @@ pub(crate) async fn step(plane: &Executor, key: &str, cursor: &mut Option<Cursor
     }
 }
 
-/// Reads the job and the next page of catalogue rows from `cursor` (this process's, while the
-/// saved cursor is where it left it; the saved one otherwise).
+/// Reads the job and the next stretch of catalogue from `cursor` (this process's, while the
+/// saved cursor is where it left it; the saved one otherwise): the rest of one compact part
+/// (passing over the parts the filters rule out), or [`STEP`] JSON rows of an earlier version.
 async fn read_page(
     plane: &Executor,
     key: &str,
     ahead: Option<Cursor>,
-) -> Result<(
-    Option<SearchJob>,
-    Vec<CatalogEntry>,
-    (usize, Option<String>),
-)> {
+) -> Result<(Option<SearchJob>, indexes::Chunk, (usize, Option<String>))> {
     let k = key.to_string();
     plane
         .store()
         .read(move |tx| -> Result<_> {
             let Some(job) = search::get_job_by_key(tx, &k)? else {
-                return Ok((None, Vec::new(), (0, None)));
+                return Ok((None, indexes::Chunk::default(), (0, None)));
             };
             let from = match ahead {
                 Some(c) if c.saved == (job.point, job.after.clone()) => (c.point, c.after),
                 _ => (job.point, job.after.clone()),
             };
             if job.status != JobStatus::Running || from.0 >= job.points.len() {
-                return Ok((Some(job), Vec::new(), from));
+                return Ok((Some(job), indexes::Chunk::default(), from));
             }
             let p = &job.points[from.0];
-            let page = indexes::scan_catalog(
-                tx,
-                &job.account,
-                &job.region,
-                &p.rp_id,
-                from.1.as_deref(),
-                STEP,
-            )?;
-            Ok((Some(job), page, from))
+            let matcher = search::Matcher::new(&job.filters);
+            let may = |first: &str, last: &str| matcher.may_match_between(first, last);
+            let point = (job.account.as_str(), job.region.as_str(), p.rp_id.as_str());
+            let chunk = indexes::read_chunk(tx, point, from.1.as_deref(), &may, false, STEP)?;
+            Ok((Some(job), chunk, from))
         })
         .await
 }

@@ -4,10 +4,11 @@
 //! IndexActions, or UpdateRecoveryPointIndexSettings afterwards) gets an index record in table
 //! `rp_index_record` (key `ACCOUNT:REGION:RPID`), PENDING until the data plane has read the
 //! snapshot tree (`dataplane::indexes`), then ACTIVE with its item count, or FAILED with a
-//! message. The catalogue itself is table `rp_catalog`, one row per file keyed
-//! `ACCOUNT:REGION:RPID:PATH`, so a recovery point's files are one prefix scan in path order
-//! ([`scan_catalog`], what a search reads). Disabling an index, or deleting its recovery point,
-//! marks it DELETING; the runner then removes its rows in batches and finally the record.
+//! message. The catalogue itself is stored compact (`model::catalog`: a directory and parts of
+//! a few thousand files each, in path order); catalogues written by earlier versions are JSON
+//! rows in table `rp_catalog`, one per file keyed `ACCOUNT:REGION:RPID:PATH`. [`read_chunk`]
+//! and [`scan_catalog`] read either. Disabling an index, or deleting its recovery point, marks
+//! it DELETING; the runner then removes its catalogue in batches and finally the record.
 
 use chrono::{DateTime, Utc};
 use coffer_api::types::{IndexStatus, IndexedRecoveryPoint};
@@ -16,6 +17,7 @@ use coffer_engine::CatalogEntry;
 use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
+use crate::model::catalog::{self, Directory};
 use crate::model::error::Result;
 
 pub(crate) const TABLE: &str = "rp_index_record";
@@ -131,6 +133,14 @@ pub(crate) fn get(
     }
 }
 
+/// The index record stored under `key` (see [`key`]).
+pub(crate) fn get_by_key(tx: &mut dyn Txn, key: &str) -> Result<Option<IndexRecord>> {
+    match tx.get(TABLE, key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
+}
+
 /// Stores `rec`, keeping the runner's work list (`rp_index_work`) in step with its status.
 pub(crate) fn save(tx: &mut dyn Txn, rec: &IndexRecord) -> Result<()> {
     let key = rec.key();
@@ -189,16 +199,23 @@ pub(crate) fn work(tx: &mut dyn Txn) -> Result<Vec<IndexRecord>> {
     Ok(out)
 }
 
-/// Writes a batch of catalogue rows for the index `key` names, only while it is still PENDING
-/// (a DISABLED or deleted index takes no more rows); returns whether it was.
-pub(crate) fn put_rows(tx: &mut dyn Txn, rec_key: &str, rows: &[CatalogEntry]) -> Result<bool> {
+/// The index `rec_key` names, when it is still PENDING (a DISABLED or deleted index takes no
+/// more of its catalogue).
+fn pending(tx: &mut dyn Txn, rec_key: &str) -> Result<Option<IndexRecord>> {
     let Some(v) = tx.get(TABLE, rec_key)? else {
-        return Ok(false);
+        return Ok(None);
     };
     let rec: IndexRecord = serde_json::from_slice(&v)?;
-    if rec.status != Status::Pending {
+    Ok(Some(rec).filter(|r| r.status == Status::Pending))
+}
+
+/// Writes a batch of catalogue rows in the format of earlier versions (JSON, one per file),
+/// only while the index is still PENDING; returns whether it was. Only tests write them now.
+#[cfg(test)]
+pub(crate) fn put_rows(tx: &mut dyn Txn, rec_key: &str, rows: &[CatalogEntry]) -> Result<bool> {
+    let Some(rec) = pending(tx, rec_key)? else {
         return Ok(false);
-    }
+    };
     let prefix = catalog_prefix(&rec.account, &rec.region, &rec.rp_id);
     for row in rows {
         tx.put(
@@ -207,6 +224,20 @@ pub(crate) fn put_rows(tx: &mut dyn Txn, rec_key: &str, rows: &[CatalogEntry]) -
             &serde_json::to_vec(row)?,
         )?;
     }
+    Ok(true)
+}
+
+/// Writes part `seq` of the index `rec_key` names (`part`, encoded by
+/// [`catalog::encode`]), only while it is still PENDING; returns whether it was.
+pub(crate) fn put_part(tx: &mut dyn Txn, rec_key: &str, seq: usize, part: &[u8]) -> Result<bool> {
+    let Some(rec) = pending(tx, rec_key)? else {
+        return Ok(false);
+    };
+    tx.put(
+        catalog::PARTS,
+        &catalog::part_key(&rec.account, &rec.region, &rec.rp_id, seq),
+        part,
+    )?;
     Ok(true)
 }
 
@@ -219,10 +250,107 @@ pub(crate) fn delete_rows(tx: &mut dyn Txn, prefix: &str, limit: usize) -> Resul
     Ok(rows.len())
 }
 
+/// A stretch of a recovery point's catalogue, as a search reads it.
+#[derive(Debug, Default)]
+pub(crate) struct Chunk {
+    /// Files read, in path order.
+    pub entries: Vec<CatalogEntry>,
+    /// Files passed over unread: parts whose path range the caller said cannot match.
+    pub passed: u64,
+    /// The last path this chunk covers (the cursor to read on from).
+    pub next: Option<String>,
+    /// Whether the catalogue ends with this chunk.
+    pub done: bool,
+}
+
+/// The next stretch of a recovery point's catalogue after `after` (from the start when
+/// `None`): from a compact catalogue, the rest of one part, passing over the parts for which
+/// `may_match(first, last)` is false; from JSON rows, at most `legacy_limit` rows. Content
+/// hashes are read only when `hashes`.
+pub(crate) fn read_chunk(
+    tx: &mut dyn Txn,
+    (account, region, rp_id): (&str, &str, &str),
+    after: Option<&str>,
+    may_match: &dyn Fn(&str, &str) -> bool,
+    hashes: bool,
+    legacy_limit: usize,
+) -> Result<Chunk> {
+    let Some(dir) = catalog::get_directory(tx, account, region, rp_id)? else {
+        let entries = scan_legacy(tx, account, region, rp_id, after, legacy_limit)?;
+        let done = entries.len() < legacy_limit;
+        let next = entries
+            .last()
+            .map(|e| e.path.clone())
+            .or(after.map(Into::into));
+        return Ok(Chunk {
+            entries,
+            passed: 0,
+            next,
+            done,
+        });
+    };
+    let mut i = dir.first_after(after);
+    let mut passed = 0;
+    while let Some(p) = dir.parts.get(i) {
+        let cursor_inside = after.is_some_and(|a| a >= p.first.as_str());
+        if cursor_inside || may_match(&p.first, &p.last) {
+            break;
+        }
+        passed += p.files;
+        i += 1;
+    }
+    let Some(p) = dir.parts.get(i) else {
+        let next = dir
+            .parts
+            .last()
+            .map(|p| p.last.clone())
+            .or(after.map(Into::into));
+        return Ok(Chunk {
+            entries: Vec::new(),
+            passed,
+            next,
+            done: true,
+        });
+    };
+    let mut entries = catalog::read_part(tx, account, region, rp_id, i, hashes)?;
+    if let Some(a) = after {
+        entries.retain(|e| e.path.as_str() > a);
+    }
+    Ok(Chunk {
+        entries,
+        passed,
+        next: Some(p.last.clone()),
+        done: i + 1 == dir.parts.len(),
+    })
+}
+
 /// One page of a recovery point's catalogue in path order: at most `limit` files whose path
-/// comes strictly after `after` (all from the first when `None`). A search reads a
-/// recovery point's files page by page through here.
+/// comes strictly after `after` (all from the first when `None`), with their content hashes.
 pub(crate) fn scan_catalog(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    rp_id: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<CatalogEntry>> {
+    let mut out = Vec::new();
+    let mut after = after.map(str::to_string);
+    while out.len() < limit {
+        let left = limit - out.len();
+        let point = (account, region, rp_id);
+        let c = read_chunk(tx, point, after.as_deref(), &|_, _| true, true, left)?;
+        out.extend(c.entries.into_iter().take(left));
+        if c.done {
+            break;
+        }
+        after = c.next;
+    }
+    Ok(out)
+}
+
+/// The JSON rows of a catalogue written by an earlier version.
+pub(crate) fn scan_legacy(
     tx: &mut dyn Txn,
     account: &str,
     region: &str,
@@ -236,6 +364,26 @@ pub(crate) fn scan_catalog(
         .iter()
         .map(|(_, v)| serde_json::from_slice(v).map_err(Into::into))
         .collect()
+}
+
+/// Records the compact catalogue of a PENDING index complete (its directory) and makes the
+/// index ACTIVE with its file count, in the caller's transaction; false when the index is no
+/// longer PENDING.
+pub(crate) fn activate(
+    tx: &mut dyn Txn,
+    rec_key: &str,
+    dir: &Directory,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(mut r) = pending(tx, rec_key)? else {
+        return Ok(false);
+    };
+    catalog::put_directory(tx, &r.account, &r.region, &r.rp_id, dir)?;
+    r.status = Status::Active;
+    r.total_items = Some(dir.files as i64);
+    r.completion_date = Some(now);
+    save(tx, &r)?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -350,5 +498,91 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left, vec![entry("0-first")]);
+    }
+
+    /// A compact catalogue is written a part at a time while PENDING and becomes readable
+    /// with its directory; a read passes over the parts the caller rules out (counting their
+    /// files) and resumes after any path; the JSON rows of an earlier version, beside it, are
+    /// ignored once the directory exists.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_compact_catalogue_is_read_in_parts_and_skipped_where_nothing_can_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let n = catalog::PART_FILES * 3 + 5;
+        let rows: Vec<CatalogEntry> = (0..n)
+            .map(|i| CatalogEntry {
+                path: format!("d{:02}/f{i:06}", i / 1000),
+                size: i as u64,
+                modified_ms: Some(i as i64),
+                content_hash: format!("{i:064x}"),
+            })
+            .collect();
+        let (a, r) = ("111122223333", "us-east-1");
+        let all = rows.clone();
+        store
+            .write(move |tx| -> Result<()> {
+                let rec = insert_pending(tx, record(Status::Pending))?;
+                // An earlier version's row, left behind: never read beside a compact catalogue.
+                assert!(put_rows(tx, &rec.key(), &[entry("d00/f000000x")])?);
+                for (seq, chunk) in all.chunks(catalog::PART_FILES).enumerate() {
+                    assert!(put_part(tx, &rec.key(), seq, &catalog::encode(chunk)?)?);
+                }
+                assert!(activate(tx, &rec.key(), &Directory::of(&all), Utc::now())?);
+                assert_eq!(get(tx, a, r, "rp1")?.unwrap().total_items, Some(n as i64));
+                assert!(
+                    !put_part(tx, &rec.key(), 9, b"late")?,
+                    "an ACTIVE index takes no parts"
+                );
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let point = (a, r, "rp1");
+        // Everything, with hashes, page by page.
+        let got = store
+            .read(move |tx| scan_catalog(tx, a, r, "rp1", None, usize::MAX))
+            .await
+            .unwrap();
+        assert_eq!(got, rows);
+        let mid = rows[catalog::PART_FILES + 7].path.clone();
+        let page = store
+            .read(move |tx| scan_catalog(tx, a, r, "rp1", Some(&mid), 3))
+            .await
+            .unwrap();
+        assert_eq!(
+            page,
+            rows[catalog::PART_FILES + 8..catalog::PART_FILES + 11]
+        );
+        // A needle in the last part: the first three are passed over unread.
+        let needle = rows[n - 2].path.clone();
+        let c = store
+            .read(move |tx| {
+                let may = |f: &str, l: &str| f <= needle.as_str() && needle.as_str() <= l;
+                read_chunk(tx, point, None, &may, false, 10)
+            })
+            .await
+            .unwrap();
+        assert_eq!(c.passed, (catalog::PART_FILES * 3) as u64);
+        assert_eq!(c.entries.len(), 5);
+        assert!(c.done);
+        assert!(c.entries.iter().all(|e| e.content_hash.is_empty()));
+        // Resuming inside a part reads the rest of that part, whatever the caller rules out.
+        let inside = rows[10].path.clone();
+        let c = store
+            .read(move |tx| read_chunk(tx, point, Some(&inside), &|_, _| false, false, 10))
+            .await
+            .unwrap();
+        assert_eq!(c.entries.len(), catalog::PART_FILES - 11);
+        assert_eq!(
+            c.next.as_deref(),
+            Some(rows[catalog::PART_FILES - 1].path.as_str())
+        );
+        assert!(!c.done);
+        // Nothing can match: one read passes over everything.
+        let c = store
+            .read(move |tx| read_chunk(tx, point, None, &|_, _| false, false, 10))
+            .await
+            .unwrap();
+        assert_eq!((c.entries.len(), c.passed, c.done), (0, n as u64, true));
     }
 }

@@ -11,6 +11,7 @@
 pub(crate) mod access_points;
 pub mod approvals;
 pub mod arn;
+pub(crate) mod catalog;
 pub mod clock;
 pub(crate) mod composite;
 pub mod deletions;

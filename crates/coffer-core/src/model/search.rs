@@ -19,9 +19,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use coffer_api::search::types::{
-    EBSItemFilter, EBSResultItem, ItemFilters, LongCondition, LongConditionOperator, ResourceType,
-    ResultItem, SearchJobState, SearchScope, StringCondition, StringConditionOperator,
-    TimeCondition, TimeConditionOperator,
+    EBSResultItem, ItemFilters, LongCondition, LongConditionOperator, ResourceType, ResultItem,
+    SearchJobState, SearchScope, StringCondition, StringConditionOperator, TimeConditionOperator,
 };
 use coffer_api::{ApiError, Timestamp};
 use coffer_engine::CatalogEntry;
@@ -456,52 +455,184 @@ pub(crate) fn points_in_scope(
 /// the included values"), and every kind given; and every filter of the list (AWS's documents
 /// leave the list's combination open; requiring all is what lets two filters bound a range,
 /// `Sizes >= 10` and `Sizes <= 500`). No filters match every file.
+#[cfg(test)]
 pub(crate) fn matches(filters: &ItemFilters, file: &CatalogEntry) -> bool {
-    let list = filters.ebs_item_filters.as_deref().unwrap_or_default();
-    list.iter().all(|f| filter_matches(f, file))
+    Matcher::new(filters).matches(file, &mut String::new())
 }
 
-/// True when `conditions` is empty or any one of them holds.
-fn any_of<C>(conditions: Option<&Vec<C>>, holds: impl Fn(&C) -> bool) -> bool {
-    conditions.is_none_or(|c| c.is_empty() || c.iter().any(holds))
+/// A search's item filters prepared once for many files (see [`matches`] for the rules):
+/// path values taken from the root, times in milliseconds; and, for the filters that confine
+/// the path to exact paths or prefixes, those bounds, so that a stretch of the catalogue
+/// between two paths can be passed over unread ([`Matcher::may_match_between`]).
+pub(crate) struct Matcher {
+    filters: Vec<Prepared>,
 }
 
-fn filter_matches(f: &EBSItemFilter, file: &CatalogEntry) -> bool {
-    let path = format!("/{}", file.path);
-    any_of(f.file_paths.as_ref(), |c| string_matches(c, &path))
-        && any_of(f.sizes.as_ref(), |c| long_matches(c, file.size as i64))
-        && any_of(f.last_modification_times.as_ref(), |c| {
-            file.modified_ms.is_some_and(|m| time_matches(c, m))
+struct Prepared {
+    paths: Option<Vec<PathTest>>,
+    sizes: Option<Vec<LongCondition>>,
+    times: Option<Vec<(TimeConditionOperator, i64)>>,
+    /// When every path condition is an exact path or a prefix: those, relative to the root.
+    bounds: Option<Vec<Bound>>,
+}
+
+enum PathTest {
+    Glob(String, bool),
+    Contains(String, bool),
+    Begins(String, bool),
+    Ends(String, bool),
+    Never,
+}
+
+enum Bound {
+    Exact(String),
+    Prefix(String),
+    Nothing,
+}
+
+/// Whether a filter gives conditions of a kind (an empty list is none).
+fn nonempty<C>(v: &Option<Vec<C>>) -> bool {
+    v.as_ref().is_some_and(|c| !c.is_empty())
+}
+
+/// A value not starting with `/` or `*` is taken from the recovery point's root.
+fn rooted(v: &str) -> String {
+    if v.starts_with('/') || v.starts_with('*') {
+        v.to_string()
+    } else {
+        format!("/{v}")
+    }
+}
+
+impl PathTest {
+    fn new(c: &StringCondition) -> PathTest {
+        let v = c.value.as_str();
+        let op = c
+            .operator
+            .clone()
+            .unwrap_or(StringConditionOperator::EqualsTo);
+        match op {
+            StringConditionOperator::EqualsTo => PathTest::Glob(rooted(v), false),
+            StringConditionOperator::NotEqualsTo => PathTest::Glob(rooted(v), true),
+            StringConditionOperator::Contains => PathTest::Contains(v.into(), false),
+            StringConditionOperator::DoesNotContain => PathTest::Contains(v.into(), true),
+            StringConditionOperator::BeginsWith => PathTest::Begins(rooted(v), false),
+            StringConditionOperator::DoesNotBeginWith => PathTest::Begins(rooted(v), true),
+            StringConditionOperator::EndsWith => PathTest::Ends(v.into(), false),
+            StringConditionOperator::DoesNotEndWith => PathTest::Ends(v.into(), true),
+            StringConditionOperator::Unknown(_) => PathTest::Never,
+        }
+    }
+
+    fn holds(&self, path: &str) -> bool {
+        match self {
+            PathTest::Glob(p, neg) => glob(p, path) != *neg,
+            PathTest::Contains(v, neg) => path.contains(v.as_str()) != *neg,
+            PathTest::Begins(v, neg) => path.starts_with(v.as_str()) != *neg,
+            PathTest::Ends(v, neg) => path.ends_with(v.as_str()) != *neg,
+            PathTest::Never => false,
+        }
+    }
+
+    /// The paths this test admits as a bound, when it is an exact path or a prefix.
+    fn bound(&self) -> Option<Bound> {
+        let relative = |v: &str| v.strip_prefix('/').map(str::to_string);
+        match self {
+            PathTest::Glob(p, false) if !p.contains(['*', '?']) => {
+                Some(relative(p).map_or(Bound::Nothing, Bound::Exact))
+            }
+            PathTest::Begins(p, false) => Some(relative(p).map_or(Bound::Nothing, Bound::Prefix)),
+            PathTest::Never => Some(Bound::Nothing),
+            _ => None,
+        }
+    }
+}
+
+impl Bound {
+    /// Whether a path this bound admits can lie between `first` and `last` (inclusive).
+    fn meets(&self, first: &str, last: &str) -> bool {
+        match self {
+            Bound::Exact(p) => first <= p.as_str() && p.as_str() <= last,
+            Bound::Prefix(p) => {
+                last >= p.as_str() && (first < p.as_str() || first.starts_with(p.as_str()))
+            }
+            Bound::Nothing => false,
+        }
+    }
+}
+
+impl Matcher {
+    pub(crate) fn new(filters: &ItemFilters) -> Matcher {
+        let list = filters.ebs_item_filters.as_deref().unwrap_or_default();
+        let filters = list
+            .iter()
+            .map(|f| {
+                let paths: Option<Vec<PathTest>> = nonempty(&f.file_paths)
+                    .then(|| f.file_paths.iter().flatten().map(PathTest::new).collect());
+                let bounds = paths
+                    .as_ref()
+                    .and_then(|ps| ps.iter().map(PathTest::bound).collect::<Option<Vec<_>>>());
+                let times = nonempty(&f.last_modification_times).then(|| {
+                    f.last_modification_times
+                        .iter()
+                        .flatten()
+                        .map(|c| {
+                            let op = c
+                                .operator
+                                .clone()
+                                .unwrap_or(TimeConditionOperator::EqualsTo);
+                            (op, c.value.0.timestamp_millis())
+                        })
+                        .collect()
+                });
+                Prepared {
+                    paths,
+                    sizes: f.sizes.clone().filter(|s| !s.is_empty()),
+                    times,
+                    bounds,
+                }
+            })
+            .collect();
+        Matcher { filters }
+    }
+
+    /// Whether `file` matches; `buf` is scratch space for its absolute path.
+    pub(crate) fn matches(&self, file: &CatalogEntry, buf: &mut String) -> bool {
+        buf.clear();
+        buf.push('/');
+        buf.push_str(&file.path);
+        self.filters.iter().all(|f| {
+            f.paths
+                .as_ref()
+                .is_none_or(|ps| ps.iter().any(|p| p.holds(buf)))
+                && f.sizes
+                    .as_ref()
+                    .is_none_or(|cs| cs.iter().any(|c| long_matches(c, file.size as i64)))
+                && f.times.as_ref().is_none_or(|cs| {
+                    file.modified_ms
+                        .is_some_and(|m| cs.iter().any(|(op, v)| time_matches(op, *v, m)))
+                })
         })
+    }
+
+    /// Whether a file whose catalogue path (relative to the root) lies between `first` and
+    /// `last` (inclusive) can match: false only when a filter confines paths to exact paths
+    /// or prefixes none of which lies there.
+    pub(crate) fn may_match_between(&self, first: &str, last: &str) -> bool {
+        self.filters.iter().all(|f| {
+            f.bounds
+                .as_ref()
+                .is_none_or(|bs| bs.iter().any(|b| b.meets(first, last)))
+        })
+    }
 }
 
 /// A path condition. EQUALS_TO and NOT_EQUALS_TO take wildcards (`*` any run of characters,
 /// `/` included; `?` one character); a value not starting with `/` or `*` is taken from the
 /// recovery point's root (`docs/a.txt` is `/docs/a.txt`) for EQUALS_TO and BEGINS_WITH.
+#[cfg(test)]
 pub(crate) fn string_matches(c: &StringCondition, path: &str) -> bool {
-    let rooted = |v: &str| {
-        if v.starts_with('/') || v.starts_with('*') {
-            v.to_string()
-        } else {
-            format!("/{v}")
-        }
-    };
-    let v = c.value.as_str();
-    match c
-        .operator
-        .clone()
-        .unwrap_or(StringConditionOperator::EqualsTo)
-    {
-        StringConditionOperator::EqualsTo => glob(&rooted(v), path),
-        StringConditionOperator::NotEqualsTo => !glob(&rooted(v), path),
-        StringConditionOperator::Contains => path.contains(v),
-        StringConditionOperator::DoesNotContain => !path.contains(v),
-        StringConditionOperator::BeginsWith => path.starts_with(&rooted(v)),
-        StringConditionOperator::DoesNotBeginWith => !path.starts_with(&rooted(v)),
-        StringConditionOperator::EndsWith => path.ends_with(v),
-        StringConditionOperator::DoesNotEndWith => !path.ends_with(v),
-        StringConditionOperator::Unknown(_) => false,
-    }
+    PathTest::new(c).holds(path)
 }
 
 fn long_matches(c: &LongCondition, value: i64) -> bool {
@@ -519,13 +650,8 @@ fn long_matches(c: &LongCondition, value: i64) -> bool {
 }
 
 /// A time condition, compared to the millisecond.
-fn time_matches(c: &TimeCondition, modified_ms: i64) -> bool {
-    let v = c.value.0.timestamp_millis();
-    match c
-        .operator
-        .clone()
-        .unwrap_or(TimeConditionOperator::EqualsTo)
-    {
+fn time_matches(op: &TimeConditionOperator, v: i64, modified_ms: i64) -> bool {
+    match op {
         TimeConditionOperator::EqualsTo => modified_ms == v,
         TimeConditionOperator::NotEqualsTo => modified_ms != v,
         TimeConditionOperator::LessThanEqualTo => modified_ms <= v,
@@ -536,31 +662,43 @@ fn time_matches(c: &TimeCondition, modified_ms: i64) -> bool {
 
 /// Wildcard match of the whole text: `*` any run of characters, `?` exactly one.
 pub(crate) fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    // On bytes, without allocating: `?` takes one whole character of the text, and a retry
+    // after `*` moves on by one whole character, so this matches character by character.
+    let width = |b: u8| match b {
+        0xF0.. => 4,
+        0xE0.. => 3,
+        0xC0.. => 2,
+        _ => 1,
+    };
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && p[pi] == b'?' {
+            pi += 1;
+            ti += width(t[ti]);
+        } else if pi < p.len() && p[pi] == t[ti] {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
+            let st = st + width(t[st]);
             pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
+            ti = st;
+            star = Some((sp, st));
         } else {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    ti == t.len() && p[pi..].iter().all(|c| *c == b'*')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_api::search::types::{EBSItemFilter, TimeCondition};
 
     fn file(path: &str, size: u64, modified_ms: i64) -> CatalogEntry {
         CatalogEntry {
@@ -586,6 +724,78 @@ mod tests {
         assert!(glob("*report-?.csv", "/x/y/report-1.csv"));
         assert!(!glob("*report-?.csv", "/x/y/report-10.csv"));
         assert!(glob("**", ""));
+        // `?` is one character, however many bytes it takes.
+        assert!(glob("/d/?.txt", "/d/é.txt"));
+        assert!(glob("/d/??.txt", "/d/日本.txt"));
+        assert!(!glob("/d/?.txt", "/d/日本.txt"));
+        assert!(glob("*本*", "/d/日本語.txt"));
+        assert!(glob("/d/*?", "/d/é"));
+        assert!(!glob("/d/é", "/d/e"));
+    }
+
+    fn paths(conds: Vec<StringCondition>) -> Matcher {
+        Matcher::new(&ItemFilters {
+            ebs_item_filters: Some(vec![EBSItemFilter {
+                file_paths: Some(conds),
+                ..Default::default()
+            }]),
+            s3_item_filters: None,
+        })
+    }
+
+    /// Exact paths and prefixes bound the stretches of the catalogue worth reading; any other
+    /// path condition (wildcards, negations, CONTAINS, ENDS_WITH) bounds nothing.
+    #[test]
+    fn exact_paths_and_prefixes_rule_out_stretches_of_the_catalogue() {
+        use StringConditionOperator as O;
+        let needle = paths(vec![cond(O::EqualsTo, "/d0999/f0999999.txt")]);
+        assert!(needle.may_match_between("d0998/a", "d0999/f0999999.txt"));
+        assert!(needle.may_match_between("d0999/f0999999.txt", "e"));
+        assert!(!needle.may_match_between("a", "d0999/f0999998.txt"));
+        assert!(!needle.may_match_between("d0999/f1", "z"));
+        // Taken from the root without the leading `/`, as the other operators are.
+        let rel = paths(vec![cond(O::EqualsTo, "docs/a.txt")]);
+        assert!(rel.may_match_between("docs/a.txt", "docs/a.txt"));
+        assert!(!rel.may_match_between("docs/b", "docs/c"));
+        let prefix = paths(vec![cond(O::BeginsWith, "/docs/")]);
+        assert!(prefix.may_match_between("a", "docs/"));
+        assert!(prefix.may_match_between("docs/x", "docs/y"));
+        assert!(prefix.may_match_between("a", "z"));
+        assert!(!prefix.may_match_between("a", "docs"));
+        assert!(!prefix.may_match_between("docs0", "z"));
+        // Alternatives: either bound will do.
+        let either = paths(vec![cond(O::EqualsTo, "/a/1"), cond(O::BeginsWith, "/z/")]);
+        assert!(either.may_match_between("y", "z/0"));
+        assert!(!either.may_match_between("b", "y"));
+        // A prefix that no absolute path has.
+        assert!(!paths(vec![cond(O::BeginsWith, "*x")]).may_match_between("a", "z"));
+        for open in [
+            cond(O::EqualsTo, "/d*/f0999999.txt"),
+            cond(O::EqualsTo, "/d0999/f099999?.txt"),
+            cond(O::NotEqualsTo, "/a"),
+            cond(O::Contains, "f0999999"),
+            cond(O::EndsWith, ".txt"),
+            cond(O::DoesNotBeginWith, "/a"),
+        ] {
+            assert!(paths(vec![open]).may_match_between("a", "b"));
+        }
+        assert!(Matcher::new(&ItemFilters::default()).may_match_between("a", "b"));
+        // A bounded filter and an open one: the bound holds.
+        let both = Matcher::new(&ItemFilters {
+            ebs_item_filters: Some(vec![
+                EBSItemFilter {
+                    file_paths: Some(vec![cond(O::BeginsWith, "/docs/")]),
+                    ..Default::default()
+                },
+                EBSItemFilter {
+                    file_paths: Some(vec![cond(O::EndsWith, ".txt")]),
+                    ..Default::default()
+                },
+            ]),
+            s3_item_filters: None,
+        });
+        assert!(!both.may_match_between("e", "z"));
+        assert!(both.may_match_between("docs/a", "docs/b"));
     }
 
     #[test]

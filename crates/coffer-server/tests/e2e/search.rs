@@ -40,6 +40,11 @@ fn search_client(server: &Server) -> Search {
 /// A server whose inventory holds the tree `dir/src` as an EFS resource, with the report
 /// bucket `search-exports` at `dir/exports`.
 async fn start(dir: &Path) -> Server {
+    start_logging(dir, None).await
+}
+
+/// [`start`], logging to `log` when given.
+async fn start_logging(dir: &Path, log: Option<&Path>) -> Server {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     let cfg = dir.join("coffer.toml");
     std::fs::write(
@@ -54,12 +59,15 @@ async fn start(dir: &Path) -> Server {
     )
     .unwrap();
     let data = dir.join("data");
-    Server::start(&[
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ])
+    Server::start_logging(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        log,
+    )
     .await
 }
 
@@ -709,4 +717,184 @@ async fn filters_stop_export_tags_and_refusals() {
         .unwrap_err()
         .into_service_error();
     assert!(e.is_resource_not_found_exception(), "{e:?}");
+}
+
+/// Every result of a search job: (path, size, modified ms).
+async fn all_results(s: &Search, id: &str) -> Vec<(String, i64, i64)> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s
+            .list_search_job_results()
+            .search_job_identifier(id)
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        for r in page.results() {
+            let e = r.as_ebs_result_item().expect("an EBS result item");
+            let t = e.last_modified_time().unwrap();
+            out.push((
+                e.file_path().unwrap().to_string(),
+                e.file_size().unwrap(),
+                t.secs() * 1000 + i64::from(t.subsec_nanos() / 1_000_000),
+            ));
+        }
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            break;
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Sets a point's index DISABLED and waits until it is gone, or ENABLED and waits until it is
+/// ACTIVE.
+async fn set_index(c: &Backup, rp: &str, on: bool) {
+    c.update_recovery_point_index_settings()
+        .backup_vault_name(VAULT)
+        .recovery_point_arn(rp)
+        .index(if on { Index::Enabled } else { Index::Disabled })
+        .send()
+        .await
+        .unwrap();
+    wait_until("the index to change", 60, || {
+        let (c, rp) = (c.clone(), rp.to_string());
+        async move {
+            let d = c
+                .get_recovery_point_index_details()
+                .backup_vault_name(VAULT)
+                .recovery_point_arn(rp)
+                .send()
+                .await;
+            match d {
+                Ok(d) if on => (d.index_status() == Some(&IndexStatus::Active)).then_some(()),
+                Ok(_) => None,
+                Err(_) => (!on).then_some(()),
+            }
+        }
+    })
+    .await;
+}
+
+/// The `key=value` field of the log line that contains `marker`.
+fn log_field(log: &str, marker: &str, key: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no log line with {marker}:\n{log}"));
+    let v = line
+        .split(&format!("{key}="))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    v.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The second backup's index is built from the first's: only the directories on the way to
+/// the change are read (the log counts the trees read and the files taken over), and it
+/// lists every file of the tree with its size and time, exactly as a full build of the same
+/// point then does. Over two catalogue parts, a needle (EQUALS_TO) and a prefix
+/// (BEGINS_WITH) find just their files, with every file counted as scanned.
+#[tokio::test]
+async fn an_index_built_from_the_previous_one_equals_a_full_build() {
+    let dir = temp_dir();
+    let src = dir.path().join("src");
+    for d in 0..25 {
+        for f in 0..200 {
+            let rel = format!("w{d:02}/f{f:04}.txt");
+            write(&src, &rel, rel.as_bytes(), 1_600_000_000 + d * 1000 + f);
+        }
+    }
+    let log = dir.path().join("coffer.log");
+    let server = start_logging(dir.path(), Some(&log)).await;
+    let (c, s) = (server.client(), search_client(&server));
+    c.create_backup_vault()
+        .backup_vault_name(VAULT)
+        .send()
+        .await
+        .unwrap();
+    let rp1 = indexed_backup(&c).await;
+    write(&src, "w07/f0003.txt", b"changed, longer", 1_700_000_000);
+    write(&src, "w19/new.txt", b"new", 1_700_000_001);
+    let rp2 = indexed_backup(&c).await;
+    let id2 = rp2.rsplit(':').next().unwrap().to_string();
+
+    let text = wait_for_log(&log, &format!("{id2} files=5001 incremental=true")).await;
+    let marker = format!("{id2} files=5001 incremental=true");
+    // The root, w07 and w19, in both snapshots.
+    assert_eq!(log_field(&text, &marker, "trees_read"), 6, "{text}");
+    assert_eq!(log_field(&text, &marker, "files_reused"), 5001 - 201 - 200);
+
+    let mut expected = Vec::new();
+    for d in std::fs::read_dir(&src).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            let m = f.metadata().unwrap();
+            let ms = m
+                .modified()
+                .unwrap()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            let rel = f.path().strip_prefix(&src).unwrap().display().to_string();
+            expected.push((format!("/{rel}"), m.len() as i64, ms));
+        }
+    }
+    expected.sort();
+    assert_eq!(expected.len(), 5001);
+    let of_rp2 = || {
+        SearchScope::builder()
+            .backup_resource_types(ResourceType::Ebs)
+            .backup_resource_arns(&rp2)
+            .build()
+            .unwrap()
+    };
+    let every = search(&s, of_rp2(), None).await;
+    let incremental = all_results(&s, &every).await;
+    assert_eq!(incremental, expected);
+
+    // A needle in the second part, and a prefix: only their files, all files scanned.
+    let needle = EbsItemFilter::builder()
+        .file_paths(path_is(StringConditionOperator::EqualsTo, "/w24/f0199.txt"))
+        .build();
+    let id = search(&s, of_rp2(), Some(needle)).await;
+    let found = all_results(&s, &id).await;
+    assert_eq!(found, vec![expected.last().unwrap().clone()]);
+    let job = s
+        .get_search_job()
+        .search_job_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    let progress = job.current_search_progress().unwrap();
+    assert_eq!(progress.items_scanned_count(), Some(5001));
+    assert_eq!(progress.items_matched_count(), Some(1));
+    let prefix = EbsItemFilter::builder()
+        .file_paths(path_is(StringConditionOperator::BeginsWith, "w19/"))
+        .build();
+    let id = search(&s, of_rp2(), Some(prefix)).await;
+    let w19: Vec<_> = expected
+        .iter()
+        .filter(|e| e.0.starts_with("/w19/"))
+        .cloned()
+        .collect();
+    assert_eq!(w19.len(), 201);
+    assert_eq!(all_results(&s, &id).await, w19);
+
+    // A full build of the same point: without the first point's index there is no base.
+    set_index(&c, &rp1, false).await;
+    set_index(&c, &rp2, false).await;
+    set_index(&c, &rp2, true).await;
+    let marker = format!("{id2} files=5001 incremental=false");
+    let text = wait_for_log(&log, &marker).await;
+    // The root and the 25 directories.
+    assert_eq!(log_field(&text, &marker, "trees_read"), 26, "{text}");
+    let every = search(&s, of_rp2(), None).await;
+    assert_eq!(all_results(&s, &every).await, incremental);
 }

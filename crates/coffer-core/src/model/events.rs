@@ -681,7 +681,7 @@ mod outbox_tests {
                         &notice(),
                     )?;
                 }
-                Ok(())
+                Ok::<(), StoreError>(())
             })
             .await
             .unwrap();

@@ -47,6 +47,7 @@ use model::Meta;
 
 pub use background::scheduler::CatchUp;
 pub use background::time_travel::{Destination, TravelError, Travelled};
+pub use dataplane::placement::{Placement, PlacementRule, S3VaultBucket, StorageKind};
 pub use dataplane::scans::ScanRuleSet;
 pub use dataplane::storage::{TierDirs, VaultStorage, export_vault_key};
 pub use model::approvals::{ApprovalTeamEntry, ApprovalTeams, SessionView};
@@ -54,7 +55,7 @@ pub use model::arn;
 pub use model::clock::{self, Clock};
 pub use model::deletions::RemovalStatus;
 pub use model::error::Error;
-pub use model::events::{self, Outbox, OutboxCounts, OutboxMessage};
+pub use model::events::{self, Outbox, OutboxClaim, OutboxCounts, OutboxMessage};
 pub use model::inventory::{self, Inventory, ResourceEntry};
 pub use model::reports::{ReportBucketEntry, ReportBuckets};
 pub use model::telemetry::{self, Telemetry};
@@ -89,6 +90,9 @@ pub struct DataPlane {
     /// How many days finished jobs, idempotency tokens, firings and dead letters are kept
     /// ([`model::history::DEFAULT_RETENTION_DAYS`] unless configured).
     pub history_retention_days: u32,
+    /// Seconds a running job's lease holds without renewal: how long after a node dies
+    /// another node takes its jobs over (`None`: a minute).
+    pub job_lease_secs: Option<u32>,
 }
 
 impl Coffer {
@@ -110,7 +114,12 @@ impl Coffer {
             inner: Arc::new(Inner {
                 plane: Executor::new(Meta::new(store, clock), data.inventory, Some(data.storage))
                     .with_history_retention(data.history_retention_days),
-                runner: Arc::new(Runner::new(&data.node_id, data.max_concurrent_jobs)),
+                runner: Arc::new(match data.job_lease_secs {
+                    Some(secs) => {
+                        Runner::new(&data.node_id, data.max_concurrent_jobs).with_lease(secs)
+                    }
+                    None => Runner::new(&data.node_id, data.max_concurrent_jobs),
+                }),
                 scheduler: Arc::default(),
                 workers: std::sync::Mutex::default(),
             }),

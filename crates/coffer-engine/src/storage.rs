@@ -147,6 +147,42 @@ impl VaultLocation {
         }
     }
 
+    /// Removes the whole repository at this location (the data of a deleted vault): every
+    /// snapshot, index, pack, key and the config, in that order, so an interrupted removal
+    /// leaves a repository that still opens or none. Removing an absent repository is no error.
+    /// Returns how many files were removed.
+    ///
+    /// # Errors
+    /// Storage errors (the removal can simply be run again).
+    pub fn remove_repository(&self) -> Result<usize> {
+        if let Some(root) = self.local_root() {
+            return match fs::remove_dir_all(root) {
+                Ok(()) => Ok(1),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(Error::io("remove vault", root, e)),
+            };
+        }
+        let be = self.backend()?;
+        let mut removed = 0;
+        for tpe in [
+            FileType::Snapshot,
+            FileType::Index,
+            FileType::Pack,
+            FileType::Key,
+            FileType::Config,
+        ] {
+            let ids = be
+                .list(tpe)
+                .map_err(|e| Error::from_rustic("remove vault", &e))?;
+            for id in ids {
+                be.remove(tpe, &id, false)
+                    .map_err(|e| Error::from_rustic("remove vault", &e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub(crate) fn local_root(&self) -> Option<&Path> {
         match self {
             Self::Local { path } => Some(path),

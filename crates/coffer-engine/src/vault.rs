@@ -730,6 +730,30 @@ impl VaultRepo {
         Ok(DeleteOutcome { pruned: true })
     }
 
+    /// Removes a recovery point's snapshot without pruning: its unused data stays until a later
+    /// prune. For vaults that other processes may write at the same time (a bucket shared by
+    /// the nodes of a cluster), where a prune could remove the packs of another node's backup
+    /// in progress (see "Locking and prune policy" in docs/engine.md).
+    ///
+    /// # Errors
+    /// [`Error::RecoveryPointNotFound`] when the snapshot is gone; storage errors.
+    pub fn forget(&self, snapshot: &SnapshotRef) -> Result<DeleteOutcome> {
+        let repo = self.open_repo(&ProgressSink::silent())?;
+        let snap = Self::load_snapshot(&repo, snapshot)?;
+        repo.delete_snapshots(&[snap.id])
+            .map_err(rustic_err("delete recovery point"))?;
+        Ok(DeleteOutcome { pruned: false })
+    }
+
+    /// [`VaultRepo::forget`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`VaultRepo::forget`].
+    pub async fn forget_async(&self, snapshot: SnapshotRef) -> Result<DeleteOutcome> {
+        let me = self.clone();
+        Self::spawn(move || me.forget(&snapshot)).await
+    }
+
     /// Remove data no recovery point uses any more, waiting for running operations on this
     /// vault to finish first.
     ///

@@ -35,7 +35,7 @@ pub enum LogFormat {
 /// a file key is not hidden by a default the user never typed.
 #[derive(Debug, Args, Default)]
 #[command(
-    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]], [[report_buckets]], [[approval_teams]] and scan_rules; resources, notification targets, report buckets, approval teams and scan_rules (YARA rule files) are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
+    after_help = "Precedence: flag, then COFFER_* variable, then the --config file, then the default.\nThe file also holds [[credentials]], [[resources]], [[notification_targets]], [[report_buckets]], [[approval_teams]], scan_rules and [vault_storage]; resources, notification targets, report buckets, approval teams and scan_rules (YARA rule files) are re-read on SIGHUP and when the file changes; other settings take effect at the next start.\nCheck a file without starting: coffer config check FILE."
 )]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port) [default: 127.0.0.1:9191] [file key: listen]
@@ -99,6 +99,140 @@ pub struct ServeArgs {
     /// A bearer token that GET /metrics then requires [default: none, /metrics is open] [file key: metrics_token]
     #[arg(long, env = "COFFER_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Seconds a running job's lease holds without renewal: how long after a node of a cluster
+    /// dies another node takes its jobs over (renewed twice a second) [default: 60] [file key: job_lease_seconds]
+    #[arg(long, env = "COFFER_JOB_LEASE_SECONDS", value_name = "SECONDS")]
+    pub job_lease_seconds: Option<u32>,
+    #[command(flatten)]
+    pub vault_storage: VaultStorageArgs,
+}
+
+/// Where vault repositories live: flags and `COFFER_VAULT_*` variables over the file's
+/// `[vault_storage]` (docs/vaults.md, "Where vault data lives"). The bucket's secret key is
+/// never a flag: it is read from the environment variable the file names
+/// (`secret_access_key_env`, by default `COFFER_VAULT_S3_SECRET_ACCESS_KEY`).
+#[derive(Debug, Args, Default, Clone)]
+pub struct VaultStorageArgs {
+    /// Where new vaults' repositories go: local (DATA_DIR/vaults) or s3 (the bucket below) [default: s3 when a bucket is configured, else local] [file key: vault_storage.default]
+    #[arg(long, env = "COFFER_VAULT_STORAGE", value_enum)]
+    pub vault_storage: Option<VaultStorageSetting>,
+    /// S3-compatible endpoint URL of the vault bucket [file key: vault_storage.s3.endpoint]
+    #[arg(long, env = "COFFER_VAULT_S3_ENDPOINT", value_name = "URL")]
+    pub vault_s3_endpoint: Option<String>,
+    /// The vault bucket (must exist) [file key: vault_storage.s3.bucket]
+    #[arg(long, env = "COFFER_VAULT_S3_BUCKET")]
+    pub vault_s3_bucket: Option<String>,
+    /// Key prefix of the vault repositories in the bucket [default: coffer] [file key: vault_storage.s3.prefix]
+    #[arg(long, env = "COFFER_VAULT_S3_PREFIX")]
+    pub vault_s3_prefix: Option<String>,
+    /// Signing region of the bucket's endpoint [default: us-east-1] [file key: vault_storage.s3.region]
+    #[arg(long, env = "COFFER_VAULT_S3_REGION")]
+    pub vault_s3_region: Option<String>,
+    /// Access key id for the bucket; the secret key comes from COFFER_VAULT_S3_SECRET_ACCESS_KEY (or the variable named by vault_storage.s3.secret_access_key_env) [file key: vault_storage.s3.access_key_id]
+    #[arg(long, env = "COFFER_VAULT_S3_ACCESS_KEY_ID")]
+    pub vault_s3_access_key_id: Option<String>,
+}
+
+/// `--vault-storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VaultStorageSetting {
+    Local,
+    S3,
+}
+
+/// The file's `[vault_storage]` table.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultStorageFile {
+    pub default: Option<coffer_core::StorageKind>,
+    pub s3: Option<VaultBucketFile>,
+    /// Rules by vault name, first match wins: `[[vault_storage.vaults]] name = "scratch-*"
+    /// location = "local"`.
+    #[serde(default)]
+    pub vaults: Vec<coffer_core::PlacementRule>,
+}
+
+/// The file's `[vault_storage.s3]` table. No secret in the file: it names the variable.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultBucketFile {
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key_env: Option<String>,
+}
+
+/// The variable the vault bucket's secret key is read from unless the file names another.
+pub const DEFAULT_VAULT_SECRET_ENV: &str = "COFFER_VAULT_S3_SECRET_ACCESS_KEY";
+
+/// The vault storage settings from flags/variables over the file; an unusable combination
+/// is an error saying what to fix.
+pub fn placement(
+    args: &VaultStorageArgs,
+    file: Option<&VaultStorageFile>,
+) -> Result<coffer_core::Placement> {
+    let empty = VaultStorageFile::default();
+    let file = file.unwrap_or(&empty);
+    let fs3 = file.s3.clone().unwrap_or_default();
+    let endpoint = args.vault_s3_endpoint.clone().or(fs3.endpoint);
+    let bucket = args.vault_s3_bucket.clone().or(fs3.bucket);
+    let s3 = match (endpoint, bucket) {
+        (None, None) if file.s3.is_none() => None,
+        (Some(endpoint), Some(bucket)) => {
+            let secret_env = fs3
+                .secret_access_key_env
+                .unwrap_or_else(|| DEFAULT_VAULT_SECRET_ENV.to_string());
+            let secret_access_key = std::env::var(&secret_env).unwrap_or_default();
+            if secret_access_key.is_empty() {
+                bail!(
+                    "the vault bucket's secret key is missing: set the environment variable {secret_env}"
+                );
+            }
+            Some(coffer_core::S3VaultBucket {
+                endpoint,
+                bucket,
+                prefix: args
+                    .vault_s3_prefix
+                    .clone()
+                    .or(fs3.prefix)
+                    .unwrap_or_else(|| "coffer".into()),
+                region: args
+                    .vault_s3_region
+                    .clone()
+                    .or(fs3.region)
+                    .unwrap_or_else(|| DEFAULT_REGION.into()),
+                access_key_id: args
+                    .vault_s3_access_key_id
+                    .clone()
+                    .or(fs3.access_key_id)
+                    .unwrap_or_default(),
+                secret_access_key,
+            })
+        }
+        _ => bail!(
+            "the vault bucket needs both an endpoint and a bucket name (vault_storage.s3.endpoint and .bucket, or --vault-s3-endpoint and --vault-s3-bucket)"
+        ),
+    };
+    let default = match args.vault_storage {
+        Some(VaultStorageSetting::Local) => coffer_core::StorageKind::Local,
+        Some(VaultStorageSetting::S3) => coffer_core::StorageKind::S3,
+        None => file.default.unwrap_or(if s3.is_some() {
+            coffer_core::StorageKind::S3
+        } else {
+            coffer_core::StorageKind::Local
+        }),
+    };
+    let placement = coffer_core::Placement {
+        s3,
+        default,
+        rules: file.vaults.clone(),
+    };
+    if let Some(p) = placement.problems().into_iter().next() {
+        bail!("{p}");
+    }
+    Ok(placement)
 }
 
 /// One access key and the account it belongs to.
@@ -129,6 +263,7 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub max_concurrent_jobs: Option<usize>,
     pub history_retention_days: Option<u32>,
+    pub job_lease_seconds: Option<u32>,
     pub metrics_token: Option<String>,
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
@@ -153,6 +288,8 @@ pub struct FileConfig {
     /// docs/tiering.md); without it data stays in the vaults' own repositories.
     #[serde(default)]
     pub tiers: TierSettings,
+    /// Where vault repositories live (docs/vaults.md, "Where vault data lives").
+    pub vault_storage: Option<VaultStorageFile>,
 }
 
 /// The `[tiers]` table: a directory for each storage tier a server offers.
@@ -280,6 +417,9 @@ impl FileConfig {
         if self.max_concurrent_jobs == Some(0) {
             errors.push("max_concurrent_jobs must be at least 1".to_string());
         }
+        if self.job_lease_seconds.is_some_and(|s| s < 2) {
+            errors.push("job_lease_seconds must be at least 2".to_string());
+        }
         if self.history_retention_days == Some(0) {
             errors.push("history_retention_days must be at least 1".to_string());
         }
@@ -311,6 +451,8 @@ pub struct Config {
     pub max_concurrent_jobs: usize,
     /// Days finished history is kept.
     pub history_retention_days: u32,
+    /// Seconds of a job lease, when not the default.
+    pub job_lease_seconds: Option<u32>,
     /// How long shutdown may take.
     pub shutdown_timeout: std::time::Duration,
     pub metrics_token: Option<String>,
@@ -321,6 +463,8 @@ pub struct Config {
     pub resources: Vec<coffer_core::ResourceEntry>,
     pub notification_targets: Vec<crate::notify::NotificationTarget>,
     pub report_buckets: Vec<coffer_core::ReportBucketEntry>,
+    /// Where vault repositories live.
+    pub vault_storage: coffer_core::Placement,
 }
 
 impl Config {
@@ -360,6 +504,7 @@ impl Config {
                 bail!("region '{r}' must be lowercase letters, digits and '-' (like us-east-1)");
             }
         }
+        let vault_storage = placement(&args.vault_storage, file.vault_storage.as_ref())?;
         let auth = args.auth.or(file.auth).unwrap_or(if args.dev {
             AuthSetting::None
         } else {
@@ -403,6 +548,7 @@ impl Config {
                 .or(file.history_retention_days)
                 .unwrap_or(coffer_core::model::history::DEFAULT_RETENTION_DAYS)
                 .max(1),
+            job_lease_seconds: args.job_lease_seconds.or(file.job_lease_seconds),
             shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout.unwrap_or(30)),
             metrics_token: args
                 .metrics_token
@@ -412,6 +558,7 @@ impl Config {
             resources: file.resources.clone(),
             notification_targets: file.notification_targets.clone(),
             report_buckets: file.report_buckets.clone(),
+            vault_storage,
             file,
         })
     }

@@ -8,6 +8,8 @@
 //! restart resumes where it was). A topic whose head message is backing off does not hold up
 //! other topics. Messages that still fail after a day, and messages whose topic has no target
 //! configured, go to the dead-letter table (`GET /_coffer/notifications` counts them).
+//! With several nodes on one store, each topic is delivered under a lease in the store
+//! (`Outbox::claim`), so a message goes out once whichever node delivers it.
 //!
 //! Two kinds of target: a webhook receiving the JSON envelope SNS sends to HTTP subscribers,
 //! or an SNS endpoint receiving a SigV4-signed `Publish` call (Query protocol). The targets can
@@ -25,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use coffer_core::background::worker::{self, Worker, WorkerHandle};
-use coffer_core::{Outbox, OutboxMessage};
+use coffer_core::{Outbox, OutboxClaim, OutboxMessage};
 use http::{HeaderMap, HeaderValue};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -121,6 +123,8 @@ pub struct Delivery {
     client: reqwest::Client,
     busy: Mutex<HashSet<String>>,
     warned: Mutex<HashSet<String>>,
+    /// This worker's name in the topics' delivery leases (see [`coffer_core::OutboxClaim`]).
+    holder: String,
 }
 
 /// Delivery as a background worker: a pass every [`POLL`].
@@ -171,6 +175,7 @@ impl Delivery {
             client,
             busy: Mutex::default(),
             warned: Mutex::default(),
+            holder: uuid::Uuid::new_v4().to_string(),
         });
         let handle = worker::start(Arc::new(DeliveryWorker(d.clone())));
         Ok((d, handle))
@@ -246,13 +251,37 @@ impl Delivery {
         self.warned.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Delivers one topic's messages in order, stopping at the first that is not due or fails.
+    /// Delivers one topic's messages in order under the topic's lease in the store (so that,
+    /// with several nodes, one delivers each topic), then lets the lease go.
     async fn deliver_topic(
         &self,
         target: &NotificationTarget,
         messages: Vec<(String, OutboxMessage)>,
     ) -> Result<()> {
-        for (key, m) in messages {
+        let delivered = self.deliver_held(target, messages).await;
+        let released = self.outbox.release(&self.holder, &target.topic_arn).await;
+        delivered?;
+        Ok(released?)
+    }
+
+    /// Delivers the messages in order, stopping at the first that is not due or fails, or
+    /// when another node holds the topic. Each message is read again under the renewed
+    /// lease first: one another node delivered meanwhile is skipped.
+    async fn deliver_held(
+        &self,
+        target: &NotificationTarget,
+        messages: Vec<(String, OutboxMessage)>,
+    ) -> Result<()> {
+        for (key, _) in messages {
+            let m = match self
+                .outbox
+                .claim(&self.holder, &target.topic_arn, &key)
+                .await?
+            {
+                OutboxClaim::Deliver(m) => *m,
+                OutboxClaim::Gone => continue,
+                OutboxClaim::HeldElsewhere => return Ok(()),
+            };
             let now = Utc::now();
             if m.next_attempt.is_some_and(|n| n > now) {
                 return Ok(());

@@ -177,9 +177,27 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let metrics = crate::metrics::Metrics::new(config.metrics_token.clone());
     coffer_core::telemetry::install(metrics.telemetry());
+    let shared = config
+        .store
+        .as_deref()
+        .is_some_and(StoreHandle::is_postgres);
     let storage = VaultStorage::open(&data_dir)
-        .map_err(|e| anyhow::anyhow!("opening vault storage: {e}"))?
-        .with_tiers(config.file.tiers.dirs());
+        .and_then(|s| s.with_placement(config.vault_storage.clone()))
+        .map(|s| s.shared_with_other_nodes(shared).with_tiers(config.file.tiers.dirs()))
+        .map_err(|e| anyhow::anyhow!("opening vault storage: {e}"))?;
+    match &config.vault_storage.s3 {
+        Some(s3) => tracing::info!(
+            endpoint = %s3.endpoint,
+            bucket = %s3.bucket,
+            prefix = %s3.prefix,
+            default = ?config.vault_storage.default,
+            rules = config.vault_storage.rules.len(),
+            "vault storage: S3-compatible bucket configured"
+        ),
+        None => {
+            tracing::info!(dir = %data_dir.join("vaults").display(), "vault storage: local disk")
+        }
+    }
     let coffer = Coffer::with_data_plane(
         store.clone(),
         clock,
@@ -189,6 +207,7 @@ pub async fn run(config: Config) -> Result<()> {
             node_id: crate::config::node_id(&data_dir)?,
             max_concurrent_jobs: config.max_concurrent_jobs,
             history_retention_days: config.history_retention_days,
+            job_lease_secs: config.job_lease_seconds,
         },
     );
     coffer.report_buckets().replace(&config.report_buckets);
@@ -426,6 +445,11 @@ pub struct ExportArgs {
     /// The server's metadata store when it is not DATA_DIR/metadata.db (see `serve --store`).
     #[arg(long, env = "COFFER_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// The server's configuration file, for its `[vault_storage]` (a vault in a bucket).
+    #[arg(long, env = "COFFER_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub vault_storage: crate::config::VaultStorageArgs,
 }
 
 /// Opens the metadata store: `location` when given (SQLite path or PostgreSQL URL), else the
@@ -454,10 +478,17 @@ pub async fn export_vault_key(args: ExportArgs) -> Result<()> {
         );
     }
     let store = open_store(args.store.as_deref(), &args.data_dir)?;
-    let storage = VaultStorage::open(&args.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let file = match &args.config {
+        Some(p) => crate::config::FileConfig::load(p)?.vault_storage,
+        None => None,
+    };
+    let placement = crate::config::placement(&args.vault_storage, file.as_ref())?;
+    let storage = VaultStorage::open(&args.data_dir)
+        .and_then(|s| s.with_placement(placement))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let key = coffer_core::export_vault_key(
         &store,
-        storage.master_key(),
+        &storage,
         &args.account_id,
         &args.region,
         &args.vault,

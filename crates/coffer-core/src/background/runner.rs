@@ -25,7 +25,8 @@ use crate::model::jobs::{self, JobKind, JobRecord, MAX_ATTEMPTS, QUEUE, load_job
 use crate::model::queue;
 use crate::model::states::JobState;
 
-const LEASE: i64 = 60;
+/// How long a job's lease holds without renewal, unless configured ([`Runner::with_lease`]).
+pub(crate) const LEASE: i64 = 60;
 /// How many entries at the head of each account's queue one pass looks at (besides the
 /// account's running jobs): enough to expire and claim, never the whole queue.
 const HEAD: usize = 64;
@@ -38,6 +39,8 @@ pub struct Runner {
     node: String,
     incarnation: String,
     slots: usize,
+    /// Seconds a claimed job's lease holds without renewal (renewed twice a second).
+    lease: i64,
     /// The account served last, so the next pass starts with the one after it.
     last_served: std::sync::Mutex<Option<String>>,
     /// One pass over the queue at a time in this process (the loop and the clock endpoint's
@@ -51,9 +54,17 @@ impl Runner {
             node: node.to_string(),
             incarnation: uuid::Uuid::new_v4().to_string(),
             slots: slots.max(1),
+            lease: LEASE,
             last_served: std::sync::Mutex::default(),
             pass: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Leases of `secs` seconds (at least 2) instead of a minute: another node takes a job
+    /// over that long after its node died.
+    pub fn with_lease(mut self, secs: u32) -> Self {
+        self.lease = i64::from(secs.max(2));
+        self
     }
 
     fn owner(&self) -> String {
@@ -108,6 +119,7 @@ impl Runner {
             owner: self.owner(),
             node_prefix: format!("{}/", self.node),
             free,
+            lease: self.lease,
             after_account: self
                 .last_served
                 .lock()
@@ -134,6 +146,7 @@ impl Runner {
         let control = plane.running().register(&job.key(), job.complete_by);
         let plane = plane.clone();
         let owner = self.owner();
+        let lease = self.lease;
         tokio::spawn(async move {
             let key = job.key();
             let beat = tokio::spawn(heartbeat(
@@ -141,6 +154,7 @@ impl Runner {
                 owner,
                 job.clone(),
                 control.clone(),
+                lease,
             ));
             match job.kind {
                 JobKind::Backup if dataplane::composite::groups(&plane, &job) => {
@@ -225,6 +239,8 @@ pub(crate) struct ClaimTurn {
     pub owner: String,
     pub node_prefix: String,
     pub free: usize,
+    /// Seconds of a new lease.
+    pub lease: i64,
     /// Accounts after this one come first this pass (round robin).
     pub after_account: Option<String>,
 }
@@ -267,7 +283,7 @@ pub(crate) fn claim(tx: &mut dyn Txn, turn: &ClaimTurn) -> Result<Claimed> {
                 job.attempts += 1;
                 job.started_at = Some(turn.now);
                 job.lease_owner = Some(turn.owner.clone());
-                job.lease_until = Some(turn.wall + Duration::seconds(LEASE));
+                job.lease_until = Some(turn.wall + Duration::seconds(turn.lease));
                 job.next_attempt = None;
                 save_job(tx, &job)?;
                 claimed.push(job);
@@ -379,7 +395,13 @@ fn send_round_again(job: &mut JobRecord, now: DateTime<Utc>) {
 
 /// While a job runs: writes its progress, renews its lease, and cancels it when a stop was
 /// requested or its completion window ended.
-async fn heartbeat(plane: Executor, owner: String, job: JobRecord, control: JobControl) {
+async fn heartbeat(
+    plane: Executor,
+    owner: String,
+    job: JobRecord,
+    control: JobControl,
+    lease: i64,
+) {
     loop {
         tokio::time::sleep(StdDuration::from_millis(500)).await;
         let progress = control
@@ -405,7 +427,7 @@ async fn heartbeat(plane: Executor, owner: String, job: JobRecord, control: JobC
                         j.percent_done = p.min(99.0);
                     }
                     j.bytes_transferred = progress.bytes_done as i64;
-                    j.lease_until = Some(Utc::now() + Duration::seconds(LEASE));
+                    j.lease_until = Some(Utc::now() + Duration::seconds(lease));
                     save_job(tx, &j)?;
                     Ok(Some((j.state, j.complete_by)))
                 },
@@ -473,6 +495,7 @@ mod tests {
             owner: "node/this".into(),
             node_prefix: "node/".into(),
             free,
+            lease: LEASE,
             after_account,
         }
     }

@@ -554,6 +554,7 @@ mod tests {
                 node_id: name.into(),
                 max_concurrent_jobs: 1,
                 history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
+                job_lease_secs: None,
             },
         )
     }

@@ -397,6 +397,7 @@ mod tests {
                 node_id: "n".into(),
                 max_concurrent_jobs: 1,
                 history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
+                job_lease_secs: None,
             },
         )
     }

@@ -91,9 +91,12 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     if let Err(e) = complete(plane, job, rp, Vec::new(), &outcome, now).await {
         // The snapshot exists but is not recorded: remove it so the vault holds only what the
         // metadata knows about, and fail the job with the reason.
-        let _ = repo
-            .delete_async(SnapshotRef(outcome.snapshot.0.clone()))
-            .await;
+        let _ = crate::dataplane::storage::remove_snapshot(
+            plane,
+            &repo,
+            SnapshotRef(outcome.snapshot.0.clone()),
+        )
+        .await;
         failed(plane, job, &e).await;
     } else if indexed {
         // The index is built by the runner's next pass, after the backup's transaction.

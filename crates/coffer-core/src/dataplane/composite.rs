@@ -62,7 +62,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         match back_up_member(plane, job, &vault, &repo, &member, control).await? {
             Ok(n) => done.push(n),
             Err(e) => {
-                discard(&repo, &done).await;
+                discard(plane, &repo, &done).await;
                 tracing::info!(job = %job.id, member = %member.arn, error = %e, "a composite backup ended without a recovery point");
                 engine_stopped(plane, job, control, &e, JobState::Aborted).await;
                 return Ok(());
@@ -72,7 +72,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     let now = plane.clock().now();
     let (parent, children, total) = records(job, &vault, &resource, &done, now);
     if let Err(e) = complete(plane, job, parent, children, &total, now).await {
-        discard(&repo, &done).await;
+        discard(plane, &repo, &done).await;
         failed(plane, job, &e).await;
     }
     Ok(())
@@ -153,11 +153,14 @@ async fn back_up_member(
 }
 
 /// Removes the snapshots of a composite that will not be recorded.
-async fn discard(repo: &VaultRepo, done: &[Nested]) {
+async fn discard(plane: &Executor, repo: &VaultRepo, done: &[Nested]) {
     for n in done {
-        let _ = repo
-            .delete_async(SnapshotRef(n.outcome.snapshot.0.clone()))
-            .await;
+        let _ = crate::dataplane::storage::remove_snapshot(
+            plane,
+            repo,
+            SnapshotRef(n.outcome.snapshot.0.clone()),
+        )
+        .await;
     }
 }
 

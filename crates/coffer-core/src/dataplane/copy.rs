@@ -106,7 +106,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
     };
     let committed = complete(plane, job, rp.arn.clone(), new_rp, now).await;
     if let Err(e) = committed {
-        let _ = dest_repo.delete_async(snapshot).await;
+        let _ = crate::dataplane::storage::remove_snapshot(plane, &dest_repo, snapshot).await;
         failed(plane, job, &e).await;
     }
     Ok(())

@@ -84,7 +84,7 @@ async fn carry_out(plane: &Executor, d: &Deletion) -> Result<()> {
             None => return Ok(()),
         },
     };
-    match repo.delete_async(d.snapshot.clone()).await {
+    match storage::remove_snapshot(plane, &repo, d.snapshot.clone()).await {
         Ok(_) | Err(coffer_engine::Error::RecoveryPointNotFound(_)) => Ok(()),
         // Logged by `record_failure`, with the attempt and what happens next.
         Err(e) => Err(coffer_api::ApiError::unavailable_because(e).into()),

@@ -1,10 +1,17 @@
 //! Where vaults keep their data: one restic-format repository per vault, created on first use.
 //!
-//! A vault's repository lives in `DATA_DIR/vaults/<vault uid>` (a fresh uid per vault, so a
-//! vault deleted and created again under the same name starts empty). Its key is created with
-//! the repository and stored sealed under the server's master key (`DATA_DIR/master.key`,
-//! owner-only) in the vault's record. Open repositories are kept for reuse, so a job does not
-//! pay the cost of opening one.
+//! A vault's repository lives in `DATA_DIR/vaults/<vault uid>` or, when the server has a
+//! bucket for vault storage, under `PREFIX/<vault uid>` in that bucket (`placement`; a fresh
+//! uid per vault, so a vault deleted and created again under the same name starts empty). Its
+//! key is created with the repository and stored sealed under the server's master key
+//! (`DATA_DIR/master.key`, owner-only) in the vault's record. Open repositories are kept for
+//! reuse, so a job does not pay the cost of opening one.
+//!
+//! Creation is race-free across the nodes of a cluster: a node first claims the creation in
+//! the metadata store (`model::vaults::claim_repo_creation`), creates the repository, and
+//! records it only while its claim stands; every other node (and every other job of this one)
+//! waits for the record and opens what it names. A claim whose holder died runs out after
+//! [`CREATION_CLAIM_SECS`] and is taken over.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,16 +21,26 @@ use coffer_api::ApiError;
 use coffer_engine::{MasterKey, VaultLocation, VaultRepo};
 
 use crate::dataplane::Executor;
+use crate::dataplane::placement::Placement;
 use crate::model::error::Result;
 use crate::model::states::Tier;
 use crate::model::vaults;
 use crate::model::vaults::VaultRecord;
-use crate::model::vaults::{REMOVALS, RepoRecord};
+use crate::model::vaults::{REMOVALS, RepoCreation, RepoRecord};
+
+/// How long a claim to create a vault's repository holds (creating one takes a few requests).
+pub(crate) const CREATION_CLAIM_SECS: i64 = 120;
 
 /// The data plane's shared state.
 pub struct VaultStorage {
     root: PathBuf,
     master: MasterKey,
+    placement: Placement,
+    /// Whether other nodes may write the same bucket vaults (a shared metadata store): then
+    /// deleting a recovery point does not prune (see [`remove_snapshot`]).
+    shared: bool,
+    /// This process's name in repository creation claims.
+    holder: String,
     open: Mutex<HashMap<String, VaultRepo>>,
     creating: tokio::sync::Mutex<()>,
     /// The directories of the configured storage tiers (`dataplane::tiers`).
@@ -46,6 +63,9 @@ impl VaultStorage {
         Ok(VaultStorage {
             root: data_dir.join("vaults"),
             master,
+            placement: Placement::default(),
+            shared: false,
+            holder: uuid::Uuid::new_v4().to_string(),
             open: Mutex::default(),
             creating: tokio::sync::Mutex::new(()),
             tiers: TierDirs::default(),
@@ -92,6 +112,24 @@ impl VaultStorage {
                 .any(|d| path.starts_with(d))
     }
 
+    /// Where new vaults' repositories go (local disk unless configured otherwise), and the
+    /// credentials for a bucket that recorded repositories name.
+    pub fn with_placement(mut self, placement: Placement) -> std::result::Result<Self, String> {
+        if let Some(p) = placement.problems().into_iter().next() {
+            return Err(p);
+        }
+        self.placement = placement;
+        Ok(self)
+    }
+
+    /// Other nodes share the metadata store (and so the bucket's vaults): recovery points
+    /// deleted from a bucket vault leave their data for later, never pruned while another node
+    /// may be writing into the same repository.
+    pub fn shared_with_other_nodes(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
     pub fn master_key(&self) -> &MasterKey {
         &self.master
     }
@@ -101,6 +139,18 @@ impl VaultStorage {
     pub(crate) fn scratch_dir(&self) -> PathBuf {
         self.root.with_file_name("restore-tests")
     }
+
+    fn data_dir(&self) -> PathBuf {
+        self.root.parent().map(PathBuf::from).unwrap_or_default()
+    }
+
+    /// A recorded location as this node opens it (with the bucket's credentials and a cache
+    /// in the data directory).
+    fn resolve(&self, location: &VaultLocation) -> Result<VaultLocation> {
+        self.placement
+            .resolve(location, &self.root.with_file_name("s3-cache"))
+            .map_err(|m| ApiError::internal(coffer_engine::Error::InvalidInput(m)).into())
+    }
 }
 
 /// A vault storage failure: internal, with the engine's error kept as the cause (a job's
@@ -109,7 +159,6 @@ pub(crate) fn engine_failure(e: coffer_engine::Error) -> ApiError {
     ApiError::internal(e)
 }
 
-/// The repository of a vault, created on first use (like `like`'s chunking when given).
 /// A repository directory of a vault that records no repository is what a crash between
 /// creating the repository and recording it leaves behind. Nothing refers to it (a job writes
 /// into a repository only once it is recorded), so it is moved aside, never reused or deleted,
@@ -135,6 +184,24 @@ pub(crate) fn set_aside_leftover(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Removes a snapshot from a vault's repository: with a prune, unless the repository is in a
+/// bucket that other nodes write too (a prune there could remove the packs of another node's
+/// backup in progress); then only the snapshot goes and its data stays.
+pub(crate) async fn remove_snapshot(
+    plane: &Executor,
+    repo: &VaultRepo,
+    snapshot: coffer_engine::SnapshotRef,
+) -> std::result::Result<coffer_engine::DeleteOutcome, coffer_engine::Error> {
+    let shared_bucket = plane.storage().is_ok_and(|s| s.shared)
+        && matches!(repo.location(), VaultLocation::S3 { .. });
+    if shared_bucket {
+        repo.forget_async(snapshot).await
+    } else {
+        repo.delete_async(snapshot).await
+    }
+}
+
+/// The repository of a vault, created on first use (like `like`'s chunking when given).
 pub(crate) async fn repo_for(
     plane: &Executor,
     vault: &VaultRecord,
@@ -150,48 +217,14 @@ pub(crate) async fn repo_for(
         return Ok(r.clone());
     }
     let _guard = storage.creating.lock().await;
-    // Read the record again: another job may have created the repository meanwhile.
-    let current = vaults::get(plane, &vault.account, &vault.region, &vault.name).await?;
-    if current.uid != vault.uid {
-        return Err(
-            ApiError::not_found(format!("Backup vault '{}' was deleted.", vault.name)).into(),
-        );
-    }
-    let repo = match &current.repo {
-        Some(rec) => {
-            let (location, sealed, master) = (
-                rec.location.clone(),
-                rec.sealed_key.clone(),
-                storage.master.clone(),
-            );
-            tokio::task::spawn_blocking(move || VaultRepo::open(location, &sealed, &master))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(engine_failure)?
-        }
-        None => {
-            let dir = storage.root.join(&current.uid);
-            let leftover = dir.clone();
-            tokio::task::spawn_blocking(move || set_aside_leftover(&leftover))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?;
-            let location = VaultLocation::local(dir);
-            let master = storage.master.clone();
-            let like = like.cloned();
-            let (repo, sealed) = tokio::task::spawn_blocking(move || match like {
-                Some(l) => VaultRepo::create_like(location, &master, &l),
-                None => VaultRepo::create(location, &master),
-            })
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(engine_failure)?;
-            let record = RepoRecord {
-                location: repo.location().clone(),
-                sealed_key: sealed,
-            };
-            vaults::set_repo(plane, &current, record).await?;
-            repo
+    let repo = loop {
+        match recorded_or_claimed(plane, storage, vault).await? {
+            Some(rec) => break open_recorded(storage, rec).await?,
+            None => {
+                if let Some(repo) = create_claimed(plane, storage, vault, like).await? {
+                    break repo;
+                }
+            }
         }
     };
     storage
@@ -202,11 +235,123 @@ pub(crate) async fn repo_for(
     Ok(repo)
 }
 
+/// The vault's recorded repository, or `None` once this process holds the claim to create it;
+/// waits while another process holds it (at most a claim's length and a little more).
+async fn recorded_or_claimed(
+    plane: &Executor,
+    storage: &VaultStorage,
+    vault: &VaultRecord,
+) -> Result<Option<RepoRecord>> {
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(CREATION_CLAIM_SECS as u64 + 30);
+    loop {
+        let (v, holder) = (vault.clone(), storage.holder.clone());
+        let now = chrono::Utc::now();
+        let until = now + chrono::Duration::seconds(CREATION_CLAIM_SECS);
+        let found = plane
+            .store()
+            .write(move |tx| vaults::claim_repo_creation(tx, &v, &holder, now, until))
+            .await?;
+        match found {
+            RepoCreation::Exists(rec) => return Ok(Some(rec)),
+            RepoCreation::Claimed => return Ok(None),
+            RepoCreation::Busy if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            RepoCreation::Busy => {
+                return Err(ApiError::internal(coffer_engine::Error::Storage(format!(
+                    "another Coffer node has been creating the repository of vault '{}' for too long",
+                    vault.name
+                )))
+                .into());
+            }
+        }
+    }
+}
+
+async fn open_recorded(storage: &VaultStorage, rec: RepoRecord) -> Result<VaultRepo> {
+    let location = storage.resolve(&rec.location)?;
+    let (sealed, master) = (rec.sealed_key, storage.master.clone());
+    Ok(
+        tokio::task::spawn_blocking(move || VaultRepo::open(location, &sealed, &master))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(engine_failure)?,
+    )
+}
+
+/// Creates the vault's repository under this process's claim and records it; `None` when the
+/// claim ran out and another process recorded its own meanwhile (the caller opens that one).
+async fn create_claimed(
+    plane: &Executor,
+    storage: &VaultStorage,
+    vault: &VaultRecord,
+    like: Option<&VaultRepo>,
+) -> Result<Option<VaultRepo>> {
+    let planned = storage
+        .placement
+        .location_for(&vault.name, &vault.uid, &storage.data_dir());
+    let (repo, sealed) = match create_at(storage, planned.clone(), like).await {
+        Err(coffer_engine::Error::VaultExists(_)) if matches!(planned, VaultLocation::S3 { .. }) => {
+            // A bucket's leftover of a creator that died cannot be moved aside: create next to it.
+            let fresh = storage.placement.location_for(
+                &vault.name,
+                &format!("{}-{}", vault.uid, uuid::Uuid::new_v4().simple()),
+                &storage.data_dir(),
+            );
+            tracing::warn!(leftover = %planned.restic_repository(), "a vault repository was created but never recorded (a crash at its creation); creating it again beside it");
+            create_at(storage, fresh, like).await
+        }
+        other => other,
+    }
+    .map_err(engine_failure)?;
+    let record = RepoRecord {
+        location: Placement::stored(repo.location()),
+        sealed_key: sealed,
+    };
+    let (v, holder) = (vault.clone(), storage.holder.clone());
+    let recorded = plane
+        .store()
+        .write(move |tx| vaults::record_created_repo(tx, &v, &holder, &record))
+        .await?;
+    if recorded {
+        tracing::info!(vault = %vault.name, repository = %repo.location().restic_repository(), "vault repository created");
+        return Ok(Some(repo));
+    }
+    tracing::warn!(vault = %vault.name, "another node recorded this vault's repository first (this node's claim ran out); using that one");
+    Ok(None)
+}
+
+async fn create_at(
+    storage: &VaultStorage,
+    planned: VaultLocation,
+    like: Option<&VaultRepo>,
+) -> std::result::Result<(VaultRepo, coffer_engine::SealedVaultKey), coffer_engine::Error> {
+    let location = storage
+        .resolve(&planned)
+        .map_err(|e| coffer_engine::Error::InvalidInput(e.0.message().to_string()))?;
+    let master = storage.master.clone();
+    let like = like.cloned();
+    tokio::task::spawn_blocking(move || {
+        if let VaultLocation::Local { path } = &location {
+            set_aside_leftover(path).map_err(|e| {
+                coffer_engine::Error::Storage(format!("setting aside {}: {e}", path.display()))
+            })?;
+        }
+        match like {
+            Some(l) => VaultRepo::create_like(location, &master, &l),
+            None => VaultRepo::create(location, &master),
+        }
+    })
+    .await
+    .map_err(|e| coffer_engine::Error::Storage(e.to_string()))?
+}
+
 /// What an operator needs to open a vault with plain `restic` or `rustic`: the repository and
 /// its password (see docs/engine.md). The vault must hold data already.
 pub async fn export_vault_key(
     store: &coffer_store::StoreHandle,
-    master: &MasterKey,
+    storage: &VaultStorage,
     account: &str,
     region: &str,
     vault: &str,
@@ -220,16 +365,18 @@ pub async fn export_vault_key(
     let repo = record.repo.ok_or_else(|| {
         format!("backup vault '{vault}' holds no data yet: its repository is created by its first backup or copy")
     })?;
-    let master = master.clone();
-    tokio::task::spawn_blocking(move || {
-        VaultRepo::export_key(repo.location, &repo.sealed_key, &master)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+    let location = storage
+        .resolve(&repo.location)
+        .map_err(|e| e.0.message().to_string())?;
+    let master = storage.master.clone();
+    tokio::task::spawn_blocking(move || VaultRepo::export_key(location, &repo.sealed_key, &master))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
-/// Removes the repositories of deleted vaults; returns how many were removed.
+/// Removes the repositories of deleted vaults; returns how many were removed. A local one is
+/// removed only inside this node's vault directory; one in the bucket with every file in it.
 pub(crate) async fn process_removals(plane: &Executor) -> Result<usize> {
     let rows = plane
         .store()
@@ -244,13 +391,19 @@ pub(crate) async fn process_removals(plane: &Executor) -> Result<usize> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(uid);
-        if let VaultLocation::Local { path } = &location
-            && storage.holds(path)
-            && let Err(e) = std::fs::remove_dir_all(path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(error = %e, path = %path.display(), "removing a deleted vault's data failed; will retry");
-            continue;
+        let removable = match &location {
+            VaultLocation::Local { path } => storage.holds(path),
+            _ => true,
+        };
+        if removable {
+            let resolved = storage.resolve(&location)?;
+            let removed = tokio::task::spawn_blocking(move || resolved.remove_repository()).await;
+            if let Ok(Err(e)) | Err(e) =
+                removed.map_err(|e| coffer_engine::Error::Storage(e.to_string()))
+            {
+                tracing::warn!(error = %e, repository = %location.restic_repository(), "removing a deleted vault's data failed; will retry");
+                continue;
+            }
         }
         let k = uid.clone();
         plane
@@ -322,5 +475,63 @@ mod tests {
             .filter(|n| n.starts_with(".abandoned-vault-uid-1-"))
             .collect();
         assert_eq!(aside.len(), 1, "the leftover is kept aside, not deleted");
+    }
+
+    /// Two nodes (two storages with their own claims, one store) want a new vault's
+    /// repository at once: one creates it, the other waits and opens the same one.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_nodes_creating_one_vaults_repository_make_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let node = || {
+            Executor::new(
+                Meta::new(store.clone(), Clock::system()),
+                Default::default(),
+                Some(VaultStorage::open(dir.path()).unwrap()),
+            )
+        };
+        let (a, b) = (node(), node());
+        let mut record = VaultRecord {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            name: "v".into(),
+            arn: "arn:aws:backup:us-east-1:111122223333:backup-vault:v".into(),
+            creation_date: chrono::Utc::now(),
+            creator_request_id: None,
+            encryption_key_arn: "arn:aws:kms:us-east-1:111122223333:alias/aws/backup".into(),
+            encryption_key_type: coffer_api::types::EncryptionKeyType::AwsOwnedKmsKey,
+            recovery_points: 0,
+            uid: "vault-uid-2".into(),
+            repo: None,
+            lock: None,
+            air_gapped: false,
+            mpa: Default::default(),
+        };
+        let saved = record.clone();
+        store
+            .write(move |tx| vaults::save(tx, &saved))
+            .await
+            .unwrap();
+        record.repo = None;
+        let (ra, rb) = tokio::join!(repo_for(&a, &record, None), repo_for(&b, &record, None));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(ra.location(), rb.location());
+        let entries: Vec<_> = std::fs::read_dir(dir.path().join("vaults"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            entries,
+            vec!["vault-uid-2".to_string()],
+            "one repository, nothing set aside"
+        );
+        let claims = store
+            .read(|tx| tx.scan(vaults::REPO_CLAIMS, "", None, 10))
+            .await
+            .unwrap();
+        assert!(
+            claims.is_empty(),
+            "the claim is gone once the repository is recorded"
+        );
     }
 }

@@ -26,6 +26,14 @@ use crate::model::{vault_notifications, vaults};
 
 pub(crate) const OUTBOX: &str = "outbox";
 pub(crate) const DEAD: &str = "outbox_dead";
+/// Which delivery worker delivers a topic, until when (key: the topic ARN). With several nodes
+/// on one store, only the holder of a topic's lease delivers its messages, so each message
+/// goes out once (barring a crash between the receiver's answer and the removal) and in order.
+pub(crate) const TOPIC_LEASES: &str = "outbox_lease";
+/// How long a topic's lease holds without renewal. The holder renews it before every message,
+/// and one delivery attempt takes at most 15 s, so a live holder never loses it mid-delivery;
+/// a dead one's topic is taken over this long after its last renewal.
+pub const TOPIC_LEASE_SECS: i64 = 30;
 
 /// The SNS subject AWS Backup uses for every notification.
 pub const SUBJECT: &str = "Notification from AWS Backup";
@@ -264,6 +272,23 @@ pub(crate) fn plan_changed(
     Ok(())
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicLease {
+    holder: String,
+    until: DateTime<Utc>,
+}
+
+/// What [`Outbox::claim`] found for one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxClaim {
+    /// The caller holds the topic: deliver this (current) message.
+    Deliver(Box<OutboxMessage>),
+    /// The message is no longer waiting (another worker delivered or gave it up): skip it.
+    Gone,
+    /// Another worker holds the topic: deliver nothing of it now.
+    HeldElsewhere,
+}
+
 /// The outbox as the delivery worker sees it.
 #[derive(Clone)]
 pub struct Outbox {
@@ -291,6 +316,60 @@ impl Outbox {
         rows.into_iter()
             .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(store_err)?)))
             .collect()
+    }
+
+    /// Takes or renews the lease on `topic` for `holder` and reads the message at `key` again,
+    /// in one transaction: call it before each delivery attempt.
+    pub async fn claim(
+        &self,
+        holder: &str,
+        topic: &str,
+        key: &str,
+    ) -> Result<OutboxClaim, StoreError> {
+        let (holder, topic, k) = (holder.to_string(), topic.to_string(), key.to_string());
+        self.store
+            .write(move |tx| {
+                let now = Utc::now();
+                if let Some(v) = tx.get(TOPIC_LEASES, &topic)? {
+                    let lease: TopicLease = serde_json::from_slice(&v).map_err(store_err)?;
+                    if lease.holder != holder && lease.until > now {
+                        return Ok(OutboxClaim::HeldElsewhere);
+                    }
+                }
+                let lease = TopicLease {
+                    holder,
+                    until: now + chrono::Duration::seconds(TOPIC_LEASE_SECS),
+                };
+                tx.put(
+                    TOPIC_LEASES,
+                    &topic,
+                    &serde_json::to_vec(&lease).map_err(store_err)?,
+                )?;
+                match tx.get(OUTBOX, &k)? {
+                    Some(v) => Ok(OutboxClaim::Deliver(Box::new(
+                        serde_json::from_slice(&v).map_err(store_err)?,
+                    ))),
+                    None => Ok(OutboxClaim::Gone),
+                }
+            })
+            .await
+    }
+
+    /// Gives up `holder`'s lease on `topic` (its delivery pass is over), so any worker may
+    /// take the topic at once.
+    pub async fn release(&self, holder: &str, topic: &str) -> Result<(), StoreError> {
+        let (holder, topic) = (holder.to_string(), topic.to_string());
+        self.store
+            .write(move |tx| {
+                if let Some(v) = tx.get(TOPIC_LEASES, &topic)? {
+                    let lease: TopicLease = serde_json::from_slice(&v).map_err(store_err)?;
+                    if lease.holder == holder {
+                        tx.delete(TOPIC_LEASES, &topic)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// Removes a delivered message.
@@ -579,5 +658,67 @@ mod outbox_tests {
         let left = store.read(|tx| tx.scan(DEAD, "", None, 10)).await.unwrap();
         assert_eq!(left.len(), 1);
         assert!(left[0].0.ends_with(":c"));
+    }
+
+    /// Two delivery workers on one store: the topic's lease lets one deliver; a message the
+    /// first delivered is gone for the second once it takes the topic over; a lease that ran
+    /// out is taken over.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_worker_at_a_time_delivers_a_topic_and_a_delivered_message_is_not_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let topic = "arn:aws:sns:us-east-1:111122223333:t";
+        store
+            .write(move |tx| {
+                for _ in 0..2 {
+                    enqueue(
+                        tx,
+                        topic,
+                        "111122223333",
+                        "us-east-1",
+                        "v",
+                        &BackupVaultEvent::BackupJobCompleted,
+                        &notice(),
+                    )?;
+                }
+                Ok::<(), StoreError>(())
+            })
+            .await
+            .unwrap();
+        let outbox = Outbox::new(store.clone());
+        let pending = outbox.pending(10).await.unwrap();
+        let (k1, k2) = (pending[0].0.clone(), pending[1].0.clone());
+        let first = outbox.claim("a", topic, &k1).await.unwrap();
+        assert!(matches!(first, OutboxClaim::Deliver(ref m) if m.id == pending[0].1.id));
+        assert_eq!(
+            outbox.claim("b", topic, &k1).await.unwrap(),
+            OutboxClaim::HeldElsewhere
+        );
+        outbox.delivered(&k1).await.unwrap();
+        outbox.release("a", topic).await.unwrap();
+        // B's view was taken before A delivered: the first message is gone, the second is B's.
+        assert_eq!(
+            outbox.claim("b", topic, &k1).await.unwrap(),
+            OutboxClaim::Gone
+        );
+        assert!(matches!(
+            outbox.claim("b", topic, &k2).await.unwrap(),
+            OutboxClaim::Deliver(_)
+        ));
+        // A lease that ran out (its holder died) is taken over.
+        store
+            .write(move |tx| {
+                let lease = TopicLease {
+                    holder: "b".into(),
+                    until: Utc::now() - chrono::Duration::seconds(1),
+                };
+                tx.put(TOPIC_LEASES, topic, &serde_json::to_vec(&lease).unwrap())
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            outbox.claim("a", topic, &k2).await.unwrap(),
+            OutboxClaim::Deliver(_)
+        ));
     }
 }

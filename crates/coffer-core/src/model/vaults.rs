@@ -271,23 +271,6 @@ pub(crate) async fn get(
     }
 }
 
-/// Records a vault's newly created repository.
-pub(crate) async fn set_repo(meta: &Meta, vault: &VaultRecord, repo: RepoRecord) -> Result<()> {
-    let k = key(&vault.account, &vault.region, &vault.name);
-    let (uid, name) = (vault.uid.clone(), vault.name.clone());
-    meta.store()
-        .write(move |tx| -> Result<()> {
-            let mut v = load(tx, &k, &name)?;
-            if v.uid != uid {
-                return Err(not_found(&name).into());
-            }
-            v.repo = Some(repo);
-            tx.put(TABLE, &k, &serde_json::to_vec(&v)?)?;
-            Ok(())
-        })
-        .await
-}
-
 /// Reads a vault inside a transaction.
 pub(crate) fn load(tx: &mut dyn coffer_store::Txn, key: &str, name: &str) -> Result<VaultRecord> {
     match tx.get(TABLE, key)? {
@@ -323,4 +306,87 @@ pub(crate) fn queue_removal(
 ) -> Result<()> {
     tx.put(REMOVALS, uid, &serde_json::to_vec(&repo.location)?)?;
     Ok(())
+}
+
+/// Table of repository creations under way, keyed by vault uid: which process creates the
+/// vault's repository, until when. Several nodes may want a vault's repository at once (two
+/// jobs into a new vault, on two nodes); the one whose claim is written creates it, the others
+/// wait for the vault record to name it. A claim whose holder died runs out and is taken over.
+pub(crate) const REPO_CLAIMS: &str = "repo_claim";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RepoClaim {
+    holder: String,
+    until: DateTime<Utc>,
+}
+
+/// What [`claim_repo_creation`] found.
+#[derive(Debug)]
+pub(crate) enum RepoCreation {
+    /// The vault's repository exists (another node created it): open this one.
+    Exists(RepoRecord),
+    /// The caller holds the claim: create the repository, then [`record_created_repo`].
+    Claimed,
+    /// Another process is creating it; look again later.
+    Busy,
+}
+
+/// In one write transaction: the vault's recorded repository, or the claim to create it for
+/// `holder` until `until` (wall clock), or `Busy` while another holder's claim runs.
+pub(crate) fn claim_repo_creation(
+    tx: &mut dyn Txn,
+    vault: &VaultRecord,
+    holder: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<RepoCreation> {
+    let current = load(
+        tx,
+        &key(&vault.account, &vault.region, &vault.name),
+        &vault.name,
+    )?;
+    if current.uid != vault.uid {
+        return Err(
+            ApiError::not_found(format!("Backup vault '{}' was deleted.", vault.name)).into(),
+        );
+    }
+    if let Some(repo) = current.repo {
+        return Ok(RepoCreation::Exists(repo));
+    }
+    if let Some(v) = tx.get(REPO_CLAIMS, &vault.uid)? {
+        let claim: RepoClaim = serde_json::from_slice(&v)?;
+        if claim.holder != holder && claim.until > now {
+            return Ok(RepoCreation::Busy);
+        }
+    }
+    let claim = RepoClaim {
+        holder: holder.to_string(),
+        until,
+    };
+    tx.put(REPO_CLAIMS, &vault.uid, &serde_json::to_vec(&claim)?)?;
+    Ok(RepoCreation::Claimed)
+}
+
+/// Records the repository `holder` created, if its claim still stands (a claim that ran out
+/// may have been taken over: then the other holder's repository is the vault's, and this
+/// answers `false` so the caller drops its own). Removes the claim.
+pub(crate) fn record_created_repo(
+    tx: &mut dyn Txn,
+    vault: &VaultRecord,
+    holder: &str,
+    repo: &RepoRecord,
+) -> Result<bool> {
+    let k = key(&vault.account, &vault.region, &vault.name);
+    let mut current = load(tx, &k, &vault.name)?;
+    let held = match tx.get(REPO_CLAIMS, &vault.uid)? {
+        Some(v) => serde_json::from_slice::<RepoClaim>(&v)?.holder == holder,
+        None => false,
+    };
+    if current.uid != vault.uid || current.repo.is_some() || !held {
+        return Ok(false);
+    }
+    current.repo = Some(repo.clone());
+    tx.put(TABLE, &k, &serde_json::to_vec(&current)?)?;
+    tx.delete(REPO_CLAIMS, &vault.uid)?;
+    Ok(true)
 }

@@ -19,7 +19,7 @@ const EBS_ARN: &str = "arn:aws:ec2:us-east-1:111122223333:volume/vol-disk";
 const ROLE: &str = "arn:aws:iam::111122223333:role/service-role/AWSBackupDefaultServiceRole";
 
 /// A tree with the kinds of entries a backup must keep.
-fn make_tree(root: &Path) {
+pub(crate) fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("docs/deep/er")).unwrap();
     std::fs::create_dir_all(root.join("empty-dir")).unwrap();
     std::fs::write(root.join("docs/a.txt"), b"hello coffer\n").unwrap();
@@ -36,7 +36,7 @@ fn make_tree(root: &Path) {
 }
 
 /// Every entry under `root`: kind, mode, mtime (regular files and dirs), content hash or link.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+pub(crate) fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -28,19 +28,19 @@ const UNCONFIGURED_TOPIC: &str = "arn:aws:sns:us-east-1:111122223333:nobody-list
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     path: String,
     headers: HashMap<String, String>,
-    body: serde_json::Value,
+    pub(crate) body: serde_json::Value,
 }
 
 /// A webhook receiver recording every request.
-struct Receiver {
+pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    async fn start(addr: SocketAddr) -> Receiver {
+    pub(crate) async fn start(addr: SocketAddr) -> Receiver {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let g = got.clone();
@@ -85,7 +85,7 @@ impl Receiver {
         Receiver { got }
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
@@ -107,7 +107,7 @@ impl Receiver {
 }
 
 /// A free port on 127.0.0.1 (bound and released).
-fn reserve_port() -> SocketAddr {
+pub(crate) fn reserve_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
@@ -216,7 +216,7 @@ async fn backup(c: &Client, vault: &str) -> (String, String) {
     panic!("backup {id} did not end");
 }
 
-async fn counts(server: &Server) -> serde_json::Value {
+pub(crate) async fn counts(server: &Server) -> serde_json::Value {
     let (status, _, body) = server.raw("GET", "/_coffer/notifications", &[], b"").await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()

@@ -7,8 +7,11 @@
 //! engine-bench backup  STATE VAULT SOURCE RECOVERY_POINT_ID   # parent: the latest snapshot
 //! engine-bench restore STATE VAULT TARGET                     # restores the latest snapshot
 //! engine-bench backup-postgres STATE VAULT URL RECOVERY_POINT_ID  # pg_dump of the database
+//! engine-bench backup-bucket STATE VAULT BUCKET RECOVERY_POINT_ID # parent: the latest snapshot
 //! ```
-//! STATE is a directory holding the master key and the vault's sealed key.
+//! STATE is a directory holding the master key and the vault's sealed key. `backup-bucket` reads
+//! the S3-compatible server from `COFFER_BENCH_S3_ENDPOINT`, `COFFER_BENCH_S3_ACCESS_KEY` and
+//! `COFFER_BENCH_S3_SECRET_KEY` (region `us-east-1`), so no secret appears in the process list.
 
 use std::{
     path::{Path, PathBuf},
@@ -18,8 +21,8 @@ use std::{
 
 use coffer_engine::sources::postgres::{PgConn, PostgresDump};
 use coffer_engine::{
-    CancelToken, MasterKey, Progress, RestoreOptions, SealedVaultKey, SourceSpec, VaultLocation,
-    VaultRepo,
+    CancelToken, MasterKey, Progress, RestoreOptions, S3Endpoint, SealedVaultKey, SourceSpec,
+    VaultLocation, VaultRepo,
 };
 
 fn open(state: &Path, vault: &Path) -> coffer_engine::Result<VaultRepo> {
@@ -31,6 +34,21 @@ fn open(state: &Path, vault: &Path) -> coffer_engine::Result<VaultRepo> {
         &SealedVaultKey::from_string(sealed),
         &master,
     )
+}
+
+/// The S3-compatible server of `backup-bucket`, from the environment.
+fn s3_endpoint() -> coffer_engine::Result<S3Endpoint> {
+    let var = |name: &str| {
+        std::env::var(name).map_err(|_| {
+            coffer_engine::Error::InvalidInput(format!("set {name} for backup-bucket"))
+        })
+    };
+    Ok(S3Endpoint {
+        endpoint: var("COFFER_BENCH_S3_ENDPOINT")?,
+        region: "us-east-1".into(),
+        access_key_id: var("COFFER_BENCH_S3_ACCESS_KEY")?,
+        secret_access_key: var("COFFER_BENCH_S3_SECRET_KEY")?,
+    })
 }
 
 fn run(args: &[String]) -> coffer_engine::Result<String> {
@@ -80,6 +98,32 @@ fn run(args: &[String]) -> coffer_engine::Result<String> {
                 o.total_bytes, o.bytes_added, o.bytes_stored
             )
         }
+        Some("backup-bucket") => {
+            let v = open(&state, &vault)?;
+            let parent = v.list_snapshots()?.pop().map(|s| s.snapshot);
+            let rp = args.get(5).cloned().unwrap_or_else(|| "bench".into());
+            let source = SourceSpec::Bucket {
+                endpoint: s3_endpoint()?,
+                bucket: args.get(4).cloned().unwrap_or_default(),
+            };
+            let o = v.backup(
+                &source,
+                &rp,
+                parent.as_ref(),
+                &[],
+                quiet,
+                CancelToken::new(),
+            )?;
+            format!(
+                "files={} total_bytes={} bytes_added={} bytes_stored={} unmodified={} warnings={}",
+                o.files,
+                o.total_bytes,
+                o.bytes_added,
+                o.bytes_stored,
+                o.files_unmodified,
+                o.warnings.len()
+            )
+        }
         Some("restore") => {
             let v = open(&state, &vault)?;
             let snap = v
@@ -97,7 +141,7 @@ fn run(args: &[String]) -> coffer_engine::Result<String> {
         }
         _ => {
             return Err(coffer_engine::Error::InvalidInput(
-                "usage: engine-bench init|backup|restore STATE VAULT [SOURCE|TARGET] [RP_ID]"
+                "usage: engine-bench init|backup|backup-postgres|backup-bucket|restore STATE VAULT [SOURCE|URL|BUCKET|TARGET] [RP_ID]"
                     .into(),
             ));
         }

@@ -412,6 +412,7 @@ fn job_template(
             .flatten()
             .flat_map(|a| a.resource_types.iter().flatten().cloned())
             .collect(),
+        continuous: rule.enable_continuous_backup == Some(true),
         expired_message,
     }
 }
@@ -724,6 +725,7 @@ mod tests {
             last_restore_time: None,
             source_path: None,
             composite: Default::default(),
+            continuous: None,
         }
     }
 

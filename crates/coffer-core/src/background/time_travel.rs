@@ -432,6 +432,7 @@ mod tests {
             last_restore_time: None,
             source_path: None,
             composite: Default::default(),
+            continuous: None,
         }
     }
 

@@ -100,6 +100,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         last_restore_time: None,
         // A copy stands on its own, outside any composite.
         composite: Default::default(),
+        continuous: None,
         // What was backed up, and when, stays the source's.
         ..rp.clone()
     };

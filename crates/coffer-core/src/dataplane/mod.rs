@@ -14,6 +14,7 @@ pub(crate) mod copy;
 pub(crate) mod deletions;
 pub(crate) mod indexes;
 pub(crate) mod jobs;
+pub(crate) mod pitr;
 pub(crate) mod postgres;
 pub(crate) mod reports;
 pub(crate) mod restore;

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use coffer_api::ApiError;
 
 use crate::model::error::Result;
+use crate::model::recovery_points::Continuous;
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::path::PathBuf;
 
 use coffer_engine::RestoreOptions;
@@ -100,9 +102,8 @@ pub(crate) fn plan(
 
 // RDS (PostgreSQL)
 /// The new database an RDS restore creates: `DBName`, or `DBInstanceIdentifier` when there is
-/// no `DBName` (RDS's own restore keys). `Engine`, when given, must be `postgres`. Restores to
-/// a point in time (`RestoreTime`, `UseLatestRestorableTime`) need a continuous recovery point,
-/// which Coffer does not make yet.
+/// no `DBName` (RDS's own restore keys). `Engine`, when given, must be `postgres`. The moment
+/// to restore to is [`point_in_time`]'s.
 pub(crate) fn database_name(metadata: &BTreeMap<String, String>) -> Result<String> {
     if let Some(engine) = metadata.get("Engine").filter(|e| !e.is_empty())
         && !engine.eq_ignore_ascii_case("postgres")
@@ -111,17 +112,6 @@ pub(crate) fn database_name(metadata: &BTreeMap<String, String>) -> Result<Strin
             "Restore metadata Engine '{engine}' cannot be restored by Coffer: its RDS resources are PostgreSQL databases (Engine \"postgres\")."
         ))
         .into());
-    }
-    for key in ["RestoreTime", "UseLatestRestorableTime"] {
-        if metadata
-            .get(key)
-            .is_some_and(|v| !v.is_empty() && v != "false")
-        {
-            return Err(ApiError::invalid_parameter(format!(
-                "Restore metadata {key} asks for a point-in-time restore, which needs a continuous recovery point; this one is a snapshot. Remove {key}."
-            ))
-            .into());
-        }
     }
     let name = ["DBName", "DBInstanceIdentifier"]
         .iter()
@@ -138,6 +128,70 @@ pub(crate) fn database_name(metadata: &BTreeMap<String, String>) -> Result<Strin
         .into());
     }
     Ok(name.clone())
+}
+
+/// The moment an RDS restore recovers to: `None` for a snapshot point (which takes neither
+/// `RestoreTime` nor `UseLatestRestorableTime`); for a continuous point, `RestoreTime` (RFC
+/// 3339) when it lies inside the point's restorable range, else its latest restorable time
+/// (`UseLatestRestorableTime` `true`, or neither key given).
+pub(crate) fn point_in_time(
+    metadata: &BTreeMap<String, String>,
+    continuous: Option<&Continuous>,
+) -> Result<Option<DateTime<Utc>>> {
+    let time = metadata.get("RestoreTime").filter(|v| !v.is_empty());
+    let latest = match metadata.get("UseLatestRestorableTime").map(String::as_str) {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "Restore metadata UseLatestRestorableTime is '{v}'; use true or false."
+            ))
+            .into());
+        }
+    };
+    let Some(c) = continuous else {
+        if let Some(key) = [("RestoreTime", time.is_some()), ("UseLatestRestorableTime", latest)]
+            .iter()
+            .find_map(|(k, set)| set.then_some(*k))
+        {
+            return Err(ApiError::invalid_parameter(format!(
+                "Restore metadata {key} asks for a point-in-time restore, which needs a continuous recovery point; this one is a snapshot. Remove {key}."
+            ))
+            .into());
+        }
+        return Ok(None);
+    };
+    let range = || {
+        format!(
+            "from {} to {}",
+            c.earliest_restorable.to_rfc3339_opts(SecondsFormat::Micros, true),
+            c.latest_restorable.to_rfc3339_opts(SecondsFormat::Micros, true)
+        )
+    };
+    let Some(time) = time else {
+        return Ok(Some(c.latest_restorable));
+    };
+    if latest {
+        return Err(ApiError::invalid_parameter(
+            "Restore metadata gives both RestoreTime and UseLatestRestorableTime=true; give one of them.",
+        )
+        .into());
+    }
+    let at = DateTime::parse_from_rfc3339(time)
+        .map_err(|_| {
+            ApiError::invalid_parameter(format!(
+                "Restore metadata RestoreTime '{time}' is not a timestamp; write it in RFC 3339, e.g. 2024-05-01T12:30:00Z."
+            ))
+        })?
+        .with_timezone(&Utc);
+    if at < c.earliest_restorable || at > c.latest_restorable {
+        return Err(ApiError::invalid_parameter(format!(
+            "Restore metadata RestoreTime {time} is outside the recovery point's restorable range ({}); choose a time inside it or set UseLatestRestorableTime=true.",
+            range()
+        ))
+        .into());
+    }
+    Ok(Some(at))
 }
 
 /// Refuses, when the job is started, a new-location restore into a target that already holds

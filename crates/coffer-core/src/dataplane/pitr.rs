@@ -18,7 +18,7 @@ use coffer_engine::sources::postgres::PgConn;
 use coffer_engine::sources::postgres_pitr::{self as pitr, BaseBackup, PitrRestore};
 use coffer_engine::{SnapshotRef, SourceSpec};
 
-use crate::dataplane::jobs::{JobControl, engine_stopped, failed};
+use crate::dataplane::jobs::{JobControl, engine_stopped, failed, pause_point};
 use crate::dataplane::postgres::connection;
 use crate::dataplane::{Executor, backup, storage};
 use crate::model::error::Result;
@@ -29,7 +29,11 @@ use crate::model::states::JobState;
 use crate::model::vaults::VaultRecord;
 
 /// The resource's continuous recovery point in `vault`, if it has one.
-async fn current(plane: &Executor, job: &JobRecord, vault: &VaultRecord) -> Result<Option<RecoveryPointRecord>> {
+async fn current(
+    plane: &Executor,
+    job: &JobRecord,
+    vault: &VaultRecord,
+) -> Result<Option<RecoveryPointRecord>> {
     let all = recovery_points::all(plane, &job.account, &job.region).await?;
     Ok(all.into_iter().find(|rp| {
         rp.vault_name == vault.name
@@ -62,6 +66,11 @@ pub(crate) async fn run(
             return Ok(());
         }
     };
+    let c2 = conn.clone();
+    if let Err(e) = coffer_engine::sources::postgres::blocking(move || pitr::check(&c2)).await {
+        engine_stopped(plane, job, control, &e, JobState::Aborted).await;
+        return Ok(());
+    }
     let existing = current(plane, job, vault).await?;
     let (rp, new, base_added) = match existing {
         Some(rp) => (rp, false, 0),
@@ -73,6 +82,7 @@ pub(crate) async fn run(
     let Some(c) = rp.continuous.clone() else {
         return Ok(());
     };
+
     let Some(synced) = sync(plane, job, vault, &conn, &rp, &c.slot, control).await? else {
         if new && !control.is_shutdown() {
             // The job ended without its point: take back what the first job made, so no
@@ -103,12 +113,20 @@ pub(crate) async fn run(
 
 /// Removes what a first job that could not finish made: its base backup, its slot on the
 /// server and its staged WAL.
-async fn abandon(plane: &Executor, vault: &VaultRecord, conn: &PgConn, rp: &RecoveryPointRecord, slot: &str) {
+async fn abandon(
+    plane: &Executor,
+    vault: &VaultRecord,
+    conn: &PgConn,
+    rp: &RecoveryPointRecord,
+    slot: &str,
+) {
     if let Ok(repo) = storage::repo_for(plane, vault, None).await {
         let _ = repo.delete_async(rp.snapshot.clone()).await;
     }
     let (c2, s2) = (conn.clone(), slot.to_string());
-    if let Err(e) = coffer_engine::sources::postgres::blocking(move || pitr::drop_slot(&c2, &s2)).await {
+    if let Err(e) =
+        coffer_engine::sources::postgres::blocking(move || pitr::drop_slot(&c2, &s2)).await
+    {
         tracing::warn!(slot, error = %e, "cannot drop the replication slot of a continuous backup that did not start");
     }
     if let Ok(dir) = staging(plane, slot) {
@@ -133,8 +151,9 @@ async fn start(
 ) -> Result<Option<(RecoveryPointRecord, i64)>> {
     // Named after the job, so its run after a crash finds the slot it made.
     let slot = pitr::slot_name(job.recovery_point_id.as_deref().unwrap_or(&job.id));
-    let (c2, s2, cancel) = (conn.clone(), slot.clone(), control.cancel.clone());
-    let made = coffer_engine::sources::postgres::blocking(move || pitr::create_slot(&c2, &s2, &cancel)).await;
+    let (c2, s2) = (conn.clone(), slot.clone());
+    let made =
+        coffer_engine::sources::postgres::blocking(move || pitr::create_slot(&c2, &s2)).await;
     if let Err(e) = made {
         engine_stopped(plane, job, control, &e, JobState::Aborted).await;
         return Ok(None);
@@ -147,9 +166,19 @@ async fn start(
     let id = recovery_points::continuous_id(&name);
     let repo = storage::repo_for(plane, vault, None).await?;
     let source = SourceSpec::Custom(Arc::new(BaseBackup::new(conn.clone())));
-    let tags = vec![format!("resource:{}", job.resource_arn), "continuous:base".to_string()];
+    let tags = vec![
+        format!("resource:{}", job.resource_arn),
+        "continuous:base".to_string(),
+    ];
     let outcome = match repo
-        .backup_async(source, id.clone(), None, tags, control.observer(), control.cancel.clone())
+        .backup_async(
+            source,
+            id.clone(),
+            None,
+            tags,
+            control.observer(),
+            control.cancel.clone(),
+        )
         .await
     {
         Ok(o) => o,
@@ -184,7 +213,12 @@ async fn sync(
     control: &JobControl,
 ) -> Result<Option<Synced>> {
     let dir = staging(plane, slot)?;
-    let (c2, s2, d2, cancel) = (conn.clone(), slot.to_string(), dir.clone(), control.cancel.clone());
+    let (c2, s2, d2, cancel) = (
+        conn.clone(),
+        slot.to_string(),
+        dir.clone(),
+        control.cancel.clone(),
+    );
     let received = coffer_engine::sources::postgres::blocking(move || {
         let beat = pitr::heartbeat(&c2)?;
         pitr::receive_wal(&c2, &s2, &d2, &beat.lsn, &cancel)?;
@@ -198,11 +232,27 @@ async fn sync(
             return Ok(None);
         }
     };
+    // A test hook: holds a sync of an existing point once its WAL is received and before it
+    // is in the vault, so a test can kill Coffer mid-stream.
+    let extending = rp.continuous.as_ref().is_some_and(|c| !c.wal.is_empty());
+    if extending && pause_point("continuous-sync", control).await {
+        let cancelled = coffer_engine::Error::Cancelled;
+        engine_stopped(plane, job, control, &cancelled, JobState::Aborted).await;
+        return Ok(None);
+    }
     let latest = DateTime::parse_from_rfc3339(&beat.time)
-        .map_err(|e| ApiError::internal(format!("the database server's clock reads {:?}: {e}", beat.time)))?
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "the database server's clock reads {:?}: {e}",
+                beat.time
+            ))
+        })?
         .with_timezone(&Utc);
     let repo = storage::repo_for(plane, vault, None).await?;
-    let tags = vec![format!("resource:{}", job.resource_arn), "continuous:wal".to_string()];
+    let tags = vec![
+        format!("resource:{}", job.resource_arn),
+        "continuous:wal".to_string(),
+    ];
     let outcome = match repo
         .backup_async(
             SourceSpec::Directory(dir),
@@ -322,20 +372,32 @@ pub(crate) async fn restore(
             .unwrap_or_else(|| "postgres".to_string())
     });
     let r = PitrRestore {
+        run_as: run_as.clone(),
         base: rp.snapshot.clone(),
         wal: c.wal.clone(),
-        work: plane.storage()?.pitr_dir().join(format!("restore-{}", job.id)),
-        target_time: target.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        // The temporary server must reach its directory: as root it runs as another user,
+        // who may not enter Coffer's data directory, so it works under the system's temp
+        // directory then.
+        work: match run_as {
+            Some(_) => std::env::temp_dir().join(format!("coffer-pitr-{}", job.id)),
+            None => plane
+                .storage()?
+                .pitr_dir()
+                .join(format!("restore-{}", job.id)),
+        },
+        // PostgreSQL reads this form (not RFC 3339's `T` and `Z`) in recovery_target_time.
+        target_time: target.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
         database: c.database.clone(),
         user: dest.user(),
         dest,
-        run_as,
     };
     let cancel = control.cancel.clone();
-    Ok(tokio::task::spawn_blocking(move || pitr::restore_point_in_time(&repo, &r, cancel))
-        .await
-        .map_err(|e| coffer_engine::Error::Engine(format!("engine task failed: {e}")))
-        .and_then(|r| r))
+    Ok(
+        tokio::task::spawn_blocking(move || pitr::restore_point_in_time(&repo, &r, cancel))
+            .await
+            .map_err(|e| coffer_engine::Error::Engine(format!("engine task failed: {e}")))
+            .and_then(|r| r),
+    )
 }
 
 /// Whether Coffer runs as root (PostgreSQL refuses to: the temporary server then runs as

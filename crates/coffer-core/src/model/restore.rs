@@ -150,9 +150,12 @@ pub(crate) fn point_in_time(
         }
     };
     let Some(c) = continuous else {
-        if let Some(key) = [("RestoreTime", time.is_some()), ("UseLatestRestorableTime", latest)]
-            .iter()
-            .find_map(|(k, set)| set.then_some(*k))
+        if let Some(key) = [
+            ("RestoreTime", time.is_some()),
+            ("UseLatestRestorableTime", latest),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(*k))
         {
             return Err(ApiError::invalid_parameter(format!(
                 "Restore metadata {key} asks for a point-in-time restore, which needs a continuous recovery point; this one is a snapshot. Remove {key}."
@@ -164,8 +167,10 @@ pub(crate) fn point_in_time(
     let range = || {
         format!(
             "from {} to {}",
-            c.earliest_restorable.to_rfc3339_opts(SecondsFormat::Micros, true),
-            c.latest_restorable.to_rfc3339_opts(SecondsFormat::Micros, true)
+            c.earliest_restorable
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+            c.latest_restorable
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
         )
     };
     let Some(time) = time else {
@@ -224,4 +229,75 @@ pub(crate) fn refuse_occupied_target(plan: &RestorePlan) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn code(r: Result<Option<DateTime<Utc>>>) -> String {
+        match r {
+            Err(e) => e.0.code().to_string(),
+            Ok(v) => format!("ok {v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_point_in_time_lies_inside_the_continuous_range() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let c = Continuous {
+            slot: "coffer_x".into(),
+            database: "shop".into(),
+            wal: Vec::new(),
+            earliest_restorable: at("2026-01-01T10:00:00Z"),
+            latest_restorable: at("2026-01-01T12:00:00Z"),
+        };
+        let inside = meta(&[("RestoreTime", "2026-01-01T11:00:00.5Z")]);
+        assert_eq!(
+            point_in_time(&inside, Some(&c)).unwrap(),
+            Some(at("2026-01-01T11:00:00.5Z"))
+        );
+        assert_eq!(
+            point_in_time(&meta(&[]), Some(&c)).unwrap(),
+            Some(c.latest_restorable)
+        );
+        let latest = meta(&[("UseLatestRestorableTime", "true")]);
+        assert_eq!(
+            point_in_time(&latest, Some(&c)).unwrap(),
+            Some(c.latest_restorable)
+        );
+        for bad in [
+            meta(&[("RestoreTime", "2026-01-01T09:59:59Z")]),
+            meta(&[("RestoreTime", "2026-01-01T12:00:01Z")]),
+            meta(&[("RestoreTime", "noon")]),
+            meta(&[
+                ("RestoreTime", "2026-01-01T11:00:00Z"),
+                ("UseLatestRestorableTime", "true"),
+            ]),
+            meta(&[("UseLatestRestorableTime", "yes")]),
+        ] {
+            assert_eq!(
+                code(point_in_time(&bad, Some(&c))),
+                "InvalidParameterValueException",
+                "{bad:?}"
+            );
+        }
+        // A snapshot point takes neither key.
+        assert_eq!(
+            code(point_in_time(&inside, None)),
+            "InvalidParameterValueException"
+        );
+        assert_eq!(
+            code(point_in_time(&latest, None)),
+            "InvalidParameterValueException"
+        );
+        assert_eq!(point_in_time(&meta(&[]), None).unwrap(), None);
+    }
 }

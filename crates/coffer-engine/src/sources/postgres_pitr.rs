@@ -27,7 +27,7 @@ use rustic_core::repofile::{Metadata, Node, NodeType};
 
 use super::postgres::{DumpReader, PgConn, collect_stderr, error_line, find_tool};
 use crate::{
-    Error, Result, RestoreOptions, SnapshotRef, VaultRepo,
+    Error, RestoreOptions, Result, SnapshotRef, VaultRepo,
     progress::{CancelToken, ProgressSink},
     source::{OpenFn, Source, SourceEntry},
 };
@@ -99,32 +99,46 @@ pub struct Heartbeat {
     pub lsn: String,
 }
 
-/// Creates the physical replication slot `slot` when it does not exist yet (it reserves WAL
-/// from now on).
+/// Checks, before a continuous backup touches anything, that its tools are there and that
+/// the database answers.
 ///
 /// # Errors
-/// [`Error::Database`] saying what to fix (tool missing, no replication privilege).
-pub fn create_slot(conn: &PgConn, slot: &str, cancel: &CancelToken) -> Result<()> {
-    let mut cmd = conn.command("pg_receivewal")?;
-    cmd.args(["--create-slot", "--if-not-exists", "--no-password"])
-        .arg(format!("--slot={slot}"))
-        .arg(format!("--dbname={}", conn.url()));
-    run_tool(
-        cmd,
-        &format!("pg_receivewal --create-slot on {}", conn.url()),
-        cancel,
-    )
+/// [`Error::Database`] naming the missing tool, or why the database cannot be used.
+pub fn check(conn: &PgConn) -> Result<()> {
+    find_tool("pg_receivewal")?;
+    find_tool("pg_basebackup")?;
+    conn.query("SELECT 1").map(|_| ())
 }
 
-/// Drops the replication slot `slot` if it exists (on the server's own connection, so no
-/// replication privilege is needed beyond what made it).
+/// Creates the physical replication slot `slot` when it does not exist yet, reserving WAL
+/// from now on (`pg_create_physical_replication_slot(slot, true)`; `pg_receivewal
+/// --create-slot` would not reserve any until it first streams).
+///
+/// # Errors
+/// As [`PgConn::query`], with what to fix when the role may not use replication.
+pub fn create_slot(conn: &PgConn, slot: &str) -> Result<()> {
+    check_slot(slot)?;
+    conn.query(&format!(
+        "SELECT count(pg_create_physical_replication_slot('{slot}', true)) \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
+    ))
+    .map(|_| ())
+    .map_err(|e| replication_hint(e.to_string()))
+}
+
+fn check_slot(slot: &str) -> Result<()> {
+    if slot.is_empty() || !slot.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(Error::InvalidInput(format!("{slot:?} cannot name a slot")));
+    }
+    Ok(())
+}
+
+/// Drops the replication slot `slot` if it exists.
 ///
 /// # Errors
 /// As [`PgConn::query`].
 pub fn drop_slot(conn: &PgConn, slot: &str) -> Result<()> {
-    if !slot.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(Error::InvalidInput(format!("{slot:?} cannot name a slot")));
-    }
+    check_slot(slot)?;
     conn.query(&format!(
         "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = '{slot}'"
     ))
@@ -170,11 +184,7 @@ pub fn receive_wal(
         .arg(format!("--slot={slot}"))
         .arg(format!("--endpos={endpos}"))
         .arg(format!("--dbname={}", conn.url()));
-    run_tool(
-        cmd,
-        &format!("pg_receivewal from {}", conn.url()),
-        cancel,
-    )
+    run_tool(cmd, &format!("pg_receivewal from {}", conn.url()), cancel)
 }
 
 /// The WAL segments of `dir` that are complete (a `.partial` segment is still being written).
@@ -300,7 +310,8 @@ pub struct PitrRestore {
     pub wal: Vec<SnapshotRef>,
     /// An empty (or absent) directory Coffer may use and remove.
     pub work: PathBuf,
-    /// The moment to recover to, as PostgreSQL reads a timestamp (RFC 3339, UTC).
+    /// The moment to recover to, as PostgreSQL's recovery_target_time reads a timestamp
+    /// (`2024-05-01 12:30:05.123456+00`).
     pub target_time: String,
     /// The database to take from the recovered server.
     pub database: String,
@@ -344,10 +355,12 @@ fn lay_out(repo: &VaultRepo, r: &PitrRestore, cancel: &CancelToken) -> Result<Pa
     std::fs::create_dir_all(&wal).map_err(io_err(format!("create {}", wal.display())))?;
     let tar = r.work.join("base.tar");
     {
-        let mut f = std::fs::File::create(&tar).map_err(io_err(format!("create {}", tar.display())))?;
+        let mut f =
+            std::fs::File::create(&tar).map_err(io_err(format!("create {}", tar.display())))?;
         let sink = ProgressSink::new(Arc::new(|_: &crate::Progress| {}), cancel.clone());
         repo.dump_stream(&r.base, &mut f, &sink)?;
-        f.flush().map_err(io_err(format!("write {}", tar.display())))?;
+        f.flush()
+            .map_err(io_err(format!("write {}", tar.display())))?;
     }
     std::fs::create_dir_all(&data).map_err(io_err(format!("create {}", data.display())))?;
     let status = Command::new("tar")
@@ -358,7 +371,9 @@ fn lay_out(repo: &VaultRepo, r: &PitrRestore, cancel: &CancelToken) -> Result<Pa
         .status()
         .map_err(|e| Error::Database(format!("cannot run tar to unpack the base backup: {e}")))?;
     if !status.success() {
-        return Err(Error::Database("tar could not unpack the base backup".into()));
+        return Err(Error::Database(
+            "tar could not unpack the base backup".into(),
+        ));
     }
     let _ = std::fs::remove_file(&tar);
     for snap in &r.wal {
@@ -461,7 +476,8 @@ impl TempServer {
             })?
         };
         let log = r.work.join("server.log");
-        let logf = std::fs::File::create(&log).map_err(io_err(format!("create {}", log.display())))?;
+        let logf =
+            std::fs::File::create(&log).map_err(io_err(format!("create {}", log.display())))?;
         let mut cmd = match &r.run_as {
             Some(user) => {
                 let mut c = Command::new("runuser");
@@ -475,9 +491,9 @@ impl TempServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(logf);
-        let child = cmd.spawn().map_err(|e| {
-            Error::Database(format!("cannot start {}: {e}", postgres.display()))
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::Database(format!("cannot start {}: {e}", postgres.display())))?;
         Ok(Self {
             child,
             work: r.work.clone(),
@@ -489,16 +505,21 @@ impl TempServer {
         PgConn::local_socket(&self.work, PORT, user, database)
     }
 
+    /// The server's last complaints: its FATAL or PANIC line and the line before it (which
+    /// often says which setting or file was wrong).
     fn log_error(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines()
-            .rev()
-            .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))
-            .or_else(|| log.lines().last())
-            .unwrap_or("no message")
-            .chars()
-            .take(300)
-            .collect()
+        let lines: Vec<&str> = log.lines().collect();
+        let at = lines
+            .iter()
+            .rposition(|l| l.contains("FATAL:") || l.contains("PANIC:"))
+            .unwrap_or(lines.len().saturating_sub(1));
+        let text = lines[at.saturating_sub(1)..(at + 1).min(lines.len())].join(" / ");
+        if text.is_empty() {
+            "no message".to_string()
+        } else {
+            text.chars().take(400).collect()
+        }
     }
 
     /// Waits until the server has replayed up to the target and left recovery.

@@ -43,6 +43,13 @@ pub(crate) async fn start_copy_job(
         ))
         .into());
     }
+    if rp.continuous.is_some() {
+        return Err(ApiError::invalid_request(format!(
+            "Recovery point {} is a continuous backup of a PostgreSQL database; Coffer does not copy continuous recovery points yet. Restore it to a point in time instead, or copy a snapshot recovery point of the resource.",
+            rp.arn
+        ))
+        .into());
+    }
     if let Some(l) = &input.lifecycle {
         lifecycle::check_given(l)?;
     }

@@ -336,7 +336,10 @@ pub(crate) async fn get_recovery_point_restore_metadata(
             };
             metadata.insert("RestoreTime".to_string(), String::new());
             metadata.insert("UseLatestRestorableTime".to_string(), "true".to_string());
-            metadata.insert("EarliestRestorableTime".to_string(), at(&c.earliest_restorable));
+            metadata.insert(
+                "EarliestRestorableTime".to_string(),
+                at(&c.earliest_restorable),
+            );
             metadata.insert("LatestRestorableTime".to_string(), at(&c.latest_restorable));
         }
     } else {

@@ -298,7 +298,7 @@ impl Source for BaseBackup {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
-            .map(|m| replication_hint(m))
+            .map(replication_hint)
     }
 }
 

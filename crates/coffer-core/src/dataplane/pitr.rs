@@ -19,13 +19,12 @@ use coffer_engine::sources::postgres_pitr::{self as pitr, BaseBackup, PitrRestor
 use coffer_engine::{SnapshotRef, SourceSpec};
 
 use crate::dataplane::jobs::{JobControl, engine_stopped, failed, pause_point};
-use crate::dataplane::postgres::connection;
-use crate::dataplane::{Executor, backup, storage};
+use crate::dataplane::{Executor, storage};
 use crate::model::error::Result;
 use crate::model::inventory::Resource;
 use crate::model::jobs::{JobRecord, load_held, save_job};
 use crate::model::recovery_points::{self, Continuous, RecoveryPointRecord, TABLE};
-use crate::model::states::JobState;
+use crate::model::states::{JobState, RecoveryPointStatus, StorageClass};
 use crate::model::vaults::VaultRecord;
 
 /// The resource's continuous recovery point in `vault`, if it has one.
@@ -59,7 +58,14 @@ pub(crate) async fn run(
     vault: &VaultRecord,
     control: &JobControl,
 ) -> Result<()> {
-    let conn = match connection(resource) {
+    let conn = match resource
+        .database
+        .as_ref()
+        .ok_or_else(|| {
+            coffer_engine::Error::InvalidInput(format!("{} has no database url", resource.arn))
+        })
+        .and_then(|d| d.connection(&resource.arn))
+    {
         Ok(c) => c,
         Err(e) => {
             engine_stopped(plane, job, control, &e, JobState::Aborted).await;
@@ -188,18 +194,55 @@ async fn start(
         }
     };
     let now = plane.clock().now();
-    let mut rp = backup::recovery_point(job, vault, resource, &outcome, now);
-    rp.id = id.clone();
-    rp.arn = crate::model::arn::recovery_point(&job.region, &job.account, &id);
-    rp.continuous = Some(Continuous {
-        slot,
-        database: conn.database().to_string(),
-        wal: Vec::new(),
-        // Set by the first sync, right after the base backup.
-        earliest_restorable: now,
-        latest_restorable: now,
-    });
+    let rp = new_point(job, vault, &outcome, id, slot, conn.database(), now);
     Ok(Some((rp, outcome.bytes_added as i64)))
+}
+
+/// The continuous recovery point a first job records (its range is set by the sync).
+fn new_point(
+    job: &JobRecord,
+    vault: &VaultRecord,
+    outcome: &coffer_engine::BackupOutcome,
+    id: String,
+    slot: String,
+    database: &str,
+    now: DateTime<Utc>,
+) -> RecoveryPointRecord {
+    RecoveryPointRecord {
+        arn: crate::model::arn::recovery_point(&job.region, &job.account, &id),
+        id,
+        account: job.account.clone(),
+        region: job.region.clone(),
+        vault_name: vault.name.clone(),
+        vault_arn: vault.arn.clone(),
+        vault_uid: vault.uid.clone(),
+        snapshot: outcome.snapshot.clone(),
+        resource_arn: job.resource_arn.clone(),
+        resource_type: job.resource_type.clone(),
+        resource_name: job.resource_name.clone(),
+        creation_date: job.creation_date,
+        initiation_date: job.started_at,
+        completion_date: now,
+        backup_size: outcome.total_bytes as i64,
+        iam_role_arn: job.iam_role_arn.clone(),
+        lifecycle: job.lifecycle.clone(),
+        created_by: job.created_by.clone(),
+        source_vault_arn: None,
+        encryption_key_arn: vault.encryption_key_arn.clone(),
+        status: RecoveryPointStatus::Completed,
+        storage_class: StorageClass::Warm,
+        last_restore_time: None,
+        source_path: None,
+        composite: Default::default(),
+        continuous: Some(Continuous {
+            slot,
+            database: database.to_string(),
+            wal: Vec::new(),
+            // Set by the first sync, right after the base backup.
+            earliest_restorable: now,
+            latest_restorable: now,
+        }),
+    }
 }
 
 /// One sync: heartbeat, WAL up to it, the new segments into the vault.

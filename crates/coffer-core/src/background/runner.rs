@@ -479,6 +479,7 @@ mod tests {
             created_by: None,
             copy_actions: Vec::new(),
             index_resource_types: Vec::new(),
+            continuous: false,
             expired_message: None,
         }
     }

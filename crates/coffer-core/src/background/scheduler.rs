@@ -412,6 +412,7 @@ fn job_template(
             .flatten()
             .flat_map(|a| a.resource_types.iter().flatten().cloned())
             .collect(),
+        continuous: rule.enable_continuous_backup == Some(true),
         expired_message,
     }
 }
@@ -726,6 +727,7 @@ mod tests {
             source_path: None,
             composite: Default::default(),
             tier: None,
+            continuous: None,
         }
     }
 

@@ -434,6 +434,7 @@ mod tests {
             source_path: None,
             composite: Default::default(),
             tier: None,
+            continuous: None,
         }
     }
 

@@ -44,6 +44,9 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         engine_stopped(plane, job, control, &cancelled, JobState::Aborted).await;
         return Ok(());
     }
+    if job.continuous && resource.kind == SourceKind::Postgres {
+        return crate::dataplane::pitr::run(plane, job, &resource, &vault, control).await;
+    }
     let repo = storage::repo_for(plane, &vault, None).await?;
     let parent = recovery_points::latest_for_resource(
         plane,
@@ -210,6 +213,7 @@ pub(crate) fn recovery_point(
             .then(|| resource.source.display().to_string()),
         composite: Default::default(),
         tier: None,
+        continuous: None,
     }
 }
 
@@ -413,6 +417,7 @@ mod tests {
             created_by: None,
             copy_actions: Vec::new(),
             index_resource_types: Vec::new(),
+            continuous: false,
             expired_message: None,
         };
         let saved = vault.clone();

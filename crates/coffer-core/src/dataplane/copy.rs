@@ -101,6 +101,7 @@ async fn run_inner(plane: &Executor, job: &JobRecord, control: &JobControl) -> R
         // A copy stands on its own, outside any composite, in its vault's own repository.
         composite: Default::default(),
         tier: None,
+        continuous: None,
         // What was backed up, and when, stays the source's.
         ..rp.clone()
     };

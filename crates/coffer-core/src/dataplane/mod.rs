@@ -15,6 +15,7 @@ pub(crate) mod deletions;
 pub(crate) mod indexes;
 pub(crate) mod jobs;
 pub mod placement;
+pub(crate) mod pitr;
 pub(crate) mod postgres;
 pub(crate) mod reports;
 pub(crate) mod restore;

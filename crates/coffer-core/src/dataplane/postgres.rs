@@ -1,7 +1,8 @@
 //! RDS resources (PostgreSQL databases) in jobs: the connection a backup dumps through, built
 //! from the inventory entry and the password in the environment at the moment the job runs,
 //! and the restore of a dump into a new database on the resource's server (the database the
-//! restore metadata names, see `model::restore::database_name`).
+//! restore metadata names, see `model::restore::database_name`); a continuous recovery point
+//! is restored to a moment of its range (`dataplane::pitr`).
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::model::error::Result;
 use crate::model::inventory::Resource;
 use crate::model::jobs::JobRecord;
 use crate::model::recovery_points::RecoveryPointRecord;
-use crate::model::restore::database_name;
+use crate::model::restore::{database_name, point_in_time};
 use crate::model::states::JobState;
 use crate::model::vaults::VaultRecord;
 
@@ -52,6 +53,7 @@ pub(crate) async fn restore(
     control: &JobControl,
 ) -> Result<Option<String>> {
     let name = database_name(&job.metadata)?;
+    let at = point_in_time(&job.metadata, rp.continuous.as_ref())?;
     let Some(resource) = plane.inventory().get(&rp.resource_arn) else {
         let message = format!(
             "Resource {} is no longer in Coffer's inventory; a restore creates its database on that resource's server, so declare it again.",
@@ -79,15 +81,24 @@ pub(crate) async fn restore(
         engine_stopped(plane, job, control, &e, JobState::Aborted).await;
         return Ok(None);
     }
-    let repo = tiers::repo_holding(plane, vault, rp).await?;
-    let restored = pg::restore_database_async(
-        repo,
-        rp.snapshot.clone(),
-        server.with_database(&name),
-        control.observer(),
-        control.cancel.clone(),
-    )
-    .await;
+    let restored = match at {
+        Some(at) => {
+            let dest = server.with_database(&name);
+            crate::dataplane::pitr::restore(plane, job, rp, vault, dest, at, control).await?
+        }
+        None => {
+            let repo = tiers::repo_holding(plane, vault, rp).await?;
+            pg::restore_database_async(
+                repo,
+                rp.snapshot.clone(),
+                server.with_database(&name),
+                control.observer(),
+                control.cancel.clone(),
+            )
+            .await
+            .map(|_| ())
+        }
+    };
     if let Err(e) = restored {
         let (s, n) = (server.clone(), name.clone());
         if let Err(drop_err) = pg::blocking(move || s.drop_database(&n)).await {

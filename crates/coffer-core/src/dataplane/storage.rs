@@ -151,6 +151,13 @@ impl VaultStorage {
             .resolve(location, &self.root.with_file_name("s3-cache"))
             .map_err(|m| ApiError::internal(coffer_engine::Error::InvalidInput(m)).into())
     }
+
+    /// Where continuous backups of PostgreSQL stage the WAL they received until it is in the
+    /// vault (`pitr/<slot>/`), and where point-in-time restores recover
+    /// (`pitr/restore-<job>/`), beside the vaults (see docs/jobs.md).
+    pub(crate) fn pitr_dir(&self) -> PathBuf {
+        self.root.with_file_name("pitr")
+    }
 }
 
 /// A vault storage failure: internal, with the engine's error kept as the cause (a job's

@@ -106,6 +106,10 @@ pub(crate) struct JobRecord {
     /// Backup: the recovery point is indexed (StartBackupJob's Index, a rule's IndexActions).
     #[serde(default)]
     pub index: bool,
+    /// Backup made by a rule with EnableContinuousBackup: for an RDS resource it extends the
+    /// resource's continuous recovery point in the vault (`dataplane::pitr`).
+    #[serde(default)]
+    pub continuous: bool,
     /// Restore: the metadata given to StartRestoreJob.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -198,6 +202,7 @@ impl JobRecord {
             created_by_backup_job_id: None,
             copy_actions: Vec::new(),
             index: false,
+            continuous: false,
             metadata: BTreeMap::new(),
             created_resource_arn: None,
             validation_status: None,
@@ -774,6 +779,8 @@ pub(crate) struct BackupJobSpec {
     /// The resource types whose recovery points this job indexes (a rule's IndexActions;
     /// StartBackupJob with Index ENABLED names its resource's type).
     pub index_resource_types: Vec<String>,
+    /// The rule has EnableContinuousBackup.
+    pub continuous: bool,
     /// When set, the job is recorded already EXPIRED with this message (a firing whose start
     /// window ended before it could be started).
     pub expired_message: Option<String>,
@@ -806,6 +813,7 @@ pub(crate) fn create_backup_job(tx: &mut dyn Txn, spec: BackupJobSpec) -> Result
         created_by: spec.created_by,
         copy_actions: spec.copy_actions,
         index: spec.index_resource_types.contains(&spec.resource_type),
+        continuous: spec.continuous,
         ..JobRecord::new(
             JobKind::Backup,
             &spec.account,

@@ -57,6 +57,32 @@ pub(crate) struct RecoveryPointRecord {
     /// (`model::tier_moves`).
     #[serde(default)]
     pub tier: Option<crate::model::states::Tier>,
+    /// A continuous backup (a PostgreSQL base backup, `snapshot`, plus its WAL); `None` for a
+    /// snapshot recovery point.
+    #[serde(default)]
+    pub continuous: Option<Continuous>,
+}
+
+/// What a continuous recovery point holds beyond its base backup: the WAL received so far and
+/// the range of moments it can be restored to (times from the database server's clock, the
+/// one its commit timestamps use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Continuous {
+    /// The physical replication slot on the source server that holds WAL for Coffer.
+    pub slot: String,
+    /// The database restores take from the recovered server.
+    pub database: String,
+    /// One snapshot per sync with the WAL segments it received, oldest first.
+    pub wal: Vec<SnapshotRef>,
+    pub earliest_restorable: DateTime<Utc>,
+    pub latest_restorable: DateTime<Utc>,
+}
+
+/// The id of a new continuous recovery point of database `name`: AWS names these
+/// `continuous:db-NAME-SUFFIX`, so their ARNs say what they are.
+pub(crate) fn continuous_id(name: &str) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("continuous:db-{name}-{}", &suffix[..8])
 }
 
 /// Where a recovery point stands in a composite (nothing, for an ordinary point).
@@ -372,5 +398,17 @@ pub(crate) fn remove(
         next_attempt: None,
         failed_at: None,
     };
-    deletions::enqueue(tx, &d)
+    deletions::enqueue(tx, &d)?;
+    // A continuous point's WAL snapshots go with it, each its own removal.
+    for (i, wal) in rp.continuous.iter().flat_map(|c| &c.wal).enumerate() {
+        deletions::enqueue(
+            tx,
+            &deletions::Deletion {
+                snapshot: wal.clone(),
+                rp_key: format!("{}#wal{i}", rp.key()),
+                ..d.clone()
+            },
+        )?;
+    }
+    Ok(())
 }

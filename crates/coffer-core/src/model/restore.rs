@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use coffer_api::ApiError;
 
 use crate::model::error::Result;
+use crate::model::recovery_points::Continuous;
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::path::PathBuf;
 
 use coffer_engine::RestoreOptions;
@@ -100,9 +102,8 @@ pub(crate) fn plan(
 
 // RDS (PostgreSQL)
 /// The new database an RDS restore creates: `DBName`, or `DBInstanceIdentifier` when there is
-/// no `DBName` (RDS's own restore keys). `Engine`, when given, must be `postgres`. Restores to
-/// a point in time (`RestoreTime`, `UseLatestRestorableTime`) need a continuous recovery point,
-/// which Coffer does not make yet.
+/// no `DBName` (RDS's own restore keys). `Engine`, when given, must be `postgres`. The moment
+/// to restore to is [`point_in_time`]'s.
 pub(crate) fn database_name(metadata: &BTreeMap<String, String>) -> Result<String> {
     if let Some(engine) = metadata.get("Engine").filter(|e| !e.is_empty())
         && !engine.eq_ignore_ascii_case("postgres")
@@ -111,17 +112,6 @@ pub(crate) fn database_name(metadata: &BTreeMap<String, String>) -> Result<Strin
             "Restore metadata Engine '{engine}' cannot be restored by Coffer: its RDS resources are PostgreSQL databases (Engine \"postgres\")."
         ))
         .into());
-    }
-    for key in ["RestoreTime", "UseLatestRestorableTime"] {
-        if metadata
-            .get(key)
-            .is_some_and(|v| !v.is_empty() && v != "false")
-        {
-            return Err(ApiError::invalid_parameter(format!(
-                "Restore metadata {key} asks for a point-in-time restore, which needs a continuous recovery point; this one is a snapshot. Remove {key}."
-            ))
-            .into());
-        }
     }
     let name = ["DBName", "DBInstanceIdentifier"]
         .iter()
@@ -138,6 +128,75 @@ pub(crate) fn database_name(metadata: &BTreeMap<String, String>) -> Result<Strin
         .into());
     }
     Ok(name.clone())
+}
+
+/// The moment an RDS restore recovers to: `None` for a snapshot point (which takes neither
+/// `RestoreTime` nor `UseLatestRestorableTime`); for a continuous point, `RestoreTime` (RFC
+/// 3339) when it lies inside the point's restorable range, else its latest restorable time
+/// (`UseLatestRestorableTime` `true`, or neither key given).
+pub(crate) fn point_in_time(
+    metadata: &BTreeMap<String, String>,
+    continuous: Option<&Continuous>,
+) -> Result<Option<DateTime<Utc>>> {
+    let time = metadata.get("RestoreTime").filter(|v| !v.is_empty());
+    let latest = match metadata.get("UseLatestRestorableTime").map(String::as_str) {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "Restore metadata UseLatestRestorableTime is '{v}'; use true or false."
+            ))
+            .into());
+        }
+    };
+    let Some(c) = continuous else {
+        if let Some(key) = [
+            ("RestoreTime", time.is_some()),
+            ("UseLatestRestorableTime", latest),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(*k))
+        {
+            return Err(ApiError::invalid_parameter(format!(
+                "Restore metadata {key} asks for a point-in-time restore, which needs a continuous recovery point; this one is a snapshot. Remove {key}."
+            ))
+            .into());
+        }
+        return Ok(None);
+    };
+    let range = || {
+        format!(
+            "from {} to {}",
+            c.earliest_restorable
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+            c.latest_restorable
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+        )
+    };
+    let Some(time) = time else {
+        return Ok(Some(c.latest_restorable));
+    };
+    if latest {
+        return Err(ApiError::invalid_parameter(
+            "Restore metadata gives both RestoreTime and UseLatestRestorableTime=true; give one of them.",
+        )
+        .into());
+    }
+    let at = DateTime::parse_from_rfc3339(time)
+        .map_err(|_| {
+            ApiError::invalid_parameter(format!(
+                "Restore metadata RestoreTime '{time}' is not a timestamp; write it in RFC 3339, e.g. 2024-05-01T12:30:00Z."
+            ))
+        })?
+        .with_timezone(&Utc);
+    if at < c.earliest_restorable || at > c.latest_restorable {
+        return Err(ApiError::invalid_parameter(format!(
+            "Restore metadata RestoreTime {time} is outside the recovery point's restorable range ({}); choose a time inside it or set UseLatestRestorableTime=true.",
+            range()
+        ))
+        .into());
+    }
+    Ok(Some(at))
 }
 
 /// Refuses, when the job is started, a new-location restore into a target that already holds
@@ -170,4 +229,75 @@ pub(crate) fn refuse_occupied_target(plan: &RestorePlan) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn code(r: Result<Option<DateTime<Utc>>>) -> String {
+        match r {
+            Err(e) => e.0.code().to_string(),
+            Ok(v) => format!("ok {v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_point_in_time_lies_inside_the_continuous_range() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let c = Continuous {
+            slot: "coffer_x".into(),
+            database: "shop".into(),
+            wal: Vec::new(),
+            earliest_restorable: at("2026-01-01T10:00:00Z"),
+            latest_restorable: at("2026-01-01T12:00:00Z"),
+        };
+        let inside = meta(&[("RestoreTime", "2026-01-01T11:00:00.5Z")]);
+        assert_eq!(
+            point_in_time(&inside, Some(&c)).unwrap(),
+            Some(at("2026-01-01T11:00:00.5Z"))
+        );
+        assert_eq!(
+            point_in_time(&meta(&[]), Some(&c)).unwrap(),
+            Some(c.latest_restorable)
+        );
+        let latest = meta(&[("UseLatestRestorableTime", "true")]);
+        assert_eq!(
+            point_in_time(&latest, Some(&c)).unwrap(),
+            Some(c.latest_restorable)
+        );
+        for bad in [
+            meta(&[("RestoreTime", "2026-01-01T09:59:59Z")]),
+            meta(&[("RestoreTime", "2026-01-01T12:00:01Z")]),
+            meta(&[("RestoreTime", "noon")]),
+            meta(&[
+                ("RestoreTime", "2026-01-01T11:00:00Z"),
+                ("UseLatestRestorableTime", "true"),
+            ]),
+            meta(&[("UseLatestRestorableTime", "yes")]),
+        ] {
+            assert_eq!(
+                code(point_in_time(&bad, Some(&c))),
+                "InvalidParameterValueException",
+                "{bad:?}"
+            );
+        }
+        // A snapshot point takes neither key.
+        assert_eq!(
+            code(point_in_time(&inside, None)),
+            "InvalidParameterValueException"
+        );
+        assert_eq!(
+            code(point_in_time(&latest, None)),
+            "InvalidParameterValueException"
+        );
+        assert_eq!(point_in_time(&meta(&[]), None).unwrap(), None);
+    }
 }

@@ -4,5 +4,6 @@
 
 pub mod bucket;
 pub mod postgres;
+pub mod postgres_pitr;
 pub(crate) mod s3;
 pub mod sqlite;

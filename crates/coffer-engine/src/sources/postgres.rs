@@ -133,6 +133,28 @@ impl PgConn {
         &self.database
     }
 
+    /// The login's user name (`postgres` when the URL names none).
+    #[must_use]
+    pub fn user(&self) -> String {
+        let rest = self.base.split_once("://").map_or("", |(_, r)| r);
+        match rest.rsplit_once('@') {
+            Some((u, _)) if !u.is_empty() => percent_decode(u),
+            _ => "postgres".to_string(),
+        }
+    }
+
+    /// A server on this machine reached through its Unix socket in `dir` on `port`, as
+    /// `user`, without a password (the temporary server of a point-in-time restore).
+    #[must_use]
+    pub fn local_socket(dir: &std::path::Path, port: u16, user: &str, database: &str) -> Self {
+        Self {
+            base: format!("postgresql://{user}@"),
+            database: database.to_string(),
+            query: format!("host={}&port={port}", dir.display()),
+            password: None,
+        }
+    }
+
     /// The same server and login, another database.
     #[must_use]
     pub fn with_database(&self, name: &str) -> Self {
@@ -154,7 +176,7 @@ impl PgConn {
     }
 
     /// A command for `tool` with this connection's password in its environment.
-    fn command(&self, tool: &str) -> Result<Command> {
+    pub(crate) fn command(&self, tool: &str) -> Result<Command> {
         let mut cmd = Command::new(find_tool(tool)?);
         cmd.env("PGCONNECT_TIMEOUT", "10")
             .env("PGAPPNAME", "coffer")
@@ -245,7 +267,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// The line of a PostgreSQL tool's error output that says what went wrong.
-fn error_line(stderr: &str) -> String {
+pub(crate) fn error_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
@@ -262,7 +284,7 @@ fn error_line(stderr: &str) -> String {
 
 /// Where a PostgreSQL client tool is: in `COFFER_PG_BINDIR` when that is set, otherwise on
 /// the PATH, otherwise in the newest `/usr/lib/postgresql/*/bin` (Debian's layout).
-fn find_tool(tool: &str) -> Result<PathBuf> {
+pub(crate) fn find_tool(tool: &str) -> Result<PathBuf> {
     let missing = |place: String| {
         Error::Database(format!(
             "the PostgreSQL client tool {tool} was not found {place}; install the PostgreSQL \
@@ -308,7 +330,7 @@ fn find_tool(tool: &str) -> Result<PathBuf> {
 
 /// Collects a child's error output on a thread (so a full pipe never blocks it), keeping
 /// the last 16 KiB.
-fn collect_stderr(child: &mut Child) -> Option<JoinHandle<String>> {
+pub(crate) fn collect_stderr(child: &mut Child) -> Option<JoinHandle<String>> {
     let mut stderr = child.stderr.take()?;
     Some(std::thread::spawn(move || {
         let mut kept = Vec::new();
@@ -366,7 +388,7 @@ impl PostgresDump {
             stdout,
             stderr,
             failure: failure.clone(),
-            url: conn.url(),
+            what: format!("pg_dump of PostgreSQL database {}", conn.url()),
             done: false,
         })
     }
@@ -425,14 +447,16 @@ impl Source for PostgresDump {
     }
 }
 
-/// `pg_dump`'s output; at its end, `pg_dump`'s exit status decides whether the dump is whole.
-struct DumpReader {
-    child: Child,
-    stdout: ChildStdout,
-    stderr: Option<JoinHandle<String>>,
-    failure: Arc<Mutex<Option<String>>>,
-    url: String,
-    done: bool,
+/// A tool's output (`pg_dump`, `pg_basebackup`); at its end, the tool's exit status decides
+/// whether the stream is whole.
+pub(crate) struct DumpReader {
+    pub(crate) child: Child,
+    pub(crate) stdout: ChildStdout,
+    pub(crate) stderr: Option<JoinHandle<String>>,
+    pub(crate) failure: Arc<Mutex<Option<String>>>,
+    /// What the stream is, for the failure message ("pg_dump of PostgreSQL database URL").
+    pub(crate) what: String,
+    pub(crate) done: bool,
 }
 
 impl Read for DumpReader {
@@ -447,11 +471,7 @@ impl Read for DumpReader {
                 .and_then(|h| h.join().ok())
                 .unwrap_or_default();
             if !status.success() {
-                let message = format!(
-                    "pg_dump of PostgreSQL database {} failed: {}",
-                    self.url,
-                    error_line(&stderr)
-                );
+                let message = format!("{} failed: {}", self.what, error_line(&stderr));
                 *self
                     .failure
                     .lock()

@@ -24,6 +24,7 @@ mod legal_holds;
 mod notifications;
 mod ops;
 mod plans;
+mod postgres_pitr;
 mod postgres_source;
 mod protocol;
 mod restore_access;

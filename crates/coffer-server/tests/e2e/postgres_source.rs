@@ -22,7 +22,7 @@ const DAY: i64 = 86_400;
 
 /// The PostgreSQL server to use, or `None` (printing that the test skipped). Under `CI=true`
 /// a missing server fails the test.
-fn admin_url(test: &str) -> Option<String> {
+pub(crate) fn admin_url(test: &str) -> Option<String> {
     let url = ["COFFER_E2E_POSTGRES", "COFFER_TEST_POSTGRES"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
@@ -37,7 +37,7 @@ fn admin_url(test: &str) -> Option<String> {
 }
 
 /// Runs `sql` with psql against `url`; returns the unaligned output.
-fn psql(url: &str, sql: &str) -> String {
+pub(crate) fn psql(url: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
         .args([url, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
         .output()
@@ -51,7 +51,7 @@ fn psql(url: &str, sql: &str) -> String {
 }
 
 /// `url` without its password, and the password.
-fn split_password(url: &str) -> (String, String) {
+pub(crate) fn split_password(url: &str) -> (String, String) {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (userinfo, host) = rest.split_once('@').unwrap();
     let (user, password) = userinfo.split_once(':').unwrap();

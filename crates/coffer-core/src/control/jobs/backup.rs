@@ -113,6 +113,8 @@ pub(crate) async fn start_backup_job(
             Some(Index::Enabled) => vec![resource.resource_type.clone()],
             _ => Vec::new(),
         },
+        // AWS makes continuous backups only through a plan's rule, never on demand.
+        continuous: false,
         expired_message: None,
     };
     let stored = plane

@@ -38,6 +38,13 @@ pub(crate) async fn start_copy_job(
         .await?;
     // Unlike AWS, Coffer copies a cold recovery point: the copy reads it from the cold tier
     // (docs/tiering.md).
+    if rp.continuous.is_some() {
+        return Err(coffer_api::ApiError::invalid_request(format!(
+            "Recovery point {} is a continuous backup of a PostgreSQL database; Coffer does not copy continuous recovery points yet. Restore it to a point in time instead, or copy a snapshot recovery point of the resource.",
+            rp.arn
+        ))
+        .into());
+    }
     if let Some(l) = &input.lifecycle {
         lifecycle::check_given(l)?;
     }

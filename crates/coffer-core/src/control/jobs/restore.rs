@@ -69,6 +69,7 @@ pub(crate) async fn start_restore_job(
         bucket_plan(&input.metadata, bucket_of_arn(&rp.resource_arn))?;
     } else if rp.resource_type == "RDS" {
         database_name(&input.metadata)?;
+        point_in_time(&input.metadata, rp.continuous.as_ref())?;
     } else {
         let target = plan(&input.metadata, rp.source_path.as_deref())?;
         if !already_started(plane, ctx, input.idempotency_token.as_deref()).await? {
@@ -327,6 +328,20 @@ pub(crate) async fn get_recovery_point_restore_metadata(
         // A database is restored into a new database that DBName names.
         metadata.insert("DBName".to_string(), String::new());
         metadata.insert("Engine".to_string(), "postgres".to_string());
+        if let Some(c) = &rp.continuous {
+            // A continuous point restores to a moment of its range: RDS's keys, and the range
+            // itself (Coffer's keys, since AWS's recovery point shapes have no field for it).
+            let at = |t: &chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            };
+            metadata.insert("RestoreTime".to_string(), String::new());
+            metadata.insert("UseLatestRestorableTime".to_string(), "true".to_string());
+            metadata.insert(
+                "EarliestRestorableTime".to_string(),
+                at(&c.earliest_restorable),
+            );
+            metadata.insert("LatestRestorableTime".to_string(), at(&c.latest_restorable));
+        }
     } else {
         metadata.insert("targetPath".to_string(), String::new());
         metadata.insert("inPlace".to_string(), "false".to_string());

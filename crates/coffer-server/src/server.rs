@@ -183,7 +183,10 @@ pub async fn run(config: Config) -> Result<()> {
         .is_some_and(StoreHandle::is_postgres);
     let storage = VaultStorage::open(&data_dir)
         .and_then(|s| s.with_placement(config.vault_storage.clone()))
-        .map(|s| s.shared_with_other_nodes(shared).with_tiers(config.file.tiers.dirs()))
+        .map(|s| {
+            s.shared_with_other_nodes(shared)
+                .with_tiers(config.file.tiers.dirs())
+        })
         .map_err(|e| anyhow::anyhow!("opening vault storage: {e}"))?;
     match &config.vault_storage.s3 {
         Some(s3) => tracing::info!(

@@ -309,9 +309,10 @@ pub(crate) async fn summaries(
 }
 
 /// GetPITRMalwareScanResults: results of scans of a continuous backup at a point in time.
-/// Coffer makes no continuous backups, so every recovery point it holds is a snapshot without
-/// such results: the answer is ResourceNotFoundException, as for a point never scanned that
-/// way (its scan jobs are read with DescribeScanJob / ListScanJobs).
+/// Coffer scans the files of snapshot recovery points only (its continuous points, of
+/// PostgreSQL databases, hold no files to scan), so no point has such results: the answer is
+/// ResourceNotFoundException, as for a point never scanned that way (its scan jobs are read
+/// with DescribeScanJob / ListScanJobs).
 pub(crate) async fn pitr_results(
     meta: &Meta,
     ctx: &RequestContext,
@@ -328,7 +329,7 @@ pub(crate) async fn pitr_results(
         .read(move |tx| recovery_points::find_in_vault(tx, &a, &r, &vault, &arn))
         .await?;
     Err(ApiError::not_found(format!(
-        "Recovery point {} has no point-in-time malware scan results: it is a snapshot, not a continuous backup (Coffer makes no continuous backups). Its scan jobs are listed by ListScanJobs with ByRecoveryPointArn.",
+        "Recovery point {} has no point-in-time malware scan results: Coffer scans snapshot recovery points and does not scan continuous backups. Its scan jobs are listed by ListScanJobs with ByRecoveryPointArn.",
         input.recovery_point_arn
     ))
     .into())

@@ -353,13 +353,14 @@ fn accepts(
         .iter()
         .flatten()
         .any(|p| vault_matches(p, &rp.vault_arn));
-    // Every Coffer recovery point is a snapshot (Coffer makes no continuous backups).
-    let snapshots = s
-        .recovery_point_types
-        .iter()
-        .flatten()
-        .any(|t| *t == RestoreTestingRecoveryPointType::Snapshot);
-    in_window && included && !excluded && snapshots && rp.status == RecoveryPointStatus::Completed
+    // A continuous recovery point (of a PostgreSQL database) is CONTINUOUS; any other SNAPSHOT.
+    let kind = if rp.continuous.is_some() {
+        RestoreTestingRecoveryPointType::Continuous
+    } else {
+        RestoreTestingRecoveryPointType::Snapshot
+    };
+    let of_kind = s.recovery_point_types.iter().flatten().any(|t| *t == kind);
+    in_window && included && !excluded && of_kind && rp.status == RecoveryPointStatus::Completed
 }
 
 /// The recovery point of `resource_arn` the plan's selection picks for a run at `at`, if any.

@@ -120,7 +120,8 @@ async fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Ser
 /// racing its end.
 const PAUSE_BACKUPS: (&str, &str) = ("COFFER_TEST_PAUSE_AT", "backup");
 
-async fn backup(c: &Client, vault: &str, arn: &str) -> String {
+/// Backs `arn` up into `vault` and waits: the recovery point's ARN (the job must complete).
+pub(crate) async fn backup(c: &Client, vault: &str, arn: &str) -> String {
     let out = c
         .start_backup_job()
         .backup_vault_name(vault)

@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 
 use aws_sdk_backup::Client;
-use aws_sdk_backup::types::{BackupJobState, CopyJobState, RestoreJobStatus};
+use aws_sdk_backup::types::{CopyJobState, RestoreJobStatus};
 use coffer_engine::S3Endpoint;
 
 use crate::bucket_source::{ROLE, s3, s3_endpoint};
 use crate::harness::*;
-use crate::jobs::{make_tree, snapshot};
+use crate::jobs::{backup, make_tree, snapshot};
 
 const EFS_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-cloud";
 const EFS2_ARN: &str = "arn:aws:elasticfilesystem:us-east-1:111122223333:file-system/fs-other";
@@ -99,25 +99,6 @@ pub async fn objects_under(ep: &S3Endpoint, prefix: &str) -> Vec<String> {
         keys
     })
     .await
-}
-
-async fn backup(c: &Client, vault: &str, arn: &str) -> String {
-    let out = c
-        .start_backup_job()
-        .backup_vault_name(vault)
-        .resource_arn(arn)
-        .iam_role_arn(ROLE)
-        .send()
-        .await
-        .unwrap();
-    let j = wait_backup(c, out.backup_job_id().unwrap()).await;
-    assert_eq!(
-        j.state(),
-        Some(&BackupJobState::Completed),
-        "{:?}",
-        j.status_message()
-    );
-    j.recovery_point_arn().unwrap().to_string()
 }
 
 async fn copy(c: &Client, rp: &str, from: &str, to_arn: &str) -> String {

@@ -161,8 +161,14 @@ async fn search(s: &Search, scope: SearchScope, filter: Option<EbsItemFilter>) -
         .search_job_identifier()
         .unwrap()
         .to_string();
+    wait_search(s, &id).await;
+    id
+}
+
+/// Waits until search job `id` is no longer RUNNING; its state then.
+async fn wait_search(s: &Search, id: &str) -> SearchJobState {
     wait_until("the search job to end", 60, || {
-        let (s, id) = (s.clone(), id.clone());
+        let (s, id) = (s.clone(), id.to_string());
         async move {
             let j = s
                 .get_search_job()
@@ -170,11 +176,10 @@ async fn search(s: &Search, scope: SearchScope, filter: Option<EbsItemFilter>) -
                 .send()
                 .await
                 .unwrap();
-            (j.status() != &SearchJobState::Running).then_some(())
+            (j.status() != &SearchJobState::Running).then(|| j.status().clone())
         }
     })
-    .await;
-    id
+    .await
 }
 
 /// Every result of a search job, paging with a small page: (path, size, recovery point).
@@ -386,19 +391,7 @@ async fn filters_stop_export_tags_and_refusals() {
         .search_job_identifier()
         .unwrap()
         .to_string();
-    wait_until("the size search to end", 60, || {
-        let (s, id) = (s.clone(), id.clone());
-        async move {
-            let j = s
-                .get_search_job()
-                .search_job_identifier(id)
-                .send()
-                .await
-                .unwrap();
-            (j.status() != &SearchJobState::Running).then_some(())
-        }
-    })
-    .await;
+    wait_search(&s, &id).await;
     assert_eq!(
         paths(results(&s, &id).await),
         ["/a/one.txt", "/a/two.txt", "/b/four.log"]
@@ -594,19 +587,7 @@ async fn filters_stop_export_tags_and_refusals() {
     assert_eq!(t.tags().unwrap().keys().collect::<Vec<_>>(), ["owner"]);
     // The job runs in the background: wait for it to end before filtering by COMPLETED.
     let tagged_id = tagged.search_job_identifier().unwrap().to_string();
-    wait_until("the tagged search job to complete", 60, || {
-        let (s, id) = (s.clone(), tagged_id.clone());
-        async move {
-            let j = s
-                .get_search_job()
-                .search_job_identifier(id)
-                .send()
-                .await
-                .unwrap();
-            (j.status() == &SearchJobState::Completed).then_some(())
-        }
-    })
-    .await;
+    assert_eq!(wait_search(&s, &tagged_id).await, SearchJobState::Completed);
     let listed = s
         .list_search_jobs()
         .by_status(SearchJobState::Completed)

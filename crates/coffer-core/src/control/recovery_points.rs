@@ -165,37 +165,56 @@ pub(crate) async fn delete(
     ctx: &RequestContext,
     input: DeleteRecoveryPointInput,
 ) -> Result<()> {
+    let target = Target {
+        action: "backup:DeleteRecoveryPoint",
+        vault_name: input.backup_vault_name,
+        rp_arn: input.recovery_point_arn,
+        continuous_only: false,
+    };
+    remove_point(plane, ctx, target).await
+}
+
+/// What DeleteRecoveryPoint or DisassociateRecoveryPoint removes.
+struct Target {
+    /// The IAM action a vault access policy is checked for.
+    action: &'static str,
+    vault_name: String,
+    rp_arn: String,
+    /// Disassociate: only a continuous point may go this way.
+    continuous_only: bool,
+}
+
+/// Removes a recovery point after every check that guards it (shared points, restore access
+/// vaults, the vault's access policy, composites, vault lock and legal holds in
+/// `composite::delete`). Its data (and a continuous point's replication slot) go with the
+/// queued removal the runner carries out.
+async fn remove_point(plane: &Executor, ctx: &RequestContext, t: Target) -> Result<()> {
     let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
     let now = plane.clock().now();
     plane
         .store()
         .write(move |tx| -> Result<()> {
-            refuse_shared_delete(&a, &input.recovery_point_arn)?;
-            let vkey = vaults::key(&a, &r, &input.backup_vault_name);
-            let mut vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
+            refuse_shared_delete(&a, &t.rp_arn)?;
+            let vkey = vaults::key(&a, &r, &t.vault_name);
+            let mut vault = vaults::load(tx, &vkey, &t.vault_name)?;
             if vault.mpa.restore_access.is_some() {
                 return Err(restore_access::access_denied(
                     &a,
-                    "backup:DeleteRecoveryPoint",
-                    &input.recovery_point_arn,
+                    t.action,
+                    &t.rp_arn,
                     "A restore access backup vault is read-only: its recovery points can be restored, never deleted.",
                 )
                 .into());
             }
-            vault_policy::check_not_denied(
-                tx,
-                &vkey,
-                "backup:DeleteRecoveryPoint",
-                &[&input.recovery_point_arn, &vault.arn],
-                &a,
-            )?;
-            let rp = find_in_vault(
-                tx,
-                &a,
-                &r,
-                &input.backup_vault_name,
-                &input.recovery_point_arn,
-            )?;
+            vault_policy::check_not_denied(tx, &vkey, t.action, &[&t.rp_arn, &vault.arn], &a)?;
+            let rp = find_in_vault(tx, &a, &r, &t.vault_name, &t.rp_arn)?;
+            if t.continuous_only && rp.continuous.is_none() {
+                return Err(ApiError::invalid_request(format!(
+                    "Recovery point {} is a snapshot recovery point; only continuous backup recovery points can be disassociated. Use DeleteRecoveryPoint to delete it.",
+                    rp.arn
+                ))
+                .into());
+            }
             if let Some(why) = composite::nested_refusal(&rp) {
                 return Err(ApiError::invalid_request(why).into());
             }
@@ -267,30 +286,22 @@ pub(crate) async fn update_lifecycle(
     })
 }
 
+/// DisassociateRecoveryPoint: a continuous point leaves Coffer as AWS describes it, "deleted
+/// from AWS Backup, control released to the source service": the point and its base backup
+/// and WAL go, and its replication slot is dropped on the database server. The next
+/// continuous backup of the database starts a new point. A snapshot point is refused.
 pub(crate) async fn disassociate(
-    meta: &Meta,
+    plane: &Executor,
     ctx: &RequestContext,
     input: DisassociateRecoveryPointInput,
 ) -> Result<()> {
-    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
-    vaults::get(meta, &a, &r, &input.backup_vault_name).await?;
-    let rp = meta
-        .store()
-        .read(move |tx| {
-            find_in_vault(
-                tx,
-                &a,
-                &r,
-                &input.backup_vault_name,
-                &input.recovery_point_arn,
-            )
-        })
-        .await?;
-    Err(ApiError::invalid_request(format!(
-        "Recovery point {} is a snapshot recovery point; only continuous backup recovery points can be disassociated. Use DeleteRecoveryPoint to delete it.",
-        rp.arn
-    ))
-    .into())
+    let target = Target {
+        action: "backup:DisassociateRecoveryPoint",
+        vault_name: input.backup_vault_name,
+        rp_arn: input.recovery_point_arn,
+        continuous_only: true,
+    };
+    remove_point(plane, ctx, target).await
 }
 
 /// DisassociateRecoveryPointFromParent: the nested point stands on its own from now on, with

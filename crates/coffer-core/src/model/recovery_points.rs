@@ -397,8 +397,18 @@ pub(crate) fn remove(
         last_error: None,
         next_attempt: None,
         failed_at: None,
+        release_slot: None,
     };
-    deletions::enqueue(tx, &d)?;
+    deletions::enqueue(
+        tx,
+        &deletions::Deletion {
+            release_slot: rp.continuous.as_ref().map(|c| deletions::SlotRelease {
+                resource_arn: rp.resource_arn.clone(),
+                slot: c.slot.clone(),
+            }),
+            ..d.clone()
+        },
+    )?;
     // A continuous point's WAL snapshots go with it, each its own removal.
     for (i, wal) in rp.continuous.iter().flat_map(|c| &c.wal).enumerate() {
         deletions::enqueue(

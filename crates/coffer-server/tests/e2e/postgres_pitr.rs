@@ -362,6 +362,28 @@ async fn a_continuous_backup_restores_the_rows_committed_by_any_moment_of_its_ra
         );
     }
 
+    // A continuous point is not copied (yet): the refusal says what to do instead.
+    let err = c
+        .start_copy_job()
+        .source_backup_vault_name("main")
+        .recovery_point_arn(&rp)
+        .destination_backup_vault_arn(format!(
+            "arn:aws:backup:us-east-1:{ACCOUNT}:backup-vault:main"
+        ))
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .expect_err("a continuous point is not copied");
+    let svc = err.into_service_error();
+    assert!(svc.is_invalid_request_exception(), "{svc:?}");
+    assert!(
+        svc.meta()
+            .message()
+            .unwrap_or("")
+            .contains("Restore it to a point in time"),
+        "{svc:?}"
+    );
+
     // Disassociating the point deletes it and its data, and drops its replication slot on
     // the server: nothing keeps WAL for Coffer any more.
     let ours = {

@@ -189,3 +189,121 @@ fn scan_every_job(
     }
     Ok(job_index::in_order(jobs, after, limit))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::clock::Clock;
+    use chrono::{Duration, TimeZone, Utc};
+    use coffer_store::StoreHandle;
+
+    const A: &str = "111122223333";
+    const R: &str = "us-east-1";
+
+    /// Every page of a listing, pages of `max`: the job ids in order.
+    async fn list_all(meta: &Meta, filter: &JobFilter, max: i32) -> Vec<String> {
+        let ctx = RequestContext::new(A, R);
+        let mut ids = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let (page, next) = list_jobs(
+                meta,
+                &ctx,
+                JobKind::Restore,
+                filter,
+                token.as_deref(),
+                Some(max),
+                |j| j.id.clone(),
+            )
+            .await
+            .unwrap();
+            ids.extend(page);
+            match next {
+                Some(n) => token = Some(n),
+                None => return ids,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_old_store_lists_the_same_before_and_after_its_backfill() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let meta = Meta::new(store.clone(), Clock::system());
+        let t0 = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+        store
+            .write(move |tx| -> Result<()> {
+                for i in 0..40i64 {
+                    let mut j = JobRecord::new(
+                        JobKind::Restore,
+                        A,
+                        R,
+                        // Several jobs share a creation time: the id orders them.
+                        t0 + Duration::minutes(i / 3),
+                        format!("arn:aws:s3:::bucket-{}", i % 3),
+                        "S3".into(),
+                    );
+                    j.id = format!("R-{:02}", (i * 7) % 40);
+                    if i % 2 == 0 {
+                        j.state = JobState::Completed;
+                        j.completion_date = Some(t0 + Duration::hours(1) - Duration::minutes(i));
+                    }
+                    // Written as an earlier Coffer did: the record alone, no index entries.
+                    tx.put(j.kind.table(), &j.key(), &serde_json::to_vec(&j)?)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let at = |m: i64| Some(coffer_api::Timestamp(t0 + Duration::minutes(m)));
+        let filters = [
+            JobFilter::default(),
+            JobFilter {
+                resource_arn: Some("arn:aws:s3:::bucket-1".into()),
+                ..Default::default()
+            },
+            JobFilter {
+                state: Some(Some(JobState::Completed)),
+                created: Bounds {
+                    after: at(2),
+                    before: at(9),
+                },
+                ..Default::default()
+            },
+            JobFilter {
+                completed: Bounds {
+                    after: at(30),
+                    before: at(50),
+                },
+                ..Default::default()
+            },
+        ];
+        let mut before = Vec::new();
+        for f in &filters {
+            before.push(list_all(&meta, f, 3).await);
+        }
+        assert_eq!(before[0].len(), 40);
+        assert!(before.iter().all(|ids| !ids.is_empty()));
+        while !store.write(|tx| job_index::backfill(tx, 7)).await.unwrap() {}
+        for (f, old) in filters.iter().zip(&before) {
+            assert_eq!(&list_all(&meta, f, 3).await, old);
+            assert_eq!(&list_all(&meta, f, 1000).await, old);
+        }
+        // A token that names no position is refused as before.
+        let ctx = RequestContext::new(A, R);
+        let bad = list_jobs(
+            &meta,
+            &ctx,
+            JobKind::Restore,
+            &filters[0],
+            Some("zz"),
+            None,
+            |j| j.id.clone(),
+        )
+        .await;
+        assert_eq!(
+            bad.err().map(|e| e.0.code().to_string()).as_deref(),
+            Some("InvalidParameterValueException")
+        );
+    }
+}

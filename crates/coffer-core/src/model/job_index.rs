@@ -365,7 +365,7 @@ pub(crate) fn page<T>(
     };
     let from = plan.created.0.map(|t| format!("{prefix}{:020}", micros(t)));
     let token = after.map(|p| format!("{prefix}{}", p.0));
-    let to = plan.created.1.map(micros);
+    let to = plan.created.1.map(|t| format!("{:020}", micros(t)));
     let mut cursor = from.max(token);
     walk(tx, plan, &prefix, &mut cursor, to, limit, load)
 }
@@ -377,7 +377,7 @@ fn walk<T>(
     plan: &Plan,
     prefix: &str,
     cursor: &mut Option<String>,
-    to: Option<i64>,
+    to: Option<String>,
     limit: usize,
     mut load: impl FnMut(&mut dyn Txn, &str) -> Result<Option<T>>,
 ) -> Result<(Vec<T>, Option<Position>)> {
@@ -391,7 +391,7 @@ fn walk<T>(
                 *cursor = Some(key);
                 continue;
             };
-            if to.is_some_and(|t| pos.0[..20] > *format!("{t:020}")) {
+            if to.as_deref().is_some_and(|t| &pos.0[..20] > t) {
                 return Ok((out, None));
             }
             *cursor = Some(key);
@@ -552,7 +552,7 @@ mod tests {
             } else {
                 resource
             },
-            if i % 2 == 0 { "EBS" } else { "EFS" }.into(),
+            if i.is_multiple_of(2) { "EBS" } else { "EFS" }.into(),
         );
         j.id = format!("JOB-{i:03}");
         j.vault_name = format!("v{}", i % 3);

@@ -157,6 +157,7 @@ impl JobRecord {
     pub fn is_terminal(&self) -> bool {
         self.state.is_terminal()
     }
+
     /// What the job indexes hold of this job (`job_index`).
     pub fn indexed(&self) -> job_index::Indexed {
         job_index::Indexed {

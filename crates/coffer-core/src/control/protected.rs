@@ -8,10 +8,12 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, page};
+use crate::model::job_index::{self, Field};
+use crate::model::jobs::{JobKind, JobRecord, load_job, page};
+use crate::model::paging::scan_all;
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::JobState;
-use crate::model::{Meta, jobs, recovery_points, vaults};
+use crate::model::{Meta, recovery_points, vaults};
 
 fn latest_by_resource(points: Vec<RecoveryPointRecord>) -> Vec<RecoveryPointRecord> {
     let mut latest: BTreeMap<String, RecoveryPointRecord> = BTreeMap::new();
@@ -91,6 +93,47 @@ pub(crate) async fn list_by_vault(
     })
 }
 
+/// The newest completed restore job of a resource: read from the newest end of the restore
+/// jobs' resource index (`model::job_index`), or, while a store written by an earlier Coffer
+/// is being indexed, from every restore job of the scope.
+async fn latest_completed_restore(
+    meta: &Meta,
+    ctx: &RequestContext,
+    resource_arn: &str,
+) -> Result<Option<JobRecord>> {
+    let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
+    let resource = resource_arn.to_string();
+    let kind = JobKind::Restore;
+    let wanted = resource.clone();
+    let completed = move |j: &JobRecord| j.resource_arn == wanted && j.state == JobState::Completed;
+    meta.store()
+        .read(move |tx| -> Result<Option<JobRecord>> {
+            if !job_index::built(tx)? {
+                let prefix = format!("{account}:{region}:");
+                let mut latest: Option<JobRecord> = None;
+                for (_, v) in scan_all(tx, kind.table(), &prefix)? {
+                    let j: JobRecord = serde_json::from_slice(&v)?;
+                    let newer = latest
+                        .as_ref()
+                        .is_none_or(|l| (j.creation_date, &j.id) >= (l.creation_date, &l.id));
+                    if completed(&j) && newer {
+                        latest = Some(j);
+                    }
+                }
+                return Ok(latest);
+            }
+            let keys =
+                job_index::job_keys(tx, kind, &account, &region, Field::Resource, &resource)?;
+            for key in keys.iter().rev() {
+                if let Some(j) = load_job(tx, kind, key)?.filter(&completed) {
+                    return Ok(Some(j));
+                }
+            }
+            Ok(None)
+        })
+        .await
+}
+
 pub(crate) async fn describe(
     meta: &Meta,
     ctx: &RequestContext,
@@ -108,11 +151,7 @@ pub(crate) async fn describe(
         ))
         .into());
     };
-    let restore = jobs::all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Restore)
-        .await?
-        .into_iter()
-        .filter(|j| j.resource_arn == input.resource_arn && j.state == JobState::Completed)
-        .max_by_key(|j| j.creation_date);
+    let restore = latest_completed_restore(meta, ctx, &input.resource_arn).await?;
     Ok(DescribeProtectedResourceOutput {
         last_backup_time: Some(Timestamp(p.creation_date)),
         last_backup_vault_arn: Some(p.vault_arn.clone()),

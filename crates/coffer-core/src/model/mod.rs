@@ -21,6 +21,7 @@ pub(crate) mod frameworks;
 pub mod history;
 pub(crate) mod indexes;
 pub mod inventory;
+pub(crate) mod job_index;
 pub(crate) mod jobs;
 pub(crate) mod legal_holds;
 pub(crate) mod lifecycle;

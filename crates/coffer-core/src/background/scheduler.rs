@@ -543,6 +543,7 @@ mod tests {
     use crate::model::jobs::{JobKind, all_jobs};
     use crate::model::recovery_points::{self, RecoveryPointRecord};
     use crate::model::states::{RecoveryPointStatus, StorageClass};
+
     use crate::model::vaults;
     use crate::{Clock, Coffer, DataPlane, ResourceEntry, VaultStorage};
     use coffer_api::types::*;
@@ -926,6 +927,136 @@ mod tests {
             tier: None,
             continuous: None,
         }
+    }
+
+    /// The lifecycle queue: (time, recovery point key), in order.
+    async fn lifecycle_queue(store: &StoreHandle) -> Vec<(DateTime<Utc>, String)> {
+        store
+            .read(|tx| -> Result<Vec<(DateTime<Utc>, String)>> {
+                Ok(tx
+                    .scan(due::LIFECYCLE_DUE, "", None, usize::MAX)?
+                    .into_iter()
+                    .map(|(k, v)| (due::due_time(&k).unwrap(), String::from_utf8(v).unwrap()))
+                    .collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Each point is queued at its next lifecycle date when saved; the queue follows
+    /// UpdateRecoveryPointLifecycle, cold moves and deletions; a sweep with nothing due reads
+    /// O(1) records however many points exist; an older store's queue is built from its points.
+    #[tokio::test]
+    async fn the_lifecycle_queue_follows_the_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let c = node(&store, &clock, dir.path(), "a");
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        c.create_backup_vault(
+            &ctx,
+            CreateBackupVaultInput {
+                backup_vault_name: "v".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let created = chrono::SubsecRound::trunc_subsecs(clock.now(), 0);
+        store
+            .write(move |tx| -> Result<()> {
+                let vault = vaults::load(tx, &vaults::key(ACCOUNT, REGION, "v"), "v")?;
+                for i in 0..300 {
+                    let p = point(&vault, &format!("p{i:03}"), created, None, 100);
+                    recovery_points::insert(tx, &p, &Default::default())?;
+                }
+                let p = point(&vault, "cold", created, Some(1), 100);
+                recovery_points::insert(tx, &p, &Default::default())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let q = lifecycle_queue(&store).await;
+        assert_eq!(q.len(), 301);
+        assert_eq!(
+            q[0],
+            (
+                created + Duration::days(1),
+                recovery_points::key(ACCOUNT, REGION, "v", "cold")
+            )
+        );
+        assert!(
+            q[1..]
+                .iter()
+                .all(|(t, _)| *t == created + Duration::days(100))
+        );
+
+        // Nothing due: the sweep's read of the queue reads its head only.
+        let now = clock.now();
+        let (scan, reads) = store
+            .read(move |tx| -> Result<_> {
+                let mut counting = Counting {
+                    inner: tx,
+                    reads: 0,
+                };
+                let scan = due::due_entries(&mut counting, due::LIFECYCLE_DUE, now, None, 256)?;
+                Ok((scan, counting.reads))
+            })
+            .await
+            .unwrap();
+        assert!(scan.entries.is_empty() && !scan.more);
+        assert_eq!(scan.next, Some(created + Duration::days(1)));
+        assert!(reads <= 2, "an idle sweep read {reads} records");
+
+        // A shorter lifecycle moves the point's entry forward.
+        let rp_arn = arn::recovery_point(REGION, ACCOUNT, "p007");
+        c.update_recovery_point_lifecycle(
+            &ctx,
+            UpdateRecoveryPointLifecycleInput {
+                backup_vault_name: "v".into(),
+                recovery_point_arn: rp_arn.clone(),
+                lifecycle: Some(Lifecycle {
+                    delete_after_days: Some(2),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+        let q = lifecycle_queue(&store).await;
+        assert_eq!(
+            q[1],
+            (
+                created + Duration::days(2),
+                recovery_points::key(ACCOUNT, REGION, "v", "p007")
+            )
+        );
+
+        // An older store: built again from the points, the queue is the same.
+        store
+            .write(|tx| -> Result<()> {
+                for t in [due::LIFECYCLE_DUE, due::LIFECYCLE_DUE_OF] {
+                    for (k, _) in tx.scan(t, "", None, usize::MAX)? {
+                        tx.delete(t, &k)?;
+                    }
+                }
+                tx.delete(due::BACKFILL, "lifecycle")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        lifecycle::build_queue(c.plane()).await.unwrap();
+        assert_eq!(lifecycle_queue(&store).await, q);
+
+        // Three days on: one point goes cold (queued again at its deletion), one is deleted
+        // (off the queue), the others stay where they were.
+        clock.advance(Duration::days(3)).unwrap();
+        let done = c.catch_up().await.unwrap();
+        assert_eq!((done.moved_to_cold, done.deleted), (1, 1), "{done:?}");
+        let q = lifecycle_queue(&store).await;
+        assert_eq!(q.len(), 300);
+        assert!(q.iter().all(|(t, _)| *t == created + Duration::days(100)));
+        assert!(!q.iter().any(|(_, k)| k.ends_with(":p007")));
     }
 
     /// Points go cold and are deleted on their lifecycle's days, but a vault lock's

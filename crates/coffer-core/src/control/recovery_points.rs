@@ -254,7 +254,7 @@ pub(crate) async fn update_lifecycle(
                         return Err(ApiError::invalid_request("The recovery point is already in cold storage; MoveToColdStorageAfterDays cannot change.").into());
                     }
             rp.lifecycle = input.lifecycle;
-            tx.put(TABLE, &rp.key(), &serde_json::to_vec(&rp)?)?;
+            crate::model::recovery_points::save(tx, &rp)?;
             events::recovery_point_modified(tx, &rp, now, "lifecycle")?;
             Ok(rp)
         })

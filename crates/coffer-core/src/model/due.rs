@@ -41,8 +41,15 @@ pub(crate) const BACKFILL: &str = "due_backfill";
 /// Length of the time at the start of a due key.
 const STAMP_LEN: usize = 27;
 
-/// `at` as a fixed-width sortable stamp (microseconds, UTC; years after 9999 are clamped).
+/// `at` as a fixed-width sortable stamp (microseconds, UTC, rounded up so an entry is never
+/// due before its time; years outside 1000..=9999 are clamped).
 pub(crate) fn stamp(at: DateTime<Utc>) -> String {
+    let sub = at.timestamp_subsec_nanos() % 1_000;
+    let at = if sub == 0 {
+        at
+    } else {
+        at + chrono::Duration::nanoseconds(i64::from(1_000 - sub))
+    };
     let last = Utc
         .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
         .single()
@@ -310,6 +317,12 @@ mod tests {
         assert_eq!(sa.len(), STAMP_LEN);
         assert!(sa < sb && sb < sc);
         assert_eq!(due_time(&due_key(b, "x:y")), Some(b));
+        let odd = b + chrono::Duration::nanoseconds(1);
+        assert_eq!(
+            due_time(&due_key(odd, "x")),
+            Some(b + chrono::Duration::microseconds(1)),
+            "rounded up: never due early"
+        );
         let far = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
         assert_eq!(
             stamp(far + chrono::Duration::days(5)).len(),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 use crate::model::states::{RecoveryPointStatus, StorageClass};
-use crate::model::{Meta, arn, deletions, indexes, tags, vaults};
+use crate::model::{Meta, arn, deletions, due, indexes, tags, vaults};
 
 pub(crate) const TABLE: &str = "recovery_point";
 pub(crate) const INDEX: &str = "rp_index";
@@ -261,7 +261,7 @@ pub(crate) fn insert(
     }
     vault.recovery_points += 1;
     vaults::save(tx, &vault)?;
-    tx.put(TABLE, &rp.key(), &serde_json::to_vec(rp)?)?;
+    save(tx, rp)?;
     tx.put(
         INDEX,
         &format!("{}:{}:{}", rp.account, rp.region, rp.id),
@@ -269,6 +269,56 @@ pub(crate) fn insert(
     )?;
     tags::set(tx, &rp.arn, rp_tags)?;
     Ok(())
+}
+
+/// Writes `rp` (new or changed) and keeps what follows it in the same transaction: its entry in
+/// the lifecycle queue (`model::due`). Every write of a recovery point record goes through here
+/// or [`insert`].
+pub(crate) fn save(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
+    tx.put(TABLE, &rp.key(), &serde_json::to_vec(rp)?)?;
+    due::queue_lifecycle(tx, &rp.key(), lifecycle_due(rp, None))
+}
+
+/// When `rp`'s lifecycle next asks something of it: its cold move (while WARM) or its
+/// deletion, the deletion no earlier than `held` (its vault lock's date, when known). `None`
+/// for a nested point (it follows its parent) or one without a lifecycle. The time may be
+/// past: the point is due.
+pub(crate) fn lifecycle_due(
+    rp: &RecoveryPointRecord,
+    held: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    if rp.composite.parent_arn.is_some() {
+        return None;
+    }
+    let l = rp.lifecycle.as_ref()?;
+    let cold = l
+        .move_to_cold_storage_after_days
+        .filter(|_| rp.storage_class == StorageClass::Warm)
+        .map(|d| rp.creation_date + Duration::days(d));
+    let delete = l
+        .delete_after_days
+        .map(|d| rp.creation_date + Duration::days(d))
+        .map(|d| held.map_or(d, |h| d.max(h)));
+    [cold, delete].into_iter().flatten().min()
+}
+
+/// Puts the points of a page of table `recovery_point` (at most `limit` after key
+/// `start_after`) on the lifecycle queue; the key to carry on after, `None` at the end. For
+/// building the queue of a store written before it existed.
+pub(crate) fn queue_page(
+    tx: &mut dyn Txn,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Option<String>> {
+    let rows = tx.scan(TABLE, "", start_after, limit)?;
+    let last = (rows.len() == limit)
+        .then(|| rows.last().map(|(k, _)| k.clone()))
+        .flatten();
+    for (k, v) in rows {
+        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+        due::queue_lifecycle(tx, &k, lifecycle_due(&rp, None))?;
+    }
+    Ok(last)
 }
 
 /// Finds a recovery point by ARN in the caller's scope (any vault).
@@ -376,6 +426,7 @@ pub(crate) fn remove(
     now: DateTime<Utc>,
 ) -> Result<()> {
     tx.delete(TABLE, &rp.key())?;
+    due::queue_lifecycle(tx, &rp.key(), None)?;
     tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;
     tags::remove_all(tx, &rp.arn)?;
     indexes::mark_deleting(tx, &rp.account, &rp.region, &rp.id, now)?;

@@ -87,36 +87,11 @@ fn lifecycle_step(rp: &RecoveryPointRecord, now: DateTime<Utc>) -> Option<Lifecy
 
 /// Due entries read per transaction of a sweep.
 const SWEEP_BATCH: usize = 256;
-/// Points read per transaction while the queue is built for an older store.
-const BACKFILL_BATCH: usize = 500;
 
-/// Builds the lifecycle queue (`model::due`) once for a store written before it existed, a
-/// bounded batch of points per transaction. Afterwards this is one read.
+/// Builds the lifecycle queue (with the other recovery point indexes) once for a store
+/// written before it existed (`recovery_points::build_indexes`).
 pub(crate) async fn build_queue(plane: &Executor) -> Result<()> {
-    if !plane
-        .store()
-        .read(|tx| due::needs_backfill(tx, "lifecycle"))
-        .await?
-    {
-        return Ok(());
-    }
-    let mut cursor: Option<String> = None;
-    loop {
-        let after = cursor.take();
-        let last = plane
-            .store()
-            .write(move |tx| recovery_points::queue_page(tx, after.as_deref(), BACKFILL_BATCH))
-            .await?;
-        match last {
-            Some(k) => cursor = Some(k),
-            None => break,
-        }
-    }
-    let now = plane.clock().now();
-    plane
-        .store()
-        .write(move |tx| due::backfilled(tx, "lifecycle", now))
-        .await
+    recovery_points::build_indexes(plane).await
 }
 
 /// Moves recovery points to cold storage and deletes them as their lifecycle says, reading

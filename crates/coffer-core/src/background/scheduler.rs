@@ -1040,7 +1040,12 @@ mod tests {
                         tx.delete(t, &k)?;
                     }
                 }
-                tx.delete(due::BACKFILL, "lifecycle")?;
+                for t in [recovery_points::BY_VAULT, recovery_points::BY_RESOURCE] {
+                    for (k, _) in tx.scan(t, "", None, usize::MAX)? {
+                        tx.delete(t, &k)?;
+                    }
+                }
+                tx.delete(due::BACKFILL, "recovery_points")?;
                 Ok(())
             })
             .await
@@ -1057,6 +1062,142 @@ mod tests {
         assert_eq!(q.len(), 300);
         assert!(q.iter().all(|(t, _)| *t == created + Duration::days(100)));
         assert!(!q.iter().any(|(_, k)| k.ends_with(":p007")));
+    }
+
+    /// The recovery point indexes: ListRecoveryPointsByBackupVault filtered by resource and
+    /// ListRecoveryPointsByResource page newest first; the parent of the next backup and
+    /// DescribeProtectedResource find a resource's newest point, and follow deletions.
+    #[tokio::test]
+    async fn recovery_points_are_read_by_index_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let c = node(&store, &clock, dir.path(), "a");
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        for v in ["v", "w"] {
+            c.create_backup_vault(
+                &ctx,
+                CreateBackupVaultInput {
+                    backup_vault_name: v.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let res =
+            |n: usize| format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-{n}");
+        let t0 = chrono::SubsecRound::trunc_subsecs(clock.now(), 0);
+        store
+            .write(move |tx| -> Result<()> {
+                for v in ["v", "w"] {
+                    let vault = vaults::load(tx, &vaults::key(ACCOUNT, REGION, v), v)?;
+                    for i in 0..60 {
+                        let mut p = point(
+                            &vault,
+                            &format!("{v}{i:03}"),
+                            t0 + Duration::seconds(i),
+                            None,
+                            100,
+                        );
+                        p.resource_arn = res((i % 3) as usize);
+                        recovery_points::insert(tx, &p, &Default::default())?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Vault v, resource fs-1: 20 points (i = 1, 4, ..., 58), pages of 7, newest first.
+        let mut seen = Vec::new();
+        let mut token = None;
+        loop {
+            let out = c
+                .list_recovery_points_by_backup_vault(
+                    &ctx,
+                    ListRecoveryPointsByBackupVaultInput {
+                        backup_vault_name: "v".into(),
+                        by_resource_arn: Some(res(1)),
+                        max_results: Some(7),
+                        next_token: token.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let page = out.recovery_points.unwrap();
+            assert!(page.len() <= 7);
+            for p in &page {
+                assert_eq!(p.resource_arn.as_deref(), Some(res(1).as_str()));
+                assert_eq!(p.backup_vault_name.as_deref(), Some("v"));
+                seen.push(p.recovery_point_arn.clone().unwrap());
+            }
+            token = out.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let expected: Vec<String> = (0..60)
+            .rev()
+            .filter(|i| i % 3 == 1)
+            .map(|i| arn::recovery_point(REGION, ACCOUNT, &format!("v{i:03}")))
+            .collect();
+        assert_eq!(seen, expected);
+        // By resource: both vaults, newest first (ties: v before w).
+        let out = c
+            .list_recovery_points_by_resource(
+                &ctx,
+                ListRecoveryPointsByResourceInput {
+                    resource_arn: res(2),
+                    max_results: Some(4),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let names: Vec<_> = out
+            .recovery_points
+            .unwrap()
+            .into_iter()
+            .map(|p| p.recovery_point_arn.unwrap())
+            .collect();
+        let rp = |id: &str| arn::recovery_point(REGION, ACCOUNT, id);
+        assert_eq!(names, vec![rp("v059"), rp("w059"), rp("v056"), rp("w056")]);
+        assert!(out.next_token.is_some());
+        // The parent of fs-2's next backup in w, and the protected resource, follow deletions.
+        let latest = recovery_points::latest_for_resource(c.plane(), ACCOUNT, REGION, "w", &res(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.id, "w059");
+        c.delete_recovery_point(
+            &ctx,
+            DeleteRecoveryPointInput {
+                backup_vault_name: "w".into(),
+                recovery_point_arn: rp("w059"),
+            },
+        )
+        .await
+        .unwrap();
+        let latest = recovery_points::latest_for_resource(c.plane(), ACCOUNT, REGION, "w", &res(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.id, "w056");
+        let described = c
+            .describe_protected_resource(
+                &ctx,
+                DescribeProtectedResourceInput {
+                    resource_arn: res(2),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(described.last_recovery_point_arn, Some(rp("v059")));
+        assert_eq!(
+            described.last_backup_time.map(|t| t.0),
+            Some(t0 + Duration::seconds(59))
+        );
     }
 
     /// Points go cold and are deleted on their lifecycle's days, but a vault lock's

@@ -96,12 +96,27 @@ pub(crate) async fn describe(
     ctx: &RequestContext,
     input: DescribeProtectedResourceInput,
 ) -> Result<DescribeProtectedResourceOutput> {
-    let all: Vec<_> = recovery_points::all(meta, &ctx.account_id, &ctx.region)
-        .await?
-        .into_iter()
-        .filter(|p| p.resource_arn == input.resource_arn)
-        .collect();
-    let Some(p) = latest_by_resource(all).pop() else {
+    // The resource's newest point: the first entry of its index.
+    recovery_points::build_indexes(meta).await?;
+    let prefix =
+        recovery_points::by_resource_prefix(&ctx.account_id, &ctx.region, &input.resource_arn);
+    let latest = meta
+        .store()
+        .read(move |tx| -> Result<Option<RecoveryPointRecord>> {
+            let mut cursor = None;
+            loop {
+                let rows = tx.scan(recovery_points::BY_RESOURCE, &prefix, cursor.as_deref(), 1)?;
+                let Some((k, v)) = rows.into_iter().next() else {
+                    return Ok(None);
+                };
+                if let Some(rp) = recovery_points::load_key(tx, &v)? {
+                    return Ok(Some(rp));
+                }
+                cursor = Some(k);
+            }
+        })
+        .await?;
+    let Some(p) = latest else {
         return Err(ApiError::not_found(format!(
             "Resource {} has no recovery point in this account and region.",
             input.resource_arn

@@ -20,6 +20,47 @@ use crate::model::{Meta, arn, deletions, due, indexes, tags, vaults};
 
 pub(crate) const TABLE: &str = "recovery_point";
 pub(crate) const INDEX: &str = "rp_index";
+/// A vault's points, newest first: key `ACCOUNT:REGION:VAULT:NEWEST:ID` (see [`newest_first`]),
+/// value the point's key.
+pub(crate) const BY_VAULT: &str = "rp_by_vault";
+/// A resource's points in every vault, newest first: key `ACCOUNT:REGION:LEN:ARN:NEWEST:ID`
+/// (LEN the ARN's length, so one ARN's prefix is never another's), value the point's key.
+pub(crate) const BY_RESOURCE: &str = "rp_by_resource";
+
+/// A fixed-width stamp of `at` that sorts newest first (microseconds before the end of time).
+pub(crate) fn newest_first(at: DateTime<Utc>) -> String {
+    format!("{:019}", i64::MAX - at.timestamp_micros().max(0))
+}
+
+/// The prefix of vault `vault`'s entries in [`BY_VAULT`].
+pub(crate) fn by_vault_prefix(account: &str, region: &str, vault: &str) -> String {
+    format!("{account}:{region}:{vault}:")
+}
+
+/// The prefix of resource `resource_arn`'s entries in [`BY_RESOURCE`].
+pub(crate) fn by_resource_prefix(account: &str, region: &str, resource_arn: &str) -> String {
+    format!("{account}:{region}:{}:{resource_arn}:", resource_arn.len())
+}
+
+fn index_keys(rp: &RecoveryPointRecord) -> [(&'static str, String); 2] {
+    let tail = format!("{}:{}", newest_first(rp.creation_date), rp.id);
+    [
+        (
+            BY_VAULT,
+            format!(
+                "{}{tail}",
+                by_vault_prefix(&rp.account, &rp.region, &rp.vault_name)
+            ),
+        ),
+        (
+            BY_RESOURCE,
+            format!(
+                "{}{tail}",
+                by_resource_prefix(&rp.account, &rp.region, &rp.resource_arn)
+            ),
+        ),
+    ]
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RecoveryPointRecord {
@@ -272,11 +313,16 @@ pub(crate) fn insert(
 }
 
 /// Writes `rp` (new or changed) and keeps what follows it in the same transaction: its entry in
-/// the lifecycle queue (`model::due`). Every write of a recovery point record goes through here
+/// the lifecycle queue (`model::due`) and its entries in the indexes by vault and by resource
+/// ([`BY_VAULT`], [`BY_RESOURCE`]; the fields they hold never change). Every write of a recovery point record goes through here
 /// or [`insert`].
 pub(crate) fn save(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
-    tx.put(TABLE, &rp.key(), &serde_json::to_vec(rp)?)?;
-    due::queue_lifecycle(tx, &rp.key(), lifecycle_due(rp, None))
+    let key = rp.key();
+    tx.put(TABLE, &key, &serde_json::to_vec(rp)?)?;
+    for (table, k) in index_keys(rp) {
+        tx.put(table, &k, key.as_bytes())?;
+    }
+    due::queue_lifecycle(tx, &key, lifecycle_due(rp, None))
 }
 
 /// When `rp`'s lifecycle next asks something of it: its cold move (while WARM) or its
@@ -316,9 +362,54 @@ pub(crate) fn queue_page(
         .flatten();
     for (k, v) in rows {
         let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+        for (table, ik) in index_keys(&rp) {
+            tx.put(table, &ik, k.as_bytes())?;
+        }
         due::queue_lifecycle(tx, &k, lifecycle_due(&rp, None))?;
     }
     Ok(last)
+}
+
+/// Builds the lifecycle queue and the indexes by vault and by resource once for a store
+/// written before they existed, [`BUILD_BATCH`] points per transaction. Afterwards this is one
+/// read; every reader of the indexes calls it first.
+pub(crate) async fn build_indexes(meta: &Meta) -> Result<()> {
+    if !meta
+        .store()
+        .read(|tx| due::needs_backfill(tx, BUILT))
+        .await?
+    {
+        return Ok(());
+    }
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.take();
+        let last = meta
+            .store()
+            .write(move |tx| queue_page(tx, after.as_deref(), BUILD_BATCH))
+            .await?;
+        match last {
+            Some(k) => cursor = Some(k),
+            None => break,
+        }
+    }
+    let now = meta.clock().now();
+    meta.store()
+        .write(move |tx| due::backfilled(tx, BUILT, now))
+        .await
+}
+
+/// The `due_backfill` key recording that the recovery point indexes and queue were built.
+const BUILT: &str = "recovery_points";
+/// Points read per transaction while the indexes are built for an older store.
+const BUILD_BATCH: usize = 500;
+
+/// The record an index entry's value (a point's key) names, if it still exists.
+pub(crate) fn load_key(tx: &mut dyn Txn, key: &[u8]) -> Result<Option<RecoveryPointRecord>> {
+    match tx.get(TABLE, &String::from_utf8_lossy(key))? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
 }
 
 /// Finds a recovery point by ARN in the caller's scope (any vault).
@@ -359,6 +450,7 @@ pub(crate) fn find_in_vault(
 }
 
 /// The latest completed recovery point of a resource in a vault: the parent of its next backup.
+/// Reads the resource's index newest first and stops at the first match.
 pub(crate) async fn latest_for_resource(
     meta: &Meta,
     account: &str,
@@ -366,24 +458,30 @@ pub(crate) async fn latest_for_resource(
     vault: &str,
     resource_arn: &str,
 ) -> Result<Option<RecoveryPointRecord>> {
-    let prefix = format!("{account}:{region}:{vault}:");
-    let rows = meta
-        .store()
-        .read(move |tx| tx.scan(TABLE, &prefix, None, usize::MAX))
-        .await?;
-    let mut best: Option<RecoveryPointRecord> = None;
-    for (_, v) in rows {
-        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-        if rp.resource_arn == resource_arn
-            && rp.status == RecoveryPointStatus::Completed
-            && best
-                .as_ref()
-                .is_none_or(|b| rp.creation_date > b.creation_date)
-        {
-            best = Some(rp);
-        }
-    }
-    Ok(best)
+    build_indexes(meta).await?;
+    let prefix = by_resource_prefix(account, region, resource_arn);
+    let vault = vault.to_string();
+    meta.store()
+        .read(move |tx| -> Result<Option<RecoveryPointRecord>> {
+            let mut cursor: Option<String> = None;
+            loop {
+                let rows = tx.scan(BY_RESOURCE, &prefix, cursor.as_deref(), 64)?;
+                let done = rows.len() < 64;
+                for (k, v) in rows {
+                    cursor = Some(k);
+                    if let Some(rp) = load_key(tx, &v)?
+                        && rp.vault_name == vault
+                        && rp.status == RecoveryPointStatus::Completed
+                    {
+                        return Ok(Some(rp));
+                    }
+                }
+                if done {
+                    return Ok(None);
+                }
+            }
+        })
+        .await
 }
 
 /// Every recovery point of the caller's scope.
@@ -426,6 +524,9 @@ pub(crate) fn remove(
     now: DateTime<Utc>,
 ) -> Result<()> {
     tx.delete(TABLE, &rp.key())?;
+    for (table, k) in index_keys(rp) {
+        tx.delete(table, &k)?;
+    }
     due::queue_lifecycle(tx, &rp.key(), None)?;
     tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;
     tags::remove_all(tx, &rp.arn)?;

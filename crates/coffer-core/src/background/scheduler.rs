@@ -1104,6 +1104,10 @@ mod tests {
                         recovery_points::insert(tx, &p, &Default::default())?;
                     }
                 }
+                let vault = vaults::load(tx, &vaults::key(ACCOUNT, REGION, "w"), "w")?;
+                let mut p = point(&vault, "w900", t0, None, 100);
+                p.resource_arn = res(9);
+                recovery_points::insert(tx, &p, &Default::default())?;
                 Ok(())
             })
             .await
@@ -1194,6 +1198,48 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(described.last_recovery_point_arn, Some(rp("v059")));
+        // ListProtectedResources pages the resources in ARN order, each with its newest point;
+        // a resource whose last point is deleted leaves the list.
+        let list = |token: Option<String>, max: Option<i32>| {
+            c.list_protected_resources(
+                &ctx,
+                ListProtectedResourcesInput {
+                    max_results: max,
+                    next_token: token,
+                },
+            )
+        };
+        let first = list(None, Some(2)).await.unwrap();
+        let second = list(first.next_token.clone(), Some(2)).await.unwrap();
+        assert!(second.next_token.is_none());
+        let all: Vec<_> = first
+            .results
+            .unwrap()
+            .into_iter()
+            .chain(second.results.unwrap())
+            .map(|p| (p.resource_arn.unwrap(), p.last_recovery_point_arn.unwrap()))
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                (res(0), rp("v057")),
+                (res(1), rp("v058")),
+                (res(2), rp("v059")),
+                (res(9), rp("w900")),
+            ]
+        );
+        c.delete_recovery_point(
+            &ctx,
+            DeleteRecoveryPointInput {
+                backup_vault_name: "w".into(),
+                recovery_point_arn: rp("w900"),
+            },
+        )
+        .await
+        .unwrap();
+        let left = list(None, None).await.unwrap().results.unwrap();
+        assert_eq!(left.len(), 3);
+        assert!(left.iter().all(|p| p.resource_arn != Some(res(9))));
         assert_eq!(
             described.last_backup_time.map(|t| t.0),
             Some(t0 + Duration::seconds(59))

@@ -27,6 +27,10 @@ pub(crate) const BY_VAULT: &str = "rp_by_vault";
 /// (LEN the ARN's length, so one ARN's prefix is never another's), value the point's key.
 pub(crate) const BY_RESOURCE: &str = "rp_by_resource";
 
+/// The resources of a scope with at least one recovery point: key `ACCOUNT:REGION:ARN`, value
+/// the ARN (what ListProtectedResources pages).
+pub(crate) const PROTECTED: &str = "rp_protected";
+
 /// A fixed-width stamp of `at` that sorts newest first (microseconds before the end of time).
 pub(crate) fn newest_first(at: DateTime<Utc>) -> String {
     format!("{:019}", i64::MAX - at.timestamp_micros().max(0))
@@ -322,7 +326,36 @@ pub(crate) fn save(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
     for (table, k) in index_keys(rp) {
         tx.put(table, &k, key.as_bytes())?;
     }
+    mark_protected(tx, rp)?;
     due::queue_lifecycle(tx, &key, lifecycle_due(rp, None))
+}
+
+fn mark_protected(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
+    let k = format!("{}:{}:{}", rp.account, rp.region, rp.resource_arn);
+    tx.put(PROTECTED, &k, rp.resource_arn.as_bytes())?;
+    Ok(())
+}
+
+/// The newest recovery point of `resource_arn` in the scope, in any vault: the first entry of
+/// its index.
+pub(crate) fn newest_of_resource(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    resource_arn: &str,
+) -> Result<Option<RecoveryPointRecord>> {
+    let prefix = by_resource_prefix(account, region, resource_arn);
+    let mut cursor = None;
+    loop {
+        let rows = tx.scan(BY_RESOURCE, &prefix, cursor.as_deref(), 1)?;
+        let Some((k, v)) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        if let Some(rp) = load_key(tx, &v)? {
+            return Ok(Some(rp));
+        }
+        cursor = Some(k);
+    }
 }
 
 /// When `rp`'s lifecycle next asks something of it: its cold move (while WARM) or its
@@ -365,6 +398,7 @@ pub(crate) fn queue_page(
         for (table, ik) in index_keys(&rp) {
             tx.put(table, &ik, k.as_bytes())?;
         }
+        mark_protected(tx, &rp)?;
         due::queue_lifecycle(tx, &k, lifecycle_due(&rp, None))?;
     }
     Ok(last)
@@ -526,6 +560,11 @@ pub(crate) fn remove(
     tx.delete(TABLE, &rp.key())?;
     for (table, k) in index_keys(rp) {
         tx.delete(table, &k)?;
+    }
+    let prefix = by_resource_prefix(&rp.account, &rp.region, &rp.resource_arn);
+    if tx.scan(BY_RESOURCE, &prefix, None, 1)?.is_empty() {
+        let k = format!("{}:{}:{}", rp.account, rp.region, rp.resource_arn);
+        tx.delete(PROTECTED, &k)?;
     }
     due::queue_lifecycle(tx, &rp.key(), None)?;
     tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;

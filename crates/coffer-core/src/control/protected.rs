@@ -1,6 +1,10 @@
 //! Protected resources: resources with at least one recovery point, read off the recovery
 //! points themselves (the latest one gives LastBackupTime, LastBackupVaultArn and
 //! LastRecoveryPointArn), so they can never disagree with what the vaults hold.
+//! ListProtectedResources pages the scope's `rp_protected` entries and
+//! DescribeProtectedResource reads the resource's index newest first
+//! (`model::recovery_points`); ListProtectedResourcesByBackupVault still reads the scope's
+//! points.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +14,7 @@ use coffer_api::{ApiError, RequestContext, Timestamp};
 use crate::model::error::Result;
 use crate::model::job_index::{self, Field};
 use crate::model::jobs::{JobKind, JobRecord, load_job, page};
-use crate::model::paging::scan_all;
+use crate::model::paging::{scan_all, scan_page};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::JobState;
 use crate::model::{Meta, recovery_points, vaults};
@@ -44,14 +48,25 @@ pub(crate) async fn list(
     ctx: &RequestContext,
     input: ListProtectedResourcesInput,
 ) -> Result<ListProtectedResourcesOutput> {
-    let all = recovery_points::all(meta, &ctx.account_id, &ctx.region).await?;
-    let items = latest_by_resource(all);
-    let (page, next) = page(
-        items,
-        |p| p.resource_arn.clone(),
-        input.next_token.as_deref(),
-        input.max_results,
-    )?;
+    // The scope's protected resources in ARN order, each with its newest point.
+    recovery_points::build_indexes(meta).await?;
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let prefix = format!("{a}:{r}:");
+    let (page, next) = meta
+        .store()
+        .read(move |tx| {
+            scan_page(
+                tx,
+                recovery_points::PROTECTED,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |tx, v| {
+                    recovery_points::newest_of_resource(tx, &a, &r, &String::from_utf8_lossy(v))
+                },
+            )
+        })
+        .await?;
     Ok(ListProtectedResourcesOutput {
         next_token: next,
         results: Some(page.iter().map(protected).collect()),
@@ -139,12 +154,18 @@ pub(crate) async fn describe(
     ctx: &RequestContext,
     input: DescribeProtectedResourceInput,
 ) -> Result<DescribeProtectedResourceOutput> {
-    let all: Vec<_> = recovery_points::all(meta, &ctx.account_id, &ctx.region)
-        .await?
-        .into_iter()
-        .filter(|p| p.resource_arn == input.resource_arn)
-        .collect();
-    let Some(p) = latest_by_resource(all).pop() else {
+    // The resource's newest point: the first entry of its index.
+    recovery_points::build_indexes(meta).await?;
+    let (a, r, arn) = (
+        ctx.account_id.clone(),
+        ctx.region.clone(),
+        input.resource_arn.clone(),
+    );
+    let latest = meta
+        .store()
+        .read(move |tx| recovery_points::newest_of_resource(tx, &a, &r, &arn))
+        .await?;
+    let Some(p) = latest else {
         return Err(ApiError::not_found(format!(
             "Resource {} has no recovery point in this account and region.",
             input.resource_arn

@@ -7,7 +7,8 @@ use coffer_api::{ApiError, RequestContext};
 
 use crate::dataplane::Executor;
 use crate::model::error::Result;
-use crate::model::jobs::{page, within};
+use crate::model::jobs::within;
+use crate::model::paging::scan_page;
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::states::StorageClass;
@@ -64,55 +65,77 @@ async fn readable_vault(
         .await
 }
 
+/// Whether `rp` is one of vault `vault`'s points that ListRecoveryPointsByBackupVault's
+/// filters let through.
+fn passes(
+    rp: &RecoveryPointRecord,
+    vault: &str,
+    input: &ListRecoveryPointsByBackupVaultInput,
+) -> bool {
+    rp.vault_name == vault
+        && input
+            .by_resource_arn
+            .as_ref()
+            .is_none_or(|x| x == &rp.resource_arn)
+        && input
+            .by_resource_type
+            .as_ref()
+            .is_none_or(|x| x == &rp.resource_type)
+        && input.by_backup_plan_id.as_ref().is_none_or(|x| {
+            rp.created_by
+                .as_ref()
+                .and_then(|c| c.backup_plan_id.as_ref())
+                == Some(x)
+        })
+        && within(
+            Some(rp.creation_date),
+            input.by_created_after.as_ref(),
+            input.by_created_before.as_ref(),
+        )
+        && input
+            .by_parent_recovery_point_arn
+            .as_ref()
+            .is_none_or(|p| rp.composite.parent_arn.as_ref() == Some(p))
+}
+
 pub(crate) async fn list_by_vault(
     meta: &Meta,
     ctx: &RequestContext,
     input: ListRecoveryPointsByBackupVaultInput,
 ) -> Result<ListRecoveryPointsByBackupVaultOutput> {
     let source = readable_vault(meta, ctx, &input).await?;
-    let prefix = format!("{}:{}:{}:", source.account, source.region, source.name);
-    let rows = meta
+    build_indexes(meta).await?;
+    // Filtered by resource: that resource's index (in every vault); otherwise the vault's.
+    // Both are newest first, so a page reads its points and the ones the filters pass over.
+    let (table, prefix) = match &input.by_resource_arn {
+        Some(arn) => (
+            BY_RESOURCE,
+            by_resource_prefix(&source.account, &source.region, arn),
+        ),
+        None => (
+            BY_VAULT,
+            by_vault_prefix(&source.account, &source.region, &source.name),
+        ),
+    };
+    let vault_name = source.name.clone();
+    let (page, next) = meta
         .store()
-        .read(move |tx| tx.scan(TABLE, &prefix, None, usize::MAX))
-        .await?;
-    let mut points = Vec::new();
-    for (_, v) in rows.iter() {
-        let rp: RecoveryPointRecord = serde_json::from_slice(v)?;
-        if input
-            .by_resource_arn
-            .as_ref()
-            .is_some_and(|x| x != &rp.resource_arn)
-            || input
-                .by_resource_type
-                .as_ref()
-                .is_some_and(|x| x != &rp.resource_type)
-            || input.by_backup_plan_id.as_ref().is_some_and(|x| {
-                rp.created_by
-                    .as_ref()
-                    .and_then(|c| c.backup_plan_id.as_ref())
-                    != Some(x)
-            })
-            || !within(
-                Some(rp.creation_date),
-                input.by_created_after.as_ref(),
-                input.by_created_before.as_ref(),
+        .read(move |tx| {
+            scan_page(
+                tx,
+                table,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |tx, v| {
+                    let Some(rp) = load_key(tx, v)? else {
+                        return Ok(None);
+                    };
+                    Ok(passes(&rp, &vault_name, &input).then_some(rp))
+                },
             )
-            || input
-                .by_parent_recovery_point_arn
-                .as_ref()
-                .is_some_and(|p| rp.composite.parent_arn.as_ref() != Some(p))
-        {
-            continue;
-        }
-        points.push(rp);
-    }
-    points.sort_by(|a, b| b.creation_date.cmp(&a.creation_date).then(a.id.cmp(&b.id)));
-    let (page, next) = page(
-        points,
-        |p| p.id.clone(),
-        input.next_token.as_deref(),
-        input.max_results,
-    )?;
+        })
+        .await?;
     let (a, r) = (source.account.clone(), source.region.clone());
     let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
     let statuses = meta
@@ -142,18 +165,21 @@ pub(crate) async fn list_by_resource(
     ctx: &RequestContext,
     input: ListRecoveryPointsByResourceInput,
 ) -> Result<ListRecoveryPointsByResourceOutput> {
-    let mut points: Vec<_> = all(meta, &ctx.account_id, &ctx.region)
-        .await?
-        .into_iter()
-        .filter(|rp| rp.resource_arn == input.resource_arn)
-        .collect();
-    points.sort_by(|a, b| b.creation_date.cmp(&a.creation_date).then(a.id.cmp(&b.id)));
-    let (page, next) = page(
-        points,
-        |p| p.id.clone(),
-        input.next_token.as_deref(),
-        input.max_results,
-    )?;
+    build_indexes(meta).await?;
+    let prefix = by_resource_prefix(&ctx.account_id, &ctx.region, &input.resource_arn);
+    let (page, next) = meta
+        .store()
+        .read(move |tx| {
+            scan_page(
+                tx,
+                BY_RESOURCE,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |tx, v| load_key(tx, v),
+            )
+        })
+        .await?;
     Ok(ListRecoveryPointsByResourceOutput {
         next_token: next,
         recovery_points: Some(page.iter().map(RecoveryPointRecord::by_resource).collect()),
@@ -273,7 +299,7 @@ pub(crate) async fn update_lifecycle(
                         return Err(ApiError::invalid_request("The recovery point is already in cold storage; MoveToColdStorageAfterDays cannot change.").into());
                     }
             rp.lifecycle = input.lifecycle;
-            tx.put(TABLE, &rp.key(), &serde_json::to_vec(&rp)?)?;
+            crate::model::recovery_points::save(tx, &rp)?;
             events::recovery_point_modified(tx, &rp, now, "lifecycle")?;
             Ok(rp)
         })

@@ -15,6 +15,7 @@ pub(crate) mod catalog;
 pub mod clock;
 pub(crate) mod composite;
 pub mod deletions;
+pub(crate) mod due;
 pub(crate) mod error;
 pub mod events;
 pub(crate) mod frameworks;

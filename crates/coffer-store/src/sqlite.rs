@@ -2,7 +2,9 @@
 //!
 //! Reads run on the caller's own thread (the request's task), on a small pool of reader
 //! connections: a WAL reader never waits for the writer, and the pages a hot read needs are in
-//! SQLite's page cache, so a thread hop would cost more than the read. Writes go to one writer
+//! SQLite's page cache, so a thread hop would cost more than the read (a scan that turns out
+//! long, past [`SHORT_SCAN`] rows, finishes with the thread's other tasks handed to another
+//! thread, see [`blocking`]). Writes go to one writer
 //! thread that owns the writer connection and commits in groups: it takes every write
 //! transaction waiting, runs each inside its own savepoint of one SQLite transaction, commits
 //! once (one fsync for the batch) and only then answers each caller. Schema changes are
@@ -207,11 +209,40 @@ impl Txn for SqliteTxn<'_> {
             "SELECT key, value FROM records WHERE tbl = ?1 AND key {op} ?2 AND key < ?3 ORDER BY key LIMIT ?4"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
+        let mut rows = stmt.query_map(
             params![table, lower, upper, limit.min(i64::MAX as usize) as i64],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
         )?;
-        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        let mut out = Vec::new();
+        for row in rows.by_ref().take(SHORT_SCAN) {
+            out.push(row?);
+        }
+        if out.len() == SHORT_SCAN {
+            // A long scan: finish it without holding up the other tasks of this thread.
+            blocking(|| {
+                for row in rows {
+                    out.push(row?);
+                }
+                Ok::<_, rusqlite::Error>(())
+            })?;
+        }
+        Ok(out)
+    }
+}
+
+/// How many rows a scan reads on the caller's thread before it finishes as blocking work.
+const SHORT_SCAN: usize = 512;
+
+/// Runs `f`, which may take long, where it does not hold up other tasks: on a worker of a
+/// multi-threaded runtime the worker's other tasks move to another thread first
+/// (`block_in_place`); anywhere else (the writer thread, a current-thread runtime) it just runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 

@@ -845,3 +845,53 @@ async fn sqlite_reads_run_on_the_callers_thread_and_refuse_writes() {
     let again = store.read(|tx| tx.get("t", "a")).await.unwrap();
     assert_eq!(again.as_deref(), Some(&b"1"[..]));
 }
+
+/// A long scan in a read (past the rows read on the caller's thread) returns every row, in
+/// order, on a multi-threaded runtime and on a current-thread one.
+#[test]
+fn long_scans_return_every_row_on_either_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("meta.db").to_str().unwrap().to_string();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let store = multi.block_on(async {
+        let store = StoreHandle::open(&location).unwrap();
+        store
+            .write(|tx| {
+                for i in 0..2000u32 {
+                    tx.put("long", &format!("k{i:05}"), &i.to_be_bytes())?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        store
+    });
+    let check = |rows: Vec<Record>| {
+        assert_eq!(rows.len(), 2000);
+        for (i, (k, _)) in rows.iter().enumerate() {
+            assert_eq!(k, &format!("k{i:05}"));
+        }
+    };
+    let on_worker = {
+        let store = store.clone();
+        multi.block_on(async move {
+            tokio::spawn(
+                async move { store.read(|tx| tx.scan("long", "", None, usize::MAX)).await },
+            )
+            .await
+            .unwrap()
+        })
+    };
+    check(on_worker.unwrap());
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    check(
+        current
+            .block_on(store.read(|tx| tx.scan("long", "", None, usize::MAX)))
+            .unwrap(),
+    );
+}

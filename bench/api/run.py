@@ -19,7 +19,7 @@ same machine as the servers):
           (20 vaults), ListRecoveryPointsByBackupVault (MaxResults=50, 50 points in Coffer's
           vault: real backups of a small directory);
   writes  CreateBackupPlan (a new plan name every request, in us-west-2 so the plans the runs
-          create do not change the read set) and TagResource (the vault's tag `bench` set to a
+          create do not change the read set; a region per run) and TagResource (the vault's tag `bench` set to a
           new value every request).
 Coffer refuses an unsigned or replayed-with-another-body request, so its write requests are
 signed here in advance (a pool per wrk thread, bench/api/write.lua replays them; the run says
@@ -31,6 +31,7 @@ with the ratios Coffer/winterbaume, Coffer/moto and coffer-pg/coffer.
 
   bench/api/run.py [--runs 3] [--duration 10] [--connections 64] [--no-moto]
                    [--no-winterbaume] [--postgres postgres://USER@HOST:PORT/DB] [--only OP,OP]
+                   [--coffer-bin PATH] [--write-pool N]
 
 Needs: wrk (Debian package), boto3/botocore and moto[server] (PyPI), cargo; psql for --postgres.
 """
@@ -60,7 +61,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 AKID, SECRET = "AKIDBENCH00000000001", "bench-secret-0000000000000000000000000"
 ACCOUNT = "111122223333"
-REGION, WRITE_REGION = "us-east-1", "us-west-2"
+REGION = "us-east-1"
+# CreateBackupPlan writes into a region of its own per run (at most five runs): the plans one run
+# creates change neither the read set nor the next run's starting point.
+WRITE_REGIONS = ["us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2", "ca-central-1"]
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/AWSBackupDefaultServiceRole"
 RESOURCE = f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-bench"
 READS = ["GetBackupPlan", "ListBackupPlans", "DescribeBackupVault", "ListBackupVaults",
@@ -137,9 +141,12 @@ def write_request(op, thread, i, vault_arn, salt=""):
             json.dumps(body, separators=(",", ":")).encode())
 
 
-def write_pools(op, port, vault_arn, count, workdir, salt, threads=2):
+def write_region(op, run):
+    return WRITE_REGIONS[run % len(WRITE_REGIONS)] if op == "CreateBackupPlan" else REGION
+
+
+def write_pools(op, port, vault_arn, count, workdir, salt, region, threads=2):
     """Files of pre-signed requests, one per wrk thread, separated by \\x01."""
-    region = WRITE_REGION if op == "CreateBackupPlan" else REGION
     signer = Signer(region)
     host = f"127.0.0.1:{port}"
     base = os.path.join(workdir, f"{op}-{port}")
@@ -204,7 +211,8 @@ def seed(name, port):
     c = client(port)
     for i in range(20):
         c.create_backup_vault(BackupVaultName=f"bench-vault-{i:02d}")
-    client(port, WRITE_REGION).create_backup_vault(BackupVaultName="bench-vault-00")
+    for region in WRITE_REGIONS:
+        client(port, region).create_backup_vault(BackupVaultName="bench-vault-00")
     plan_ids = []
     for i in range(20):
         out = c.create_backup_plan(BackupPlan={
@@ -265,14 +273,20 @@ def main():
     ap.add_argument("--only", help="comma-separated operations to measure (default: all)")
     ap.add_argument("--write-pool", type=int, default=0,
                     help="pre-signed write requests per operation and run (default 40000 x duration)")
+    ap.add_argument("--coffer-bin", help="use this coffer binary instead of building the release one")
     args = ap.parse_args()
+    if args.runs > len(WRITE_REGIONS):
+        sys.exit(f"at most {len(WRITE_REGIONS)} runs (one write region each)")
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
     ops = [o for o in READS + WRITES if not args.only or o in args.only.split(",")]
     pool = args.write_pool or 40000 * args.duration
 
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "coffer-server"], cwd=ROOT, check=True)
-    coffer_bin = os.path.join(ROOT, "target", "release", "coffer")
+    coffer_bin = args.coffer_bin
+    if not coffer_bin:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "coffer-server"], cwd=ROOT,
+                       check=True)
+        coffer_bin = os.path.join(ROOT, "target", "release", "coffer")
     front_target = os.path.join(ROOT, "target", "winterbaume-front")
     if not args.no_winterbaume:
         subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path",
@@ -330,12 +344,13 @@ def main():
                     elif name.startswith("coffer"):
                         if (name, op) not in pools:
                             pools[(name, op)] = write_pools(op, p, seeded[name]["vault_arn"],
-                                                            pool, work, f"{os.getpid()}r{run}")
+                                                            pool, work, f"{os.getpid()}r{run}",
+                                                            write_region(op, run))
                         r = run_wrk(url, args.duration, args.connections, lua=lua,
                                     lua_args=("file", pools[(name, op)]))
                     else:
                         method, path, _ = write_request(op, 0, 0, seeded[name]["vault_arn"])
-                        region = WRITE_REGION if op == "CreateBackupPlan" else REGION
+                        region = write_region(op, run)
                         r = run_wrk(url, args.duration, args.connections, lua=lua,
                                     lua_args=("gen", op, method, path, seeded[name]["vault_arn"],
                                               region, AKID, f"{os.getpid()}r{run}"))

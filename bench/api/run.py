@@ -31,7 +31,10 @@ with the ratios Coffer/winterbaume, Coffer/moto and coffer-pg/coffer.
 
   bench/api/run.py [--runs 3] [--duration 10] [--connections 64] [--no-moto]
                    [--no-winterbaume] [--postgres postgres://USER@HOST:PORT/DB] [--only OP,OP]
-                   [--coffer-bin PATH] [--write-pool N]
+                   [--coffer-bin PATH] [--write-pool N] [--perf]
+
+--perf counts, with `perf stat` attached to each Coffer process, its fsyncs (fsync + fdatasync)
+and context switches per request (threads that exist when perf attaches).
 
 Needs: wrk (Debian package), boto3/botocore and moto[server] (PyPI), cargo; psql for --postgres.
 """
@@ -159,7 +162,7 @@ def write_pools(op, port, vault_arn, count, workdir, salt, region, threads=2):
     return base
 
 
-def run_wrk(url, duration, connections, headers=None, lua=None, lua_args=()):
+def run_wrk(url, duration, connections, headers=None, lua=None, lua_args=(), perf_pid=None):
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
     if lua:
         cmd += ["-s", lua]
@@ -168,15 +171,40 @@ def run_wrk(url, duration, connections, headers=None, lua=None, lua_args=()):
     cmd.append(url)
     if lua_args:
         cmd += ["--", *lua_args]
+    perf = perf_start(perf_pid) if perf_pid else None
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    per_request = perf_stop(perf, total) if perf else None
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     wrapped = re.search(r"WRAPPED (\d+)", out)
     return {"rps": rps, "p99": float(p99.group(1)) * scale,
             "errors": int(non2xx.group(1)) if non2xx else 0,
-            "wrapped": int(wrapped.group(1)) if wrapped else 0, "out": out}
+            "wrapped": int(wrapped.group(1)) if wrapped else 0, "out": out,
+            "per_request": per_request}
+
+
+PERF_EVENTS = ["syscalls:sys_enter_fsync", "syscalls:sys_enter_fdatasync", "context-switches"]
+
+
+def perf_start(pid):
+    return subprocess.Popen(["perf", "stat", "-x,", "-e", ",".join(PERF_EVENTS), "-p", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def perf_stop(proc, requests):
+    """Per request: fsyncs (fsync + fdatasync) and context switches of the server process."""
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=30)[1]
+    counts = {}
+    for line in err.splitlines():
+        parts = line.split(",")
+        if len(parts) > 2 and parts[2] in PERF_EVENTS and parts[0].strip().isdigit():
+            counts[parts[2]] = int(parts[0])
+    syncs = counts.get(PERF_EVENTS[0], 0) + counts.get(PERF_EVENTS[1], 0)
+    return syncs / max(requests, 1), counts.get("context-switches", 0) / max(requests, 1)
 
 
 def peak_rss_mib(pid):
@@ -274,6 +302,8 @@ def main():
     ap.add_argument("--write-pool", type=int, default=0,
                     help="pre-signed write requests per operation and run (default 40000 x duration)")
     ap.add_argument("--coffer-bin", help="use this coffer binary instead of building the release one")
+    ap.add_argument("--perf", action="store_true",
+                    help="count Coffer's fsyncs and context switches per request with perf stat")
     args = ap.parse_args()
     if args.runs > len(WRITE_REGIONS):
         sys.exit(f"at most {len(WRITE_REGIONS)} runs (one write region each)")
@@ -335,19 +365,21 @@ def main():
         results = {}
         for run in range(args.runs):
             pools = {}
-            for name, (p, _) in targets.items():
+            for name, (p, proc) in targets.items():
+                perf_pid = proc.pid if args.perf and name.startswith("coffer") else None
                 for op in ops:
                     url = f"http://127.0.0.1:{p}"
                     if op in READS:
                         url += read_path(op, seeded[name])
-                        r = run_wrk(url, args.duration, args.connections, signed_headers(url))
+                        r = run_wrk(url, args.duration, args.connections, signed_headers(url),
+                                    perf_pid=perf_pid)
                     elif name.startswith("coffer"):
                         if (name, op) not in pools:
                             pools[(name, op)] = write_pools(op, p, seeded[name]["vault_arn"],
                                                             pool, work, f"{os.getpid()}r{run}",
                                                             write_region(op, run))
                         r = run_wrk(url, args.duration, args.connections, lua=lua,
-                                    lua_args=("file", pools[(name, op)]))
+                                    lua_args=("file", pools[(name, op)]), perf_pid=perf_pid)
                     else:
                         method, path, _ = write_request(op, 0, 0, seeded[name]["vault_arn"])
                         region = write_region(op, run)
@@ -365,8 +397,12 @@ def main():
                               f"{r['wrapped']} times (requests reused)", flush=True)
                     results.setdefault((name, op), []).append(r)
                     rps = f"{r['rps']:10.0f}" if r["rps"] is not None else "    errors"
-                    print(f"run {run + 1}: {name:11} {op:32} {rps} req/s  p99 {r['p99']:8.2f} ms",
-                          flush=True)
+                    per = ""
+                    if r["per_request"]:
+                        per = (f"  fsyncs/request {r['per_request'][0]:.3f}"
+                               f"  context switches/request {r['per_request'][1]:.2f}")
+                    print(f"run {run + 1}: {name:11} {op:32} {rps} req/s  p99 {r['p99']:8.2f} ms"
+                          f"{per}", flush=True)
             for base in {b for b in pools.values()}:
                 for t in range(2):
                     os.remove(f"{base}.{t}")

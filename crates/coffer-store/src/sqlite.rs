@@ -412,7 +412,7 @@ fn run_in_savepoint(
     conn: &Connection,
     work: Work,
 ) -> std::result::Result<Result<()>, rusqlite::Error> {
-    conn.execute_batch("SAVEPOINT txn")?;
+    statement(conn, "SAVEPOINT txn")?;
     let result = match work {
         Work::Clear => conn
             .execute("DELETE FROM records", [])
@@ -433,12 +433,17 @@ fn run_in_savepoint(
             }),
         ));
     }
-    if matches!(result, Ok(true)) {
-        conn.execute_batch("RELEASE txn")?;
-    } else {
-        conn.execute_batch("ROLLBACK TO txn; RELEASE txn")?;
+    if !matches!(result, Ok(true)) {
+        statement(conn, "ROLLBACK TO txn")?;
     }
+    statement(conn, "RELEASE txn")?;
     Ok(result.map(|_| ()))
+}
+
+/// Runs one of the writer's own statements, prepared once per connection.
+fn statement(conn: &Connection, sql: &str) -> std::result::Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 impl SqliteStore {

@@ -832,7 +832,7 @@ async fn sqlite_reads_run_on_the_callers_thread_and_refuse_writes() {
     let refused = store.read(|tx| tx.put("t", "b", b"2")).await;
     assert!(refused.is_err(), "{refused:?}");
     assert!(store.read(|tx| tx.get("t", "b")).await.unwrap().is_none());
-    // A panic in a read is the caller's error, and the reader connection stays usable.
+    // A panic in a read is the caller's error (its connection is closed), and reads go on.
     let panicked = store
         .read(|_tx| -> Result<()> { panic!("a bug in a read") })
         .await;

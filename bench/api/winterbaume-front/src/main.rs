@@ -1,6 +1,7 @@
 //! winterbaume-backup behind a plain HTTP/1.1 server, for the API benchmark
 //! (bench/api/run.py): the same transport Coffer and moto answer on (hyper, keep-alive), with
-//! nothing in front of the mock but turning hyper's request into winterbaume's and back. No
+//! nothing in front of the mock but turning hyper's request into winterbaume's and back (and
+//! dropping a path's trailing slash, which winterbaume's router does not expect). No
 //! authentication: winterbaume checks no signature. The region comes from the request's
 //! credential scope (as AWS and Coffer take it), `us-east-1` without one.
 //!
@@ -28,14 +29,21 @@ async fn answer(
     };
     let region = winterbaume_core::auth::extract_region_from_headers(&parts.headers)
         .unwrap_or_else(|| "us-east-1".to_string());
-    let path_and_query = parts
+    // winterbaume's router matches paths without the trailing slash the SDKs send for
+    // `/backup/plans/`, `/backup-vaults/` and the like: strip it, as its own tests present them.
+    let path = parts.uri.path();
+    let path = match path.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p,
+        _ => path,
+    };
+    let query = parts
         .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let mock = MockRequest {
         method: parts.method.as_str().to_string(),
-        uri: format!("https://backup.{region}.amazonaws.com{path_and_query}"),
+        uri: format!("https://backup.{region}.amazonaws.com{path}{query}"),
         headers: parts.headers,
         body,
     };

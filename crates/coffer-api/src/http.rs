@@ -109,8 +109,6 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
-        let method = parts.method.as_str().to_string();
-        let path = parts.uri.path().to_string();
         let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -149,6 +147,7 @@ impl<S: BackupService + ?Sized> ApiHandler<S> {
                 r
             }
             Err(err) => {
+                let (method, path) = (parts.method.as_str(), parts.uri.path());
                 if err.status() >= 500 && !err.is_not_implemented() {
                     let error = crate::error::error_chain(&err);
                     tracing::warn!(request_id, %method, %path, %error, "request failed");

@@ -193,7 +193,11 @@ pub fn decode_input<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, 
 
 /// Encodes an operation's output body.
 pub fn encode_output<T: Serialize>(output: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(output).map_err(ApiError::internal)
+    // Encoded straight into the buffer the response body takes over (no copy); sized for a
+    // typical answer so a list page grows it a few times at most.
+    let mut body = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut body, output).map_err(ApiError::internal)?;
+    Ok(body)
 }
 
 #[cfg(test)]

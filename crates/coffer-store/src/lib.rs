@@ -167,6 +167,13 @@ pub trait Store: Send + Sync + 'static {
     fn run_write(&self, work: TxnWork) -> BoxFuture<'_, Result<()>>;
     /// Runs `work` in a read-only transaction (a consistent snapshot).
     fn run_read(&self, work: TxnWork) -> BoxFuture<'_, Result<()>>;
+    /// Runs `work` in a read-only transaction on the calling thread, for a backend whose reads
+    /// do not wait on the network or on other transactions (SQLite in WAL mode); `None`, with
+    /// `work` not called, for one that must run reads elsewhere (then [`Store::run_read`]).
+    fn read_inline(&self, work: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Option<Result<()>> {
+        let _ = work;
+        None
+    }
     /// Removes every record (development mode's reset).
     fn clear(&self) -> BoxFuture<'_, Result<()>>;
     /// A short description for logs, without secrets.
@@ -344,11 +351,40 @@ impl StoreHandle {
         E: From<StoreError> + Send + 'static,
     {
         let started = std::time::Instant::now();
-        let result = self.run_timed(f, write).await;
+        let result = if write {
+            self.run_timed(f, write).await
+        } else {
+            self.read_here(f).await
+        };
         if let Some(hook) = LATENCY_HOOK.get() {
             hook(write, started.elapsed());
         }
         result
+    }
+
+    /// A read on the calling thread when the backend allows it (no thread hop, no shared
+    /// slots), else on the backend's own terms.
+    async fn read_here<R, E, F>(&self, f: F) -> std::result::Result<R, E>
+    where
+        F: FnOnce(&mut dyn Txn) -> std::result::Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let mut f = Some(f);
+        let mut out = None;
+        let ran = self.store.read_inline(&mut |tx| {
+            if let Some(f) = f.take() {
+                out = Some(f(tx));
+            }
+            Ok(())
+        });
+        match (ran, f) {
+            (None, Some(f)) => self.run_timed(f, false).await,
+            (Some(Err(e)), _) => Err(e.into()),
+            _ => out.unwrap_or_else(|| {
+                Err(StoreError::Task("transaction produced no result".into()).into())
+            }),
+        }
     }
 
     async fn run_timed<R, E, F>(&self, f: F, write: bool) -> std::result::Result<R, E>

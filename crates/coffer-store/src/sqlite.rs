@@ -1,9 +1,17 @@
-//! The embedded SQLite backend: WAL journal, `synchronous = FULL`, one writer connection and
-//! one reader connection, each used from the blocking thread pool so async tasks never wait
-//! on disk. Schema changes are numbered migrations tracked in `PRAGMA user_version`.
+//! The embedded SQLite backend: WAL journal, `synchronous = FULL`.
+//!
+//! Reads run on the caller's own thread (the request's task), on a small pool of reader
+//! connections: a WAL reader never waits for the writer, and the pages a hot read needs are in
+//! SQLite's page cache, so a thread hop would cost more than the read (a scan that turns out
+//! long, past [`SHORT_SCAN`] rows, finishes with the thread's other tasks handed to another
+//! thread, see [`blocking`]). Writes go to one writer
+//! thread that owns the writer connection and commits in groups: it takes every write
+//! transaction waiting, runs each inside its own savepoint of one SQLite transaction, commits
+//! once (one fsync for the batch) and only then answers each caller. Schema changes are
+//! numbered migrations tracked in `PRAGMA user_version`.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -54,8 +62,12 @@ const MIGRATIONS: &[&str] = &[
 
 pub struct SqliteStore {
     path: String,
-    writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    /// Where write transactions go: the writer thread's queue (taken when the store drops).
+    writer: Option<std::sync::mpsc::Sender<Job>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    readers: Readers,
+    /// How many batches the writer has committed (each one fsync).
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn connect(path: &Path, busy_timeout: std::time::Duration) -> Result<Connection> {
@@ -91,11 +103,32 @@ impl SqliteStore {
         }
         let mut writer = connect(path, busy_timeout)?;
         migrate(&mut writer)?;
-        let reader = connect(path, busy_timeout)?;
+        let readers = Readers {
+            path: path.to_path_buf(),
+            busy_timeout,
+            idle: Mutex::new(Vec::new()),
+        };
+        let first_reader = readers.connect()?;
+        readers
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(first_reader);
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = commits.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name("coffer-store-writer".into())
+            .spawn(move || writer_loop(writer, queue, &counted))
+            .map_err(|e| {
+                StoreError::new(ErrorKind::Other, "starting the metadata writer thread", e)
+            })?;
         Ok(SqliteStore {
             path: path.display().to_string(),
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            writer: Some(jobs),
+            writer_thread: Some(writer_thread),
+            readers,
+            commits,
         })
     }
 }
@@ -122,13 +155,13 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 struct SqliteTxn<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    conn: &'a Connection,
 }
 
 impl Txn for SqliteTxn<'_> {
     fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let mut stmt = self
-            .tx
+            .conn
             .prepare_cached("SELECT value FROM records WHERE tbl = ?1 AND key = ?2")?;
         Ok(stmt
             .query_row(params![table, key], |r| r.get(0))
@@ -136,7 +169,7 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn put(&mut self, table: &str, key: &str, value: &[u8]) -> Result<()> {
-        let mut stmt = self.tx.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(
             "INSERT INTO records (tbl, key, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value",
         )?;
@@ -145,7 +178,7 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn insert_new(&mut self, table: &str, key: &str, value: &[u8]) -> Result<bool> {
-        let mut stmt = self.tx.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(
             "INSERT INTO records (tbl, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         )?;
         Ok(stmt.execute(params![table, key, value])? == 1)
@@ -153,7 +186,7 @@ impl Txn for SqliteTxn<'_> {
 
     fn delete(&mut self, table: &str, key: &str) -> Result<bool> {
         let mut stmt = self
-            .tx
+            .conn
             .prepare_cached("DELETE FROM records WHERE tbl = ?1 AND key = ?2")?;
         Ok(stmt.execute(params![table, key])? == 1)
     }
@@ -175,64 +208,301 @@ impl Txn for SqliteTxn<'_> {
         let sql = format!(
             "SELECT key, value FROM records WHERE tbl = ?1 AND key {op} ?2 AND key < ?3 ORDER BY key LIMIT ?4"
         );
-        let mut stmt = self.tx.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query_map(
             params![table, lower, upper, limit.min(i64::MAX as usize) as i64],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
         )?;
-        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        let mut out = Vec::new();
+        for row in rows.by_ref().take(SHORT_SCAN) {
+            out.push(row?);
+        }
+        if out.len() == SHORT_SCAN {
+            // A long scan: finish it without holding up the other tasks of this thread.
+            blocking(|| {
+                for row in rows {
+                    out.push(row?);
+                }
+                Ok::<_, rusqlite::Error>(())
+            })?;
+        }
+        Ok(out)
     }
 }
 
-fn run_blocking(
-    conn: Arc<Mutex<Connection>>,
-    work: TxnWork,
-    behavior: TransactionBehavior,
-) -> BoxFuture<'static, Result<()>> {
-    Box::pin(async move {
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-            let tx = conn.transaction_with_behavior(behavior)?;
-            let commit = {
-                let mut txn = SqliteTxn { tx: &tx };
-                work(&mut txn)?
-            };
-            if commit {
-                tx.commit()?;
-            } else {
-                tx.rollback()?;
+/// How many rows a scan reads on the caller's thread before it finishes as blocking work.
+const SHORT_SCAN: usize = 512;
+
+/// Runs `f`, which may take long, where it does not hold up other tasks: on a worker of a
+/// multi-threaded runtime the worker's other tasks move to another thread first
+/// (`block_in_place`); anywhere else (the writer thread, a current-thread runtime) it just runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// The message of a panic caught in a transaction's closure.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string());
+    format!("the transaction's work panicked: {what}")
+}
+
+/// The same SQLite failure again, for each caller of a batch it failed (rusqlite's error is
+/// not `Clone`; SQLite's own failure, which carries the code the kind comes from, is).
+fn shared(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone()).into()
+        }
+        other => StoreError::msg(sqlite_kind(other), format!("SQLite: {other}")),
+    }
+}
+
+// Reads: a small pool of reader connections, used on the caller's own thread.
+
+/// How many idle reader connections the pool keeps (more are opened while that many reads run
+/// at once, and closed when they end).
+const IDLE_READERS: usize = 8;
+
+/// Reader connections waiting for their next read.
+struct Readers {
+    path: PathBuf,
+    busy_timeout: std::time::Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn connect(&self) -> Result<Connection> {
+        let conn = connect(&self.path, self.busy_timeout)?;
+        // A read transaction never writes (as on PostgreSQL, where reads are READ ONLY): a
+        // write through a reader would bypass the writer and the cache's invalidation.
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+
+    /// Runs `work` in one read transaction (a WAL snapshot) on the calling thread.
+    fn run(&self, work: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match taken {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = read_on(&mut conn, work);
+        if result.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
             }
-            Ok(())
+        }
+        result
+    }
+}
+
+fn read_on(conn: &mut Connection, work: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        work(&mut SqliteTxn { conn: &tx })
+    }))
+    .unwrap_or_else(|panic| Err(StoreError::Task(panic_message(panic))));
+    tx.rollback()?;
+    outcome
+}
+
+// Writes: one writer thread, group commit.
+
+/// The most write transactions one commit carries.
+const MAX_BATCH: usize = 512;
+
+enum Work {
+    Txn(TxnWork),
+    Clear,
+}
+
+struct Job {
+    work: Work,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// The writer connection's thread: takes every write transaction waiting, runs each in a
+/// savepoint of one SQLite transaction, commits them together (one fsync), then answers each.
+fn writer_loop(
+    mut conn: Connection,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    commits: &std::sync::atomic::AtomicU64,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch, commits);
+    }
+}
+
+/// Runs a batch of write transactions and commits once. A transaction whose work fails (or
+/// asks not to commit) is rolled back to its savepoint alone; its neighbours commit. A failure
+/// of the batch itself (BEGIN, a savepoint, COMMIT, or SQLite rolling the whole transaction
+/// back on an I/O error) fails every caller whose work it would have carried: nobody is told
+/// a write succeeded unless its COMMIT did. Each commit is counted in `commits`.
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>, commits: &std::sync::atomic::AtomicU64) {
+    let mut ran: Vec<(tokio::sync::oneshot::Sender<Result<()>>, Result<()>)> =
+        Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        for job in jobs {
+            let _ = job.done.send(Err(shared(&e)));
+        }
+        return;
+    }
+    for job in jobs.by_ref() {
+        match run_in_savepoint(conn, job.work) {
+            Ok(outcome) => ran.push((job.done, outcome)),
+            Err(broken) => {
+                // The transaction is no longer sound: give up all of it.
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                let _ = job.done.send(Err(shared(&broken)));
+                for (done, _) in ran.drain(..) {
+                    let _ = done.send(Err(shared(&broken)));
+                }
+                for job in jobs {
+                    let _ = job.done.send(Err(shared(&broken)));
+                }
+                return;
+            }
+        }
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for (done, outcome) in ran {
+                let _ = done.send(outcome);
+            }
+        }
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            for (done, _) in ran {
+                let _ = done.send(Err(shared(&e)));
+            }
+        }
+    }
+}
+
+/// Runs one write transaction's work inside a savepoint: kept when the work returns
+/// `Ok(true)`, rolled back otherwise. The outer error is a failure of the enclosing
+/// transaction (the savepoint statements failed, or SQLite rolled everything back); the inner
+/// result is this transaction's own outcome.
+fn run_in_savepoint(
+    conn: &Connection,
+    work: Work,
+) -> std::result::Result<Result<()>, rusqlite::Error> {
+    statement(conn, "SAVEPOINT txn")?;
+    let result = match work {
+        Work::Clear => conn
+            .execute("DELETE FROM records", [])
+            .map(|_| true)
+            .map_err(StoreError::from),
+        Work::Txn(work) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            work(&mut SqliteTxn { conn })
+        }))
+        .unwrap_or_else(|panic| Err(StoreError::Task(panic_message(panic)))),
+    };
+    if conn.is_autocommit() {
+        // An I/O error or a full disk made SQLite roll the whole transaction back.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+            Some(match &result {
+                Err(e) => format!("the transaction was rolled back: {e}"),
+                Ok(_) => "the transaction was rolled back".to_string(),
+            }),
+        ));
+    }
+    if !matches!(result, Ok(true)) {
+        statement(conn, "ROLLBACK TO txn")?;
+    }
+    statement(conn, "RELEASE txn")?;
+    Ok(result.map(|_| ()))
+}
+
+/// Runs one of the writer's own statements, prepared once per connection.
+fn statement(conn: &Connection, sql: &str) -> std::result::Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// How many batches of write transactions have committed (one fsync each).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn submit(&self, work: Work) -> BoxFuture<'static, Result<()>> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let sent = self
+            .writer
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(Job { work, done }).is_ok());
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Task("the metadata writer has stopped".into()));
+            }
+            answer
+                .await
+                .map_err(|_| StoreError::Task("the metadata writer stopped".into()))?
         })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-    })
+    }
 }
 
 impl Store for SqliteStore {
     fn run_write(&self, work: TxnWork) -> BoxFuture<'_, Result<()>> {
-        run_blocking(self.writer.clone(), work, TransactionBehavior::Immediate)
+        self.submit(Work::Txn(work))
     }
 
     fn run_read(&self, work: TxnWork) -> BoxFuture<'_, Result<()>> {
-        run_blocking(self.reader.clone(), work, TransactionBehavior::Deferred)
+        let mut work = Some(work);
+        let result = self.readers.run(&mut |tx| match work.take() {
+            Some(work) => work(tx).map(|_| ()),
+            None => Ok(()),
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn read_inline(&self, work: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Option<Result<()>> {
+        Some(self.readers.run(work))
     }
 
     fn clear(&self) -> BoxFuture<'_, Result<()>> {
-        let conn = self.writer.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                conn.execute("DELETE FROM records", [])?;
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
-            Ok(())
-        })
+        self.submit(Work::Clear)
     }
 
     fn describe(&self) -> String {
         format!("sqlite {}", self.path)
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Lets the writer finish what it was given, then waits for its thread, so the file is
+    /// closed when the store is gone (a reopen sees every acknowledged write either way).
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
     }
 }

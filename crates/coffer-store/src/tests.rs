@@ -699,3 +699,199 @@ mod postgres_only {
         assert!(crate::postgres::BEGIN_WRITE.contains(&crate::postgres::WRITE_LOCK.to_string()));
     }
 }
+
+/// Group commit: write transactions queued while the writer is busy commit together, each in
+/// its own savepoint. One that fails, panics or asks not to commit is rolled back alone; its
+/// neighbours in the batch commit, with one commit (one fsync) for all of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_write_in_a_batch_does_not_undo_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let sqlite = Arc::new(SqliteStore::open(&path).unwrap());
+    let before = sqlite.commits();
+
+    // The first write holds the writer until every other one is queued behind it.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let first = sqlite.run_write(Box::new(move |tx| {
+        hold.recv().unwrap();
+        tx.put("t", "first", b"1")?;
+        Ok(true)
+    }));
+    let mut queued = Vec::new();
+    for i in 0..40 {
+        let work: TxnWork = Box::new(move |tx| {
+            tx.put("t", &format!("k{i:02}"), format!("v{i}").as_bytes())?;
+            match i % 10 {
+                3 => Err(StoreError::msg(ErrorKind::Other, "refused by the domain")),
+                5 => Ok(false),
+                7 => panic!("a bug in write {i}"),
+                _ => Ok(true),
+            }
+        });
+        queued.push(sqlite.run_write(work));
+    }
+    release.send(()).unwrap();
+    first.await.unwrap();
+    let mut outcomes = Vec::new();
+    for q in queued {
+        outcomes.push(q.await);
+    }
+    // The writer may take the first write alone or with some of the others: either way the
+    // 41 writes took at most two commits.
+    let commits = sqlite.commits() - before;
+    assert!(
+        (1..=2).contains(&commits),
+        "41 writes took {commits} commits"
+    );
+
+    let store = StoreHandle::new_single_writer(sqlite.clone());
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let stored = store
+            .read(move |tx| tx.get("t", &format!("k{i:02}")))
+            .await
+            .unwrap();
+        match i % 10 {
+            3 | 7 => {
+                assert!(outcome.is_err(), "write {i}: {outcome:?}");
+                assert!(stored.is_none(), "write {i} was rolled back");
+            }
+            5 => {
+                assert!(outcome.is_ok(), "write {i}: {outcome:?}");
+                assert!(stored.is_none(), "write {i} asked not to commit");
+            }
+            _ => {
+                assert!(outcome.is_ok(), "write {i}: {outcome:?}");
+                assert_eq!(stored, Some(format!("v{i}").into_bytes()), "write {i}");
+            }
+        }
+    }
+    let panicked = outcomes[7].as_ref().unwrap_err().to_string();
+    assert!(panicked.contains("a bug in write 7"), "{panicked}");
+    let first = store.read(|tx| tx.get("t", "first")).await.unwrap();
+    assert_eq!(first.as_deref(), Some(&b"1"[..]));
+}
+
+/// Many writers at once: every write a caller was told succeeded is in the store after it is
+/// closed and opened again, and none that failed is.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_acknowledged_write_is_there_after_reopening() {
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let store = fx.open();
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |tx| {
+                        tx.put("acked", &format!("k{i:03}"), &i.to_be_bytes())?;
+                        if i % 17 == 0 {
+                            return Err(StoreError::msg(ErrorKind::Other, "refused"));
+                        }
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        let mut acked = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            if t.await.unwrap().is_ok() {
+                acked.push(i as u32);
+            }
+        }
+        assert_eq!(acked.len(), 200 - 12, "{}", fx.location);
+        drop(store);
+        let store = fx.open();
+        let rows = store
+            .read(|tx| tx.scan("acked", "", None, 1000))
+            .await
+            .unwrap();
+        let got: Vec<u32> = rows
+            .iter()
+            .map(|(_, v)| u32::from_be_bytes(v.as_slice().try_into().unwrap()))
+            .collect();
+        assert_eq!(got, acked, "{}", fx.location);
+    }
+}
+
+/// SQLite reads run on the caller's own thread (no hop to the blocking pool), see the writes
+/// committed before them, and cannot write (as PostgreSQL's READ ONLY reads cannot).
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_reads_run_on_the_callers_thread_and_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+    store.write(|tx| tx.put("t", "a", b"1")).await.unwrap();
+    let caller = std::thread::current().id();
+    let (thread, value) = store
+        .read(|tx| Ok::<_, StoreError>((std::thread::current().id(), tx.get("t", "a")?)))
+        .await
+        .unwrap();
+    assert_eq!(thread, caller);
+    assert_eq!(value.as_deref(), Some(&b"1"[..]));
+
+    let refused = store.read(|tx| tx.put("t", "b", b"2")).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(store.read(|tx| tx.get("t", "b")).await.unwrap().is_none());
+    // A panic in a read is the caller's error (its connection is closed), and reads go on.
+    let panicked = store
+        .read(|_tx| -> Result<()> { panic!("a bug in a read") })
+        .await;
+    assert!(
+        panicked
+            .unwrap_err()
+            .to_string()
+            .contains("a bug in a read")
+    );
+    let again = store.read(|tx| tx.get("t", "a")).await.unwrap();
+    assert_eq!(again.as_deref(), Some(&b"1"[..]));
+}
+
+/// A long scan in a read (past the rows read on the caller's thread) returns every row, in
+/// order, on a multi-threaded runtime and on a current-thread one.
+#[test]
+fn long_scans_return_every_row_on_either_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("meta.db").to_str().unwrap().to_string();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let store = multi.block_on(async {
+        let store = StoreHandle::open(&location).unwrap();
+        store
+            .write(|tx| {
+                for i in 0..2000u32 {
+                    tx.put("long", &format!("k{i:05}"), &i.to_be_bytes())?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        store
+    });
+    let check = |rows: Vec<Record>| {
+        assert_eq!(rows.len(), 2000);
+        for (i, (k, _)) in rows.iter().enumerate() {
+            assert_eq!(k, &format!("k{i:05}"));
+        }
+    };
+    let on_worker = {
+        let store = store.clone();
+        multi.block_on(async move {
+            tokio::spawn(
+                async move { store.read(|tx| tx.scan("long", "", None, usize::MAX)).await },
+            )
+            .await
+            .unwrap()
+        })
+    };
+    check(on_worker.unwrap());
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    check(
+        current
+            .block_on(store.read(|tx| tx.scan("long", "", None, usize::MAX)))
+            .unwrap(),
+    );
+}

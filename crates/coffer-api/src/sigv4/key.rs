@@ -2,6 +2,7 @@
 //! small cache so a busy client does not pay four HMACs per request.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::Mutex;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -22,34 +23,43 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     hmac_sha256(&k_service, b"aws4_request")
 }
 
-/// (secret, date, region, service): what a signing key is derived from.
-type KeyScope = (String, String, String, String);
-
-/// Derived signing keys, keyed by their scope. Bounded: cleared when full.
+/// Derived signing keys, keyed by their scope (secret, date, region and service, each after
+/// its length, so no two scopes share a key). Bounded: cleared when full.
 #[derive(Default)]
 pub struct SigningKeyCache {
-    keys: Mutex<HashMap<KeyScope, [u8; 32]>>,
+    keys: Mutex<HashMap<String, [u8; 32]>>,
 }
 
 const CACHE_LIMIT: usize = 4096;
 
+thread_local! {
+    /// Where a lookup's key is assembled, so a hit allocates nothing.
+    static SCOPE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 impl SigningKeyCache {
     pub fn get(&self, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
-        let id = (
-            secret.to_string(),
-            date.to_string(),
-            region.to_string(),
-            service.to_string(),
-        );
-        if let Some(k) = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            return *k;
-        }
-        let k = signing_key(secret, date, region, service);
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if keys.len() >= CACHE_LIMIT {
-            keys.clear();
-        }
-        keys.insert(id, k);
-        k
+        SCOPE.with_borrow_mut(|id| {
+            id.clear();
+            for part in [secret, date, region, service] {
+                let _ = write!(id, "{}:", part.len());
+                id.push_str(part);
+            }
+            if let Some(k) = self
+                .keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id.as_str())
+            {
+                return *k;
+            }
+            let k = signing_key(secret, date, region, service);
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if keys.len() >= CACHE_LIMIT {
+                keys.clear();
+            }
+            keys.insert(id.clone(), k);
+            k
+        })
     }
 }

@@ -206,11 +206,17 @@ struct Due {
 /// time starts from the time its plan version was written) and its queue entry, a bounded
 /// batch of plans per transaction. Afterwards this is one read.
 pub(crate) async fn build_queue(plane: &Executor) -> Result<()> {
-    if !plane
+    // The plan-document index (`model::plans::same_document`) is built in the same walk.
+    let (sched, docs) = plane
         .store()
-        .read(|tx| due::needs_backfill(tx, "sched"))
-        .await?
-    {
+        .read(|tx| {
+            Ok::<_, crate::model::error::Error>((
+                due::needs_backfill(tx, "sched")?,
+                due::needs_backfill(tx, plans::DOC_BUILT)?,
+            ))
+        })
+        .await?;
+    if !sched && !docs {
         return Ok(());
     }
     let mut cursor: Option<String> = None;
@@ -222,7 +228,12 @@ pub(crate) async fn build_queue(plane: &Executor) -> Result<()> {
                 let (active, last) =
                     plans::active_plans_page(tx, after.as_deref(), BACKFILL_BATCH)?;
                 for ap in &active {
-                    queue_plan(tx, ap)?;
+                    if sched {
+                        queue_plan(tx, ap)?;
+                    }
+                    if docs {
+                        plans::index_document(tx, ap)?;
+                    }
                 }
                 Ok(last)
             })
@@ -235,7 +246,10 @@ pub(crate) async fn build_queue(plane: &Executor) -> Result<()> {
     let now = plane.clock().now();
     plane
         .store()
-        .write(move |tx| due::backfilled(tx, "sched", now))
+        .write(move |tx| {
+            due::backfilled(tx, "sched", now)?;
+            due::backfilled(tx, plans::DOC_BUILT, now)
+        })
         .await
 }
 

@@ -19,7 +19,6 @@ use coffer_api::{ApiError, RequestContext, Timestamp};
 use coffer_cron::Schedule;
 
 use crate::model::error::Result;
-use crate::model::paging::scan_all;
 use crate::model::paging::scan_page;
 use crate::model::plans::*;
 use crate::model::{Meta, arn, paging, plan_rules, selections, tags};
@@ -76,24 +75,16 @@ pub(crate) async fn create(
                 return Ok(create_output(&first, &first_version));
             }
             check_target_vaults(tx, &account, &region, &version.document)?;
-            let content = plan_rules::without_rule_ids(&version.document);
-            for (_, v) in scan_all(tx, TABLE, &scope(&account, &region))? {
-                let other: PlanRecord = decode(&v)?;
-                if other.deletion_date.is_some() {
-                    continue;
-                }
-                let other_version = load_version(tx, &other, other.current_sequence)?;
-                if plan_rules::without_rule_ids(&other_version.document) == content {
-                    return Err(ApiError::already_exists(
-                        "Backup plan with the same plan document already exists",
-                    )
-                    .with_member("Arn", other.arn.clone())
-                    .with_member(
-                        "CreatorRequestId",
-                        other.creator_request_id.clone().unwrap_or_default(),
-                    )
-                    .into());
-                }
+            if let Some(other) = same_document(tx, &account, &region, &version.document)? {
+                return Err(ApiError::already_exists(
+                    "Backup plan with the same plan document already exists",
+                )
+                .with_member("Arn", other.arn.clone())
+                .with_member(
+                    "CreatorRequestId",
+                    other.creator_request_id.clone().unwrap_or_default(),
+                )
+                .into());
             }
             tx.put(
                 TABLE,
@@ -485,5 +476,99 @@ mod tests {
         assert_eq!(active[0].version.document.rules[0].rule_name, "r");
         assert_eq!(current.unwrap().plan.id, ids[0]);
         assert!(gone.is_none());
+    }
+
+    fn doc(name: &str, window: i64) -> BackupPlanInput {
+        BackupPlanInput {
+            backup_plan_name: name.into(),
+            rules: vec![BackupRuleInput {
+                rule_name: "r".into(),
+                target_backup_vault_name: "v1".into(),
+                start_window_minutes: Some(window),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    async fn create_doc(c: &Meta, ctx: &RequestContext, d: BackupPlanInput) -> Result<String> {
+        let input = CreateBackupPlanInput {
+            backup_plan: d,
+            ..Default::default()
+        };
+        Ok(create(c, ctx, input).await?.backup_plan_id.unwrap())
+    }
+
+    fn is_duplicate(r: Result<String>) -> bool {
+        matches!(r, Err(e) if e.0.code() == "AlreadyExistsException")
+    }
+
+    #[tokio::test]
+    async fn duplicate_documents_are_found_by_the_document_index_and_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = meta(&dir).await;
+        let ctx = RequestContext::new("111122223333", "eu-west-1");
+        let v = CreateBackupVaultInput {
+            backup_vault_name: "v1".into(),
+            ..Default::default()
+        };
+        crate::control::vaults::create(&c, &ctx, v).await.unwrap();
+        // A new store: the scheduler's first start records the (empty) index as built.
+        c.store()
+            .write(|tx| crate::model::due::backfilled(tx, DOC_BUILT, Utc::now()))
+            .await
+            .unwrap();
+        let a = create_doc(&c, &ctx, doc("a", 60)).await.unwrap();
+        assert!(is_duplicate(create_doc(&c, &ctx, doc("a", 60)).await));
+        // A's document changes: its old document is free, its new one is taken.
+        let input = UpdateBackupPlanInput {
+            backup_plan_id: a.clone(),
+            backup_plan: doc("a", 120),
+        };
+        update(&c, &ctx, input).await.unwrap();
+        let b = create_doc(&c, &ctx, doc("a", 60)).await.unwrap();
+        assert!(is_duplicate(create_doc(&c, &ctx, doc("a", 120)).await));
+        // Another account or region never collides.
+        let other = RequestContext::new("111122223333", "us-west-2");
+        let v = CreateBackupVaultInput {
+            backup_vault_name: "v1".into(),
+            ..Default::default()
+        };
+        crate::control::vaults::create(&c, &other, v).await.unwrap();
+        create_doc(&c, &other, doc("a", 120)).await.unwrap();
+        // A deleted plan's document is free again.
+        let input = DeleteBackupPlanInput {
+            backup_plan_id: a.clone(),
+        };
+        delete(&c, &ctx, input).await.unwrap();
+        let a2 = create_doc(&c, &ctx, doc("a", 120)).await.unwrap();
+        // One entry per active plan, each under its current document.
+        let entries = c
+            .store()
+            .read(|tx| tx.scan(DOC_TABLE, "", None, 100))
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = entries
+            .iter()
+            .filter(|(k, _)| k.starts_with("111122223333:eu-west-1:"))
+            .map(|(k, _)| k.rsplit(':').next().unwrap().to_string())
+            .collect();
+        ids.sort();
+        let mut want = vec![b.clone(), a2.clone()];
+        want.sort();
+        assert_eq!(ids, want, "{entries:?}");
+        // A store whose index is not built yet reads every plan, with the same answers.
+        c.store()
+            .write(move |tx| {
+                tx.delete(crate::model::due::BACKFILL, DOC_BUILT)?;
+                for (k, _) in entries.iter() {
+                    tx.delete(DOC_TABLE, k)?;
+                }
+                Ok::<_, coffer_store::StoreError>(())
+            })
+            .await
+            .unwrap();
+        assert!(is_duplicate(create_doc(&c, &ctx, doc("a", 60)).await));
+        assert!(is_duplicate(create_doc(&c, &ctx, doc("a", 120)).await));
     }
 }

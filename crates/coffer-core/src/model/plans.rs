@@ -2,7 +2,11 @@
 //! version; every version stays in `plan_version` (key `ACCOUNT:REGION:PLANID:NNNNNNNN`) and
 //! `plan_version_id` maps a VersionId to its sequence; `plan_request` maps a CreatorRequestId
 //! to the plan it made. The scheduler reads [`current_version`] and writes [`record_execution`];
-//! [`put_version`] and [`unschedule`] keep its queue of next firings (`model::due`); the API operations are in `control::plans`.
+//! [`put_version`] and [`unschedule`] keep its queue of next firings (`model::due`) and the
+//! index of plan documents (`plan_doc`, key `ACCOUNT:REGION:HASH:PLANID`, HASH the SHA-256 of
+//! the current document without its RuleIds), which lets CreateBackupPlan find a plan with the
+//! same document without reading every plan ([`same_document`]); the API operations are in
+//! `control::plans`.
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -12,6 +16,7 @@ use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
+use crate::model::paging::scan_all;
 use crate::model::{due, events, vaults};
 
 pub(crate) const TABLE: &str = "plan";
@@ -21,6 +26,12 @@ pub(crate) const VERSION_TABLE: &str = "plan_version";
 pub(crate) const VERSION_ID_TABLE: &str = "plan_version_id";
 
 pub(crate) const REQUEST_TABLE: &str = "plan_request";
+
+/// Active plans by the hash of their current document (see the module comment).
+pub(crate) const DOC_TABLE: &str = "plan_doc";
+
+/// The `due_backfill` marker saying [`DOC_TABLE`] was built for every plan of the store.
+pub(crate) const DOC_BUILT: &str = "plan_doc";
 
 /// A backup plan as stored: identity, dates and a pointer to its current version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,9 +211,72 @@ pub(crate) fn active_plans_page(
     Ok((out, last))
 }
 
+/// The hash of a plan document as CreateBackupPlan compares documents: without RuleIds.
+fn doc_hash(doc: &BackupPlan) -> Result<String> {
+    use sha2::Digest as _;
+    let bytes = serde_json::to_vec(&crate::model::plan_rules::without_rule_ids(doc))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// The `plan_doc` entry of `plan` with document `doc`.
+fn doc_key(plan: &PlanRecord, doc: &BackupPlan) -> Result<String> {
+    Ok(format!(
+        "{}{}:{}",
+        scope(&plan.account, &plan.region),
+        doc_hash(doc)?,
+        plan.id
+    ))
+}
+
+/// Enters an active plan of a store written before `plan_doc` existed (its one-time build).
+pub(crate) fn index_document(tx: &mut dyn Txn, ap: &ActivePlan) -> Result<()> {
+    tx.put(DOC_TABLE, &doc_key(&ap.plan, &ap.version.document)?, b"")?;
+    Ok(())
+}
+
+/// An active plan of the scope whose current document equals `doc` without RuleIds (what
+/// makes CreateBackupPlan answer AlreadyExistsException). Reads the `plan_doc` entries of the
+/// document's hash, checking each against the plan's current version; on a store whose index
+/// is not built yet (the scheduler builds it at start) it reads every plan of the scope.
+pub(crate) fn same_document(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    doc: &BackupPlan,
+) -> Result<Option<PlanRecord>> {
+    let content = crate::model::plan_rules::without_rule_ids(doc);
+    let candidates: Vec<String> = if due::needs_backfill(tx, DOC_BUILT)? {
+        scan_all(tx, TABLE, &scope(account, region))?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    } else {
+        let prefix = format!("{}{}:", scope(account, region), doc_hash(doc)?);
+        scan_all(tx, DOC_TABLE, &prefix)?
+            .into_iter()
+            .map(|(k, _)| format!("{}{}", scope(account, region), &k[prefix.len()..]))
+            .collect()
+    };
+    for k in candidates {
+        let Some(v) = tx.get(TABLE, &k)? else {
+            continue;
+        };
+        let other: PlanRecord = decode(&v)?;
+        if other.deletion_date.is_some() {
+            continue;
+        }
+        let other_version = load_version(tx, &other, other.current_sequence)?;
+        if crate::model::plan_rules::without_rule_ids(&other_version.document) == content {
+            return Ok(Some(other));
+        }
+    }
+    Ok(None)
+}
+
 /// Takes the rules of `plan` (being deleted) off the scheduler's queue.
 pub(crate) fn unschedule(tx: &mut dyn Txn, plan: &PlanRecord) -> Result<()> {
     let version = load_version(tx, plan, plan.current_sequence)?;
+    tx.delete(DOC_TABLE, &doc_key(plan, &version.document)?)?;
     due::unschedule_rules(
         tx,
         (&plan.account, &plan.region, &plan.id),
@@ -258,16 +332,21 @@ pub(crate) fn put_version(
     plan: &PlanRecord,
     version: &PlanVersionRecord,
 ) -> Result<()> {
-    let previous = match version.sequence {
-        0 | 1 => Vec::new(),
+    let previous_doc = match version.sequence {
+        0 | 1 => None,
         n => match tx.get(
             VERSION_TABLE,
             &version_key(&plan.account, &plan.region, &plan.id, n - 1),
         )? {
-            Some(v) => decode::<PlanVersionRecord>(&v)?.document.rules,
-            None => Vec::new(),
+            Some(v) => Some(decode::<PlanVersionRecord>(&v)?.document),
+            None => None,
         },
     };
+    if let Some(old) = &previous_doc {
+        tx.delete(DOC_TABLE, &doc_key(plan, old)?)?;
+    }
+    tx.put(DOC_TABLE, &doc_key(plan, &version.document)?, b"")?;
+    let previous = previous_doc.map(|d| d.rules).unwrap_or_default();
     due::schedule_rules(
         tx,
         (&plan.account, &plan.region, &plan.id),

@@ -411,7 +411,7 @@ fn write_vault(tx: &mut dyn Txn, a: &Account, v: u64) -> Result<()> {
     let mut record = vault_ops::new_record(&ctx, &a.vault_name(v), None, key, created);
     record.uid = uuid_of(VAULT_UID, a.index, v);
     vaults::save(tx, &record)?;
-    let env = if v % 3 == 0 { "test" } else { "prod" };
+    let env = if v.is_multiple_of(3) { "test" } else { "prod" };
     let vault_tags = BTreeMap::from([
         ("env".to_string(), env.to_string()),
         ("team".to_string(), format!("team-{}", v % 7)),
@@ -429,7 +429,7 @@ fn plan_rules_of(a: &Account, l: u64) -> Vec<(String, BackupRuleInput)> {
         BackupRuleInput {
             rule_name: "daily".into(),
             target_backup_vault_name: vault.clone(),
-            schedule_expression: Some(format!("cron(0 {hour} ? * * 2099)")),
+            schedule_expression: Some(daily_cron(l)),
             lifecycle: Some(Lifecycle {
                 delete_after_days: Some(365),
                 ..Default::default()
@@ -441,7 +441,7 @@ fn plan_rules_of(a: &Account, l: u64) -> Vec<(String, BackupRuleInput)> {
             ..Default::default()
         },
     )];
-    if l % 3 == 0 {
+    if l.is_multiple_of(3) {
         rules.push((
             "weekly".to_string(),
             BackupRuleInput {
@@ -520,20 +520,24 @@ fn write_plan(tx: &mut dyn Txn, a: &Account, l: u64) -> Result<()> {
     Ok(())
 }
 
-/// What a recovery point made by plan `l`'s daily rule says created it.
-fn creator(a: &Account, l: u64) -> Result<RecoveryPointCreator> {
-    let (plan, version) = plan_of(a, l)?;
-    let rule = &version.document.rules[0];
-    Ok(RecoveryPointCreator {
-        backup_plan_arn: Some(plan.arn),
-        backup_plan_id: Some(plan.id),
-        backup_plan_name: Some(version.document.backup_plan_name.clone()),
-        backup_plan_version: Some(version.version_id.clone()),
-        backup_rule_id: rule.rule_id.clone(),
-        backup_rule_name: Some(rule.rule_name.clone()),
-        backup_rule_cron: rule.schedule_expression.clone(),
-        backup_rule_timezone: rule.schedule_expression_timezone.clone(),
-    })
+/// What a recovery point made by plan `l`'s daily rule says created it: the same values
+/// [`plan_of`] stores, derived without building the plan (it is asked for every point and job).
+fn creator(a: &Account, l: u64) -> RecoveryPointCreator {
+    let id = a.plan_id(l);
+    RecoveryPointCreator {
+        backup_plan_arn: Some(arn::backup_plan(a.region(), &a.id, &id)),
+        backup_plan_id: Some(id),
+        backup_plan_name: Some(plan_name(l)),
+        backup_plan_version: Some(base64_of(&uuid_of(PLAN_VERSION, a.index, l))),
+        backup_rule_id: Some(uuid_of(RULE, a.index, l * 4)),
+        backup_rule_name: Some("daily".into()),
+        backup_rule_cron: Some(daily_cron(l)),
+        backup_rule_timezone: Some(coffer_cron::Schedule::DEFAULT_TIMEZONE.into()),
+    }
+}
+
+fn daily_cron(l: u64) -> String {
+    format!("cron(0 {} ? * * 2099)", l % 24)
 }
 
 /// Recovery point `p` of the account: the resource it holds is `p % resources`.
@@ -543,7 +547,7 @@ fn point_of(a: &Account, p: u64) -> Result<(RecoveryPointRecord, tags::Tags)> {
     let vault_index = a.resource_vault(r);
     let vault = a.vault_name(vault_index);
     let created = a.spread(p, a.points, POINT);
-    let created_by = a.resource_plan(r).map(|l| creator(a, l)).transpose()?;
+    let created_by = a.resource_plan(r).map(|l| creator(a, l));
     let size = 1_048_576 + (mix(&[POINT, u64::from(a.index), p]) % (64 << 30)) as i64;
     let rp_tags = BTreeMap::from([("frequency".to_string(), "daily".to_string())]);
     let rp = RecoveryPointRecord {
@@ -696,7 +700,7 @@ fn backup_job(a: &Account, b: u64, end: JobState) -> Result<JobRecord> {
     job.start_by = Some(created + Duration::minutes(plan_rules::DEFAULT_START_WINDOW_MINUTES));
     job.complete_by =
         Some(created + Duration::minutes(plan_rules::DEFAULT_COMPLETION_WINDOW_MINUTES));
-    job.created_by = a.resource_plan(r).map(|l| creator(a, l)).transpose()?;
+    job.created_by = a.resource_plan(r).map(|l| creator(a, l));
     if let Some(p) = point
         && end == JobState::Completed
     {
@@ -1005,6 +1009,28 @@ mod tests {
         let again = seed(coffer.meta().store(), &spec(), &mut |_| {}).await;
         let e = again.unwrap_err();
         assert!(e.to_string().contains("seed a new, empty store"), "{e}");
+    }
+
+    /// The creator derived for points and jobs is what the stored plan says.
+    #[test]
+    fn the_creator_of_a_point_matches_its_plan() {
+        let s = spec();
+        let a = Account::new(&s, 1);
+        for l in 0..a.plans {
+            let (plan, version) = plan_of(&a, l).unwrap();
+            let rule = &version.document.rules[0];
+            let expected = RecoveryPointCreator {
+                backup_plan_arn: Some(plan.arn),
+                backup_plan_id: Some(plan.id),
+                backup_plan_name: Some(version.document.backup_plan_name.clone()),
+                backup_plan_version: Some(version.version_id.clone()),
+                backup_rule_id: rule.rule_id.clone(),
+                backup_rule_name: Some(rule.rule_name.clone()),
+                backup_rule_cron: rule.schedule_expression.clone(),
+                backup_rule_timezone: rule.schedule_expression_timezone.clone(),
+            };
+            assert_eq!(creator(&a, l), expected);
+        }
     }
 
     #[test]

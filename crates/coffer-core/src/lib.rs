@@ -1204,7 +1204,7 @@ impl BackupService for Coffer {
         ctx: &RequestContext,
         input: DisassociateRecoveryPointInput,
     ) -> Result<(), ApiError> {
-        Ok(recovery_points::disassociate(self.meta(), ctx, input).await?)
+        Ok(recovery_points::disassociate(self.plane(), ctx, input).await?)
     }
 
     // Access points and composite recovery points

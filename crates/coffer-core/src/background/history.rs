@@ -1,8 +1,10 @@
-//! The history pruner: deletes finished jobs, their idempotency tokens, plan firings and
-//! notification dead letters once they are older than the configured retention
-//! (`model::history`), in bounded batches, one transaction each, so a large backlog never
-//! holds the store's writer for long. It runs as its own worker every minute, and once at the
-//! end of a development-clock time travel.
+//! The history pruner: deletes finished jobs (with their index entries), their idempotency
+//! tokens, plan firings and notification dead letters once they are older than the
+//! configured retention (`model::history`), in bounded batches, one transaction each, so a
+//! large backlog never holds the store's writer for long. It runs as its own worker every
+//! minute (its first pass at start), and once at the end of a development-clock time travel.
+//! Its first pass also indexes the jobs of a store written before the job indexes
+//! (`model::job_index`), the same way.
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
@@ -11,7 +13,7 @@ use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::history::{self, BATCH, FIRINGS, Pruned};
-use crate::model::{events, jobs};
+use crate::model::{events, job_index, jobs};
 use coffer_store::Txn;
 
 /// The pruner as a [`Worker`].
@@ -49,6 +51,22 @@ fn enter_existing(tx: &mut dyn Txn, table: &str, key: &str, value: &[u8]) -> Res
     }
 }
 
+/// Indexes the jobs a store written before the job indexes holds (once per store, in
+/// batches of [`BATCH`], one transaction each; `model::job_index`). It runs before any
+/// pruning, so a pruned job always takes its entries with it. Cheap once done (one read).
+async fn index_existing_jobs(plane: &Executor) -> Result<()> {
+    let store = plane.store();
+    let mut batches = 0usize;
+    while !store.write(|tx| job_index::backfill(tx, BATCH)).await? {
+        batches += 1;
+        tokio::task::yield_now().await;
+    }
+    if batches > 0 {
+        tracing::info!(batches, "indexed the jobs written before the job indexes");
+    }
+    Ok(())
+}
+
 /// What a whole pruning pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PrunePass {
@@ -61,6 +79,7 @@ pub(crate) struct PrunePass {
 /// clock, dead letters by the wall clock they were queued on.
 pub(crate) async fn prune_history(plane: &Executor) -> Result<PrunePass> {
     let store = plane.store();
+    index_existing_jobs(plane).await?;
     while !store
         .write(move |tx| history::backfill(tx, &BACKFILLED, BATCH, &enter_existing))
         .await?

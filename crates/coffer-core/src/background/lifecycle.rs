@@ -2,6 +2,8 @@
 //! are deleted at DeleteAfterDays (counted from their creation date on Coffer's clock), never
 //! before their vault lock's MinRetentionDays. It runs as its own worker and at every step of
 //! the development clock's time travel, which steps to the next transition a sweep reports.
+//! A sweep reads the lifecycle queue (`model::due`, `lifecycle_due`: each point's next
+//! lifecycle date in time order) up to its now, never every recovery point.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use crate::model::error::Result;
 use crate::model::paging::scan_all;
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::{StorageClass, Tier};
-use crate::model::{composite, events, recovery_points, retention, telemetry, vaults};
+use crate::model::{composite, due, events, recovery_points, retention, telemetry, vaults};
 
 /// What one sweep did, and when the next transition is due.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,9 +34,9 @@ pub(crate) struct Swept {
 /// The sweep as a [`Worker`]: one sweep per tick, one at a time with the scheduler's passes
 /// (`pass` is the scheduler's pass lock).
 ///
-/// A sweep reads every recovery point, so the worker skips ticks until the earliest
-/// transition the last sweep saw is due, or `RESCAN` went by (for points added or changed
-/// since, by this node or another).
+/// A sweep reads the due head of the lifecycle queue; the worker still skips ticks until the
+/// earliest transition the last sweep saw is due, or `RESCAN` went by (for points added or
+/// changed since, by this node or another).
 pub(crate) struct LifecycleWorker {
     pub pass: Arc<tokio::sync::Mutex<()>>,
     pub plane: Executor,
@@ -83,34 +85,22 @@ fn lifecycle_step(rp: &RecoveryPointRecord, now: DateTime<Utc>) -> Option<Lifecy
     None
 }
 
-/// When `rp`'s lifecycle next asks something of it after `now`; `held` is when its vault
-/// lock lets it be deleted.
-fn next_transition(
-    rp: &RecoveryPointRecord,
-    now: DateTime<Utc>,
-    held: Option<DateTime<Utc>>,
-) -> Option<DateTime<Utc>> {
-    let l = rp.lifecycle.as_ref()?;
-    let cold = l
-        .move_to_cold_storage_after_days
-        .filter(|_| rp.storage_class == StorageClass::Warm)
-        .map(|d| rp.creation_date + Duration::days(d));
-    let delete = l
-        .delete_after_days
-        .map(|d| rp.creation_date + Duration::days(d))
-        .map(|d| held.map_or(d, |h| d.max(h)));
-    [cold, delete]
-        .into_iter()
-        .flatten()
-        .filter(|t| *t > now)
-        .min()
+/// Due entries read per transaction of a sweep.
+const SWEEP_BATCH: usize = 256;
+
+/// Builds the lifecycle queue (with the other recovery point indexes) once for a store
+/// written before it existed (`recovery_points::build_indexes`).
+pub(crate) async fn build_queue(plane: &Executor) -> Result<()> {
+    recovery_points::build_indexes(plane).await
 }
 
-/// Moves recovery points to cold storage and deletes them as their lifecycle says. A point
-/// held by its vault lock's MinRetentionDays stays until the lock allows (a later sweep
-/// deletes it then). With a cold tier configured a cold move moves the data
-/// (`dataplane::tiers`); with a low-cost tier, tiering configurations move S3 points there
-/// (`background::tiering`). Tier moves a crash cut off are finished first.
+/// Moves recovery points to cold storage and deletes them as their lifecycle says, reading
+/// only the points the lifecycle queue has due by `now`. A point held by its vault lock's
+/// MinRetentionDays is queued again at the lock's date; one held by a legal hold or an access
+/// point stays due (each sweep tries again). With a cold tier configured a cold move moves
+/// the data (`dataplane::tiers`); with a low-cost tier, tiering configurations move S3 points
+/// there (`background::tiering`, which reads every point). Tier moves a crash cut off are
+/// finished first.
 pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Result<Swept> {
     let mut done = Swept::default();
     if plane.has_storage()
@@ -118,50 +108,118 @@ pub(crate) async fn sweep_lifecycle(plane: &Executor, now: DateTime<Utc>) -> Res
     {
         tracing::warn!(error = %coffer_api::error_chain(&e.0), "finishing an interrupted tier move failed; the next sweep tries again");
     }
-    let (rows, vault_rows) = plane
-        .store()
-        .read(|tx| {
-            Ok::<_, coffer_store::StoreError>((
-                scan_all(tx, recovery_points::TABLE, "")?,
-                scan_all(tx, vaults::TABLE, "")?,
-            ))
-        })
-        .await?;
-    let mut vaults_by_key = std::collections::HashMap::new();
-    for (k, v) in vault_rows {
-        vaults_by_key.insert(k, serde_json::from_slice::<vaults::VaultRecord>(&v)?);
-    }
-    let mut points = Vec::with_capacity(rows.len());
-    for (key, v) in rows {
-        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-        // A nested point follows its composite parent's lifecycle.
-        if rp.composite.parent_arn.is_some() {
-            continue;
-        }
-        let held = vaults_by_key
-            .get(&vaults::key(&rp.account, &rp.region, &rp.vault_name))
-            .and_then(|v| recovery_points::locked_until(v, &rp));
-        if let Some(t) = next_transition(&rp, now, held) {
+    build_queue(plane).await?;
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.clone();
+        let scan = plane
+            .store()
+            .read(move |tx| {
+                due::due_entries(tx, due::LIFECYCLE_DUE, now, after.as_deref(), SWEEP_BATCH)
+            })
+            .await?;
+        if let Some(t) = scan.next {
             done.next = Some(done.next.map_or(t, |n| n.min(t)));
         }
-        let step = lifecycle_step(&rp, now);
-        match step {
-            None => {}
-            // Held by the vault lock: nothing to write until the lock allows it.
-            Some(LifecycleStep::Delete) if held.is_some_and(|u| now < u) => {}
-            Some(_) => carry_out(plane, &mut done, &rp, key.clone(), now).await?,
+        for (key, rp_key) in &scan.entries {
+            cursor = Some(key.clone());
+            if let Some(t) = sweep_one(plane, &mut done, rp_key.clone(), now).await?
+                && t > now
+            {
+                done.next = Some(done.next.map_or(t, |n| n.min(t)));
+            }
         }
-        points.push((key, rp));
+        if !scan.more {
+            break;
+        }
     }
-    let (moved, next) = tiering::sweep_low_cost(plane, &points, now).await?;
-    done.moved_to_low_cost = moved;
-    if let Some(t) = next {
-        done.next = Some(done.next.map_or(t, |n| n.min(t)));
+    let low_cost = plane
+        .storage()
+        .is_ok_and(|s| s.tier_dir(Tier::LowCost).is_some());
+    if low_cost {
+        let rows = plane
+            .store()
+            .read(|tx| scan_all(tx, recovery_points::TABLE, ""))
+            .await?;
+        let mut points = Vec::with_capacity(rows.len());
+        for (key, v) in rows {
+            let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+            if rp.composite.parent_arn.is_none() {
+                points.push((key, rp));
+            }
+        }
+        let (moved, next) = tiering::sweep_low_cost(plane, &points, now).await?;
+        done.moved_to_low_cost = moved;
+        if let Some(t) = next {
+            done.next = Some(done.next.map_or(t, |n| n.min(t)));
+        }
     }
     if done.deleted > 0 {
         plane.running().wake();
     }
     Ok(done)
+}
+
+/// Carries out what the lifecycle asks of the due point at `key` now (unless its vault lock
+/// holds it), then queues it at its next lifecycle date, returned.
+async fn sweep_one(
+    plane: &Executor,
+    done: &mut Swept,
+    key: String,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let k = key.clone();
+    let found = plane
+        .store()
+        .read(
+            move |tx| -> Result<Option<(RecoveryPointRecord, Option<DateTime<Utc>>)>> {
+                let Some(v) = tx.get(recovery_points::TABLE, &k)? else {
+                    return Ok(None);
+                };
+                let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+                let held = held_until(tx, &rp)?;
+                Ok(Some((rp, held)))
+            },
+        )
+        .await?;
+    if let Some((rp, held)) = &found {
+        match lifecycle_step(rp, now) {
+            None => {}
+            // Held by the vault lock: queued again at the lock's date below.
+            Some(LifecycleStep::Delete) if held.is_some_and(|u| now < u) => {}
+            Some(_) => carry_out(plane, done, rp, key.clone(), now).await?,
+        }
+    }
+    plane
+        .store()
+        .write(move |tx| -> Result<Option<DateTime<Utc>>> {
+            let at = match tx.get(recovery_points::TABLE, &key)? {
+                Some(v) => {
+                    let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+                    let held = held_until(tx, &rp)?;
+                    recovery_points::lifecycle_due(&rp, held)
+                }
+                None => None,
+            };
+            due::queue_lifecycle(tx, &key, at)?;
+            Ok(at)
+        })
+        .await
+}
+
+/// When `rp`'s vault lock lets it be deleted, if it holds it at all.
+fn held_until(
+    tx: &mut dyn coffer_store::Txn,
+    rp: &RecoveryPointRecord,
+) -> Result<Option<DateTime<Utc>>> {
+    let vkey = vaults::key(&rp.account, &rp.region, &rp.vault_name);
+    Ok(match tx.get(vaults::TABLE, &vkey)? {
+        Some(v) => {
+            let vault: vaults::VaultRecord = serde_json::from_slice(&v)?;
+            recovery_points::locked_until(&vault, rp)
+        }
+        None => None,
+    })
 }
 
 /// Carries out the step the lifecycle asks of `rp` now, counting it in `done`.
@@ -248,7 +306,7 @@ async fn apply_step(
                     }
                     for mut p in moving {
                         p.storage_class = StorageClass::Cold;
-                        tx.put(recovery_points::TABLE, &p.key(), &serde_json::to_vec(&p)?)?;
+                        recovery_points::save(tx, &p)?;
                         events::recovery_point_modified(tx, &p, now, "moved to cold storage")?;
                     }
                     Ok(Some(LifecycleStep::MoveToCold))

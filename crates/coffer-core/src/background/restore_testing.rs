@@ -6,13 +6,15 @@
 //! restore jobs (`model::restore_testing::start_run`); a run whose start window ended while
 //! Coffer was not running is skipped. The runner runs the jobs like any restore, and the data
 //! plane validates them. Then the scratch sweep (`dataplane::restore_testing`) deletes what
-//! is due. The scheduler worker calls [`run_due`] on every tick, catch-up and time travel at
+//! is due. The plans due are read from the queue `rt_due` (`model::due`), never all plans.
+//! The scheduler worker calls [`run_due`] on every tick, catch-up and time travel at
 //! every step; [`next_due`] is the time travel's next event for them.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::dataplane::Executor;
 use crate::dataplane::restore_testing::sweep;
+use crate::model::due;
 use crate::model::error::Result;
 use crate::model::restore_testing::*;
 
@@ -37,21 +39,78 @@ fn run_key(p: &PlanRecord, at: DateTime<Utc>) -> String {
     )
 }
 
-/// Every (plan, scheduled time) due by `now`, oldest first.
+/// The plans read per transaction while an older store's queue is built.
+const BUILD_BATCH: usize = 500;
+
+/// Builds the queue of the plans' next runs (`rt_due`) once for a store written before it
+/// existed, a bounded batch of plans per transaction. Afterwards this is one read.
+async fn build_queue(plane: &Executor) -> Result<()> {
+    if !plane
+        .store()
+        .read(|tx| due::needs_backfill(tx, "restore_testing"))
+        .await?
+    {
+        return Ok(());
+    }
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.take();
+        let last = plane
+            .store()
+            .write(move |tx| -> Result<Option<String>> {
+                let rows = tx.scan(PLANS, "", after.as_deref(), BUILD_BATCH)?;
+                let last = (rows.len() == BUILD_BATCH)
+                    .then(|| rows.last().map(|(k, _)| k.clone()))
+                    .flatten();
+                for (_, v) in rows {
+                    queue_plan(tx, &serde_json::from_slice(&v)?)?;
+                }
+                Ok(last)
+            })
+            .await?;
+        match last {
+            Some(k) => cursor = Some(k),
+            None => break,
+        }
+    }
+    let now = plane.clock().now();
+    plane
+        .store()
+        .write(move |tx| due::backfilled(tx, "restore_testing", now))
+        .await
+}
+
+/// Every (plan, scheduled time) due by `now`, oldest first, from the head of the queue
+/// `rt_due`; an entry its plan no longer agrees with (the plan was deleted or moved on) is
+/// dropped.
 async fn due_runs(
     plane: &Executor,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, String, String, DateTime<Utc>)>> {
-    let plans = plane.store().read(all_plans).await?;
-    let mut due: Vec<_> = plans
-        .into_iter()
-        .filter_map(|p| {
-            let at = p.next_run.filter(|t| *t <= now)?;
-            Some((p.account, p.region, p.name, at))
+    build_queue(plane).await?;
+    plane
+        .store()
+        .write(move |tx| -> Result<Vec<_>> {
+            let scan = due::due_entries(tx, DUE, now, None, usize::MAX - 1)?;
+            let mut due = Vec::new();
+            for (k, plan_key) in scan.entries {
+                let at = due::due_time(&k);
+                let plan = match tx.get(PLANS, &plan_key)? {
+                    Some(v) => Some(serde_json::from_slice::<PlanRecord>(&v)?),
+                    None => None,
+                };
+                match plan {
+                    Some(p) if p.next_run.is_some() && p.next_run == at => {
+                        due.push((p.account, p.region, p.name, p.next_run.unwrap_or(now)));
+                    }
+                    _ => {
+                        tx.delete(DUE, &k)?;
+                    }
+                }
+            }
+            Ok(due)
         })
-        .collect();
-    due.sort_by_key(|d| d.3);
-    Ok(due)
+        .await
 }
 
 /// Claims and carries out one scheduled run of a plan, in one transaction: moves the plan's
@@ -132,8 +191,8 @@ pub(crate) async fn next_due(plane: &Executor, at: DateTime<Utc>) -> Result<Opti
     if !plane.has_storage() {
         return Ok(None);
     }
-    let plans = plane.store().read(all_plans).await?;
-    let run = plans.iter().filter_map(|p| p.next_run).min();
+    build_queue(plane).await?;
+    let run = plane.store().read(|tx| due::first_due(tx, DUE)).await?;
     // A sweep at `at` deletes nothing more; it reports when the next test is due.
     let deletion = sweep(plane, at).await?.next;
     Ok([run, deletion].into_iter().flatten().min())

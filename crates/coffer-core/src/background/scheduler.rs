@@ -13,6 +13,10 @@
 //!   (account, region, plan, rule, scheduled time) in table `sched_firing`, in the same
 //!   transaction that creates its jobs; `sched_rule` keeps each rule's next firing so a restart
 //!   neither refires old times nor forgets missed ones.
+//! - **By due time.** A pass reads the queue `sched_due` (`model::due`: each rule's next
+//!   firing, in time order, kept by the plan writes and by each firing) from its head and
+//!   stops at the first rule not due, so an idle pass reads O(1) records however many plans
+//!   exist. A store written before the queue existed gets it built once ([`build_queue`]).
 //! - **Restore testing.** Restore testing plans run at their scheduled times and restore
 //!   tests' scratch data is deleted when due (`background::restore_testing`), on the same
 //!   ticks.
@@ -47,23 +51,15 @@ use crate::model::history::{self, FIRINGS};
 use crate::model::inventory::Inventory;
 use crate::model::jobs::BackupJobSpec;
 use crate::model::plan_rules::{DEFAULT_COMPLETION_WINDOW_MINUTES, DEFAULT_START_WINDOW_MINUTES};
-use crate::model::{arn, jobs, plan_rules, plans, selections};
+use crate::model::{arn, due, jobs, plan_rules, plans, selections};
 use async_trait::async_trait;
 
-/// Each rule's next firing: key `ACCOUNT:REGION:PLANID:RULEID`.
-const RULE_STATE: &str = "sched_rule";
 /// At most this many firings of one rule per pass (the next pass carries on).
 const MAX_FIRINGS_PER_RULE_PER_PASS: usize = 10_000;
-
-/// Where a rule's schedule stands.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RuleState {
-    /// The schedule `next` was computed for; a different one (UpdateBackupPlan) starts over.
-    expression: String,
-    timezone: String,
-    /// The next scheduled time not yet fired (`None`: the schedule never runs again).
-    next: Option<DateTime<Utc>>,
-}
+/// At most this many due rules are read in one transaction of a pass.
+const DUE_BATCH: usize = 1_000;
+/// Plans read per transaction while the queue is built for an older store.
+const BACKFILL_BATCH: usize = 500;
 
 /// What a claimed firing did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,10 +144,10 @@ impl Scheduler {
 /// The scheduler as a [`Worker`]: each tick fires the rules that are due (woken at once when
 /// a plan or selection changes); the runner, woken, claims the jobs.
 ///
-/// A pass reads every active plan, so the worker does not make one every second: it skips
-/// ticks until the earliest firing the last pass saw is due, a plan or selection of this node
-/// changed, or [`RESCAN`](crate::background::worker::RESCAN) went by (for plans changed by another node sharing the store, and
-/// restore testing runs, which are found by the same pass).
+/// A pass reads the head of the due queue; the worker still skips ticks until the earliest
+/// firing the last pass saw is due, a plan or selection of this node changed, or
+/// [`RESCAN`](crate::background::worker::RESCAN) went by (for plans changed by another node
+/// sharing the store, and restore testing runs, which are found by the same pass).
 pub(crate) struct SchedulerWorker {
     pub scheduler: Arc<Scheduler>,
     pub plane: Executor,
@@ -186,10 +182,6 @@ impl Worker for SchedulerWorker {
     }
 }
 
-fn rule_key(account: &str, region: &str, plan_id: &str, rule_id: &str) -> String {
-    format!("{account}:{region}:{plan_id}:{rule_id}")
-}
-
 fn firing_key(rule_key: &str, at: DateTime<Utc>) -> String {
     format!(
         "{rule_key}:{}",
@@ -209,100 +201,114 @@ struct Due {
     at: DateTime<Utc>,
 }
 
-fn rule_schedule(rule: &coffer_api::types::BackupRule) -> (String, String) {
-    (
-        rule.schedule_expression
-            .clone()
-            .unwrap_or_else(|| Schedule::DEFAULT_EXPRESSION.into()),
-        rule.schedule_expression_timezone
-            .clone()
-            .unwrap_or_else(|| Schedule::DEFAULT_TIMEZONE.into()),
-    )
-}
-
-/// Where one rule of an active plan stands: its schedule and its next firing.
-struct RuleCursor {
-    account: String,
-    region: String,
-    plan_id: String,
-    rule_id: String,
-    expression: String,
-    timezone: String,
-    schedule: Schedule,
-    next: Option<DateTime<Utc>>,
-}
-
-/// Every rule of every active plan with its next firing. A rule seen for the first time (or
-/// whose schedule changed) starts from the time its plan version was written (recorded here).
-fn rule_cursors(tx: &mut dyn Txn) -> Result<Vec<RuleCursor>> {
-    let mut out = Vec::new();
-    for ap in plans::active_plans(tx)? {
-        for rule in &ap.version.document.rules {
-            let Some(rule_id) = rule.rule_id.clone() else {
-                continue;
-            };
-            let (expression, timezone) = rule_schedule(rule);
-            let schedule = match Schedule::parse(&expression, &timezone) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(plan = %ap.plan.id, rule = %rule.rule_name, error = %e, "rule schedule cannot be evaluated; skipped");
-                    continue;
+/// Builds the scheduler's queue (`model::due`) once for a store written before it existed:
+/// every rule of every active plan gets its `sched_rule` state (a rule seen for the first
+/// time starts from the time its plan version was written) and its queue entry, a bounded
+/// batch of plans per transaction. Afterwards this is one read.
+pub(crate) async fn build_queue(plane: &Executor) -> Result<()> {
+    if !plane
+        .store()
+        .read(|tx| due::needs_backfill(tx, "sched"))
+        .await?
+    {
+        return Ok(());
+    }
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.take();
+        let last = plane
+            .store()
+            .write(move |tx| -> Result<Option<String>> {
+                let (active, last) =
+                    plans::active_plans_page(tx, after.as_deref(), BACKFILL_BATCH)?;
+                for ap in &active {
+                    queue_plan(tx, ap)?;
                 }
-            };
-            let k = rule_key(&ap.plan.account, &ap.plan.region, &ap.plan.id, &rule_id);
-            let stored: Option<RuleState> = match tx.get(RULE_STATE, &k)? {
-                Some(v) => Some(serde_json::from_slice(&v)?),
-                None => None,
-            };
-            let state = match stored {
-                Some(s) if s.expression == expression && s.timezone == timezone => s,
-                _ => {
-                    let s = RuleState {
-                        expression: expression.clone(),
-                        timezone: timezone.clone(),
-                        next: schedule.next_after(ap.version.creation_date),
-                    };
-                    tx.put(RULE_STATE, &k, &serde_json::to_vec(&s)?)?;
-                    s
-                }
-            };
-            out.push(RuleCursor {
-                account: ap.plan.account.clone(),
-                region: ap.plan.region.clone(),
-                plan_id: ap.plan.id.clone(),
-                rule_id,
-                expression,
-                timezone,
-                schedule,
-                next: state.next,
-            });
+                Ok(last)
+            })
+            .await?;
+        match last {
+            Some(k) => cursor = Some(k),
+            None => break,
         }
     }
-    Ok(out)
+    let now = plane.clock().now();
+    plane
+        .store()
+        .write(move |tx| due::backfilled(tx, "sched", now))
+        .await
 }
 
-/// Every firing due up to `now`, oldest first, and the earliest firing after those (when the
-/// next pass has something to do).
-fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<(Vec<Due>, Option<DateTime<Utc>>)> {
+/// Puts the rules of `ap` on the queue, keeping a stored next firing of an unchanged schedule.
+fn queue_plan(tx: &mut dyn Txn, ap: &plans::ActivePlan) -> Result<()> {
+    let scope = (
+        ap.plan.account.as_str(),
+        ap.plan.region.as_str(),
+        ap.plan.id.as_str(),
+    );
+    let rules = &ap.version.document.rules;
+    due::schedule_rules(tx, scope, ap.version.creation_date, rules, &[])?;
+    for rule in rules {
+        let Some(id) = &rule.rule_id else { continue };
+        let rk = due::rule_key(scope.0, scope.1, scope.2, id);
+        if let Some(state) = due::load_rule(tx, &rk)? {
+            due::set_rule(tx, &rk, None, &state)?;
+        }
+    }
+    Ok(())
+}
+
+/// The due firings of the rules at the head of the queue (at most [`DUE_BATCH`] rules), up to
+/// `now`, oldest first; the earliest firing after those, of the rules it read and the first
+/// rule not due; and whether more rules are due. An entry its rule no longer agrees with is
+/// dropped.
+fn due_firings(
+    tx: &mut dyn Txn,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Due>, Option<DateTime<Utc>>, bool)> {
+    let scan = due::due_entries(tx, due::SCHED_DUE, now, None, DUE_BATCH)?;
     let mut due = Vec::new();
-    let mut after: Option<DateTime<Utc>> = None;
-    for r in rule_cursors(tx)? {
-        let mut next = r.next;
+    let mut after = scan.next;
+    for (key, rk) in scan.entries {
+        let parts: Vec<&str> = rk.splitn(4, ':').collect();
+        let state = due::load_rule(tx, &rk)?;
+        let Some(state) = state.filter(|s| s.next.is_some() && s.next == due::due_time(&key))
+        else {
+            tx.delete(due::SCHED_DUE, &key)?;
+            continue;
+        };
+        let [account, region, plan_id, rule_id] = parts[..] else {
+            tx.delete(due::SCHED_DUE, &key)?;
+            continue;
+        };
+        let schedule = match Schedule::parse(&state.expression, &state.timezone) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(plan = %plan_id, rule = %rule_id, error = %e, "a stored schedule no longer parses; the rule stops firing until its plan is updated");
+                let stopped = due::RuleState {
+                    next: None,
+                    ..state.clone()
+                };
+                due::set_rule(tx, &rk, Some(&state), &stopped)?;
+                continue;
+            }
+        };
+        let mut next = state.next;
         let mut n = 0;
         while let Some(at) = next
             && at <= now
             && n < MAX_FIRINGS_PER_RULE_PER_PASS
         {
             due.push(Due {
-                account: r.account.clone(),
-                region: r.region.clone(),
-                plan_id: r.plan_id.clone(),
-                rule_id: r.rule_id.clone(),
-                expression: r.expression.clone(),
-                timezone: r.timezone.clone(),
+                account: account.to_string(),
+                region: region.to_string(),
+                plan_id: plan_id.to_string(),
+                rule_id: rule_id.to_string(),
+                expression: state.expression.clone(),
+                timezone: state.timezone.clone(),
                 at,
             });
-            next = r.schedule.next_after(at);
+            next = schedule.next_after(at);
             n += 1;
         }
         if let Some(n) = next {
@@ -310,16 +316,16 @@ fn due_firings(tx: &mut dyn Txn, now: DateTime<Utc>) -> Result<(Vec<Due>, Option
         }
     }
     due.sort_by(|a, b| (a.at, &a.plan_id, &a.rule_id).cmp(&(b.at, &b.plan_id, &b.rule_id)));
-    Ok((due, after))
+    Ok((due, after, scan.more))
 }
 
-/// The earliest next firing of any rule of any active plan (time travel steps to it).
+/// The earliest next firing of any rule of any active plan (time travel steps to it): the
+/// head of the queue.
 pub(crate) async fn next_firing(plane: &Executor) -> Result<Option<DateTime<Utc>>> {
+    build_queue(plane).await?;
     plane
         .store()
-        .write(|tx| -> Result<Option<DateTime<Utc>>> {
-            Ok(rule_cursors(tx)?.into_iter().filter_map(|r| r.next).min())
-        })
+        .read(|tx| due::first_due(tx, due::SCHED_DUE))
         .await
 }
 
@@ -330,7 +336,26 @@ pub(crate) async fn fire_due(
     now: DateTime<Utc>,
     done: &mut CatchUp,
 ) -> Result<Option<DateTime<Utc>>> {
-    let (due, after) = plane.store().write(move |tx| due_firings(tx, now)).await?;
+    build_queue(plane).await?;
+    loop {
+        let (due, after, more) = plane.store().write(move |tx| due_firings(tx, now)).await?;
+        fire_all(plane, due, now, done).await?;
+        if !more {
+            if done.backup_jobs > 0 {
+                plane.running().wake();
+            }
+            return Ok(after);
+        }
+    }
+}
+
+/// Carries out `due`, in order, adding what the firings did to `done`.
+async fn fire_all(
+    plane: &Executor,
+    due: Vec<Due>,
+    now: DateTime<Utc>,
+    done: &mut CatchUp,
+) -> Result<()> {
     for d in due {
         let inventory = plane.inventory().clone();
         let (plan, rule, at) = (d.plan_id.clone(), d.rule_id.clone(), d.at);
@@ -348,10 +373,7 @@ pub(crate) async fn fire_due(
             done.expired_backup_jobs += expired;
         }
     }
-    if done.backup_jobs > 0 {
-        plane.running().wake();
-    }
-    Ok(after)
+    Ok(())
 }
 
 /// What every backup job of one firing of `rule` shares: its vault, its windows counted from
@@ -427,10 +449,10 @@ fn fire(
     now: DateTime<Utc>,
     inventory: &Inventory,
 ) -> Result<Option<(usize, usize)>> {
-    let rk = rule_key(&d.account, &d.region, &d.plan_id, &d.rule_id);
+    let rk = due::rule_key(&d.account, &d.region, &d.plan_id, &d.rule_id);
     // The rule's next firing moves past this one whatever happens below.
-    if let Some(v) = tx.get(RULE_STATE, &rk)? {
-        let mut s: RuleState = serde_json::from_slice(&v)?;
+    if let Some(old) = due::load_rule(tx, &rk)? {
+        let mut s = old.clone();
         if s.expression == d.expression
             && s.timezone == d.timezone
             && s.next.is_some_and(|n| n <= d.at)
@@ -444,7 +466,7 @@ fn fire(
                     None
                 }
             };
-            tx.put(RULE_STATE, &rk, &serde_json::to_vec(&s)?)?;
+            due::set_rule(tx, &rk, Some(&old), &s)?;
         }
     }
     let fk = firing_key(&rk, d.at);
@@ -467,7 +489,7 @@ fn fire(
         .rules
         .iter()
         .find(|r| r.rule_id.as_deref() == Some(d.rule_id.as_str()))
-        .filter(|r| rule_schedule(r) == (d.expression.clone(), d.timezone.clone()))
+        .filter(|r| due::rule_schedule(r) == (d.expression.clone(), d.timezone.clone()))
     else {
         tx.put(FIRINGS, &fk, &serde_json::to_vec(&record)?)?;
         return Ok(Some((0, 0)));
@@ -521,6 +543,7 @@ mod tests {
     use crate::model::jobs::{JobKind, all_jobs};
     use crate::model::recovery_points::{self, RecoveryPointRecord};
     use crate::model::states::{RecoveryPointStatus, StorageClass};
+
     use crate::model::vaults;
     use crate::{Clock, Coffer, DataPlane, ResourceEntry, VaultStorage};
     use coffer_api::types::*;
@@ -689,6 +712,181 @@ mod tests {
         assert_eq!(out.last_execution_date.map(|t| t.0), Some(last));
     }
 
+    /// A transaction that counts the records it reads (a scan counts each row it returns,
+    /// and one for the scan itself).
+    struct Counting<'a> {
+        inner: &'a mut dyn Txn,
+        reads: usize,
+    }
+
+    impl Txn for Counting<'_> {
+        fn get(&mut self, t: &str, k: &str) -> coffer_store::Result<Option<Vec<u8>>> {
+            self.reads += 1;
+            self.inner.get(t, k)
+        }
+        fn put(&mut self, t: &str, k: &str, v: &[u8]) -> coffer_store::Result<()> {
+            self.inner.put(t, k, v)
+        }
+        fn insert_new(&mut self, t: &str, k: &str, v: &[u8]) -> coffer_store::Result<bool> {
+            self.inner.insert_new(t, k, v)
+        }
+        fn delete(&mut self, t: &str, k: &str) -> coffer_store::Result<bool> {
+            self.inner.delete(t, k)
+        }
+        fn scan(
+            &mut self,
+            t: &str,
+            p: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> coffer_store::Result<Vec<coffer_store::Record>> {
+            let rows = self.inner.scan(t, p, after, limit)?;
+            self.reads += 1 + rows.len();
+            Ok(rows)
+        }
+    }
+
+    fn daily_plan_input(name: &str, expression: Option<&str>) -> BackupPlanInput {
+        BackupPlanInput {
+            backup_plan_name: name.into(),
+            rules: vec![BackupRuleInput {
+                rule_name: "r".into(),
+                target_backup_vault_name: "v".into(),
+                schedule_expression: expression.map(Into::into),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// The scheduler's queue, in order: (time, rule key).
+    async fn queue(store: &StoreHandle) -> Vec<(DateTime<Utc>, String)> {
+        store
+            .read(|tx| -> Result<Vec<(DateTime<Utc>, String)>> {
+                Ok(tx
+                    .scan(due::SCHED_DUE, "", None, usize::MAX)?
+                    .into_iter()
+                    .map(|(k, v)| (due::due_time(&k).unwrap(), String::from_utf8(v).unwrap()))
+                    .collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    /// With many plans and nothing due, a pass reads a constant number of records; the queue
+    /// follows plan creation, updates and deletion; and a store written before the queue
+    /// existed gets it built from its plans, keeping each rule's next firing.
+    #[tokio::test]
+    async fn an_idle_pass_reads_the_head_of_the_queue_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let c = node(&store, &clock, dir.path(), "a");
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        c.create_backup_vault(
+            &ctx,
+            CreateBackupVaultInput {
+                backup_vault_name: "v".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..200 {
+            let out = c
+                .create_backup_plan(
+                    &ctx,
+                    CreateBackupPlanInput {
+                        backup_plan: daily_plan_input(&format!("p{i}"), None),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            ids.push(out.backup_plan_id.unwrap());
+        }
+        let q = queue(&store).await;
+        assert_eq!(q.len(), 200, "one entry per rule");
+        let first = q[0].0;
+        assert!(q.iter().all(|(t, _)| *t == first), "all fire at 05:00 next");
+        assert_eq!(next_firing(c.plane()).await.unwrap(), Some(first));
+
+        // An idle pass: nothing due, two records read (the marker, the queue's head).
+        let now = clock.now();
+        assert!(now < first);
+        let (needs, due, after, more, reads) = store
+            .write(move |tx| -> Result<_> {
+                let mut counting = Counting {
+                    inner: tx,
+                    reads: 0,
+                };
+                let needs = due::needs_backfill(&mut counting, "sched")?;
+                let (due, after, more) = due_firings(&mut counting, now)?;
+                Ok((needs, due, after, more, counting.reads))
+            })
+            .await
+            .unwrap();
+        assert!(!needs, "next_firing built the queue");
+        assert!(due.is_empty() && !more);
+        assert_eq!(after, Some(first));
+        assert!(reads <= 3, "an idle pass read {reads} records");
+
+        // UpdateBackupPlan with another schedule moves the rule's entry; DeleteBackupPlan
+        // takes it off the queue.
+        c.update_backup_plan(
+            &ctx,
+            UpdateBackupPlanInput {
+                backup_plan_id: ids[0].clone(),
+                backup_plan: daily_plan_input("p0", Some("cron(0 12 * * ? *)")),
+            },
+        )
+        .await
+        .unwrap();
+        c.delete_backup_plan(
+            &ctx,
+            DeleteBackupPlanInput {
+                backup_plan_id: ids[1].clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let q = queue(&store).await;
+        assert_eq!(q.len(), 199);
+        assert!(!q.iter().any(|(_, rk)| rk.contains(&ids[1])));
+        let moved: Vec<_> = q.iter().filter(|(_, rk)| rk.contains(&ids[0])).collect();
+        assert_eq!(moved.len(), 1);
+        let expected = Schedule::parse("cron(0 12 * * ? *)", "Etc/UTC")
+            .unwrap()
+            .next_after(clock.now());
+        assert_eq!(Some(moved[0].0), expected);
+
+        // Fire the first due time: the entries move to the next day, once each.
+        clock.advance(Duration::days(1)).unwrap();
+        let done = c.catch_up().await.unwrap();
+        assert_eq!(done.firings, 199, "each rule left fires once");
+        let after_firing = queue(&store).await;
+        assert_eq!(after_firing.len(), 199);
+        assert!(after_firing.iter().all(|(t, _)| *t > clock.now()));
+
+        // An older store: no queue, no marker. Built again from the plans, it holds the same
+        // entries (the rules' stored next firings are kept).
+        store
+            .write(|tx| -> Result<()> {
+                for (k, _) in tx.scan(due::SCHED_DUE, "", None, usize::MAX)? {
+                    tx.delete(due::SCHED_DUE, &k)?;
+                }
+                tx.delete(due::BACKFILL, "sched")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(queue(&store).await.is_empty());
+        build_queue(c.plane()).await.unwrap();
+        assert_eq!(queue(&store).await, after_firing);
+        assert_eq!(c.catch_up().await.unwrap().firings, 0, "nothing refired");
+    }
+
     fn point(
         vault: &vaults::VaultRecord,
         id: &str,
@@ -729,6 +927,323 @@ mod tests {
             tier: None,
             continuous: None,
         }
+    }
+
+    /// The lifecycle queue: (time, recovery point key), in order.
+    async fn lifecycle_queue(store: &StoreHandle) -> Vec<(DateTime<Utc>, String)> {
+        store
+            .read(|tx| -> Result<Vec<(DateTime<Utc>, String)>> {
+                Ok(tx
+                    .scan(due::LIFECYCLE_DUE, "", None, usize::MAX)?
+                    .into_iter()
+                    .map(|(k, v)| (due::due_time(&k).unwrap(), String::from_utf8(v).unwrap()))
+                    .collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Each point is queued at its next lifecycle date when saved; the queue follows
+    /// UpdateRecoveryPointLifecycle, cold moves and deletions; a sweep with nothing due reads
+    /// O(1) records however many points exist; an older store's queue is built from its points.
+    #[tokio::test]
+    async fn the_lifecycle_queue_follows_the_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let c = node(&store, &clock, dir.path(), "a");
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        c.create_backup_vault(
+            &ctx,
+            CreateBackupVaultInput {
+                backup_vault_name: "v".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let created = chrono::SubsecRound::trunc_subsecs(clock.now(), 0);
+        store
+            .write(move |tx| -> Result<()> {
+                let vault = vaults::load(tx, &vaults::key(ACCOUNT, REGION, "v"), "v")?;
+                for i in 0..300 {
+                    let p = point(&vault, &format!("p{i:03}"), created, None, 100);
+                    recovery_points::insert(tx, &p, &Default::default())?;
+                }
+                let p = point(&vault, "cold", created, Some(1), 100);
+                recovery_points::insert(tx, &p, &Default::default())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let q = lifecycle_queue(&store).await;
+        assert_eq!(q.len(), 301);
+        assert_eq!(
+            q[0],
+            (
+                created + Duration::days(1),
+                recovery_points::key(ACCOUNT, REGION, "v", "cold")
+            )
+        );
+        assert!(
+            q[1..]
+                .iter()
+                .all(|(t, _)| *t == created + Duration::days(100))
+        );
+
+        // Nothing due: the sweep's read of the queue reads its head only.
+        let now = clock.now();
+        let (scan, reads) = store
+            .read(move |tx| -> Result<_> {
+                let mut counting = Counting {
+                    inner: tx,
+                    reads: 0,
+                };
+                let scan = due::due_entries(&mut counting, due::LIFECYCLE_DUE, now, None, 256)?;
+                Ok((scan, counting.reads))
+            })
+            .await
+            .unwrap();
+        assert!(scan.entries.is_empty() && !scan.more);
+        assert_eq!(scan.next, Some(created + Duration::days(1)));
+        assert!(reads <= 2, "an idle sweep read {reads} records");
+
+        // A shorter lifecycle moves the point's entry forward.
+        let rp_arn = arn::recovery_point(REGION, ACCOUNT, "p007");
+        c.update_recovery_point_lifecycle(
+            &ctx,
+            UpdateRecoveryPointLifecycleInput {
+                backup_vault_name: "v".into(),
+                recovery_point_arn: rp_arn.clone(),
+                lifecycle: Some(Lifecycle {
+                    delete_after_days: Some(2),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+        let q = lifecycle_queue(&store).await;
+        assert_eq!(
+            q[1],
+            (
+                created + Duration::days(2),
+                recovery_points::key(ACCOUNT, REGION, "v", "p007")
+            )
+        );
+
+        // An older store: built again from the points, the queue is the same.
+        store
+            .write(|tx| -> Result<()> {
+                for t in [due::LIFECYCLE_DUE, due::LIFECYCLE_DUE_OF] {
+                    for (k, _) in tx.scan(t, "", None, usize::MAX)? {
+                        tx.delete(t, &k)?;
+                    }
+                }
+                for t in [recovery_points::BY_VAULT, recovery_points::BY_RESOURCE] {
+                    for (k, _) in tx.scan(t, "", None, usize::MAX)? {
+                        tx.delete(t, &k)?;
+                    }
+                }
+                tx.delete(due::BACKFILL, "recovery_points")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        lifecycle::build_queue(c.plane()).await.unwrap();
+        assert_eq!(lifecycle_queue(&store).await, q);
+
+        // Three days on: one point goes cold (queued again at its deletion), one is deleted
+        // (off the queue), the others stay where they were.
+        clock.advance(Duration::days(3)).unwrap();
+        let done = c.catch_up().await.unwrap();
+        assert_eq!((done.moved_to_cold, done.deleted), (1, 1), "{done:?}");
+        let q = lifecycle_queue(&store).await;
+        assert_eq!(q.len(), 300);
+        assert!(q.iter().all(|(t, _)| *t == created + Duration::days(100)));
+        assert!(!q.iter().any(|(_, k)| k.ends_with(":p007")));
+    }
+
+    /// The recovery point indexes: ListRecoveryPointsByBackupVault filtered by resource and
+    /// ListRecoveryPointsByResource page newest first; the parent of the next backup and
+    /// DescribeProtectedResource find a resource's newest point, and follow deletions.
+    #[tokio::test]
+    async fn recovery_points_are_read_by_index_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let c = node(&store, &clock, dir.path(), "a");
+        let ctx = RequestContext::new(ACCOUNT, REGION);
+        for v in ["v", "w"] {
+            c.create_backup_vault(
+                &ctx,
+                CreateBackupVaultInput {
+                    backup_vault_name: v.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let res =
+            |n: usize| format!("arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-{n}");
+        let t0 = chrono::SubsecRound::trunc_subsecs(clock.now(), 0);
+        store
+            .write(move |tx| -> Result<()> {
+                for v in ["v", "w"] {
+                    let vault = vaults::load(tx, &vaults::key(ACCOUNT, REGION, v), v)?;
+                    for i in 0..60 {
+                        let mut p = point(
+                            &vault,
+                            &format!("{v}{i:03}"),
+                            t0 + Duration::seconds(i),
+                            None,
+                            100,
+                        );
+                        p.resource_arn = res((i % 3) as usize);
+                        recovery_points::insert(tx, &p, &Default::default())?;
+                    }
+                }
+                let vault = vaults::load(tx, &vaults::key(ACCOUNT, REGION, "w"), "w")?;
+                let mut p = point(&vault, "w900", t0, None, 100);
+                p.resource_arn = res(9);
+                recovery_points::insert(tx, &p, &Default::default())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Vault v, resource fs-1: 20 points (i = 1, 4, ..., 58), pages of 7, newest first.
+        let mut seen = Vec::new();
+        let mut token = None;
+        loop {
+            let out = c
+                .list_recovery_points_by_backup_vault(
+                    &ctx,
+                    ListRecoveryPointsByBackupVaultInput {
+                        backup_vault_name: "v".into(),
+                        by_resource_arn: Some(res(1)),
+                        max_results: Some(7),
+                        next_token: token.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let page = out.recovery_points.unwrap();
+            assert!(page.len() <= 7);
+            for p in &page {
+                assert_eq!(p.resource_arn.as_deref(), Some(res(1).as_str()));
+                assert_eq!(p.backup_vault_name.as_deref(), Some("v"));
+                seen.push(p.recovery_point_arn.clone().unwrap());
+            }
+            token = out.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let expected: Vec<String> = (0..60)
+            .rev()
+            .filter(|i| i % 3 == 1)
+            .map(|i| arn::recovery_point(REGION, ACCOUNT, &format!("v{i:03}")))
+            .collect();
+        assert_eq!(seen, expected);
+        // By resource: both vaults, newest first (ties: v before w).
+        let out = c
+            .list_recovery_points_by_resource(
+                &ctx,
+                ListRecoveryPointsByResourceInput {
+                    resource_arn: res(2),
+                    max_results: Some(4),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let names: Vec<_> = out
+            .recovery_points
+            .unwrap()
+            .into_iter()
+            .map(|p| p.recovery_point_arn.unwrap())
+            .collect();
+        let rp = |id: &str| arn::recovery_point(REGION, ACCOUNT, id);
+        assert_eq!(names, vec![rp("v059"), rp("w059"), rp("v056"), rp("w056")]);
+        assert!(out.next_token.is_some());
+        // The parent of fs-2's next backup in w, and the protected resource, follow deletions.
+        let latest = recovery_points::latest_for_resource(c.plane(), ACCOUNT, REGION, "w", &res(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.id, "w059");
+        c.delete_recovery_point(
+            &ctx,
+            DeleteRecoveryPointInput {
+                backup_vault_name: "w".into(),
+                recovery_point_arn: rp("w059"),
+            },
+        )
+        .await
+        .unwrap();
+        let latest = recovery_points::latest_for_resource(c.plane(), ACCOUNT, REGION, "w", &res(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.id, "w056");
+        let described = c
+            .describe_protected_resource(
+                &ctx,
+                DescribeProtectedResourceInput {
+                    resource_arn: res(2),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(described.last_recovery_point_arn, Some(rp("v059")));
+        // ListProtectedResources pages the resources in ARN order, each with its newest point;
+        // a resource whose last point is deleted leaves the list.
+        let list = |token: Option<String>, max: Option<i32>| {
+            c.list_protected_resources(
+                &ctx,
+                ListProtectedResourcesInput {
+                    max_results: max,
+                    next_token: token,
+                },
+            )
+        };
+        let first = list(None, Some(2)).await.unwrap();
+        let second = list(first.next_token.clone(), Some(2)).await.unwrap();
+        assert!(second.next_token.is_none());
+        let all: Vec<_> = first
+            .results
+            .unwrap()
+            .into_iter()
+            .chain(second.results.unwrap())
+            .map(|p| (p.resource_arn.unwrap(), p.last_recovery_point_arn.unwrap()))
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                (res(0), rp("v057")),
+                (res(1), rp("v058")),
+                (res(2), rp("v059")),
+                (res(9), rp("w900")),
+            ]
+        );
+        c.delete_recovery_point(
+            &ctx,
+            DeleteRecoveryPointInput {
+                backup_vault_name: "w".into(),
+                recovery_point_arn: rp("w900"),
+            },
+        )
+        .await
+        .unwrap();
+        let left = list(None, None).await.unwrap().results.unwrap();
+        assert_eq!(left.len(), 3);
+        assert!(left.iter().all(|p| p.resource_arn != Some(res(9))));
+        assert_eq!(
+            described.last_backup_time.map(|t| t.0),
+            Some(t0 + Duration::seconds(59))
+        );
     }
 
     /// Points go cold and are deleted on their lifecycle's days, but a vault lock's

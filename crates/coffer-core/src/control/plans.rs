@@ -8,7 +8,7 @@
 //! `plan_request` maps a CreatorRequestId to the plan it created, which makes retries of
 //! CreateBackupPlan return the same plan.
 //!
-//! The scheduler and the jobs use [`active_plans`], [`current_version`] and
+//! The scheduler and the jobs use [`current_version`] and
 //! [`record_execution`] rather than the API operations.
 
 use std::collections::BTreeMap;
@@ -286,6 +286,7 @@ pub(crate) async fn delete(
                 .into());
             }
             plan.deletion_date = Some(now);
+            unschedule(tx, &plan)?;
             tx.put(
                 TABLE,
                 &key(&account, &region, &plan.id),
@@ -459,18 +460,26 @@ mod tests {
         .unwrap();
         let at = Utc::now();
         let id = ids[0].clone();
-        let (active, current, gone) = c
+        let (active, current, gone, queued) = c
             .store()
             .write(move |tx| -> Result<_> {
                 record_execution(tx, "111122223333", "eu-west-1", &id, at)?;
-                let active = active_plans(tx)?;
+                let active = active_plans_page(tx, None, 100)?.0;
+                let queued = tx.scan(crate::model::due::SCHED_DUE, "", None, 100)?;
                 let current = current_version(tx, "111122223333", "eu-west-1", &id)?;
                 let gone = current_version(tx, "111122223333", "eu-west-1", "nope")?;
-                Ok((active, current, gone))
+                Ok((active, current, gone, queued))
             })
             .await
             .unwrap();
         assert_eq!(active.len(), 1);
+        // Only the plan left has its rule on the scheduler's queue.
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        let rule_id = active[0].version.document.rules[0].rule_id.clone().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&queued[0].1),
+            format!("111122223333:eu-west-1:{}:{rule_id}", ids[0])
+        );
         assert_eq!(active[0].plan.id, ids[0]);
         assert_eq!(active[0].plan.last_execution_date, Some(at));
         assert_eq!(active[0].version.document.rules[0].rule_name, "r");

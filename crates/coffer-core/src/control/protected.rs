@@ -1,6 +1,10 @@
 //! Protected resources: resources with at least one recovery point, read off the recovery
 //! points themselves (the latest one gives LastBackupTime, LastBackupVaultArn and
 //! LastRecoveryPointArn), so they can never disagree with what the vaults hold.
+//! ListProtectedResources pages the scope's `rp_protected` entries and
+//! DescribeProtectedResource reads the resource's index newest first
+//! (`model::recovery_points`); ListProtectedResourcesByBackupVault still reads the scope's
+//! points.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +12,12 @@ use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, page};
+use crate::model::job_index::{self, Field};
+use crate::model::jobs::{JobKind, JobRecord, load_job, page};
+use crate::model::paging::{scan_all, scan_page};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::JobState;
-use crate::model::{Meta, jobs, recovery_points, vaults};
+use crate::model::{Meta, recovery_points, vaults};
 
 fn latest_by_resource(points: Vec<RecoveryPointRecord>) -> Vec<RecoveryPointRecord> {
     let mut latest: BTreeMap<String, RecoveryPointRecord> = BTreeMap::new();
@@ -42,14 +48,25 @@ pub(crate) async fn list(
     ctx: &RequestContext,
     input: ListProtectedResourcesInput,
 ) -> Result<ListProtectedResourcesOutput> {
-    let all = recovery_points::all(meta, &ctx.account_id, &ctx.region).await?;
-    let items = latest_by_resource(all);
-    let (page, next) = page(
-        items,
-        |p| p.resource_arn.clone(),
-        input.next_token.as_deref(),
-        input.max_results,
-    )?;
+    // The scope's protected resources in ARN order, each with its newest point.
+    recovery_points::build_indexes(meta).await?;
+    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
+    let prefix = format!("{a}:{r}:");
+    let (page, next) = meta
+        .store()
+        .read(move |tx| {
+            scan_page(
+                tx,
+                recovery_points::PROTECTED,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |tx, v| {
+                    recovery_points::newest_of_resource(tx, &a, &r, &String::from_utf8_lossy(v))
+                },
+            )
+        })
+        .await?;
     Ok(ListProtectedResourcesOutput {
         next_token: next,
         results: Some(page.iter().map(protected).collect()),
@@ -91,28 +108,71 @@ pub(crate) async fn list_by_vault(
     })
 }
 
+/// The newest completed restore job of a resource: read from the newest end of the restore
+/// jobs' resource index (`model::job_index`), or, while a store written by an earlier Coffer
+/// is being indexed, from every restore job of the scope.
+async fn latest_completed_restore(
+    meta: &Meta,
+    ctx: &RequestContext,
+    resource_arn: &str,
+) -> Result<Option<JobRecord>> {
+    let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
+    let resource = resource_arn.to_string();
+    let kind = JobKind::Restore;
+    let wanted = resource.clone();
+    let completed = move |j: &JobRecord| j.resource_arn == wanted && j.state == JobState::Completed;
+    meta.store()
+        .read(move |tx| -> Result<Option<JobRecord>> {
+            if !job_index::built(tx)? {
+                let prefix = format!("{account}:{region}:");
+                let mut latest: Option<JobRecord> = None;
+                for (_, v) in scan_all(tx, kind.table(), &prefix)? {
+                    let j: JobRecord = serde_json::from_slice(&v)?;
+                    let newer = latest
+                        .as_ref()
+                        .is_none_or(|l| (j.creation_date, &j.id) >= (l.creation_date, &l.id));
+                    if completed(&j) && newer {
+                        latest = Some(j);
+                    }
+                }
+                return Ok(latest);
+            }
+            let keys =
+                job_index::job_keys(tx, kind, &account, &region, Field::Resource, &resource)?;
+            for key in keys.iter().rev() {
+                if let Some(j) = load_job(tx, kind, key)?.filter(&completed) {
+                    return Ok(Some(j));
+                }
+            }
+            Ok(None)
+        })
+        .await
+}
+
 pub(crate) async fn describe(
     meta: &Meta,
     ctx: &RequestContext,
     input: DescribeProtectedResourceInput,
 ) -> Result<DescribeProtectedResourceOutput> {
-    let all: Vec<_> = recovery_points::all(meta, &ctx.account_id, &ctx.region)
-        .await?
-        .into_iter()
-        .filter(|p| p.resource_arn == input.resource_arn)
-        .collect();
-    let Some(p) = latest_by_resource(all).pop() else {
+    // The resource's newest point: the first entry of its index.
+    recovery_points::build_indexes(meta).await?;
+    let (a, r, arn) = (
+        ctx.account_id.clone(),
+        ctx.region.clone(),
+        input.resource_arn.clone(),
+    );
+    let latest = meta
+        .store()
+        .read(move |tx| recovery_points::newest_of_resource(tx, &a, &r, &arn))
+        .await?;
+    let Some(p) = latest else {
         return Err(ApiError::not_found(format!(
             "Resource {} has no recovery point in this account and region.",
             input.resource_arn
         ))
         .into());
     };
-    let restore = jobs::all_jobs(meta, &ctx.account_id, &ctx.region, JobKind::Restore)
-        .await?
-        .into_iter()
-        .filter(|j| j.resource_arn == input.resource_arn && j.state == JobState::Completed)
-        .max_by_key(|j| j.creation_date);
+    let restore = latest_completed_restore(meta, ctx, &input.resource_arn).await?;
     Ok(DescribeProtectedResourceOutput {
         last_backup_time: Some(Timestamp(p.creation_date)),
         last_backup_vault_arn: Some(p.vault_arn.clone()),

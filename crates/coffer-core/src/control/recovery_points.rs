@@ -7,7 +7,8 @@ use coffer_api::{ApiError, RequestContext};
 
 use crate::dataplane::Executor;
 use crate::model::error::Result;
-use crate::model::jobs::{page, within};
+use crate::model::jobs::within;
+use crate::model::paging::scan_page;
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::states::StorageClass;
@@ -64,55 +65,77 @@ async fn readable_vault(
         .await
 }
 
+/// Whether `rp` is one of vault `vault`'s points that ListRecoveryPointsByBackupVault's
+/// filters let through.
+fn passes(
+    rp: &RecoveryPointRecord,
+    vault: &str,
+    input: &ListRecoveryPointsByBackupVaultInput,
+) -> bool {
+    rp.vault_name == vault
+        && input
+            .by_resource_arn
+            .as_ref()
+            .is_none_or(|x| x == &rp.resource_arn)
+        && input
+            .by_resource_type
+            .as_ref()
+            .is_none_or(|x| x == &rp.resource_type)
+        && input.by_backup_plan_id.as_ref().is_none_or(|x| {
+            rp.created_by
+                .as_ref()
+                .and_then(|c| c.backup_plan_id.as_ref())
+                == Some(x)
+        })
+        && within(
+            Some(rp.creation_date),
+            input.by_created_after.as_ref(),
+            input.by_created_before.as_ref(),
+        )
+        && input
+            .by_parent_recovery_point_arn
+            .as_ref()
+            .is_none_or(|p| rp.composite.parent_arn.as_ref() == Some(p))
+}
+
 pub(crate) async fn list_by_vault(
     meta: &Meta,
     ctx: &RequestContext,
     input: ListRecoveryPointsByBackupVaultInput,
 ) -> Result<ListRecoveryPointsByBackupVaultOutput> {
     let source = readable_vault(meta, ctx, &input).await?;
-    let prefix = format!("{}:{}:{}:", source.account, source.region, source.name);
-    let rows = meta
+    build_indexes(meta).await?;
+    // Filtered by resource: that resource's index (in every vault); otherwise the vault's.
+    // Both are newest first, so a page reads its points and the ones the filters pass over.
+    let (table, prefix) = match &input.by_resource_arn {
+        Some(arn) => (
+            BY_RESOURCE,
+            by_resource_prefix(&source.account, &source.region, arn),
+        ),
+        None => (
+            BY_VAULT,
+            by_vault_prefix(&source.account, &source.region, &source.name),
+        ),
+    };
+    let vault_name = source.name.clone();
+    let (page, next) = meta
         .store()
-        .read(move |tx| tx.scan(TABLE, &prefix, None, usize::MAX))
-        .await?;
-    let mut points = Vec::new();
-    for (_, v) in rows.iter() {
-        let rp: RecoveryPointRecord = serde_json::from_slice(v)?;
-        if input
-            .by_resource_arn
-            .as_ref()
-            .is_some_and(|x| x != &rp.resource_arn)
-            || input
-                .by_resource_type
-                .as_ref()
-                .is_some_and(|x| x != &rp.resource_type)
-            || input.by_backup_plan_id.as_ref().is_some_and(|x| {
-                rp.created_by
-                    .as_ref()
-                    .and_then(|c| c.backup_plan_id.as_ref())
-                    != Some(x)
-            })
-            || !within(
-                Some(rp.creation_date),
-                input.by_created_after.as_ref(),
-                input.by_created_before.as_ref(),
+        .read(move |tx| {
+            scan_page(
+                tx,
+                table,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |tx, v| {
+                    let Some(rp) = load_key(tx, v)? else {
+                        return Ok(None);
+                    };
+                    Ok(passes(&rp, &vault_name, &input).then_some(rp))
+                },
             )
-            || input
-                .by_parent_recovery_point_arn
-                .as_ref()
-                .is_some_and(|p| rp.composite.parent_arn.as_ref() != Some(p))
-        {
-            continue;
-        }
-        points.push(rp);
-    }
-    points.sort_by(|a, b| b.creation_date.cmp(&a.creation_date).then(a.id.cmp(&b.id)));
-    let (page, next) = page(
-        points,
-        |p| p.id.clone(),
-        input.next_token.as_deref(),
-        input.max_results,
-    )?;
+        })
+        .await?;
     let (a, r) = (source.account.clone(), source.region.clone());
     let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
     let statuses = meta
@@ -142,18 +165,21 @@ pub(crate) async fn list_by_resource(
     ctx: &RequestContext,
     input: ListRecoveryPointsByResourceInput,
 ) -> Result<ListRecoveryPointsByResourceOutput> {
-    let mut points: Vec<_> = all(meta, &ctx.account_id, &ctx.region)
-        .await?
-        .into_iter()
-        .filter(|rp| rp.resource_arn == input.resource_arn)
-        .collect();
-    points.sort_by(|a, b| b.creation_date.cmp(&a.creation_date).then(a.id.cmp(&b.id)));
-    let (page, next) = page(
-        points,
-        |p| p.id.clone(),
-        input.next_token.as_deref(),
-        input.max_results,
-    )?;
+    build_indexes(meta).await?;
+    let prefix = by_resource_prefix(&ctx.account_id, &ctx.region, &input.resource_arn);
+    let (page, next) = meta
+        .store()
+        .read(move |tx| {
+            scan_page(
+                tx,
+                BY_RESOURCE,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |tx, v| load_key(tx, v),
+            )
+        })
+        .await?;
     Ok(ListRecoveryPointsByResourceOutput {
         next_token: next,
         recovery_points: Some(page.iter().map(RecoveryPointRecord::by_resource).collect()),
@@ -165,37 +191,56 @@ pub(crate) async fn delete(
     ctx: &RequestContext,
     input: DeleteRecoveryPointInput,
 ) -> Result<()> {
+    let target = Target {
+        action: "backup:DeleteRecoveryPoint",
+        vault_name: input.backup_vault_name,
+        rp_arn: input.recovery_point_arn,
+        continuous_only: false,
+    };
+    remove_point(plane, ctx, target).await
+}
+
+/// What DeleteRecoveryPoint or DisassociateRecoveryPoint removes.
+struct Target {
+    /// The IAM action a vault access policy is checked for.
+    action: &'static str,
+    vault_name: String,
+    rp_arn: String,
+    /// Disassociate: only a continuous point may go this way.
+    continuous_only: bool,
+}
+
+/// Removes a recovery point after every check that guards it (shared points, restore access
+/// vaults, the vault's access policy, composites, vault lock and legal holds in
+/// `composite::delete`). Its data (and a continuous point's replication slot) go with the
+/// queued removal the runner carries out.
+async fn remove_point(plane: &Executor, ctx: &RequestContext, t: Target) -> Result<()> {
     let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
     let now = plane.clock().now();
     plane
         .store()
         .write(move |tx| -> Result<()> {
-            refuse_shared_delete(&a, &input.recovery_point_arn)?;
-            let vkey = vaults::key(&a, &r, &input.backup_vault_name);
-            let mut vault = vaults::load(tx, &vkey, &input.backup_vault_name)?;
+            refuse_shared_delete(&a, &t.rp_arn)?;
+            let vkey = vaults::key(&a, &r, &t.vault_name);
+            let mut vault = vaults::load(tx, &vkey, &t.vault_name)?;
             if vault.mpa.restore_access.is_some() {
                 return Err(restore_access::access_denied(
                     &a,
-                    "backup:DeleteRecoveryPoint",
-                    &input.recovery_point_arn,
+                    t.action,
+                    &t.rp_arn,
                     "A restore access backup vault is read-only: its recovery points can be restored, never deleted.",
                 )
                 .into());
             }
-            vault_policy::check_not_denied(
-                tx,
-                &vkey,
-                "backup:DeleteRecoveryPoint",
-                &[&input.recovery_point_arn, &vault.arn],
-                &a,
-            )?;
-            let rp = find_in_vault(
-                tx,
-                &a,
-                &r,
-                &input.backup_vault_name,
-                &input.recovery_point_arn,
-            )?;
+            vault_policy::check_not_denied(tx, &vkey, t.action, &[&t.rp_arn, &vault.arn], &a)?;
+            let rp = find_in_vault(tx, &a, &r, &t.vault_name, &t.rp_arn)?;
+            if t.continuous_only && rp.continuous.is_none() {
+                return Err(ApiError::invalid_request(format!(
+                    "Recovery point {} is a snapshot recovery point; only continuous backup recovery points can be disassociated. Use DeleteRecoveryPoint to delete it.",
+                    rp.arn
+                ))
+                .into());
+            }
             if let Some(why) = composite::nested_refusal(&rp) {
                 return Err(ApiError::invalid_request(why).into());
             }
@@ -254,7 +299,7 @@ pub(crate) async fn update_lifecycle(
                         return Err(ApiError::invalid_request("The recovery point is already in cold storage; MoveToColdStorageAfterDays cannot change.").into());
                     }
             rp.lifecycle = input.lifecycle;
-            tx.put(TABLE, &rp.key(), &serde_json::to_vec(&rp)?)?;
+            crate::model::recovery_points::save(tx, &rp)?;
             events::recovery_point_modified(tx, &rp, now, "lifecycle")?;
             Ok(rp)
         })
@@ -267,30 +312,22 @@ pub(crate) async fn update_lifecycle(
     })
 }
 
+/// DisassociateRecoveryPoint: a continuous point leaves Coffer as AWS describes it, "deleted
+/// from AWS Backup, control released to the source service": the point and its base backup
+/// and WAL go, and its replication slot is dropped on the database server. The next
+/// continuous backup of the database starts a new point. A snapshot point is refused.
 pub(crate) async fn disassociate(
-    meta: &Meta,
+    plane: &Executor,
     ctx: &RequestContext,
     input: DisassociateRecoveryPointInput,
 ) -> Result<()> {
-    let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
-    vaults::get(meta, &a, &r, &input.backup_vault_name).await?;
-    let rp = meta
-        .store()
-        .read(move |tx| {
-            find_in_vault(
-                tx,
-                &a,
-                &r,
-                &input.backup_vault_name,
-                &input.recovery_point_arn,
-            )
-        })
-        .await?;
-    Err(ApiError::invalid_request(format!(
-        "Recovery point {} is a snapshot recovery point; only continuous backup recovery points can be disassociated. Use DeleteRecoveryPoint to delete it.",
-        rp.arn
-    ))
-    .into())
+    let target = Target {
+        action: "backup:DisassociateRecoveryPoint",
+        vault_name: input.backup_vault_name,
+        rp_arn: input.recovery_point_arn,
+        continuous_only: true,
+    };
+    remove_point(plane, ctx, target).await
 }
 
 /// DisassociateRecoveryPointFromParent: the nested point stands on its own from now on, with

@@ -246,7 +246,7 @@ pub(crate) async fn delete_plan(
                 ))
                 .into());
             }
-            tx.delete(PLANS, &plan_key(&a, &r, &name))?;
+            remove_plan(tx, &p)?;
             if let Some(token) = &p.creator_request_id {
                 tx.delete(PLAN_TOKENS, &plan_key(&a, &r, token))?;
             }

@@ -7,7 +7,7 @@
 
 use coffer_api::error_chain;
 
-use crate::dataplane::{Executor, storage, tiers};
+use crate::dataplane::{Executor, pitr, storage, tiers};
 use crate::model::deletions::{self, AfterFailure, Deletion};
 use crate::model::error::{Error, Result};
 use crate::model::vaults;
@@ -65,9 +65,19 @@ async fn record_failure(plane: &Executor, key: String, d: &Deletion, e: &Error) 
     Ok(())
 }
 
+/// Removes one deleted recovery point's snapshot, then drops the replication slot a
+/// continuous point kept on its database server.
+async fn carry_out(plane: &Executor, d: &Deletion) -> Result<()> {
+    remove_data(plane, d).await?;
+    if let Some(release) = &d.release_slot {
+        pitr::release_slot(plane, &release.resource_arn, &release.slot).await?;
+    }
+    Ok(())
+}
+
 /// Removes one deleted recovery point's snapshot. A vault that is gone (or was deleted and
 /// created again) has nothing left to remove.
-async fn carry_out(plane: &Executor, d: &Deletion) -> Result<()> {
+async fn remove_data(plane: &Executor, d: &Deletion) -> Result<()> {
     // A store failure is an error (the removal is tried again), never "vault gone".
     let vault = vaults::find(plane, &d.account, &d.region, &d.vault_name)
         .await?
@@ -148,6 +158,7 @@ mod tests {
             last_error: None,
             next_attempt: None,
             failed_at: None,
+            release_slot: None,
         };
         plane
             .store()

@@ -117,6 +117,43 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// Drops the replication slot of a continuous point that was deleted or disassociated, and
+/// the WAL staged for it, so the database server stops keeping WAL for Coffer. A database no
+/// longer in the inventory cannot be reached: that is logged and the removal ends (the slot
+/// is the operator's to drop). A server that cannot be reached now is an error, so the
+/// removal is tried again later (`dataplane::deletions`).
+pub(crate) async fn release_slot(plane: &Executor, resource_arn: &str, slot: &str) -> Result<()> {
+    let Some(resource) = plane.inventory().get(resource_arn) else {
+        tracing::warn!(
+            resource = resource_arn,
+            slot,
+            "a deleted continuous backup's database is no longer declared: drop its replication slot on the server by hand"
+        );
+        return Ok(());
+    };
+    let conn = resource
+        .database
+        .as_ref()
+        .ok_or_else(|| {
+            coffer_engine::Error::InvalidInput(format!("{resource_arn} has no database url"))
+        })
+        .and_then(|d| d.connection(resource_arn))
+        .map_err(ApiError::unavailable_because)?;
+    let s2 = slot.to_string();
+    coffer_engine::sources::postgres::blocking(move || pitr::drop_slot(&conn, &s2))
+        .await
+        .map_err(ApiError::unavailable_because)?;
+    if let Ok(dir) = staging(plane, slot) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    tracing::info!(
+        resource = resource_arn,
+        slot,
+        "dropped the replication slot of a deleted continuous backup"
+    );
+    Ok(())
+}
+
 /// Removes what a first job that could not finish made: its base backup, its slot on the
 /// server and its staged WAL.
 async fn abandon(

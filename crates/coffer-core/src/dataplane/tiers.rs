@@ -350,6 +350,7 @@ fn old_copy_removal(m: &TierMove) -> deletions::Deletion {
         last_error: None,
         next_attempt: None,
         failed_at: None,
+        release_slot: None,
     }
 }
 

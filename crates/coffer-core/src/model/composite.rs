@@ -89,7 +89,7 @@ pub(crate) fn disassociate(
         .into());
     }
     rp.composite.parent_arn = None;
-    tx.put(TABLE, &rp.key(), &serde_json::to_vec(&rp)?)?;
+    recovery_points::save(tx, &rp)?;
     events::recovery_point_modified(tx, &rp, now, "disassociated from its parent")?;
     Ok(rp)
 }

@@ -66,6 +66,18 @@ pub(crate) struct Deletion {
     /// When it was given up (in [`FAILED`] only).
     #[serde(default)]
     pub failed_at: Option<DateTime<Utc>>,
+    /// A continuous point's base backup: the replication slot on the source server to drop
+    /// with it, so the server stops keeping WAL for Coffer.
+    #[serde(default)]
+    pub release_slot: Option<SlotRelease>,
+}
+
+/// A replication slot Coffer made for a continuous backup, to drop when its point goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SlotRelease {
+    /// The protected database (its connection comes from the inventory).
+    pub resource_arn: String,
+    pub slot: String,
 }
 
 /// The queue key of a removal due at `due` (`None`: at once).

@@ -21,6 +21,7 @@ use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
+use crate::model::job_index;
 
 pub(crate) const TABLE: &str = "history";
 const META: &str = "history_meta";
@@ -69,6 +70,7 @@ pub(crate) fn prune(tx: &mut dyn Txn, cutoff: DateTime<Utc>, limit: usize) -> Re
         }
         let items: Vec<Item> = serde_json::from_slice(&value)?;
         for (table, key) in &items {
+            job_index::unindex(tx, table, key)?;
             if tx.delete(table, key)? {
                 done.records += 1;
             }

@@ -18,7 +18,9 @@ pub(crate) use crate::model::queue::job_key;
 use crate::model::recovery_points::RecoveryPointRecord;
 pub(crate) use crate::model::states::{JobKind, JobState};
 use crate::model::vaults::VaultRecord;
-use crate::model::{Meta, arn, history, queue, settings, telemetry, vault_policy, vaults};
+use crate::model::{
+    Meta, arn, history, job_index, queue, settings, telemetry, vault_policy, vaults,
+};
 
 use std::collections::BTreeMap;
 
@@ -156,6 +158,26 @@ impl JobRecord {
         self.state.is_terminal()
     }
 
+    /// What the job indexes hold of this job (`job_index`).
+    pub fn indexed(&self) -> job_index::Indexed {
+        job_index::Indexed {
+            kind: self.kind,
+            id: self.id.clone(),
+            account: self.account.clone(),
+            region: self.region.clone(),
+            state: self.state,
+            creation_date: self.creation_date,
+            completion_date: self.completion_date,
+            vault_name: self.vault_name.clone(),
+            resource_arn: self.resource_arn.clone(),
+            resource_type: self.resource_type.clone(),
+            message_category: self.message_category.clone(),
+            dest_vault_arn: self.dest_vault_arn.clone(),
+            recovery_point_arn: self.recovery_point_arn.clone(),
+            restore_testing_plan_arn: self.restore_testing_plan_arn.clone(),
+        }
+    }
+
     /// A new job of `kind` in its waiting state, every optional field empty: the one place a
     /// job record is built from nothing (callers fill in what their kind uses).
     pub fn new(
@@ -229,21 +251,19 @@ pub(crate) fn load_job(tx: &mut dyn Txn, kind: JobKind, key: &str) -> Result<Opt
     })
 }
 
-/// Just the state of a stored job (to see what a save changes).
-#[derive(Deserialize)]
-pub(crate) struct StoredState {
-    state: JobState,
-}
-
 /// Saves a job; a change of state also writes its vault events to the notification outbox,
-/// in the same transaction (see `events`).
+/// and a change of what the job indexes hold rewrites its index entries (`job_index`), in the
+/// same transaction (see `events`). The one write path of a job after [`enqueue`]: a tool
+/// that seeds a store calls it once per job, in transactions of as many jobs as it likes.
 pub(crate) fn save_job(tx: &mut dyn Txn, job: &JobRecord) -> Result<()> {
-    let before = match tx.get(job.kind.table(), &job.key())? {
-        Some(v) => Some(serde_json::from_slice::<StoredState>(&v)?.state),
+    let stored = match tx.get(job.kind.table(), &job.key())? {
+        Some(v) => Some(serde_json::from_slice::<job_index::Indexed>(&v)?),
         None => None,
     };
+    let before = stored.as_ref().map(|s| s.state);
     check_transition(job, before)?;
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
+    job_index::reindex(tx, stored.as_ref(), &job.indexed())?;
     job_changed(tx, before, job)?;
     if job.is_terminal() {
         tx.delete(QUEUE, &job.queue_key())?;
@@ -441,6 +461,7 @@ pub(crate) fn enqueue(tx: &mut dyn Txn, job: &JobRecord) -> Result<JobRecord> {
         tx.put(TOKENS, &tkey, job.id.as_bytes())?;
     }
     tx.put(job.kind.table(), &job.key(), &serde_json::to_vec(job)?)?;
+    job_index::reindex(tx, None, &job.indexed())?;
     tx.put(QUEUE, &job.queue_key(), b"")?;
     Ok(job.clone())
 }
@@ -583,7 +604,8 @@ pub(crate) fn kind_name(kind: JobKind) -> &'static str {
     }
 }
 
-/// All jobs of a kind in the caller's scope, oldest first.
+/// All jobs of a kind in a scope, oldest first (for tests; listings read the job indexes).
+#[cfg(test)]
 pub(crate) async fn all_jobs(
     meta: &Meta,
     account: &str,

@@ -1,8 +1,8 @@
 //! Plan records: a plan (table `plan`, key `ACCOUNT:REGION:PLANID`) points at its current
 //! version; every version stays in `plan_version` (key `ACCOUNT:REGION:PLANID:NNNNNNNN`) and
 //! `plan_version_id` maps a VersionId to its sequence; `plan_request` maps a CreatorRequestId
-//! to the plan it made. The scheduler reads [`active_plans`] and [`current_version`] and
-//! writes [`record_execution`]; the API operations are in `control::plans`.
+//! to the plan it made. The scheduler reads [`current_version`] and writes [`record_execution`];
+//! [`put_version`] and [`unschedule`] keep its queue of next firings (`model::due`); the API operations are in `control::plans`.
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -12,8 +12,7 @@ use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
-use crate::model::paging::scan_all;
-use crate::model::{events, vaults};
+use crate::model::{due, events, vaults};
 
 pub(crate) const TABLE: &str = "plan";
 
@@ -178,17 +177,37 @@ pub(crate) fn current_version(
     Ok(Some(ActivePlan { plan, version }))
 }
 
-/// Every plan that is not deleted, in every account and region, with its current version.
-pub(crate) fn active_plans(tx: &mut dyn Txn) -> Result<Vec<ActivePlan>> {
+/// At most `limit` plans of every account and region after key `start_after`: those not
+/// deleted with their current version, and the key to carry on after (`None`: no more).
+/// For work done once over every plan in bounded batches (building the scheduler's queue).
+pub(crate) fn active_plans_page(
+    tx: &mut dyn Txn,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<ActivePlan>, Option<String>)> {
+    let rows = tx.scan(TABLE, "", start_after, limit)?;
+    let last = (rows.len() == limit)
+        .then(|| rows.last().map(|(k, _)| k.clone()))
+        .flatten();
     let mut out = Vec::new();
-    for (_, v) in scan_all(tx, TABLE, "")? {
+    for (_, v) in rows {
         let plan: PlanRecord = decode(&v)?;
         if plan.deletion_date.is_none() {
             let version = load_version(tx, &plan, plan.current_sequence)?;
             out.push(ActivePlan { plan, version });
         }
     }
-    Ok(out)
+    Ok((out, last))
+}
+
+/// Takes the rules of `plan` (being deleted) off the scheduler's queue.
+pub(crate) fn unschedule(tx: &mut dyn Txn, plan: &PlanRecord) -> Result<()> {
+    let version = load_version(tx, plan, plan.current_sequence)?;
+    due::unschedule_rules(
+        tx,
+        (&plan.account, &plan.region, &plan.id),
+        &version.document.rules,
+    )
 }
 
 /// Records that a job ran for plan `plan_id` at `at` (its LastExecutionDate). Never moves the
@@ -232,12 +251,30 @@ pub(crate) fn check_target_vaults(
     Ok(())
 }
 
-/// Writes version `version` of `plan` and its VersionId index entry.
+/// Writes version `version` of `plan` and its VersionId index entry, and queues its rules'
+/// next firings for the scheduler (`model::due`).
 pub(crate) fn put_version(
     tx: &mut dyn Txn,
     plan: &PlanRecord,
     version: &PlanVersionRecord,
 ) -> Result<()> {
+    let previous = match version.sequence {
+        0 | 1 => Vec::new(),
+        n => match tx.get(
+            VERSION_TABLE,
+            &version_key(&plan.account, &plan.region, &plan.id, n - 1),
+        )? {
+            Some(v) => decode::<PlanVersionRecord>(&v)?.document.rules,
+            None => Vec::new(),
+        },
+    };
+    due::schedule_rules(
+        tx,
+        (&plan.account, &plan.region, &plan.id),
+        version.creation_date,
+        &version.document.rules,
+        &previous,
+    )?;
     tx.put(
         VERSION_TABLE,
         &version_key(&plan.account, &plan.region, &plan.id, version.sequence),

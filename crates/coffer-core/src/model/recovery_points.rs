@@ -16,10 +16,55 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 use crate::model::states::{RecoveryPointStatus, StorageClass};
-use crate::model::{Meta, arn, deletions, indexes, tags, vaults};
+use crate::model::{Meta, arn, deletions, due, indexes, tags, vaults};
 
 pub(crate) const TABLE: &str = "recovery_point";
 pub(crate) const INDEX: &str = "rp_index";
+/// A vault's points, newest first: key `ACCOUNT:REGION:VAULT:NEWEST:ID` (see [`newest_first`]),
+/// value the point's key.
+pub(crate) const BY_VAULT: &str = "rp_by_vault";
+/// A resource's points in every vault, newest first: key `ACCOUNT:REGION:LEN:ARN:NEWEST:ID`
+/// (LEN the ARN's length, so one ARN's prefix is never another's), value the point's key.
+pub(crate) const BY_RESOURCE: &str = "rp_by_resource";
+
+/// The resources of a scope with at least one recovery point: key `ACCOUNT:REGION:ARN`, value
+/// the ARN (what ListProtectedResources pages).
+pub(crate) const PROTECTED: &str = "rp_protected";
+
+/// A fixed-width stamp of `at` that sorts newest first (microseconds before the end of time).
+pub(crate) fn newest_first(at: DateTime<Utc>) -> String {
+    format!("{:019}", i64::MAX - at.timestamp_micros().max(0))
+}
+
+/// The prefix of vault `vault`'s entries in [`BY_VAULT`].
+pub(crate) fn by_vault_prefix(account: &str, region: &str, vault: &str) -> String {
+    format!("{account}:{region}:{vault}:")
+}
+
+/// The prefix of resource `resource_arn`'s entries in [`BY_RESOURCE`].
+pub(crate) fn by_resource_prefix(account: &str, region: &str, resource_arn: &str) -> String {
+    format!("{account}:{region}:{}:{resource_arn}:", resource_arn.len())
+}
+
+fn index_keys(rp: &RecoveryPointRecord) -> [(&'static str, String); 2] {
+    let tail = format!("{}:{}", newest_first(rp.creation_date), rp.id);
+    [
+        (
+            BY_VAULT,
+            format!(
+                "{}{tail}",
+                by_vault_prefix(&rp.account, &rp.region, &rp.vault_name)
+            ),
+        ),
+        (
+            BY_RESOURCE,
+            format!(
+                "{}{tail}",
+                by_resource_prefix(&rp.account, &rp.region, &rp.resource_arn)
+            ),
+        ),
+    ]
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RecoveryPointRecord {
@@ -261,7 +306,7 @@ pub(crate) fn insert(
     }
     vault.recovery_points += 1;
     vaults::save(tx, &vault)?;
-    tx.put(TABLE, &rp.key(), &serde_json::to_vec(rp)?)?;
+    save(tx, rp)?;
     tx.put(
         INDEX,
         &format!("{}:{}:{}", rp.account, rp.region, rp.id),
@@ -269,6 +314,136 @@ pub(crate) fn insert(
     )?;
     tags::set(tx, &rp.arn, rp_tags)?;
     Ok(())
+}
+
+/// Writes `rp` (new or changed) and keeps what follows it in the same transaction: its entry in
+/// the lifecycle queue (`model::due`) and its entries in the indexes by vault and by resource
+/// ([`BY_VAULT`], [`BY_RESOURCE`]; the fields they hold never change). Every write of a recovery point record goes through here
+/// or [`insert`].
+pub(crate) fn save(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
+    let key = rp.key();
+    tx.put(TABLE, &key, &serde_json::to_vec(rp)?)?;
+    for (table, k) in index_keys(rp) {
+        tx.put(table, &k, key.as_bytes())?;
+    }
+    mark_protected(tx, rp)?;
+    due::queue_lifecycle(tx, &key, lifecycle_due(rp, None))
+}
+
+fn mark_protected(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
+    let k = format!("{}:{}:{}", rp.account, rp.region, rp.resource_arn);
+    tx.put(PROTECTED, &k, rp.resource_arn.as_bytes())?;
+    Ok(())
+}
+
+/// The newest recovery point of `resource_arn` in the scope, in any vault: the first entry of
+/// its index.
+pub(crate) fn newest_of_resource(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    resource_arn: &str,
+) -> Result<Option<RecoveryPointRecord>> {
+    let prefix = by_resource_prefix(account, region, resource_arn);
+    let mut cursor = None;
+    loop {
+        let rows = tx.scan(BY_RESOURCE, &prefix, cursor.as_deref(), 1)?;
+        let Some((k, v)) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        if let Some(rp) = load_key(tx, &v)? {
+            return Ok(Some(rp));
+        }
+        cursor = Some(k);
+    }
+}
+
+/// When `rp`'s lifecycle next asks something of it: its cold move (while WARM) or its
+/// deletion, the deletion no earlier than `held` (its vault lock's date, when known). `None`
+/// for a nested point (it follows its parent) or one without a lifecycle. The time may be
+/// past: the point is due.
+pub(crate) fn lifecycle_due(
+    rp: &RecoveryPointRecord,
+    held: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    if rp.composite.parent_arn.is_some() {
+        return None;
+    }
+    let l = rp.lifecycle.as_ref()?;
+    let cold = l
+        .move_to_cold_storage_after_days
+        .filter(|_| rp.storage_class == StorageClass::Warm)
+        .map(|d| rp.creation_date + Duration::days(d));
+    let delete = l
+        .delete_after_days
+        .map(|d| rp.creation_date + Duration::days(d))
+        .map(|d| held.map_or(d, |h| d.max(h)));
+    [cold, delete].into_iter().flatten().min()
+}
+
+/// Puts the points of a page of table `recovery_point` (at most `limit` after key
+/// `start_after`) on the lifecycle queue; the key to carry on after, `None` at the end. For
+/// building the queue of a store written before it existed.
+pub(crate) fn queue_page(
+    tx: &mut dyn Txn,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Option<String>> {
+    let rows = tx.scan(TABLE, "", start_after, limit)?;
+    let last = (rows.len() == limit)
+        .then(|| rows.last().map(|(k, _)| k.clone()))
+        .flatten();
+    for (k, v) in rows {
+        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
+        for (table, ik) in index_keys(&rp) {
+            tx.put(table, &ik, k.as_bytes())?;
+        }
+        mark_protected(tx, &rp)?;
+        due::queue_lifecycle(tx, &k, lifecycle_due(&rp, None))?;
+    }
+    Ok(last)
+}
+
+/// Builds the lifecycle queue and the indexes by vault and by resource once for a store
+/// written before they existed, [`BUILD_BATCH`] points per transaction. Afterwards this is one
+/// read; every reader of the indexes calls it first.
+pub(crate) async fn build_indexes(meta: &Meta) -> Result<()> {
+    if !meta
+        .store()
+        .read(|tx| due::needs_backfill(tx, BUILT))
+        .await?
+    {
+        return Ok(());
+    }
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.take();
+        let last = meta
+            .store()
+            .write(move |tx| queue_page(tx, after.as_deref(), BUILD_BATCH))
+            .await?;
+        match last {
+            Some(k) => cursor = Some(k),
+            None => break,
+        }
+    }
+    let now = meta.clock().now();
+    meta.store()
+        .write(move |tx| due::backfilled(tx, BUILT, now))
+        .await
+}
+
+/// The `due_backfill` key recording that the recovery point indexes and queue were built.
+const BUILT: &str = "recovery_points";
+/// Points read per transaction while the indexes are built for an older store.
+const BUILD_BATCH: usize = 500;
+
+/// The record an index entry's value (a point's key) names, if it still exists.
+pub(crate) fn load_key(tx: &mut dyn Txn, key: &[u8]) -> Result<Option<RecoveryPointRecord>> {
+    match tx.get(TABLE, &String::from_utf8_lossy(key))? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
 }
 
 /// Finds a recovery point by ARN in the caller's scope (any vault).
@@ -309,6 +484,7 @@ pub(crate) fn find_in_vault(
 }
 
 /// The latest completed recovery point of a resource in a vault: the parent of its next backup.
+/// Reads the resource's index newest first and stops at the first match.
 pub(crate) async fn latest_for_resource(
     meta: &Meta,
     account: &str,
@@ -316,24 +492,30 @@ pub(crate) async fn latest_for_resource(
     vault: &str,
     resource_arn: &str,
 ) -> Result<Option<RecoveryPointRecord>> {
-    let prefix = format!("{account}:{region}:{vault}:");
-    let rows = meta
-        .store()
-        .read(move |tx| tx.scan(TABLE, &prefix, None, usize::MAX))
-        .await?;
-    let mut best: Option<RecoveryPointRecord> = None;
-    for (_, v) in rows {
-        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-        if rp.resource_arn == resource_arn
-            && rp.status == RecoveryPointStatus::Completed
-            && best
-                .as_ref()
-                .is_none_or(|b| rp.creation_date > b.creation_date)
-        {
-            best = Some(rp);
-        }
-    }
-    Ok(best)
+    build_indexes(meta).await?;
+    let prefix = by_resource_prefix(account, region, resource_arn);
+    let vault = vault.to_string();
+    meta.store()
+        .read(move |tx| -> Result<Option<RecoveryPointRecord>> {
+            let mut cursor: Option<String> = None;
+            loop {
+                let rows = tx.scan(BY_RESOURCE, &prefix, cursor.as_deref(), 64)?;
+                let done = rows.len() < 64;
+                for (k, v) in rows {
+                    cursor = Some(k);
+                    if let Some(rp) = load_key(tx, &v)?
+                        && rp.vault_name == vault
+                        && rp.status == RecoveryPointStatus::Completed
+                    {
+                        return Ok(Some(rp));
+                    }
+                }
+                if done {
+                    return Ok(None);
+                }
+            }
+        })
+        .await
 }
 
 /// Every recovery point of the caller's scope.
@@ -376,6 +558,15 @@ pub(crate) fn remove(
     now: DateTime<Utc>,
 ) -> Result<()> {
     tx.delete(TABLE, &rp.key())?;
+    for (table, k) in index_keys(rp) {
+        tx.delete(table, &k)?;
+    }
+    let prefix = by_resource_prefix(&rp.account, &rp.region, &rp.resource_arn);
+    if tx.scan(BY_RESOURCE, &prefix, None, 1)?.is_empty() {
+        let k = format!("{}:{}:{}", rp.account, rp.region, rp.resource_arn);
+        tx.delete(PROTECTED, &k)?;
+    }
+    due::queue_lifecycle(tx, &rp.key(), None)?;
     tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;
     tags::remove_all(tx, &rp.arn)?;
     indexes::mark_deleting(tx, &rp.account, &rp.region, &rp.id, now)?;
@@ -397,8 +588,18 @@ pub(crate) fn remove(
         last_error: None,
         next_attempt: None,
         failed_at: None,
+        release_slot: None,
     };
-    deletions::enqueue(tx, &d)?;
+    deletions::enqueue(
+        tx,
+        &deletions::Deletion {
+            release_slot: rp.continuous.as_ref().map(|c| deletions::SlotRelease {
+                resource_arn: rp.resource_arn.clone(),
+                slot: c.slot.clone(),
+            }),
+            ..d.clone()
+        },
+    )?;
     // A continuous point's WAL snapshots go with it, each its own removal.
     for (i, wal) in rp.continuous.iter().flat_map(|c| &c.wal).enumerate() {
         deletions::enqueue(

@@ -13,6 +13,10 @@
 //! such job has a [`TestRecord`] (`rt_test`, keyed like the job) until its scratch data is
 //! deleted: at once when the job did not complete or the selection has no validation window,
 //! otherwise when the window ends (see docs/restore-testing.md).
+//!
+//! Each plan's next run is also an entry of the queue `rt_due` (key `TIME:ACCOUNT:REGION:NAME`,
+//! `model::due`), kept by [`put_plan`] and [`remove_plan`], so the scheduler's pass reads the
+//! plans that are due and not every plan.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,7 @@ use coffer_cron::Schedule;
 use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
+use crate::model::due;
 use crate::model::error::Result;
 use crate::model::inventory::{Inventory, Resource, SUPPORTED_TYPES};
 use crate::model::jobs::{JobKind, JobRecord, enqueue};
@@ -255,12 +260,38 @@ pub(crate) fn find_plan(
     })
 }
 
+/// The queue of the plans' next runs.
+pub(crate) const DUE: &str = "rt_due";
+
+/// Writes plan `p` and moves its entry in the queue [`DUE`] to its next run.
 pub(crate) fn put_plan(tx: &mut dyn Txn, p: &PlanRecord) -> Result<()> {
-    tx.put(
-        PLANS,
-        &plan_key(&p.account, &p.region, &p.name),
-        &serde_json::to_vec(p)?,
-    )?;
+    let key = plan_key(&p.account, &p.region, &p.name);
+    if let Some(old) = tx.get(PLANS, &key)? {
+        let old: PlanRecord = serde_json::from_slice(&old)?;
+        if let Some(at) = old.next_run.filter(|t| Some(*t) != p.next_run) {
+            tx.delete(DUE, &due::due_key(at, &key))?;
+        }
+    }
+    tx.put(PLANS, &key, &serde_json::to_vec(p)?)?;
+    queue_plan(tx, p)
+}
+
+/// Puts plan `p`'s next run on the queue [`DUE`] (building the queue of an older store).
+pub(crate) fn queue_plan(tx: &mut dyn Txn, p: &PlanRecord) -> Result<()> {
+    let key = plan_key(&p.account, &p.region, &p.name);
+    if let Some(at) = p.next_run {
+        tx.put(DUE, &due::due_key(at, &key), key.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Removes plan `p` and its queue entry.
+pub(crate) fn remove_plan(tx: &mut dyn Txn, p: &PlanRecord) -> Result<()> {
+    let key = plan_key(&p.account, &p.region, &p.name);
+    if let Some(at) = p.next_run {
+        tx.delete(DUE, &due::due_key(at, &key))?;
+    }
+    tx.delete(PLANS, &key)?;
     Ok(())
 }
 
@@ -295,14 +326,6 @@ pub(crate) fn selections_of(
     plan: &str,
 ) -> Result<Vec<SelectionRecord>> {
     scan_all(tx, SELECTIONS, &format!("{account}:{region}:{plan}:"))?
-        .into_iter()
-        .map(|(_, v)| Ok(serde_json::from_slice(&v)?))
-        .collect()
-}
-
-/// Every plan of every scope.
-pub(crate) fn all_plans(tx: &mut dyn Txn) -> Result<Vec<PlanRecord>> {
-    scan_all(tx, PLANS, "")?
         .into_iter()
         .map(|(_, v)| Ok(serde_json::from_slice(&v)?))
         .collect()

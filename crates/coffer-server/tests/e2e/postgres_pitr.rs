@@ -3,7 +3,8 @@
 //! makes one CONTINUOUS recovery point and its next job extends it, also when Coffer is killed
 //! in the middle of that job (the WAL receiver resumes after the restart); a restore to a
 //! moment between two commits gives exactly the rows committed by then, the latest restorable
-//! time gives every row, and a moment outside the range is refused. A job whose tools or
+//! time gives every row, and a moment outside the range is refused; disassociating the point
+//! deletes it and drops its replication slot on the server. A job whose tools or
 //! database cannot be reached fails saying what to fix. Without a PostgreSQL the tests say
 //! they skipped (and fail under `CI=true`).
 
@@ -237,6 +238,7 @@ async fn a_continuous_backup_restores_the_rows_committed_by_any_moment_of_its_ra
     server
         .move_clock(&format!("{{\"set\": \"{}\"}}", rfc3339(t0)))
         .await;
+    let slots_before = slots(&admin);
     continuous_plan(&c, &arn).await;
 
     // The first job: the base backup and the WAL since, one CONTINUOUS recovery point.
@@ -359,17 +361,84 @@ async fn a_continuous_backup_restores_the_rows_committed_by_any_moment_of_its_ra
             "{svc:?}"
         );
     }
+
+    // A continuous point is not copied (yet): the refusal says what to do instead.
+    let err = c
+        .start_copy_job()
+        .source_backup_vault_name("main")
+        .recovery_point_arn(&rp)
+        .destination_backup_vault_arn(format!(
+            "arn:aws:backup:us-east-1:{ACCOUNT}:backup-vault:main"
+        ))
+        .iam_role_arn(ROLE)
+        .send()
+        .await
+        .expect_err("a continuous point is not copied");
+    let svc = err.into_service_error();
+    assert!(svc.is_invalid_request_exception(), "{svc:?}");
+    assert!(
+        svc.meta()
+            .message()
+            .unwrap_or("")
+            .contains("Restore it to a point in time"),
+        "{svc:?}"
+    );
+
+    // Disassociating the point deletes it and its data, and drops its replication slot on
+    // the server: nothing keeps WAL for Coffer any more.
+    let ours = {
+        let made: Vec<String> = slots(&admin)
+            .into_iter()
+            .filter(|s| !slots_before.contains(s))
+            .collect();
+        assert_eq!(
+            made.len(),
+            1,
+            "one slot made by the continuous backup: {made:?}"
+        );
+        made[0].clone()
+    };
+    c.disassociate_recovery_point()
+        .backup_vault_name("main")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .expect("a continuous point can be disassociated");
+    let err = c
+        .describe_recovery_point()
+        .backup_vault_name("main")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .expect_err("the disassociated point is gone");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{err:?}"
+    );
+    wait_until("the replication slot to be dropped", 120, || async {
+        (!slots(&admin).contains(&ours)).then_some(())
+    })
+    .await;
     drop(server);
     drop_databases(&admin, &restored);
     psql(
         &admin,
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
+}
+
+/// The names of Coffer's replication slots on the server.
+fn slots(admin: &str) -> Vec<String> {
     psql(
-        &admin,
-        "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots \
-         WHERE slot_name LIKE 'coffer\\_%' AND NOT active",
-    );
+        admin,
+        "SELECT coalesce(string_agg(slot_name, ','), '') FROM pg_replication_slots \
+         WHERE slot_name LIKE 'coffer\\_%'",
+    )
+    .split(',')
+    .filter(|s| !s.is_empty())
+    .map(str::to_string)
+    .collect()
 }
 
 /// Like `wait_for_log`, with a longer wait (the first steps of a sync take a while).

@@ -219,20 +219,20 @@ pub(crate) async fn list_backup_jobs(
     input: ListBackupJobsInput,
 ) -> Result<ListBackupJobsOutput> {
     let filter = JobFilter {
-        account: input.by_account_id.as_deref(),
-        resource_arn: input.by_resource_arn.as_deref(),
+        account: input.by_account_id.clone(),
+        resource_arn: input.by_resource_arn.clone(),
         state: input.by_state.as_ref().map(JobState::from_wire),
-        vault_name: input.by_backup_vault_name.as_deref(),
-        resource_type: input.by_resource_type.as_deref(),
+        vault_name: input.by_backup_vault_name.clone(),
+        resource_type: input.by_resource_type.clone(),
         matches_nothing: input.by_parent_job_id.is_some(),
-        message_category: input.by_message_category.as_deref(),
+        message_category: input.by_message_category.clone(),
         created: Bounds {
-            after: input.by_created_after.as_ref(),
-            before: input.by_created_before.as_ref(),
+            after: input.by_created_after,
+            before: input.by_created_before,
         },
         completed: Bounds {
-            after: input.by_complete_after.as_ref(),
-            before: input.by_complete_before.as_ref(),
+            after: input.by_complete_after,
+            before: input.by_complete_before,
         },
         ..Default::default()
     };

@@ -128,21 +128,21 @@ pub(crate) async fn list_copy_jobs(
     input: ListCopyJobsInput,
 ) -> Result<ListCopyJobsOutput> {
     let filter = JobFilter {
-        account: input.by_account_id.as_deref(),
-        resource_arn: input.by_resource_arn.as_deref(),
+        account: input.by_account_id.clone(),
+        resource_arn: input.by_resource_arn.clone(),
         state: input.by_state.as_ref().map(JobState::from_wire),
-        resource_type: input.by_resource_type.as_deref(),
-        dest_vault_arn: input.by_destination_vault_arn.as_deref(),
-        recovery_point_arn: input.by_source_recovery_point_arn.as_deref(),
+        resource_type: input.by_resource_type.clone(),
+        dest_vault_arn: input.by_destination_vault_arn.clone(),
+        recovery_point_arn: input.by_source_recovery_point_arn.clone(),
         matches_nothing: input.by_parent_job_id.is_some(),
-        message_category: input.by_message_category.as_deref(),
+        message_category: input.by_message_category.clone(),
         created: Bounds {
-            after: input.by_created_after.as_ref(),
-            before: input.by_created_before.as_ref(),
+            after: input.by_created_after,
+            before: input.by_created_before,
         },
         completed: Bounds {
-            after: input.by_complete_after.as_ref(),
-            before: input.by_complete_before.as_ref(),
+            after: input.by_complete_after,
+            before: input.by_complete_before,
         },
         ..Default::default()
     };

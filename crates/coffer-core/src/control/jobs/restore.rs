@@ -209,18 +209,18 @@ pub(crate) async fn list_restore_jobs(
     input: ListRestoreJobsInput,
 ) -> Result<ListRestoreJobsOutput> {
     let filter = JobFilter {
-        account: input.by_account_id.as_deref(),
+        account: input.by_account_id.clone(),
         state: input.by_status.as_ref().map(JobState::from_wire),
-        resource_type: input.by_resource_type.as_deref(),
+        resource_type: input.by_resource_type.clone(),
         matches_nothing: input.by_parent_job_id.is_some(),
-        restore_testing_plan_arn: input.by_restore_testing_plan_arn.as_deref(),
+        restore_testing_plan_arn: input.by_restore_testing_plan_arn.clone(),
         created: Bounds {
-            after: input.by_created_after.as_ref(),
-            before: input.by_created_before.as_ref(),
+            after: input.by_created_after,
+            before: input.by_created_before,
         },
         completed: Bounds {
-            after: input.by_complete_after.as_ref(),
-            before: input.by_complete_before.as_ref(),
+            after: input.by_complete_after,
+            before: input.by_complete_before,
         },
         ..Default::default()
     };
@@ -246,11 +246,11 @@ pub(crate) async fn list_restore_jobs_by_protected_resource(
     input: ListRestoreJobsByProtectedResourceInput,
 ) -> Result<ListRestoreJobsByProtectedResourceOutput> {
     let filter = JobFilter {
-        resource_arn: Some(&input.resource_arn),
+        resource_arn: Some(input.resource_arn.clone()),
         state: input.by_status.as_ref().map(JobState::from_wire),
         recovery_point_created: Bounds {
-            after: input.by_recovery_point_creation_date_after.as_ref(),
-            before: input.by_recovery_point_creation_date_before.as_ref(),
+            after: input.by_recovery_point_creation_date_after,
+            before: input.by_recovery_point_creation_date_before,
         },
         ..Default::default()
     };

@@ -14,7 +14,9 @@ use coffer_api::{RequestContext, Timestamp};
 
 use crate::model::Meta;
 use crate::model::error::Result;
-use crate::model::jobs::{JobKind, JobRecord, JobState, all_jobs, page};
+use crate::model::job_index::{self, Summary};
+use crate::model::jobs::{JobKind, JobState, page};
+use crate::model::paging::scan_all;
 use crate::model::states::FromWire;
 
 /// What a request's State asks for: each state apart (`ANY`, or no State), all states in one
@@ -57,6 +59,39 @@ struct Filter<'a> {
     resource_type: Option<&'a str>,
     category: Option<&'a str>,
     period: Option<&'a AggregationPeriod>,
+}
+
+/// What is counted of the caller's jobs of `kind` created in `[from, to)`: read off the
+/// creation-date index over that period (`model::job_index`), or, while a store written by an
+/// earlier Coffer is being indexed, off every job of the scope.
+async fn period_jobs(
+    meta: &Meta,
+    ctx: &RequestContext,
+    kind: JobKind,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Summary>> {
+    let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
+    meta.store()
+        .read(move |tx| -> Result<Vec<Summary>> {
+            if job_index::built(tx)? {
+                return job_index::summaries(tx, kind, &account, &region, from, to);
+            }
+            let mut out = Vec::new();
+            for (_, v) in scan_all(tx, kind.table(), &format!("{account}:{region}:"))? {
+                let j: job_index::Indexed = serde_json::from_slice(&v)?;
+                if j.creation_date >= from && j.creation_date < to {
+                    out.push(Summary {
+                        creation_date: j.creation_date,
+                        state: j.state,
+                        resource_type: j.resource_type,
+                        message_category: j.message_category,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
 }
 
 /// (window start, state (`None`: all states), resource type, message category).
@@ -111,7 +146,8 @@ async fn summarise(
                 .collect()
         }
     };
-    let jobs: Vec<JobRecord> = all_jobs(meta, &ctx.account_id, &ctx.region, kind).await?;
+    let from = windows.first().map_or(now, |w| w.0);
+    let jobs = period_jobs(meta, ctx, kind, from, now).await?;
     let mut groups: BTreeMap<GroupKey, (DateTime<Utc>, i32)> = BTreeMap::new();
     for j in &jobs {
         let Some(&(start, end)) = windows

@@ -35,14 +35,14 @@ use coffer_store::{StoreHandle, Txn};
 use serde::Serialize;
 
 use crate::control::vaults as vault_ops;
-use crate::dataplane::Executor;
 use crate::model::error::{Error, Result};
 use crate::model::inventory::Inventory;
 use crate::model::jobs::{self, JobKind, JobRecord, JobState};
 use crate::model::plans::{self, PlanRecord, PlanVersionRecord};
 use crate::model::recovery_points::{self, RecoveryPointRecord};
 use crate::model::states::{RecoveryPointStatus, StorageClass};
-use crate::model::{Meta, arn, clock::Clock, plan_rules, tags, vaults};
+use crate::model::{arn, clock::Clock, plan_rules, tags, vaults};
+use crate::{Coffer, DataPlane, VaultStorage};
 
 /// The first account id; account `i` is this plus `i`, as 12 digits.
 pub const FIRST_ACCOUNT: u64 = 100_000_000_000;
@@ -300,14 +300,7 @@ pub async fn seed(
     check_empty(store)
         .await
         .map_err(during("checking the store"))?;
-    // What the first start of a server does on a new store (the history's one-time backfill
-    // of older records), done before anything is written, as it would have been.
-    let plane = Executor::new(
-        Meta::new(store.clone(), Clock::system()),
-        Inventory::default(),
-        None,
-    );
-    crate::background::history::prune_history(&plane)
+    first_start(store)
         .await
         .map_err(during("preparing the store"))?;
     let spec = Arc::new(spec.clone());
@@ -322,6 +315,34 @@ pub async fn seed(
         spec: (*spec).clone(),
         seconds,
     })
+}
+
+/// What the first start of a server does on a new store, done before anything is written, as
+/// it would have been: the one-time builds of the indexes and due-time queues for records
+/// older than them (the history's, the jobs', the scheduler's, the lifecycle's, restore
+/// testing's), so that a server started on the seeded store finds them done, as on a store it
+/// wrote itself. A scratch data directory stands in for the vaults (nothing is written there).
+async fn first_start(store: &StoreHandle) -> Result<()> {
+    let scratch = std::env::temp_dir().join(format!("coffer-bench-seed-{}", uuid::Uuid::new_v4()));
+    let storage = VaultStorage::open(&scratch).map_err(coffer_api::ApiError::internal)?;
+    let coffer = Coffer::with_data_plane(
+        store.clone(),
+        Clock::system(),
+        DataPlane {
+            storage,
+            inventory: Inventory::default(),
+            node_id: "bench-seed".into(),
+            max_concurrent_jobs: 1,
+            history_retention_days: crate::model::history::DEFAULT_RETENTION_DAYS,
+            job_lease_secs: None,
+        },
+    );
+    let done = coffer.catch_up().await;
+    let pruned = crate::background::history::prune_history(coffer.plane()).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    done?;
+    pruned?;
+    Ok(())
 }
 
 fn check_spec(spec: &SeedSpec) -> Result<()> {
@@ -815,7 +836,6 @@ fn sample(spec: &SeedSpec, index: u32) -> AccountSample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Coffer, DataPlane, VaultStorage};
     use coffer_api::BackupService;
     use coffer_api::types::*;
 

@@ -21,6 +21,7 @@ pub mod coverage;
 pub mod dataplane;
 pub mod model;
 mod search_service;
+pub mod seed;
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! Operator commands that need no running server: `coffer config check FILE`,
-//! `coffer inventory` and `coffer notifications dead-letters | replay`.
+//! `coffer inventory`, `coffer notifications dead-letters | replay`, and `coffer bench-seed`
+//! (fills a new store for the scale benchmark, docs/benchmarks.md).
 //!
 //! Why: an operator should learn that a configuration is broken, or that a declared source
 //! cannot be read, before a night of failed backups, and should be able to see and resend the
@@ -371,4 +372,86 @@ pub async fn notifications(cmd: NotificationsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `coffer bench-seed` arguments: what to put in a new store for the scale benchmark.
+#[derive(Debug, clap::Args)]
+pub struct BenchSeedArgs {
+    /// The new metadata store: a SQLite file path or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "PATH|URL", hide_env_values = true)]
+    pub store: String,
+    /// Accounts (ids 100000000000, 100000000001, ...).
+    #[arg(long, default_value_t = 100)]
+    pub accounts: u32,
+    /// Backup plans in all, spread evenly over the accounts.
+    #[arg(long, default_value_t = 100_000)]
+    pub plans: u64,
+    /// Recovery points in all (metadata only: no data is backed up).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub recovery_points: u64,
+    /// Jobs in all: eight in ten backups, one copy, one restore; all ended.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub jobs: u64,
+    #[arg(long, default_value_t = 10)]
+    pub vaults_per_account: u32,
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Records per transaction.
+    #[arg(long, default_value_t = 2000)]
+    pub batch: usize,
+    /// Where to write the manifest (JSON: the parameters, the time each phase took, sample
+    /// ids per account); written once the seeding has finished.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+/// `coffer bench-seed`: seeds the store, printing progress and the rate of each phase.
+pub async fn bench_seed(args: BenchSeedArgs) -> Result<()> {
+    let store = StoreHandle::open(&args.store).context("opening the metadata store")?;
+    let spec = coffer_core::seed::SeedSpec {
+        accounts: args.accounts,
+        vaults_per_account: args.vaults_per_account,
+        plans: args.plans,
+        recovery_points: args.recovery_points,
+        jobs: args.jobs,
+        region: args.region,
+        batch: args.batch,
+        now: chrono::Utc::now(),
+    };
+    println!(
+        "seeding {} ({} accounts, {} vaults each, {} plans, {} recovery points, {} jobs)",
+        store.describe(),
+        spec.accounts,
+        spec.vaults_per_account,
+        spec.plans,
+        spec.recovery_points,
+        spec.jobs
+    );
+    let mut shown = (String::new(), std::time::Instant::now());
+    let mut report = |p: coffer_core::seed::Progress| {
+        let finished = p.done == p.total;
+        if !finished && shown.0 == p.phase && shown.1.elapsed().as_secs() < 10 {
+            return;
+        }
+        shown = (p.phase.to_string(), std::time::Instant::now());
+        let rate = p.done as f64 / p.elapsed.as_secs_f64().max(1e-3);
+        println!(
+            "{:>16}: {:>9} of {:<9} {:>5.1}%  {:>8.0}/s  {:>7.1} s",
+            p.phase,
+            p.done,
+            p.total,
+            100.0 * p.done as f64 / p.total.max(1) as f64,
+            rate,
+            p.elapsed.as_secs_f64()
+        );
+    };
+    let manifest = coffer_core::seed::seed(&store, &spec, &mut report).await?;
+    let total: f64 = manifest.seconds.values().sum();
+    println!("seeded in {total:.1} s");
+    if let Some(path) = &args.manifest {
+        let text = serde_json::to_string_pretty(&manifest)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("manifest: {}", path.display());
+    }
+    Ok(())
 }

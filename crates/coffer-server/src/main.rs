@@ -52,6 +52,9 @@ enum Command {
     /// Approval teams: list the sessions awaiting a member's approval, approve one.
     #[command(subcommand)]
     Approvals(approvals::ApprovalsCommand),
+    /// Scale benchmark: fill a new store with many accounts' vaults, plans, recovery points
+    /// (metadata only) and ended jobs (docs/benchmarks.md, "Scale").
+    BenchSeed(cli::BenchSeedArgs),
 }
 
 #[derive(Subcommand)]
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
             Command::Inventory(args) => exit_if_not(cli::inventory(&args.config)?),
             Command::Notifications(cmd) => cli::notifications(cmd).await,
             Command::Approvals(cmd) => approvals::run(cmd).await,
+            Command::BenchSeed(args) => cli::bench_seed(args).await,
         }
     });
     match result {

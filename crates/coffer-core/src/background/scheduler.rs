@@ -1161,6 +1161,49 @@ mod tests {
             .map(|i| arn::recovery_point(REGION, ACCOUNT, &format!("v{i:03}")))
             .collect();
         assert_eq!(seen, expected);
+        // A creation window (exclusive at both ends) bounds the walk of the vault's index,
+        // with and without a resource, across pages of 4: points 11..=19 of vault v.
+        for by_resource in [None, Some(res(1))] {
+            let mut seen = Vec::new();
+            let mut token = None;
+            loop {
+                let out = c
+                    .list_recovery_points_by_backup_vault(
+                        &ctx,
+                        ListRecoveryPointsByBackupVaultInput {
+                            backup_vault_name: "v".into(),
+                            by_resource_arn: by_resource.clone(),
+                            by_created_after: Some(coffer_api::Timestamp(
+                                t0 + Duration::seconds(10),
+                            )),
+                            by_created_before: Some(coffer_api::Timestamp(
+                                t0 + Duration::seconds(20),
+                            )),
+                            max_results: Some(4),
+                            next_token: token.clone(),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                seen.extend(
+                    out.recovery_points
+                        .unwrap()
+                        .into_iter()
+                        .map(|p| p.recovery_point_arn.unwrap()),
+                );
+                token = out.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            let expected: Vec<String> = (11..20)
+                .rev()
+                .filter(|i| by_resource.is_none() || i % 3 == 1)
+                .map(|i| arn::recovery_point(REGION, ACCOUNT, &format!("v{i:03}")))
+                .collect();
+            assert_eq!(seen, expected, "{by_resource:?}");
+        }
         // By resource: both vaults, newest first (ties: v before w).
         let out = c
             .list_recovery_points_by_resource(

@@ -8,7 +8,7 @@ use coffer_api::{ApiError, RequestContext};
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::jobs::within;
-use crate::model::paging::scan_page;
+use crate::model::paging::{KeyRange, scan_page, scan_page_within};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::states::StorageClass;
@@ -117,14 +117,28 @@ pub(crate) async fn list_by_vault(
             by_vault_prefix(&source.account, &source.region, &source.name),
         ),
     };
+    // The index is newest first: ByCreatedBefore skips the newer entries, ByCreatedAfter
+    // ends the walk after the older ones begin. The bounds keep the boundary's own
+    // microsecond in the walk; `passes` decides it exactly (both bounds are exclusive).
+    let range = KeyRange {
+        after: input
+            .by_created_before
+            .as_ref()
+            .map(|b| format!("{prefix}{}", newest_first(b.0))),
+        before: input
+            .by_created_after
+            .as_ref()
+            .map(|a| format!("{prefix}{};", newest_first(a.0))),
+    };
     let vault_name = source.name.clone();
     let (page, next) = meta
         .store()
         .read(move |tx| {
-            scan_page(
+            scan_page_within(
                 tx,
                 table,
                 &prefix,
+                &range,
                 input.next_token.as_deref(),
                 input.max_results,
                 |tx, v| {

@@ -75,18 +75,52 @@ pub(crate) fn scan_page<T>(
     prefix: &str,
     next_token: Option<&str>,
     max_results: Option<i32>,
+    member: impl FnMut(&mut dyn Txn, &[u8]) -> crate::model::error::Result<Option<T>>,
+) -> crate::model::error::Result<(Vec<T>, Option<String>)> {
+    let all = KeyRange::default();
+    scan_page_within(tx, table, prefix, &all, next_token, max_results, member)
+}
+
+/// Where within a prefix a listing's keys can be: what a filter on the key's leading part
+/// (a date in an index ordered by date) rules out before and after it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyRange {
+    /// Only keys after this one.
+    pub after: Option<String>,
+    /// Only keys before this one: the walk stops at the first key at or past it.
+    pub before: Option<String>,
+}
+
+/// [`scan_page`] over the keys of `range` only: the walk starts after `range.after` (or the
+/// token's key, whichever is later) and ends at `range.before`, so a bounded filter reads only
+/// what it can match.
+pub(crate) fn scan_page_within<T>(
+    tx: &mut dyn Txn,
+    table: &str,
+    prefix: &str,
+    range: &KeyRange,
+    next_token: Option<&str>,
+    max_results: Option<i32>,
     mut member: impl FnMut(&mut dyn Txn, &[u8]) -> crate::model::error::Result<Option<T>>,
 ) -> crate::model::error::Result<(Vec<T>, Option<String>)> {
     let mut cursor = match next_token {
         Some(t) => Some(decode(t, prefix)?),
         None => None,
     };
+    if let Some(a) = &range.after
+        && cursor.as_ref().is_none_or(|c| c < a)
+    {
+        cursor = Some(a.clone());
+    }
     let limit = page_size(max_results);
     let mut page = Vec::new();
     loop {
         let rows = tx.scan(table, prefix, cursor.as_deref(), SCAN_BATCH)?;
         let exhausted = rows.len() < SCAN_BATCH;
         for (k, v) in rows {
+            if range.before.as_ref().is_some_and(|b| &k >= b) {
+                return Ok((page, None));
+            }
             let Some(m) = member(tx, &v)? else {
                 cursor = Some(k);
                 continue;

@@ -211,10 +211,21 @@ pub(crate) fn active_plans_page(
     Ok((out, last))
 }
 
+/// A document as CreateBackupPlan compares documents: without its RuleIds. (The same as
+/// `plan_rules::without_rule_ids`, which this layer's plan records cannot import: plan_rules
+/// reaches back here through the scans' rules.)
+fn without_rule_ids(doc: &BackupPlan) -> BackupPlan {
+    let mut d = doc.clone();
+    for r in &mut d.rules {
+        r.rule_id = None;
+    }
+    d
+}
+
 /// The hash of a plan document as CreateBackupPlan compares documents: without RuleIds.
 fn doc_hash(doc: &BackupPlan) -> Result<String> {
     use sha2::Digest as _;
-    let bytes = serde_json::to_vec(&crate::model::plan_rules::without_rule_ids(doc))?;
+    let bytes = serde_json::to_vec(&without_rule_ids(doc))?;
     Ok(hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
@@ -244,7 +255,7 @@ pub(crate) fn same_document(
     region: &str,
     doc: &BackupPlan,
 ) -> Result<Option<PlanRecord>> {
-    let content = crate::model::plan_rules::without_rule_ids(doc);
+    let content = without_rule_ids(doc);
     let candidates: Vec<String> = if due::needs_backfill(tx, DOC_BUILT)? {
         scan_all(tx, TABLE, &scope(account, region))?
             .into_iter()
@@ -266,7 +277,7 @@ pub(crate) fn same_document(
             continue;
         }
         let other_version = load_version(tx, &other, other.current_sequence)?;
-        if crate::model::plan_rules::without_rule_ids(&other_version.document) == content {
+        if without_rule_ids(&other_version.document) == content {
             return Ok(Some(other));
         }
     }

@@ -56,7 +56,7 @@ pub use model::arn;
 pub use model::clock::{self, Clock};
 pub use model::deletions::RemovalStatus;
 pub use model::error::Error;
-pub use model::events::{self, Outbox, OutboxClaim, OutboxCounts, OutboxMessage};
+pub use model::events::{self, Claimed, Outbox, OutboxClaim, OutboxCounts, OutboxMessage, Sending};
 pub use model::inventory::{self, Inventory, ResourceEntry};
 pub use model::reports::{ReportBucketEntry, ReportBuckets};
 pub use model::telemetry::{self, Telemetry};

@@ -9,7 +9,12 @@
 //! other topics. Messages that still fail after a day, and messages whose topic has no target
 //! configured, go to the dead-letter table (`GET /_coffer/notifications` counts them).
 //! With several nodes on one store, each topic is delivered under a lease in the store
-//! (`Outbox::claim`), so a message goes out once whichever node delivers it.
+//! (`Outbox::claim`), so a message goes out once whichever node delivers it: the lease is
+//! renewed every few seconds while a message is on its way (a slow subscriber or a slow store
+//! does not cost a live worker its topic), and each attempt is cut off before the lease it was
+//! started under ends (so no other worker can start one while it is still open). Only a
+//! worker that dies between the subscriber's answer and the removal of the message leaves one
+//! to be sent again; the worker that takes over says so in its log.
 //!
 //! Two kinds of target: a webhook receiving the JSON envelope SNS sends to HTTP subscribers,
 //! or an SNS endpoint receiving a SigV4-signed `Publish` call (Query protocol). The targets can
@@ -20,6 +25,7 @@
 //! attempt at INFO with the error and the next try.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration as StdDuration;
 
@@ -27,7 +33,7 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use coffer_core::background::worker::{self, Worker, WorkerHandle};
-use coffer_core::{Outbox, OutboxClaim, OutboxMessage};
+use coffer_core::{Claimed, Outbox, OutboxClaim, OutboxMessage};
 use http::{HeaderMap, HeaderValue};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -40,6 +46,15 @@ const MAX_ATTEMPTS: u32 = 400;
 const MAX_BACKOFF_SECS: i64 = 300;
 /// How often the outbox is looked at.
 const POLL: StdDuration = StdDuration::from_millis(500);
+/// One delivery attempt takes at most this long (connecting included) ...
+const ATTEMPT_TIMEOUT: StdDuration = StdDuration::from_secs(15);
+/// ... and ends at least a fifteenth of the topic lease (2 s) before the lease it was started
+/// under: room for clocks of nodes that differ a little.
+const LEASE_MARGIN_DIVISOR: i32 = 15;
+/// An attempt is not started with less than this left of it (the lease is taken again first).
+const MIN_ATTEMPT: StdDuration = StdDuration::from_millis(500);
+/// The lease is renewed every sixth of its length (5 s) while a topic is being delivered.
+const RENEWALS_PER_LEASE: i32 = 6;
 
 /// One `[[notification_targets]]` entry of the configuration file.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -164,21 +179,27 @@ impl Delivery {
         outbox: Outbox,
         targets: &[NotificationTarget],
     ) -> Result<(Arc<Delivery>, WorkerHandle)> {
+        let d = Arc::new(Delivery::new(outbox, targets)?);
+        tracing::info!(holder = %d.holder, "notification delivery started");
+        let handle = worker::start(Arc::new(DeliveryWorker(d.clone())));
+        Ok((d, handle))
+    }
+
+    /// The delivery, not started (see [`Delivery::start`]).
+    fn new(outbox: Outbox, targets: &[NotificationTarget]) -> Result<Delivery> {
         let client = reqwest::Client::builder()
             .connect_timeout(StdDuration::from_secs(5))
-            .timeout(StdDuration::from_secs(15))
+            .timeout(ATTEMPT_TIMEOUT)
             .build()
             .context("building the notification HTTP client")?;
-        let d = Arc::new(Delivery {
+        Ok(Delivery {
             outbox,
             targets: RwLock::new(by_topic(targets)),
             client,
             busy: Mutex::default(),
             warned: Mutex::default(),
             holder: uuid::Uuid::new_v4().to_string(),
-        });
-        let handle = worker::start(Arc::new(DeliveryWorker(d.clone())));
-        Ok((d, handle))
+        })
     }
 
     /// Replaces the targets (from a re-read configuration file). Messages of a topic that was
@@ -252,13 +273,16 @@ impl Delivery {
     }
 
     /// Delivers one topic's messages in order under the topic's lease in the store (so that,
-    /// with several nodes, one delivers each topic), then lets the lease go.
+    /// with several nodes, one delivers each topic), renewing the lease while it works, then
+    /// lets the lease go.
     async fn deliver_topic(
         &self,
         target: &NotificationTarget,
         messages: Vec<(String, OutboxMessage)>,
     ) -> Result<()> {
-        let delivered = self.deliver_held(target, messages).await;
+        let renewal = Renewal::start(self.outbox.clone(), &self.holder, &target.topic_arn);
+        let delivered = self.deliver_held(target, messages, &renewal).await;
+        renewal.stop().await;
         let released = self.outbox.release(&self.holder, &target.topic_arn).await;
         delivered?;
         Ok(released?)
@@ -271,52 +295,80 @@ impl Delivery {
         &self,
         target: &NotificationTarget,
         messages: Vec<(String, OutboxMessage)>,
+        renewal: &Renewal,
     ) -> Result<()> {
         for (key, _) in messages {
-            let m = match self
+            if renewal.lost() {
+                return Ok(());
+            }
+            let claimed = match self
                 .outbox
                 .claim(&self.holder, &target.topic_arn, &key)
                 .await?
             {
-                OutboxClaim::Deliver(m) => *m,
+                OutboxClaim::Deliver(c) => *c,
                 OutboxClaim::Gone => continue,
-                OutboxClaim::HeldElsewhere => return Ok(()),
+                OutboxClaim::NotDue | OutboxClaim::HeldElsewhere => return Ok(()),
             };
-            let now = Utc::now();
-            if m.next_attempt.is_some_and(|n| n > now) {
+            renewal.sending(Some(&key));
+            let settled = self.attempt(target, &key, claimed).await;
+            renewal.sending(None);
+            if !settled? {
                 return Ok(());
-            }
-            if m.attempts >= MAX_ATTEMPTS
-                || now - m.queued_at > Duration::hours(GIVE_UP_AFTER_HOURS)
-            {
-                let reason = format!(
-                    "gave up after {} attempts: {}",
-                    m.attempts,
-                    m.last_error.as_deref().unwrap_or("no attempt succeeded")
-                );
-                tracing::warn!(topic = %m.topic_arn, event = %m.event, id = %m.id, vault = %m.vault_name, %reason, "notification dead-lettered");
-                self.outbox.give_up(&key, &reason).await?;
-                continue;
-            }
-            match self.send(target, &m).await {
-                Ok(()) => {
-                    tracing::info!(topic = %m.topic_arn, event = %m.event, id = %m.id, vault = %m.vault_name, attempt = m.attempts + 1, "notification delivered");
-                    self.outbox.delivered(&key).await?;
-                }
-                Err(e) => {
-                    let wait = backoff(m.attempts + 1);
-                    tracing::info!(topic = %m.topic_arn, event = %m.event, id = %m.id, attempt = m.attempts + 1, error = %format!("{e:#}"), retry_in_secs = wait.num_seconds(), "notification not delivered yet");
-                    self.outbox
-                        .attempt_failed(&key, &format!("{e:#}"), now + wait)
-                        .await?;
-                    return Ok(());
-                }
             }
         }
         Ok(())
     }
 
-    async fn send(&self, target: &NotificationTarget, m: &OutboxMessage) -> Result<()> {
+    /// One attempt at a claimed message, settled in the store (delivered, failed, given up)
+    /// or, when it cannot start well inside the lease, left for the next pass. Answers whether the topic's
+    /// next message may follow.
+    async fn attempt(&self, target: &NotificationTarget, key: &str, c: Claimed) -> Result<bool> {
+        let m = c.message;
+        if let Some(previous) = &c.interrupted {
+            tracing::warn!(topic = %m.topic_arn, event = %m.event, id = %m.id, previous_holder = %previous.holder, "notification was being sent by a worker that stopped or lost its lease before recording the outcome; sending it again (the subscriber may get it twice)");
+        }
+        let now = Utc::now();
+        if m.attempts >= MAX_ATTEMPTS || now - m.queued_at > Duration::hours(GIVE_UP_AFTER_HOURS) {
+            let reason = format!(
+                "gave up after {} attempts: {}",
+                m.attempts,
+                m.last_error.as_deref().unwrap_or("no attempt succeeded")
+            );
+            tracing::warn!(topic = %m.topic_arn, event = %m.event, id = %m.id, vault = %m.vault_name, %reason, "notification dead-lettered");
+            self.outbox.give_up(key, &reason).await?;
+            return Ok(true);
+        }
+        let Some(budget) = attempt_budget(c.until, Utc::now(), self.outbox.lease()) else {
+            tracing::info!(topic = %m.topic_arn, id = %m.id, "the notification lease was nearly over before the attempt could start; trying again");
+            self.outbox.not_sent(&self.holder, key).await?;
+            return Ok(false);
+        };
+        match self.send(target, &m, budget).await {
+            Ok(()) => {
+                // Recorded before anything else: until then a crash sends the message again.
+                self.outbox.delivered(key).await?;
+                tracing::info!(topic = %m.topic_arn, event = %m.event, id = %m.id, vault = %m.vault_name, attempt = m.attempts + 1, "notification delivered");
+                Ok(true)
+            }
+            Err(e) => {
+                let wait = backoff(m.attempts + 1);
+                tracing::info!(topic = %m.topic_arn, event = %m.event, id = %m.id, attempt = m.attempts + 1, error = %format!("{e:#}"), retry_in_secs = wait.num_seconds(), "notification not delivered yet");
+                self.outbox
+                    .attempt_failed(key, &format!("{e:#}"), now + wait)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Sends one message; the attempt is abandoned after `budget`.
+    async fn send(
+        &self,
+        target: &NotificationTarget,
+        m: &OutboxMessage,
+        budget: StdDuration,
+    ) -> Result<()> {
         let (url, headers, body) = match (&target.webhook, &target.sns_endpoint) {
             (Some(url), _) => {
                 let (h, b) = webhook_request(m)?;
@@ -333,6 +385,7 @@ impl Delivery {
             .post(&url)
             .headers(headers)
             .body(body)
+            .timeout(budget)
             .send()
             .await
             .with_context(|| format!("POST {url}"))?;
@@ -343,6 +396,88 @@ impl Delivery {
             bail!("POST {url} answered {status}: {text}");
         }
         Ok(())
+    }
+}
+
+/// How long an attempt under a lease ending at `until` may take from `now`: at most
+/// [`ATTEMPT_TIMEOUT`], ending a fifteenth of the lease before it does; `None` when that
+/// leaves less than [`MIN_ATTEMPT`].
+fn attempt_budget(
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Option<StdDuration> {
+    let left = (until - now - lease / LEASE_MARGIN_DIVISOR).to_std().ok()?;
+    let budget = left.min(ATTEMPT_TIMEOUT);
+    (budget >= MIN_ATTEMPT).then_some(budget)
+}
+
+/// Keeps a topic's lease (and the mark of the message on its way) renewed while an attempt
+/// runs: a slow subscriber or a slow store write must not let the lease run out under a live
+/// worker, or another node would send the message again.
+struct Renewal {
+    shared: Arc<RenewalShared>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct RenewalShared {
+    /// The key of the message on its way, if any.
+    sending: Mutex<Option<String>>,
+    /// The lease was found taken by another worker.
+    lost: AtomicBool,
+}
+
+impl Renewal {
+    fn start(outbox: Outbox, holder: &str, topic: &str) -> Renewal {
+        let shared = Arc::new(RenewalShared::default());
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let every = (outbox.lease() / RENEWALS_PER_LEASE)
+            .to_std()
+            .unwrap_or(StdDuration::from_secs(1));
+        let (s, holder, topic) = (shared.clone(), holder.to_string(), topic.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let key = s.sending.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let Some(key) = key else { continue };
+                match outbox.renew(&holder, &topic, &key).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        tracing::warn!(topic = %topic, "another worker took this topic's notification lease while a message was on its way (this worker was stalled longer than the lease); it waits for the attempt to be settled before sending again");
+                        s.lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %topic, error = %format!("{e:#}"), "renewing the notification lease failed; trying again")
+                    }
+                }
+            }
+        });
+        Renewal { shared, stop, task }
+    }
+
+    /// Says which message is on its way (`None`: none).
+    fn sending(&self, key: Option<&str>) {
+        *self
+            .shared
+            .sending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = key.map(str::to_string);
+    }
+
+    fn lost(&self) -> bool {
+        self.shared.lost.load(Ordering::SeqCst)
+    }
+
+    /// Stops renewing, after the renewal under way (so that none lands after the release).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
     }
 }
 
@@ -514,7 +649,150 @@ mod tests {
             queued_at: Utc::now(),
             last_error: None,
             dead_reason: None,
+            sending: None,
         }
+    }
+
+    #[test]
+    fn an_attempt_ends_well_inside_the_lease_it_started_under() {
+        let lease = Duration::seconds(30);
+        let now = Utc::now();
+        assert_eq!(
+            attempt_budget(now + lease, now, lease),
+            Some(ATTEMPT_TIMEOUT)
+        );
+        assert_eq!(
+            attempt_budget(now + Duration::seconds(10), now, lease),
+            Some(StdDuration::from_secs(8)),
+            "two seconds before the lease ends"
+        );
+        assert_eq!(attempt_budget(now + Duration::seconds(2), now, lease), None);
+        assert_eq!(attempt_budget(now - Duration::seconds(1), now, lease), None);
+    }
+
+    /// A webhook that records each request on arrival and answers only once `open` says so.
+    async fn held_webhook() -> (
+        std::net::SocketAddr,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (open, opened) = tokio::sync::watch::channel(false);
+        let g = got.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (g, mut opened) = (g.clone(), opened.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Headers and the whole body (Content-Length) make one request.
+                    loop {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    g.fetch_add(1, Ordering::SeqCst);
+                    let _ = opened.wait_for(|o| *o).await;
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        (addr, got, open)
+    }
+
+    async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(20);
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    }
+
+    /// Two workers on one store, one topic, a subscriber slower than the lease's renewal
+    /// interval: the worker sending renews its lease and the message's mark while the POST is
+    /// on its way, the other finds the topic held the whole time and never sends, and the
+    /// message goes out once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_send_outlasting_the_renewal_interval_keeps_the_topic_and_goes_out_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = coffer_store::StoreHandle::open(path.to_str().unwrap()).unwrap();
+        let m = message();
+        let key = format!("{:020}:{}", Utc::now().timestamp_micros(), m.id);
+        let (k, v) = (key.clone(), serde_json::to_vec(&m).unwrap());
+        store
+            .write(move |tx| tx.put("outbox", &k, &v))
+            .await
+            .unwrap();
+        let (addr, got, open) = held_webhook().await;
+        let target = NotificationTarget {
+            topic_arn: m.topic_arn.clone(),
+            webhook: Some(format!("http://{addr}/hook")),
+            sns_endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+            region: None,
+        };
+        // A 6-second lease: renewed every second, an attempt may take 5.6 s.
+        let outbox = Outbox::with_lease(store.clone(), Duration::seconds(6));
+        let worker =
+            || Arc::new(Delivery::new(outbox.clone(), std::slice::from_ref(&target)).unwrap());
+        let (a, b) = (worker(), worker());
+        let mark = || async {
+            let pending = outbox.pending(10).await.unwrap();
+            pending.into_iter().find_map(|(_, m)| m.sending)
+        };
+        a.pass().await.unwrap();
+        wait_for("the POST arrived", async || {
+            (got.load(Ordering::SeqCst) == 1).then_some(())
+        })
+        .await;
+        let first = mark().await.expect("the message is marked as on its way");
+        assert_eq!(first.holder, a.holder);
+        wait_for("the lease renewed during the POST", async || {
+            mark().await.filter(|s| s.until > first.until)
+        })
+        .await;
+        b.pass().await.unwrap();
+        b.idle().await;
+        assert_eq!(got.load(Ordering::SeqCst), 1, "B left A's topic alone");
+        open.send(true).unwrap();
+        a.idle().await;
+        assert_eq!(outbox.counts().await.unwrap().pending, 0, "A recorded it");
+        b.pass().await.unwrap();
+        b.idle().await;
+        assert_eq!(got.load(Ordering::SeqCst), 1, "sent once");
+        let topic = m.topic_arn.clone();
+        let lease = store
+            .read(move |tx| tx.get("outbox_lease", &topic))
+            .await
+            .unwrap();
+        assert!(lease.is_none(), "A let the topic go");
     }
 
     #[test]

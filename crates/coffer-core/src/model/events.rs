@@ -30,9 +30,11 @@ pub(crate) const DEAD: &str = "outbox_dead";
 /// on one store, only the holder of a topic's lease delivers its messages, so each message
 /// goes out once (barring a crash between the receiver's answer and the removal) and in order.
 pub(crate) const TOPIC_LEASES: &str = "outbox_lease";
-/// How long a topic's lease holds without renewal. The holder renews it before every message,
-/// and one delivery attempt takes at most 15 s, so a live holder never loses it mid-delivery;
-/// a dead one's topic is taken over this long after its last renewal.
+/// How long a topic's lease holds without renewal. The holder renews it before every message
+/// and every few seconds while a message is on its way (see [`Outbox::renew`]), and ends each
+/// attempt before the lease it holds runs out, so a live holder keeps its topic however slow
+/// the subscriber or the store; a dead one's topic is taken over this long after its last
+/// renewal (one more lease when it died in the middle of an attempt, see [`OutboxClaim`]).
 pub const TOPIC_LEASE_SECS: i64 = 30;
 
 /// The SNS subject AWS Backup uses for every notification.
@@ -83,6 +85,19 @@ pub struct OutboxMessage {
     /// Dead letters only: why delivery was given up.
     #[serde(default)]
     pub dead_reason: Option<String>,
+    /// The attempt under way: set when a worker claims the message to send it, cleared when
+    /// the attempt is settled (delivered, failed, given up). Found set by another worker, it
+    /// says an attempt was never settled: its worker died (or lost the topic) mid-send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending: Option<Sending>,
+}
+
+/// A delivery attempt under way: which worker makes it, and until when its lease holds (the
+/// attempt is over by then, see [`OutboxClaim::Deliver`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sending {
+    pub holder: String,
+    pub until: DateTime<Utc>,
 }
 
 fn store_err(e: serde_json::Error) -> StoreError {
@@ -159,6 +174,7 @@ pub(crate) fn enqueue(
         queued_at: wall,
         last_error: None,
         dead_reason: None,
+        sending: None,
     };
     let key = format!("{:020}:{id}", next_micros(wall.timestamp_micros()));
     tx.put(OUTBOX, &key, &serde_json::to_vec(&m).map_err(store_err)?)
@@ -278,21 +294,57 @@ struct TopicLease {
     until: DateTime<Utc>,
 }
 
+fn put_lease(
+    tx: &mut dyn Txn,
+    topic: &str,
+    holder: &str,
+    until: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let lease = TopicLease {
+        holder: holder.to_string(),
+        until,
+    };
+    tx.put(
+        TOPIC_LEASES,
+        topic,
+        &serde_json::to_vec(&lease).map_err(store_err)?,
+    )
+}
+
 /// What [`Outbox::claim`] found for one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutboxClaim {
-    /// The caller holds the topic: deliver this (current) message.
-    Deliver(Box<OutboxMessage>),
+    /// The caller holds the topic: deliver this (current) message, and end the attempt
+    /// before the lease ends (`Claimed::until`), so that no other worker can start one while
+    /// the caller's is still on its way.
+    Deliver(Box<Claimed>),
     /// The message is no longer waiting (another worker delivered or gave it up): skip it.
     Gone,
-    /// Another worker holds the topic: deliver nothing of it now.
+    /// The message waits for its next attempt time (backoff): deliver nothing of the topic
+    /// before then.
+    NotDue,
+    /// Another worker holds the topic, or its attempt at this message was never settled and
+    /// may still be (its lease ended less than one more lease ago): deliver nothing of the
+    /// topic now.
     HeldElsewhere,
+}
+
+/// A message claimed for one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub message: OutboxMessage,
+    /// The caller's lease on the topic holds until then (unless renewed).
+    pub until: DateTime<Utc>,
+    /// An earlier attempt that was never settled (its worker died or lost the topic between
+    /// claiming and recording the outcome): the subscriber may have the message already.
+    pub interrupted: Option<Sending>,
 }
 
 /// The outbox as the delivery worker sees it.
 #[derive(Clone)]
 pub struct Outbox {
     store: StoreHandle,
+    lease: chrono::Duration,
 }
 
 /// How many notifications wait and how many were given up.
@@ -304,7 +356,17 @@ pub struct OutboxCounts {
 
 impl Outbox {
     pub fn new(store: StoreHandle) -> Self {
-        Outbox { store }
+        Outbox::with_lease(store, chrono::Duration::seconds(TOPIC_LEASE_SECS))
+    }
+
+    /// An outbox whose topic leases last `lease` (tests shorten it).
+    pub fn with_lease(store: StoreHandle, lease: chrono::Duration) -> Self {
+        Outbox { store, lease }
+    }
+
+    /// How long a topic lease holds without renewal.
+    pub fn lease(&self) -> chrono::Duration {
+        self.lease
     }
 
     /// Up to `limit` waiting messages, oldest first, with their keys.
@@ -318,8 +380,10 @@ impl Outbox {
             .collect()
     }
 
-    /// Takes or renews the lease on `topic` for `holder` and reads the message at `key` again,
-    /// in one transaction: call it before each delivery attempt.
+    /// Takes or renews the lease on `topic` for `holder`, reads the message at `key` again and
+    /// marks it as being sent by `holder`, in one transaction: call it before each delivery
+    /// attempt. A message marked by another worker whose lease ended less than one more lease
+    /// ago is left alone (that worker may be alive and about to record the outcome).
     pub async fn claim(
         &self,
         holder: &str,
@@ -327,30 +391,101 @@ impl Outbox {
         key: &str,
     ) -> Result<OutboxClaim, StoreError> {
         let (holder, topic, k) = (holder.to_string(), topic.to_string(), key.to_string());
+        let lease = self.lease;
         self.store
             .write(move |tx| {
                 let now = Utc::now();
                 if let Some(v) = tx.get(TOPIC_LEASES, &topic)? {
-                    let lease: TopicLease = serde_json::from_slice(&v).map_err(store_err)?;
-                    if lease.holder != holder && lease.until > now {
+                    let l: TopicLease = serde_json::from_slice(&v).map_err(store_err)?;
+                    if l.holder != holder && l.until > now {
                         return Ok(OutboxClaim::HeldElsewhere);
                     }
                 }
-                let lease = TopicLease {
-                    holder,
-                    until: now + chrono::Duration::seconds(TOPIC_LEASE_SECS),
+                let Some(v) = tx.get(OUTBOX, &k)? else {
+                    put_lease(tx, &topic, &holder, now + lease)?;
+                    return Ok(OutboxClaim::Gone);
                 };
-                tx.put(
-                    TOPIC_LEASES,
-                    &topic,
-                    &serde_json::to_vec(&lease).map_err(store_err)?,
-                )?;
-                match tx.get(OUTBOX, &k)? {
-                    Some(v) => Ok(OutboxClaim::Deliver(Box::new(
-                        serde_json::from_slice(&v).map_err(store_err)?,
-                    ))),
-                    None => Ok(OutboxClaim::Gone),
+                let mut message: OutboxMessage = serde_json::from_slice(&v).map_err(store_err)?;
+                if message.next_attempt.is_some_and(|n| n > now) {
+                    return Ok(OutboxClaim::NotDue);
                 }
+                let interrupted = message.sending.take();
+                if let Some(s) = &interrupted
+                    && s.holder != holder
+                    && now < s.until + lease
+                {
+                    return Ok(OutboxClaim::HeldElsewhere);
+                }
+                let until = now + lease;
+                put_lease(tx, &topic, &holder, until)?;
+                message.sending = Some(Sending {
+                    holder: holder.clone(),
+                    until,
+                });
+                tx.put(
+                    OUTBOX,
+                    &k,
+                    &serde_json::to_vec(&message).map_err(store_err)?,
+                )?;
+                message.sending = None;
+                Ok(OutboxClaim::Deliver(Box::new(Claimed {
+                    message,
+                    until,
+                    interrupted,
+                })))
+            })
+            .await
+    }
+
+    /// Renews `holder`'s lease on `topic` while its attempt at the message at `key` is on its
+    /// way, and the attempt's mark with it. Answers the new end of the lease, or `None` when
+    /// `holder` no longer holds the topic (another worker took it after it ran out).
+    pub async fn renew(
+        &self,
+        holder: &str,
+        topic: &str,
+        key: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (holder, topic, k) = (holder.to_string(), topic.to_string(), key.to_string());
+        let lease = self.lease;
+        self.store
+            .write(move |tx| {
+                let Some(v) = tx.get(TOPIC_LEASES, &topic)? else {
+                    return Ok(None);
+                };
+                let l: TopicLease = serde_json::from_slice(&v).map_err(store_err)?;
+                if l.holder != holder {
+                    return Ok(None);
+                }
+                let until = Utc::now() + lease;
+                put_lease(tx, &topic, &holder, until)?;
+                if let Some(v) = tx.get(OUTBOX, &k)? {
+                    let mut m: OutboxMessage = serde_json::from_slice(&v).map_err(store_err)?;
+                    if let Some(s) = m.sending.as_mut().filter(|s| s.holder == holder) {
+                        s.until = until;
+                        tx.put(OUTBOX, &k, &serde_json::to_vec(&m).map_err(store_err)?)?;
+                    }
+                }
+                Ok(Some(until))
+            })
+            .await
+    }
+
+    /// Clears `holder`'s mark on the message at `key`, claimed but not sent (too little of the
+    /// lease was left to start the attempt).
+    pub async fn not_sent(&self, holder: &str, key: &str) -> Result<(), StoreError> {
+        let (holder, k) = (holder.to_string(), key.to_string());
+        self.store
+            .write(move |tx| {
+                let Some(v) = tx.get(OUTBOX, &k)? else {
+                    return Ok(());
+                };
+                let mut m: OutboxMessage = serde_json::from_slice(&v).map_err(store_err)?;
+                if m.sending.as_ref().is_some_and(|s| s.holder == holder) {
+                    m.sending = None;
+                    tx.put(OUTBOX, &k, &serde_json::to_vec(&m).map_err(store_err)?)?;
+                }
+                Ok(())
             })
             .await
     }
@@ -397,6 +532,7 @@ impl Outbox {
                 m.attempts += 1;
                 m.next_attempt = Some(next_attempt);
                 m.last_error = Some(error);
+                m.sending = None;
                 tx.put(OUTBOX, &k, &serde_json::to_vec(&m).map_err(store_err)?)
             })
             .await
@@ -412,6 +548,7 @@ impl Outbox {
                 };
                 let mut m: OutboxMessage = serde_json::from_slice(&v).map_err(store_err)?;
                 m.dead_reason = Some(reason);
+                m.sending = None;
                 tx.put(DEAD, &k, &serde_json::to_vec(&m).map_err(store_err)?)?;
                 tx.delete(OUTBOX, &k)?;
                 Ok(())
@@ -457,6 +594,7 @@ impl Outbox {
                     m.next_attempt = None;
                     m.queued_at = now;
                     m.dead_reason = None;
+                    m.sending = None;
                     tx.put(OUTBOX, &k, &serde_json::to_vec(&m).map_err(store_err)?)?;
                     tx.delete(DEAD, &k)?;
                     replayed.push(m);
@@ -689,7 +827,7 @@ mod outbox_tests {
         let pending = outbox.pending(10).await.unwrap();
         let (k1, k2) = (pending[0].0.clone(), pending[1].0.clone());
         let first = outbox.claim("a", topic, &k1).await.unwrap();
-        assert!(matches!(first, OutboxClaim::Deliver(ref m) if m.id == pending[0].1.id));
+        assert!(matches!(first, OutboxClaim::Deliver(ref c) if c.message.id == pending[0].1.id));
         assert_eq!(
             outbox.claim("b", topic, &k1).await.unwrap(),
             OutboxClaim::HeldElsewhere
@@ -703,22 +841,151 @@ mod outbox_tests {
         );
         assert!(matches!(
             outbox.claim("b", topic, &k2).await.unwrap(),
-            OutboxClaim::Deliver(_)
+            OutboxClaim::Deliver(ref c) if c.interrupted.is_none()
         ));
-        // A lease that ran out (its holder died) is taken over.
+        // B dies in the middle of its attempt at the second message: its lease runs out, but
+        // the message stays B's until one more lease has passed (B might still be recording
+        // the outcome), then A takes it over, told that B's attempt was never settled.
+        let ago = |secs| Utc::now() - chrono::Duration::seconds(secs);
+        expire(&store, topic, "b", &k2, ago(1)).await;
+        assert_eq!(
+            outbox.claim("a", topic, &k2).await.unwrap(),
+            OutboxClaim::HeldElsewhere
+        );
+        expire(&store, topic, "b", &k2, ago(TOPIC_LEASE_SECS + 1)).await;
+        match outbox.claim("a", topic, &k2).await.unwrap() {
+            OutboxClaim::Deliver(c) => {
+                assert_eq!(c.interrupted.map(|s| s.holder).as_deref(), Some("b"));
+                assert!(c.until > Utc::now());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Sets `holder`'s lease on `topic` and its mark on the message at `key` to end at `until`
+    /// (as if it had stopped renewing them then).
+    async fn expire(
+        store: &StoreHandle,
+        topic: &str,
+        holder: &str,
+        key: &str,
+        until: DateTime<Utc>,
+    ) {
+        let (topic, holder, key) = (topic.to_string(), holder.to_string(), key.to_string());
         store
             .write(move |tx| {
-                let lease = TopicLease {
-                    holder: "b".into(),
-                    until: Utc::now() - chrono::Duration::seconds(1),
-                };
-                tx.put(TOPIC_LEASES, topic, &serde_json::to_vec(&lease).unwrap())
+                put_lease(tx, &topic, &holder, until)?;
+                let mut m: OutboxMessage =
+                    serde_json::from_slice(&tx.get(OUTBOX, &key)?.unwrap()).unwrap();
+                m.sending = Some(Sending { holder, until });
+                tx.put(OUTBOX, &key, &serde_json::to_vec(&m).unwrap())
             })
             .await
             .unwrap();
+    }
+
+    /// A lease that runs out during a send: the holder's renewal keeps the topic and the mark
+    /// while the attempt is on its way; a holder that was stalled past its lease finds the
+    /// topic gone, and the worker that took it waits for the attempt to be settled, so the
+    /// message goes out once. A failed attempt settles the mark and backs the topic off.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lease_running_out_mid_send_is_renewed_or_waits_for_the_attempt_to_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("meta.db").to_str().unwrap()).unwrap();
+        let topic = "arn:aws:sns:us-east-1:111122223333:t";
+        store
+            .write(move |tx| {
+                enqueue(
+                    tx,
+                    topic,
+                    "111122223333",
+                    "us-east-1",
+                    "v",
+                    &BackupVaultEvent::BackupJobCompleted,
+                    &notice(),
+                )
+            })
+            .await
+            .unwrap();
+        let outbox = Outbox::new(store.clone());
+        let key = outbox.pending(1).await.unwrap()[0].0.clone();
+        let mark = |outbox: Outbox, key: String| async move {
+            let m = outbox.pending(10).await.unwrap();
+            m.into_iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, m)| m.sending)
+        };
         assert!(matches!(
-            outbox.claim("a", topic, &k2).await.unwrap(),
+            outbox.claim("a", topic, &key).await.unwrap(),
             OutboxClaim::Deliver(_)
         ));
+        assert_eq!(
+            mark(outbox.clone(), key.clone())
+                .await
+                .map(|s| s.holder)
+                .as_deref(),
+            Some("a")
+        );
+        // A's send outlasts the lease it started under, but A renews while it waits.
+        let ago = |secs| Utc::now() - chrono::Duration::seconds(secs);
+        expire(&store, topic, "a", &key, ago(TOPIC_LEASE_SECS + 1)).await;
+        let until = outbox.renew("a", topic, &key).await.unwrap().unwrap();
+        assert!(until > Utc::now());
+        assert_eq!(
+            mark(outbox.clone(), key.clone()).await.map(|s| s.until),
+            Some(until)
+        );
+        assert_eq!(
+            outbox.claim("b", topic, &key).await.unwrap(),
+            OutboxClaim::HeldElsewhere
+        );
+        // A stalls past its lease: B takes the topic on an earlier message's claim (here the
+        // lease alone), but not A's message while A's attempt may still be settled.
+        expire(&store, topic, "a", &key, ago(1)).await;
+        assert_eq!(
+            outbox.claim("b", topic, &key).await.unwrap(),
+            OutboxClaim::HeldElsewhere
+        );
+        // A wakes up: its attempt ended before its lease did (see `notify`), it records the
+        // delivery; B finds the message gone, and A's renewal finds the topic no longer A's.
+        outbox.delivered(&key).await.unwrap();
+        assert_eq!(
+            outbox.claim("b", topic, &key).await.unwrap(),
+            OutboxClaim::Gone
+        );
+        assert_eq!(outbox.renew("a", topic, &key).await.unwrap(), None);
+
+        // A failed attempt clears the mark; the topic waits for the next attempt time.
+        store
+            .write(move |tx| {
+                enqueue(
+                    tx,
+                    topic,
+                    "111122223333",
+                    "us-east-1",
+                    "v",
+                    &BackupVaultEvent::BackupJobCompleted,
+                    &notice(),
+                )
+            })
+            .await
+            .unwrap();
+        let key = outbox.pending(1).await.unwrap()[0].0.clone();
+        assert!(matches!(
+            outbox.claim("b", topic, &key).await.unwrap(),
+            OutboxClaim::Deliver(_)
+        ));
+        let later = Utc::now() + chrono::Duration::seconds(60);
+        outbox.attempt_failed(&key, "refused", later).await.unwrap();
+        assert_eq!(mark(outbox.clone(), key.clone()).await, None);
+        assert_eq!(
+            outbox.claim("b", topic, &key).await.unwrap(),
+            OutboxClaim::NotDue
+        );
+        assert_eq!(
+            outbox.pending(1).await.unwrap()[0].1.attempts,
+            1,
+            "the failed attempt is counted"
+        );
     }
 }

@@ -795,6 +795,55 @@ mod tests {
         assert!(lease.is_none(), "A let the topic go");
     }
 
+    /// A worker that died in the middle of an attempt: the other worker leaves its message
+    /// alone while that worker's lease and one more run, then sends it (the one case of a
+    /// message sent again).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_message_whose_worker_died_mid_attempt_is_sent_again_after_one_more_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = coffer_store::StoreHandle::open(path.to_str().unwrap()).unwrap();
+        let m = message();
+        let key = format!("{:020}:{}", Utc::now().timestamp_micros(), m.id);
+        let (k, v) = (key.clone(), serde_json::to_vec(&m).unwrap());
+        store
+            .write(move |tx| tx.put("outbox", &k, &v))
+            .await
+            .unwrap();
+        let (addr, got, open) = held_webhook().await;
+        open.send(true).unwrap();
+        let target = NotificationTarget {
+            topic_arn: m.topic_arn.clone(),
+            webhook: Some(format!("http://{addr}/hook")),
+            sns_endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+            region: None,
+        };
+        let lease = Duration::seconds(3);
+        let outbox = Outbox::with_lease(store.clone(), lease);
+        let OutboxClaim::Deliver(dead) = outbox.claim("dead", &m.topic_arn, &key).await.unwrap()
+        else {
+            panic!("the first worker claims the message");
+        };
+        let b = Arc::new(Delivery::new(outbox.clone(), std::slice::from_ref(&target)).unwrap());
+        b.pass().await.unwrap();
+        b.idle().await;
+        assert_eq!(
+            got.load(Ordering::SeqCst),
+            0,
+            "the dead worker's lease holds"
+        );
+        wait_for("one more lease after the dead worker's", async || {
+            (Utc::now() > dead.until + lease).then_some(())
+        })
+        .await;
+        b.pass().await.unwrap();
+        b.idle().await;
+        assert_eq!(got.load(Ordering::SeqCst), 1, "sent again once");
+        assert_eq!(outbox.counts().await.unwrap().pending, 0);
+    }
+
     #[test]
     fn backoff_doubles_up_to_five_minutes() {
         assert_eq!(backoff(1).num_seconds(), 1);

@@ -51,7 +51,8 @@ const ATTEMPT_TIMEOUT: StdDuration = StdDuration::from_secs(15);
 /// ... and ends at least a fifteenth of the topic lease (2 s) before the lease it was started
 /// under: room for clocks of nodes that differ a little.
 const LEASE_MARGIN_DIVISOR: i32 = 15;
-/// An attempt is not started with less than this left of it (the lease is taken again first).
+/// An attempt is not started with less than this left of it (the message waits for the next
+/// pass, which takes the lease again).
 const MIN_ATTEMPT: StdDuration = StdDuration::from_millis(500);
 /// The lease is renewed every sixth of its length (5 s) while a topic is being delivered.
 const RENEWALS_PER_LEASE: i32 = 6;
@@ -321,8 +322,8 @@ impl Delivery {
     }
 
     /// One attempt at a claimed message, settled in the store (delivered, failed, given up)
-    /// or, when it cannot start well inside the lease, left for the next pass. Answers whether the topic's
-    /// next message may follow.
+    /// or, when it cannot start well inside the lease, left for the next pass. Answers
+    /// whether the topic's next message may follow.
     async fn attempt(&self, target: &NotificationTarget, key: &str, c: Claimed) -> Result<bool> {
         let m = c.message;
         if let Some(previous) = &c.interrupted {
@@ -448,7 +449,7 @@ impl Renewal {
                 match outbox.renew(&holder, &topic, &key).await {
                     Ok(Some(_)) => {}
                     Ok(None) => {
-                        tracing::warn!(topic = %topic, "another worker took this topic's notification lease while a message was on its way (this worker was stalled longer than the lease); it waits for the attempt to be settled before sending again");
+                        tracing::warn!(topic = %topic, "another worker took this topic's notification lease while a message was on its way (this worker stalled longer than the lease); this worker stops delivering the topic after the attempt");
                         s.lost.store(true, Ordering::SeqCst);
                         return;
                     }

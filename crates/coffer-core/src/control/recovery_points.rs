@@ -800,4 +800,73 @@ mod tests {
         assert_eq!(list("v").await, v_left);
         assert_eq!(list("w").await, w);
     }
+
+    /// A legal hold's selection reads the indexes of the vaults and resources it names, and
+    /// covers exactly the points a check of every point would.
+    #[tokio::test]
+    async fn legal_hold_selections_read_the_indexes_they_name() {
+        use crate::model::legal_holds::{covers, resolve};
+        let (_dir, meta) = seeded().await;
+        let range = |from: i64, to: i64| DateRange {
+            from_date: coffer_api::Timestamp(t0() + Duration::seconds(from)),
+            to_date: coffer_api::Timestamp(t0() + Duration::seconds(to)),
+        };
+        let names = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let selections = [
+            None,
+            Some(RecoveryPointSelection {
+                date_range: Some(range(5, 25)),
+                ..Default::default()
+            }),
+            Some(RecoveryPointSelection {
+                vault_names: names(&["w"]),
+                ..Default::default()
+            }),
+            Some(RecoveryPointSelection {
+                vault_names: names(&["v", "w"]),
+                date_range: Some(range(20, 40)),
+                ..Default::default()
+            }),
+            Some(RecoveryPointSelection {
+                resource_identifiers: names(&[&res(1), &res(2)]),
+                ..Default::default()
+            }),
+            Some(RecoveryPointSelection {
+                resource_identifiers: names(&[&res(3)]),
+                vault_names: names(&["w"]),
+                date_range: Some(range(3, 19)),
+                ..Default::default()
+            }),
+        ];
+        for (n, sel) in selections.into_iter().enumerate() {
+            let (got, every, reads) = meta
+                .store()
+                .read(move |tx| -> Result<_> {
+                    let mut c = Counting {
+                        inner: tx,
+                        reads: 0,
+                    };
+                    let got = resolve(&mut c, A, R, sel.as_ref())?;
+                    let reads = c.reads;
+                    let every: Vec<RecoveryPointRecord> = resolve(tx, A, R, None)?
+                        .into_iter()
+                        .filter(|rp| covers(sel.as_ref(), rp))
+                        .collect();
+                    Ok((got, every, reads))
+                })
+                .await
+                .unwrap();
+            let keys = |l: &[RecoveryPointRecord]| l.iter().map(|p| p.key()).collect::<Vec<_>>();
+            assert!(!got.is_empty(), "selection {n}");
+            assert_eq!(keys(&got), keys(&every), "selection {n}");
+            if n >= 2 {
+                // A named vault or resource reads its own points (an entry and the point
+                // each) and at most a batch of entries past the range, never the scope's 150.
+                assert!(
+                    reads <= 2 * got.len() + 2 * 33 + 8,
+                    "selection {n}: {reads} records read"
+                );
+            }
+        }
+    }
 }

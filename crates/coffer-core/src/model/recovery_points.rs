@@ -458,6 +458,38 @@ pub(crate) fn newest_of_resource(
     first_of(tx, BY_RESOURCE, &prefix)
 }
 
+/// The points whose entries of the newest-first index `table` are under `prefix` and that
+/// were created within `[from, to]` (an end `None` is open), newest first: the walk starts at
+/// `to`'s entries and stops after `from`'s. The stamps are whole microseconds, so a point a
+/// fraction of one outside the range may be among them: the caller checks its dates.
+pub(crate) fn created_within(
+    tx: &mut dyn Txn,
+    table: &str,
+    prefix: &str,
+    (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> Result<Vec<RecoveryPointRecord>> {
+    let mut cursor = to.map(|t| format!("{prefix}{}", newest_first(t)));
+    let stop = from.map(|f| format!("{prefix}{};", newest_first(f)));
+    let mut out = Vec::new();
+    // Rows read at a time: few at first (a narrow range ends soon), more as it goes on.
+    let mut batch = 32;
+    loop {
+        let rows = tx.scan(table, prefix, cursor.as_deref(), batch)?;
+        let exhausted = rows.len() < batch;
+        batch = (batch * 2).min(1000);
+        for (k, v) in rows {
+            if stop.as_ref().is_some_and(|s| &k >= s) {
+                return Ok(out);
+            }
+            out.extend(load_key(tx, &v)?);
+            cursor = Some(k);
+        }
+        if exhausted {
+            return Ok(out);
+        }
+    }
+}
+
 /// When `rp`'s lifecycle next asks something of it: its cold move (while WARM) or its
 /// deletion, the deletion no earlier than `held` (its vault lock's date, when known). `None`
 /// for a nested point (it follows its parent) or one without a lifecycle. The time may be

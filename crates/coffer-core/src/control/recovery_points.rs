@@ -560,8 +560,11 @@ mod tests {
         input
     }
 
+    /// A listing's input and which point numbers it lets through.
+    type Filter = (ListRecoveryPointsByBackupVaultInput, fn(usize) -> bool);
+
     /// Each filter (and pairs of them) with what it lets through, by point number.
-    fn filters() -> Vec<(ListRecoveryPointsByBackupVaultInput, fn(usize) -> bool)> {
+    fn filters() -> Vec<Filter> {
         let parent = arn::recovery_point(R, A, "v099");
         let at = |s: i64| Some(coffer_api::Timestamp(t0() + Duration::seconds(s)));
         vec![
@@ -835,7 +838,6 @@ mod tests {
                 resource_identifiers: names(&[&res(3)]),
                 vault_names: names(&["w"]),
                 date_range: Some(range(3, 19)),
-                ..Default::default()
             }),
         ];
         for (n, sel) in selections.into_iter().enumerate() {

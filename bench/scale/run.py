@@ -217,6 +217,10 @@ def operations(manifest, page, now):
     def vault(s):
         return s["recovery_points"][0][0] if s["recovery_points"] else s["vaults"][0]
 
+    def resource_type(arn):
+        # The seeding's resource ARNs name their type's service.
+        return {"ec2": "EBS", "elasticfilesystem": "EFS", "rds": "RDS"}.get(arn.split(":")[2], "S3")
+
     p = f"maxResults={page}"
     per_account("DescribeBackupVault", "describe", lambda s: f"/backup-vaults/{s['vaults'][0]}")
     per_account("GetBackupPlan", "describe",
@@ -236,6 +240,8 @@ def operations(manifest, page, now):
     per_account("ListBackupJobs ByResourceType", "list", lambda s: f"/backup-jobs/?{p}&resourceType=EFS")
     per_account("ListBackupJobs ByBackupVaultName", "list",
                 lambda s: f"/backup-jobs/?{p}&backupVaultName={vault(s)}")
+    per_account("ListBackupJobs ByState ByBackupVaultName", "list",
+                lambda s: f"/backup-jobs/?{p}&state=FAILED&backupVaultName={vault(s)}")
     per_account("ListBackupJobs ByCreatedAfter", "list",
                 lambda s: f"/backup-jobs/?{p}&createdAfter={after}")
     per_account("ListCopyJobs ByState", "list", lambda s: f"/copy-jobs/?{p}&state=COMPLETED")
@@ -246,12 +252,18 @@ def operations(manifest, page, now):
                 lambda s: first(s["recovery_points"]) and
                 f"/backup-vaults/{vault(s)}/recovery-points/?{p}&resourceArn="
                 f"{q(s['recovery_points'][0][2], safe='')}")
+    per_account("ListRecoveryPointsByBackupVault ByResourceType", "list",
+                lambda s: first(s["recovery_points"]) and
+                f"/backup-vaults/{vault(s)}/recovery-points/?{p}&resourceType="
+                f"{resource_type(s['recovery_points'][0][2])}")
     per_account("ListRecoveryPointsByBackupVault ByCreatedAfter", "list",
                 lambda s: f"/backup-vaults/{vault(s)}/recovery-points/?{p}&createdAfter={after}")
     per_account("ListRecoveryPointsByResource", "list",
                 lambda s: first(s["resource_arns"]) and
                 f"/resources/{q(s['resource_arns'][0], safe='')}/recovery-points/?{p}")
     per_account("ListProtectedResources", "list", lambda s: f"/resources/?{p}")
+    per_account("ListProtectedResourcesByBackupVault", "list",
+                lambda s: f"/backup-vaults/{vault(s)}/resources/?{p}")
     per_account("ListBackupJobSummaries", "list",
                 lambda s: f"/audit/backup-job-summaries?AggregationPeriod=FOURTEEN_DAYS&MaxResults={page}")
     return ops
@@ -271,6 +283,7 @@ LIST_MEMBER = {
     "ListBackupJobs": "BackupJobs", "ListCopyJobs": "CopyJobs", "ListRestoreJobs": "RestoreJobs",
     "ListRecoveryPointsByBackupVault": "RecoveryPoints",
     "ListRecoveryPointsByResource": "RecoveryPoints", "ListProtectedResources": "Results",
+    "ListProtectedResourcesByBackupVault": "Results",
     "ListBackupJobSummaries": "BackupJobSummaries",
 }
 

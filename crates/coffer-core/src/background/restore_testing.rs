@@ -172,6 +172,8 @@ pub(crate) async fn run_due(plane: &Executor, now: DateTime<Utc>) -> Result<Done
     if !plane.has_storage() {
         return Ok(done);
     }
+    // A run picks each resource's point from the recovery point indexes.
+    crate::model::recovery_points::build_indexes(plane).await?;
     for d in due_runs(plane, now).await? {
         if let Some(n) = run_one(plane, d, now).await? {
             done.runs += 1;

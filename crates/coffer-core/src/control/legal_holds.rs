@@ -91,6 +91,8 @@ pub(crate) async fn create(
 ) -> Result<CreateLegalHoldOutput> {
     let initial_tags = input.tags.clone().unwrap_or_default();
     tags::check_initial(&initial_tags)?;
+    // The hold's selection is resolved through the recovery point indexes.
+    crate::model::recovery_points::build_indexes(meta).await?;
     let now = meta.clock().now();
     let id = uuid::Uuid::new_v4().to_string();
     let rec = LegalHoldRecord {

@@ -1,36 +1,21 @@
 //! Protected resources: resources with at least one recovery point, read off the recovery
 //! points themselves (the latest one gives LastBackupTime, LastBackupVaultArn and
 //! LastRecoveryPointArn), so they can never disagree with what the vaults hold.
-//! ListProtectedResources pages the scope's `rp_protected` entries and
-//! DescribeProtectedResource reads the resource's index newest first
-//! (`model::recovery_points`); ListProtectedResourcesByBackupVault still reads the scope's
-//! points.
-
-use std::collections::BTreeMap;
+//! ListProtectedResources pages the scope's `rp_protected` entries,
+//! ListProtectedResourcesByBackupVault the vault's `rp_protected_in_vault` entries, each
+//! resource with the first point of its index (newest first), and DescribeProtectedResource
+//! reads the resource's index newest first (`model::recovery_points`).
 
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 
 use crate::model::error::Result;
 use crate::model::job_index::{self, Field};
-use crate::model::jobs::{JobKind, JobRecord, load_job, page};
+use crate::model::jobs::{JobKind, JobRecord, load_job};
 use crate::model::paging::{scan_all, scan_page};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::states::JobState;
 use crate::model::{Meta, recovery_points, vaults};
-
-fn latest_by_resource(points: Vec<RecoveryPointRecord>) -> Vec<RecoveryPointRecord> {
-    let mut latest: BTreeMap<String, RecoveryPointRecord> = BTreeMap::new();
-    for p in points {
-        match latest.get(&p.resource_arn) {
-            Some(l) if l.creation_date >= p.creation_date => {}
-            _ => {
-                latest.insert(p.resource_arn.clone(), p);
-            }
-        }
-    }
-    latest.into_values().collect()
-}
 
 fn protected(p: &RecoveryPointRecord) -> ProtectedResource {
     ProtectedResource {
@@ -90,18 +75,30 @@ pub(crate) async fn list_by_vault(
         .into());
     }
     vaults::get(meta, &ctx.account_id, &ctx.region, &input.backup_vault_name).await?;
-    let all: Vec<_> = recovery_points::all(meta, &ctx.account_id, &ctx.region)
-        .await?
-        .into_iter()
-        .filter(|p| p.vault_name == input.backup_vault_name)
-        .collect();
-    let items = latest_by_resource(all);
-    let (page, next) = page(
-        items,
-        |p| p.resource_arn.clone(),
-        input.next_token.as_deref(),
-        input.max_results,
-    )?;
+    // The vault's protected resources in ARN order, each with its newest point there.
+    recovery_points::build_indexes(meta).await?;
+    let (a, r, v) = (
+        ctx.account_id.clone(),
+        ctx.region.clone(),
+        input.backup_vault_name.clone(),
+    );
+    let prefix = format!("{a}:{r}:{v}:");
+    let (page, next) = meta
+        .store()
+        .read(move |tx| {
+            scan_page(
+                tx,
+                recovery_points::PROTECTED_IN_VAULT,
+                &prefix,
+                input.next_token.as_deref(),
+                input.max_results,
+                |tx, arn| {
+                    let arn = String::from_utf8_lossy(arn);
+                    recovery_points::newest_in_vault(tx, &a, &r, &v, &arn)
+                },
+            )
+        })
+        .await?;
     Ok(ListProtectedResourcesByBackupVaultOutput {
         next_token: next,
         results: Some(page.iter().map(protected).collect()),

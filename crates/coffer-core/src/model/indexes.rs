@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::catalog::{self, Directory};
 use crate::model::error::Result;
+use crate::model::rp_keys;
 
 pub(crate) const TABLE: &str = "rp_index_record";
 pub(crate) const CATALOG: &str = "rp_catalog";
@@ -141,10 +142,12 @@ pub(crate) fn get_by_key(tx: &mut dyn Txn, key: &str) -> Result<Option<IndexReco
     }
 }
 
-/// Stores `rec`, keeping the runner's work list (`rp_index_work`) in step with its status.
+/// Stores `rec`, keeping the runner's work list (`rp_index_work`) and the status its point's
+/// vault entry carries (`model::rp_keys`) in step with its status.
 pub(crate) fn save(tx: &mut dyn Txn, rec: &IndexRecord) -> Result<()> {
     let key = rec.key();
     tx.put(TABLE, &key, &serde_json::to_vec(rec)?)?;
+    point_status(tx, rec, Some(rec.status.wire().as_str()))?;
     match rec.status {
         Status::Pending | Status::Deleting => tx.put(WORK, &key, b"")?,
         Status::Active | Status::Failed => {
@@ -154,8 +157,21 @@ pub(crate) fn save(tx: &mut dyn Txn, rec: &IndexRecord) -> Result<()> {
     Ok(())
 }
 
+/// Keeps `status` (`None`: no index) in the vault entry of `rec`'s point.
+fn point_status(tx: &mut dyn Txn, rec: &IndexRecord, status: Option<&str>) -> Result<()> {
+    let scope = (
+        rec.account.as_str(),
+        rec.region.as_str(),
+        rec.vault_name.as_str(),
+    );
+    rp_keys::set_index_status(tx, scope, rec.backup_creation_date, &rec.rp_id, status)
+}
+
 /// Removes the record `key` names (a DELETING index whose rows are gone).
 pub(crate) fn forget(tx: &mut dyn Txn, key: &str) -> Result<()> {
+    if let Some(rec) = get_by_key(tx, key)? {
+        point_status(tx, &rec, None)?;
+    }
     tx.delete(TABLE, key)?;
     tx.delete(WORK, key)?;
     Ok(())

@@ -12,12 +12,20 @@
 //! - `SCOPE FIELD=VALUE:POS` for each [`Field`] the job has a value for (state, vault, resource
 //!   ARN and type, destination vault, recovery point, restore testing plan), `VALUE` escaped
 //!   so that it never contains `:`;
+//! - `SCOPE FIELD+state=VALUE|STATE:POS` for the fields a listing often gives together with a
+//!   state (vault, resource type, destination vault): the rule is that a state, which few
+//!   values share among many jobs, is paired with each field that is not selective enough on
+//!   its own, so "the FAILED jobs of vault v" reads exactly those jobs (the resource ARN,
+//!   recovery point and restore testing plan are selective enough alone);
 //! - `SCOPE completed:COMPLETED:POS` once the job has a completion date.
 //!
 //! A listing scans one index from the position its NextToken names, loads each job by key,
 //! checks the rest of the filter and stops after one page ([`page`]). A store written before
 //! these indexes is indexed once by [`backfill`], in bounded batches behind a cursor in table
 //! `job_index_meta`; until it has finished ([`built`]), listings read every job as before.
+//! A store indexed before the paired entries existed gets them by a second pass of the same
+//! backfill; until that has finished ([`pairs_built`]), listings read the single-field
+//! indexes.
 //! A job deleted by the history pruner takes its entries with it ([`unindex`]).
 
 use chrono::{DateTime, Utc};
@@ -33,6 +41,9 @@ use crate::model::states::{JobKind, JobState};
 pub(crate) const TABLE: &str = "job_index";
 const META: &str = "job_index_meta";
 const BACKFILL_KEY: &str = "backfill";
+/// The cursor of the pass that adds the paired entries ([`Field::paired`]) to jobs indexed
+/// before they existed.
+const PAIRS_KEY: &str = "backfill_pairs";
 const KINDS: [JobKind; 3] = [JobKind::Backup, JobKind::Copy, JobKind::Restore];
 
 /// What of a stored job its entries are built from; it reads a job's stored JSON as it is.
@@ -80,6 +91,12 @@ pub(crate) enum Field {
     DestVault,
     RecoveryPoint,
     Plan,
+    /// A vault and a state together (value [`pair`]).
+    VaultState,
+    /// A resource type and a state together.
+    TypeState,
+    /// A destination vault and a state together.
+    DestState,
 }
 
 impl Field {
@@ -92,8 +109,27 @@ impl Field {
             Field::DestVault => "dest",
             Field::RecoveryPoint => "rp",
             Field::Plan => "plan",
+            Field::VaultState => "vault+state",
+            Field::TypeState => "type+state",
+            Field::DestState => "dest+state",
         }
     }
+
+    /// The field that pairs this one with a state, if it has one.
+    pub(crate) fn paired(self) -> Option<Field> {
+        match self {
+            Field::Vault => Some(Field::VaultState),
+            Field::ResourceType => Some(Field::TypeState),
+            Field::DestVault => Some(Field::DestState),
+            _ => None,
+        }
+    }
+}
+
+/// The value of a paired field: `VALUE|STATE`. A state never contains `|`, so the last `|`
+/// splits it again: no two pairs share a value.
+pub(crate) fn pair(value: &str, state: JobState) -> String {
+    format!("{value}|{}", state.as_str())
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -169,12 +205,12 @@ impl Indexed {
         Position::of(self.creation_date, &self.id)
     }
 
-    fn fields(&self) -> Vec<(Field, &str)> {
+    fn fields(&self) -> Vec<(Field, String)> {
         let mut out = vec![
-            (Field::State, self.state.as_str()),
-            (Field::Vault, self.vault_name.as_str()),
-            (Field::Resource, self.resource_arn.as_str()),
-            (Field::ResourceType, self.resource_type.as_str()),
+            (Field::State, self.state.as_str().to_string()),
+            (Field::Vault, self.vault_name.clone()),
+            (Field::Resource, self.resource_arn.clone()),
+            (Field::ResourceType, self.resource_type.clone()),
         ];
         let optional = [
             (Field::DestVault, &self.dest_vault_arn),
@@ -184,9 +220,27 @@ impl Indexed {
         out.extend(
             optional
                 .into_iter()
-                .filter_map(|(f, v)| v.as_deref().map(|v| (f, v))),
+                .filter_map(|(f, v)| v.clone().map(|v| (f, v))),
         );
+        let paired: Vec<(Field, String)> = out
+            .iter()
+            .filter_map(|(f, v)| Some((f.paired()?, pair(v, self.state))))
+            .collect();
+        out.extend(paired);
         out
+    }
+
+    /// The entries of this job's paired fields (what the second backfill pass adds).
+    fn paired_entries(&self) -> Vec<String> {
+        let pos = self.position();
+        self.fields()
+            .into_iter()
+            .filter(|(f, _)| [Field::VaultState, Field::TypeState, Field::DestState].contains(f))
+            .map(|(f, v)| {
+                let prefix = field_prefix(self.kind, &self.account, &self.region, f, &v);
+                format!("{prefix}{}", pos.0)
+            })
+            .collect()
     }
 
     /// Every entry of this job: `(key, value)`.
@@ -204,7 +258,7 @@ impl Indexed {
             serde_json::to_vec(&summary)?,
         )];
         for (field, value) in self.fields() {
-            let prefix = field_prefix(kind, account, region, field, value);
+            let prefix = field_prefix(kind, account, region, field, &value);
             out.push((format!("{prefix}{}", pos.0), Vec::new()));
         }
         if let Some(done) = self.completion_date {
@@ -271,8 +325,8 @@ struct Backfill {
     done: bool,
 }
 
-fn backfill_state(tx: &mut dyn Txn) -> Result<Backfill> {
-    Ok(match tx.get(META, BACKFILL_KEY)? {
+fn backfill_state(tx: &mut dyn Txn, key: &str) -> Result<Backfill> {
+    Ok(match tx.get(META, key)? {
         Some(v) => serde_json::from_slice(&v)?,
         None => Backfill::default(),
     })
@@ -281,14 +335,56 @@ fn backfill_state(tx: &mut dyn Txn) -> Result<Backfill> {
 /// Whether every job is indexed (the backfill has finished): until then a listing reads
 /// every job of its scope.
 pub(crate) fn built(tx: &mut dyn Txn) -> Result<bool> {
-    Ok(backfill_state(tx)?.done)
+    Ok(backfill_state(tx, BACKFILL_KEY)?.done)
+}
+
+/// Whether every job has its paired entries ([`Field::paired`]): until then a listing reads
+/// a single field's index.
+pub(crate) fn pairs_built(tx: &mut dyn Txn) -> Result<bool> {
+    Ok(backfill_state(tx, PAIRS_KEY)?.done)
 }
 
 /// Indexes up to `limit` jobs written before the indexes (a job whose `created` entry exists
-/// is indexed already and only read); returns whether the backfill is complete. A record
-/// that does not read as a job is left alone. Cheap once complete (one read).
+/// is indexed already and only read), then, once every job is, adds the paired entries to up
+/// to `limit` jobs indexed before those existed; returns whether both passes are complete.
+/// A record that does not read as a job is left alone. Cheap once complete (two reads).
 pub(crate) fn backfill(tx: &mut dyn Txn, limit: usize) -> Result<bool> {
-    let mut state = backfill_state(tx)?;
+    if !backfill_pass(tx, BACKFILL_KEY, limit, index_unindexed)? {
+        return Ok(false);
+    }
+    backfill_pass(tx, PAIRS_KEY, limit, add_pairs)
+}
+
+/// Indexes `job` unless its `created` entry shows it is.
+fn index_unindexed(tx: &mut dyn Txn, job: &Indexed) -> Result<()> {
+    let created = format!(
+        "{}{}",
+        created_prefix(job.kind, &job.account, &job.region),
+        job.position().0
+    );
+    if tx.get(TABLE, &created)?.is_none() {
+        reindex(tx, None, job)?;
+    }
+    Ok(())
+}
+
+/// Writes `job`'s paired entries (idempotent).
+fn add_pairs(tx: &mut dyn Txn, job: &Indexed) -> Result<()> {
+    for k in job.paired_entries() {
+        tx.put(TABLE, &k, b"")?;
+    }
+    Ok(())
+}
+
+/// One batch of the backfill pass whose cursor is `META`'s `key`: `each` on up to `limit`
+/// jobs after the cursor; returns whether the pass has read every job table.
+fn backfill_pass(
+    tx: &mut dyn Txn,
+    key: &str,
+    limit: usize,
+    each: fn(&mut dyn Txn, &Indexed) -> Result<()>,
+) -> Result<bool> {
+    let mut state = backfill_state(tx, key)?;
     if state.done {
         return Ok(true);
     }
@@ -299,14 +395,7 @@ pub(crate) fn backfill(tx: &mut dyn Txn, limit: usize) -> Result<bool> {
                 tracing::warn!(table = kind.table(), key = %key, "a stored job does not decode; it is left out of the job indexes");
                 continue;
             };
-            let created = format!(
-                "{}{}",
-                created_prefix(kind, &job.account, &job.region),
-                job.position().0
-            );
-            if tx.get(TABLE, &created)?.is_none() {
-                reindex(tx, None, &job)?;
-            }
+            each(tx, &job)?;
         }
         match rows.last() {
             Some((last, _)) if rows.len() == limit => state.after = Some(last.clone()),
@@ -317,7 +406,7 @@ pub(crate) fn backfill(tx: &mut dyn Txn, limit: usize) -> Result<bool> {
         }
     }
     state.done = state.kind >= KINDS.len();
-    tx.put(META, BACKFILL_KEY, &serde_json::to_vec(&state)?)?;
+    tx.put(META, key, &serde_json::to_vec(&state)?)?;
     Ok(state.done)
 }
 
@@ -517,6 +606,42 @@ pub(crate) fn summaries(
     }
 }
 
+/// A transaction that counts the records it reads, for tests that hold a listing to what it
+/// may read: a `get` is one, a scan one plus each row it returns.
+#[cfg(test)]
+pub(crate) struct Counting<'a> {
+    pub inner: &'a mut dyn Txn,
+    pub reads: usize,
+}
+
+#[cfg(test)]
+impl Txn for Counting<'_> {
+    fn get(&mut self, t: &str, k: &str) -> coffer_store::Result<Option<Vec<u8>>> {
+        self.reads += 1;
+        self.inner.get(t, k)
+    }
+    fn put(&mut self, t: &str, k: &str, v: &[u8]) -> coffer_store::Result<()> {
+        self.inner.put(t, k, v)
+    }
+    fn insert_new(&mut self, t: &str, k: &str, v: &[u8]) -> coffer_store::Result<bool> {
+        self.inner.insert_new(t, k, v)
+    }
+    fn delete(&mut self, t: &str, k: &str) -> coffer_store::Result<bool> {
+        self.inner.delete(t, k)
+    }
+    fn scan(
+        &mut self,
+        t: &str,
+        p: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> coffer_store::Result<Vec<coffer_store::Record>> {
+        let rows = self.inner.scan(t, p, after, limit)?;
+        self.reads += 1 + rows.len();
+        Ok(rows)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,13 +760,21 @@ mod tests {
             .await
             .unwrap();
         let keys = entries(&store).await;
-        // created, state, vault, resource, type, completed.
-        assert_eq!(keys.len(), 6, "{keys:#?}");
+        // created, state, vault, resource, type, vault+state, type+state, completed.
+        assert_eq!(keys.len(), 8, "{keys:#?}");
         assert!(keys.iter().any(|k| k.contains(":state=COMPLETED:")));
+        assert!(
+            keys.iter()
+                .any(|k| k.contains(":vault+state=v1|COMPLETED:"))
+        );
+        assert!(
+            keys.iter()
+                .any(|k| k.contains(":type+state=EFS|COMPLETED:"))
+        );
         assert!(
             !keys
                 .iter()
-                .any(|k| k.contains(":state=CREATED:") || k.contains(":state=RUNNING:")),
+                .any(|k| k.contains("CREATED:") || k.contains("RUNNING:")),
             "the old states' entries are gone: {keys:#?}"
         );
         let completed = format!("completed:{:020}:", done.timestamp_micros());
@@ -776,7 +909,9 @@ mod tests {
             .map(|j| j.id)
             .collect();
         assert_eq!(got, expect);
-        assert_eq!(entries(&store).await.len(), 26 * 5);
+        // created, state, vault, resource, type, vault+state, type+state.
+        assert_eq!(entries(&store).await.len(), 26 * 7);
+        assert!(store.read(pairs_built).await.unwrap());
         // Once complete it does nothing more.
         assert!(store.write(|tx| backfill(tx, 4)).await.unwrap());
     }
@@ -794,5 +929,116 @@ mod tests {
         }
         let p = Position::of(t0(), "JOB-1");
         assert_eq!(Position::from_token(&p.token()).unwrap(), p);
+    }
+
+    /// Every page of `plan` in pages of `limit` through a counting transaction: the ids in
+    /// order and the records read.
+    async fn count_all(store: &StoreHandle, plan: Plan, limit: usize) -> (Vec<String>, usize) {
+        let mut ids = Vec::new();
+        let mut after: Option<Position> = None;
+        let mut reads = 0;
+        loop {
+            let (p, a) = (plan.clone(), after.clone());
+            let (page, next, n) = store
+                .read(move |tx| -> Result<_> {
+                    let mut c = Counting {
+                        inner: tx,
+                        reads: 0,
+                    };
+                    let (page, next) = page(&mut c, &p, a.as_ref(), limit, |tx, key| {
+                        Ok(load_job(tx, JobKind::Backup, key)?
+                            .filter(|j| j.vault_name == "v1" && j.state == JobState::Failed))
+                    })?;
+                    Ok((page, next, c.reads))
+                })
+                .await
+                .unwrap();
+            reads += n;
+            ids.extend(page.into_iter().map(|j| j.id));
+            match next {
+                Some(n) => after = Some(n),
+                None => return (ids, reads),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_vault_and_a_state_together_read_only_their_jobs() {
+        let (_dir, store) = store();
+        let failed = |i: usize| i.is_multiple_of(20);
+        store
+            .write(move |tx| -> Result<()> {
+                for i in 0..400 {
+                    let mut j = job(i);
+                    j.state = if failed(i) {
+                        JobState::Failed
+                    } else {
+                        JobState::Created
+                    };
+                    save_job(tx, &j)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let expect: Vec<String> = (0..400)
+            .filter(|&i| failed(i) && i % 3 == 1)
+            .map(|i| job(i).id)
+            .collect();
+        assert_eq!(expect.len(), 6);
+        let both = pair("v1", JobState::Failed);
+        let (got, paired_reads) =
+            count_all(&store, plan(Some((Field::VaultState, &both))), 2).await;
+        assert_eq!(got, expect);
+        // Three pages: each scans what is left of the 6 entries and loads its jobs and the
+        // one after.
+        assert!(paired_reads <= 3 * 7 + 6 + 3, "{paired_reads} records read");
+        // The vault's own index reads every job of the vault (133) to find the same 6.
+        let (got, vault_reads) = count_all(&store, plan(Some((Field::Vault, "v1"))), 2).await;
+        assert_eq!(got, expect);
+        assert!(vault_reads > 2 * 133, "{vault_reads} records read");
+    }
+
+    #[tokio::test]
+    async fn a_store_indexed_before_the_pairs_gets_them_by_the_second_pass() {
+        let (_dir, store) = store();
+        store
+            .write(|tx| -> Result<()> {
+                for i in 0..30 {
+                    let mut j = job(i);
+                    j.state = JobState::Failed;
+                    save_job(tx, &j)?;
+                }
+                // As an earlier Coffer left it: indexed, without the paired entries.
+                for (k, _) in paging::scan_all(tx, TABLE, "")? {
+                    if k.contains("+state=") {
+                        tx.delete(TABLE, &k)?;
+                    }
+                }
+                let done = Backfill {
+                    kind: KINDS.len(),
+                    after: None,
+                    done: true,
+                };
+                tx.put(META, BACKFILL_KEY, &serde_json::to_vec(&done)?)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(store.read(built).await.unwrap());
+        assert!(!store.read(pairs_built).await.unwrap());
+        let mut passes = 0;
+        while !store.write(|tx| backfill(tx, 4)).await.unwrap() {
+            passes += 1;
+            assert!(passes < 50, "the backfill does not end");
+        }
+        assert!(passes >= 7, "batches of 4 over 30 jobs take several passes");
+        assert!(store.read(pairs_built).await.unwrap());
+        let paired = entries(&store).await;
+        assert_eq!(paired.iter().filter(|k| k.contains("+state=")).count(), 60);
+        let both = pair("v1", JobState::Failed);
+        let (got, _) = count_all(&store, plan(Some((Field::VaultState, &both))), 3).await;
+        let expect: Vec<String> = (0..30).filter(|i| i % 3 == 1).map(|i| job(i).id).collect();
+        assert_eq!(got, expect);
     }
 }

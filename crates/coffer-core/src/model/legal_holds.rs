@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 use crate::model::paging::scan_all;
-use crate::model::recovery_points::{self, RecoveryPointRecord};
+use crate::model::recovery_points::{self, RecoveryPointRecord, VaultField};
+use std::collections::BTreeMap;
 
 pub(crate) const TABLE: &str = "legal_hold";
 /// The points of one hold: key `ACCOUNT:REGION:HOLD:RP`, value a [`HeldPoint`].
@@ -128,31 +129,74 @@ pub(crate) fn count_active(tx: &mut dyn Txn, account: &str, region: &str) -> Res
     Ok(n)
 }
 
-/// Every recovery point of the scope that `selection` covers, oldest first.
+/// Every recovery point of the scope that `selection` covers, oldest first. Resources named
+/// read their own index entries (in each vault named, or in every vault), vaults named alone
+/// their vault's, within the date range when one is given; only a selection of neither
+/// reads the scope's points.
 pub(crate) fn resolve(
     tx: &mut dyn Txn,
     account: &str,
     region: &str,
     selection: Option<&RecoveryPointSelection>,
 ) -> Result<Vec<RecoveryPointRecord>> {
-    let vaults: Vec<String> = match selection.and_then(|s| s.vault_names.clone()) {
-        Some(names) if !names.is_empty() => names,
-        _ => vec![String::new()],
+    let named = |l: Option<&Vec<String>>| l.filter(|l| !l.is_empty()).cloned();
+    let vaults = named(selection.and_then(|s| s.vault_names.as_ref()));
+    let resources = named(selection.and_then(|s| s.resource_identifiers.as_ref()));
+    let range = selection
+        .and_then(|s| s.date_range.as_ref())
+        .map(|d| (Some(d.from_date.0), Some(d.to_date.0)));
+    let walks: Vec<(&str, String)> = match (&vaults, &resources) {
+        (Some(vs), Some(rs)) => vs
+            .iter()
+            .flat_map(|v| rs.iter().map(move |r| (v, r)))
+            .map(|(v, r)| {
+                let prefix = recovery_points::by_vault_field_prefix(
+                    account,
+                    region,
+                    v,
+                    VaultField::Resource,
+                    r,
+                );
+                (recovery_points::BY_VAULT_FIELD, prefix)
+            })
+            .collect(),
+        (None, Some(rs)) => rs
+            .iter()
+            .map(|r| {
+                let prefix = recovery_points::by_resource_prefix(account, region, r);
+                (recovery_points::BY_RESOURCE, prefix)
+            })
+            .collect(),
+        (Some(vs), None) if range.is_some() => vs
+            .iter()
+            .map(|v| {
+                let prefix = recovery_points::by_vault_prefix(account, region, v);
+                (recovery_points::BY_VAULT, prefix)
+            })
+            .collect(),
+        (Some(vs), None) => vs
+            .iter()
+            .map(|v| ("", format!("{account}:{region}:{v}:")))
+            .collect(),
+        (None, None) => vec![("", format!("{account}:{region}:"))],
     };
-    let mut out = Vec::new();
-    for vault in vaults {
-        let prefix = if vault.is_empty() {
-            format!("{account}:{region}:")
+    let mut found: BTreeMap<String, RecoveryPointRecord> = BTreeMap::new();
+    for (table, prefix) in walks {
+        let points = if table.is_empty() {
+            let rows = scan_all(tx, recovery_points::TABLE, &prefix)?;
+            let decoded: std::result::Result<Vec<RecoveryPointRecord>, _> = rows
+                .iter()
+                .map(|(_, v)| serde_json::from_slice(v))
+                .collect();
+            decoded?
         } else {
-            format!("{account}:{region}:{vault}:")
+            recovery_points::created_within(tx, table, &prefix, range.unwrap_or_default())?
         };
-        for (_, v) in scan_all(tx, recovery_points::TABLE, &prefix)? {
-            let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-            if covers(selection, &rp) {
-                out.push(rp);
-            }
+        for rp in points.into_iter().filter(|rp| covers(selection, rp)) {
+            found.insert(rp.key(), rp);
         }
     }
+    let mut out: Vec<RecoveryPointRecord> = found.into_values().collect();
     out.sort_by_key(|rp| rp.creation_date);
     Ok(out)
 }

@@ -37,6 +37,7 @@ pub(crate) mod restore_access;
 pub(crate) mod restore_bucket;
 pub(crate) mod restore_testing;
 pub(crate) mod retention;
+pub(crate) mod rp_keys;
 pub(crate) mod scans;
 pub(crate) mod search;
 pub(crate) mod selections;

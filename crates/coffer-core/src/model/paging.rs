@@ -61,7 +61,10 @@ pub(crate) fn scan_all(
     }
 }
 
-/// How many rows [`scan_page`] reads from the store at a time.
+/// The most rows [`scan_page`] reads from the store at a time. It starts with one more row
+/// than the page holds (a listing that filters nothing reads no row it does not return but
+/// the one that says another page follows) and doubles the batch each time a filter passes
+/// rows over.
 const SCAN_BATCH: usize = 1000;
 
 /// One page of the records of `table` under `prefix`, after the key `next_token` names: each
@@ -114,9 +117,11 @@ pub(crate) fn scan_page_within<T>(
     }
     let limit = page_size(max_results);
     let mut page = Vec::new();
+    let mut batch = limit.saturating_add(1).min(SCAN_BATCH);
     loop {
-        let rows = tx.scan(table, prefix, cursor.as_deref(), SCAN_BATCH)?;
-        let exhausted = rows.len() < SCAN_BATCH;
+        let rows = tx.scan(table, prefix, cursor.as_deref(), batch)?;
+        let exhausted = rows.len() < batch;
+        batch = batch.saturating_mul(2).min(SCAN_BATCH);
         for (k, v) in rows {
             if range.before.as_ref().is_some_and(|b| &k >= b) {
                 return Ok((page, None));

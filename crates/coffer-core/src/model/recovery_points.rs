@@ -15,14 +15,12 @@ use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
+pub(crate) use crate::model::rp_keys::{BY_VAULT, by_vault_prefix, newest_first};
 use crate::model::states::{RecoveryPointStatus, StorageClass};
-use crate::model::{Meta, arn, deletions, due, indexes, tags, vaults};
+use crate::model::{Meta, arn, deletions, due, indexes, rp_keys, tags, vaults};
 
 pub(crate) const TABLE: &str = "recovery_point";
 pub(crate) const INDEX: &str = "rp_index";
-/// A vault's points, newest first: key `ACCOUNT:REGION:VAULT:NEWEST:ID` (see [`newest_first`]),
-/// value the point's key.
-pub(crate) const BY_VAULT: &str = "rp_by_vault";
 /// A resource's points in every vault, newest first: key `ACCOUNT:REGION:LEN:ARN:NEWEST:ID`
 /// (LEN the ARN's length, so one ARN's prefix is never another's), value the point's key.
 pub(crate) const BY_RESOURCE: &str = "rp_by_resource";
@@ -31,14 +29,68 @@ pub(crate) const BY_RESOURCE: &str = "rp_by_resource";
 /// the ARN (what ListProtectedResources pages).
 pub(crate) const PROTECTED: &str = "rp_protected";
 
-/// A fixed-width stamp of `at` that sorts newest first (microseconds before the end of time).
-pub(crate) fn newest_first(at: DateTime<Utc>) -> String {
-    format!("{:019}", i64::MAX - at.timestamp_micros().max(0))
+/// A vault's points by one more value ([`VaultField`]: what ListRecoveryPointsByBackupVault
+/// filters on), newest first: key `ACCOUNT:REGION:VAULT:FIELD:LEN:VALUE:NEWEST:ID` (LEN the
+/// value's length, as in [`BY_RESOURCE`]), value the point's key.
+pub(crate) const BY_VAULT_FIELD: &str = "rp_by_vault_field";
+
+/// The resources with at least one recovery point in a vault: key `ACCOUNT:REGION:VAULT:ARN`,
+/// value the ARN (what ListProtectedResourcesByBackupVault pages).
+pub(crate) const PROTECTED_IN_VAULT: &str = "rp_protected_in_vault";
+
+/// A value of a point that [`BY_VAULT_FIELD`] orders a vault's points by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VaultField {
+    Resource,
+    ResourceType,
+    /// The backup plan that made it (`CreatedBy.BackupPlanId`).
+    Plan,
+    /// The composite point it is nested in.
+    Parent,
 }
 
-/// The prefix of vault `vault`'s entries in [`BY_VAULT`].
-pub(crate) fn by_vault_prefix(account: &str, region: &str, vault: &str) -> String {
-    format!("{account}:{region}:{vault}:")
+impl VaultField {
+    const ALL: [VaultField; 4] = [
+        VaultField::Resource,
+        VaultField::ResourceType,
+        VaultField::Plan,
+        VaultField::Parent,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            VaultField::Resource => "resource",
+            VaultField::ResourceType => "type",
+            VaultField::Plan => "plan",
+            VaultField::Parent => "parent",
+        }
+    }
+
+    /// `rp`'s value of this field, if it has one.
+    fn of(self, rp: &RecoveryPointRecord) -> Option<&str> {
+        match self {
+            VaultField::Resource => Some(&rp.resource_arn),
+            VaultField::ResourceType => Some(&rp.resource_type),
+            VaultField::Plan => rp.created_by.as_ref()?.backup_plan_id.as_deref(),
+            VaultField::Parent => rp.composite.parent_arn.as_deref(),
+        }
+    }
+}
+
+/// The prefix of the entries of vault `vault`'s points whose `field` is `value` in
+/// [`BY_VAULT_FIELD`].
+pub(crate) fn by_vault_field_prefix(
+    account: &str,
+    region: &str,
+    vault: &str,
+    field: VaultField,
+    value: &str,
+) -> String {
+    format!(
+        "{account}:{region}:{vault}:{}:{}:{value}:",
+        field.name(),
+        value.len()
+    )
 }
 
 /// The prefix of resource `resource_arn`'s entries in [`BY_RESOURCE`].
@@ -46,24 +98,24 @@ pub(crate) fn by_resource_prefix(account: &str, region: &str, resource_arn: &str
     format!("{account}:{region}:{}:{resource_arn}:", resource_arn.len())
 }
 
-fn index_keys(rp: &RecoveryPointRecord) -> [(&'static str, String); 2] {
+/// Every index entry of `rp`: `(table, key)`.
+fn index_keys(rp: &RecoveryPointRecord) -> Vec<(&'static str, String)> {
     let tail = format!("{}:{}", newest_first(rp.creation_date), rp.id);
-    [
-        (
-            BY_VAULT,
-            format!(
-                "{}{tail}",
-                by_vault_prefix(&rp.account, &rp.region, &rp.vault_name)
-            ),
-        ),
+    let (a, r, v) = (&rp.account, &rp.region, &rp.vault_name);
+    let mut out = vec![
+        (BY_VAULT, format!("{}{tail}", by_vault_prefix(a, r, v))),
         (
             BY_RESOURCE,
-            format!(
-                "{}{tail}",
-                by_resource_prefix(&rp.account, &rp.region, &rp.resource_arn)
-            ),
+            format!("{}{tail}", by_resource_prefix(a, r, &rp.resource_arn)),
         ),
-    ]
+    ];
+    for field in VaultField::ALL {
+        if let Some(value) = field.of(rp) {
+            let prefix = by_vault_field_prefix(a, r, v, field, value);
+            out.push((BY_VAULT_FIELD, format!("{prefix}{tail}")));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -317,23 +369,81 @@ pub(crate) fn insert(
 }
 
 /// Writes `rp` (new or changed) and keeps what follows it in the same transaction: its entry in
-/// the lifecycle queue (`model::due`) and its entries in the indexes by vault and by resource
-/// ([`BY_VAULT`], [`BY_RESOURCE`]; the fields they hold never change). Every write of a recovery point record goes through here
-/// or [`insert`].
+/// the lifecycle queue (`model::due`) and its entries in the indexes by vault, by resource and
+/// by vault and field ([`BY_VAULT`], [`BY_RESOURCE`], [`BY_VAULT_FIELD`]; an entry the change
+/// makes stale, such as a parent a nested point leaves, is deleted). Every write of a recovery
+/// point record goes through here or [`insert`].
 pub(crate) fn save(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
     let key = rp.key();
-    tx.put(TABLE, &key, &serde_json::to_vec(rp)?)?;
-    for (table, k) in index_keys(rp) {
-        tx.put(table, &k, key.as_bytes())?;
+    let fresh = index_keys(rp);
+    let old = tx.get(TABLE, &key)?;
+    if let Some(old) = old.and_then(|v| serde_json::from_slice::<RecoveryPointRecord>(&v).ok()) {
+        for (table, k) in index_keys(&old) {
+            if !fresh.iter().any(|(t, f)| *t == table && *f == k) {
+                tx.delete(table, &k)?;
+            }
+        }
     }
-    mark_protected(tx, rp)?;
+    tx.put(TABLE, &key, &serde_json::to_vec(rp)?)?;
+    put_entries(tx, rp, &key, &fresh)?;
     due::queue_lifecycle(tx, &key, lifecycle_due(rp, None))
 }
 
+/// Writes `rp`'s index `entries` (its key `key`): the vault's entry with the status of the
+/// point's file index (`model::rp_keys`), the others with the key alone.
+fn put_entries(
+    tx: &mut dyn Txn,
+    rp: &RecoveryPointRecord,
+    key: &str,
+    entries: &[(&'static str, String)],
+) -> Result<()> {
+    let index = indexes::get(tx, &rp.account, &rp.region, &rp.id)?;
+    let status = index.map(|i| i.status.wire());
+    for (table, k) in entries {
+        let value = match *table {
+            BY_VAULT => rp_keys::entry(key, status.as_ref().map(|s| s.as_str())),
+            _ => key.as_bytes().to_vec(),
+        };
+        tx.put(table, k, &value)?;
+    }
+    mark_protected(tx, rp)
+}
+
 fn mark_protected(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
-    let k = format!("{}:{}:{}", rp.account, rp.region, rp.resource_arn);
-    tx.put(PROTECTED, &k, rp.resource_arn.as_bytes())?;
+    let (a, r, arn) = (&rp.account, &rp.region, &rp.resource_arn);
+    tx.put(PROTECTED, &format!("{a}:{r}:{arn}"), arn.as_bytes())?;
+    let in_vault = format!("{a}:{r}:{}:{arn}", rp.vault_name);
+    tx.put(PROTECTED_IN_VAULT, &in_vault, arn.as_bytes())?;
     Ok(())
+}
+
+/// The first point an index's entries under `prefix` name that still exists (the newest,
+/// for the newest-first indexes).
+fn first_of(tx: &mut dyn Txn, table: &str, prefix: &str) -> Result<Option<RecoveryPointRecord>> {
+    let mut cursor = None;
+    loop {
+        let rows = tx.scan(table, prefix, cursor.as_deref(), 1)?;
+        let Some((k, v)) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        if let Some(rp) = load_key(tx, &v)? {
+            return Ok(Some(rp));
+        }
+        cursor = Some(k);
+    }
+}
+
+/// The newest recovery point of `resource_arn` in vault `vault`: the first entry of its
+/// [`BY_VAULT_FIELD`] entries.
+pub(crate) fn newest_in_vault(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    vault: &str,
+    resource_arn: &str,
+) -> Result<Option<RecoveryPointRecord>> {
+    let prefix = by_vault_field_prefix(account, region, vault, VaultField::Resource, resource_arn);
+    first_of(tx, BY_VAULT_FIELD, &prefix)
 }
 
 /// The newest recovery point of `resource_arn` in the scope, in any vault: the first entry of
@@ -345,16 +455,38 @@ pub(crate) fn newest_of_resource(
     resource_arn: &str,
 ) -> Result<Option<RecoveryPointRecord>> {
     let prefix = by_resource_prefix(account, region, resource_arn);
-    let mut cursor = None;
+    first_of(tx, BY_RESOURCE, &prefix)
+}
+
+/// The points whose entries of the newest-first index `table` are under `prefix` and that
+/// were created within `[from, to]` (an end `None` is open), newest first: the walk starts at
+/// `to`'s entries and stops after `from`'s. The stamps are whole microseconds, so a point a
+/// fraction of one outside the range may be among them: the caller checks its dates.
+pub(crate) fn created_within(
+    tx: &mut dyn Txn,
+    table: &str,
+    prefix: &str,
+    (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> Result<Vec<RecoveryPointRecord>> {
+    let mut cursor = to.map(|t| format!("{prefix}{}", newest_first(t)));
+    let stop = from.map(|f| format!("{prefix}{};", newest_first(f)));
+    let mut out = Vec::new();
+    // Rows read at a time: few at first (a narrow range ends soon), more as it goes on.
+    let mut batch = 32;
     loop {
-        let rows = tx.scan(BY_RESOURCE, &prefix, cursor.as_deref(), 1)?;
-        let Some((k, v)) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        if let Some(rp) = load_key(tx, &v)? {
-            return Ok(Some(rp));
+        let rows = tx.scan(table, prefix, cursor.as_deref(), batch)?;
+        let exhausted = rows.len() < batch;
+        batch = (batch * 2).min(1000);
+        for (k, v) in rows {
+            if stop.as_ref().is_some_and(|s| &k >= s) {
+                return Ok(out);
+            }
+            out.extend(load_key(tx, &v)?);
+            cursor = Some(k);
         }
-        cursor = Some(k);
+        if exhausted {
+            return Ok(out);
+        }
     }
 }
 
@@ -395,24 +527,24 @@ pub(crate) fn queue_page(
         .flatten();
     for (k, v) in rows {
         let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-        for (table, ik) in index_keys(&rp) {
-            tx.put(table, &ik, k.as_bytes())?;
-        }
-        mark_protected(tx, &rp)?;
+        put_entries(tx, &rp, &k, &index_keys(&rp))?;
         due::queue_lifecycle(tx, &k, lifecycle_due(&rp, None))?;
     }
     Ok(last)
 }
 
-/// Builds the lifecycle queue and the indexes by vault and by resource once for a store
-/// written before they existed, [`BUILD_BATCH`] points per transaction. Afterwards this is one
-/// read; every reader of the indexes calls it first.
+/// Builds the lifecycle queue and the recovery point indexes once for a store written before
+/// they existed (or before [`BY_VAULT_FIELD`] and [`PROTECTED_IN_VAULT`] did),
+/// [`BUILD_BATCH`] points per transaction. Afterwards this is two reads; every reader of the
+/// indexes calls it first.
 pub(crate) async fn build_indexes(meta: &Meta) -> Result<()> {
-    if !meta
+    let needed = meta
         .store()
-        .read(|tx| due::needs_backfill(tx, BUILT))
-        .await?
-    {
+        .read(|tx| -> Result<bool> {
+            Ok(due::needs_backfill(tx, BUILT)? || due::needs_backfill(tx, BUILT_BY_FIELD)?)
+        })
+        .await?;
+    if !needed {
         return Ok(());
     }
     let mut cursor: Option<String> = None;
@@ -429,18 +561,25 @@ pub(crate) async fn build_indexes(meta: &Meta) -> Result<()> {
     }
     let now = meta.clock().now();
     meta.store()
-        .write(move |tx| due::backfilled(tx, BUILT, now))
+        .write(move |tx| -> Result<()> {
+            due::backfilled(tx, BUILT, now)?;
+            due::backfilled(tx, BUILT_BY_FIELD, now)
+        })
         .await
 }
 
 /// The `due_backfill` key recording that the recovery point indexes and queue were built.
 const BUILT: &str = "recovery_points";
+/// The `due_backfill` key recording that [`BY_VAULT_FIELD`] and [`PROTECTED_IN_VAULT`] were
+/// built (a store built before they existed has [`BUILT`] only).
+const BUILT_BY_FIELD: &str = "recovery_points_by_field";
 /// Points read per transaction while the indexes are built for an older store.
 const BUILD_BATCH: usize = 500;
 
-/// The record an index entry's value (a point's key) names, if it still exists.
-pub(crate) fn load_key(tx: &mut dyn Txn, key: &[u8]) -> Result<Option<RecoveryPointRecord>> {
-    match tx.get(TABLE, &String::from_utf8_lossy(key))? {
+/// The record an index entry's value (a point's key, and in [`BY_VAULT`] its index's status)
+/// names, if it still exists.
+pub(crate) fn load_key(tx: &mut dyn Txn, value: &[u8]) -> Result<Option<RecoveryPointRecord>> {
+    match tx.get(TABLE, &rp_keys::read_entry(value).0)? {
         Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         None => Ok(None),
     }
@@ -493,18 +632,16 @@ pub(crate) async fn latest_for_resource(
     resource_arn: &str,
 ) -> Result<Option<RecoveryPointRecord>> {
     build_indexes(meta).await?;
-    let prefix = by_resource_prefix(account, region, resource_arn);
-    let vault = vault.to_string();
+    let prefix = by_vault_field_prefix(account, region, vault, VaultField::Resource, resource_arn);
     meta.store()
         .read(move |tx| -> Result<Option<RecoveryPointRecord>> {
             let mut cursor: Option<String> = None;
             loop {
-                let rows = tx.scan(BY_RESOURCE, &prefix, cursor.as_deref(), 64)?;
+                let rows = tx.scan(BY_VAULT_FIELD, &prefix, cursor.as_deref(), 64)?;
                 let done = rows.len() < 64;
                 for (k, v) in rows {
                     cursor = Some(k);
                     if let Some(rp) = load_key(tx, &v)?
-                        && rp.vault_name == vault
                         && rp.status == RecoveryPointStatus::Completed
                     {
                         return Ok(Some(rp));
@@ -547,6 +684,21 @@ pub(crate) fn locked_until(
         .map(|min| rp.creation_date + Duration::days(min))
 }
 
+/// Deletes `rp`'s resource from the protected resources of its scope and of its vault when it
+/// was the resource's last point there.
+fn unmark_protected(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
+    let (a, r, v, arn) = (&rp.account, &rp.region, &rp.vault_name, &rp.resource_arn);
+    let prefix = by_resource_prefix(a, r, arn);
+    if tx.scan(BY_RESOURCE, &prefix, None, 1)?.is_empty() {
+        tx.delete(PROTECTED, &format!("{a}:{r}:{arn}"))?;
+    }
+    let prefix = by_vault_field_prefix(a, r, v, VaultField::Resource, arn);
+    if tx.scan(BY_VAULT_FIELD, &prefix, None, 1)?.is_empty() {
+        tx.delete(PROTECTED_IN_VAULT, &format!("{a}:{r}:{v}:{arn}"))?;
+    }
+    Ok(())
+}
+
 /// Removes `rp` from `vault` (record, id index, tags, the vault's count; its file index is
 /// marked DELETING for the runner to remove) and queues its
 /// snapshot's removal from the repository, in the caller's transaction. DeleteRecoveryPoint
@@ -561,11 +713,7 @@ pub(crate) fn remove(
     for (table, k) in index_keys(rp) {
         tx.delete(table, &k)?;
     }
-    let prefix = by_resource_prefix(&rp.account, &rp.region, &rp.resource_arn);
-    if tx.scan(BY_RESOURCE, &prefix, None, 1)?.is_empty() {
-        let k = format!("{}:{}:{}", rp.account, rp.region, rp.resource_arn);
-        tx.delete(PROTECTED, &k)?;
-    }
+    unmark_protected(tx, rp)?;
     due::queue_lifecycle(tx, &rp.key(), None)?;
     tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;
     tags::remove_all(tx, &rp.arn)?;

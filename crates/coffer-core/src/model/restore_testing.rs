@@ -386,24 +386,27 @@ fn accepts(
     in_window && included && !excluded && of_kind && rp.status == RecoveryPointStatus::Completed
 }
 
-/// The recovery point of `resource_arn` the plan's selection picks for a run at `at`, if any.
+/// The recovery point of `resource_arn` the plan's selection picks for a run at `at`, if any
+/// (the recovery point indexes are built: `recovery_points::build_indexes`).
 pub(crate) fn pick_point(
     tx: &mut dyn Txn,
     plan: &PlanRecord,
     resource_arn: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<RecoveryPointRecord>> {
-    let mut candidates = Vec::new();
-    for (_, v) in scan_all(
-        tx,
-        recovery_points::TABLE,
-        &format!("{}:{}:", plan.account, plan.region),
-    )? {
-        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-        if rp.resource_arn == resource_arn && accepts(&plan.selection, &rp, at) {
-            candidates.push(rp);
-        }
-    }
+    // The resource's points created within the selection window, from its index (newest
+    // first), never the scope's other points.
+    let days = plan
+        .selection
+        .selection_window_days
+        .unwrap_or(DEFAULT_SELECTION_WINDOW_DAYS);
+    let window = (Some(at - Duration::days(days.into())), Some(at));
+    let prefix = recovery_points::by_resource_prefix(&plan.account, &plan.region, resource_arn);
+    let mut candidates: Vec<RecoveryPointRecord> =
+        recovery_points::created_within(tx, recovery_points::BY_RESOURCE, &prefix, window)?
+            .into_iter()
+            .filter(|rp| accepts(&plan.selection, rp, at))
+            .collect();
     candidates.sort_by(|a, b| (a.creation_date, &a.id).cmp(&(b.creation_date, &b.id)));
     let random = plan.selection.algorithm
         == Some(RestoreTestingRecoveryPointSelectionAlgorithm::RandomWithinWindow);

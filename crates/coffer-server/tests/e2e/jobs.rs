@@ -412,6 +412,73 @@ async fn backup_restore_copy_round_trip_byte_for_byte() {
         .await
         .unwrap();
     assert!(none.backup_jobs().is_empty());
+    // A state with a vault (read through their paired index): the job in its vault only.
+    for (vault, n) in [("primary", 1), ("secondary", 0)] {
+        let jobs = c
+            .list_backup_jobs()
+            .by_state(BackupJobState::Completed)
+            .by_backup_vault_name(vault)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(jobs.backup_jobs().len(), n, "{vault}");
+        if n == 1 {
+            assert_eq!(
+                jobs.backup_jobs()[0].recovery_point_arn(),
+                Some(rp.as_str())
+            );
+        }
+    }
+    for (state, n) in [(CopyJobState::Completed, 1), (CopyJobState::Failed, 0)] {
+        let copies = c
+            .list_copy_jobs()
+            .by_destination_vault_arn(secondary_arn)
+            .by_state(state.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(copies.copy_jobs().len(), n, "{state:?}");
+    }
+    // A vault's points of a resource type, and its protected resources, each with its own
+    // point in that vault.
+    for (vault, kind, point) in [
+        ("primary", "EFS", Some(&rp)),
+        ("primary", "EBS", None),
+        ("secondary", "EFS", Some(&copied_rp)),
+    ] {
+        let listed = c
+            .list_recovery_points_by_backup_vault()
+            .backup_vault_name(vault)
+            .by_resource_type(kind)
+            .send()
+            .await
+            .unwrap();
+        let arns: Vec<_> = listed
+            .recovery_points()
+            .iter()
+            .map(|p| p.recovery_point_arn().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            arns,
+            point.into_iter().cloned().collect::<Vec<_>>(),
+            "{vault} {kind}"
+        );
+    }
+    for (vault, point) in [("primary", &rp), ("secondary", &copied_rp)] {
+        let p = c
+            .list_protected_resources_by_backup_vault()
+            .backup_vault_name(vault)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(p.results().len(), 1, "{vault}");
+        assert_eq!(p.results()[0].resource_arn(), Some(EFS_ARN));
+        assert_eq!(
+            p.results()[0].last_recovery_point_arn(),
+            Some(point.as_str()),
+            "{vault}"
+        );
+    }
     // Four restores completed (to a new target, the retried one, item-level, from the
     // copy); the one refused at StartRestoreJob never became a job.
     for (status, n) in [

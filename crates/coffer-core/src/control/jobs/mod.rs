@@ -100,29 +100,40 @@ impl JobFilter {
                 .contains(j.recovery_point_creation_date)
     }
 
-    /// The equality filter whose index is read: the one likely to match the fewest jobs.
-    fn most_selective(&self) -> Option<(Field, String)> {
-        let state = self.state.flatten().map(|s| s.as_str().to_string());
-        [
+    /// The equality filter whose index is read: the one likely to match the fewest jobs. A
+    /// field given with a state reads the index of the two together when it has one and
+    /// `pairs` (every job has those entries; `model::job_index`).
+    fn most_selective(&self, pairs: bool) -> Option<(Field, String)> {
+        let given = [
             (Field::Resource, &self.resource_arn),
             (Field::RecoveryPoint, &self.recovery_point_arn),
             (Field::Plan, &self.restore_testing_plan_arn),
             (Field::DestVault, &self.dest_vault_arn),
             (Field::Vault, &self.vault_name),
-            (Field::State, &state),
             (Field::ResourceType, &self.resource_type),
         ]
         .into_iter()
-        .find_map(|(f, v)| v.clone().map(|v| (f, v)))
+        .find_map(|(f, v)| v.clone().map(|v| (f, v)));
+        match (given, self.state.flatten()) {
+            (Some((f, v)), Some(s)) if pairs && f.paired().is_some() => {
+                Some((f.paired()?, job_index::pair(&v, s)))
+            }
+            // A state is more selective than a resource type.
+            (None | Some((Field::ResourceType, _)), Some(s)) => {
+                Some((Field::State, s.as_str().to_string()))
+            }
+            (given, _) => given,
+        }
     }
 
-    /// The index a listing of `kind` in the caller's scope reads for this filter.
-    fn plan(&self, kind: JobKind, ctx: &RequestContext) -> Plan {
+    /// The index a listing of `kind` in the caller's scope reads for this filter (`pairs`:
+    /// see [`JobFilter::most_selective`]).
+    fn plan(&self, kind: JobKind, ctx: &RequestContext, pairs: bool) -> Plan {
         Plan {
             kind,
             account: ctx.account_id.clone(),
             region: ctx.region.clone(),
-            field: self.most_selective(),
+            field: self.most_selective(pairs),
             created: self.created.range(),
             completed: self.completed.range(),
         }
@@ -155,14 +166,15 @@ pub(crate) async fn list_jobs<T>(
         return Ok((Vec::new(), None));
     }
     let limit = page_size(max_results);
-    let plan = filter.plan(kind, ctx);
-    let filter = filter.clone();
+    let (filter, ctx) = (filter.clone(), ctx.clone());
     let (jobs, next) = meta
         .store()
         .read(move |tx| -> Result<(Vec<JobRecord>, Option<Position>)> {
             if !job_index::built(tx)? {
+                let plan = filter.plan(kind, &ctx, false);
                 return scan_every_job(tx, &plan, &filter, after.as_ref(), limit);
             }
+            let plan = filter.plan(kind, &ctx, job_index::pairs_built(tx)?);
             job_index::page(tx, &plan, after.as_ref(), limit, |tx, key| {
                 Ok(load_job(tx, kind, key)?.filter(|j| filter.matches(j)))
             })
@@ -277,6 +289,12 @@ mod tests {
                 },
                 ..Default::default()
             },
+            // Read through the resource type and state index once the backfill is done.
+            JobFilter {
+                state: Some(Some(JobState::Completed)),
+                resource_type: Some("S3".into()),
+                ..Default::default()
+            },
         ];
         let mut before = Vec::new();
         for f in &filters {
@@ -285,12 +303,16 @@ mod tests {
         assert_eq!(before[0].len(), 40);
         assert!(before.iter().all(|ids| !ids.is_empty()));
         while !store.write(|tx| job_index::backfill(tx, 7)).await.unwrap() {}
+        let ctx = RequestContext::new(A, R);
+        assert_eq!(
+            filters[4].plan(JobKind::Restore, &ctx, true).field,
+            Some((Field::TypeState, job_index::pair("S3", JobState::Completed)))
+        );
         for (f, old) in filters.iter().zip(&before) {
             assert_eq!(&list_all(&meta, f, 3).await, old);
             assert_eq!(&list_all(&meta, f, 1000).await, old);
         }
         // A token that names no position is refused as before.
-        let ctx = RequestContext::new(A, R);
         let bad = list_jobs(
             &meta,
             &ctx,

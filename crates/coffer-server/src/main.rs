@@ -19,6 +19,12 @@ mod wire;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: a request allocates and frees many small buffers
+/// (the body, the decoded records, the encoded answer) across worker threads, and glibc's
+/// malloc spent a tenth of the CPU of a read under load in a profile (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use config::{Config, ServeArgs};
 
 #[derive(Parser)]

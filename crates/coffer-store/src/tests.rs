@@ -398,6 +398,49 @@ async fn a_busy_sqlite_database_is_a_retryable_conflict() {
     assert_eq!(v.as_deref(), Some(&b"1"[..]));
 }
 
+/// A new SQLite store is made with 8 KiB pages (a job or recovery point record fits its
+/// B-tree page), and a store made with 4 KiB pages opens, reads and writes as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_sqlite_stores_use_8_kib_pages_and_older_ones_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |p: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(p)
+            .unwrap()
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap()
+    };
+    let new = dir.path().join("new.db");
+    let store = StoreHandle::open(new.to_str().unwrap()).unwrap();
+    store
+        .write(|tx| tx.put("t", "k", &[7u8; 1500]))
+        .await
+        .unwrap();
+    drop(store);
+    assert_eq!(page_size(&new), 8192);
+
+    let old = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&old).unwrap();
+        c.pragma_update(None, "page_size", 4096).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch(
+            "CREATE TABLE records (tbl TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+             PRIMARY KEY (tbl, key)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let store = StoreHandle::open(old.to_str().unwrap()).unwrap();
+    store
+        .write(|tx| tx.put("t", "k", &[9u8; 1500]))
+        .await
+        .unwrap();
+    let back = store.read(|tx| tx.get("t", "k")).await.unwrap();
+    assert_eq!(back, Some(vec![9u8; 1500]));
+    drop(store);
+    assert_eq!(page_size(&old), 4096);
+}
+
 /// A file that is not a SQLite database is corruption, which no retry mends.
 #[test]
 fn a_file_that_is_not_a_database_is_corrupt() {

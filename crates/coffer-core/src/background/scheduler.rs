@@ -726,39 +726,7 @@ mod tests {
         assert_eq!(out.last_execution_date.map(|t| t.0), Some(last));
     }
 
-    /// A transaction that counts the records it reads (a scan counts each row it returns,
-    /// and one for the scan itself).
-    struct Counting<'a> {
-        inner: &'a mut dyn Txn,
-        reads: usize,
-    }
-
-    impl Txn for Counting<'_> {
-        fn get(&mut self, t: &str, k: &str) -> coffer_store::Result<Option<Vec<u8>>> {
-            self.reads += 1;
-            self.inner.get(t, k)
-        }
-        fn put(&mut self, t: &str, k: &str, v: &[u8]) -> coffer_store::Result<()> {
-            self.inner.put(t, k, v)
-        }
-        fn insert_new(&mut self, t: &str, k: &str, v: &[u8]) -> coffer_store::Result<bool> {
-            self.inner.insert_new(t, k, v)
-        }
-        fn delete(&mut self, t: &str, k: &str) -> coffer_store::Result<bool> {
-            self.inner.delete(t, k)
-        }
-        fn scan(
-            &mut self,
-            t: &str,
-            p: &str,
-            after: Option<&str>,
-            limit: usize,
-        ) -> coffer_store::Result<Vec<coffer_store::Record>> {
-            let rows = self.inner.scan(t, p, after, limit)?;
-            self.reads += 1 + rows.len();
-            Ok(rows)
-        }
-    }
+    use crate::model::job_index::Counting;
 
     fn daily_plan_input(name: &str, expression: Option<&str>) -> BackupPlanInput {
         BackupPlanInput {

@@ -12,6 +12,7 @@
 //! one PostgreSQL database (see `postgres.rs` for how its transactions stay serial).
 
 mod cache;
+mod copy;
 mod postgres;
 mod sqlite;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+pub use copy::{CopyProgress, CopySummary, copy};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -72,6 +74,10 @@ pub enum StoreError {
     Task(String),
     #[error("unsupported store location: {0}")]
     Unsupported(String),
+    /// An operation on a whole store refused what it was given (`coffer store copy` into a
+    /// store that holds records, from a store that does not exist); the message says what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -113,6 +119,7 @@ impl StoreError {
             },
             StoreError::Task(m) => StoreError::Task(f(&m)),
             StoreError::Unsupported(m) => StoreError::Unsupported(f(&m)),
+            StoreError::Refused(m) => StoreError::Refused(f(&m)),
         }
     }
 
@@ -120,7 +127,9 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Backend { kind, .. } => *kind,
-            StoreError::Task(_) | StoreError::Unsupported(_) => ErrorKind::Other,
+            StoreError::Task(_) | StoreError::Unsupported(_) | StoreError::Refused(_) => {
+                ErrorKind::Other
+            }
         }
     }
 
@@ -178,6 +187,33 @@ pub trait Store: Send + Sync + 'static {
     fn clear(&self) -> BoxFuture<'_, Result<()>>;
     /// A short description for logs, without secrets.
     fn describe(&self) -> String;
+}
+
+/// Where a store is, read off a `--store` location.
+pub(crate) enum Location<'a> {
+    /// A SQLite file (a path, or `sqlite://PATH`).
+    Sqlite(&'a std::path::Path),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(&'a str),
+}
+
+impl<'a> Location<'a> {
+    /// Reads `location`; another `scheme://` is refused, naming the forms Coffer takes.
+    pub(crate) fn parse(location: &'a str) -> Result<Self> {
+        if StoreHandle::is_postgres(location) {
+            return Ok(Location::Postgres(location));
+        }
+        if let Some((scheme, _)) = location.split_once("://")
+            && scheme != "sqlite"
+        {
+            return Err(StoreError::Unsupported(format!(
+                "{scheme}:// is not a store Coffer knows; give a SQLite file path, \
+                 sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            )));
+        }
+        let path = location.strip_prefix("sqlite://").unwrap_or(location);
+        Ok(Location::Sqlite(std::path::Path::new(path)))
+    }
 }
 
 /// A shared handle on a store with typed transaction helpers, and (for the embedded,
@@ -306,21 +342,16 @@ impl StoreHandle {
     /// `sqlite://PATH` URL (SQLite, with the single-writer read cache). Blocks while it
     /// connects and migrates.
     pub fn open(location: &str) -> Result<Self> {
-        if Self::is_postgres(location) {
-            let store = PostgresStore::open(location)?;
-            return Ok(StoreHandle::new(Arc::new(store)));
+        match Location::parse(location)? {
+            Location::Postgres(url) => {
+                let store = PostgresStore::open(url)?;
+                Ok(StoreHandle::new(Arc::new(store)))
+            }
+            Location::Sqlite(path) => {
+                let store = SqliteStore::open(path)?;
+                Ok(StoreHandle::new_single_writer(Arc::new(store)))
+            }
         }
-        if let Some((scheme, _)) = location.split_once("://")
-            && scheme != "sqlite"
-        {
-            return Err(StoreError::Unsupported(format!(
-                "{scheme}:// is not a store Coffer knows; give a SQLite file path, \
-                 sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-            )));
-        }
-        let path = location.strip_prefix("sqlite://").unwrap_or(location);
-        let store = SqliteStore::open(std::path::Path::new(path))?;
-        Ok(StoreHandle::new_single_writer(Arc::new(store)))
     }
 
     /// Runs `f` in a read-write transaction. It commits when `f` returns `Ok`, and rolls

@@ -162,28 +162,36 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// The client configuration of a `postgres://` URL (or a libpq key=value string), with the
+/// password from `PGPASSWORD` when the URL has none, a 10 s connect timeout unless it sets one,
+/// and the application name `coffer`; and its description for logs (no password).
+pub(crate) fn connection_config(location: &str) -> Result<(tokio_postgres::Config, String)> {
+    let mut config: tokio_postgres::Config = location.parse().map_err(|e| {
+        StoreError::new(
+            ErrorKind::Unavailable,
+            format!("the PostgreSQL store location is not a valid connection URL: {e}"),
+            e,
+        )
+    })?;
+    if config.get_password().is_none()
+        && let Ok(pw) = std::env::var("PGPASSWORD")
+    {
+        config.password(pw);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.application_name("coffer");
+    let described = describe(&config);
+    Ok((config, described))
+}
+
 impl PostgresStore {
     /// Connects to the database named by a `postgres://` URL (or a libpq key=value string),
     /// applies pending migrations and returns the store. A URL without a password takes it
     /// from `PGPASSWORD` when that is set. Blocks the calling thread while it connects.
     pub fn open(location: &str) -> Result<Self> {
-        let mut config: tokio_postgres::Config = location.parse().map_err(|e| {
-            StoreError::new(
-                ErrorKind::Unavailable,
-                format!("the PostgreSQL store location is not a valid connection URL: {e}"),
-                e,
-            )
-        })?;
-        if config.get_password().is_none()
-            && let Ok(pw) = std::env::var("PGPASSWORD")
-        {
-            config.password(pw);
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        config.application_name("coffer");
-        let described = describe(&config);
+        let (config, described) = connection_config(location)?;
 
         // The migration runs on a thread of its own with a runtime of its own, so opening
         // works from synchronous code and from inside an async runtime alike.

@@ -91,6 +91,11 @@ fn connect(path: &Path, busy_timeout: std::time::Duration) -> Result<Connection>
     Ok(conn)
 }
 
+/// A connection of its own for `coffer store copy` (crate::copy), set up as the store's are.
+pub(crate) fn connect_for_copy(path: &Path) -> Result<Connection> {
+    connect(path, BUSY_TIMEOUT)
+}
+
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with_busy_timeout(path, BUSY_TIMEOUT)

@@ -938,3 +938,6 @@ fn long_scans_return_every_row_on_either_runtime() {
             .unwrap(),
     );
 }
+
+#[path = "copy_tests.rs"]
+mod copy_tests;

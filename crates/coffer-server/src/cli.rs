@@ -1,6 +1,7 @@
 //! Operator commands that need no running server: `coffer config check FILE`,
-//! `coffer inventory`, `coffer notifications dead-letters | replay`, and `coffer bench-seed`
-//! (fills a new store for the scale benchmark, docs/benchmarks.md).
+//! `coffer inventory`, `coffer notifications dead-letters | replay`, `coffer bench-seed`
+//! (fills a new store for the scale benchmark, docs/benchmarks.md) and `coffer store copy`
+//! (carries a stopped Coffer's store into a new one, e.g. SQLite to PostgreSQL, docs/store.md).
 //!
 //! Why: an operator should learn that a configuration is broken, or that a declared source
 //! cannot be read, before a night of failed backups, and should be able to see and resend the
@@ -8,6 +9,7 @@
 //! notification commands open the data directory's metadata store, which a running Coffer
 //! shares safely (SQLite in WAL mode): a replayed message is picked up by its delivery worker.
 
+use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -453,5 +455,82 @@ pub async fn bench_seed(args: BenchSeedArgs) -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("manifest: {}", path.display());
     }
+    Ok(())
+}
+
+/// `coffer store ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum StoreCommand {
+    /// Copy every record of a store into a new, empty store: SQLite to PostgreSQL, PostgreSQL
+    /// to SQLite, or SQLite to SQLite. Stop the servers using the source first: writes made
+    /// during the copy are not carried. Vault data and DATA_DIR (master.key) are not in the
+    /// store and are not copied (docs/store.md, "Moving a store").
+    Copy(StoreCopyArgs),
+}
+
+/// `coffer store copy` arguments.
+#[derive(Debug, clap::Args)]
+pub struct StoreCopyArgs {
+    /// The store to copy: a SQLite file (DATA_DIR/metadata.db) or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "PATH|URL")]
+    pub from: String,
+    /// The new store: a SQLite path where no store is yet, or an empty PostgreSQL database
+    /// (createdb -E UTF8 -T template0 NAME); Coffer creates its tables. A target holding
+    /// records is refused.
+    #[arg(long, value_name = "PATH|URL")]
+    pub to: String,
+}
+
+/// One progress line of `coffer store copy`, on stderr (a closed stderr stops nothing).
+fn show_progress(p: &coffer_store::CopyProgress) {
+    let seconds = p.elapsed.as_secs_f64().max(1e-3);
+    let _ = writeln!(
+        std::io::stderr(),
+        "copied {:>10} of {:<10} rows {:>5.1}%  {:>9.0} rows/s  {:>7.1} s",
+        p.rows,
+        p.total,
+        100.0 * p.rows as f64 / p.total.max(1) as f64,
+        p.rows as f64 / seconds,
+        seconds
+    );
+}
+
+/// `coffer store ...`
+pub async fn store(cmd: StoreCommand) -> Result<()> {
+    match cmd {
+        StoreCommand::Copy(args) => store_copy(args).await,
+    }
+}
+
+/// `coffer store copy`: progress on stderr every few seconds, the summary on stdout.
+async fn store_copy(args: StoreCopyArgs) -> Result<()> {
+    let summary = tokio::task::spawn_blocking(move || {
+        let mut shown = std::time::Instant::now();
+        let mut report = |p: &coffer_store::CopyProgress| {
+            if shown.elapsed().as_secs() >= 2 || p.rows == p.total {
+                shown = std::time::Instant::now();
+                show_progress(p);
+            }
+        };
+        coffer_store::copy(&args.from, &args.to, &mut report)
+    })
+    .await
+    .context("the copy stopped")?
+    .context("copying the metadata store (nothing was committed to the target)")?;
+    let seconds = summary.elapsed.as_secs_f64();
+    let mut text = format!(
+        "copied {} records ({} bytes of keys and values) from {} to {} in {seconds:.1} s ({:.0} rows/s)\n",
+        summary.rows,
+        summary.bytes,
+        summary.from,
+        summary.to,
+        summary.rows as f64 / seconds.max(1e-3)
+    );
+    let width = summary.tables.keys().map(String::len).max().unwrap_or(0);
+    for (table, rows) in &summary.tables {
+        text.push_str(&format!("  {table:<width$}  {rows:>10}\n"));
+    }
+    // The copy has committed: a closed stdout (`| head`) is no failure of it.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(())
 }

@@ -61,6 +61,10 @@ enum Command {
     /// Scale benchmark: fill a new store with many accounts' vaults, plans, recovery points
     /// (metadata only) and ended jobs (docs/benchmarks.md, "Scale").
     BenchSeed(cli::BenchSeedArgs),
+    /// The metadata store: `coffer store copy --from A --to B` copies every record into a new,
+    /// empty store (SQLite to PostgreSQL and back; docs/store.md).
+    #[command(subcommand)]
+    Store(cli::StoreCommand),
 }
 
 #[derive(Subcommand)]
@@ -107,6 +111,7 @@ fn main() -> std::process::ExitCode {
             Command::Notifications(cmd) => cli::notifications(cmd).await,
             Command::Approvals(cmd) => approvals::run(cmd).await,
             Command::BenchSeed(args) => cli::bench_seed(args).await,
+            Command::Store(cmd) => cli::store(cmd).await,
         }
     });
     match result {

@@ -1,5 +1,5 @@
-//! The metadata store's selection (`--store`): refusals at start, and two servers sharing one
-//! PostgreSQL database as one service.
+//! The metadata store's selection (`--store`): refusals at start, two servers sharing one
+//! PostgreSQL database as one service, and `coffer store copy` carrying a store into another.
 
 use std::process::Command;
 
@@ -143,4 +143,132 @@ async fn two_servers_on_one_postgres_database_answer_with_the_same_state() {
         gone.into_service_error().meta().code(),
         Some("ResourceNotFoundException")
     );
+}
+
+/// `coffer ARGS` run to its end: (success, stdout, stderr).
+fn coffer(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env_remove("COFFER_STORE")
+        .env("COFFER_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A store seeded with `coffer bench-seed` (SQLite), copied with `coffer store copy` into a new
+/// PostgreSQL database, serves what was seeded to a server started on that database; a second
+/// copy into the same database is refused and leaves it as it was.
+#[tokio::test]
+async fn a_store_copied_to_postgres_serves_what_was_seeded() {
+    let Some(admin) = ["COFFER_E2E_POSTGRES", "COFFER_TEST_POSTGRES"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+    else {
+        eprintln!("SKIPPED: set COFFER_TEST_POSTGRES to a PostgreSQL URL (CI does)");
+        return;
+    };
+    let dir = temp_dir();
+    let sqlite = dir.path().join("seeded.db");
+    let sqlite = sqlite.to_str().unwrap();
+    let (ok, out, err) = coffer(&[
+        "bench-seed",
+        "--store",
+        sqlite,
+        "--accounts",
+        "1",
+        "--vaults-per-account",
+        "3",
+        "--plans",
+        "5",
+        "--recovery-points",
+        "40",
+        "--jobs",
+        "30",
+    ]);
+    assert!(ok, "bench-seed failed: {out}{err}");
+
+    let url = postgres_database(&admin, &format!("coffer_e2e_copy_{}", std::process::id()));
+    // postgres://USER:PASSWORD@HOST:PORT/DB
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(user, _)| user.split_once(':'))
+        .map(|(_, pw)| pw.to_string())
+        .unwrap_or_default();
+    let (ok, out, err) = coffer(&["store", "copy", "--from", sqlite, "--to", &url]);
+    assert!(ok, "store copy failed: {out}{err}");
+    assert!(err.contains("rows/s"), "no progress on stderr: {err}");
+    let copied: u64 = out
+        .strip_prefix("copied ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {out}"));
+    assert!(copied > 40 + 30 + 5 + 3, "{out}");
+    assert!(
+        out.contains(&format!("from sqlite {sqlite} to postgresql ")),
+        "{out}"
+    );
+    assert!(!password.is_empty() && !out.contains(&password) && !err.contains(&password));
+
+    // Again into the database that now holds records: refused, nothing changed.
+    let (ok, out2, err2) = coffer(&["store", "copy", "--from", sqlite, "--to", &url]);
+    assert!(!ok, "a second copy into a used database succeeded: {out2}");
+    assert!(err2.contains("already holds records"), "{err2}");
+    assert!(
+        !err2.contains("panicked") && !err2.contains(&password),
+        "{err2}"
+    );
+
+    let data = temp_dir();
+    let server = Server::start(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--store",
+        &url,
+        "--access-key-id",
+        AKID,
+        "--secret-access-key",
+        SECRET,
+        "--account-id",
+        "100000000000",
+    ])
+    .await;
+    let c = server.client();
+    let vaults = c.list_backup_vaults().send().await.unwrap();
+    let mut names: Vec<&str> = vaults
+        .backup_vault_list()
+        .iter()
+        .map(|v| v.backup_vault_name().unwrap_or(""))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["bench-vault-000", "bench-vault-001", "bench-vault-002"]
+    );
+    let mut points = 0;
+    for name in names {
+        let mut token = None;
+        loop {
+            let page = c
+                .list_recovery_points_by_backup_vault()
+                .backup_vault_name(name)
+                .set_next_token(token)
+                .send()
+                .await
+                .unwrap();
+            points += page.recovery_points().len();
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    assert_eq!(points, 40);
+    let plans = c.list_backup_plans().send().await.unwrap();
+    assert_eq!(plans.backup_plans_list().len(), 5);
 }

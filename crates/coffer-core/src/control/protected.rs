@@ -2,9 +2,12 @@
 //! points themselves (the latest one gives LastBackupTime, LastBackupVaultArn and
 //! LastRecoveryPointArn), so they can never disagree with what the vaults hold.
 //! ListProtectedResources pages the scope's `rp_protected` entries,
-//! ListProtectedResourcesByBackupVault the vault's `rp_protected_in_vault` entries, each
-//! resource with the first point of its index (newest first), and DescribeProtectedResource
-//! reads the resource's index newest first (`model::recovery_points`).
+//! ListProtectedResourcesByBackupVault the vault's `rp_protected_in_vault` entries; each entry
+//! holds what the listing shows of its resource's newest point (`recovery_points::Protected`,
+//! kept with every write and removal of a point), so a page reads no point. An entry of an
+//! earlier Coffer (the ARN alone, until `build_indexes` has rewritten it) is answered from the
+//! first point of the resource's index. DescribeProtectedResource reads the resource's index
+//! newest first (`model::recovery_points`).
 
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
@@ -13,9 +16,20 @@ use crate::model::error::Result;
 use crate::model::job_index::{self, Field};
 use crate::model::jobs::{JobKind, JobRecord, load_job};
 use crate::model::paging::{scan_all, scan_page};
-use crate::model::recovery_points::RecoveryPointRecord;
+use crate::model::recovery_points::{Protected, RecoveryPointRecord};
 use crate::model::states::JobState;
 use crate::model::{Meta, recovery_points, vaults};
+
+fn from_entry(p: Protected) -> ProtectedResource {
+    ProtectedResource {
+        last_backup_time: Some(Timestamp(p.created)),
+        last_backup_vault_arn: Some(p.vault_arn),
+        last_recovery_point_arn: Some(p.point_arn),
+        resource_arn: Some(p.resource_arn),
+        resource_name: p.resource_name,
+        resource_type: Some(p.resource_type),
+    }
+}
 
 fn protected(p: &RecoveryPointRecord) -> ProtectedResource {
     ProtectedResource {
@@ -47,14 +61,19 @@ pub(crate) async fn list(
                 input.next_token.as_deref(),
                 input.max_results,
                 |tx, v| {
-                    recovery_points::newest_of_resource(tx, &a, &r, &String::from_utf8_lossy(v))
+                    if let Some(p) = Protected::read(v) {
+                        return Ok(Some(from_entry(p)));
+                    }
+                    let arn = String::from_utf8_lossy(v);
+                    let newest = recovery_points::newest_of_resource(tx, &a, &r, &arn)?;
+                    Ok(newest.as_ref().map(protected))
                 },
             )
         })
         .await?;
     Ok(ListProtectedResourcesOutput {
         next_token: next,
-        results: Some(page.iter().map(protected).collect()),
+        results: Some(page),
     })
 }
 
@@ -92,16 +111,20 @@ pub(crate) async fn list_by_vault(
                 &prefix,
                 input.next_token.as_deref(),
                 input.max_results,
-                |tx, arn| {
-                    let arn = String::from_utf8_lossy(arn);
-                    recovery_points::newest_in_vault(tx, &a, &r, &v, &arn)
+                |tx, value| {
+                    if let Some(p) = Protected::read(value) {
+                        return Ok(Some(from_entry(p)));
+                    }
+                    let arn = String::from_utf8_lossy(value);
+                    let newest = recovery_points::newest_in_vault(tx, &a, &r, &v, &arn)?;
+                    Ok(newest.as_ref().map(protected))
                 },
             )
         })
         .await?;
     Ok(ListProtectedResourcesByBackupVaultOutput {
         next_token: next,
-        results: Some(page.iter().map(protected).collect()),
+        results: Some(page),
     })
 }
 

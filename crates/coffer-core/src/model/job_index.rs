@@ -27,6 +27,9 @@
 //! backfill; until that has finished ([`pairs_built`]), listings read the single-field
 //! indexes.
 //! A job deleted by the history pruner takes its entries with it ([`unindex`]).
+//!
+//! The same saves keep the per-day job counts (`model::job_counts`); a third pass of the
+//! backfill counts the jobs of a store written before them ([`counts_built`], [`counted`]).
 
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
@@ -34,9 +37,11 @@ use coffer_store::Txn;
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
-use crate::model::paging;
+pub(crate) use crate::model::job_counts::Summary;
+use crate::model::job_counts::escape;
 use crate::model::queue::job_key;
 use crate::model::states::{JobKind, JobState};
+use crate::model::{job_counts, paging};
 
 pub(crate) const TABLE: &str = "job_index";
 const META: &str = "job_index_meta";
@@ -44,6 +49,8 @@ const BACKFILL_KEY: &str = "backfill";
 /// The cursor of the pass that adds the paired entries ([`Field::paired`]) to jobs indexed
 /// before they existed.
 const PAIRS_KEY: &str = "backfill_pairs";
+/// The cursor of the pass that counts the jobs written before the per-day counts.
+const COUNTS_KEY: &str = "backfill_counts";
 const KINDS: [JobKind; 3] = [JobKind::Backup, JobKind::Copy, JobKind::Restore];
 
 /// What of a stored job its entries are built from; it reads a job's stored JSON as it is.
@@ -68,17 +75,6 @@ pub(crate) struct Indexed {
     pub recovery_point_arn: Option<String>,
     #[serde(default)]
     pub restore_testing_plan_arn: Option<String>,
-}
-
-/// The value of a job's `created` entry: what the job summaries group by, so they count a
-/// period's jobs without reading them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Summary {
-    pub creation_date: DateTime<Utc>,
-    pub state: JobState,
-    pub resource_type: String,
-    #[serde(default)]
-    pub message_category: Option<String>,
 }
 
 /// A filter a List*Jobs call may give that has an index of its own.
@@ -134,11 +130,6 @@ pub(crate) fn pair(value: &str, state: JobState) -> String {
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros().max(0)
-}
-
-/// A value inside a key: `%` and `:` escaped, so `:` only ever separates.
-fn escape(value: &str) -> String {
-    value.replace('%', "%25").replace(':', "%3A")
 }
 
 fn scope(kind: JobKind, account: &str, region: &str) -> String {
@@ -243,19 +234,29 @@ impl Indexed {
             .collect()
     }
 
-    /// Every entry of this job: `(key, value)`.
-    fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let (kind, account, region) = (self.kind, &self.account, &self.region);
-        let pos = self.position();
-        let summary = Summary {
+    /// What the job summaries count of this job.
+    fn summary(&self) -> Summary {
+        Summary {
             creation_date: self.creation_date,
             state: self.state,
             resource_type: self.resource_type.clone(),
             message_category: self.message_category.clone(),
-        };
+        }
+    }
+
+    /// Adds `delta` to the count of this job's group (`model::job_counts`).
+    fn count(&self, tx: &mut dyn Txn, delta: i64) -> Result<()> {
+        let scope = (self.account.as_str(), self.region.as_str());
+        job_counts::add(tx, self.kind, scope, &self.summary(), delta)
+    }
+
+    /// Every entry of this job: `(key, value)`.
+    fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let (kind, account, region) = (self.kind, &self.account, &self.region);
+        let pos = self.position();
         let mut out = vec![(
             format!("{}{}", created_prefix(kind, account, region), pos.0),
-            serde_json::to_vec(&summary)?,
+            serde_json::to_vec(&self.summary())?,
         )];
         for (field, value) in self.fields() {
             let prefix = field_prefix(kind, account, region, field, &value);
@@ -294,7 +295,33 @@ pub(crate) fn reindex(tx: &mut dyn Txn, old: Option<&Indexed>, new: &Indexed) ->
             tx.put(TABLE, k, v)?;
         }
     }
+    let regrouped = old.is_none_or(|o| !job_counts::same_group(&o.summary(), &new.summary()));
+    if regrouped && counted(tx, new)? {
+        if let Some(o) = old {
+            o.count(tx, -1)?;
+        }
+        new.count(tx, 1)?;
+    }
     Ok(())
+}
+
+/// Whether `job`'s saves keep the per-day counts: once the backfill's counting pass has
+/// reached it (a job it has not reached yet is counted as it then is, when it is).
+fn counted(tx: &mut dyn Txn, job: &Indexed) -> Result<bool> {
+    let state = backfill_state(tx, COUNTS_KEY)?;
+    if state.done {
+        return Ok(true);
+    }
+    let place = KINDS.iter().position(|k| *k == job.kind).unwrap_or(0);
+    let key = job_key(&job.account, &job.region, &job.id);
+    Ok(place < state.kind
+        || (place == state.kind && state.after.as_deref().is_some_and(|a| key.as_str() <= a)))
+}
+
+/// Whether every job is in the per-day counts (the backfill's counting pass has finished):
+/// until then the summaries read every job of their period.
+pub(crate) fn counts_built(tx: &mut dyn Txn) -> Result<bool> {
+    Ok(backfill_state(tx, COUNTS_KEY)?.done)
 }
 
 /// Deletes the entries of the record `key` of `table`, when that is a job table and the
@@ -311,6 +338,9 @@ pub(crate) fn unindex(tx: &mut dyn Txn, table: &str, key: &str) -> Result<()> {
     };
     for (k, _) in job.entries()? {
         tx.delete(TABLE, &k)?;
+    }
+    if counted(tx, &job)? {
+        job.count(tx, -1)?;
     }
     Ok(())
 }
@@ -346,13 +376,17 @@ pub(crate) fn pairs_built(tx: &mut dyn Txn) -> Result<bool> {
 
 /// Indexes up to `limit` jobs written before the indexes (a job whose `created` entry exists
 /// is indexed already and only read), then, once every job is, adds the paired entries to up
-/// to `limit` jobs indexed before those existed; returns whether both passes are complete.
-/// A record that does not read as a job is left alone. Cheap once complete (two reads).
+/// to `limit` jobs indexed before those existed, then counts up to `limit` jobs written
+/// before the per-day counts; returns whether the three passes are complete.
+/// A record that does not read as a job is left alone. Cheap once complete (three reads).
 pub(crate) fn backfill(tx: &mut dyn Txn, limit: usize) -> Result<bool> {
     if !backfill_pass(tx, BACKFILL_KEY, limit, index_unindexed)? {
         return Ok(false);
     }
-    backfill_pass(tx, PAIRS_KEY, limit, add_pairs)
+    if !backfill_pass(tx, PAIRS_KEY, limit, add_pairs)? {
+        return Ok(false);
+    }
+    backfill_pass(tx, COUNTS_KEY, limit, |tx, job| job.count(tx, 1))
 }
 
 /// Indexes `job` unless its `created` entry shows it is.

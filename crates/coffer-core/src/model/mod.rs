@@ -22,6 +22,7 @@ pub(crate) mod frameworks;
 pub mod history;
 pub(crate) mod indexes;
 pub mod inventory;
+pub(crate) mod job_counts;
 pub(crate) mod job_index;
 pub(crate) mod jobs;
 pub(crate) mod legal_holds;

@@ -26,7 +26,7 @@ pub(crate) const INDEX: &str = "rp_index";
 pub(crate) const BY_RESOURCE: &str = "rp_by_resource";
 
 /// The resources of a scope with at least one recovery point: key `ACCOUNT:REGION:ARN`, value
-/// the ARN (what ListProtectedResources pages).
+/// a [`Protected`] naming the resource's newest point (what ListProtectedResources pages).
 pub(crate) const PROTECTED: &str = "rp_protected";
 
 /// A vault's points by one more value ([`VaultField`]: what ListRecoveryPointsByBackupVault
@@ -35,7 +35,8 @@ pub(crate) const PROTECTED: &str = "rp_protected";
 pub(crate) const BY_VAULT_FIELD: &str = "rp_by_vault_field";
 
 /// The resources with at least one recovery point in a vault: key `ACCOUNT:REGION:VAULT:ARN`,
-/// value the ARN (what ListProtectedResourcesByBackupVault pages).
+/// value a [`Protected`] naming the resource's newest point in the vault (what
+/// ListProtectedResourcesByBackupVault pages).
 pub(crate) const PROTECTED_IN_VAULT: &str = "rp_protected_in_vault";
 
 /// A value of a point that [`BY_VAULT_FIELD`] orders a vault's points by.
@@ -74,6 +75,42 @@ impl VaultField {
             VaultField::Plan => rp.created_by.as_ref()?.backup_plan_id.as_deref(),
             VaultField::Parent => rp.composite.parent_arn.as_deref(),
         }
+    }
+}
+
+/// The value of a [`PROTECTED`] or [`PROTECTED_IN_VAULT`] entry: what ListProtectedResources
+/// shows of a resource, taken from its newest recovery point (in the scope, or in the vault),
+/// so a page of them reads no recovery point. Kept by every write and removal of a point.
+/// A store written before it held the ARN alone there; [`build_indexes`] rewrites those.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Protected {
+    pub resource_arn: String,
+    pub resource_type: String,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    /// The newest point's key, ARN, vault ARN and creation date.
+    pub point_key: String,
+    pub point_arn: String,
+    pub vault_arn: String,
+    pub created: DateTime<Utc>,
+}
+
+impl Protected {
+    fn of(rp: &RecoveryPointRecord) -> Protected {
+        Protected {
+            resource_arn: rp.resource_arn.clone(),
+            resource_type: rp.resource_type.clone(),
+            resource_name: rp.resource_name.clone(),
+            point_key: rp.key(),
+            point_arn: rp.arn.clone(),
+            vault_arn: rp.vault_arn.clone(),
+            created: rp.creation_date,
+        }
+    }
+
+    /// The entry a stored value holds; `None` for an entry of an earlier Coffer (the ARN).
+    pub(crate) fn read(value: &[u8]) -> Option<Protected> {
+        serde_json::from_slice(value).ok()
     }
 }
 
@@ -409,11 +446,51 @@ fn put_entries(
     mark_protected(tx, rp)
 }
 
+/// Brings `rp`'s resource's entries in [`PROTECTED`] and [`PROTECTED_IN_VAULT`] up to date
+/// after `rp`'s index entries were written (or deleted): each names the newest point its
+/// index holds for the resource, and goes when none is left.
 fn mark_protected(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
-    let (a, r, arn) = (&rp.account, &rp.region, &rp.resource_arn);
-    tx.put(PROTECTED, &format!("{a}:{r}:{arn}"), arn.as_bytes())?;
-    let in_vault = format!("{a}:{r}:{}:{arn}", rp.vault_name);
-    tx.put(PROTECTED_IN_VAULT, &in_vault, arn.as_bytes())?;
+    let (a, r, v, arn) = (&rp.account, &rp.region, &rp.vault_name, &rp.resource_arn);
+    let in_scope = (
+        PROTECTED,
+        format!("{a}:{r}:{arn}"),
+        BY_RESOURCE,
+        by_resource_prefix(a, r, arn),
+    );
+    let in_vault = (
+        PROTECTED_IN_VAULT,
+        format!("{a}:{r}:{v}:{arn}"),
+        BY_VAULT_FIELD,
+        by_vault_field_prefix(a, r, v, VaultField::Resource, arn),
+    );
+    for (table, key, index, prefix) in [in_scope, in_vault] {
+        refresh_protected(tx, table, &key, index, &prefix)?;
+    }
+    Ok(())
+}
+
+/// Sets the entry `key` of `table` to the newest point the entries of `index` under `prefix`
+/// name, or deletes it when they name none; writes nothing when it is already so.
+fn refresh_protected(
+    tx: &mut dyn Txn,
+    table: &str,
+    key: &str,
+    index: &str,
+    prefix: &str,
+) -> Result<()> {
+    let stored = tx.get(table, key)?;
+    match first_of(tx, index, prefix)? {
+        Some(newest) => {
+            let fresh = Protected::of(&newest);
+            if stored.as_deref().and_then(Protected::read).as_ref() != Some(&fresh) {
+                tx.put(table, key, &serde_json::to_vec(&fresh)?)?;
+            }
+        }
+        None if stored.is_some() => {
+            tx.delete(table, key)?;
+        }
+        None => {}
+    }
     Ok(())
 }
 
@@ -534,38 +611,90 @@ pub(crate) fn queue_page(
 }
 
 /// Builds the lifecycle queue and the recovery point indexes once for a store written before
-/// they existed (or before [`BY_VAULT_FIELD`] and [`PROTECTED_IN_VAULT`] did),
-/// [`BUILD_BATCH`] points per transaction. Afterwards this is two reads; every reader of the
-/// indexes calls it first.
+/// they existed (or before [`BY_VAULT_FIELD`] and [`PROTECTED_IN_VAULT`] did), and rewrites
+/// the protected resources' entries of a store written before they were [`Protected`]s,
+/// [`BUILD_BATCH`] records per transaction. Afterwards this is three reads; every reader of
+/// the indexes calls it first.
 pub(crate) async fn build_indexes(meta: &Meta) -> Result<()> {
-    let needed = meta
+    let (points, entries) = meta
         .store()
-        .read(|tx| -> Result<bool> {
-            Ok(due::needs_backfill(tx, BUILT)? || due::needs_backfill(tx, BUILT_BY_FIELD)?)
+        .read(|tx| -> Result<(bool, bool)> {
+            Ok((
+                due::needs_backfill(tx, BUILT)? || due::needs_backfill(tx, BUILT_BY_FIELD)?,
+                due::needs_backfill(tx, BUILT_PROTECTED)?,
+            ))
         })
         .await?;
-    if !needed {
+    if !points && !entries {
         return Ok(());
     }
-    let mut cursor: Option<String> = None;
-    loop {
-        let after = cursor.take();
-        let last = meta
-            .store()
-            .write(move |tx| queue_page(tx, after.as_deref(), BUILD_BATCH))
-            .await?;
-        match last {
-            Some(k) => cursor = Some(k),
-            None => break,
+    // Rewriting every point's entries rewrites the protected resources' too; a store whose
+    // points are indexed only has its protected resources' entries rewritten.
+    type Page = fn(&mut dyn Txn, Option<&str>) -> Result<Option<String>>;
+    let pages: Vec<Page> = if points {
+        vec![|tx, after| queue_page(tx, after, BUILD_BATCH)]
+    } else {
+        vec![
+            |tx, after| protected_page(tx, PROTECTED, after, BUILD_BATCH),
+            |tx, after| protected_page(tx, PROTECTED_IN_VAULT, after, BUILD_BATCH),
+        ]
+    };
+    for page in pages {
+        let mut cursor: Option<String> = None;
+        loop {
+            let after = cursor.take();
+            let last = meta
+                .store()
+                .write(move |tx| page(tx, after.as_deref()))
+                .await?;
+            match last {
+                Some(k) => cursor = Some(k),
+                None => break,
+            }
         }
     }
     let now = meta.clock().now();
     meta.store()
         .write(move |tx| -> Result<()> {
             due::backfilled(tx, BUILT, now)?;
-            due::backfilled(tx, BUILT_BY_FIELD, now)
+            due::backfilled(tx, BUILT_BY_FIELD, now)?;
+            due::backfilled(tx, BUILT_PROTECTED, now)
         })
         .await
+}
+
+/// Rewrites the entries of a page of `table` ([`PROTECTED`] or [`PROTECTED_IN_VAULT`], at
+/// most `limit` after key `start_after`) that an earlier Coffer wrote (the ARN alone) as
+/// [`Protected`] entries; the key to carry on after, `None` at the end.
+fn protected_page(
+    tx: &mut dyn Txn,
+    table: &str,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Option<String>> {
+    let rows = tx.scan(table, "", start_after, limit)?;
+    let last = (rows.len() == limit)
+        .then(|| rows.last().map(|(k, _)| k.clone()))
+        .flatten();
+    for (k, v) in rows {
+        if Protected::read(&v).is_some() {
+            continue;
+        }
+        let arn = String::from_utf8_lossy(&v).to_string();
+        // The key is `ACCOUNT:REGION:ARN`, or `ACCOUNT:REGION:VAULT:ARN` in a vault's table:
+        // none of account, region and vault name holds a `:`.
+        let mut parts = k.splitn(4, ':');
+        let (a, r) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (index, prefix) = if table == PROTECTED {
+            (BY_RESOURCE, by_resource_prefix(a, r, &arn))
+        } else {
+            let v = parts.next().unwrap_or("");
+            let prefix = by_vault_field_prefix(a, r, v, VaultField::Resource, &arn);
+            (BY_VAULT_FIELD, prefix)
+        };
+        refresh_protected(tx, table, &k, index, &prefix)?;
+    }
+    Ok(last)
 }
 
 /// The `due_backfill` key recording that the recovery point indexes and queue were built.
@@ -573,6 +702,9 @@ const BUILT: &str = "recovery_points";
 /// The `due_backfill` key recording that [`BY_VAULT_FIELD`] and [`PROTECTED_IN_VAULT`] were
 /// built (a store built before they existed has [`BUILT`] only).
 const BUILT_BY_FIELD: &str = "recovery_points_by_field";
+/// The `due_backfill` key recording that every [`PROTECTED`] and [`PROTECTED_IN_VAULT`] entry
+/// is a [`Protected`].
+const BUILT_PROTECTED: &str = "recovery_points_protected";
 /// Points read per transaction while the indexes are built for an older store.
 const BUILD_BATCH: usize = 500;
 
@@ -684,21 +816,6 @@ pub(crate) fn locked_until(
         .map(|min| rp.creation_date + Duration::days(min))
 }
 
-/// Deletes `rp`'s resource from the protected resources of its scope and of its vault when it
-/// was the resource's last point there.
-fn unmark_protected(tx: &mut dyn Txn, rp: &RecoveryPointRecord) -> Result<()> {
-    let (a, r, v, arn) = (&rp.account, &rp.region, &rp.vault_name, &rp.resource_arn);
-    let prefix = by_resource_prefix(a, r, arn);
-    if tx.scan(BY_RESOURCE, &prefix, None, 1)?.is_empty() {
-        tx.delete(PROTECTED, &format!("{a}:{r}:{arn}"))?;
-    }
-    let prefix = by_vault_field_prefix(a, r, v, VaultField::Resource, arn);
-    if tx.scan(BY_VAULT_FIELD, &prefix, None, 1)?.is_empty() {
-        tx.delete(PROTECTED_IN_VAULT, &format!("{a}:{r}:{v}:{arn}"))?;
-    }
-    Ok(())
-}
-
 /// Removes `rp` from `vault` (record, id index, tags, the vault's count; its file index is
 /// marked DELETING for the runner to remove) and queues its
 /// snapshot's removal from the repository, in the caller's transaction. DeleteRecoveryPoint
@@ -713,7 +830,8 @@ pub(crate) fn remove(
     for (table, k) in index_keys(rp) {
         tx.delete(table, &k)?;
     }
-    unmark_protected(tx, rp)?;
+    // The resource's entries now name its next newest point, or go with its last one.
+    mark_protected(tx, rp)?;
     due::queue_lifecycle(tx, &rp.key(), None)?;
     tx.delete(INDEX, &format!("{}:{}:{}", rp.account, rp.region, rp.id))?;
     tags::remove_all(tx, &rp.arn)?;

@@ -12,12 +12,14 @@ use chrono::{DateTime, Duration, Utc};
 use coffer_api::types::*;
 use coffer_api::{RequestContext, Timestamp};
 
-use crate::model::Meta;
+use coffer_store::Txn;
+
 use crate::model::error::Result;
 use crate::model::job_index::{self, Summary};
 use crate::model::jobs::{JobKind, JobState, page};
 use crate::model::paging::scan_all;
 use crate::model::states::FromWire;
+use crate::model::{Meta, job_counts};
 
 /// What a request's State asks for: each state apart (`ANY`, or no State), all states in one
 /// row (`AGGREGATE_ALL`), or only one (`None`: a state Coffer's jobs of the kind are never in).
@@ -61,37 +63,81 @@ struct Filter<'a> {
     period: Option<&'a AggregationPeriod>,
 }
 
-/// What is counted of the caller's jobs of `kind` created in `[from, to)`: read off the
-/// creation-date index over that period (`model::job_index`), or, while a store written by an
-/// earlier Coffer is being indexed, off every job of the scope.
+/// What is counted of the caller's jobs of `kind` created in `[from, to)`, each with how many
+/// jobs it stands for: the per-day counts of the whole days in the period
+/// (`model::job_counts`) and the creation-date index's entries of the parts of days at its
+/// ends (`model::job_index`); while a store written by an earlier Coffer is being counted,
+/// the index over the whole period; while it is being indexed, every job of the scope.
 async fn period_jobs(
     meta: &Meta,
     ctx: &RequestContext,
     kind: JobKind,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Vec<Summary>> {
+) -> Result<Vec<(Summary, i64)>> {
     let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
     meta.store()
-        .read(move |tx| -> Result<Vec<Summary>> {
-            if job_index::built(tx)? {
-                return job_index::summaries(tx, kind, &account, &region, from, to);
+        .read(move |tx| -> Result<Vec<(Summary, i64)>> {
+            let one = |s: Summary| (s, 1);
+            if !job_index::built(tx)? {
+                return every_job(tx, kind, (&account, &region), from, to);
             }
-            let mut out = Vec::new();
-            for (_, v) in scan_all(tx, kind.table(), &format!("{account}:{region}:"))? {
-                let j: job_index::Indexed = serde_json::from_slice(&v)?;
-                if j.creation_date >= from && j.creation_date < to {
-                    out.push(Summary {
-                        creation_date: j.creation_date,
-                        state: j.state,
-                        resource_type: j.resource_type,
-                        message_category: j.message_category,
-                    });
-                }
+            let whole = if job_index::counts_built(tx)? {
+                job_counts::whole_days(from, to)
+            } else {
+                None
+            };
+            let Some((first, end)) = whole else {
+                let jobs = job_index::summaries(tx, kind, &account, &region, from, to)?;
+                return Ok(jobs.into_iter().map(one).collect());
+            };
+            let last = (end - Duration::days(1)).date_naive();
+            let scope = (account.as_str(), region.as_str());
+            let counted = job_counts::days(tx, kind, scope, first.date_naive(), last)?;
+            let mut out: Vec<(Summary, i64)> = counted
+                .into_iter()
+                .map(|(day, c)| {
+                    let s = Summary {
+                        creation_date: day,
+                        state: c.state,
+                        resource_type: c.resource_type,
+                        message_category: c.message_category,
+                    };
+                    (s, c.count)
+                })
+                .collect();
+            for (a, b) in [(from, first), (end, to)] {
+                let jobs = job_index::summaries(tx, kind, &account, &region, a, b)?;
+                out.extend(jobs.into_iter().map(one));
             }
             Ok(out)
         })
         .await
+}
+
+/// What is counted of every job of `kind` in the scope created in `[from, to)`, read job by
+/// job (a store whose jobs are not indexed yet).
+fn every_job(
+    tx: &mut dyn Txn,
+    kind: JobKind,
+    (account, region): (&str, &str),
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(Summary, i64)>> {
+    let mut out = Vec::new();
+    for (_, v) in scan_all(tx, kind.table(), &format!("{account}:{region}:"))? {
+        let j: job_index::Indexed = serde_json::from_slice(&v)?;
+        if j.creation_date >= from && j.creation_date < to {
+            let s = Summary {
+                creation_date: j.creation_date,
+                state: j.state,
+                resource_type: j.resource_type,
+                message_category: j.message_category,
+            };
+            out.push((s, 1));
+        }
+    }
+    Ok(out)
 }
 
 /// (window start, state (`None`: all states), resource type, message category).
@@ -149,7 +195,7 @@ async fn summarise(
     let from = windows.first().map_or(now, |w| w.0);
     let jobs = period_jobs(meta, ctx, kind, from, now).await?;
     let mut groups: BTreeMap<GroupKey, (DateTime<Utc>, i32)> = BTreeMap::new();
-    for j in &jobs {
+    for (j, n) in &jobs {
         let Some(&(start, end)) = windows
             .iter()
             .find(|(s, e)| j.creation_date >= *s && j.creation_date < *e)
@@ -172,7 +218,7 @@ async fn summarise(
         let entry = groups
             .entry((start, state, rtype, category))
             .or_insert((end, 0));
-        entry.1 += 1;
+        entry.1 += i32::try_from(*n).unwrap_or(i32::MAX);
     }
     Ok(groups
         .into_iter()
@@ -343,4 +389,126 @@ pub(crate) async fn list_restore_job_summaries(
         ),
         next_token: next,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::clock::Clock;
+    use crate::model::jobs::{JobRecord, save_job};
+    use chrono::TimeZone;
+    use coffer_store::StoreHandle;
+
+    const A: &str = "111122223333";
+    const R: &str = "us-east-1";
+
+    /// Every row of the restore job summaries over `period`, as comparable text.
+    async fn rows(meta: &Meta, period: AggregationPeriod) -> Vec<String> {
+        let ctx = RequestContext::new(A, R);
+        let input = ListRestoreJobSummariesInput {
+            aggregation_period: Some(period),
+            max_results: Some(1000),
+            ..Default::default()
+        };
+        let out = list_restore_job_summaries(meta, &ctx, input).await.unwrap();
+        let mut rows: Vec<String> = out
+            .restore_job_summaries
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:?}",
+                    (
+                        s.start_time,
+                        s.end_time,
+                        &s.state,
+                        &s.resource_type,
+                        s.count
+                    )
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn the_per_day_counts_give_what_reading_every_job_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let clock = Clock::movable();
+        let now = Utc.with_ymd_and_hms(2027, 3, 20, 15, 30, 0).unwrap();
+        clock.set(now).unwrap();
+        // Held, so every summary reads the same period.
+        let now = clock.hold().unwrap();
+        let meta = Meta::new(store.clone(), clock);
+        // A new store: the backfill finds nothing and every save keeps the counts.
+        while !store.write(|tx| job_index::backfill(tx, 50)).await.unwrap() {}
+        store
+            .write(move |tx| -> Result<()> {
+                for i in 0..300i64 {
+                    // Every 61 minutes over the 16 days before now and a little after.
+                    let created = now - Duration::days(16) + Duration::minutes(61 * i);
+                    let rtype = ["EBS", "S3"][i as usize % 2];
+                    let mut j = JobRecord::new(
+                        JobKind::Restore,
+                        A,
+                        R,
+                        created,
+                        format!("arn:aws:s3:::bucket-{}", i % 5),
+                        rtype.into(),
+                    );
+                    j.id = format!("R-{i:03}");
+                    save_job(tx, &j)?;
+                    // Most move on, so a save takes a job out of one group into another.
+                    if i % 3 != 0 {
+                        j.state = JobState::Running;
+                        save_job(tx, &j)?;
+                        j.state = [JobState::Completed, JobState::Failed][i as usize % 2];
+                        j.completion_date = Some(created + Duration::minutes(5));
+                        save_job(tx, &j)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let periods = [
+            AggregationPeriod::OneDay,
+            AggregationPeriod::SevenDays,
+            AggregationPeriod::FourteenDays,
+        ];
+        let mut counted = Vec::new();
+        for p in &periods {
+            counted.push(rows(&meta, p.clone()).await);
+        }
+        assert!(counted.iter().all(|r| !r.is_empty()));
+        // As on a store whose jobs are not counted yet: the summaries read the index.
+        store
+            .write(|tx| -> Result<()> {
+                tx.delete("job_index_meta", "backfill_counts")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(!store.read(|tx| job_index::counts_built(tx)).await.unwrap());
+        for (p, c) in periods.iter().zip(&counted) {
+            assert_eq!(&rows(&meta, p.clone()).await, c, "{p:?}");
+        }
+        // The counting pass, run again from the start over a table of counts emptied, gives
+        // the same counts back.
+        store
+            .write(|tx| -> Result<()> {
+                for (k, _) in tx.scan(job_counts::TABLE, "", None, usize::MAX)? {
+                    tx.delete(job_counts::TABLE, &k)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        while !store.write(|tx| job_index::backfill(tx, 7)).await.unwrap() {}
+        for (p, c) in periods.iter().zip(&counted) {
+            assert_eq!(&rows(&meta, p.clone()).await, c, "{p:?}");
+        }
+    }
 }

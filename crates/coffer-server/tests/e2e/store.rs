@@ -63,15 +63,23 @@ async fn an_unreachable_postgres_fails_the_start_naming_the_server_not_the_passw
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// The PostgreSQL URL the tests create their databases through (`COFFER_E2E_POSTGRES` or
+/// `COFFER_TEST_POSTGRES`); `None`, with a SKIPPED line, when neither is set.
+fn postgres_admin() -> Option<String> {
+    let url = ["COFFER_E2E_POSTGRES", "COFFER_TEST_POSTGRES"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+    if url.is_none() {
+        eprintln!("SKIPPED: set COFFER_TEST_POSTGRES to a PostgreSQL URL (CI does)");
+    }
+    url
+}
+
 /// Two nodes, each with a data directory of its own, on one PostgreSQL database: what one
 /// writes, the other answers at once (no node keeps a stale cache).
 #[tokio::test]
 async fn two_servers_on_one_postgres_database_answer_with_the_same_state() {
-    let Some(admin) = ["COFFER_E2E_POSTGRES", "COFFER_TEST_POSTGRES"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-    else {
-        eprintln!("SKIPPED: set COFFER_TEST_POSTGRES to a PostgreSQL URL (CI does)");
+    let Some(admin) = postgres_admin() else {
         return;
     };
     let url = postgres_database(&admin, &format!("coffer_e2e_shared_{}", std::process::id()));
@@ -165,11 +173,7 @@ fn coffer(args: &[&str]) -> (bool, String, String) {
 /// copy into the same database is refused and leaves it as it was.
 #[tokio::test]
 async fn a_store_copied_to_postgres_serves_what_was_seeded() {
-    let Some(admin) = ["COFFER_E2E_POSTGRES", "COFFER_TEST_POSTGRES"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-    else {
-        eprintln!("SKIPPED: set COFFER_TEST_POSTGRES to a PostgreSQL URL (CI does)");
+    let Some(admin) = postgres_admin() else {
         return;
     };
     let dir = temp_dir();

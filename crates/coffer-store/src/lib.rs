@@ -257,6 +257,29 @@ impl Txn for Recording<'_> {
     }
 }
 
+/// The least key above every key that starts with `prefix`, the exclusive upper bound of a
+/// prefix scan; `None` when no key is above them all (an empty prefix, or one made only of
+/// U+10FFFF). Both backends order keys by code point: SQLite's BINARY collation and
+/// PostgreSQL's "C" compare the UTF-8 bytes, which sort as their code points do. So the bound
+/// is the prefix with its last character raised by one, after dropping any trailing U+10FFFF,
+/// which cannot be raised; a fixed bound such as `prefix` + U+10FFFF would miss the keys that
+/// continue the prefix with U+10FFFF.
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // Surrogates are not characters: the one after U+D7FF is U+E000.
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Told how long each transaction took, from the call to its answer (`true` for a write),
 /// for the server's metrics. Set once per process with [`set_latency_hook`].
 pub type LatencyHook = Arc<dyn Fn(bool, std::time::Duration) + Send + Sync>;

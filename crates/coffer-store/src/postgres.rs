@@ -447,16 +447,21 @@ impl Txn for PgTxn<'_> {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>> {
-        let upper = format!("{prefix}\u{10FFFF}");
+        let upper = crate::prefix_end(prefix);
         let after = start_after.filter(|s| *s >= prefix);
         let lower = after.unwrap_or(prefix);
-        let sql = if after.is_some() {
-            "SELECT key, value FROM records WHERE tbl = $1 AND key > $2 AND key < $3 ORDER BY key LIMIT $4"
-        } else {
-            "SELECT key, value FROM records WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4"
-        };
+        let op = if after.is_some() { ">" } else { ">=" };
+        let bound = if upper.is_some() { " AND key < $4" } else { "" };
+        let sql = format!(
+            "SELECT key, value FROM records WHERE tbl = $1 AND key {op} $2{bound} ORDER BY key LIMIT $3"
+        );
         let limit = limit.min(i64::MAX as usize) as i64;
-        let rows = self.query(sql, &[&table, &lower, &upper, &limit])?;
+        let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&table, &lower, &limit];
+        if let Some(upper) = &upper {
+            args.push(upper);
+        }
+        let rows = self.query(&sql, &args)?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }

@@ -215,21 +215,26 @@ impl Txn for SqliteTxn<'_> {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>> {
-        let upper = format!("{prefix}\u{10FFFF}");
+        let upper = crate::prefix_end(prefix);
         let lower = start_after.filter(|s| *s >= prefix).unwrap_or(prefix);
         let op = if start_after.is_some_and(|s| s >= prefix) {
             ">"
         } else {
             ">="
         };
+        let bound = if upper.is_some() { " AND key < ?4" } else { "" };
         let sql = format!(
-            "SELECT key, value FROM records WHERE tbl = ?1 AND key {op} ?2 AND key < ?3 ORDER BY key LIMIT ?4"
+            "SELECT key, value FROM records WHERE tbl = ?1 AND key {op} ?2{bound} ORDER BY key LIMIT ?3"
         );
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&table, &lower, &limit];
+        if let Some(upper) = &upper {
+            args.push(upper);
+        }
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query_map(
-            params![table, lower, upper, limit.min(i64::MAX as usize) as i64],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )?;
+        let mut rows = stmt.query_map(&*args, |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows.by_ref().take(SHORT_SCAN) {
             out.push(row?);

@@ -189,6 +189,71 @@ async fn scan_pages_by_prefix_in_key_order() {
     }
 }
 
+#[test]
+fn a_prefix_ends_at_its_last_character_raised_by_one() {
+    use crate::prefix_end;
+    assert_eq!(prefix_end("acct1:").as_deref(), Some("acct1;"));
+    assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+    assert_eq!(prefix_end("a\u{10FFFF}\u{10FFFF}").as_deref(), Some("b"));
+    assert_eq!(prefix_end("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
+    assert_eq!(prefix_end("ü").as_deref(), Some("ý"));
+    assert_eq!(prefix_end(""), None);
+    assert_eq!(prefix_end("\u{10FFFF}"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scan_finds_every_key_of_its_prefix_whatever_follows() {
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let store = fx.open();
+        let keys = [
+            "a",
+            "a:\u{10FFFF}",
+            "a:\u{10FFFF}z",
+            "a:\u{10FFFF}\u{10FFFF}",
+            "a;",
+            "\u{D7FF}x",
+            "\u{E000}",
+            "\u{10FFFF}",
+            "\u{10FFFF}\u{10FFFF}q",
+        ];
+        store
+            .write(move |tx| {
+                for k in keys {
+                    tx.put("vault", k, k.as_bytes())?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        let scan = |prefix: &'static str, after: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                let rows = store
+                    .read(move |tx| tx.scan("vault", prefix, after, 100))
+                    .await
+                    .unwrap();
+                rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            scan("a:", None).await,
+            ["a:\u{10FFFF}", "a:\u{10FFFF}z", "a:\u{10FFFF}\u{10FFFF}"]
+        );
+        assert_eq!(
+            scan("a:\u{10FFFF}", Some("a:\u{10FFFF}z")).await,
+            ["a:\u{10FFFF}\u{10FFFF}"]
+        );
+        assert_eq!(scan("\u{D7FF}", None).await, ["\u{D7FF}x"]);
+        assert_eq!(
+            scan("\u{10FFFF}", None).await,
+            ["\u{10FFFF}", "\u{10FFFF}\u{10FFFF}q"]
+        );
+        assert_eq!(scan("", None).await.len(), keys.len());
+        store.clear().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cached_reads_see_every_committed_write() {
     for fx in fixtures().await {

@@ -1,5 +1,6 @@
 //! The history pruner: deletes finished jobs (with their index entries), their idempotency
-//! tokens, plan firings and notification dead letters once they are older than the
+//! tokens, report, scan and search jobs (with a search's result rows), plan firings and
+//! notification dead letters once they are older than the
 //! configured retention (`model::history`), in bounded batches, one transaction each, so a
 //! large backlog never holds the store's writer for long. It runs as its own worker every
 //! minute (its first pass at start), and once at the end of a development-clock time travel.
@@ -13,7 +14,7 @@ use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::history::{self, BATCH, FIRINGS, Pruned};
-use crate::model::{events, job_index, jobs};
+use crate::model::{events, job_index, jobs, reports, scans, search};
 use coffer_store::Txn;
 
 /// The pruner as a [`Worker`].
@@ -42,12 +43,20 @@ impl Worker for HistoryWorker {
 /// The tables whose records written before the history table are entered once.
 const BACKFILLED: [&str; 4] = ["backup_job", "copy_job", "restore_job", FIRINGS];
 
-/// Enters one record of [`BACKFILLED`] that was written before the history table.
+/// The tables entered once by a later backfill of their own (they were pruned from a later
+/// version on).
+const BACKFILLED_LATER: [&str; 4] = [reports::JOBS, scans::TABLE, search::JOBS, search::EXPORTS];
+
+/// Enters one record of [`BACKFILLED`] or [`BACKFILLED_LATER`] that was written before the
+/// history table (or before its table was pruned).
 fn enter_existing(tx: &mut dyn Txn, table: &str, key: &str, value: &[u8]) -> Result<()> {
-    if table == FIRINGS {
-        history::enter_firing(tx, key, value)
-    } else {
-        jobs::enter_finished(tx, value)
+    match table {
+        FIRINGS => history::enter_firing(tx, key, value),
+        reports::JOBS => reports::enter_finished(tx, value),
+        scans::TABLE => scans::enter_finished(tx, value),
+        search::JOBS => search::enter_finished_job(tx, value),
+        search::EXPORTS => search::enter_finished_export(tx, value),
+        _ => jobs::enter_finished(tx, value),
     }
 }
 
@@ -80,11 +89,16 @@ pub(crate) struct PrunePass {
 pub(crate) async fn prune_history(plane: &Executor) -> Result<PrunePass> {
     let store = plane.store();
     index_existing_jobs(plane).await?;
-    while !store
-        .write(move |tx| history::backfill(tx, &BACKFILLED, BATCH, &enter_existing))
-        .await?
-    {
-        tokio::task::yield_now().await;
+    for (cursor, tables) in [
+        (history::BACKFILL_JOBS, &BACKFILLED),
+        (history::BACKFILL_OTHER_JOBS, &BACKFILLED_LATER),
+    ] {
+        while !store
+            .write(move |tx| history::backfill(tx, cursor, tables, BATCH, &enter_existing))
+            .await?
+        {
+            tokio::task::yield_now().await;
+        }
     }
     let days = Duration::days(i64::from(plane.history_retention_days()));
     let mut pass = PrunePass::default();
@@ -95,7 +109,7 @@ pub(crate) async fn prune_history(plane: &Executor) -> Result<PrunePass> {
             .await?;
         pass.history.entries += batch.entries;
         pass.history.records += batch.records;
-        if batch.entries < BATCH {
+        if batch.entries < BATCH && !batch.more {
             break;
         }
         tokio::task::yield_now().await;

@@ -82,6 +82,7 @@ pub(crate) async fn start_search_job(
                 after: None,
                 items_scanned: 0,
                 items_matched: 0,
+                token: input.client_token.clone(),
             };
             search::save_job(tx, &job)?;
             tags::set(tx, &job.arn, &tags_given)?;
@@ -355,6 +356,7 @@ pub(crate) async fn start_export(
                 message: None,
                 creation: now,
                 completion: None,
+                token: input.client_token.clone(),
             };
             search::save_export(tx, &exp)?;
             tags::set(tx, &exp.arn, &tags_given)?;

@@ -275,6 +275,7 @@ async fn record(
             if let Some(t) = &token {
                 tx.put(JOB_TOKENS, &key(&a, &r, t), job.id.as_bytes())?;
             }
+            crate::model::reports::enter_history(tx, &job, token.as_deref())?;
             if let Some(mut p) = find(tx, &a, &r, &job.plan_name)?
                 && p.arn == job.plan_arn
             {

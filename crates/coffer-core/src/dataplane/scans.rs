@@ -411,6 +411,7 @@ mod tests {
             attempts,
             lease_owner: owner.map(str::to_string),
             lease_until: owner.map(|_| Utc::now() + Duration::seconds(60)),
+            token: None,
         }
     }
 

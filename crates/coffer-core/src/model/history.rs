@@ -1,7 +1,8 @@
 //! History retention: what is finished is forgotten after a while, in bounded batches.
 //!
-//! Finished jobs, their idempotency tokens, the scheduler's firing claims and the
-//! notification dead letters are only history once they end: nothing refers to them any more
+//! Finished jobs (backup, copy and restore jobs, and the report, scan, search and search
+//! export jobs), their idempotency tokens and tags, a search's result rows, the scheduler's
+//! firing claims and the notification dead letters are only history once they end: nothing refers to them any more
 //! except the operator reading lists. Without pruning they grow for ever and every list that
 //! filters them grows with them. AWS shows a job for 30 days (ListBackupJobs "for the last 30
 //! days"), so Coffer keeps this history for a configurable number of days (30 by default,
@@ -10,10 +11,12 @@
 //! So that pruning never scans what it keeps, each thing is entered, in the same transaction
 //! that finishes it, into table `history` under a key that starts with the time it finished
 //! (`MICROS:TABLE:KEY`, the micros zero-padded so keys sort by time); the value lists every
-//! record to delete with it (a job and its token). [`prune`] reads that table from its
+//! record to delete with it (a job and its token), or every record under a key prefix (a
+//! search's result rows, [`PREFIX`]). [`prune`] reads that table from its
 //! beginning up to the cutoff, one batch per transaction. Records written before this table
 //! existed are entered once by [`backfill`], one batch per transaction, behind a cursor kept
-//! in table `history_meta`. Dead letters need no entry: their keys already start with the
+//! in table `history_meta` (one cursor per list of tables, so tables added later get a pass of
+//! their own). Dead letters need no entry: their keys already start with the
 //! (wall-clock) time they were queued, so `events::prune_dead` reads them in that order.
 
 use chrono::{DateTime, Utc};
@@ -25,7 +28,11 @@ use crate::model::job_index;
 
 pub(crate) const TABLE: &str = "history";
 const META: &str = "history_meta";
-const BACKFILL_KEY: &str = "backfill";
+/// The backfill cursor of the first tables entered: the backup, copy and restore jobs and
+/// the firing claims.
+pub(crate) const BACKFILL_JOBS: &str = "backfill";
+/// The backfill cursor of the report, scan, search and search export jobs.
+pub(crate) const BACKFILL_OTHER_JOBS: &str = "backfill_other_jobs";
 
 /// How long history is kept when the configuration does not say (AWS lists jobs of the last
 /// 30 days).
@@ -34,8 +41,17 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// At most this many history entries are removed, or records backfilled, per transaction.
 pub(crate) const BATCH: usize = 500;
 
-/// One record to delete when its history entry is due: `(table, key)`.
+/// One record to delete when its history entry is due: `(table, key)`; or, when the table
+/// starts with [`PREFIX`], every record of that table whose key starts with `key`.
 pub(crate) type Item = (String, String);
+
+/// Marks an [`Item`] that stands for every key under a prefix (table names never hold ':').
+pub(crate) const PREFIX: &str = "prefix:";
+
+/// The item for every record of `table` whose key starts with `prefix`.
+pub(crate) fn prefix_item(table: &str, prefix: &str) -> Item {
+    (format!("{PREFIX}{table}"), prefix.to_string())
+}
 
 /// Enters `items` for deletion `retention` after `finished`.
 pub(crate) fn record(tx: &mut dyn Txn, finished: DateTime<Utc>, items: &[Item]) -> Result<()> {
@@ -53,16 +69,21 @@ pub(crate) fn record(tx: &mut dyn Txn, finished: DateTime<Utc>, items: &[Item]) 
 pub struct Pruned {
     /// History entries that came due.
     pub entries: usize,
-    /// Records deleted with them (jobs, tokens, firings).
+    /// Records deleted with them (jobs, tokens, firings, result rows).
     pub records: usize,
+    /// Whether the pass stopped at an entry whose prefix holds more records than one
+    /// transaction deletes (the next pass goes on with it).
+    pub more: bool,
 }
 
-/// Deletes at most `limit` entries finished at or before `cutoff`, with their records.
-/// Returns what it removed; fewer than `limit` entries means nothing older is left.
+/// Deletes at most `limit` entries finished at or before `cutoff`, with their records, and at
+/// most `limit` records under prefixes. Returns what it removed; fewer than `limit` entries,
+/// and not `more`, means nothing older is left.
 pub(crate) fn prune(tx: &mut dyn Txn, cutoff: DateTime<Utc>, limit: usize) -> Result<Pruned> {
     // ';' sorts right after ':', so every key of the cutoff's own microsecond is within.
     let bound = format!("{:020};", cutoff.timestamp_micros().max(0));
     let mut done = Pruned::default();
+    let mut budget = limit;
     for (hkey, value) in tx.scan(TABLE, "", None, limit)? {
         // Keys sort by time: the first one after the cutoff ends the pass.
         if hkey.as_str() > bound.as_str() {
@@ -70,10 +91,26 @@ pub(crate) fn prune(tx: &mut dyn Txn, cutoff: DateTime<Utc>, limit: usize) -> Re
         }
         let items: Vec<Item> = serde_json::from_slice(&value)?;
         for (table, key) in &items {
+            if let Some(table) = table.strip_prefix(PREFIX) {
+                let rows = tx.scan(table, key, None, budget + 1)?;
+                for (k, _) in rows.iter().take(budget) {
+                    tx.delete(table, k)?;
+                    done.records += 1;
+                }
+                if rows.len() > budget {
+                    // More than this transaction may delete: the entry stays for the next.
+                    done.more = true;
+                }
+                budget -= rows.len().min(budget);
+                continue;
+            }
             job_index::unindex(tx, table, key)?;
             if tx.delete(table, key)? {
                 done.records += 1;
             }
+        }
+        if done.more {
+            break;
         }
         tx.delete(TABLE, &hkey)?;
         done.entries += 1;
@@ -99,15 +136,17 @@ pub(crate) const FIRINGS: &str = "sched_firing";
 pub(crate) type Enter<'a> = &'a dyn Fn(&mut dyn Txn, &str, &str, &[u8]) -> Result<()>;
 
 /// Enters up to `limit` records of `tables` (read in that order) that were finished before
-/// the history table existed, each through `enter`; returns whether the backfill is complete.
+/// the history table existed, each through `enter`, behind the cursor named `cursor`;
+/// returns whether the backfill is complete.
 /// Cheap once complete (one read).
 pub(crate) fn backfill(
     tx: &mut dyn Txn,
+    cursor: &str,
     tables: &[&str],
     limit: usize,
     enter: Enter,
 ) -> Result<bool> {
-    let mut state: Backfill = match tx.get(META, BACKFILL_KEY)? {
+    let mut state: Backfill = match tx.get(META, cursor)? {
         Some(v) => serde_json::from_slice(&v)?,
         None => Backfill::default(),
     };
@@ -128,7 +167,7 @@ pub(crate) fn backfill(
         }
     }
     state.done = state.table >= tables.len();
-    tx.put(META, BACKFILL_KEY, &serde_json::to_vec(&state)?)?;
+    tx.put(META, cursor, &serde_json::to_vec(&state)?)?;
     Ok(state.done)
 }
 
@@ -230,7 +269,8 @@ mod tests {
             p,
             Pruned {
                 entries: 1,
-                records: 2
+                records: 2,
+                more: false
             }
         );
         assert_eq!(count(store.clone(), JobKind::Backup.table()).await, 2);
@@ -245,6 +285,81 @@ mod tests {
             "the running job stays"
         );
         assert_eq!(count(store.clone(), TABLE).await, 0);
+    }
+
+    #[tokio::test]
+    async fn rows_under_a_prefix_go_with_their_entry_a_bounded_number_per_pass() {
+        let (_dir, store) = store();
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        store
+            .write(move |tx| -> Result<()> {
+                tx.put("search_job", "a:r:s1", b"{}")?;
+                for i in 0..5 {
+                    tx.put("search_result", &format!("a:r:s1:{i:012}"), b"{}")?;
+                }
+                // Another job's rows, and a key that only starts like the prefix's table.
+                tx.put("search_result", "a:r:s10:000000000000", b"{}")?;
+                tx.put("search_result", "a:r:s2:000000000000", b"{}")?;
+                record(
+                    tx,
+                    t0,
+                    &[
+                        ("search_job".into(), "a:r:s1".into()),
+                        prefix_item("search_result", "a:r:s1:"),
+                    ],
+                )
+            })
+            .await
+            .unwrap();
+        let cut = t0 + Duration::days(1);
+        let mut passes = Vec::new();
+        loop {
+            let p = store.write(move |tx| prune(tx, cut, 2)).await.unwrap();
+            passes.push(p);
+            if p.entries < 2 && !p.more {
+                break;
+            }
+            assert!(passes.len() < 10, "the prune does not end");
+        }
+        assert_eq!(
+            passes,
+            [
+                Pruned {
+                    entries: 0,
+                    records: 3,
+                    more: true
+                },
+                Pruned {
+                    entries: 0,
+                    records: 2,
+                    more: true
+                },
+                Pruned {
+                    entries: 1,
+                    records: 1,
+                    more: false
+                },
+            ],
+            "the job and 2 rows, then 2 rows, then the last row and the entry"
+        );
+        let left = store
+            .read(|tx| -> Result<Vec<String>> {
+                let mut keys: Vec<String> = tx
+                    .scan("search_result", "", None, 100)?
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                keys.extend(
+                    tx.scan("search_job", "", None, 100)?
+                        .into_iter()
+                        .map(|(k, _)| k),
+                );
+                keys.extend(tx.scan(TABLE, "", None, 100)?.into_iter().map(|(k, _)| k));
+                Ok(keys)
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, ["a:r:s10:000000000000", "a:r:s2:000000000000"]);
     }
 
     #[tokio::test]
@@ -267,7 +382,7 @@ mod tests {
             .unwrap();
         let mut passes = 0;
         while !store
-            .write(|tx| backfill(tx, &tables(), 2, &enter))
+            .write(|tx| backfill(tx, BACKFILL_JOBS, &tables(), 2, &enter))
             .await
             .unwrap()
         {
@@ -281,7 +396,8 @@ mod tests {
             p,
             Pruned {
                 entries: 5,
-                records: 5
+                records: 5,
+                more: false
             },
             "4 finished jobs and the firing"
         );
@@ -295,7 +411,7 @@ mod tests {
         // Once complete, the backfill does nothing more.
         assert!(
             store
-                .write(|tx| backfill(tx, &tables(), 2, &enter))
+                .write(|tx| backfill(tx, BACKFILL_JOBS, &tables(), 2, &enter))
                 .await
                 .unwrap()
         );

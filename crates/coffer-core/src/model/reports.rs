@@ -8,7 +8,8 @@
 //! under that directory at the object key AWS would use. A report job (table `report_job`,
 //! key `ACCOUNT:REGION:ID`) is recorded once, with its outcome, after its files were written
 //! or failed to be, so no job is ever seen half made. Every report plan runs once every 24
-//! hours on Coffer's clock; table `report_due` (key `DUE:ACCOUNT:REGION:NAME`, the due time
+//! hours on Coffer's clock; a job and its token are entered for history retention
+//! (`model::history`) as they are recorded. Table `report_due` (key `DUE:ACCOUNT:REGION:NAME`, the due time
 //! first so the earliest sorts first) is what the scheduler reads.
 //!
 //! The rows of the job reports are built here from the job records (pure functions); the
@@ -130,6 +131,29 @@ impl ReportJobStatus {
             ReportJobStatus::Failed => "FAILED",
         }
     }
+}
+
+/// Enters a recorded report job, and the ClientToken that started it (if any), for deletion
+/// once the history retention has passed since it ended. Its report files stay where they
+/// were written.
+pub(crate) fn enter_history(
+    tx: &mut dyn Txn,
+    job: &ReportJobRecord,
+    token: Option<&str>,
+) -> Result<()> {
+    let (a, r) = (&job.account, &job.region);
+    let mut items = vec![(JOBS.to_string(), key(a, r, &job.id))];
+    if let Some(t) = token {
+        items.push((JOB_TOKENS.to_string(), key(a, r, t)));
+    }
+    crate::model::history::record(tx, job.completion_time, &items)
+}
+
+/// Enters a report job recorded before report jobs were pruned (its token, not kept in the
+/// record, stays).
+pub(crate) fn enter_finished(tx: &mut dyn Txn, value: &[u8]) -> Result<()> {
+    let job: ReportJobRecord = serde_json::from_slice(value)?;
+    enter_history(tx, &job, None)
 }
 
 /// A report job as stored.

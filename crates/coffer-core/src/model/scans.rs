@@ -130,6 +130,9 @@ pub(crate) struct ScanJobRecord {
     pub attempts: u32,
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
+    /// The ClientToken that started the job, pruned with it (absent from older records).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 pub(crate) fn key(account: &str, region: &str, id: &str) -> String {
@@ -271,6 +274,11 @@ pub(crate) fn save(tx: &mut dyn Txn, job: &ScanJobRecord) -> Result<()> {
     } else {
         tx.put(WORK, &key, b"")?;
     }
+    if job.state.is_terminal()
+        && let Some(ended) = job.completion_date
+    {
+        enter_history(tx, job, ended)?;
+    }
     if job.state == State::Completed {
         let k = last_key(
             &job.account,
@@ -279,6 +287,28 @@ pub(crate) fn save(tx: &mut dyn Txn, job: &ScanJobRecord) -> Result<()> {
             &job.resource_arn,
         );
         tx.put(LAST, &k, job.rp_arn.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Enters an ended job, and its token, for deletion once the history retention has passed
+/// since it ended (`model::history`; entering it again is harmless). Table `scan_last` keeps
+/// its point: it stays the base of the resource's next incremental scan.
+fn enter_history(tx: &mut dyn Txn, job: &ScanJobRecord, ended: DateTime<Utc>) -> Result<()> {
+    let mut items = vec![(TABLE.to_string(), job.key())];
+    if let Some(t) = &job.token {
+        items.push((TOKENS.to_string(), key(&job.account, &job.region, t)));
+    }
+    crate::model::history::record(tx, ended, &items)
+}
+
+/// Enters a job written before scan jobs were pruned, if it has ended.
+pub(crate) fn enter_finished(tx: &mut dyn Txn, value: &[u8]) -> Result<()> {
+    let job: ScanJobRecord = serde_json::from_slice(value)?;
+    if job.state.is_terminal()
+        && let Some(ended) = job.completion_date
+    {
+        enter_history(tx, &job, ended)?;
     }
     Ok(())
 }
@@ -300,6 +330,10 @@ pub(crate) fn insert(
         }
         tx.put(TOKENS, &tk, job.id.as_bytes())?;
     }
+    let job = ScanJobRecord {
+        token: token.map(str::to_string),
+        ..job
+    };
     save(tx, &job)?;
     Ok(job)
 }
@@ -498,6 +532,7 @@ pub(crate) fn new_job(
         attempts: 0,
         lease_owner: None,
         lease_until: None,
+        token: None,
     }
 }
 

@@ -12,7 +12,9 @@
 //! points and cursor), `search_result` (`...:JOB:SEQ`, one matched file each, in the order
 //! found), `search_export_job` (exports of a job's results), `search_work` (the jobs and exports
 //! a runner pass has to carry on: RUNNING / STOPPING searches, RUNNING exports) and
-//! `search_token` (ClientToken to job id, for idempotent starts).
+//! `search_token` (ClientToken to job id, for idempotent starts). An ended search is entered
+//! for history retention (`model::history`) with its result rows, token and tags; an ended
+//! export with its token and tags (the files it wrote stay).
 //!
 //! Coffer's EFS resources (directory trees) answer searches for resource type EBS: their files
 //! are EBS result items (file path, size, modification time), see docs/search.md.
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
 use crate::model::indexes::{self, IndexRecord};
+use crate::model::{history, tags};
 
 pub(crate) const JOBS: &str = "search_job";
 pub(crate) const RESULTS: &str = "search_result";
@@ -97,6 +100,9 @@ pub(crate) struct SearchJob {
     pub after: Option<String>,
     pub items_scanned: i64,
     pub items_matched: i64,
+    /// The ClientToken that started the job, pruned with it (absent from older records).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl SearchJob {
@@ -197,6 +203,9 @@ pub(crate) struct ExportJob {
     pub message: Option<String>,
     pub creation: DateTime<Utc>,
     pub completion: Option<DateTime<Utc>>,
+    /// The ClientToken that started the export, pruned with it (absent from older records).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl ExportJob {
@@ -244,6 +253,60 @@ pub(crate) fn save_job(tx: &mut dyn Txn, job: &SearchJob) -> Result<()> {
         tx.put(WORK, &w, b"")?;
     } else {
         tx.delete(WORK, &w)?;
+        job_history(tx, job)?;
+    }
+    Ok(())
+}
+
+/// Enters an ended search job for deletion once the history retention has passed since it
+/// ended: the job, its result rows, its token and its tags (entering it again is harmless).
+fn job_history(tx: &mut dyn Txn, job: &SearchJob) -> Result<()> {
+    let Some(ended) = job.completion else {
+        return Ok(());
+    };
+    let (a, r) = (&job.account, &job.region);
+    let mut items = vec![
+        (JOBS.to_string(), job.key()),
+        history::prefix_item(RESULTS, &results_prefix(a, r, &job.id)),
+        (tags::TABLE.to_string(), job.arn.clone()),
+    ];
+    if let Some(t) = &job.token {
+        items.push((TOKENS.to_string(), key(a, r, t)));
+    }
+    history::record(tx, ended, &items)
+}
+
+/// Enters an ended export job the same way: the job, its token and its tags. The files it
+/// wrote stay in their bucket.
+fn export_history(tx: &mut dyn Txn, job: &ExportJob) -> Result<()> {
+    let Some(ended) = job.completion else {
+        return Ok(());
+    };
+    let (a, r) = (&job.account, &job.region);
+    let mut items = vec![
+        (EXPORTS.to_string(), job.key()),
+        (tags::TABLE.to_string(), job.arn.clone()),
+    ];
+    if let Some(t) = &job.token {
+        items.push((TOKENS.to_string(), key(a, r, &format!("export:{t}"))));
+    }
+    history::record(tx, ended, &items)
+}
+
+/// Enters a search job written before search jobs were pruned, if it has ended.
+pub(crate) fn enter_finished_job(tx: &mut dyn Txn, value: &[u8]) -> Result<()> {
+    let job: SearchJob = serde_json::from_slice(value)?;
+    if !job.status.is_active() {
+        job_history(tx, &job)?;
+    }
+    Ok(())
+}
+
+/// Enters an export job written before exports were pruned, if it has ended.
+pub(crate) fn enter_finished_export(tx: &mut dyn Txn, value: &[u8]) -> Result<()> {
+    let job: ExportJob = serde_json::from_slice(value)?;
+    if job.status != ExportStatus::Running {
+        export_history(tx, &job)?;
     }
     Ok(())
 }
@@ -272,6 +335,7 @@ pub(crate) fn save_export(tx: &mut dyn Txn, job: &ExportJob) -> Result<()> {
         tx.put(WORK, &w, b"")?;
     } else {
         tx.delete(WORK, &w)?;
+        export_history(tx, job)?;
     }
     Ok(())
 }

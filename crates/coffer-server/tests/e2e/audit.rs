@@ -1444,3 +1444,79 @@ async fn the_air_gapped_control_follows_real_copies() {
         Some("NON_COMPLIANT")
     );
 }
+
+/// History retention: a report job is forgotten once it ended longer ago than the retention
+/// (30 days by default), its report files stay; the plan's daily jobs of the last 30 days stay
+/// listed.
+#[tokio::test]
+async fn report_jobs_are_forgotten_after_the_retention_and_their_files_stay() {
+    let dir = temp_dir();
+    let (server, c, root) = start(dir.path()).await;
+    create_plan(
+        &c,
+        "kept",
+        channel("audit-reports", "", &["CSV"]),
+        setting("BACKUP_JOB_REPORT", &[]),
+    )
+    .await;
+    let first = report(&c, "kept").await;
+    assert_eq!(first.status(), Some("COMPLETED"));
+    let id = first.report_job_id().unwrap().to_string();
+    let keys = first.report_destination().unwrap().s3_keys().to_vec();
+    assert!(!keys.is_empty());
+
+    server
+        .move_clock(&format!("{{\"advance_seconds\": {}}}", 29 * DAY))
+        .await;
+    c.describe_report_job()
+        .report_job_id(&id)
+        .send()
+        .await
+        .unwrap();
+
+    server
+        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
+        .await;
+    let e = c
+        .describe_report_job()
+        .report_job_id(&id)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let now = server.clock_secs().await;
+    let mut listed = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .list_report_jobs()
+            .by_report_plan_name("kept")
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        listed.extend(page.report_jobs().iter().cloned());
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert!(
+        listed.len() >= 28,
+        "the daily jobs of the last 30 days stay: {}",
+        listed.len()
+    );
+    for j in &listed {
+        assert_ne!(j.report_job_id(), Some(id.as_str()));
+        let ended = j.completion_time().unwrap().secs();
+        assert!(
+            now - ended <= 30 * DAY,
+            "a job {} s old is listed",
+            now - ended
+        );
+    }
+    for k in &keys {
+        assert!(root.join(k).is_file(), "{k} stays");
+    }
+}

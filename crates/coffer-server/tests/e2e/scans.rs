@@ -576,3 +576,84 @@ async fn scan_jobs_survive_a_kill_and_run_after_the_restart() {
         4
     );
 }
+
+/// History retention: an ended scan job and the idempotency token that started it are
+/// forgotten once it ended longer ago than the retention (30 days by default); the token then
+/// starts a new scan, and the recovery point scanned stays.
+#[tokio::test]
+async fn ended_scan_jobs_are_forgotten_after_the_retention() {
+    const DAY: i64 = 86_400;
+    let dir = temp_dir();
+    setup(dir.path());
+    let cfg = dir.path().join("coffer.toml");
+    let server = Server::start(&[
+        "--dev",
+        "--account-id",
+        ACCOUNT,
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+    .await;
+    let c = server.client();
+    c.create_backup_vault()
+        .backup_vault_name("main")
+        .send()
+        .await
+        .unwrap();
+    let rp = backup(&c, EFS_ARN).await;
+    let start = |token: &'static str| {
+        let (c, rp) = (c.clone(), rp.clone());
+        async move {
+            c.start_scan_job()
+                .backup_vault_name("main")
+                .recovery_point_arn(rp)
+                .iam_role_arn(ROLE)
+                .scanner_role_arn(SCANNER_ROLE)
+                .malware_scanner(MalwareScanner::Guardduty)
+                .scan_mode(ScanMode::FullScan)
+                .idempotency_token(token)
+                .send()
+                .await
+                .unwrap()
+                .scan_job_id()
+                .to_string()
+        }
+    };
+    let id = start("scan-token").await;
+    assert_eq!(
+        result(&completed(&c, &id).await),
+        Some(&ScanResultStatus::NoThreatsFound)
+    );
+    assert_eq!(start("scan-token").await, id, "the token answers its job");
+
+    server
+        .move_clock(&format!("{{\"advance_seconds\": {}}}", 29 * DAY))
+        .await;
+    c.describe_scan_job().scan_job_id(&id).send().await.unwrap();
+
+    server
+        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
+        .await;
+    let e = c
+        .describe_scan_job()
+        .scan_job_id(&id)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let listed = c.list_scan_jobs().send().await.unwrap();
+    assert!(listed.scan_jobs().is_empty(), "{listed:?}");
+    let again = start("scan-token").await;
+    assert_ne!(again, id, "the token went with its job");
+    assert_eq!(
+        result(&completed(&c, &again).await),
+        Some(&ScanResultStatus::NoThreatsFound)
+    );
+    c.describe_recovery_point()
+        .backup_vault_name("main")
+        .recovery_point_arn(&rp)
+        .send()
+        .await
+        .unwrap();
+}

@@ -879,3 +879,141 @@ async fn an_index_built_from_the_previous_one_equals_a_full_build() {
     let every = search(&s, of_rp2(), None).await;
     assert_eq!(all_results(&s, &every).await, incremental);
 }
+
+/// History retention: an ended search job (with its result rows and ClientToken) and an
+/// ended export job (with its token) are forgotten once they ended longer ago than the
+/// retention (30 days by default); the export's files stay in their bucket, and the search's
+/// token then starts a new job.
+#[tokio::test]
+async fn ended_searches_and_exports_are_forgotten_after_the_retention() {
+    const DAY: i64 = 86_400;
+    let dir = temp_dir();
+    write(
+        &dir.path().join("src"),
+        "docs/a.txt",
+        b"hello\n",
+        1_700_000_000,
+    );
+    let cfg = dir.path().join("coffer.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[resources]]\narn = \"{FS_ARN}\"\nsource = \"{}\"\n\n\
+             [[report_buckets]]\nbucket = \"search-exports\"\ndirectory = \"{}\"\n",
+            dir.path().join("src").display(),
+            dir.path().join("exports").display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--dev",
+        "--account-id",
+        ACCOUNT,
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+    .await;
+    let (c, s) = (server.client(), search_client(&server));
+    c.create_backup_vault()
+        .backup_vault_name(VAULT)
+        .send()
+        .await
+        .unwrap();
+    indexed_backup(&c).await;
+    let start = |token: &'static str| {
+        let s = s.clone();
+        async move {
+            s.start_search_job()
+                .search_scope(ebs_scope())
+                .client_token(token)
+                .send()
+                .await
+                .unwrap()
+                .search_job_identifier()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let id = start("search-token").await;
+    assert_eq!(wait_search(&s, &id).await, SearchJobState::Completed);
+    assert_eq!(results(&s, &id).await.len(), 1, "one file found");
+    let eid = s
+        .start_search_result_export_job()
+        .search_job_identifier(&id)
+        .client_token("export-token")
+        .export_specification(ExportSpecification::S3ExportSpecification(
+            S3ExportSpecification::builder()
+                .destination_bucket("search-exports")
+                .build()
+                .unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap()
+        .export_job_identifier()
+        .to_string();
+    let ended = wait_until("the export to end", 60, || {
+        let (s, eid) = (s.clone(), eid.clone());
+        async move {
+            let j = s
+                .get_search_result_export_job()
+                .export_job_identifier(eid)
+                .send()
+                .await
+                .unwrap();
+            (j.status() != Some(&ExportJobStatus::Running)).then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(ended.status(), Some(&ExportJobStatus::Completed));
+    let csv = dir.path().join("exports").join(&eid).join("results.csv");
+    assert!(csv.is_file(), "the export wrote {}", csv.display());
+
+    // 29 days on, both are still there.
+    server
+        .move_clock(&format!("{{\"advance_seconds\": {}}}", 29 * DAY))
+        .await;
+    s.get_search_job()
+        .search_job_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(results(&s, &id).await.len(), 1);
+
+    // 31 days on, both are gone; the export's files stay.
+    server
+        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
+        .await;
+    let e = s
+        .get_search_job()
+        .search_job_identifier(&id)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let e = s
+        .list_search_job_results()
+        .search_job_identifier(&id)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let e = s
+        .get_search_result_export_job()
+        .export_job_identifier(&eid)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let listed = s.list_search_jobs().send().await.unwrap();
+    assert!(listed.search_jobs().is_empty(), "{listed:?}");
+    assert!(csv.is_file(), "the export's files stay");
+    // The search's token went with it: the same token starts a new job.
+    let again = start("search-token").await;
+    assert_ne!(again, id);
+    assert_eq!(wait_search(&s, &again).await, SearchJobState::Completed);
+    assert_eq!(results(&s, &again).await.len(), 1);
+}

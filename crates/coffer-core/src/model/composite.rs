@@ -15,23 +15,36 @@ use coffer_api::ApiError;
 use coffer_store::Txn;
 
 use crate::model::error::Result;
-use crate::model::recovery_points::{self, RecoveryPointRecord, TABLE};
+use crate::model::paging;
+use crate::model::recovery_points::{self, RecoveryPointRecord, TABLE, VaultField};
 use crate::model::{events, retention, vaults};
 
-/// The children that `parent` still has, in its vault.
+/// The children that `parent` still has, in its vault: read from the vault's parent index
+/// ([`recovery_points::BY_VAULT_FIELD`]) once it is built, from every point of the vault before.
 pub(crate) fn children(
     tx: &mut dyn Txn,
     parent: &RecoveryPointRecord,
 ) -> Result<Vec<RecoveryPointRecord>> {
-    let prefix = format!(
-        "{}:{}:{}:",
-        parent.account, parent.region, parent.vault_name
-    );
+    let (a, r, v) = (&parent.account, &parent.region, &parent.vault_name);
+    let is_child =
+        |rp: &RecoveryPointRecord| rp.composite.parent_arn.as_deref() == Some(parent.arn.as_str());
     let mut out = Vec::new();
-    for (_, v) in tx.scan(TABLE, &prefix, None, usize::MAX)? {
-        let rp: RecoveryPointRecord = serde_json::from_slice(&v)?;
-        if rp.composite.parent_arn.as_deref() == Some(parent.arn.as_str()) {
-            out.push(rp);
+    if recovery_points::by_field_built(tx)? {
+        let prefix =
+            recovery_points::by_vault_field_prefix(a, r, v, VaultField::Parent, &parent.arn);
+        for (_, entry) in paging::scan_all(tx, recovery_points::BY_VAULT_FIELD, &prefix)? {
+            if let Some(rp) = recovery_points::load_key(tx, &entry)?
+                && is_child(&rp)
+            {
+                out.push(rp);
+            }
+        }
+    } else {
+        for (_, value) in paging::scan_all(tx, TABLE, &format!("{a}:{r}:{v}:"))? {
+            let rp: RecoveryPointRecord = serde_json::from_slice(&value)?;
+            if is_child(&rp) {
+                out.push(rp);
+            }
         }
     }
     out.sort_by(|a, b| a.composite.member_id.cmp(&b.composite.member_id));

@@ -708,6 +708,12 @@ const BUILT_PROTECTED: &str = "recovery_points_protected";
 /// Points read per transaction while the indexes are built for an older store.
 const BUILD_BATCH: usize = 500;
 
+/// Whether [`BY_VAULT_FIELD`] holds every point's entries (a store written before it has them
+/// only once [`build_indexes`] has run).
+pub(crate) fn by_field_built(tx: &mut dyn Txn) -> Result<bool> {
+    Ok(!due::needs_backfill(tx, BUILT)? && !due::needs_backfill(tx, BUILT_BY_FIELD)?)
+}
+
 /// The record an index entry's value (a point's key, and in [`BY_VAULT`] its index's status)
 /// names, if it still exists.
 pub(crate) fn load_key(tx: &mut dyn Txn, value: &[u8]) -> Result<Option<RecoveryPointRecord>> {

@@ -16,6 +16,7 @@ mod copy;
 mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -165,6 +166,80 @@ pub trait Txn {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>>;
+    /// The records stored under `keys`, in their order (`None` for a key with none): one
+    /// query on PostgreSQL, where each read is a round trip to the server; the default reads
+    /// them one by one, which is as fast on SQLite.
+    fn get_many(&mut self, table: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(table, k)).collect()
+    }
+}
+
+/// A transaction that answers the reads of keys named in advance from one [`Txn::get_many`]
+/// per table: how a listing loads the records a page of index entries points at in one
+/// round trip, without its per-entry code knowing. Every other call goes to the transaction
+/// underneath; a write forgets what was read ahead for its key.
+pub struct Prefetched<'a> {
+    inner: &'a mut dyn Txn,
+    ahead: HashMap<(String, String), Option<Vec<u8>>>,
+}
+
+impl<'a> Prefetched<'a> {
+    /// Reads `keys` of each table of `wanted` ahead.
+    pub fn read(inner: &'a mut dyn Txn, wanted: Vec<(&str, Vec<String>)>) -> Result<Self> {
+        let mut ahead = HashMap::new();
+        for (table, keys) in wanted {
+            if keys.is_empty() {
+                continue;
+            }
+            let values = inner.get_many(table, &keys)?;
+            for (key, value) in keys.into_iter().zip(values) {
+                ahead.insert((table.to_string(), key), value);
+            }
+        }
+        Ok(Prefetched { inner, ahead })
+    }
+
+    fn forget(&mut self, table: &str, key: &str) {
+        if !self.ahead.is_empty() {
+            self.ahead.remove(&(table.to_string(), key.to_string()));
+        }
+    }
+}
+
+impl Txn for Prefetched<'_> {
+    fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        if self.ahead.is_empty() {
+            return self.inner.get(table, key);
+        }
+        match self.ahead.remove(&(table.to_string(), key.to_string())) {
+            Some(value) => Ok(value),
+            None => self.inner.get(table, key),
+        }
+    }
+    fn put(&mut self, table: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.forget(table, key);
+        self.inner.put(table, key, value)
+    }
+    fn insert_new(&mut self, table: &str, key: &str, value: &[u8]) -> Result<bool> {
+        self.forget(table, key);
+        self.inner.insert_new(table, key, value)
+    }
+    fn delete(&mut self, table: &str, key: &str) -> Result<bool> {
+        self.forget(table, key);
+        self.inner.delete(table, key)
+    }
+    fn scan(
+        &mut self,
+        table: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        self.inner.scan(table, prefix, start_after, limit)
+    }
+    fn get_many(&mut self, table: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.inner.get_many(table, keys)
+    }
 }
 
 /// Work run inside one transaction. It returns whether to commit.
@@ -254,6 +329,9 @@ impl Txn for Recording<'_> {
         limit: usize,
     ) -> Result<Vec<Record>> {
         self.inner.scan(table, prefix, start_after, limit)
+    }
+    fn get_many(&mut self, table: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.inner.get_many(table, keys)
     }
 }
 

@@ -417,6 +417,19 @@ impl Txn for PgTxn<'_> {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
+    fn get_many(&mut self, table: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.len() < 2 {
+            return keys.iter().map(|k| self.get(table, k)).collect();
+        }
+        let rows = self.query(
+            "SELECT key, value FROM records WHERE tbl = $1 AND key = ANY($2)",
+            &[&table, &keys],
+        )?;
+        let found: std::collections::HashMap<String, Vec<u8>> =
+            rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     fn put(&mut self, table: &str, key: &str, value: &[u8]) -> Result<()> {
         self.execute(
             "INSERT INTO records (tbl, key, value) VALUES ($1, $2, $3)

@@ -255,6 +255,73 @@ async fn scan_finds_every_key_of_its_prefix_whatever_follows() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn get_many_answers_each_key_in_order_and_prefetched_reads_stay_true() {
+    for fx in fixtures().await {
+        eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));
+        let store = fx.open();
+        store
+            .write(|tx| {
+                tx.put("job", "a", b"1")?;
+                tx.put("job", "b", b"2")?;
+                tx.put("other", "a", b"x")?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        let keys: Vec<String> = ["b", "missing", "a", "b"].map(String::from).to_vec();
+        let got = store
+            .read(move |tx| tx.get_many("job", &keys))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                Some(b"2".to_vec()),
+                None,
+                Some(b"1".to_vec()),
+                Some(b"2".to_vec())
+            ]
+        );
+        let (a, other, b_after_put, c) = store
+            .write(|tx| {
+                let mut p = crate::Prefetched::read(
+                    tx,
+                    vec![(
+                        "job",
+                        vec!["a".to_string(), "b".to_string(), "c".to_string()],
+                    )],
+                )?;
+                let a = p.get("job", "a")?;
+                let other = p.get("other", "a")?;
+                p.put("job", "b", b"3")?;
+                let b = p.get("job", "b")?;
+                p.put("job", "c", b"4")?;
+                let c = p.get("job", "c")?;
+                Ok::<_, StoreError>((a, other, b, c))
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            other.as_deref(),
+            Some(&b"x"[..]),
+            "another table reads through"
+        );
+        assert_eq!(
+            b_after_put.as_deref(),
+            Some(&b"3"[..]),
+            "a write forgets what was read ahead"
+        );
+        assert_eq!(
+            c.as_deref(),
+            Some(&b"4"[..]),
+            "a key read ahead as absent, then written"
+        );
+        store.clear().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cached_reads_see_every_committed_write() {
     for fx in fixtures().await {
         eprintln!("backend: {}", fx.location.split(':').next().unwrap_or(""));

@@ -318,12 +318,24 @@ pub(crate) async fn list(
     let (list, next) = meta
         .store()
         .read(move |tx| {
-            scan_page(
+            // Each plan's current version, read ahead for the whole batch.
+            let ahead = |rows: &[(String, Vec<u8>)]| -> paging::Ahead {
+                let keys = rows
+                    .iter()
+                    .filter_map(|(_, v)| decode::<PlanRecord>(v).ok())
+                    .filter(|p| include_deleted || p.deletion_date.is_none())
+                    .map(|p| version_key(&p.account, &p.region, &p.id, p.current_sequence))
+                    .collect();
+                vec![(VERSION_TABLE, keys)]
+            };
+            paging::scan_page_ahead(
                 tx,
                 TABLE,
                 &prefix,
+                &paging::KeyRange::default(),
                 input.next_token.as_deref(),
                 input.max_results,
+                ahead,
                 |tx, v| {
                     let plan: PlanRecord = decode(v)?;
                     if plan.deletion_date.is_some() && !include_deleted {

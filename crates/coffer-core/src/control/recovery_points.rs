@@ -8,7 +8,7 @@ use coffer_api::{ApiError, RequestContext};
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::jobs::within;
-use crate::model::paging::{KeyRange, scan_page, scan_page_within};
+use crate::model::paging::{Ahead, KeyRange, scan_page_ahead};
 use crate::model::recovery_points::RecoveryPointRecord;
 use crate::model::recovery_points::*;
 use crate::model::rp_keys::read_entry;
@@ -146,6 +146,26 @@ pub(crate) async fn list_by_vault(
     })
 }
 
+/// What a page of point index entries (values: the points' keys) reads ahead: the points,
+/// and with `with_index` their file index records.
+fn points_ahead(rows: &[(String, Vec<u8>)], with_index: bool) -> Ahead {
+    let keys: Vec<String> = rows.iter().map(|(_, v)| read_entry(v).0).collect();
+    let mut ahead = Vec::new();
+    if with_index {
+        // A point's key is `ACCOUNT:REGION:VAULT:ID`; its index record's `ACCOUNT:REGION:ID`.
+        let of_index = keys
+            .iter()
+            .filter_map(|k| match k.splitn(4, ':').collect::<Vec<_>>()[..] {
+                [a, r, _, id] => Some(indexes::key(a, r, id)),
+                _ => None,
+            })
+            .collect();
+        ahead.push((indexes::TABLE, of_index));
+    }
+    ahead.push((TABLE, keys));
+    ahead
+}
+
 /// A page of ListRecoveryPointsByBackupVault.
 type VaultPage = (
     Vec<(RecoveryPointRecord, Option<IndexStatus>)>,
@@ -177,13 +197,14 @@ pub(crate) fn page_by_vault(
             .map(|a| format!("{prefix}{};", newest_first(a.0))),
     };
     let token = input.next_token.as_deref();
-    scan_page_within(
+    scan_page_ahead(
         tx,
         table,
         &prefix,
         &range,
         token,
         input.max_results,
+        |rows| points_ahead(rows, table != BY_VAULT),
         |tx, v| {
             let Some(rp) = load_key(tx, v)? else {
                 return Ok(None);
@@ -210,12 +231,14 @@ pub(crate) async fn list_by_resource(
     let (page, next) = meta
         .store()
         .read(move |tx| {
-            scan_page(
+            scan_page_ahead(
                 tx,
                 BY_RESOURCE,
                 &prefix,
+                &KeyRange::default(),
                 input.next_token.as_deref(),
                 input.max_results,
+                |rows| points_ahead(rows, false),
                 |tx, v| load_key(tx, v),
             )
         })
@@ -726,6 +749,8 @@ mod tests {
             })
             .await
             .unwrap();
+        // A Coffer started on that store (a process that has not seen its indexes built).
+        let meta = Meta::new(meta.store().clone(), meta.clock().clone());
         for ((input, _), old) in filters().into_iter().zip(&before) {
             assert_eq!(&list_all(&meta, &input, 4).await, old, "{input:?}");
         }

@@ -33,7 +33,7 @@
 
 use chrono::{DateTime, Utc};
 use coffer_api::ApiError;
-use coffer_store::Txn;
+use coffer_store::{Prefetched, Txn};
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::Result;
@@ -509,6 +509,14 @@ fn walk<T>(
     loop {
         let rows = tx.scan(TABLE, prefix, cursor.as_deref(), batch(limit))?;
         let exhausted = rows.len() < batch(limit);
+        // The jobs of the batch's entries, read in one go (one round trip on PostgreSQL).
+        let wanted = rows
+            .iter()
+            .filter_map(|(key, _)| Position::parse(&key[prefix.len()..]))
+            .take_while(|pos| to.as_deref().is_none_or(|t| &pos.0[..20] <= t))
+            .map(|pos| job_key(&plan.account, &plan.region, pos.id()))
+            .collect();
+        let tx = &mut Prefetched::read(&mut *tx, vec![(plan.kind.table(), wanted)])?;
         for (key, _) in rows {
             let Some(pos) = Position::parse(&key[prefix.len()..]) else {
                 *cursor = Some(key);
@@ -552,6 +560,19 @@ fn page_by_completion<T>(
     'scan: loop {
         let rows = tx.scan(TABLE, &prefix, cursor.as_deref(), 1000)?;
         let exhausted = rows.len() < 1000;
+        // The jobs of the batch's entries in range, read in one go.
+        let wanted = rows
+            .iter()
+            .map(|(key, _)| &key[prefix.len()..])
+            .take_while(|tail| {
+                to.as_deref()
+                    .is_none_or(|t| tail.get(..20).is_some_and(|d| d <= t))
+            })
+            .filter_map(|tail| tail.get(21..).and_then(Position::parse))
+            .filter(|p| after.is_none_or(|a| p > a))
+            .map(|pos| job_key(&plan.account, &plan.region, pos.id()))
+            .collect();
+        let tx = &mut Prefetched::read(&mut *tx, vec![(plan.kind.table(), wanted)])?;
         for (key, _) in rows {
             let tail = &key[prefix.len()..];
             let (done, pos) = (tail.get(..20), tail.get(21..).and_then(Position::parse));

@@ -54,6 +54,9 @@ pub(crate) mod vault_policy;
 pub(crate) mod vault_subresource;
 pub(crate) mod vaults;
 
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
 use coffer_store::StoreHandle;
 
 use clock::Clock;
@@ -63,11 +66,31 @@ use clock::Clock;
 pub struct Meta {
     store: StoreHandle,
     clock: Clock,
+    /// The one-time builds (indexes of a store written by an older Coffer) seen complete by
+    /// this process: a build never comes undone, so once one is seen complete its check is
+    /// skipped (on PostgreSQL each check is a transaction).
+    built: Arc<RwLock<HashSet<&'static str>>>,
 }
 
 impl Meta {
     pub fn new(store: StoreHandle, clock: Clock) -> Self {
-        Meta { store, clock }
+        Meta {
+            store,
+            clock,
+            built: Arc::default(),
+        }
+    }
+
+    /// Whether this process has seen the one-time build `what` complete.
+    pub(crate) fn seen_built(&self, what: &'static str) -> bool {
+        self.built.read().is_ok_and(|b| b.contains(what))
+    }
+
+    /// Notes that the one-time build `what` is complete.
+    pub(crate) fn note_built(&self, what: &'static str) {
+        if let Ok(mut b) = self.built.write() {
+            b.insert(what);
+        }
     }
 
     pub fn store(&self) -> &StoreHandle {

@@ -6,7 +6,7 @@
 
 use coffer_api::ApiError;
 
-use coffer_store::{StoreError, Txn};
+use coffer_store::{Prefetched, StoreError, Txn};
 
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
 
@@ -104,6 +104,38 @@ pub(crate) fn scan_page_within<T>(
     range: &KeyRange,
     next_token: Option<&str>,
     max_results: Option<i32>,
+    member: impl FnMut(&mut dyn Txn, &[u8]) -> crate::model::error::Result<Option<T>>,
+) -> crate::model::error::Result<(Vec<T>, Option<String>)> {
+    let ahead = |_: &[(String, Vec<u8>)]| Vec::new();
+    scan_page_ahead(
+        tx,
+        table,
+        prefix,
+        range,
+        next_token,
+        max_results,
+        ahead,
+        member,
+    )
+}
+
+/// What a listing over an index reads ahead for a batch of its entries: per table, the keys
+/// of the records `member` will read for them (see [`scan_page_ahead`]).
+pub(crate) type Ahead = Vec<(&'static str, Vec<String>)>;
+
+/// [`scan_page_within`] over an index whose entries point at records elsewhere: for each
+/// batch of entries it reads, the records `ahead` names are read first in one
+/// [`Txn::get_many`] per table (one round trip on PostgreSQL instead of one per entry), and
+/// `member`'s reads of them are answered from there.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_page_ahead<T>(
+    tx: &mut dyn Txn,
+    table: &str,
+    prefix: &str,
+    range: &KeyRange,
+    next_token: Option<&str>,
+    max_results: Option<i32>,
+    ahead: impl Fn(&[(String, Vec<u8>)]) -> Ahead,
     mut member: impl FnMut(&mut dyn Txn, &[u8]) -> crate::model::error::Result<Option<T>>,
 ) -> crate::model::error::Result<(Vec<T>, Option<String>)> {
     let mut cursor = match next_token {
@@ -122,6 +154,11 @@ pub(crate) fn scan_page_within<T>(
         let rows = tx.scan(table, prefix, cursor.as_deref(), batch)?;
         let exhausted = rows.len() < batch;
         batch = batch.saturating_mul(2).min(SCAN_BATCH);
+        let within = rows
+            .iter()
+            .take_while(|(k, _)| range.before.as_ref().is_none_or(|b| k < b))
+            .count();
+        let tx = &mut Prefetched::read(&mut *tx, ahead(&rows[..within]))?;
         for (k, v) in rows {
             if range.before.as_ref().is_some_and(|b| &k >= b) {
                 return Ok((page, None));

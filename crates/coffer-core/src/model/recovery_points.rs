@@ -616,6 +616,9 @@ pub(crate) fn queue_page(
 /// [`BUILD_BATCH`] records per transaction. Afterwards this is three reads; every reader of
 /// the indexes calls it first.
 pub(crate) async fn build_indexes(meta: &Meta) -> Result<()> {
+    if meta.seen_built(BUILT_PROTECTED) {
+        return Ok(());
+    }
     let (points, entries) = meta
         .store()
         .read(|tx| -> Result<(bool, bool)> {
@@ -626,6 +629,7 @@ pub(crate) async fn build_indexes(meta: &Meta) -> Result<()> {
         })
         .await?;
     if !points && !entries {
+        meta.note_built(BUILT_PROTECTED);
         return Ok(());
     }
     // Rewriting every point's entries rewrites the protected resources' too; a store whose
@@ -660,7 +664,9 @@ pub(crate) async fn build_indexes(meta: &Meta) -> Result<()> {
             due::backfilled(tx, BUILT_BY_FIELD, now)?;
             due::backfilled(tx, BUILT_PROTECTED, now)
         })
-        .await
+        .await?;
+    meta.note_built(BUILT_PROTECTED);
+    Ok(())
 }
 
 /// Rewrites the entries of a page of `table` ([`PROTECTED`] or [`PROTECTED_IN_VAULT`], at

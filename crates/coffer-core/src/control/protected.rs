@@ -131,42 +131,35 @@ pub(crate) async fn list_by_vault(
 /// The newest completed restore job of a resource: read from the newest end of the restore
 /// jobs' resource index (`model::job_index`), or, while a store written by an earlier Coffer
 /// is being indexed, from every restore job of the scope.
-async fn latest_completed_restore(
-    meta: &Meta,
-    ctx: &RequestContext,
-    resource_arn: &str,
+fn latest_completed_restore(
+    tx: &mut dyn coffer_store::Txn,
+    account: &str,
+    region: &str,
+    resource: &str,
 ) -> Result<Option<JobRecord>> {
-    let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
-    let resource = resource_arn.to_string();
     let kind = JobKind::Restore;
-    let wanted = resource.clone();
-    let completed = move |j: &JobRecord| j.resource_arn == wanted && j.state == JobState::Completed;
-    meta.store()
-        .read(move |tx| -> Result<Option<JobRecord>> {
-            if !job_index::built(tx)? {
-                let prefix = format!("{account}:{region}:");
-                let mut latest: Option<JobRecord> = None;
-                for (_, v) in scan_all(tx, kind.table(), &prefix)? {
-                    let j: JobRecord = serde_json::from_slice(&v)?;
-                    let newer = latest
-                        .as_ref()
-                        .is_none_or(|l| (j.creation_date, &j.id) >= (l.creation_date, &l.id));
-                    if completed(&j) && newer {
-                        latest = Some(j);
-                    }
-                }
-                return Ok(latest);
+    let completed = |j: &JobRecord| j.resource_arn == resource && j.state == JobState::Completed;
+    if !job_index::built(tx)? {
+        let prefix = format!("{account}:{region}:");
+        let mut latest: Option<JobRecord> = None;
+        for (_, v) in scan_all(tx, kind.table(), &prefix)? {
+            let j: JobRecord = serde_json::from_slice(&v)?;
+            let newer = latest
+                .as_ref()
+                .is_none_or(|l| (j.creation_date, &j.id) >= (l.creation_date, &l.id));
+            if completed(&j) && newer {
+                latest = Some(j);
             }
-            let keys =
-                job_index::job_keys(tx, kind, &account, &region, Field::Resource, &resource)?;
-            for key in keys.iter().rev() {
-                if let Some(j) = load_job(tx, kind, key)?.filter(&completed) {
-                    return Ok(Some(j));
-                }
-            }
-            Ok(None)
-        })
-        .await
+        }
+        return Ok(latest);
+    }
+    let keys = job_index::job_keys(tx, kind, account, region, Field::Resource, resource)?;
+    for key in keys.iter().rev() {
+        if let Some(j) = load_job(tx, kind, key)?.filter(completed) {
+            return Ok(Some(j));
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) async fn describe(
@@ -181,9 +174,16 @@ pub(crate) async fn describe(
         ctx.region.clone(),
         input.resource_arn.clone(),
     );
-    let latest = meta
+    // The newest point and the newest completed restore, in one transaction.
+    let (latest, restore) = meta
         .store()
-        .read(move |tx| recovery_points::newest_of_resource(tx, &a, &r, &arn))
+        .read(move |tx| -> Result<_> {
+            let Some(p) = recovery_points::newest_of_resource(tx, &a, &r, &arn)? else {
+                return Ok((None, None));
+            };
+            let restore = latest_completed_restore(tx, &a, &r, &arn)?;
+            Ok((Some(p), restore))
+        })
         .await?;
     let Some(p) = latest else {
         return Err(ApiError::not_found(format!(
@@ -192,7 +192,6 @@ pub(crate) async fn describe(
         ))
         .into());
     };
-    let restore = latest_completed_restore(meta, ctx, &input.resource_arn).await?;
     Ok(DescribeProtectedResourceOutput {
         last_backup_time: Some(Timestamp(p.creation_date)),
         last_backup_vault_arn: Some(p.vault_arn.clone()),

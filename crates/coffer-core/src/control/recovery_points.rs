@@ -23,10 +23,13 @@ pub(crate) async fn describe(
     input: DescribeRecoveryPointInput,
 ) -> Result<DescribeRecoveryPointOutput> {
     let (a, r) = (ctx.account_id.clone(), ctx.region.clone());
-    vaults::get(meta, &a, &r, &input.backup_vault_name).await?;
+    // One transaction for the vault, the point and its index record (on PostgreSQL each
+    // transaction costs two more round trips).
     let (rp, index) = meta
         .store()
         .read(move |tx| -> Result<_> {
+            let name = &input.backup_vault_name;
+            vaults::load(tx, &vaults::key(&a, &r, name), name)?;
             let rp = find_in_vault(
                 tx,
                 &a,

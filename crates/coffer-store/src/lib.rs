@@ -6,7 +6,8 @@
 //! [`StoreHandle::write`] commits atomically before the call returns, so whatever a client
 //! was told succeeded is durable. Keeping the interface this narrow is what lets a PostgreSQL
 //! backend follow without touching the domain: it needs the same five record operations and
-//! serialisable transactions, nothing else.
+//! serialisable transactions, nothing else (a sixth, `get_many`, has a default made of the
+//! five; PostgreSQL answers it in one query).
 //!
 //! The embedded default is SQLite in WAL mode with `synchronous = FULL`; several nodes share
 //! one PostgreSQL database (see `postgres.rs` for how its transactions stay serial).

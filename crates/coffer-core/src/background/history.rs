@@ -1,5 +1,6 @@
 //! The history pruner: deletes finished jobs (with their index entries), their idempotency
-//! tokens, report, scan and search jobs (with a search's result rows), plan firings and
+//! tokens, report, scan and search jobs (with a search's result rows), plan firings, restore
+//! testing run claims and
 //! notification dead letters once they are older than the
 //! configured retention (`model::history`), in bounded batches, one transaction each, so a
 //! large backlog never holds the store's writer for long. It runs as its own worker every
@@ -14,7 +15,7 @@ use crate::background::worker::Worker;
 use crate::dataplane::Executor;
 use crate::model::error::Result;
 use crate::model::history::{self, BATCH, FIRINGS, Pruned};
-use crate::model::{events, job_index, jobs, reports, scans, search};
+use crate::model::{events, job_index, jobs, reports, restore_testing, scans, search};
 use coffer_store::Txn;
 
 /// The pruner as a [`Worker`].
@@ -44,8 +45,14 @@ impl Worker for HistoryWorker {
 const BACKFILLED: [&str; 4] = ["backup_job", "copy_job", "restore_job", FIRINGS];
 
 /// The tables entered once by a later backfill of their own (they were pruned from a later
-/// version on).
-const BACKFILLED_LATER: [&str; 4] = [reports::JOBS, scans::TABLE, search::JOBS, search::EXPORTS];
+/// version on; the restore testing run claims are entered by their scheduled time).
+const BACKFILLED_LATER: [&str; 5] = [
+    reports::JOBS,
+    scans::TABLE,
+    search::JOBS,
+    search::EXPORTS,
+    restore_testing::RUNS,
+];
 
 /// Enters one record of [`BACKFILLED`] or [`BACKFILLED_LATER`] that was written before the
 /// history table (or before its table was pruned).
@@ -56,6 +63,7 @@ fn enter_existing(tx: &mut dyn Txn, table: &str, key: &str, value: &[u8]) -> Res
         scans::TABLE => scans::enter_finished(tx, value),
         search::JOBS => search::enter_finished_job(tx, value),
         search::EXPORTS => search::enter_finished_export(tx, value),
+        restore_testing::RUNS => restore_testing::enter_run(tx, key),
         _ => jobs::enter_finished(tx, value),
     }
 }
@@ -90,8 +98,8 @@ pub(crate) async fn prune_history(plane: &Executor) -> Result<PrunePass> {
     let store = plane.store();
     index_existing_jobs(plane).await?;
     for (cursor, tables) in [
-        (history::BACKFILL_JOBS, &BACKFILLED),
-        (history::BACKFILL_OTHER_JOBS, &BACKFILLED_LATER),
+        (history::BACKFILL_JOBS, &BACKFILLED[..]),
+        (history::BACKFILL_OTHER_JOBS, &BACKFILLED_LATER[..]),
     ] {
         while !store
             .write(move |tx| history::backfill(tx, cursor, tables, BATCH, &enter_existing))
@@ -141,6 +149,55 @@ pub(crate) async fn prune_history(plane: &Executor) -> Result<PrunePass> {
 mod tests {
     use super::*;
     use crate::model::jobs::JobKind;
+
+    #[tokio::test]
+    async fn older_restore_testing_run_claims_are_entered_by_their_time_and_pruned() {
+        use chrono::TimeZone;
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            coffer_store::StoreHandle::open(dir.path().join("m.db").to_str().unwrap()).unwrap();
+        let old = "111122223333:us-east-1:nightly:2026-01-01T05:00:00Z";
+        let newer = "111122223333:us-east-1:nightly:2026-02-01T05:00:00Z";
+        store
+            .write(move |tx| -> Result<()> {
+                // Written as an older Coffer did: no history entry.
+                tx.put(restore_testing::RUNS, old, b"[]")?;
+                tx.put(restore_testing::RUNS, newer, b"[]")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        while !store
+            .write(|tx| {
+                history::backfill(
+                    tx,
+                    history::BACKFILL_OTHER_JOBS,
+                    &BACKFILLED_LATER,
+                    BATCH,
+                    &enter_existing,
+                )
+            })
+            .await
+            .unwrap()
+        {}
+        let cut = Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap();
+        let p = store
+            .write(move |tx| history::prune(tx, cut, BATCH))
+            .await
+            .unwrap();
+        assert_eq!((p.entries, p.records), (1, 1));
+        let left: Vec<String> = store
+            .read(|tx| -> Result<Vec<String>> {
+                Ok(tx
+                    .scan(restore_testing::RUNS, "", None, 10)?
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect())
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, [newer]);
+    }
 
     #[test]
     fn the_backfill_reads_every_job_table() {

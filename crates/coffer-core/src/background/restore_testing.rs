@@ -151,6 +151,9 @@ async fn run_one(
                 put_plan(tx, &plan)?;
                 return Ok(None);
             }
+            // The claim is history once its time has passed: pruned like the plans' firings.
+            let claim = (RUNS.to_string(), run_key(&plan, at));
+            crate::model::history::record(tx, at, &[claim])?;
             let run = RunSpec {
                 plan: &plan,
                 at,

@@ -7,7 +7,7 @@
 //! CreatorRequestId makes creation idempotent (`rt_plan_token`, `rt_selection_token`).
 //!
 //! Each scheduled run is claimed once (`rt_run`, key `ACCOUNT:REGION:PLAN:TIME`, with
-//! `insert_new`) in the transaction that moves the plan's next run on and creates the run's
+//! `insert_new`; pruned after the history retention like the plans' firings) in the transaction that moves the plan's next run on and creates the run's
 //! restore jobs: one per selected resource that has a recovery point the plan's selection
 //! accepts, restoring into a scratch directory Coffer owns, CreatedBy naming the plan. Each
 //! such job has a [`TestRecord`] (`rt_test`, keyed like the job) until its scratch data is
@@ -44,6 +44,19 @@ pub(crate) const SELECTION_TOKENS: &str = "rt_selection_token";
 pub(crate) const RUNS: &str = "rt_run";
 /// The restore tests whose scratch data is not deleted yet: key `ACCOUNT:REGION:JOBID`.
 pub(crate) const TESTS: &str = "rt_test";
+
+/// Enters a run claim written before the claims were pruned, by the scheduled time its key
+/// ends with (`ACCOUNT:REGION:PLAN:TIME`; neither the account, the region nor a plan name
+/// holds a `:`).
+pub(crate) fn enter_run(tx: &mut dyn Txn, key: &str) -> Result<()> {
+    if let Some(time) = key.splitn(4, ':').nth(3)
+        && let Ok(at) = DateTime::parse_from_rfc3339(time)
+    {
+        let claim = (RUNS.to_string(), key.to_string());
+        crate::model::history::record(tx, at.with_timezone(&Utc), &[claim])?;
+    }
+    Ok(())
+}
 
 pub(crate) const DEFAULT_SELECTION_WINDOW_DAYS: i32 = 30;
 pub(crate) const MAX_SELECTION_WINDOW_DAYS: i32 = 365;

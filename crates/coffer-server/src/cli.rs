@@ -504,12 +504,19 @@ pub async fn store(cmd: StoreCommand) -> Result<()> {
 
 /// `coffer store copy`: progress on stderr every few seconds, the summary on stdout.
 async fn store_copy(args: StoreCopyArgs) -> Result<()> {
+    let to_postgres = args.to.starts_with("postgres://") || args.to.starts_with("postgresql://");
     let summary = tokio::task::spawn_blocking(move || {
         let mut shown = std::time::Instant::now();
         let mut report = |p: &coffer_store::CopyProgress| {
             if shown.elapsed().as_secs() >= 2 || p.rows == p.total {
                 shown = std::time::Instant::now();
                 show_progress(p);
+                if p.rows == p.total && to_postgres {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "committing, then VACUUM (ANALYZE) of the copied records"
+                    );
+                }
             }
         };
         coffer_store::copy(&args.from, &args.to, &mut report)
@@ -526,6 +533,17 @@ async fn store_copy(args: StoreCopyArgs) -> Result<()> {
         summary.to,
         summary.rows as f64 / seconds.max(1e-3)
     );
+    match &summary.vacuum {
+        Some(Ok(took)) => text.push_str(&format!(
+            "VACUUM (ANALYZE) of the copied records took {:.1} s\n",
+            took.as_secs_f64()
+        )),
+        Some(Err(e)) => text.push_str(&format!(
+            "warning: the copy committed, but VACUUM (ANALYZE) of the copied records failed: {e}; \
+             run `VACUUM (ANALYZE) records` on the database (autovacuum will otherwise do it later)\n"
+        )),
+        None => {}
+    }
     let width = summary.tables.keys().map(String::len).max().unwrap_or(0);
     for (table, rows) in &summary.tables {
         text.push_str(&format!("  {table:<width$}  {rows:>10}\n"));

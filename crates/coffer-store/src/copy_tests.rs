@@ -122,6 +122,29 @@ async fn a_copy_carries_every_row_unchanged_to_postgres_and_back() {
     let bytes: usize = want.iter().map(|(_, k, v)| k.len() + v.len()).sum();
     assert_eq!(there.bytes, bytes as u64);
     assert!(there.from.starts_with("sqlite "), "{}", there.from);
+    if StoreHandle::is_postgres(&middle) {
+        // The copied rows were vacuumed and analyzed after the commit.
+        assert!(
+            matches!(there.vacuum, Some(Ok(_))),
+            "VACUUM (ANALYZE) after the copy: {:?}",
+            there.vacuum
+        );
+        let (client, connection) = tokio_postgres::connect(&middle, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT last_vacuum IS NOT NULL, last_analyze IS NOT NULL \
+                 FROM pg_stat_user_tables WHERE relname = 'records'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1)), (true, true));
+    } else {
+        assert!(there.vacuum.is_none(), "{:?}", there.vacuum);
+    }
 
     let back_again = run_copy(&middle, &back).await.unwrap();
     assert_eq!(back_again.rows, written as u64);

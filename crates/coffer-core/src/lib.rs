@@ -302,7 +302,9 @@ impl Coffer {
     }
 
     pub async fn reset(&self) -> Result<(), ApiError> {
-        self.store().clear().await.map_err(ApiError::internal)
+        self.store().clear().await.map_err(ApiError::internal)?;
+        self.meta().forget_built();
+        Ok(())
     }
 }
 

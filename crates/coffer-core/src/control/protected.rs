@@ -6,15 +6,16 @@
 //! holds what the listing shows of its resource's newest point (`recovery_points::Protected`,
 //! kept with every write and removal of a point), so a page reads no point. An entry of an
 //! earlier Coffer (the ARN alone, until `build_indexes` has rewritten it) is answered from the
-//! first point of the resource's index. DescribeProtectedResource reads the resource's index
-//! newest first (`model::recovery_points`).
+//! first point of the resource's index. DescribeProtectedResource reads the resource's entry
+//! in `rp_protected` the same way, and its newest completed restore from the restore jobs'
+//! resource index.
 
 use coffer_api::types::*;
 use coffer_api::{ApiError, RequestContext, Timestamp};
 
 use crate::model::error::Result;
 use crate::model::job_index::{self, Field};
-use crate::model::jobs::{JobKind, JobRecord, load_job};
+use crate::model::jobs::{JobKind, JobRecord};
 use crate::model::paging::{scan_all, scan_page};
 use crate::model::recovery_points::{Protected, RecoveryPointRecord};
 use crate::model::states::JobState;
@@ -129,17 +130,18 @@ pub(crate) async fn list_by_vault(
 }
 
 /// The newest completed restore job of a resource: read from the newest end of the restore
-/// jobs' resource index (`model::job_index`), or, while a store written by an earlier Coffer
-/// is being indexed, from every restore job of the scope.
+/// jobs' resource index (`model::job_index`), a batch of jobs at a time, or, while a store
+/// written by an earlier Coffer is being indexed (`indexed` false), from every restore job of
+/// the scope.
 fn latest_completed_restore(
     tx: &mut dyn coffer_store::Txn,
-    account: &str,
-    region: &str,
+    (account, region): (&str, &str),
     resource: &str,
+    indexed: bool,
 ) -> Result<Option<JobRecord>> {
     let kind = JobKind::Restore;
     let completed = |j: &JobRecord| j.resource_arn == resource && j.state == JobState::Completed;
-    if !job_index::built(tx)? {
+    if !indexed {
         let prefix = format!("{account}:{region}:");
         let mut latest: Option<JobRecord> = None;
         for (_, v) in scan_all(tx, kind.table(), &prefix)? {
@@ -153,14 +155,22 @@ fn latest_completed_restore(
         }
         return Ok(latest);
     }
-    let keys = job_index::job_keys(tx, kind, account, region, Field::Resource, resource)?;
-    for key in keys.iter().rev() {
-        if let Some(j) = load_job(tx, kind, key)?.filter(completed) {
-            return Ok(Some(j));
+    let mut keys = job_index::job_keys(tx, kind, account, region, Field::Resource, resource)?;
+    keys.reverse();
+    for batch in keys.chunks(RESTORES_AT_A_TIME) {
+        for value in tx.get_many(kind.table(), batch)?.into_iter().flatten() {
+            let j: JobRecord = serde_json::from_slice(&value)?;
+            if completed(&j) {
+                return Ok(Some(j));
+            }
         }
     }
     Ok(None)
 }
+
+/// Restore jobs read at once, newest first, while looking for a resource's latest completed
+/// one (on PostgreSQL a batch is one round trip).
+const RESTORES_AT_A_TIME: usize = 16;
 
 pub(crate) async fn describe(
     meta: &Meta,
@@ -174,17 +184,21 @@ pub(crate) async fn describe(
         ctx.region.clone(),
         input.resource_arn.clone(),
     );
-    // The newest point and the newest completed restore, in one transaction.
-    let (latest, restore) = meta
+    // The newest point (the resource's protected entry) and the newest completed restore,
+    // in one transaction.
+    let seen = job_index::Passes::seen(meta);
+    let (latest, restore, passes) = meta
         .store()
         .read(move |tx| -> Result<_> {
-            let Some(p) = recovery_points::newest_of_resource(tx, &a, &r, &arn)? else {
-                return Ok((None, None));
+            let passes = seen.read(tx)?;
+            let Some(p) = recovery_points::protected_of(tx, &a, &r, &arn)? else {
+                return Ok((None, None, passes));
             };
-            let restore = latest_completed_restore(tx, &a, &r, &arn)?;
-            Ok((Some(p), restore))
+            let restore = latest_completed_restore(tx, (&a, &r), &arn, passes.indexed)?;
+            Ok((Some(p), restore, passes))
         })
         .await?;
+    passes.note(meta);
     let Some(p) = latest else {
         return Err(ApiError::not_found(format!(
             "Resource {} has no recovery point in this account and region.",
@@ -193,9 +207,9 @@ pub(crate) async fn describe(
         .into());
     };
     Ok(DescribeProtectedResourceOutput {
-        last_backup_time: Some(Timestamp(p.creation_date)),
+        last_backup_time: Some(Timestamp(p.created)),
         last_backup_vault_arn: Some(p.vault_arn.clone()),
-        last_recovery_point_arn: Some(p.arn.clone()),
+        last_recovery_point_arn: Some(p.point_arn.clone()),
         latest_restore_execution_time_minutes: restore
             .as_ref()
             .and_then(|j| Some((j.completion_date? - j.started_at?).num_minutes())),

@@ -41,7 +41,7 @@ pub(crate) use crate::model::job_counts::Summary;
 use crate::model::job_counts::escape;
 use crate::model::queue::job_key;
 use crate::model::states::{JobKind, JobState};
-use crate::model::{job_counts, paging};
+use crate::model::{Meta, job_counts, paging};
 
 pub(crate) const TABLE: &str = "job_index";
 const META: &str = "job_index_meta";
@@ -320,6 +320,7 @@ fn counted(tx: &mut dyn Txn, job: &Indexed) -> Result<bool> {
 
 /// Whether every job is in the per-day counts (the backfill's counting pass has finished):
 /// until then the summaries read every job of their period.
+#[cfg(test)]
 pub(crate) fn counts_built(tx: &mut dyn Txn) -> Result<bool> {
     Ok(backfill_state(tx, COUNTS_KEY)?.done)
 }
@@ -362,14 +363,85 @@ fn backfill_state(tx: &mut dyn Txn, key: &str) -> Result<Backfill> {
     })
 }
 
+/// Which passes of the job backfill ([`backfill`]) are complete: every job indexed, every job
+/// with its paired entries, every job in the per-day counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Passes {
+    pub indexed: bool,
+    pub paired: bool,
+    pub counted: bool,
+}
+
+/// The names under which [`Meta::seen_built`] remembers the passes seen complete.
+const SEEN_INDEXED: &str = "job_index";
+const SEEN_PAIRED: &str = "job_index_pairs";
+const SEEN_COUNTED: &str = "job_index_counts";
+
+impl Passes {
+    /// The passes this process has seen complete (a pass never comes undone, so a listing
+    /// does not read their state again: on PostgreSQL each read is a round trip).
+    pub(crate) fn seen(meta: &Meta) -> Passes {
+        Passes {
+            indexed: meta.seen_built(SEEN_INDEXED),
+            paired: meta.seen_built(SEEN_PAIRED),
+            counted: meta.seen_built(SEEN_COUNTED),
+        }
+    }
+
+    /// `self` with the passes not known complete read from the store (one `get_many`).
+    pub(crate) fn read(self, tx: &mut dyn Txn) -> Result<Passes> {
+        let wanted: Vec<(&str, bool)> = [
+            (BACKFILL_KEY, self.indexed),
+            (PAIRS_KEY, self.paired),
+            (COUNTS_KEY, self.counted),
+        ]
+        .into_iter()
+        .filter(|(_, known)| !known)
+        .collect();
+        if wanted.is_empty() {
+            return Ok(self);
+        }
+        let keys: Vec<String> = wanted.iter().map(|(k, _)| k.to_string()).collect();
+        let values = tx.get_many(META, &keys)?;
+        let mut out = self;
+        for ((key, _), value) in wanted.iter().zip(values) {
+            let done = match value {
+                Some(v) => serde_json::from_slice::<Backfill>(&v)?.done,
+                None => false,
+            };
+            match *key {
+                BACKFILL_KEY => out.indexed = done,
+                PAIRS_KEY => out.paired = done,
+                _ => out.counted = done,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remembers in `meta` the passes complete.
+    pub(crate) fn note(self, meta: &Meta) {
+        for (done, name) in [
+            (self.indexed, SEEN_INDEXED),
+            (self.paired, SEEN_PAIRED),
+            (self.counted, SEEN_COUNTED),
+        ] {
+            if done {
+                meta.note_built(name);
+            }
+        }
+    }
+}
+
 /// Whether every job is indexed (the backfill has finished): until then a listing reads
 /// every job of its scope.
+#[cfg(test)]
 pub(crate) fn built(tx: &mut dyn Txn) -> Result<bool> {
     Ok(backfill_state(tx, BACKFILL_KEY)?.done)
 }
 
 /// Whether every job has its paired entries ([`Field::paired`]): until then a listing reads
 /// a single field's index.
+#[cfg(test)]
 pub(crate) fn pairs_built(tx: &mut dyn Txn) -> Result<bool> {
     Ok(backfill_state(tx, PAIRS_KEY)?.done)
 }
@@ -1082,6 +1154,25 @@ mod tests {
             .unwrap();
         assert!(store.read(built).await.unwrap());
         assert!(!store.read(pairs_built).await.unwrap());
+        let read_passes = |known: Passes| {
+            store.read(move |tx| -> Result<(Passes, usize)> {
+                let mut counting = Counting { inner: tx, reads: 0 };
+                let passes = known.read(&mut counting)?;
+                Ok((passes, counting.reads))
+            })
+        };
+        let halfway = Passes {
+            indexed: true,
+            paired: false,
+            counted: false,
+        };
+        assert_eq!(read_passes(Passes::default()).await.unwrap(), (halfway, 3));
+        // What a process has seen complete is not read again; a pass never seen is.
+        let meta = Meta::new(store.clone(), crate::model::clock::Clock::system());
+        assert_eq!(Passes::seen(&meta), Passes::default());
+        halfway.note(&meta);
+        assert_eq!(Passes::seen(&meta), halfway);
+        assert_eq!(read_passes(Passes::seen(&meta)).await.unwrap(), (halfway, 2));
         let mut passes = 0;
         while !store.write(|tx| backfill(tx, 4)).await.unwrap() {
             passes += 1;
@@ -1089,6 +1180,17 @@ mod tests {
         }
         assert!(passes >= 7, "batches of 4 over 30 jobs take several passes");
         assert!(store.read(pairs_built).await.unwrap());
+        let complete = Passes {
+            indexed: true,
+            paired: true,
+            counted: true,
+        };
+        assert_eq!(read_passes(Passes::default()).await.unwrap(), (complete, 3));
+        assert_eq!(read_passes(complete).await.unwrap(), (complete, 0));
+        // A wiped store's builds start over.
+        complete.note(&meta);
+        meta.forget_built();
+        assert_eq!(Passes::seen(&meta), Passes::default());
         let paired = entries(&store).await;
         assert_eq!(paired.iter().filter(|k| k.contains("+state=")).count(), 60);
         let both = pair("v1", JobState::Failed);

@@ -93,6 +93,13 @@ impl Meta {
         }
     }
 
+    /// Forgets every build seen complete: after the store was wiped, its builds start over.
+    pub(crate) fn forget_built(&self) {
+        if let Ok(mut b) = self.built.write() {
+            b.clear();
+        }
+    }
+
     pub fn store(&self) -> &StoreHandle {
         &self.store
     }

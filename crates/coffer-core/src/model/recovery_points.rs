@@ -525,6 +525,26 @@ pub(crate) fn newest_in_vault(
 
 /// The newest recovery point of `resource_arn` in the scope, in any vault: the first entry of
 /// its index.
+/// What ListProtectedResources shows of `resource_arn`, from its [`PROTECTED`] entry (one
+/// read); an entry of an earlier Coffer (the ARN alone) is answered from the resource's index.
+/// `None` when the resource has no recovery point. Call [`build_indexes`] first.
+pub(crate) fn protected_of(
+    tx: &mut dyn Txn,
+    account: &str,
+    region: &str,
+    resource_arn: &str,
+) -> Result<Option<Protected>> {
+    let Some(value) = tx.get(PROTECTED, &format!("{account}:{region}:{resource_arn}"))? else {
+        return Ok(None);
+    };
+    if let Some(p) = Protected::read(&value) {
+        return Ok(Some(p));
+    }
+    Ok(newest_of_resource(tx, account, region, resource_arn)?
+        .as_ref()
+        .map(Protected::of))
+}
+
 pub(crate) fn newest_of_resource(
     tx: &mut dyn Txn,
     account: &str,

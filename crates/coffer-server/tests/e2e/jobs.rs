@@ -502,7 +502,36 @@ async fn backup_restore_copy_round_trip_byte_for_byte() {
         .await
         .unwrap();
     assert_eq!(p.resource_type(), Some("EFS"));
-    assert!(p.last_recovery_point_arn().is_some());
+    // The newest point of the resource (ListRecoveryPointsByResource lists newest first) and
+    // the newest of the completed restores (every restore here is of this resource).
+    let newest = c
+        .list_recovery_points_by_resource()
+        .resource_arn(EFS_ARN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        p.last_recovery_point_arn(),
+        newest.recovery_points()[0].recovery_point_arn()
+    );
+    assert_eq!(
+        p.last_backup_time(),
+        newest.recovery_points()[0].creation_date()
+    );
+    let completed = c
+        .list_restore_jobs()
+        .by_status(RestoreJobStatus::Completed)
+        .send()
+        .await
+        .unwrap();
+    let latest_restore = completed
+        .restore_jobs()
+        .iter()
+        .filter_map(|j| j.creation_date())
+        .max_by_key(|d| (d.secs(), d.subsec_nanos()));
+    assert!(latest_restore.is_some());
+    assert_eq!(p.latest_restore_job_creation_date(), latest_restore);
+    assert!(p.latest_restore_recovery_point_creation_date().is_some());
     let all = c.list_protected_resources().send().await.unwrap();
     assert_eq!(all.results().len(), 1);
 

@@ -167,19 +167,24 @@ pub(crate) async fn list_jobs<T>(
     }
     let limit = page_size(max_results);
     let (filter, ctx) = (filter.clone(), ctx.clone());
-    let (jobs, next) = meta
+    let seen = job_index::Passes::seen(meta);
+    let ((jobs, next), passes) = meta
         .store()
-        .read(move |tx| -> Result<(Vec<JobRecord>, Option<Position>)> {
-            if !job_index::built(tx)? {
+        .read(move |tx| -> Result<_> {
+            let passes = seen.read(tx)?;
+            if !passes.indexed {
                 let plan = filter.plan(kind, &ctx, false);
-                return scan_every_job(tx, &plan, &filter, after.as_ref(), limit);
+                let page = scan_every_job(tx, &plan, &filter, after.as_ref(), limit)?;
+                return Ok((page, passes));
             }
-            let plan = filter.plan(kind, &ctx, job_index::pairs_built(tx)?);
-            job_index::page(tx, &plan, after.as_ref(), limit, |tx, key| {
+            let plan = filter.plan(kind, &ctx, passes.paired);
+            let page = job_index::page(tx, &plan, after.as_ref(), limit, |tx, key| {
                 Ok(load_job(tx, kind, key)?.filter(|j| filter.matches(j)))
-            })
+            })?;
+            Ok((page, passes))
         })
         .await?;
+    passes.note(meta);
     Ok((jobs.iter().map(member).collect(), next.map(|p| p.token())))
 }
 

@@ -76,43 +76,63 @@ async fn period_jobs(
     to: DateTime<Utc>,
 ) -> Result<Vec<(Summary, i64)>> {
     let (account, region) = (ctx.account_id.clone(), ctx.region.clone());
-    meta.store()
-        .read(move |tx| -> Result<Vec<(Summary, i64)>> {
-            let one = |s: Summary| (s, 1);
-            if !job_index::built(tx)? {
-                return every_job(tx, kind, (&account, &region), from, to);
-            }
-            let whole = if job_index::counts_built(tx)? {
-                job_counts::whole_days(from, to)
-            } else {
-                None
+    let seen = job_index::Passes::seen(meta);
+    let (jobs, passes) = meta
+        .store()
+        .read(
+            move |tx| -> Result<(Vec<(Summary, i64)>, job_index::Passes)> {
+                let passes = seen.read(tx)?;
+                let jobs = summed(tx, kind, (&account, &region), from, to, passes)?;
+                Ok((jobs, passes))
+            },
+        )
+        .await?;
+    passes.note(meta);
+    Ok(jobs)
+}
+
+/// [`period_jobs`] in one transaction, given which passes of the job backfill are complete.
+fn summed(
+    tx: &mut dyn Txn,
+    kind: JobKind,
+    (account, region): (&str, &str),
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    passes: job_index::Passes,
+) -> Result<Vec<(Summary, i64)>> {
+    let one = |s: Summary| (s, 1);
+    if !passes.indexed {
+        return every_job(tx, kind, (account, region), from, to);
+    }
+    let whole = if passes.counted {
+        job_counts::whole_days(from, to)
+    } else {
+        None
+    };
+    let Some((first, end)) = whole else {
+        let jobs = job_index::summaries(tx, kind, account, region, from, to)?;
+        return Ok(jobs.into_iter().map(one).collect());
+    };
+    let last = (end - Duration::days(1)).date_naive();
+    let scope = (account, region);
+    let counted = job_counts::days(tx, kind, scope, first.date_naive(), last)?;
+    let mut out: Vec<(Summary, i64)> = counted
+        .into_iter()
+        .map(|(day, c)| {
+            let s = Summary {
+                creation_date: day,
+                state: c.state,
+                resource_type: c.resource_type,
+                message_category: c.message_category,
             };
-            let Some((first, end)) = whole else {
-                let jobs = job_index::summaries(tx, kind, &account, &region, from, to)?;
-                return Ok(jobs.into_iter().map(one).collect());
-            };
-            let last = (end - Duration::days(1)).date_naive();
-            let scope = (account.as_str(), region.as_str());
-            let counted = job_counts::days(tx, kind, scope, first.date_naive(), last)?;
-            let mut out: Vec<(Summary, i64)> = counted
-                .into_iter()
-                .map(|(day, c)| {
-                    let s = Summary {
-                        creation_date: day,
-                        state: c.state,
-                        resource_type: c.resource_type,
-                        message_category: c.message_category,
-                    };
-                    (s, c.count)
-                })
-                .collect();
-            for (a, b) in [(from, first), (end, to)] {
-                let jobs = job_index::summaries(tx, kind, &account, &region, a, b)?;
-                out.extend(jobs.into_iter().map(one));
-            }
-            Ok(out)
+            (s, c.count)
         })
-        .await
+        .collect();
+    for (a, b) in [(from, first), (end, to)] {
+        let jobs = job_index::summaries(tx, kind, account, region, a, b)?;
+        out.extend(jobs.into_iter().map(one));
+    }
+    Ok(out)
 }
 
 /// What is counted of every job of `kind` in the scope created in `[from, to)`, read job by

@@ -23,6 +23,7 @@ What it does, per backend:
                      [--recovery-points 1000000] [--jobs 1000000] [--vaults-per-account 10]
                      [--runs 3] [--duration 10] [--connections 2] [--page-size 100]
                      [--idle-seconds 60] [--work target/scale] [--no-build] [--clean]
+                     [--pg-setting NAME=VALUE ...]
 
 Stores are kept under --work (SQLite files, one PostgreSQL cluster started and stopped by the
 script with .ci/postgres, one database per parameter set); --clean removes them at the end.
@@ -164,11 +165,12 @@ def sqlite_store(coffer, a):
 class Postgres:
     """The benchmark's PostgreSQL cluster (.ci/postgres), kept under --work between runs."""
 
-    def __init__(self, work):
+    def __init__(self, work, settings):
         self.dir = os.path.join(work, "pg")
         os.makedirs(self.dir, exist_ok=True)
+        env = {**os.environ, "COFFER_PG_SETTINGS": " ".join(settings)}
         out = subprocess.run([os.path.join(ROOT, ".ci", "postgres"), "start", self.dir],
-                             check=True, capture_output=True, text=True).stdout
+                             check=True, capture_output=True, text=True, env=env).stdout
         self.admin = re.search(r"COFFER_TEST_POSTGRES=(\S+)", out).group(1)
 
     def psql(self, sql):
@@ -403,6 +405,8 @@ def bench_backend(name, coffer, store, manifest_path, a):
     proc = subprocess.Popen([coffer, "serve", "--config", config], stdout=logf, stderr=logf,
                             env={**os.environ, "COFFER_LOG": "info"})
     result = {"backend": name}
+    if name == "postgres":
+        result["pg_settings"] = a.pg_setting
     try:
         wait_port(port, proc)
         log(f"{name}: listening after {time.time() - started:.1f} s; waiting for start-up work")
@@ -443,7 +447,10 @@ def report(r, a):
     print(f"### {r['backend']}\n")
     print(f"{a.accounts} accounts, {a.plans:,} plans, {a.recovery_points:,} recovery points, "
           f"{a.jobs:,} jobs; wrk -t1 -c{a.connections} -d{a.duration}s, medians of {a.runs} runs, "
-          f"page size {a.page_size}; start-up work took {r['startup_s']:.0f} s.\n")
+          f"page size {a.page_size}; start-up work took {r['startup_s']:.0f} s.")
+    if r["backend"] == "postgres":
+        print(f"PostgreSQL settings: {', '.join(r['pg_settings']) or 'its defaults'}.")
+    print()
     print("| Operation | p50 | p99 | target (p99) | |")
     print("|---|---:|---:|---:|---|")
     for op, (p50, p99, _) in r["latency"].items():
@@ -474,6 +481,9 @@ def main():
     ap.add_argument("--binary", help="the coffer binary to run (implies --no-build)")
     ap.add_argument("--clean", action="store_true", help="remove the stores at the end")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a PostgreSQL server setting for the benchmark's cluster, for example "
+                         "shared_buffers=2GB (repeatable; default: PostgreSQL's own defaults)")
     a = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
@@ -491,7 +501,7 @@ def main():
             if backend == "sqlite":
                 store, manifest = sqlite_store(coffer, a)
             elif backend == "postgres":
-                pg = pg or Postgres(a.work)
+                pg = pg or Postgres(a.work, a.pg_setting)
                 store, manifest = pg.store(coffer, a)
             else:
                 sys.exit(f"unknown backend {backend} (sqlite, postgres)")

@@ -1156,7 +1156,10 @@ mod tests {
         assert!(!store.read(pairs_built).await.unwrap());
         let read_passes = |known: Passes| {
             store.read(move |tx| -> Result<(Passes, usize)> {
-                let mut counting = Counting { inner: tx, reads: 0 };
+                let mut counting = Counting {
+                    inner: tx,
+                    reads: 0,
+                };
                 let passes = known.read(&mut counting)?;
                 Ok((passes, counting.reads))
             })
@@ -1172,7 +1175,10 @@ mod tests {
         assert_eq!(Passes::seen(&meta), Passes::default());
         halfway.note(&meta);
         assert_eq!(Passes::seen(&meta), halfway);
-        assert_eq!(read_passes(Passes::seen(&meta)).await.unwrap(), (halfway, 2));
+        assert_eq!(
+            read_passes(Passes::seen(&meta)).await.unwrap(),
+            (halfway, 2)
+        );
         let mut passes = 0;
         while !store.write(|tx| backfill(tx, 4)).await.unwrap() {
             passes += 1;

@@ -504,7 +504,7 @@ pub async fn store(cmd: StoreCommand) -> Result<()> {
 
 /// `coffer store copy`: progress on stderr every few seconds, the summary on stdout.
 async fn store_copy(args: StoreCopyArgs) -> Result<()> {
-    let to_postgres = args.to.starts_with("postgres://") || args.to.starts_with("postgresql://");
+    let to_postgres = coffer_store::StoreHandle::is_postgres(&args.to);
     let summary = tokio::task::spawn_blocking(move || {
         let mut shown = std::time::Instant::now();
         let mut report = |p: &coffer_store::CopyProgress| {

@@ -459,9 +459,7 @@ async fn report_jobs_write_the_jobs_that_ran_as_csv_and_json() {
         .unwrap()
         .report_jobs()
         .len();
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", DAY + 60))
-        .await;
+    server.advance_clock(DAY + 60).await;
     let jobs = c
         .list_report_jobs()
         .by_report_plan_name("backup_jobs")
@@ -1190,9 +1188,7 @@ async fn daily_reports_follow_the_moved_clock_day_by_day() {
     )
     .await;
     let start_secs = server.clock_secs().await;
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY + 60))
-        .await;
+    server.advance_clock(2 * DAY + 60).await;
 
     let backups: BTreeSet<(String, String)> = c
         .list_backup_jobs()
@@ -1465,18 +1461,14 @@ async fn report_jobs_are_forgotten_after_the_retention_and_their_files_stay() {
     let keys = first.report_destination().unwrap().s3_keys().to_vec();
     assert!(!keys.is_empty());
 
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 29 * DAY))
-        .await;
+    server.advance_clock(29 * DAY).await;
     c.describe_report_job()
         .report_job_id(&id)
         .send()
         .await
         .unwrap();
 
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
-        .await;
+    server.advance_clock(2 * DAY).await;
     let e = c
         .describe_report_job()
         .report_job_id(&id)

@@ -250,6 +250,12 @@ impl Server {
         serde_json::from_str(&answer).unwrap()
     }
 
+    /// Moves the development clock `secs` seconds on ([`Server::move_clock`]).
+    pub async fn advance_clock(&self, secs: i64) -> serde_json::Value {
+        self.move_clock(&format!("{{\"advance_seconds\": {secs}}}"))
+            .await
+    }
+
     /// The development clock's now, in seconds since the epoch.
     pub async fn clock_secs(&self) -> i64 {
         let (_, _, body) = self.raw("GET", "/_coffer/clock", &[], b"").await;

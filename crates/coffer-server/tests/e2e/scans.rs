@@ -31,6 +31,19 @@ fn eicar() -> String {
     .concat()
 }
 
+/// A development-mode server for ACCOUNT on the configuration [`setup`] wrote in `dir`.
+async fn dev_server(dir: &Path) -> Server {
+    let cfg = dir.join("coffer.toml");
+    Server::start(&[
+        "--dev",
+        "--account-id",
+        ACCOUNT,
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+    .await
+}
+
 /// A clean tree of three files, an EBS image, a rule file and the configuration naming them.
 fn setup(dir: &Path) -> std::path::PathBuf {
     let src = dir.join("src");
@@ -144,15 +157,7 @@ fn code<E: aws_sdk_backup::error::ProvideErrorMetadata>(e: &E) -> String {
 async fn scans_find_eicar_and_custom_rules_and_incremental_scans_read_only_changes() {
     let dir = temp_dir();
     let src = setup(dir.path());
-    let cfg = dir.path().join("coffer.toml");
-    let server = Server::start(&[
-        "--dev",
-        "--account-id",
-        ACCOUNT,
-        "--config",
-        cfg.to_str().unwrap(),
-    ])
-    .await;
+    let server = dev_server(dir.path()).await;
     let c = server.client_as(ACCOUNT, "anything", "us-east-1");
     c.create_backup_vault()
         .backup_vault_name("main")
@@ -400,15 +405,7 @@ async fn a_rule_with_scan_actions_scans_the_backups_it_makes() {
     let dir = temp_dir();
     let src = setup(dir.path());
     std::fs::write(src.join("docs/eicar.com"), eicar()).unwrap();
-    let cfg = dir.path().join("coffer.toml");
-    let server = Server::start(&[
-        "--dev",
-        "--account-id",
-        ACCOUNT,
-        "--config",
-        cfg.to_str().unwrap(),
-    ])
-    .await;
+    let server = dev_server(dir.path()).await;
     let c = server.client_as(ACCOUNT, "anything", "us-east-1");
     c.create_backup_vault()
         .backup_vault_name("main")
@@ -585,15 +582,7 @@ async fn ended_scan_jobs_are_forgotten_after_the_retention() {
     const DAY: i64 = 86_400;
     let dir = temp_dir();
     setup(dir.path());
-    let cfg = dir.path().join("coffer.toml");
-    let server = Server::start(&[
-        "--dev",
-        "--account-id",
-        ACCOUNT,
-        "--config",
-        cfg.to_str().unwrap(),
-    ])
-    .await;
+    let server = dev_server(dir.path()).await;
     let c = server.client();
     c.create_backup_vault()
         .backup_vault_name("main")
@@ -626,14 +615,10 @@ async fn ended_scan_jobs_are_forgotten_after_the_retention() {
     );
     assert_eq!(start("scan-token").await, id, "the token answers its job");
 
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 29 * DAY))
-        .await;
+    server.advance_clock(29 * DAY).await;
     c.describe_scan_job().scan_job_id(&id).send().await.unwrap();
 
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
-        .await;
+    server.advance_clock(2 * DAY).await;
     let e = c
         .describe_scan_job()
         .scan_job_id(&id)

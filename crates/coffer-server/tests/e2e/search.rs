@@ -166,6 +166,26 @@ async fn search(s: &Search, scope: SearchScope, filter: Option<EbsItemFilter>) -
 }
 
 /// Waits until search job `id` is no longer RUNNING; its state then.
+/// The export job `eid` once it is no longer running.
+async fn wait_export(
+    s: &Search,
+    eid: &str,
+) -> aws_sdk_backupsearch::operation::get_search_result_export_job::GetSearchResultExportJobOutput {
+    wait_until("the export to end", 60, || {
+        let (s, eid) = (s.clone(), eid.to_string());
+        async move {
+            let j = s
+                .get_search_result_export_job()
+                .export_job_identifier(eid)
+                .send()
+                .await
+                .unwrap();
+            (j.status() != Some(&ExportJobStatus::Running)).then_some(j)
+        }
+    })
+    .await
+}
+
 async fn wait_search(s: &Search, id: &str) -> SearchJobState {
     wait_until("the search job to end", 60, || {
         let (s, id) = (s.clone(), id.to_string());
@@ -486,19 +506,7 @@ async fn filters_stop_export_tags_and_refusals() {
         .await
         .unwrap();
     let eid = export.export_job_identifier().to_string();
-    let ended = wait_until("the export to end", 60, || {
-        let (s, eid) = (s.clone(), eid.clone());
-        async move {
-            let j = s
-                .get_search_result_export_job()
-                .export_job_identifier(eid)
-                .send()
-                .await
-                .unwrap();
-            (j.status() != Some(&ExportJobStatus::Running)).then_some(j)
-        }
-    })
-    .await;
+    let ended = wait_export(&s, &eid).await;
     assert_eq!(
         ended.status(),
         Some(&ExportJobStatus::Completed),
@@ -952,27 +960,13 @@ async fn ended_searches_and_exports_are_forgotten_after_the_retention() {
         .unwrap()
         .export_job_identifier()
         .to_string();
-    let ended = wait_until("the export to end", 60, || {
-        let (s, eid) = (s.clone(), eid.clone());
-        async move {
-            let j = s
-                .get_search_result_export_job()
-                .export_job_identifier(eid)
-                .send()
-                .await
-                .unwrap();
-            (j.status() != Some(&ExportJobStatus::Running)).then_some(j)
-        }
-    })
-    .await;
+    let ended = wait_export(&s, &eid).await;
     assert_eq!(ended.status(), Some(&ExportJobStatus::Completed));
     let csv = dir.path().join("exports").join(&eid).join("results.csv");
     assert!(csv.is_file(), "the export wrote {}", csv.display());
 
     // 29 days on, both are still there.
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 29 * DAY))
-        .await;
+    server.advance_clock(29 * DAY).await;
     s.get_search_job()
         .search_job_identifier(&id)
         .send()
@@ -981,9 +975,7 @@ async fn ended_searches_and_exports_are_forgotten_after_the_retention() {
     assert_eq!(results(&s, &id).await.len(), 1);
 
     // 31 days on, both are gone; the export's files stay.
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
-        .await;
+    server.advance_clock(2 * DAY).await;
     let e = s
         .get_search_job()
         .search_job_identifier(&id)

@@ -181,9 +181,7 @@ async fn a_cold_move_moves_the_data_and_restores_and_copies_read_it_there() {
     assert_eq!(storage_class(&c, "tiered", &rp).await, StorageClass::Warm);
     assert_eq!((snapshots(&l.warm()), snapshots(&l.cold)), (1, 0));
 
-    let answer = server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
-        .await;
+    let answer = server.advance_clock(2 * DAY).await;
     assert_eq!(answer["moved_to_cold"], 1, "{answer}");
     assert_eq!(storage_class(&c, "tiered", &rp).await, StorageClass::Cold);
     wait_only_in_cold(&l).await;
@@ -361,13 +359,9 @@ async fn a_tiering_configuration_moves_s3_points_to_the_low_cost_tier() {
         .await
         .unwrap();
 
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 59 * DAY))
-        .await;
+    server.advance_clock(59 * DAY).await;
     assert_eq!(snapshots(&l.low_cost), 0, "not due before 60 days");
-    server
-        .move_clock(&format!("{{\"advance_seconds\": {}}}", 2 * DAY))
-        .await;
+    server.advance_clock(2 * DAY).await;
     assert_eq!(snapshots(&l.low_cost), 1, "moved at 60 days");
     wait_until("the warm copy to be pruned", 60, || async {
         (snapshots(&l.warm()) == 0).then_some(())

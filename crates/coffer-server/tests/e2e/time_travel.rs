@@ -151,9 +151,7 @@ async fn eight_days(jumps: &[i64]) {
 
     let (mut days, mut firings, mut completed, mut deleted) = (0, 0, 0, 0);
     for jump in jumps {
-        let answer = server
-            .move_clock(&format!("{{\"advance_seconds\": {}}}", jump * DAY))
-            .await;
+        let answer = server.advance_clock(jump * DAY).await;
         days += jump;
         // The clock runs on from each target with wall time between two moves.
         let now = DateTime::from_str(answer["now"].as_str().unwrap(), DateTimeFormat::DateTime)
